@@ -1,0 +1,62 @@
+# Gantry: build, test, images, benchmarks. `make help` lists the targets.
+SHELL := /bin/bash
+CARGO ?= cargo
+MUSL_TARGET := x86_64-unknown-linux-musl
+GNU_TARGET := x86_64-unknown-linux-gnu
+# The static, size-tuned watchdog that function images copy in.
+STATIC_WATCHDOG := target/static/watchdog
+WATCHDOG_IMAGE ?= gantry/watchdog:latest
+WARM_PORT ?= 8080
+
+.PHONY: help build test lint fmt watchdog-static check-static watchdog-image run bench bench-watchdog clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+build: ## debug build of every crate
+	$(CARGO) build --workspace
+
+test: lint check-static ## the whole test suite: fmt, clippy, unit and integration tests, static build
+	$(CARGO) test --workspace
+
+lint: ## rustfmt and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+watchdog-static: ## build the static, size-tuned watchdog into target/static/watchdog
+	@mkdir -p target/static
+	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET); then \
+		echo "building the watchdog for $(MUSL_TARGET) (profile min-size)"; \
+		$(CARGO) build --profile min-size --target $(MUSL_TARGET) -p gantry-watchdog && \
+		cp target/$(MUSL_TARGET)/min-size/watchdog $(STATIC_WATCHDOG); \
+	else \
+		echo "the musl target is unavailable: falling back to a +crt-static glibc build"; \
+		RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
+			$(CARGO) build --profile min-size --target $(GNU_TARGET) -p gantry-watchdog && \
+		cp target/$(GNU_TARGET)/min-size/watchdog $(STATIC_WATCHDOG); \
+	fi
+	@ls -l $(STATIC_WATCHDOG) | awk '{print "target/static/watchdog: " $$5 " bytes"}'
+
+check-static: watchdog-static ## the static watchdog is statically linked and runs a STDIO function
+	@file $(STATIC_WATCHDOG) | tee /dev/stderr | grep -q 'statically linked'
+	@out=$$(EXECUTION_MODE=STDIO WATCHDOG_CMD="python3 examples/python-stdio/handler.py" \
+		INVOCATION_PAYLOAD='{"input":"static"}' $(STATIC_WATCHDOG)) && \
+		echo "$$out" && grep -q '"success":true' <<<"$$out" && grep -q '"STATIC"' <<<"$$out"
+
+watchdog-image: watchdog-static ## FROM scratch image holding only /watchdog, from the host build (no registry needed)
+	docker build --target watchdog-prebuilt -t $(WATCHDOG_IMAGE) .
+
+run: watchdog-static ## start a WARM watchdog with the Python example on :$(WARM_PORT)
+	EXECUTION_MODE=WARM WARM_PORT=$(WARM_PORT) WARM_IDLE_TIMEOUT_MS=0 \
+		WATCHDOG_CMD="python3 examples/python-warm/app.py" $(STATIC_WATCHDOG)
+
+bench: bench-watchdog ## every benchmark
+
+bench-watchdog: watchdog-static ## watchdog size, RSS, WARM proxy and STDIO latency; see BENCHMARKS.md
+	WATCHDOG_BIN=$(CURDIR)/$(STATIC_WATCHDOG) $(CARGO) bench -p gantry-watchdog --bench watchdog_bench
+
+clean: ## remove build output
+	$(CARGO) clean

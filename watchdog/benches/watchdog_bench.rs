@@ -1,0 +1,3 @@
+//! Watchdog benchmarks (placeholder until the benchmark program lands).
+
+fn main() {}

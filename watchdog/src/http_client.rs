@@ -1,0 +1,239 @@
+//! The watchdog's one HTTP/1 client, shared by the whole process: keep-alive
+//! connections to the runtime and the control plane, pooled per host.
+//!
+//! Built on hyper's connection-level client rather than a general-purpose pooled client:
+//! the watchdog talks plain HTTP/1 to one or two hosts, and every byte of the static
+//! binary counts (DESIGN.md §9). Every request reads its whole (bounded) body, after
+//! which its connection goes back to the pool.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{HeaderValue, CONTENT_LENGTH, HOST};
+use hyper::{HeaderMap, Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Idle connections kept per host.
+const MAX_IDLE_PER_HOST: usize = 64;
+/// Limit on establishing a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+type Sender = SendRequest<Full<Bytes>>;
+
+/// A cheaply cloneable handle to the process-wide connection pool.
+#[derive(Clone, Default)]
+pub struct HttpClient {
+    idle: Arc<Mutex<HashMap<String, Vec<Sender>>>>,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient").finish_non_exhaustive()
+    }
+}
+
+/// A complete answer: status, headers and the whole body.
+#[derive(Debug)]
+pub struct Reply {
+    /// The status code.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The body, at most the caller's limit.
+    pub body: Bytes,
+}
+
+/// Why a request got no complete answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL has no host.
+    #[error("{0} has no host")]
+    NoHost(Uri),
+    /// No TCP connection could be made.
+    #[error("cannot connect to {address}: {reason}")]
+    Connect {
+        /// `host:port`.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The connection failed before or while the answer arrived.
+    #[error("connection to {address} failed: {reason}")]
+    Exchange {
+        /// `host:port`.
+        address: String,
+        /// Why.
+        reason: String,
+    },
+    /// The body is longer than the caller allows.
+    #[error("the response body exceeds {0} bytes")]
+    TooLarge(usize),
+}
+
+impl HttpClient {
+    /// A client with an empty pool.
+    pub fn new() -> HttpClient {
+        HttpClient::default()
+    }
+
+    /// Sends `request` (an absolute `http://` URL) and reads the whole answer, failing
+    /// with [`ClientError::TooLarge`] past `body_limit` bytes.
+    pub async fn request(
+        &self,
+        request: Request<Full<Bytes>>,
+        body_limit: usize,
+    ) -> Result<Reply, ClientError> {
+        let (mut parts, body) = request.into_parts();
+        let host = parts
+            .uri
+            .host()
+            .ok_or_else(|| ClientError::NoHost(parts.uri.clone()))?;
+        let port = parts.uri.port_u16().unwrap_or(80);
+        let address = format!("{host}:{port}");
+        if !parts.headers.contains_key(HOST) {
+            let value = parts
+                .uri
+                .authority()
+                .map_or(address.as_str(), |a| a.as_str());
+            if let Ok(value) = HeaderValue::from_str(value) {
+                parts.headers.insert(HOST, value);
+            }
+        }
+        // HTTP/1 servers expect the origin form (`/invoke`), not the absolute URL.
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = Uri::try_from(path).unwrap_or_else(|_| Uri::from_static("/"));
+        let mut request = Request::from_parts(parts, body);
+        let exchange_failed = |err: hyper::Error| ClientError::Exchange {
+            address: address.clone(),
+            reason: describe(&err),
+        };
+        let (mut sender, response) = loop {
+            let (mut sender, reused) = match self.checkout(&address) {
+                Some(sender) => (sender, true),
+                None => (self.connect(&address).await?, false),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => break (sender, response),
+                // A pooled connection the server had already closed: try a fresh one.
+                Err(mut failed) if reused && failed.message().is_some() => {
+                    request = failed.take_message().expect("checked above");
+                }
+                Err(failed) => return Err(exchange_failed(failed.into_error())),
+            }
+        };
+        let (parts, body) = response.into_parts();
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+        if declared.is_some_and(|length| length > body_limit) {
+            return Err(ClientError::TooLarge(body_limit));
+        }
+        let body = match Limited::new(body, body_limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(err) if err.is::<http_body_util::LengthLimitError>() => {
+                return Err(ClientError::TooLarge(body_limit))
+            }
+            Err(err) => {
+                return Err(ClientError::Exchange {
+                    address,
+                    reason: describe(&*err),
+                })
+            }
+        };
+        if sender.ready().await.is_ok() {
+            self.checkin(address, sender);
+        }
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    fn checkout(&self, address: &str) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let senders = idle.get_mut(address)?;
+        while let Some(sender) = senders.pop() {
+            if sender.is_ready() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, address: String, sender: Sender) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let senders = idle.entry(address).or_default();
+        senders.retain(|sender| !sender.is_closed());
+        if senders.len() < MAX_IDLE_PER_HOST {
+            senders.push(sender);
+        }
+    }
+
+    async fn connect(&self, address: &str) -> Result<Sender, ClientError> {
+        let failed = |reason: String| ClientError::Connect {
+            address: address.to_owned(),
+            reason,
+        };
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => return Err(failed(err.to_string())),
+            Err(_) => {
+                return Err(failed(format!(
+                    "no answer within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                )))
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|err| failed(describe(&err)))?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+}
+
+/// Reads a whole request body, failing once it exceeds `limit` bytes.
+pub async fn read_body(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge(limit)),
+        Err(err) => Err(BodyError::Read(err.to_string())),
+    }
+}
+
+/// A request body that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Longer than the limit.
+    #[error("body exceeds {0} bytes")]
+    TooLarge(usize),
+    /// The connection failed mid-body.
+    #[error("connection failed while reading the body: {0}")]
+    Read(String),
+}
+
+/// An error as one readable clause, with its cause chain.
+pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,179 @@
+//! Log forwarding: lines from function processes and the watchdog's own messages are
+//! written by one dedicated thread, so a slow reader of our stdout/stderr applies
+//! backpressure to the forwarders instead of blocking the async runtime.
+//!
+//! Lines are never split or merged; a line longer than [`MAX_LINE`] is cut into pieces.
+
+use std::io::Write;
+use std::sync::OnceLock;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{mpsc, oneshot};
+
+/// Longest line forwarded in one piece.
+pub const MAX_LINE: usize = 64 * 1024;
+/// How much of the last stderr line is kept for error messages.
+const TAIL_LIMIT: usize = 512;
+
+/// Which of the watchdog's streams a line goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The watchdog's stdout.
+    Stdout,
+    /// The watchdog's stderr.
+    Stderr,
+}
+
+enum Message {
+    Line(Target, Vec<u8>),
+    Flush(oneshot::Sender<()>),
+}
+
+fn sink() -> &'static mpsc::Sender<Message> {
+    static SINK: OnceLock<mpsc::Sender<Message>> = OnceLock::new();
+    SINK.get_or_init(|| {
+        let (tx, mut rx) = mpsc::channel::<Message>(1024);
+        std::thread::Builder::new()
+            .name("log-writer".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                while let Some(message) = rx.blocking_recv() {
+                    match message {
+                        Message::Line(Target::Stdout, line) => {
+                            let _ = std::io::stdout().lock().write_all(&line);
+                        }
+                        Message::Line(Target::Stderr, line) => {
+                            let _ = std::io::stderr().lock().write_all(&line);
+                        }
+                        Message::Flush(done) => {
+                            let _ = std::io::stdout().flush();
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })
+            .expect("the log writer thread starts");
+        tx
+    })
+}
+
+/// Writes one line (a newline is added when missing), waiting for room in the queue.
+pub async fn write_line(target: Target, mut line: Vec<u8>) {
+    if line.last() != Some(&b'\n') {
+        line.push(b'\n');
+    }
+    let _ = sink().send(Message::Line(target, line)).await;
+}
+
+/// A message from the watchdog itself, on stderr, prefixed with `watchdog: `.
+pub fn diag(message: std::fmt::Arguments<'_>) {
+    let line = format!("watchdog: {message}\n").into_bytes();
+    if let Err(mpsc::error::TrySendError::Full(Message::Line(_, line))) =
+        sink().try_send(Message::Line(Target::Stderr, line))
+    {
+        // The queue is full of function output; our own message still gets out.
+        let _ = std::io::stderr().write_all(&line);
+    }
+}
+
+/// Logs a watchdog diagnostic on stderr: `diag!("runtime exited with {status}")`.
+#[macro_export]
+macro_rules! diag {
+    ($($arg:tt)*) => { $crate::logs::diag(format_args!($($arg)*)) };
+}
+
+/// Waits until every line queued so far has been written.
+pub async fn flush() {
+    let (done, written) = oneshot::channel();
+    if sink().send(Message::Flush(done)).await.is_ok() {
+        let _ = written.await;
+    }
+}
+
+/// Forwards `reader` line by line to `target` until end of file. Returns the last
+/// non-empty line (trimmed, at most 512 bytes) for use in error messages.
+pub async fn forward_lines(mut reader: impl AsyncRead + Unpin, target: Target) -> Option<String> {
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 8 * 1024];
+    let mut last = None;
+    loop {
+        let read = match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => 0,
+            Ok(n) => n,
+        };
+        if read == 0 {
+            if !pending.is_empty() {
+                remember(&mut last, &pending);
+                write_line(target, pending).await;
+            }
+            return last;
+        }
+        pending.extend_from_slice(&chunk[..read]);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let rest = pending.split_off(end + 1);
+            let line = std::mem::replace(&mut pending, rest);
+            remember(&mut last, &line);
+            write_line(target, line).await;
+        }
+        while pending.len() >= MAX_LINE {
+            let rest = pending.split_off(MAX_LINE);
+            let piece = std::mem::replace(&mut pending, rest);
+            remember(&mut last, &piece);
+            write_line(target, piece).await;
+        }
+    }
+}
+
+/// Forwards lines already in memory (log lines that preceded a STDIO result).
+pub async fn forward_buffer(buffer: &[u8], target: Target) {
+    for line in buffer.split_inclusive(|b| *b == b'\n') {
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            write_line(target, line.to_vec()).await;
+        }
+    }
+}
+
+fn remember(last: &mut Option<String>, line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim();
+    if !text.is_empty() {
+        let mut end = text.len().min(TAIL_LIMIT);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        *last = Some(text[..end].to_owned());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn last_line_is_the_last_non_empty_one() {
+        let input: &[u8] = b"first\nTraceback\nValueError: bad\n\n   \n";
+        assert_eq!(
+            forward_lines(input, Target::Stderr).await.as_deref(),
+            Some("ValueError: bad")
+        );
+        let unterminated: &[u8] = b"a\nno newline at end";
+        assert_eq!(
+            forward_lines(unterminated, Target::Stderr).await.as_deref(),
+            Some("no newline at end")
+        );
+        let empty: &[u8] = b"";
+        assert_eq!(forward_lines(empty, Target::Stderr).await, None);
+    }
+
+    #[tokio::test]
+    async fn endless_line_is_cut_into_bounded_pieces() {
+        // Two full pieces, then the 10-byte rest at end of file.
+        let input = vec![b'x'; MAX_LINE * 2 + 10];
+        let last = forward_lines(&input[..], Target::Stderr).await.unwrap();
+        assert_eq!(last.len(), 10);
+        // A piece kept for error messages is cut to the tail limit.
+        let input = vec![b'y'; MAX_LINE * 2];
+        let last = forward_lines(&input[..], Target::Stderr).await.unwrap();
+        assert_eq!(last.len(), TAIL_LIMIT);
+    }
+}

@@ -1,0 +1,178 @@
+//! FILE: the payload is written to INPUT_FILE, the process runs with INPUT_FILE and
+//! OUTPUT_FILE in its environment, and the result is read from OUTPUT_FILE.
+
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use gantry_protocol::{env, ErrorCode, FunctionError};
+use serde_json::value::RawValue;
+use tokio::io::AsyncReadExt;
+use tokio::time::Instant;
+
+use super::{Invocation, LogForwarders, RunContext};
+use crate::config::CommandLine;
+use crate::outcome::{self, parse_output, process_failure, Outcome};
+use crate::process::{Pipes, Process};
+use crate::supervise::{supervise, ForwardedSignals, Supervised};
+
+/// Where one invocation's input and output live.
+#[derive(Debug, Clone)]
+pub struct FilePaths {
+    /// Written before the process starts.
+    pub input: PathBuf,
+    /// Read after it exits.
+    pub output: PathBuf,
+}
+
+impl FilePaths {
+    /// Paths unique to invocation `sequence`, for WARM watchdogs running several at
+    /// once: `/tmp/input.json` becomes `/tmp/input.7.json`.
+    pub fn numbered(&self, sequence: u64) -> FilePaths {
+        let number = |path: &Path| {
+            let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+            let name = match path.extension() {
+                Some(ext) => format!("{stem}.{sequence}.{}", ext.to_string_lossy()),
+                None => format!("{stem}.{sequence}"),
+            };
+            path.with_file_name(name)
+        };
+        FilePaths {
+            input: number(&self.input),
+            output: number(&self.output),
+        }
+    }
+}
+
+/// Runs `command` once for `invocation` with its input and output in `paths`.
+pub async fn run(
+    command: &CommandLine,
+    paths: &FilePaths,
+    invocation: &Invocation,
+    ctx: &RunContext,
+    signals: Option<&mut ForwardedSignals>,
+) -> Outcome {
+    let started = Instant::now();
+    let outcome = run_in_files(command, paths, invocation, ctx, signals, started).await;
+    for path in [&paths.input, &paths.output] {
+        let _ = tokio::fs::remove_file(path).await;
+    }
+    outcome
+}
+
+async fn run_in_files(
+    command: &CommandLine,
+    paths: &FilePaths,
+    invocation: &Invocation,
+    ctx: &RunContext,
+    signals: Option<&mut ForwardedSignals>,
+    started: Instant,
+) -> Outcome {
+    let setup_failed = |what: String| {
+        Outcome::failed(
+            FunctionError::new(ErrorCode::SpawnError, what),
+            started.elapsed(),
+        )
+    };
+    // A result left by an earlier run must never pass for this one's.
+    match tokio::fs::remove_file(&paths.output).await {
+        Ok(()) => {}
+        Err(err) if err.kind() == ErrorKind::NotFound => {}
+        Err(err) => {
+            return setup_failed(format!(
+                "cannot remove the old OUTPUT_FILE {}: {err}",
+                paths.output.display()
+            ))
+        }
+    }
+    if let Err(err) = tokio::fs::write(&paths.input, &invocation.payload).await {
+        return setup_failed(format!(
+            "cannot write INPUT_FILE {}: {err}",
+            paths.input.display()
+        ));
+    }
+    let input = paths.input.to_string_lossy();
+    let output = paths.output.to_string_lossy();
+    let mut vars = invocation.env();
+    vars.extend([(env::INPUT_FILE, &*input), (env::OUTPUT_FILE, &*output)]);
+    let mut process = match Process::spawn(command, &vars, Pipes::OUTPUT) {
+        Ok(process) => process,
+        Err(err) => return setup_failed(err.to_string()),
+    };
+    let forwarders = LogForwarders::start(&mut process, ctx.child_stdout);
+    let pgid = process.pid();
+    let work = async {
+        let status = process.wait().await;
+        process.terminate(ctx.kill_grace).await;
+        status
+    };
+    let supervised = supervise(
+        pgid,
+        work,
+        Some(invocation.timeout),
+        ctx.kill_grace,
+        signals,
+    )
+    .await;
+    let status = match supervised {
+        Supervised::Finished(status) => status,
+        Supervised::TimedOut => {
+            process.terminate(ctx.kill_grace).await;
+            forwarders.finish().await;
+            return Outcome::failed(outcome::timeout(invocation.timeout), started.elapsed());
+        }
+    };
+    let last_stderr = forwarders.finish().await;
+    let result = if status.success() {
+        read_output(&paths.output, ctx.max_output).await
+    } else {
+        Err(process_failure(status, last_stderr.as_deref()))
+    };
+    Outcome {
+        result,
+        exit_code: status.code(),
+        duration: started.elapsed(),
+    }
+}
+
+async fn read_output(path: &Path, limit: usize) -> Result<Box<RawValue>, FunctionError> {
+    let missing = |detail: String| {
+        FunctionError::new(
+            ErrorCode::InvalidOutput,
+            format!(
+                "function exited successfully but {detail} OUTPUT_FILE {}",
+                path.display()
+            ),
+        )
+    };
+    let file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(err) if err.kind() == ErrorKind::NotFound => {
+            return Err(missing("did not write".into()))
+        }
+        Err(err) => return Err(missing(format!("cannot read ({err})"))),
+    };
+    let mut bytes = Vec::new();
+    if let Err(err) = file.take(limit as u64 + 1).read_to_end(&mut bytes).await {
+        return Err(missing(format!("cannot read ({err})")));
+    }
+    if bytes.len() > limit {
+        return Err(outcome::output_too_large(limit));
+    }
+    parse_output(&bytes, "OUTPUT_FILE").map(|parsed| parsed.value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_paths_keep_directory_and_extension() {
+        let paths = FilePaths {
+            input: "/tmp/input.json".into(),
+            output: "/work/out".into(),
+        }
+        .numbered(7);
+        assert_eq!(paths.input, PathBuf::from("/tmp/input.7.json"));
+        assert_eq!(paths.output, PathBuf::from("/work/out.7"));
+    }
+}
