@@ -98,7 +98,9 @@ impl Lifecycle {
         self.completed.load(Ordering::SeqCst)
     }
 
-    fn touch(&self) {
+    /// Restarts the idle clock (after an invocation, or when the runtime becomes ready:
+    /// start-up time is not idle time).
+    pub fn touch(&self) {
         *self.last_activity.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
     }
 

@@ -116,12 +116,20 @@ pub async fn serve(config: Config) -> i32 {
         sequence: AtomicU64::new(0),
     });
     let stopper = {
-        let lifecycle = Arc::clone(&lifecycle);
+        let warm = Arc::clone(&warm);
         tokio::spawn(async move {
+            let lifecycle = &warm.lifecycle;
+            let ready = async {
+                match &warm.runtime {
+                    Some(runtime) => runtime.became_ready(|| lifecycle.touch()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = term.recv() => lifecycle.stop("SIGTERM"),
                 _ = int.recv() => lifecycle.stop("SIGINT"),
                 () = lifecycle.watch_idle() => {}
+                () = ready => {}
             }
         })
     };

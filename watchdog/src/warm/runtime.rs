@@ -41,6 +41,9 @@ pub struct RuntimeSupervisor {
     client: HttpClient,
 }
 
+/// How long a call that lost its runtime waits for the supervisor to notice.
+const CRASH_NOTICE: Duration = Duration::from_millis(500);
+
 /// A runtime that was healthy for less than this before dying counts as failing.
 const STABLE_AFTER: Duration = Duration::from_secs(1);
 
@@ -86,6 +89,17 @@ impl RuntimeSupervisor {
         self.state.borrow().clone()
     }
 
+    /// Resolves each time the runtime becomes ready (after a start or a restart);
+    /// returns when the supervisor is gone.
+    pub async fn became_ready(&self, mut on_ready: impl FnMut()) {
+        let mut state = self.state.clone();
+        while state.changed().await.is_ok() {
+            if matches!(*state.borrow_and_update(), RuntimeState::Ready(_)) {
+                on_ready();
+            }
+        }
+    }
+
     /// Proxies one invocation, waiting (within its timeout) for the runtime to be ready.
     pub async fn invoke(&self, invocation: &Invocation, max_output: usize) -> Outcome {
         let started = Instant::now();
@@ -121,6 +135,14 @@ impl RuntimeSupervisor {
         };
         let proxied = http::invoke(&self.client, &self.http.invoke_url, invocation, max_output);
         let result = match timeout_at(deadline, proxied).await {
+            Ok(Err(error)) if error.code == ErrorCode::RuntimeCrashed => {
+                // The connection breaks a moment before the exit is reaped: answer only
+                // once the supervisor has seen this runtime go, so /health is already
+                // truthful when the caller hears of the crash.
+                let gone = state.wait_for(|now| *now != RuntimeState::Ready(generation));
+                let _ = tokio::time::timeout(CRASH_NOTICE, gone).await;
+                Err(error)
+            }
             Ok(result) => result,
             Err(_) => {
                 // The runtime may be stuck in this call: its whole group is stopped and
