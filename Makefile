@@ -8,7 +8,7 @@ STATIC_WATCHDOG := target/static/watchdog
 WATCHDOG_IMAGE ?= gantry/watchdog:latest
 WARM_PORT ?= 8080
 
-.PHONY: help build test lint fmt watchdog-static check-static watchdog-image run bench bench-watchdog clean
+.PHONY: help build test lint fmt watchdog-static check-static watchdog-image docker-up check-image run bench bench-watchdog clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -16,8 +16,9 @@ help: ## list targets
 build: ## debug build of every crate
 	$(CARGO) build --workspace
 
-test: lint check-static ## the whole test suite: fmt, clippy, unit and integration tests, static build
+test: lint check-static ## the whole test suite: fmt, clippy, unit and integration tests, static build, image
 	$(CARGO) test --workspace
+	$(MAKE) --no-print-directory check-image
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
@@ -48,6 +49,12 @@ check-static: watchdog-static ## the static watchdog is statically linked and ru
 
 watchdog-image: watchdog-static ## FROM scratch image holding only /watchdog, from the host build (no registry needed)
 	docker build --target watchdog-prebuilt -t $(WATCHDOG_IMAGE) .
+
+docker-up: ## start a Docker engine if none answers (installs docker.io on Debian when missing)
+	scripts/ensure-docker.sh
+
+check-image: watchdog-static docker-up ## watchdog image: runs, holds only /watchdog, serves a FROM scratch STDIO function
+	scripts/check-watchdog-image.sh
 
 run: watchdog-static ## start a WARM watchdog with the Python example on :$(WARM_PORT)
 	EXECUTION_MODE=WARM WARM_PORT=$(WARM_PORT) WARM_IDLE_TIMEOUT_MS=0 \

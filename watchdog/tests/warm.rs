@@ -291,3 +291,47 @@ async fn bad_requests_get_4xx_with_a_reason() {
     assert_eq!(response.status(), 405);
     warm.stop().await;
 }
+
+#[tokio::test]
+async fn calls_past_max_invocations_get_503_while_the_last_ones_finish() {
+    let warm = started(
+        warm(&fixture("runtime.py"))
+            .env("WARM_MAX_INVOCATIONS", "1")
+            .env("WARM_CONCURRENCY", "2"),
+    )
+    .await;
+    let last = tokio::spawn({
+        let (client, base) = (warm.client.clone(), warm.base.clone());
+        async move {
+            let body = json!({"execution_id": "last", "payload": {"sleep": 1}});
+            let response = client
+                .post(format!("{base}/invoke"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            response.json::<serde_json::Value>().await.unwrap()
+        }
+    });
+    for _ in 0..100 {
+        if warm.health().await.1["in_flight"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _, body) = warm
+        .invoke(json!({"execution_id": "extra", "payload": 1}))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("WARM_MAX_INVOCATIONS (1)"),
+        "{body}"
+    );
+    assert_eq!(last.await.unwrap()["success"], true);
+    let mut warm = warm;
+    assert_eq!(warm.wait_exit(Duration::from_secs(10)).await, 0);
+    assert_no_leftovers(&warm.marker).await;
+}

@@ -142,42 +142,35 @@ impl Process {
             .stdout(piped(pipes.stdout, Stdio::inherit))
             .stderr(piped(pipes.stderr, Stdio::inherit))
             .process_group(0);
+        reaper::start().map_err(|err| SpawnError::new(&command.program, &err))?;
         let (mut child, exit) = reaper::spawn_registered(|| {
             let child = cmd.spawn()?;
             let pid = child.id() as i32;
             Ok((child, pid))
         })
         .map_err(|err| SpawnError::new(&command.program, &err))?;
-        let pid = child.id() as i32;
-        let wrap_err = |err: std::io::Error| SpawnError::new(&command.program, &err);
-        let stdin = child
-            .stdin
-            .take()
-            .map(|fd| pipe::Sender::from_owned_fd(fd.into()))
-            .transpose()
-            .map_err(wrap_err)?;
-        let stdout = child
-            .stdout
-            .take()
-            .map(|fd| pipe::Receiver::from_owned_fd(fd.into()))
-            .transpose()
-            .map_err(wrap_err)?;
-        let stderr = child
-            .stderr
-            .take()
-            .map(|fd| pipe::Receiver::from_owned_fd(fd.into()))
-            .transpose()
-            .map_err(wrap_err)?;
-        // `child` is dropped without waiting: the reaper owns its exit status.
-        Ok(Process {
-            pid,
+        // From here on the group is owned: an early return kills it (Drop).
+        let mut process = Process {
+            pid: child.id() as i32,
             exit: Some(exit),
             status: None,
             group_gone: false,
-            stdin,
-            stdout,
-            stderr,
-        })
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        };
+        let wrap_err = |err: std::io::Error| SpawnError::new(&command.program, &err);
+        if let Some(fd) = child.stdin.take() {
+            process.stdin = Some(pipe::Sender::from_owned_fd(fd.into()).map_err(wrap_err)?);
+        }
+        if let Some(fd) = child.stdout.take() {
+            process.stdout = Some(pipe::Receiver::from_owned_fd(fd.into()).map_err(wrap_err)?);
+        }
+        if let Some(fd) = child.stderr.take() {
+            process.stderr = Some(pipe::Receiver::from_owned_fd(fd.into()).map_err(wrap_err)?);
+        }
+        // `child` is dropped without waiting: the reaper owns its exit status.
+        Ok(process)
     }
 
     /// The leader's pid, which is also the process group id.

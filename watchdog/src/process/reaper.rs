@@ -28,17 +28,20 @@ fn registry() -> MutexGuard<'static, Registry> {
 
 /// Makes the watchdog the reaper of its descendants and starts the reaping task.
 ///
-/// Idempotent; must run inside the tokio runtime before the first spawn.
+/// Idempotent (every spawn calls it); must run inside the tokio runtime.
 pub fn start() -> std::io::Result<()> {
-    static STARTED: OnceLock<()> = OnceLock::new();
-    if STARTED.get().is_some() {
+    static STARTED: Mutex<bool> = Mutex::new(false);
+    let mut started = STARTED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if *started {
         return Ok(());
     }
     // Orphaned grandchildren come to us rather than to the host's init, so they are
     // reaped here and a timed-out process group can be seen to be empty.
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let mut sigchld = signal(SignalKind::child())?;
-    STARTED.get_or_init(|| ());
+    *started = true;
     tokio::spawn(async move {
         loop {
             reap_exited();

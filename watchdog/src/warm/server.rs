@@ -158,7 +158,15 @@ async fn invoke(warm: &Warm, request: Request<Incoming>) -> HttpResponse {
     };
     let _in_flight = match warm.lifecycle.begin() {
         Ok(guard) => guard,
-        Err(Refusal::Draining | Refusal::Exhausted) => return draining(),
+        Err(Refusal::Draining) => return draining(),
+        Err(Refusal::Exhausted) => return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "SHUTTING_DOWN",
+            &format!(
+                "this instance took its WARM_MAX_INVOCATIONS ({}) invocations and stops after them",
+                warm.config.warm.max_invocations.unwrap_or_default()
+            ),
+        ),
     };
     let (parts, body) = request.into_parts();
     let body = match read_body(body, MAX_REQUEST_BYTES).await {
