@@ -159,14 +159,13 @@ async fn invoke(warm: &Warm, request: Request<Incoming>) -> HttpResponse {
     let _in_flight = match warm.lifecycle.begin() {
         Ok(guard) => guard,
         Err(Refusal::Draining) => return draining(),
-        Err(Refusal::Exhausted) => return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "SHUTTING_DOWN",
-            &format!(
-                "this instance took its WARM_MAX_INVOCATIONS ({}) invocations and stops after them",
-                warm.config.warm.max_invocations.unwrap_or_default()
-            ),
-        ),
+        Err(Refusal::Exhausted) => {
+            let max = warm.config.warm.max_invocations.unwrap_or_default();
+            let message = format!(
+                "this instance took its WARM_MAX_INVOCATIONS ({max}) invocations and stops after them"
+            );
+            return error(StatusCode::SERVICE_UNAVAILABLE, "SHUTTING_DOWN", &message);
+        }
     };
     let (parts, body) = request.into_parts();
     let body = match read_body(body, MAX_REQUEST_BYTES).await {
