@@ -1,3 +1,188 @@
-//! Watchdog benchmarks (placeholder until the benchmark program lands).
+//! `make bench-watchdog`: measures the watchdog against the DESIGN.md §9 targets — static
+//! binary size, idle RSS, WARM HTTP proxy overhead, WARM STDIO per-call latency and
+//! one-shot STDIO exec-to-callback time — each against a baseline taken in the same run,
+//! prints the report and refreshes the watchdog section of BENCHMARKS.md.
+//!
+//! Environment: `WATCHDOG_BIN` (the binary to measure; default: the one cargo built),
+//! `GANTRY_BENCH_QUICK=1` (few iterations, BENCHMARKS.md left alone),
+//! `GANTRY_BENCH_NO_WRITE=1` (report only). `GANTRY_BENCH_ROLE=runtime` is internal: the
+//! bench re-executes itself as the HTTP runtime.
 
-fn main() {}
+#[path = "watchdog_bench/http.rs"]
+mod http;
+#[path = "watchdog_bench/oneshot.rs"]
+mod oneshot;
+#[path = "watchdog_bench/procs.rs"]
+mod procs;
+#[path = "watchdog_bench/report.rs"]
+mod report;
+#[path = "watchdog_bench/stats.rs"]
+mod stats;
+#[path = "watchdog_bench/warm.rs"]
+mod warm;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use report::{BinarySize, Machine, Results};
+
+/// Errors end the run with a message; every child is stopped on the way out.
+pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The invocation payload (small JSON).
+pub const PAYLOAD: &[u8] = br#"{"name":"gantry","n":42}"#;
+/// The same payload in the `/invoke` envelope.
+pub const ENVELOPE: &[u8] = br#"{"execution_id":"bench-exec","payload":{"name":"gantry","n":42}}"#;
+
+/// Iteration counts.
+#[derive(Debug)]
+pub struct Settings {
+    /// Measured rounds per comparison (after one warm-up round).
+    pub rounds: usize,
+    /// Requests per round at concurrency 1 (HTTP proxy).
+    pub c1_requests: usize,
+    /// Workers of the concurrent HTTP proxy comparison.
+    pub concurrency: usize,
+    /// Requests per worker per round at that concurrency.
+    pub per_worker: usize,
+    /// WARM STDIO calls per round.
+    pub stdio_calls: usize,
+    /// Rounds of the one-shot comparison.
+    pub oneshot_rounds: usize,
+    /// One-shot runs per round.
+    pub oneshot_runs: usize,
+    /// A smoke run (`GANTRY_BENCH_QUICK`): too short to record.
+    pub quick: bool,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let full = Settings {
+            rounds: 15,
+            c1_requests: 3000,
+            concurrency: 32,
+            per_worker: 300,
+            stdio_calls: 300,
+            oneshot_rounds: 5,
+            oneshot_runs: 40,
+            quick: false,
+        };
+        if std::env::var_os("GANTRY_BENCH_QUICK").is_some() {
+            Settings {
+                rounds: 3,
+                c1_requests: full.c1_requests / 10,
+                per_worker: full.per_worker / 10,
+                stdio_calls: full.stdio_calls / 10,
+                oneshot_rounds: 2,
+                oneshot_runs: 10,
+                quick: true,
+                ..full
+            }
+        } else {
+            full
+        }
+    }
+}
+
+/// The workspace root, where BENCHMARKS.md lives.
+fn repository_root() -> &'static Path {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir)
+}
+
+fn binary_size() -> BenchResult<BinarySize> {
+    let path = procs::watchdog_bin();
+    let bytes = std::fs::read(&path)
+        .map_err(|err| format!("cannot read the watchdog binary {}: {err}", path.display()))?;
+    Ok(BinarySize {
+        path: path
+            .strip_prefix(repository_root())
+            .unwrap_or(&path)
+            .display()
+            .to_string(),
+        bytes: bytes.len() as u64,
+        is_static: !has_interpreter(&bytes),
+    })
+}
+
+/// Whether an ELF64 image has a PT_INTERP program header (a dynamic loader).
+fn has_interpreter(elf: &[u8]) -> bool {
+    let read = |at: usize, len: usize| -> u64 {
+        elf.get(at..at + len).map_or(0, |bytes| {
+            bytes
+                .iter()
+                .rev()
+                .fold(0, |acc, &b| (acc << 8) | u64::from(b))
+        })
+    };
+    let (phoff, phentsize, phnum) = (
+        read(0x20, 8) as usize,
+        read(0x36, 2) as usize,
+        read(0x38, 2),
+    );
+    (0..phnum as usize).any(|i| read(phoff + i * phentsize, 4) == 3)
+}
+
+fn run() -> BenchResult<()> {
+    let settings = Settings::from_env();
+    let machine = Machine::detect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    println!("watchdog benchmarks: {}", machine.describe());
+    println!("children's logs: {}", procs::log_dir().display());
+
+    println!("[1/5] static binary size");
+    let size = binary_size()?;
+    println!(
+        "  {}: {} bytes, static: {}",
+        size.path, size.bytes, size.is_static
+    );
+
+    println!(
+        "[2/5, 3/5] WARM HTTP: idle RSS and proxy overhead against the runtime called directly"
+    );
+    let http = warm::http_proxy(&rt, &settings)?;
+
+    println!("[4/5] WARM STDIO with `cat`, a process per call");
+    let stdio = warm::stdio_cat(&rt, &settings)?;
+
+    println!("[5/5] one-shot STDIO: exec → callback");
+    let oneshot = oneshot::stdio_callback(&rt, &settings)?;
+
+    let results = Results {
+        size,
+        http,
+        stdio,
+        oneshot,
+        rounds: settings.rounds,
+    };
+    let section = report::markdown(&results, &machine);
+    println!("\n{section}");
+    let path = repository_root().join("BENCHMARKS.md");
+    if settings.quick || std::env::var_os("GANTRY_BENCH_NO_WRITE").is_some() {
+        println!("BENCHMARKS.md left alone (quick or GANTRY_BENCH_NO_WRITE run)");
+    } else {
+        report::write_section(&path, &section)?;
+        println!("updated {}", path.display());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let outcome = if std::env::var("GANTRY_BENCH_ROLE").as_deref() == Ok("runtime") {
+        http::run_runtime()
+    } else {
+        run().inspect(|()| {
+            // The children's logs are only kept to explain a failure.
+            let _ = std::fs::remove_dir_all(procs::log_dir());
+        })
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("watchdog bench failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
