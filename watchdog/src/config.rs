@@ -197,7 +197,7 @@ impl ConfigError {
 /// Reads variables by name; empty values count as unset.
 struct Vars<F>(F);
 
-impl<F: Fn(&str) -> Result<Option<String>, ConfigError>> Vars<F> {
+impl<F: Fn(&'static str) -> Result<Option<String>, ConfigError>> Vars<F> {
     fn get(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
         Ok((self.0)(var)?.filter(|value| !value.trim().is_empty()))
     }
@@ -265,7 +265,7 @@ fn parse_http_url(var: &'static str, value: String) -> Result<Uri, ConfigError> 
 }
 
 fn parse_mode(
-    vars: &Vars<impl Fn(&str) -> Result<Option<String>, ConfigError>>,
+    vars: &Vars<impl Fn(&'static str) -> Result<Option<String>, ConfigError>>,
 ) -> Result<Mode, ConfigError> {
     let value = vars
         .get(env::EXECUTION_MODE)?
@@ -336,15 +336,13 @@ impl Config {
         Config::from_lookup(|var| match std::env::var(var) {
             Ok(value) => Ok(Some(value)),
             Err(std::env::VarError::NotPresent) => Ok(None),
-            Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::NotUnicode {
-                var: static_name(var),
-            }),
+            Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::NotUnicode { var }),
         })
     }
 
     /// Reads variables through `lookup` (tests pass a map).
     pub fn from_lookup(
-        lookup: impl Fn(&str) -> Result<Option<String>, ConfigError>,
+        lookup: impl Fn(&'static str) -> Result<Option<String>, ConfigError>,
     ) -> Result<Config, ConfigError> {
         let vars = Vars(lookup);
         let mode = parse_mode(&vars)?;
@@ -485,38 +483,6 @@ fn derive_health_url(invoke_url: &Uri) -> Uri {
     let mut parts = invoke_url.clone().into_parts();
     parts.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static("/health"));
     Uri::from_parts(parts).expect("an absolute URL with a new path stays valid")
-}
-
-/// Maps a looked-up name back to its `&'static` constant for error messages.
-fn static_name(var: &str) -> &'static str {
-    const ALL: [&str; 23] = [
-        env::EXECUTION_MODE,
-        env::WATCHDOG_CMD,
-        env::EXECUTION_ID,
-        env::CALLBACK_URL,
-        env::CALLBACK_TOKEN,
-        env::INVOCATION_PAYLOAD,
-        env::PAYLOAD_URL,
-        env::TIMEOUT_MS,
-        env::KILL_GRACE_MS,
-        env::RUNTIME_URL,
-        env::HEALTH_URL,
-        env::READY_TIMEOUT_MS,
-        env::INPUT_FILE,
-        env::OUTPUT_FILE,
-        env::WARM_PORT,
-        env::WARM_HOST,
-        env::WARM_IDLE_TIMEOUT_MS,
-        env::WARM_MAX_INVOCATIONS,
-        env::WARM_RUNTIME,
-        env::WARM_CONCURRENCY,
-        env::MAX_OUTPUT_BYTES,
-        env::TRACE_ID,
-        env::PORT,
-    ];
-    ALL.into_iter()
-        .find(|name| *name == var)
-        .unwrap_or("environment")
 }
 
 #[cfg(test)]

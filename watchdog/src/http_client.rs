@@ -17,18 +17,58 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, HOST};
 use hyper::{HeaderMap, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// Idle connections kept per host.
 const MAX_IDLE_PER_HOST: usize = 64;
+/// Idle connections beyond the most recent one per host are closed after this long, so
+/// a burst of concurrent calls does not hold its sockets and buffers forever.
+const IDLE_EXPIRY: Duration = Duration::from_secs(5);
 /// Limit on establishing a TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Sender = SendRequest<Full<Bytes>>;
 
+/// Idle connections per `host:port`, most recently used last.
+struct Pool {
+    idle: HashMap<String, Vec<(Sender, Instant)>>,
+    /// How long an idle connection (other than the newest per host) is kept.
+    expiry: Duration,
+    /// Whether a task is closing expired connections.
+    pruning: bool,
+}
+
+impl Pool {
+    /// Closes connections idle past the expiry, keeping the newest per host.
+    /// Returns whether any expirable connection remains.
+    fn prune(&mut self, now: Instant) -> bool {
+        let mut remaining = false;
+        let expiry = self.expiry;
+        self.idle.retain(|_, senders| {
+            let newest = senders.len().saturating_sub(1);
+            let mut index = 0;
+            senders.retain(|(sender, since)| {
+                let keep = !sender.is_closed() && (index == newest || now - *since < expiry);
+                index += 1;
+                keep
+            });
+            remaining |= senders.len() > 1;
+            !senders.is_empty()
+        });
+        remaining
+    }
+}
+
 /// A cheaply cloneable handle to the process-wide connection pool.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct HttpClient {
-    idle: Arc<Mutex<HashMap<String, Vec<Sender>>>>,
+    pool: Arc<Mutex<Pool>>,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        HttpClient::with_idle_expiry(IDLE_EXPIRY)
+    }
 }
 
 impl std::fmt::Debug for HttpClient {
@@ -79,6 +119,18 @@ impl HttpClient {
     /// A client with an empty pool.
     pub fn new() -> HttpClient {
         HttpClient::default()
+    }
+
+    /// A client whose extra idle connections close after `expiry`.
+    pub fn with_idle_expiry(expiry: Duration) -> HttpClient {
+        let pool = Pool {
+            idle: HashMap::new(),
+            expiry,
+            pruning: false,
+        };
+        HttpClient {
+            pool: Arc::new(Mutex::new(pool)),
+        }
     }
 
     /// Sends `request` (an absolute `http://` URL) and reads the whole answer, failing
@@ -156,10 +208,14 @@ impl HttpClient {
         })
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn checkout(&self, address: &str) -> Option<Sender> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let senders = idle.get_mut(address)?;
-        while let Some(sender) = senders.pop() {
+        let mut pool = self.lock();
+        let senders = pool.idle.get_mut(address)?;
+        while let Some((sender, _)) = senders.pop() {
             if sender.is_ready() {
                 return Some(sender);
             }
@@ -168,11 +224,28 @@ impl HttpClient {
     }
 
     fn checkin(&self, address: String, sender: Sender) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let senders = idle.entry(address).or_default();
-        senders.retain(|sender| !sender.is_closed());
-        if senders.len() < MAX_IDLE_PER_HOST {
-            senders.push(sender);
+        let mut pool = self.lock();
+        let senders = pool.idle.entry(address).or_default();
+        senders.retain(|(sender, _)| !sender.is_closed());
+        if senders.len() >= MAX_IDLE_PER_HOST {
+            return;
+        }
+        senders.push((sender, Instant::now()));
+        if senders.len() > 1 && !pool.pruning {
+            pool.pruning = true;
+            let interval = pool.expiry / 5;
+            let pool = Arc::downgrade(&self.pool);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    let Some(pool) = pool.upgrade() else { return };
+                    let mut pool = pool.lock().unwrap_or_else(|p| p.into_inner());
+                    if !pool.prune(Instant::now()) {
+                        pool.pruning = false;
+                        return;
+                    }
+                }
+            });
         }
     }
 
@@ -236,4 +309,100 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use hyper::server::conn::http1 as server;
+    use hyper::service::service_fn;
+    use hyper::Response;
+    use tokio::net::TcpListener;
+    use tokio::sync::Barrier;
+
+    use super::*;
+
+    /// A server that answers once `hold` requests are in flight together, and counts
+    /// its open connections.
+    async fn server(hold: usize) -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let open = Arc::new(AtomicUsize::new(0));
+        let barrier = Arc::new(Barrier::new(hold));
+        let counter = Arc::clone(&open);
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let (open, barrier) = (Arc::clone(&counter), Arc::clone(&barrier));
+                open.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = service_fn(move |_request| {
+                        let barrier = Arc::clone(&barrier);
+                        async move {
+                            barrier.wait().await;
+                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                                Bytes::from_static(b"{}"),
+                            )))
+                        }
+                    });
+                    let _ = server::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (address, open)
+    }
+
+    fn get(address: &str) -> Request<Full<Bytes>> {
+        Request::get(format!("http://{address}/"))
+            .body(Full::default())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn connections_are_reused_and_extra_idle_ones_expire() {
+        let (address, open) = server(3).await;
+        let client = HttpClient::with_idle_expiry(Duration::from_millis(200));
+        // Three calls at once need three connections.
+        let replies = tokio::join!(
+            client.request(get(&address), 1024),
+            client.request(get(&address), 1024),
+            client.request(get(&address), 1024),
+        );
+        for reply in [replies.0, replies.1, replies.2] {
+            assert_eq!(reply.unwrap().body, "{}");
+        }
+        assert_eq!(open.load(Ordering::SeqCst), 3);
+        // Once idle past the expiry, only the newest stays open.
+        for _ in 0..100 {
+            if open.load(Ordering::SeqCst) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(open.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn sequential_calls_share_one_connection() {
+        let (address, open) = server(1).await;
+        let client = HttpClient::new();
+        for _ in 0..5 {
+            client.request(get(&address), 1024).await.unwrap();
+        }
+        assert_eq!(open.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_limit_is_too_large() {
+        let (address, _) = server(1).await;
+        let err = HttpClient::new()
+            .request(get(&address), 1)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::TooLarge(1)), "{err}");
+    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
-use support::{assert_no_leftovers, watchdog, watchdog_bin, MARKER_VAR};
+use support::{assert_no_leftovers, watchdog, watchdog_bin, MarkerGuard, MARKER_VAR};
 
 /// A function that waits for a signal and reports which one it got.
 const WAITS_FOR_SIGNAL: &str = r#"python3 -c '
@@ -27,6 +27,7 @@ async fn sigterm_and_sigint_are_forwarded_to_the_function() {
     for signal in [Signal::SIGTERM, Signal::SIGINT] {
         let mut run = watchdog("STDIO", WAITS_FOR_SIGNAL);
         let marker = run.marker.clone();
+        let _cleanup = MarkerGuard(marker.clone());
         let mut child = run.command.spawn().unwrap();
         let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
@@ -59,6 +60,7 @@ async fn a_function_that_ignores_a_forwarded_sigterm_is_killed_after_the_grace_p
     )
     .env("KILL_GRACE_MS", "300");
     let marker = run.marker.clone();
+    let _cleanup = MarkerGuard(marker.clone());
     let mut child = run.command.spawn().unwrap();
     let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
@@ -93,6 +95,7 @@ async fn orphans_are_reaped_by_the_watchdog_as_pid_1_of_a_pid_namespace() {
         echo "{\"zombies\": $zombies, \"parent\": $PPID}"
     '"#;
     let marker = uuid::Uuid::new_v4().to_string();
+    let _cleanup = MarkerGuard(marker.clone());
     let output = tokio::process::Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc"])
         .arg(watchdog_bin())

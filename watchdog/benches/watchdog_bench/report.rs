@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::oneshot;
 use crate::procs::{self, Memory};
 use crate::stats::Summary;
-use crate::warm::{HttpProxy, StdioCat};
+use crate::warm::{HttpProxy, StdioCat, IDLE_AFTER_LOAD};
 use crate::BenchResult;
 
 /// Marks the start of the section this program owns in BENCHMARKS.md.
@@ -222,7 +222,8 @@ fn memory_table(http: &HttpProxy, stdio: &StdioCat) -> Table {
     };
     let after = |(memory, invocations): &(Memory, u64), concurrency: usize| {
         let what = format!(
-            "same, 1 s after the concurrency-{concurrency} rounds ({} invocations so far)",
+            "same, {} s idle after the concurrency-{concurrency} rounds ({} invocations so far)",
+            IDLE_AFTER_LOAD.as_secs(),
             grouped(*invocations)
         );
         measured(what, memory, "—")

@@ -22,7 +22,7 @@ pub struct HttpProxy {
     pub ready: Duration,
     /// The watchdog's memory, ready and idle, before any invocation.
     pub idle: Memory,
-    /// The watchdog's memory after the concurrency-1 rounds and a second of idleness,
+    /// The watchdog's memory after the concurrency-1 rounds and [`IDLE_AFTER_LOAD`] idle,
     /// and how many invocations it had completed by then.
     pub after_c1: (Memory, u64),
     /// The same after the concurrent rounds too.
@@ -324,12 +324,18 @@ fn level(
     Ok(level)
 }
 
-/// The watchdog's memory after a second of idleness, and its completed invocations.
+/// How long "idle" lasts before memory is measured after load: past the watchdog's idle
+/// connection expiry (5 s, `http_client::IDLE_EXPIRY`) and its pruning interval, so the
+/// extra keep-alive connections of a concurrent burst are closed, as in a real idle spell.
+pub const IDLE_AFTER_LOAD: Duration = Duration::from_secs(7);
+
+/// The watchdog's memory after [`IDLE_AFTER_LOAD`] of idleness, and its completed invocations.
 fn after_burst(rt: &Runtime, watchdog: &WarmWatchdog) -> BenchResult<(Memory, u64)> {
-    let memory = settle_and_measure(watchdog.process.pid(), Duration::from_secs(1))?;
+    let memory = settle_and_measure(watchdog.process.pid(), IDLE_AFTER_LOAD)?;
     let invocations = rt.block_on(completed(watchdog.port))?;
     println!(
-        "  after {invocations} invocations and 1 s idle: watchdog RSS {} KiB (peak {} KiB), {} open sockets",
+        "  after {invocations} invocations and {} s idle: watchdog RSS {} KiB (peak {} KiB), {} open sockets",
+        IDLE_AFTER_LOAD.as_secs(),
         memory.rss_kib, memory.hwm_kib, memory.sockets
     );
     Ok((memory, invocations))

@@ -229,20 +229,28 @@ impl Process {
     pub async fn terminate(&mut self, grace: Duration) {
         if self.group_alive() {
             self.signal_group(Signal::SIGTERM);
-            let deadline = Instant::now() + grace;
-            while self.group_alive() && Instant::now() < deadline {
-                sleep(POLL.min(deadline - Instant::now())).await;
-            }
+            self.wait_group_gone(Instant::now() + grace).await;
             if self.group_alive() {
                 self.signal_group(Signal::SIGKILL);
                 // SIGKILL cannot be ignored; this only waits for the kernel and the reaper.
-                let give_up = Instant::now() + Duration::from_secs(5);
-                while self.group_alive() && Instant::now() < give_up {
-                    sleep(POLL).await;
-                }
+                self.wait_group_gone(Instant::now() + Duration::from_secs(5))
+                    .await;
             }
         }
         let _ = tokio::time::timeout(Duration::from_secs(1), self.wait()).await;
+    }
+
+    /// Waits until the group is empty or `deadline` passes. The leader's exit usually
+    /// empties it, so that wakes the wait at once; stragglers are polled for.
+    async fn wait_group_gone(&mut self, deadline: Instant) {
+        while self.group_alive() && Instant::now() < deadline {
+            let pause = POLL.min(deadline - Instant::now());
+            if self.status.is_none() {
+                let _ = tokio::time::timeout(pause, self.wait()).await;
+            } else {
+                sleep(pause).await;
+            }
+        }
     }
 }
 

@@ -149,6 +149,7 @@ impl Watchdog {
 
     /// Runs a one-shot watchdog to completion (at most 60 s) and checks it left nothing behind.
     pub async fn run(mut self) -> Finished {
+        let _cleanup = MarkerGuard(self.marker.clone());
         let started = Instant::now();
         let child = self.command.spawn().expect("start the watchdog");
         let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
@@ -188,6 +189,25 @@ pub fn processes_with_marker(marker: &str) -> Vec<(u32, String)> {
         }
     }
     found
+}
+
+/// Kills every process tagged with `marker` when dropped, so a failing test (whose
+/// watchdog gets SIGKILL and cannot stop its children) leaves nothing running either.
+pub struct MarkerGuard(pub String);
+
+impl Drop for MarkerGuard {
+    fn drop(&mut self) {
+        kill_marked(&self.0);
+    }
+}
+
+fn kill_marked(marker: &str) {
+    for (pid, _) in processes_with_marker(marker) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 /// Fails the test if any process tagged with `marker` is still alive after 3 s.

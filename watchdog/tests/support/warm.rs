@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Child;
 use tokio::sync::oneshot;
 
-use super::{assert_no_leftovers, Watchdog};
+use super::{assert_no_leftovers, MarkerGuard, Watchdog};
 
 pub struct WarmWatchdog {
     child: Child,
@@ -20,6 +20,7 @@ pub struct WarmWatchdog {
     pub marker: String,
     pub client: reqwest::Client,
     stderr: Arc<Mutex<String>>,
+    _cleanup: MarkerGuard,
 }
 
 impl Watchdog {
@@ -54,6 +55,7 @@ impl Watchdog {
         WarmWatchdog {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            _cleanup: MarkerGuard(self.marker.clone()),
             marker: self.marker,
             client: reqwest::Client::new(),
             stderr,
