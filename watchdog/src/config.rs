@@ -41,6 +41,32 @@ pub struct CommandLine {
     pub args: Vec<String>,
 }
 
+impl CommandLine {
+    /// The same command with its program resolved on `PATH` (as `exec` would), so a
+    /// watchdog that spawns it per invocation does not search `PATH` every time. A
+    /// program with a slash, or not found, is kept as it is: spawning then reports it.
+    pub fn resolved(mut self) -> CommandLine {
+        if !self.program.contains('/') {
+            if let Some(found) = find_on_path(&self.program) {
+                self.program = found;
+            }
+        }
+        self
+    }
+}
+
+fn find_on_path(program: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+        .and_then(|found| found.into_os_string().into_string().ok())
+}
+
 impl std::fmt::Display for CommandLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let words = std::iter::once(&self.program).chain(&self.args);

@@ -136,3 +136,18 @@ fn explicit_health_url_is_kept() {
     assert_eq!(config.http.health_url, "http://localhost:9000/ready");
     assert_eq!(config.http.port, 9000);
 }
+
+#[test]
+fn programs_are_resolved_on_path_once() {
+    let sh = parse_command("sh -c 'exit 0'").unwrap().resolved();
+    assert!(
+        sh.program.starts_with('/') && sh.program.ends_with("/sh"),
+        "{}",
+        sh.program
+    );
+    assert_eq!(sh.args, ["-c", "exit 0"]);
+    let missing = parse_command("no-such-program-xyz").unwrap().resolved();
+    assert_eq!(missing.program, "no-such-program-xyz");
+    let relative = parse_command("./run.sh").unwrap().resolved();
+    assert_eq!(relative.program, "./run.sh");
+}

@@ -266,7 +266,12 @@ impl HttpClient {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        // A fixed 4 KiB read buffer: each answer's body keeps its buffer alive, so hyper
+        // allocates a fresh one per response. Its adaptive default starts at 8 KiB, a size
+        // musl's allocator maps and unmaps on every call; one page stays in a reused slab.
+        let (sender, connection) = http1::Builder::new()
+            .read_buf_exact_size(Some(4096))
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|err| failed(describe(&err)))?;
         tokio::spawn(async move {

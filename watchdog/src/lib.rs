@@ -44,7 +44,8 @@ pub mod exit_code {
 
 /// Runs the watchdog as configured and returns its exit code. Call it on a
 /// current-thread tokio runtime with I/O and time enabled.
-pub async fn run(config: Config) -> i32 {
+pub async fn run(mut config: Config) -> i32 {
+    config.command = config.command.resolved();
     if let Err(err) = process::reaper::start() {
         diag!("cannot watch child processes: {err}");
         return exit_code::INTERNAL;

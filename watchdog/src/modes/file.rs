@@ -1,12 +1,11 @@
 //! FILE: the payload is written to INPUT_FILE, the process runs with INPUT_FILE and
 //! OUTPUT_FILE in its environment, and the result is read from OUTPUT_FILE.
 
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use gantry_protocol::{env, ErrorCode, FunctionError};
 use serde_json::value::RawValue;
-use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 
 use super::{Invocation, LogForwarders, RunContext};
@@ -53,10 +52,18 @@ pub async fn run(
 ) -> Outcome {
     let started = Instant::now();
     let outcome = run_in_files(command, paths, invocation, ctx, signals, started).await;
-    for path in [&paths.input, &paths.output] {
-        let _ = tokio::fs::remove_file(path).await;
-    }
+    let files = paths.clone();
+    let _ = off_thread(move || {
+        let _ = std::fs::remove_file(&files.input);
+        let _ = std::fs::remove_file(&files.output);
+    })
+    .await;
     outcome
+}
+
+/// Runs blocking file I/O on tokio's blocking pool, off the event loop.
+async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(work).await.ok()
 }
 
 async fn run_in_files(
@@ -74,21 +81,20 @@ async fn run_in_files(
         )
     };
     // A result left by an earlier run must never pass for this one's.
-    match tokio::fs::remove_file(&paths.output).await {
-        Ok(()) => {}
-        Err(err) if err.kind() == ErrorKind::NotFound => {}
-        Err(err) => {
-            return setup_failed(format!(
-                "cannot remove the old OUTPUT_FILE {}: {err}",
-                paths.output.display()
-            ))
-        }
-    }
-    if let Err(err) = tokio::fs::write(&paths.input, &invocation.payload).await {
-        return setup_failed(format!(
-            "cannot write INPUT_FILE {}: {err}",
-            paths.input.display()
-        ));
+    let (files, payload) = (paths.clone(), invocation.payload.clone());
+    let prepared = off_thread(move || match std::fs::remove_file(&files.output) {
+        Err(err) if err.kind() != ErrorKind::NotFound => Err(format!(
+            "cannot remove the old OUTPUT_FILE {}: {err}",
+            files.output.display()
+        )),
+        _ => std::fs::write(&files.input, &payload)
+            .map_err(|err| format!("cannot write INPUT_FILE {}: {err}", files.input.display())),
+    })
+    .await;
+    match prepared {
+        Some(Ok(())) => {}
+        Some(Err(problem)) => return setup_failed(problem),
+        None => return setup_failed("the file preparation task failed".into()),
     }
     let input = paths.input.to_string_lossy();
     let output = paths.output.to_string_lossy();
@@ -123,7 +129,15 @@ async fn run_in_files(
     };
     let last_stderr = forwarders.finish().await;
     let result = if status.success() {
-        read_output(&paths.output, ctx.max_output).await
+        let (output, limit) = (paths.output.clone(), ctx.max_output);
+        off_thread(move || read_output(&output, limit))
+            .await
+            .unwrap_or_else(|| {
+                Err(FunctionError::new(
+                    ErrorCode::InvalidOutput,
+                    "reading OUTPUT_FILE failed",
+                ))
+            })
     } else {
         Err(process_failure(status, last_stderr.as_deref()))
     };
@@ -134,7 +148,7 @@ async fn run_in_files(
     }
 }
 
-async fn read_output(path: &Path, limit: usize) -> Result<Box<RawValue>, FunctionError> {
+fn read_output(path: &Path, limit: usize) -> Result<Box<RawValue>, FunctionError> {
     let missing = |detail: String| {
         FunctionError::new(
             ErrorCode::InvalidOutput,
@@ -144,7 +158,7 @@ async fn read_output(path: &Path, limit: usize) -> Result<Box<RawValue>, Functio
             ),
         )
     };
-    let file = match tokio::fs::File::open(path).await {
+    let file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(err) if err.kind() == ErrorKind::NotFound => {
             return Err(missing("did not write".into()))
@@ -152,7 +166,7 @@ async fn read_output(path: &Path, limit: usize) -> Result<Box<RawValue>, Functio
         Err(err) => return Err(missing(format!("cannot read ({err})"))),
     };
     let mut bytes = Vec::new();
-    if let Err(err) = file.take(limit as u64 + 1).read_to_end(&mut bytes).await {
+    if let Err(err) = file.take(limit as u64 + 1).read_to_end(&mut bytes) {
         return Err(missing(format!("cannot read ({err})")));
     }
     if bytes.len() > limit {
