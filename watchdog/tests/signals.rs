@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::json;
-use support::{assert_no_leftovers, watchdog, watchdog_bin, MarkerGuard, MARKER_VAR};
+use support::{assert_no_leftovers, watchdog, watchdog_bin, MarkerGuard, Watchdog, MARKER_VAR};
 
 /// A function that waits for a signal and reports which one it got.
 const WAITS_FOR_SIGNAL: &str = r#"python3 -c '
@@ -22,66 +22,57 @@ while not got:
 print(json.dumps({"got": got[0]}))
 '"#;
 
-#[tokio::test]
-async fn sigterm_and_sigint_are_forwarded_to_the_function() {
-    for signal in [Signal::SIGTERM, Signal::SIGINT] {
-        let mut run = watchdog("STDIO", WAITS_FOR_SIGNAL);
-        let marker = run.marker.clone();
-        let _cleanup = MarkerGuard(marker.clone());
-        let mut child = run.command.spawn().unwrap();
-        let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut line)
-            .await
-            .unwrap();
-        assert_eq!(line.trim(), "ready");
-        kill(Pid::from_raw(child.id().unwrap() as i32), signal).unwrap();
-        let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-            .await
-            .unwrap()
-            .unwrap();
-        let report: serde_json::Value =
-            serde_json::from_slice(output.stdout.trim_ascii()).expect("a report on stdout");
-        assert_eq!(
-            report["output"],
-            json!({"got": signal.as_str()}),
-            "{report}"
-        );
-        assert_eq!(output.status.code(), Some(0));
-        assert_no_leftovers(&marker).await;
-    }
-}
-
-#[tokio::test]
-async fn a_function_that_ignores_a_forwarded_sigterm_is_killed_after_the_grace_period() {
-    let mut run = watchdog(
-        "STDIO",
-        r#"sh -c "trap '' TERM; echo ready >&2; sleep 300""#,
-    )
-    .env("KILL_GRACE_MS", "300");
-    let marker = run.marker.clone();
+/// Starts `run`, waits for its function to print "ready" on stderr, sends `signal` to
+/// the watchdog, and returns the exit code and the report it printed. Checks that no
+/// process is left behind.
+async fn signal_when_ready(run: Watchdog, signal: Signal) -> (Option<i32>, serde_json::Value) {
+    let Watchdog {
+        mut command,
+        marker,
+    } = run;
     let _cleanup = MarkerGuard(marker.clone());
-    let mut child = run.command.spawn().unwrap();
+    let mut child = command.spawn().unwrap();
     let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut line)
         .await
         .unwrap();
-    kill(Pid::from_raw(child.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+    assert_eq!(line.trim(), "ready");
+    kill(Pid::from_raw(child.id().unwrap() as i32), signal).unwrap();
     let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
         .unwrap()
         .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(output.stdout.trim_ascii()).unwrap();
-    assert_eq!(report["error"]["code"], "RUNTIME_CRASHED", "{report}");
-    assert!(
-        report["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("SIGKILL"),
-        "{report}"
-    );
+    let report = serde_json::from_slice(output.stdout.trim_ascii()).expect("a report on stdout");
     assert_no_leftovers(&marker).await;
+    (output.status.code(), report)
+}
+
+#[tokio::test]
+async fn sigterm_and_sigint_are_forwarded_to_the_function() {
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        let (code, report) = signal_when_ready(watchdog("STDIO", WAITS_FOR_SIGNAL), signal).await;
+        assert_eq!(
+            report["output"],
+            json!({"got": signal.as_str()}),
+            "{report}"
+        );
+        assert_eq!(code, Some(0));
+    }
+}
+
+#[tokio::test]
+async fn a_function_that_ignores_a_forwarded_sigterm_is_killed_after_the_grace_period() {
+    let run = watchdog(
+        "STDIO",
+        r#"sh -c "trap '' TERM; echo ready >&2; sleep 300""#,
+    )
+    .env("KILL_GRACE_MS", "300");
+    let (code, report) = signal_when_ready(run, Signal::SIGTERM).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(report["error"]["code"], "RUNTIME_CRASHED", "{report}");
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(message.contains("SIGKILL"), "{report}");
 }
 
 #[tokio::test]

@@ -82,28 +82,9 @@ async fn a_callback_url_in_the_envelope_also_gets_the_report() {
 #[tokio::test]
 async fn past_warm_concurrency_the_answer_is_429() {
     let warm = started(warm(&fixture("runtime.py")).env("WARM_CONCURRENCY", "1")).await;
-    let slow = tokio::spawn({
-        let (client, base) = (warm.client.clone(), warm.base.clone());
-        async move {
-            let body = json!({"execution_id": "slow", "payload": {"sleep": 1.5}});
-            client
-                .post(format!("{base}/invoke"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap()
-                .json::<serde_json::Value>()
-                .await
-                .unwrap()
-        }
-    });
-    // Wait until the slow call is in flight, then a second one is refused.
-    for _ in 0..100 {
-        if warm.health().await.1["in_flight"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let slow = warm.spawn_invoke(json!({"execution_id": "slow", "payload": {"sleep": 1.5}}));
+    // Once the slow call is in flight, a second one is refused.
+    warm.wait_in_flight(1).await;
     let response = warm
         .client
         .post(format!("{}/invoke", warm.base))
@@ -115,7 +96,7 @@ async fn past_warm_concurrency_the_answer_is_429() {
     assert_eq!(response.headers()["retry-after"], "1");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "TOO_MANY_REQUESTS");
-    assert_eq!(slow.await.unwrap()["success"], true);
+    assert_eq!(slow.await.unwrap().1["success"], true);
     // Capacity is back once the slow call is done.
     assert_eq!(warm.call("after", json!(2)).await["success"], true);
     warm.stop().await;
@@ -197,28 +178,9 @@ async fn a_timed_out_call_restarts_the_runtime_group() {
 async fn sigterm_drains_in_flight_calls_then_exits_zero() {
     for signal in [Signal::SIGTERM, Signal::SIGINT] {
         let mut warm = started(warm(&fixture("runtime.py"))).await;
-        let in_flight = tokio::spawn({
-            let (client, base) = (warm.client.clone(), warm.base.clone());
-            async move {
-                let body = json!({"execution_id": "draining", "payload": {"sleep": 1}});
-                let response = client
-                    .post(format!("{base}/invoke"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap();
-                (
-                    response.status().as_u16(),
-                    response.json::<serde_json::Value>().await.unwrap(),
-                )
-            }
-        });
-        for _ in 0..100 {
-            if warm.health().await.1["in_flight"] == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let in_flight =
+            warm.spawn_invoke(json!({"execution_id": "draining", "payload": {"sleep": 1}}));
+        warm.wait_in_flight(1).await;
         warm.signal(signal);
         let (status, report) = in_flight.await.unwrap();
         assert_eq!(status, 200);
@@ -300,25 +262,8 @@ async fn calls_past_max_invocations_get_503_while_the_last_ones_finish() {
             .env("WARM_CONCURRENCY", "2"),
     )
     .await;
-    let last = tokio::spawn({
-        let (client, base) = (warm.client.clone(), warm.base.clone());
-        async move {
-            let body = json!({"execution_id": "last", "payload": {"sleep": 1}});
-            let response = client
-                .post(format!("{base}/invoke"))
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            response.json::<serde_json::Value>().await.unwrap()
-        }
-    });
-    for _ in 0..100 {
-        if warm.health().await.1["in_flight"] == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let last = warm.spawn_invoke(json!({"execution_id": "last", "payload": {"sleep": 1}}));
+    warm.wait_in_flight(1).await;
     let (status, _, body) = warm
         .invoke(json!({"execution_id": "extra", "payload": 1}))
         .await;
@@ -330,7 +275,7 @@ async fn calls_past_max_invocations_get_503_while_the_last_ones_finish() {
             .contains("WARM_MAX_INVOCATIONS (1)"),
         "{body}"
     );
-    assert_eq!(last.await.unwrap()["success"], true);
+    assert_eq!(last.await.unwrap().1["success"], true);
     let mut warm = warm;
     assert_eq!(warm.wait_exit(Duration::from_secs(10)).await, 0);
     assert_no_leftovers(&warm.marker).await;

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use serde_json::json;
 use support::{error_code, example, watchdog};
 
@@ -44,33 +42,12 @@ async fn stdio_runtime_runs_invocations_side_by_side_up_to_the_limit() {
         .start_warm()
         .await;
     let calls: Vec<_> = (0..2)
-        .map(|n| {
-            let (client, base) = (warm.client.clone(), warm.base.clone());
-            tokio::spawn(async move {
-                let body = json!({"execution_id": format!("c{n}"), "payload": {"n": n}});
-                client
-                    .post(format!("{base}/invoke"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json::<serde_json::Value>()
-                    .await
-                    .unwrap()
-            })
-        })
+        .map(|n| warm.spawn_invoke(json!({"execution_id": format!("c{n}"), "payload": {"n": n}})))
         .collect();
-    let mut both_in_flight = false;
-    for _ in 0..100 {
-        if warm.health().await.1["in_flight"] == 2 {
-            both_in_flight = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(both_in_flight, "two invocations should run at once");
+    // Both run at once: two invocations in flight together.
+    warm.wait_in_flight(2).await;
     for (n, call) in calls.into_iter().enumerate() {
-        assert_eq!(call.await.unwrap()["output"], json!({"n": n}));
+        assert_eq!(call.await.unwrap().1["output"], json!({"n": n}));
     }
     warm.stop().await;
 }
@@ -91,23 +68,11 @@ async fn file_runtime_gives_concurrent_invocations_their_own_files() {
     .await;
     let calls: Vec<_> = (0..4)
         .map(|n| {
-            let (client, base) = (warm.client.clone(), warm.base.clone());
-            tokio::spawn(async move {
-                let body = json!({"execution_id": format!("f{n}"), "payload": {"call": n}});
-                client
-                    .post(format!("{base}/invoke"))
-                    .json(&body)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json::<serde_json::Value>()
-                    .await
-                    .unwrap()
-            })
+            warm.spawn_invoke(json!({"execution_id": format!("f{n}"), "payload": {"call": n}}))
         })
         .collect();
     for (n, call) in calls.into_iter().enumerate() {
-        let report = call.await.unwrap();
+        let (_, report) = call.await.unwrap();
         assert_eq!(report["output"], json!({"call": n}), "{report}");
     }
     assert_eq!(

@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::process::Command;
 
 /// Every variable the watchdog reads: cleared so the test's own environment never leaks in.
-const WATCHDOG_VARS: &[&str] = &[
+pub const WATCHDOG_VARS: &[&str] = &[
     "EXECUTION_MODE",
     "WATCHDOG_CMD",
     "EXECUTION_ID",

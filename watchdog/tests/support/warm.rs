@@ -118,6 +118,30 @@ impl WarmWatchdog {
         report
     }
 
+    /// Starts `POST /invoke` with `body` in the background; resolves to status and body.
+    pub fn spawn_invoke(&self, body: Value) -> tokio::task::JoinHandle<(u16, Value)> {
+        let (client, url) = (self.client.clone(), format!("{}/invoke", self.base));
+        tokio::spawn(async move {
+            let response = client.post(url).json(&body).send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap())
+        })
+    }
+
+    /// Waits (up to 5 s) until `/health` reports `count` invocations in flight.
+    pub async fn wait_in_flight(&self, count: u64) {
+        for _ in 0..250 {
+            if self.health().await.1["in_flight"] == count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!(
+            "never {count} invocations in flight; stderr:\n{}",
+            self.stderr()
+        );
+    }
+
     pub fn signal(&self, signal: Signal) {
         kill(Pid::from_raw(self.pid()), signal).unwrap();
     }
