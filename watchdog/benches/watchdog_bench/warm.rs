@@ -326,7 +326,7 @@ fn level(
 
 /// How long "idle" lasts before memory is measured after load: past the watchdog's idle
 /// connection expiry (5 s, `http_client::IDLE_EXPIRY`) and its pruning interval, so the
-/// extra keep-alive connections of a concurrent burst are closed, as in a real idle spell.
+/// keep-alive connections of the burst are closed, as in a real idle spell.
 pub const IDLE_AFTER_LOAD: Duration = Duration::from_secs(7);
 
 /// The watchdog's memory after [`IDLE_AFTER_LOAD`] of idleness, and its completed invocations.
