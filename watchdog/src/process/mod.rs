@@ -192,17 +192,6 @@ impl Process {
         status
     }
 
-    /// The leader's status if it has already exited.
-    pub fn try_status(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            if let Some(Ok(status)) = self.exit.as_mut().map(oneshot::Receiver::try_recv) {
-                self.exit = None;
-                self.status = Some(status);
-            }
-        }
-        self.status
-    }
-
     /// Sends `signal` to every process in the group.
     pub fn signal_group(&self, signal: Signal) {
         if !self.group_gone {
