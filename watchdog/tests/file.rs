@@ -5,7 +5,7 @@ mod support;
 
 use serde_json::json;
 use support::callback::CallbackServer;
-use support::{example, watchdog, Watchdog};
+use support::{assert_failed, example, watchdog, Watchdog};
 
 /// A FILE-mode watchdog whose files live in a fresh temporary directory.
 fn file_watchdog(command: &str) -> (Watchdog, std::path::PathBuf) {
@@ -49,14 +49,7 @@ async fn no_output_file_is_invalid_output() {
     let finished = run.run().await;
     assert_eq!(finished.code, 1);
     let report = finished.report();
-    assert_eq!(report["error"]["code"], "INVALID_OUTPUT");
-    assert!(
-        report["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("did not write OUTPUT_FILE"),
-        "{report}"
-    );
+    assert_failed(&report, "INVALID_OUTPUT", &["did not write OUTPUT_FILE"]);
 }
 
 #[tokio::test]
@@ -121,12 +114,5 @@ async fn an_input_file_that_cannot_be_written_is_spawn_error_naming_it() {
         .run()
         .await;
     let report = finished.report();
-    assert_eq!(report["error"]["code"], "SPAWN_ERROR");
-    assert!(
-        report["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("INPUT_FILE"),
-        "{report}"
-    );
+    assert_failed(&report, "SPAWN_ERROR", &["INPUT_FILE"]);
 }

@@ -5,7 +5,7 @@ mod support;
 
 use serde_json::json;
 use support::callback::CallbackServer;
-use support::{example, fixture, free_port, watchdog, Watchdog};
+use support::{assert_failed, example, fixture, free_port, watchdog, Watchdog};
 
 /// A watchdog running the test runtime on a free port.
 fn http_watchdog(runtime: &str) -> Watchdog {
@@ -56,14 +56,7 @@ async fn a_runtime_that_never_gets_healthy_is_startup_error() {
         .run()
         .await;
     let report = finished.report();
-    assert_eq!(report["error"]["code"], "STARTUP_ERROR");
-    assert!(
-        report["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("READY_TIMEOUT_MS"),
-        "{report}"
-    );
+    assert_failed(&report, "STARTUP_ERROR", &["READY_TIMEOUT_MS"]);
 }
 
 #[tokio::test]
@@ -73,14 +66,7 @@ async fn a_runtime_that_exits_before_it_is_ready_is_startup_error() {
         .run()
         .await;
     let report = finished.report();
-    assert_eq!(report["error"]["code"], "STARTUP_ERROR");
-    assert!(
-        report["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("exit code 7"),
-        "{report}"
-    );
+    assert_failed(&report, "STARTUP_ERROR", &["exit code 7"]);
 }
 
 #[tokio::test]
@@ -90,14 +76,7 @@ async fn a_runtime_that_dies_mid_request_is_runtime_crashed() {
         .run()
         .await;
     let report = finished.report();
-    assert_eq!(report["error"]["code"], "RUNTIME_CRASHED");
-    assert!(
-        report["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("exit code 3"),
-        "{report}"
-    );
+    assert_failed(&report, "RUNTIME_CRASHED", &["exit code 3"]);
 }
 
 #[tokio::test]

@@ -230,13 +230,8 @@ async fn bad_requests_get_4xx_with_a_reason() {
     assert_eq!(response.status(), 400);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "BAD_REQUEST");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("execution_id"),
-        "{body}"
-    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("execution_id"), "{body}");
     let response = warm
         .client
         .get(format!("{}/nope", warm.base))

@@ -57,12 +57,25 @@ pub fn example(path: &str) -> String {
     format!("{}/../examples/{path}", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, for a runtime the watchdog starts (and restarts).
+///
+/// It is chosen below the kernel's ephemeral range: a port from that range, released for
+/// the runtime to bind, can be taken meanwhile as the local port of any outgoing
+/// connection, and a restarted runtime would then fail to bind it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("bind an ephemeral port")
-        .port()
+    use std::hash::{BuildHasher, RandomState};
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    for attempt in 0u32..1000 {
+        let port = low + (RandomState::new().hash_one(attempt) % u64::from(high - low)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {low} and {high}");
 }
 
 /// A watchdog about to run, with a fresh marker in its environment.
@@ -133,6 +146,20 @@ impl Finished {
     /// The report's error code, or `None` on success.
     pub fn error_code(&self) -> Option<String> {
         error_code(&self.report())
+    }
+}
+
+/// Asserts that `report` is a failure with `code` whose message mentions every fragment.
+#[track_caller]
+pub fn assert_failed(report: &Value, code: &str, mentions: &[&str]) {
+    assert_eq!(report["success"], false, "{report}");
+    assert_eq!(report["error"]["code"], code, "{report}");
+    let message = report["error"]["message"].as_str().unwrap_or_default();
+    for fragment in mentions {
+        assert!(
+            message.contains(fragment),
+            "{message:?} should mention {fragment:?}"
+        );
     }
 }
 
