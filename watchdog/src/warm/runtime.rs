@@ -89,8 +89,8 @@ impl RuntimeSupervisor {
         self.state.borrow().clone()
     }
 
-    /// Resolves each time the runtime becomes ready (after a start or a restart);
-    /// returns when the supervisor is gone.
+    /// Calls `on_ready` each time the runtime becomes ready (after a start or a
+    /// restart); returns only when the supervisor is gone.
     pub async fn became_ready(&self, mut on_ready: impl FnMut()) {
         let mut state = self.state.clone();
         while state.changed().await.is_ok() {
