@@ -6,12 +6,11 @@ GNU_TARGET := x86_64-unknown-linux-gnu
 # The static, size-tuned watchdog that function images copy in.
 STATIC_WATCHDOG := target/static/watchdog
 WATCHDOG_IMAGE ?= gantry/watchdog:latest
-WARM_PORT ?= 8080
 
-.PHONY: help build test lint fmt watchdog-static check-static watchdog-image docker-up check-image run bench bench-watchdog clean
+.PHONY: help build test lint fmt watchdog-static check-static watchdog-image docker-up check-image run bench bench-watchdog bench-control-plane clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
 
 build: ## debug build of every crate
 	$(CARGO) build --workspace
@@ -56,14 +55,19 @@ docker-up: ## start a Docker engine if none answers (installs docker.io on Debia
 check-image: watchdog-static docker-up ## watchdog image: runs, holds only /watchdog, serves a FROM scratch STDIO function
 	scripts/check-watchdog-image.sh
 
-run: watchdog-static ## start a WARM watchdog with the Python example on :$(WARM_PORT)
-	EXECUTION_MODE=WARM WARM_PORT=$(WARM_PORT) WARM_IDLE_TIMEOUT_MS=0 \
-		WATCHDOG_CMD="python3 examples/python-warm/app.py" $(STATIC_WATCHDOG)
+run: ## start Gantry on its embedded defaults: process runtime, SQLite in ./gantry-data, http://127.0.0.1:8080
+	$(CARGO) build -p gantry-watchdog -p gantry-control-plane
+	target/debug/gantry serve
 
-bench: bench-watchdog ## every benchmark
+bench: bench-watchdog bench-control-plane ## every benchmark
 
 bench-watchdog: watchdog-static ## watchdog size, RSS, WARM proxy and STDIO latency; see BENCHMARKS.md
 	WATCHDOG_BIN=$(CURDIR)/$(STATIC_WATCHDOG) $(CARGO) bench -p gantry-watchdog --bench watchdog_bench
+
+bench-control-plane: watchdog-static ## release `gantry serve`: cold start and durable enqueue; see BENCHMARKS.md
+	$(CARGO) build --release -p gantry-control-plane
+	GANTRY_BIN=$(CURDIR)/target/release/gantry WATCHDOG_BIN=$(CURDIR)/$(STATIC_WATCHDOG) \
+		$(CARGO) bench -p gantry-control-plane --bench control_plane_bench
 
 clean: ## remove build output
 	$(CARGO) clean

@@ -1,0 +1,166 @@
+//! `make bench-control-plane`: measures the control plane against the DESIGN.md §9
+//! targets — cold start of a no-op STDIO function through the process runtime
+//! (end-to-end `:invoke`, ≤ 5 ms p50) and durable enqueue throughput (`:enqueue` → 202,
+//! ≥ 20,000/s) — each against baselines taken in the same run, prints the report and
+//! refreshes the control-plane section of BENCHMARKS.md.
+//!
+//! It runs the release `gantry serve` (`GANTRY_BIN`; default: the binary cargo built for
+//! this bench, target/release/gantry) with the static watchdog (`WATCHDOG_BIN`; default
+//! target/static/watchdog). `GANTRY_BENCH_QUICK=1` makes a short smoke run and leaves
+//! BENCHMARKS.md alone; `GANTRY_BENCH_NO_WRITE=1` only prints the report.
+
+#[path = "control_plane_bench/client.rs"]
+mod client;
+#[path = "control_plane_bench/cold_start.rs"]
+mod cold_start;
+#[path = "control_plane_bench/enqueue.rs"]
+mod enqueue;
+#[path = "control_plane_bench/report.rs"]
+mod report;
+#[path = "control_plane_bench/server.rs"]
+mod server;
+#[path = "control_plane_bench/stats.rs"]
+mod stats;
+#[path = "control_plane_bench/wrk.rs"]
+mod wrk;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use report::Machine;
+
+/// Errors end the run with a message; every server is stopped on the way out.
+pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Iteration counts and durations.
+#[derive(Debug)]
+pub struct Settings {
+    /// Measured rounds of the cold-start comparison (after one warm-up round).
+    pub invoke_rounds: usize,
+    /// Sequential calls per variant and round.
+    pub invokes: usize,
+    /// Calls per variant in the warm-up round.
+    pub invoke_warm_up: usize,
+    /// Keep-alive connections of the enqueue load.
+    pub concurrency: usize,
+    /// Measured rounds of the enqueue comparison (after one warm-up round).
+    pub enqueue_rounds: usize,
+    /// Length of one variant's measured round.
+    pub enqueue_duration: Duration,
+    /// Length of one variant's warm-up.
+    pub enqueue_warm_up: Duration,
+    /// A smoke run (`GANTRY_BENCH_QUICK`): too short to record.
+    pub quick: bool,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let full = Settings {
+            invoke_rounds: 5,
+            invokes: 300,
+            invoke_warm_up: 20,
+            concurrency: 64,
+            enqueue_rounds: 3,
+            enqueue_duration: Duration::from_secs(5),
+            enqueue_warm_up: Duration::from_secs(1),
+            quick: false,
+        };
+        if std::env::var_os("GANTRY_BENCH_QUICK").is_some() {
+            Settings {
+                invoke_rounds: 2,
+                invokes: 30,
+                invoke_warm_up: 5,
+                enqueue_rounds: 1,
+                enqueue_duration: Duration::from_secs(1),
+                quick: true,
+                ..full
+            }
+        } else {
+            full
+        }
+    }
+}
+
+/// The workspace root, where BENCHMARKS.md lives.
+pub fn repository_root() -> &'static Path {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().unwrap_or(manifest_dir)
+}
+
+/// How busy the rest of the machine kept its cores between two readings.
+fn print_others(from: &report::CpuUse, to: &report::CpuUse) {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (others, steal) = from.others(to, cpus);
+    println!(
+        "  meanwhile other processes kept {:.0} % of the cores busy; steal {:.0} %",
+        others * 100.0,
+        steal * 100.0
+    );
+}
+
+fn run() -> BenchResult<()> {
+    let settings = Settings::from_env();
+    let machine = Machine::detect(repository_root());
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    println!("control-plane benchmarks: {}", machine.describe());
+    println!("load average before: {}", machine.load_before);
+    println!(
+        "gantry: {}; watchdog: {}; servers' logs: {}",
+        server::gantry_bin().display(),
+        server::watchdog_bin().display(),
+        server::log_dir().display()
+    );
+    for (what, path) in [
+        ("GANTRY_BIN", server::gantry_bin()),
+        ("WATCHDOG_BIN", server::watchdog_bin()),
+    ] {
+        if !path.is_file() {
+            return Err(format!(
+                "{what}: {} does not exist; `make bench-control-plane` builds both",
+                path.display()
+            )
+            .into());
+        }
+    }
+
+    println!("[1/2] cold start: `:invoke` of a no-op STDIO function (`cat`)");
+    let cold = cold_start::run(&rt, &settings)?;
+    let after_cold = report::CpuUse::now();
+    print_others(&machine.cpu_before, &after_cold);
+
+    println!("[2/2] durable enqueue: `:enqueue` → 202 under load, then a restart");
+    let enqueue = enqueue::run(&rt, &settings)?;
+    print_others(&after_cold, &report::CpuUse::now());
+
+    let (load_after, cpu_after) = (report::load_average(), report::CpuUse::now());
+    let section = report::markdown(&machine, &cold, &enqueue, &load_after, &cpu_after)?;
+    println!("\n{section}");
+    let path = repository_root().join("BENCHMARKS.md");
+    if settings.quick || std::env::var_os("GANTRY_BENCH_NO_WRITE").is_some() {
+        println!("BENCHMARKS.md left alone (quick or GANTRY_BENCH_NO_WRITE run)");
+    } else {
+        report::write_section(&path, &section)?;
+        println!("updated {}", path.display());
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => {
+            // The servers' logs are only kept to explain a failure.
+            let _ = std::fs::remove_dir_all(server::log_dir());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!(
+                "control-plane bench failed: {err}\n(servers' logs: {})",
+                server::log_dir().display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}

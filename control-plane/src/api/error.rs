@@ -1,0 +1,186 @@
+//! HTTP errors: every failure becomes `{"error": {"code", "message", "details"?}}` with
+//! the right status. Internal causes are logged, never sent.
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use gantry_protocol::ApiErrorBody;
+use serde_json::Value;
+
+use crate::dispatch::DispatchError;
+use crate::registry::catalog::RegistryError;
+use crate::store::StoreError;
+
+/// An HTTP error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    details: Option<Value>,
+    retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    /// An error with `status`, a stable `code` and a `message` for humans.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            retry_after_secs: None,
+        }
+    }
+
+    /// 400 with `message`.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+
+    /// 404 with `message`.
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+
+    /// Adds structured details.
+    pub fn with_details(mut self, details: Value) -> ApiError {
+        self.details = Some(details);
+        self
+    }
+
+    /// 500 for a failure the caller cannot fix; the cause goes to the server log only.
+    pub fn internal(cause: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!("internal error: {cause}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error; the server log has the details",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ApiErrorBody {
+            error: gantry_protocol::ApiError {
+                code: self.code.to_owned(),
+                message: self.message,
+                details: self.details,
+            },
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> ApiError {
+        ApiError::internal(&err)
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(err: RegistryError) -> ApiError {
+        match err {
+            RegistryError::Invalid(problems) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_FUNCTION",
+                format!("invalid function definition: {}", problems.join("; ")),
+            )
+            .with_details(Value::from(problems)),
+            RegistryError::NotFound(_) | RegistryError::VersionNotFound(..) => {
+                ApiError::not_found(err.to_string())
+            }
+            RegistryError::Exists(_) => {
+                ApiError::new(StatusCode::CONFLICT, "ALREADY_EXISTS", err.to_string())
+            }
+            RegistryError::NameMismatch { .. } => ApiError::bad_request(err.to_string()),
+            RegistryError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<DispatchError> for ApiError {
+    fn from(err: DispatchError) -> ApiError {
+        let message = err.to_string();
+        match err {
+            DispatchError::Registry(err) => err.into(),
+            DispatchError::Disabled(_) => {
+                ApiError::new(StatusCode::CONFLICT, "FUNCTION_DISABLED", message)
+            }
+            DispatchError::InvalidInput { violations, .. } => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "INVALID_INPUT",
+                format!("{message}: {}", violations.join("; ")),
+            )
+            .with_details(Value::from(violations)),
+            DispatchError::QueueFull { .. } => {
+                let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "QUEUE_FULL", message);
+                error.retry_after_secs = Some(1);
+                error
+            }
+            DispatchError::ExecutionNotFound(_) => ApiError::not_found(message),
+            DispatchError::IdempotencyKeyReused { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "IDEMPOTENCY_KEY_REUSED", message)
+            }
+            DispatchError::AlreadyFinished(..) => {
+                ApiError::new(StatusCode::CONFLICT, "ALREADY_FINISHED", message)
+            }
+            DispatchError::MissingToken => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+            }
+            DispatchError::WrongToken(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+            }
+            DispatchError::ShuttingDown => {
+                let mut error =
+                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "SHUTTING_DOWN", message);
+                error.retry_after_secs = Some(1);
+                error
+            }
+            DispatchError::Store(err) => err.into(),
+        }
+    }
+}
+
+/// A JSON request body: an empty body is `null`; bad JSON or a body over the limit is a
+/// 400 or 413 in the usual error shape.
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<JsonBody, ApiError> {
+        parse_json_body(Bytes::from_request(request, state).await).map(JsonBody)
+    }
+}
+
+/// The JSON in a read body: empty is `null`; a read failure or bad JSON is a 400, a body
+/// over the limit a 413, both in the usual error shape.
+pub fn parse_json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                status,
+                "TOO_LARGE",
+                "the request body is over the server's limit (GANTRY_MAX_BODY_BYTES)",
+            )
+        } else {
+            ApiError::bad_request(format!("cannot read the request body: {rejection}"))
+        }
+    })?;
+    if bytes.trim_ascii().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))
+}

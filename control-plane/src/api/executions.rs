@@ -1,0 +1,153 @@
+//! `/v1/executions`: list with filters and cursor paging, read one, cancel.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::{parse_id, split_action, AppState};
+use crate::store::{Execution, ExecutionFilter, ExecutionStatus};
+
+/// Page size when `limit` is absent.
+const DEFAULT_LIMIT: u32 = 50;
+/// Largest page.
+const MAX_LIMIT: u32 = 1_000;
+
+/// Query of `GET /v1/executions`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    function: Option<String>,
+    /// Comma-separated statuses.
+    status: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    dead_letter: Option<bool>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/executions`: newest first; `nextCursor` fetches the next page.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let mut statuses = Vec::new();
+    for name in query
+        .status
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        statuses.push(ExecutionStatus::parse(name).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown status {name:?}; use queued, starting, running, success, error, timeout or cancelled"
+            ))
+        })?);
+    }
+    let before_id = match &query.cursor {
+        Some(cursor) => Some(uuid::Uuid::parse_str(cursor).map_err(|_| {
+            ApiError::bad_request(format!("cursor {cursor:?} is not one this server gave"))
+        })?),
+        None => None,
+    };
+    let filter = ExecutionFilter {
+        function: query.function.filter(|name| !name.is_empty()),
+        statuses,
+        since: query
+            .since
+            .as_deref()
+            .map(|t| parse_time("since", t))
+            .transpose()?,
+        until: query
+            .until
+            .as_deref()
+            .map(|t| parse_time("until", t))
+            .transpose()?,
+        dead_letter: query.dead_letter,
+        before_id,
+        // One more than asked: a next page exists only if it came back.
+        limit: limit + 1,
+    };
+    let mut executions = state.store.list_executions(&filter).await?;
+    let next_cursor = if executions.len() > limit as usize {
+        executions.truncate(limit as usize);
+        executions.last().map(|last| last.id.to_string())
+    } else {
+        None
+    };
+    Ok(Json(
+        json!({ "executions": executions, "nextCursor": next_cursor }),
+    ))
+}
+
+/// RFC 3339 (`2026-11-23T10:00:00Z`) or milliseconds since the epoch.
+fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(ms) = text.parse::<i64>() {
+        if let Some(time) = Utc.timestamp_millis_opt(ms).single() {
+            return Ok(time);
+        }
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "{field} must be an RFC 3339 time (2026-11-23T10:00:00Z) or milliseconds since the epoch, got {text:?}"
+            ))
+        })
+}
+
+/// `GET /v1/executions/{id}`.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Execution>, ApiError> {
+    let (id, action) = split_action(&id);
+    if action.is_some() {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "actions take POST",
+        ));
+    }
+    let id = parse_id(id)?;
+    state
+        .store
+        .get_execution(id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))
+}
+
+/// `POST /v1/executions/{id}:cancel`: the final record; 409 if it had already finished.
+pub async fn action(
+    State(state): State<Arc<AppState>>,
+    Path(segment): Path<String>,
+) -> Result<Json<Execution>, ApiError> {
+    match split_action(&segment) {
+        (id, Some("cancel")) => {
+            let id = parse_id(id)?;
+            Ok(Json(state.dispatcher.cancel(id).await?))
+        }
+        (_, Some(other)) => Err(ApiError::not_found(format!(
+            "unknown action :{other}; use :cancel"
+        ))),
+        (_, None) => Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "POST needs an action, e.g. /v1/executions/{id}:cancel",
+        )),
+    }
+}

@@ -1,0 +1,54 @@
+//! `/v1/internal/executions`: the watchdog's callback (`{id}:complete`) and the large
+//! payload fetch, each authenticated by the execution's own token, not the API token.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use serde_json::json;
+
+use super::error::{parse_json_body, ApiError};
+use super::{bearer, parse_id, split_action, AppState};
+use crate::dispatch::{CallbackReport, DispatchError};
+
+/// `POST /v1/internal/executions/{id}:complete`: 200 `{"applied": bool}`; `false` when
+/// the execution was already final (a repeated or late report changes nothing).
+pub async fn action(
+    State(state): State<Arc<AppState>>,
+    Path(segment): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (id, action) = split_action(&segment);
+    if action != Some("complete") {
+        return Err(ApiError::not_found("the only internal action is :complete"));
+    }
+    let id = parse_id(id)?;
+    // An unauthenticated caller learns nothing about the body it sent.
+    let Some(token) = bearer(&headers) else {
+        return Err(DispatchError::MissingToken.into());
+    };
+    let report: CallbackReport = serde_json::from_value(parse_json_body(body)?)
+        .map_err(|err| ApiError::bad_request(format!("invalid completion report: {err}")))?;
+    let applied = state.dispatcher.complete(id, Some(token), report).await?;
+    Ok((StatusCode::OK, Json(json!({ "applied": applied }))).into_response())
+}
+
+/// `GET /v1/internal/executions/{id}/payload`: the input of a running execution.
+pub async fn payload(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let payload = state.dispatcher.payload(id, bearer(&headers))?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        payload.as_ref().clone(),
+    )
+        .into_response())
+}

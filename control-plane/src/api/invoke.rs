@@ -1,0 +1,147 @@
+//! `POST /v1/functions/{name}:invoke` (waits for the result) and `:enqueue` (202 once
+//! the execution is on disk).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use gantry_protocol::headers;
+use serde_json::json;
+
+use super::error::{ApiError, JsonBody};
+use super::{split_action, AppState};
+use crate::dispatch::InvokeRequest;
+use crate::registry::manifest::MAX_TIMEOUT_MS;
+use crate::store::{Execution, ExecutionStatus, Trigger};
+
+/// `Idempotency-Key`.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Longest accepted idempotency key or trace id.
+const MAX_KEY_LEN: usize = 256;
+
+/// `POST /v1/functions/{name}:{action}`.
+pub async fn action(
+    State(state): State<Arc<AppState>>,
+    Path(segment): Path<String>,
+    request_headers: HeaderMap,
+    JsonBody(input): JsonBody,
+) -> Result<Response, ApiError> {
+    let (name, action) = split_action(&segment);
+    let wait = match action {
+        Some("invoke") => true,
+        Some("enqueue") => false,
+        Some(other) => {
+            return Err(ApiError::not_found(format!(
+                "unknown action :{other}; use :invoke or :enqueue"
+            )))
+        }
+        None => {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                format!("POST /v1/functions/{name} is not a route; create with POST /v1/functions or invoke with POST /v1/functions/{name}:invoke"),
+            ))
+        }
+    };
+    let request = InvokeRequest {
+        function: name.to_owned(),
+        input,
+        trace_id: text_header(&request_headers, headers::TRACE_ID)?,
+        idempotency_key: text_header(&request_headers, IDEMPOTENCY_KEY)?,
+        timeout_ms: timeout_header(&request_headers)?,
+        trigger: Trigger::Api,
+    };
+    let accepted = state.dispatcher.submit(request).await?;
+    let id = accepted.execution.id;
+    if !wait {
+        let body = json!({"executionId": id, "status": accepted.execution.status});
+        return Ok(with_id(
+            (StatusCode::ACCEPTED, Json(body)).into_response(),
+            &accepted.execution,
+        ));
+    }
+    let execution = state.dispatcher.wait_final(id).await?;
+    Ok(with_id(sync_answer(&execution), &execution))
+}
+
+fn sync_answer(execution: &Execution) -> Response {
+    let status = match execution.status {
+        ExecutionStatus::Success => StatusCode::OK,
+        ExecutionStatus::Error => StatusCode::BAD_GATEWAY,
+        ExecutionStatus::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ExecutionStatus::Cancelled => StatusCode::CONFLICT,
+        // Only when the server shuts down while the call waits.
+        _ => {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "SHUTTING_DOWN",
+                format!(
+                    "the server is shutting down; execution {} will be resumed or failed when it restarts",
+                    execution.id
+                ),
+            )
+            .into_response()
+        }
+    };
+    let body = json!({
+        "executionId": execution.id,
+        "status": execution.status,
+        "output": execution.output,
+        "error": execution.error,
+    });
+    (status, Json(body)).into_response()
+}
+
+fn with_id(mut response: Response, execution: &Execution) -> Response {
+    if let Ok(value) = HeaderValue::from_str(&execution.id.to_string()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(headers::EXECUTION_ID), value);
+    }
+    response
+}
+
+/// A header as the user wrote it in messages (`x-trace-id` → `X-Trace-Id`).
+fn display_name(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn text_header(request_headers: &HeaderMap, header: &str) -> Result<Option<String>, ApiError> {
+    let Some(value) = request_headers.get(header) else {
+        return Ok(None);
+    };
+    let name = display_name(header);
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request(format!("{name} must be visible ASCII")))?
+        .trim();
+    if text.is_empty() || text.len() > MAX_KEY_LEN {
+        return Err(ApiError::bad_request(format!(
+            "{name} must be 1 to {MAX_KEY_LEN} characters"
+        )));
+    }
+    Ok(Some(text.to_owned()))
+}
+
+fn timeout_header(request_headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(text) = text_header(request_headers, headers::TIMEOUT_MS)? else {
+        return Ok(None);
+    };
+    match text.parse::<u64>() {
+        Ok(ms) if (1..=MAX_TIMEOUT_MS).contains(&ms) => Ok(Some(ms)),
+        _ => Err(ApiError::bad_request(format!(
+            "X-Timeout-Ms must be a whole number of milliseconds between 1 and {MAX_TIMEOUT_MS}, got {text:?}"
+        ))),
+    }
+}

@@ -1,0 +1,441 @@
+//! `gantry exec ...`: list, get, logs (with `--follow` over server-sent events) and
+//! cancel.
+
+use anyhow::{anyhow, Result};
+use futures_util::StreamExt;
+use reqwest::header::ACCEPT;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::fn_cmd::list_of;
+use super::sse::{SseEvent, SseParser};
+use super::table::{cell, duration_ms, json_block, key_values, time, Table};
+use super::{out, out_json, Ctx, ExecCommand, ExecListArgs};
+
+/// Carries out one `gantry exec` subcommand.
+pub async fn run(ctx: &Ctx, command: ExecCommand) -> Result<()> {
+    match command {
+        ExecCommand::List(args) => list(ctx, &args).await,
+        ExecCommand::Get { id } => get(ctx, &id).await,
+        ExecCommand::Logs {
+            id,
+            follow,
+            timestamps,
+        } => {
+            if follow {
+                follow_logs(ctx, &id, timestamps).await
+            } else {
+                logs(ctx, &id, timestamps).await
+            }
+        }
+        ExecCommand::Cancel { id } => cancel(ctx, &id).await,
+    }
+}
+
+/// Parses `--since`/`--until`: RFC 3339, or an age (`90s`, `15m`, `2h`, `7d`) counted
+/// back from now. Returns RFC 3339 in UTC.
+pub fn parse_time(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        let utc = t.with_timezone(&chrono::Utc);
+        return Ok(utc.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+    }
+    let ago = {
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let seconds = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3_600,
+            "d" => 86_400,
+            _ => 0,
+        };
+        let age = number
+            .parse::<i64>()
+            .ok()
+            .filter(|_| seconds > 0)
+            .and_then(|n| n.checked_mul(seconds))
+            .and_then(chrono::TimeDelta::try_seconds)
+            .ok_or_else(|| {
+                format!("expected RFC 3339 (2025-01-02T15:04:05Z) or an age like 15m, 2h, 7d; got {text:?}")
+            })?;
+        chrono::Utc::now() - age
+    };
+    Ok(ago.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// The query of `exec list`.
+pub fn list_query(args: &ExecListArgs) -> Vec<(&'static str, String)> {
+    let mut query = Vec::new();
+    if let Some(function) = &args.function {
+        query.push(("function", function.clone()));
+    }
+    if !args.status.is_empty() {
+        let statuses: Vec<&str> = args.status.iter().map(|s| s.as_str()).collect();
+        query.push(("status", statuses.join(",")));
+    }
+    for (key, value) in [
+        ("since", &args.since),
+        ("until", &args.until),
+        ("cursor", &args.cursor),
+    ] {
+        if let Some(value) = value {
+            query.push((key, value.clone()));
+        }
+    }
+    if let Some(limit) = args.limit {
+        query.push(("limit", limit.to_string()));
+    }
+    query
+}
+
+/// `exec list`.
+async fn list(ctx: &Ctx, args: &ExecListArgs) -> Result<()> {
+    let body = ctx
+        .client
+        .get(&["v1", "executions"], &list_query(args))
+        .await?;
+    if ctx.json() {
+        return out_json(&body);
+    }
+    let table = executions_table(list_of(&body, "executions"));
+    if table.is_empty() {
+        // The server hands out a cursor whenever a page is full, so the page after
+        // one may be empty: that is the end of the listing, not an empty one.
+        if args.cursor.is_some() {
+            eprintln!("no more executions");
+        } else {
+            eprintln!("no executions found");
+        }
+    } else {
+        out(&table.render())?;
+    }
+    if let Some(cursor) = body.get("nextCursor").and_then(Value::as_str) {
+        eprintln!("more executions: repeat with --cursor {cursor}");
+    }
+    Ok(())
+}
+
+/// The `exec list` table of Execution records.
+pub fn executions_table(executions: &[Value]) -> Table {
+    let mut table = Table::new(&["ID", "FUNCTION", "STATUS", "ATTEMPT", "DURATION", "CREATED"]);
+    for execution in executions {
+        table.row(vec![
+            cell(execution.get("id")),
+            cell(execution.get("function")),
+            cell(execution.get("status")),
+            cell(execution.get("attempt")),
+            duration_ms(execution.get("durationMs")),
+            time(execution.get("createdAt")),
+        ]);
+    }
+    table
+}
+
+/// `exec get ID`.
+async fn get(ctx: &Ctx, id: &str) -> Result<()> {
+    let body = ctx.client.get(&["v1", "executions", id], &[]).await?;
+    if ctx.json() {
+        return out_json(&body);
+    }
+    out(&execution_details(&body))
+}
+
+/// The `exec get` text of an Execution: `key: value` lines (empty fields left out),
+/// then the input and output as pretty JSON.
+pub fn execution_details(execution: &Value) -> String {
+    let field = |key: &str| cell(execution.get(key));
+    let error = match execution.get("error") {
+        Some(error) if error.is_object() => {
+            let code = cell(error.get("code"));
+            match cell(error.get("message")) {
+                message if message.is_empty() => code,
+                message => format!("{code}: {message}"),
+            }
+        }
+        other => cell(other),
+    };
+    let flag = |key: &str| match execution.get(key) {
+        Some(Value::Bool(true)) => "yes".to_string(),
+        _ => String::new(),
+    };
+    let mut text = key_values(&[
+        ("id", field("id")),
+        ("function", field("function")),
+        ("version", field("version")),
+        ("status", field("status")),
+        ("error", error),
+        ("exitCode", field("exitCode")),
+        ("attempt", field("attempt")),
+        ("deadLetter", flag("deadLetter")),
+        ("trigger", field("trigger")),
+        ("traceId", field("traceId")),
+        ("idempotencyKey", field("idempotencyKey")),
+        ("parentId", field("parentId")),
+        ("rootId", field("rootId")),
+        ("depth", field("depth")),
+        ("timeoutMs", field("timeoutMs")),
+        ("createdAt", time(execution.get("createdAt"))),
+        ("startedAt", time(execution.get("startedAt"))),
+        ("finishedAt", time(execution.get("finishedAt"))),
+        ("duration", duration_ms(execution.get("durationMs"))),
+        ("coldStart", field("coldStart")),
+        ("instanceId", field("instanceId")),
+    ]);
+    for key in ["input", "output"] {
+        text.push_str(&json_block(key, execution.get(key).unwrap_or(&Value::Null)));
+    }
+    text
+}
+
+/// `exec cancel ID`.
+async fn cancel(ctx: &Ctx, id: &str) -> Result<()> {
+    let client = &ctx.client;
+    let url = client.url(&["v1", "executions", &format!("{id}:cancel")], &[]);
+    let (_, body) = client.call(client.request(Method::POST, url)).await?;
+    if ctx.json() {
+        return out_json(&body);
+    }
+    out(&format!("execution {id}: {}\n", cell(body.get("status"))))
+}
+
+/// `exec logs ID` without following.
+async fn logs(ctx: &Ctx, id: &str, timestamps: bool) -> Result<()> {
+    let body = ctx
+        .client
+        .get(&["v1", "executions", id, "logs"], &[])
+        .await?;
+    if ctx.json() {
+        return out_json(&body);
+    }
+    let mut text = String::new();
+    for line in list_of(&body, "lines") {
+        text.push_str(&log_line(line, timestamps));
+    }
+    out(&text)
+}
+
+/// One captured line as printed: `[stderr] ` / `[system] ` prefixes, stdout bare,
+/// optionally after the capture time.
+pub fn log_line(record: &Value, timestamps: bool) -> String {
+    let mut text = String::new();
+    if timestamps {
+        text.push_str(&time(record.get("time")));
+        text.push(' ');
+    }
+    match record.get("stream").and_then(Value::as_str) {
+        Some("stdout") | None => {}
+        Some(stream) => text.push_str(&format!("[{stream}] ")),
+    }
+    let line = cell(record.get("line"));
+    text.push_str(line.strip_suffix('\n').unwrap_or(&line));
+    text.push('\n');
+    text
+}
+
+/// What one SSE event of a followed log means.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FollowStep {
+    /// Print this (already formatted, ends with `\n`).
+    Print(String),
+    /// The execution finished with this status.
+    End(String),
+    /// Nothing to do (keep-alives, unknown events).
+    Skip,
+}
+
+/// Interprets one event of `logs?follow=true`.
+pub fn follow_step(event: &SseEvent, json: bool, timestamps: bool) -> FollowStep {
+    let data: Option<Value> = serde_json::from_str(&event.data).ok();
+    match event.event.as_str() {
+        "log" | "message" => match data {
+            Some(record) if json => FollowStep::Print(format!("{record}\n")),
+            Some(record) if record.is_object() => FollowStep::Print(log_line(&record, timestamps)),
+            _ => FollowStep::Print(format!("{}\n", event.data)),
+        },
+        "end" => FollowStep::End(
+            data.and_then(|d| d.get("status").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_else(|| "finished".to_string()),
+        ),
+        _ => FollowStep::Skip,
+    }
+}
+
+/// `exec logs ID --follow`: prints lines as they arrive until the `end` event.
+async fn follow_logs(ctx: &Ctx, id: &str, timestamps: bool) -> Result<()> {
+    let client = &ctx.client;
+    let url = client.url(
+        &["v1", "executions", id, "logs"],
+        &[("follow", "true".to_string())],
+    );
+    let response = client
+        .send(
+            client
+                .request(Method::GET, url)
+                .header(ACCEPT, "text/event-stream"),
+        )
+        .await?;
+    let is_sse = super::client::header(&response, "content-type")
+        .is_some_and(|t| t.starts_with("text/event-stream"));
+    if !response.status().is_success() || !is_sse {
+        // An error, or a server that answered with the plain log: print what there is.
+        let (_, body) = client.read(response).await?;
+        if ctx.json() {
+            return out_json(&body);
+        }
+        let lines: String = list_of(&body, "lines")
+            .iter()
+            .map(|line| log_line(line, timestamps))
+            .collect();
+        return out(&lines);
+    }
+    let mut stream = response.bytes_stream();
+    let mut parser = SseParser::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|err| client.transport_error(&err))?;
+        for event in parser.feed(&chunk) {
+            if handle_event(ctx, id, &event, timestamps)? {
+                return Ok(());
+            }
+        }
+    }
+    if let Some(event) = parser.finish() {
+        if handle_event(ctx, id, &event, timestamps)? {
+            return Ok(());
+        }
+    }
+    Err(anyhow!(
+        "the log stream of execution {id} closed before the execution finished"
+    ))
+}
+
+/// Acts on one followed event; `true` once the execution has finished.
+fn handle_event(ctx: &Ctx, id: &str, event: &SseEvent, timestamps: bool) -> Result<bool> {
+    match follow_step(event, ctx.json(), timestamps) {
+        FollowStep::Print(text) => out(&text)?,
+        FollowStep::End(status) => {
+            eprintln!("execution {id} finished: {status}");
+            return Ok(true);
+        }
+        FollowStep::Skip => {}
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::ExecStatus;
+    use serde_json::json;
+
+    #[test]
+    fn times_accept_rfc3339_and_ages() {
+        assert_eq!(
+            parse_time("2025-01-02T16:04:05+01:00").unwrap(),
+            "2025-01-02T15:04:05Z"
+        );
+        let hour_ago = chrono::DateTime::parse_from_rfc3339(&parse_time("1h").unwrap()).unwrap();
+        let age = chrono::Utc::now() - hour_ago.with_timezone(&chrono::Utc);
+        assert!((3595..=3605).contains(&age.num_seconds()), "{age}");
+        for bad in ["", "h", "5w", "yesterday", "2025-01-02"] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn list_query_joins_statuses() {
+        let args = ExecListArgs {
+            function: Some("echo".into()),
+            status: vec![ExecStatus::Error, ExecStatus::Timeout],
+            since: Some("2025-01-01T00:00:00Z".into()),
+            until: None,
+            limit: Some(5),
+            cursor: Some("abc".into()),
+        };
+        assert_eq!(
+            list_query(&args),
+            vec![
+                ("function", "echo".to_string()),
+                ("status", "error,timeout".to_string()),
+                ("since", "2025-01-01T00:00:00Z".to_string()),
+                ("cursor", "abc".to_string()),
+                ("limit", "5".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn executions_table_columns() {
+        let table = executions_table(&[
+            json!({
+                "id": "0190", "function": "echo", "status": "success", "attempt": 1,
+                "durationMs": 1500, "createdAt": "2025-01-02T03:04:05Z"
+            }),
+            json!({"id": "0191", "function": "echo", "status": "queued", "attempt": 1}),
+        ]);
+        assert_eq!(
+            table.render(),
+            "ID    FUNCTION  STATUS   ATTEMPT  DURATION  CREATED\n\
+             0190  echo      success  1        1.5s      2025-01-02T03:04:05Z\n\
+             0191  echo      queued   1\n"
+        );
+    }
+
+    #[test]
+    fn execution_details_skips_empty_fields() {
+        let text = execution_details(&json!({
+            "id": "e1", "function": "echo", "version": 3, "status": "error",
+            "error": {"code": "EXIT_CODE", "message": "exited with 2"}, "exitCode": 2,
+            "attempt": 1, "deadLetter": false, "traceId": null, "input": {"a": 1},
+            "output": null, "durationMs": 12
+        }));
+        assert_eq!(
+            text,
+            "id:       e1\nfunction: echo\nversion:  3\nstatus:   error\n\
+             error:    EXIT_CODE: exited with 2\nexitCode: 2\nattempt:  1\nduration: 12ms\n\
+             input:\n  {\n    \"a\": 1\n  }\noutput:\n  null\n"
+        );
+    }
+
+    #[test]
+    fn log_lines() {
+        let out =
+            json!({"seq": 1, "stream": "stdout", "time": "2025-01-02T03:04:05.5Z", "line": "hi"});
+        let err = json!({"seq": 2, "stream": "stderr", "line": "oops\n"});
+        assert_eq!(log_line(&out, false), "hi\n");
+        assert_eq!(log_line(&out, true), "2025-01-02T03:04:05Z hi\n");
+        assert_eq!(log_line(&err, false), "[stderr] oops\n");
+    }
+
+    #[test]
+    fn follow_steps() {
+        let event = |name: &str, data: &str| SseEvent {
+            event: name.into(),
+            data: data.into(),
+        };
+        let log = event("log", r#"{"seq":1,"stream":"system","line":"cold start"}"#);
+        assert_eq!(
+            follow_step(&log, false, false),
+            FollowStep::Print("[system] cold start\n".into())
+        );
+        let FollowStep::Print(text) = follow_step(&log, true, false) else {
+            panic!("expected a line");
+        };
+        assert!(
+            text.ends_with('\n') && !text.trim_end().contains('\n'),
+            "{text}"
+        );
+        let printed: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(printed, serde_json::from_str::<Value>(&log.data).unwrap());
+        assert_eq!(
+            follow_step(&event("end", r#"{"status":"timeout"}"#), false, false),
+            FollowStep::End("timeout".into())
+        );
+        assert_eq!(
+            follow_step(&event("ping", ""), false, false),
+            FollowStep::Skip
+        );
+    }
+}

@@ -1,0 +1,445 @@
+//! The `gantry` command line: its clap types ([`Cli`]) and [`run`], which carries out
+//! the client commands (`fn`, `exec`) against a server's HTTP API.
+//!
+//! Every failure ends as one `error: ...` line on stderr. Exit codes: 0 done, 1 the
+//! server or the function reported an error (or the server could not be reached), 2 a
+//! usage error (bad flags, bad `-d` JSON, unreadable manifest).
+
+pub mod client;
+pub mod exec_cmd;
+pub mod fn_cmd;
+pub mod input;
+pub mod sse;
+pub mod table;
+
+use std::fmt;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+
+use crate::config::ServeArgs;
+pub use client::{ApiError, Client};
+
+const AFTER_HELP: &str = "\
+Examples:
+  gantry serve --data-dir ./gantry-data
+  gantry fn deploy -f functions/echo/gantry.yaml
+  gantry fn invoke echo -d '{\"name\": \"Ada\"}'
+  gantry fn enqueue echo -d @input.json
+  gantry exec list --function echo --status error,timeout
+  gantry exec logs 0190a2b4-... --follow
+
+Exit codes: 0 success; 1 the server or the function reported an error, or the server
+could not be reached; 2 usage error (bad flags, invalid -d JSON, unreadable manifest).";
+
+/// Gantry: run functions on demand, on a queue, or on events.
+#[derive(Debug, Parser)]
+#[command(name = "gantry", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Flags every subcommand takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand takes (they may come before or after the subcommand).
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Base URL of the Gantry server the client commands talk to.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "GANTRY_URL",
+        default_value = "http://127.0.0.1:8080",
+        value_name = "URL"
+    )]
+    pub server: String,
+    /// API token. Clients send it as `Authorization: Bearer TOKEN`; `gantry serve`
+    /// requires it from its clients.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "GANTRY_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+    /// Output format: readable tables, or the server's JSON (pretty-printed).
+    #[arg(
+        short,
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "GANTRY_OUTPUT",
+        value_enum,
+        default_value = "table",
+        value_name = "FORMAT"
+    )]
+    pub output: OutputFormat,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns and `key: value` lines.
+    Table,
+    /// The server's JSON answer, pretty-printed.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane: the HTTP API, the dispatcher and the runtime.
+    Serve(ServeArgs),
+    /// Deploy, list, inspect, delete and call functions.
+    #[command(name = "fn", subcommand)]
+    Function(FnCommand),
+    /// Inspect, follow and cancel executions.
+    #[command(subcommand)]
+    Exec(ExecCommand),
+}
+
+/// `gantry fn ...`
+#[derive(Debug, Subcommand)]
+pub enum FnCommand {
+    /// Create a function from a manifest, or replace it with a new version if it exists.
+    ///
+    /// The manifest is YAML or JSON and must have a `name`. For functions with a
+    /// `command` (process runtime), a missing `working_dir` becomes the manifest's
+    /// directory and a relative one is taken relative to it. Prints
+    /// "deployed NAME version N (sha256:...)" or "NAME unchanged (version N)".
+    Deploy {
+        /// The manifest file (YAML or JSON).
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// List functions with their current version.
+    List,
+    /// Show a function's current version and its full spec.
+    Get {
+        /// Function name.
+        name: String,
+    },
+    /// Delete a function.
+    Delete {
+        /// Function name.
+        name: String,
+    },
+    /// Show a function's version history (oldest first) with content hashes.
+    Versions {
+        /// Function name.
+        name: String,
+    },
+    /// Call a function and wait for its result.
+    ///
+    /// Prints the function's output (pretty JSON) on stdout. If the function fails or
+    /// times out, prints "error: CODE: message (execution ID)" on stderr and exits 1.
+    Invoke(InvokeArgs),
+    /// Queue a call without waiting; prints the new execution's ID.
+    ///
+    /// Follow it with `gantry exec get ID` or `gantry exec logs ID --follow`.
+    Enqueue(EnqueueArgs),
+}
+
+/// `gantry fn invoke`
+#[derive(Debug, Clone, Args)]
+pub struct InvokeArgs {
+    /// Function name.
+    pub name: String,
+    /// Input: JSON text, `@PATH` to read a file, or `@-` to read stdin. Default: null.
+    #[arg(short = 'd', long = "data", value_name = "JSON|@FILE|@-")]
+    pub data: Option<String>,
+    /// Timeout of this call in milliseconds (at most the function's own timeout).
+    #[arg(long, value_name = "MS", value_parser = parse_timeout_ms)]
+    pub timeout_ms: Option<u64>,
+    /// Trace ID to record on the execution (and pass to the function).
+    #[arg(long, value_name = "ID")]
+    pub trace_id: Option<String>,
+    /// Idempotency key: a repeated call with the same key returns the first result.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+}
+
+/// Parses `--timeout-ms`: a whole number of milliseconds, at least 1.
+fn parse_timeout_ms(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(ms) if ms >= 1 => Ok(ms),
+        _ => Err(format!(
+            "expected a whole number of milliseconds of at least 1, got {text:?}"
+        )),
+    }
+}
+
+/// `gantry fn enqueue`
+#[derive(Debug, Clone, Args)]
+pub struct EnqueueArgs {
+    /// Function name.
+    pub name: String,
+    /// Input: JSON text, `@PATH` to read a file, or `@-` to read stdin. Default: null.
+    #[arg(short = 'd', long = "data", value_name = "JSON|@FILE|@-")]
+    pub data: Option<String>,
+    /// Idempotency key: a repeated enqueue with the same key returns the first execution.
+    #[arg(long, value_name = "KEY")]
+    pub idempotency_key: Option<String>,
+}
+
+/// `gantry exec ...`
+#[derive(Debug, Subcommand)]
+pub enum ExecCommand {
+    /// List executions, newest first, with filters and paging.
+    List(ExecListArgs),
+    /// Show one execution: status, timings, error, input and output.
+    Get {
+        /// Execution ID.
+        id: String,
+    },
+    /// Print an execution's captured output.
+    ///
+    /// stdout lines are printed as they are; stderr lines are prefixed with
+    /// "[stderr] " and Gantry's own notes with "[system] ". With --follow, new lines
+    /// are printed as they arrive until the execution finishes, then its final status
+    /// goes to stderr (exit code 0 whatever the status). With -o json, one JSON object
+    /// per line when following, else the server's answer.
+    Logs {
+        /// Execution ID.
+        id: String,
+        /// Keep printing new lines until the execution finishes.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        /// Start each line with the time it was captured (UTC).
+        #[arg(short = 't', long)]
+        timestamps: bool,
+    },
+    /// Cancel a queued or running execution (stops its instance).
+    Cancel {
+        /// Execution ID.
+        id: String,
+    },
+}
+
+/// `gantry exec list`
+#[derive(Debug, Clone, Args)]
+pub struct ExecListArgs {
+    /// Only executions of this function.
+    #[arg(long, value_name = "NAME")]
+    pub function: Option<String>,
+    /// Only executions in these states (repeat the flag or separate with commas).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "STATUS")]
+    pub status: Vec<ExecStatus>,
+    /// Only executions created at or after this time: RFC 3339
+    /// (2025-01-02T15:04:05Z) or an age like 30s, 15m, 2h, 7d.
+    #[arg(long, value_name = "TIME", value_parser = exec_cmd::parse_time)]
+    pub since: Option<String>,
+    /// Only executions created before this time (same forms as --since).
+    #[arg(long, value_name = "TIME", value_parser = exec_cmd::parse_time)]
+    pub until: Option<String>,
+    /// Most executions to show (the server caps it).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit: Option<u32>,
+    /// Continue a previous listing (the cursor it printed).
+    #[arg(long, value_name = "CURSOR")]
+    pub cursor: Option<String>,
+}
+
+/// States of an execution, for `--status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExecStatus {
+    /// Waiting for a slot.
+    Queued,
+    /// Its instance is starting.
+    Starting,
+    /// Running.
+    Running,
+    /// Finished with an output.
+    Success,
+    /// Finished with an error.
+    Error,
+    /// Ran out of time.
+    Timeout,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl ExecStatus {
+    /// The API's name of the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecStatus::Queued => "queued",
+            ExecStatus::Starting => "starting",
+            ExecStatus::Running => "running",
+            ExecStatus::Success => "success",
+            ExecStatus::Error => "error",
+            ExecStatus::Timeout => "timeout",
+            ExecStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A problem with what the user typed or handed over: exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Stdout was closed by the reader (`gantry exec list | head`): stop quietly.
+#[derive(Debug)]
+struct StdoutClosed;
+
+impl fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("stdout closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// What a client command needs: the server connection and the output format.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The server.
+    pub client: Client,
+    /// `-o`.
+    pub output: OutputFormat,
+}
+
+impl Ctx {
+    /// Whether `-o json` was asked for.
+    pub fn json(&self) -> bool {
+        self.output == OutputFormat::Json
+    }
+}
+
+/// Runs one command and returns the process exit code. `serve` goes to
+/// [`crate::serve::serve_main`]; the client commands print their results on stdout and
+/// any error as one line on stderr.
+pub async fn run(global: GlobalArgs, command: Command) -> ExitCode {
+    let command = match command {
+        Command::Serve(args) => {
+            return Box::pin(crate::serve::serve_main(args, global.token)).await;
+        }
+        other => other,
+    };
+    let result = async {
+        let ctx = Ctx {
+            client: Client::new(&global.server, global.token.clone())?,
+            output: global.output,
+        };
+        match command {
+            Command::Function(cmd) => fn_cmd::run(&ctx, cmd).await,
+            Command::Exec(cmd) => exec_cmd::run(&ctx, cmd).await,
+            Command::Serve(_) => Ok(()),
+        }
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => report(&err),
+    }
+}
+
+/// Prints `err` as one `error: ...` line and picks the exit code.
+fn report(err: &anyhow::Error) -> ExitCode {
+    if err.is::<StdoutClosed>() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("error: {err:#}");
+    if err.chain().any(|cause| cause.is::<UsageError>()) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Writes `text` to stdout (a closed pipe ends the command quietly).
+pub fn out(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(err) => Err(anyhow::Error::new(err).context("cannot write to stdout")),
+    }
+}
+
+/// Writes `value` to stdout as pretty JSON.
+pub fn out_json(value: &Value) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    out(&format!("{text}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_global_flags_anywhere_and_status_lists() {
+        let cli = Cli::try_parse_from([
+            "gantry",
+            "exec",
+            "list",
+            "--status",
+            "error,timeout",
+            "--status",
+            "queued",
+            "-o",
+            "json",
+            "--server",
+            "http://h:1",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        assert_eq!(cli.global.server, "http://h:1");
+        let Command::Exec(ExecCommand::List(args)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(
+            args.status,
+            vec![ExecStatus::Error, ExecStatus::Timeout, ExecStatus::Queued]
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_usage_errors() {
+        for args in [
+            &["gantry", "exec", "list", "--status", "done"][..],
+            &["gantry", "exec", "list", "--since", "last tuesday"],
+            &["gantry", "fn", "invoke"],
+            &["gantry", "fn", "deploy"],
+            &["gantry", "fn", "invoke", "f", "--timeout-ms", "0"],
+            &["gantry", "fn", "invoke", "f", "--timeout-ms", "1.5"],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn usage_errors_exit_2_and_others_1() {
+        let usage = anyhow::Error::new(UsageError("bad".into())).context("while reading");
+        assert_eq!(report(&usage), ExitCode::from(2));
+        assert_eq!(report(&anyhow::anyhow!("boom")), ExitCode::FAILURE);
+        assert_eq!(report(&StdoutClosed.into()), ExitCode::SUCCESS);
+    }
+}

@@ -1,0 +1,51 @@
+//! `gantry serve` settings: flags with `GANTRY_*` environment equivalents, and the
+//! checks that turn a bad setting into exit code 64 naming the variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+/// Exit code for bad configuration (EX_USAGE).
+pub const EXIT_CONFIG: u8 = 64;
+
+/// Where instances run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    /// Host processes under the watchdog (no Docker needed).
+    Process,
+    /// Containers on a Docker engine.
+    Docker,
+}
+
+/// Flags of `gantry serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (printed at start).
+    #[arg(long, env = "GANTRY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory of the embedded database and per-execution scratch files.
+    #[arg(long, env = "GANTRY_DATA_DIR", default_value = "./gantry-data")]
+    pub data_dir: PathBuf,
+    /// Where instances run.
+    #[arg(long, env = "GANTRY_RUNTIME", value_enum, default_value = "process")]
+    pub runtime: RuntimeKind,
+    /// Base URL instances use to reach this server (callbacks, large payloads).
+    /// Default: http:// and the listen address (127.0.0.1 when listening on all).
+    #[arg(long, env = "GANTRY_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// The watchdog binary the process runtime starts. Default: `watchdog` next to
+    /// this executable, then on PATH.
+    #[arg(long, env = "GANTRY_WATCHDOG")]
+    pub watchdog: Option<PathBuf>,
+    /// Largest captured log of one execution, in bytes; later lines are dropped.
+    #[arg(long, env = "GANTRY_LOG_CAP_BYTES", default_value_t = 1024 * 1024)]
+    pub log_cap_bytes: usize,
+    /// Largest request body, in bytes (inputs and manifests).
+    #[arg(long, env = "GANTRY_MAX_BODY_BYTES", default_value_t = 6 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// How long a stopping server waits for running executions before it stops them
+    /// (they are resumed or failed by the next start).
+    #[arg(long, env = "GANTRY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+}

@@ -1,0 +1,226 @@
+//! Admission control: per function, how many executions run and which wait, with the
+//! limits `max_in_flight` and `max_queue`. Only ids live here; records are in the store.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use uuid::Uuid;
+
+/// What a new execution may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// A slot is reserved: start it now.
+    Run,
+    /// A queue place is reserved: store it, then [`Admission::queue_reserved`].
+    Queue,
+}
+
+/// The function is at `max_in_flight` with a full queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull {
+    /// Executions waiting.
+    pub queued: usize,
+}
+
+#[derive(Default)]
+struct Slots {
+    running: usize,
+    max_in_flight: usize,
+    queue: VecDeque<Uuid>,
+    reserved: usize,
+}
+
+impl Slots {
+    /// Moves queued ids into free slots; answers the ids to start.
+    fn fill(&mut self) -> Vec<Uuid> {
+        let mut start = Vec::new();
+        while self.running < self.max_in_flight {
+            let Some(id) = self.queue.pop_front() else {
+                break;
+            };
+            self.running += 1;
+            start.push(id);
+        }
+        start
+    }
+}
+
+/// Load of one function: queued and running executions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Load {
+    /// Waiting (reserved places included).
+    pub queued: usize,
+    /// Running.
+    pub running: usize,
+}
+
+/// Slots and queues of every function.
+#[derive(Default)]
+pub struct Admission {
+    functions: Mutex<HashMap<String, Slots>>,
+}
+
+impl Admission {
+    fn with<T>(&self, function: &str, f: impl FnOnce(&mut Slots) -> T) -> (T, Load) {
+        let mut functions = self.functions.lock().expect("admission lock poisoned");
+        let slots = functions.entry(function.to_owned()).or_default();
+        let result = f(slots);
+        let load = Load {
+            queued: slots.queue.len() + slots.reserved,
+            running: slots.running,
+        };
+        (result, load)
+    }
+
+    /// Reserves a slot or a queue place for a new execution of `function`.
+    pub fn try_admit(
+        &self,
+        function: &str,
+        max_in_flight: u32,
+        max_queue: u32,
+    ) -> (Result<Admit, QueueFull>, Load) {
+        self.with(function, |slots| {
+            slots.max_in_flight = max_in_flight as usize;
+            let waiting = slots.queue.len() + slots.reserved;
+            if slots.running < slots.max_in_flight && waiting == 0 {
+                slots.running += 1;
+                Ok(Admit::Run)
+            } else if waiting < max_queue as usize {
+                slots.reserved += 1;
+                Ok(Admit::Queue)
+            } else {
+                Err(QueueFull { queued: waiting })
+            }
+        })
+    }
+
+    /// Gives back a reservation whose execution was never stored.
+    pub fn release(&self, function: &str, admit: Admit) -> (Vec<Uuid>, Load) {
+        self.with(function, |slots| {
+            match admit {
+                Admit::Run => slots.running = slots.running.saturating_sub(1),
+                Admit::Queue => slots.reserved = slots.reserved.saturating_sub(1),
+            }
+            slots.fill()
+        })
+    }
+
+    /// Turns a queue reservation into a queued id (now stored); answers the ids that
+    /// can start right away.
+    pub fn queue_reserved(&self, function: &str, id: Uuid) -> (Vec<Uuid>, Load) {
+        self.with(function, |slots| {
+            slots.reserved = slots.reserved.saturating_sub(1);
+            slots.queue.push_back(id);
+            slots.fill()
+        })
+    }
+
+    /// Queues an execution found in the store at start-up (no limit applies).
+    pub fn queue_recovered(
+        &self,
+        function: &str,
+        id: Uuid,
+        max_in_flight: u32,
+    ) -> (Vec<Uuid>, Load) {
+        self.with(function, |slots| {
+            slots.max_in_flight = max_in_flight as usize;
+            slots.queue.push_back(id);
+            slots.fill()
+        })
+    }
+
+    /// A running execution ended: frees its slot and answers the ids to start.
+    pub fn finished(&self, function: &str) -> (Vec<Uuid>, Load) {
+        self.with(function, |slots| {
+            slots.running = slots.running.saturating_sub(1);
+            slots.fill()
+        })
+    }
+
+    /// Takes a queued id out of the queue (cancel). `false` if it was not queued.
+    pub fn remove_queued(&self, function: &str, id: Uuid) -> (bool, Load) {
+        self.with(function, |slots| {
+            let before = slots.queue.len();
+            slots.queue.retain(|queued| *queued != id);
+            slots.queue.len() != before
+        })
+    }
+
+    /// Queued and running executions of `function`.
+    pub fn load(&self, function: &str) -> Load {
+        self.with(function, |_| ()).1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_up_to_the_limit_then_queues_then_refuses() {
+        let admission = Admission::default();
+        assert_eq!(admission.try_admit("f", 2, 1).0, Ok(Admit::Run));
+        assert_eq!(admission.try_admit("f", 2, 1).0, Ok(Admit::Run));
+        assert_eq!(admission.try_admit("f", 2, 1).0, Ok(Admit::Queue));
+        assert_eq!(
+            admission.try_admit("f", 2, 1).0,
+            Err(QueueFull { queued: 1 })
+        );
+        let id = Uuid::now_v7();
+        let (start, load) = admission.queue_reserved("f", id);
+        assert!(start.is_empty());
+        assert_eq!(
+            load,
+            Load {
+                queued: 1,
+                running: 2
+            }
+        );
+        let (start, load) = admission.finished("f");
+        assert_eq!(start, vec![id]);
+        assert_eq!(
+            load,
+            Load {
+                queued: 0,
+                running: 2
+            }
+        );
+    }
+
+    #[test]
+    fn a_reservation_stored_after_a_slot_freed_starts_at_once() {
+        let admission = Admission::default();
+        assert_eq!(admission.try_admit("f", 1, 5).0, Ok(Admit::Run));
+        assert_eq!(admission.try_admit("f", 1, 5).0, Ok(Admit::Queue));
+        let (start, _) = admission.finished("f");
+        assert!(start.is_empty());
+        let id = Uuid::now_v7();
+        let (start, load) = admission.queue_reserved("f", id);
+        assert_eq!(start, vec![id]);
+        assert_eq!(
+            load,
+            Load {
+                queued: 0,
+                running: 1
+            }
+        );
+    }
+
+    #[test]
+    fn cancelled_ids_leave_the_queue_and_functions_are_independent() {
+        let admission = Admission::default();
+        assert_eq!(admission.try_admit("f", 1, 5).0, Ok(Admit::Run));
+        assert_eq!(admission.try_admit("f", 1, 5).0, Ok(Admit::Queue));
+        let id = Uuid::now_v7();
+        admission.queue_reserved("f", id);
+        assert!(admission.remove_queued("f", id).0);
+        assert!(!admission.remove_queued("f", id).0);
+        assert_eq!(admission.try_admit("g", 1, 0).0, Ok(Admit::Run));
+        assert_eq!(
+            admission.try_admit("g", 1, 0).0,
+            Err(QueueFull { queued: 0 })
+        );
+        assert_eq!(admission.finished("f").0, Vec::<Uuid>::new());
+        assert_eq!(admission.load("f"), Load::default());
+    }
+}

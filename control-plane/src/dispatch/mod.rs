@@ -1,0 +1,498 @@
+//! Executions from request to result: admission against the function's limits, the
+//! durable record, the run on a runtime, the watchdog's callback, cancel, and recovery
+//! of what a previous run of the control plane left unfinished.
+
+mod admission;
+mod recovery;
+mod run;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde::Deserialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+pub use admission::{Admission, Load};
+
+use crate::logs::LogHub;
+use crate::metrics::Metrics;
+use crate::registry::catalog::{Catalog, RegistryError};
+use crate::runtime::Runtime;
+use crate::store::{
+    codes, Execution, ExecutionError, ExecutionStatus, Finished, Store, StoreError, Trigger,
+};
+
+/// The watchdog's callback body, read leniently: unknown error codes from a newer
+/// watchdog are kept as sent.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CallbackReport {
+    /// Whether the function produced a result.
+    pub success: bool,
+    /// Its JSON result.
+    #[serde(default)]
+    pub output: Option<Value>,
+    /// Why it failed.
+    #[serde(default)]
+    pub error: Option<ExecutionError>,
+    /// Run time measured by the watchdog.
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    /// The function's exit code.
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+}
+
+/// Settings of the dispatcher.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// `{advertise}/v1/internal/executions`: CALLBACK_URL of every instance.
+    pub callback_base: String,
+    /// Largest captured log of one execution.
+    pub log_cap_bytes: usize,
+    /// Inputs longer than this go through PAYLOAD_URL instead of the environment.
+    pub max_env_payload_bytes: usize,
+}
+
+/// A request to run a function.
+#[derive(Debug, Clone)]
+pub struct InvokeRequest {
+    /// The function's name.
+    pub function: String,
+    /// The input.
+    pub input: Value,
+    /// `X-Trace-Id`.
+    pub trace_id: Option<String>,
+    /// `Idempotency-Key`.
+    pub idempotency_key: Option<String>,
+    /// `X-Timeout-Ms`: lowers the function's timeout for this execution.
+    pub timeout_ms: Option<u64>,
+    /// What started it.
+    pub trigger: Trigger,
+}
+
+/// An accepted request.
+#[derive(Debug)]
+pub struct Accepted {
+    /// The record as stored (or the earlier one with the same idempotency key).
+    pub execution: Execution,
+    /// Whether an earlier execution was answered because of the idempotency key.
+    pub existing: bool,
+}
+
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The function or its version is unknown or invalid.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The function is disabled.
+    #[error("function {0:?} is disabled; set `enabled: true` to invoke it")]
+    Disabled(String),
+    /// The input breaks the function's `input_schema`.
+    #[error("the input does not match the input_schema of {function:?}")]
+    InvalidInput {
+        /// The function.
+        function: String,
+        /// Each violation.
+        violations: Vec<String>,
+    },
+    /// `max_in_flight` executions run and `max_queue` wait.
+    #[error("function {function:?} is at capacity: {queued} executions are waiting (max_queue)")]
+    QueueFull {
+        /// The function.
+        function: String,
+        /// Executions waiting.
+        queued: usize,
+    },
+    /// The idempotency key was used before with another input.
+    #[error("Idempotency-Key {key:?} was already used for execution {existing} with a different input; use a new key for a new call")]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+        /// The execution that has it.
+        existing: Uuid,
+    },
+    /// No such execution.
+    #[error("execution {0} not found")]
+    ExecutionNotFound(Uuid),
+    /// The execution is already finished.
+    #[error("execution {0} already finished with status {1}")]
+    AlreadyFinished(Uuid, &'static str),
+    /// Missing callback token.
+    #[error("the callback needs the execution's token as a bearer token")]
+    MissingToken,
+    /// Wrong callback token.
+    #[error("the token does not belong to execution {0}")]
+    WrongToken(Uuid),
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A report delivered by the callback route, with the channel that acknowledges it once
+/// the result is durable.
+type ReportDelivery = (CallbackReport, oneshot::Sender<bool>);
+
+/// An execution with a live instance.
+struct ActiveRun {
+    token_hash: String,
+    reports: mpsc::Sender<ReportDelivery>,
+    cancel: CancellationToken,
+    /// The input, kept for PAYLOAD_URL when it is too large for the environment.
+    large_payload: Option<Arc<String>>,
+}
+
+/// Runs executions: the heart of the control plane.
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn Runtime>,
+    catalog: Arc<Catalog>,
+    admission: Admission,
+    active: DashMap<Uuid, ActiveRun>,
+    waiters: DashMap<Uuid, watch::Sender<Option<Execution>>>,
+    logs: Arc<LogHub>,
+    metrics: Arc<Metrics>,
+    settings: DispatchSettings,
+    shutdown: CancellationToken,
+    closing: AtomicBool,
+}
+
+/// SHA-256 of a callback token, hex.
+pub(crate) fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl Dispatcher {
+    /// A dispatcher running on `runtime`, recording in `store`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        runtime: Arc<dyn Runtime>,
+        catalog: Arc<Catalog>,
+        logs: Arc<LogHub>,
+        metrics: Arc<Metrics>,
+        settings: DispatchSettings,
+    ) -> Arc<Dispatcher> {
+        Arc::new(Dispatcher {
+            store,
+            runtime,
+            catalog,
+            admission: Admission::default(),
+            active: DashMap::new(),
+            waiters: DashMap::new(),
+            logs,
+            metrics,
+            settings,
+            shutdown: CancellationToken::new(),
+            closing: AtomicBool::new(false),
+        })
+    }
+
+    /// Validates, admits and durably stores a new execution, then starts or queues it.
+    /// With `wait`, the answer carries a receiver for the final record.
+    pub async fn submit(
+        self: &Arc<Self>,
+        request: InvokeRequest,
+    ) -> Result<Accepted, DispatchError> {
+        if self.closing.load(Ordering::Relaxed) {
+            return Err(DispatchError::ShuttingDown);
+        }
+        let function = self.catalog.current(&request.function).await?;
+        let spec = function.spec();
+        if !spec.enabled {
+            return Err(DispatchError::Disabled(request.function));
+        }
+        if let Some(schema) = &function.input_schema {
+            let violations = schema.violations(&request.input);
+            if !violations.is_empty() {
+                return Err(DispatchError::InvalidInput {
+                    function: request.function,
+                    violations,
+                });
+            }
+        }
+        if let Some(key) = &request.idempotency_key {
+            if let Some(existing) = self
+                .store
+                .find_by_idempotency_key(&request.function, key)
+                .await?
+            {
+                return same_input(existing, &request.input, key);
+            }
+        }
+        let (admit, load) =
+            self.admission
+                .try_admit(&request.function, spec.max_in_flight(), spec.max_queue());
+        self.metrics
+            .set_load(&request.function, load.queued, load.running);
+        let admit = admit.map_err(|full| DispatchError::QueueFull {
+            function: request.function.clone(),
+            queued: full.queued,
+        })?;
+        let mut execution = Execution::queued(&function.version, request.input, request.trigger);
+        execution.trace_id = Some(
+            request
+                .trace_id
+                .unwrap_or_else(|| Uuid::new_v4().simple().to_string()),
+        );
+        execution.idempotency_key = request.idempotency_key;
+        if let Some(timeout_ms) = request.timeout_ms {
+            execution.timeout_ms = timeout_ms.min(execution.timeout_ms);
+        }
+        if let Err(err) = self.store.insert_execution(&execution).await {
+            let (start, _) = self.admission.release(&execution.function, admit);
+            self.start_queued(&execution.function, start);
+            return match err {
+                StoreError::DuplicateIdempotencyKey(id) => {
+                    match self.store.get_execution(id).await? {
+                        Some(existing) => {
+                            let key = execution.idempotency_key.as_deref().unwrap_or_default();
+                            same_input(existing, &execution.input, key)
+                        }
+                        None => Err(DispatchError::ExecutionNotFound(id)),
+                    }
+                }
+                other => Err(other.into()),
+            };
+        }
+        match admit {
+            admission::Admit::Run => {
+                tokio::spawn(self.clone().run(
+                    execution.function.clone(),
+                    execution.id,
+                    Some(execution.clone()),
+                ));
+            }
+            admission::Admit::Queue => {
+                let (start, load) = self
+                    .admission
+                    .queue_reserved(&execution.function, execution.id);
+                self.metrics
+                    .set_load(&execution.function, load.queued, load.running);
+                self.start_queued(&execution.function, start);
+            }
+        }
+        Ok(Accepted {
+            execution,
+            existing: false,
+        })
+    }
+
+    /// Waits until execution `id` is final (or the server shuts down, in which case the
+    /// record is answered as it is).
+    pub async fn wait_final(&self, id: Uuid) -> Result<Execution, DispatchError> {
+        let mut receiver = self
+            .waiters
+            .entry(id)
+            .or_insert_with(|| watch::channel(None).0)
+            .subscribe();
+        // Checked after subscribing, so a finish in between is not missed.
+        let current = self
+            .store
+            .get_execution(id)
+            .await?
+            .ok_or(DispatchError::ExecutionNotFound(id))?;
+        if current.status.is_terminal() {
+            return Ok(current);
+        }
+        loop {
+            if let Some(execution) = receiver.borrow_and_update().clone() {
+                return Ok(execution);
+            }
+            if receiver.changed().await.is_err() {
+                // The entry was replaced or dropped: read the record as it is now.
+                return self
+                    .store
+                    .get_execution(id)
+                    .await?
+                    .ok_or(DispatchError::ExecutionNotFound(id));
+            }
+        }
+    }
+
+    fn notify(&self, execution: &Execution) {
+        if let Some((_, sender)) = self.waiters.remove(&execution.id) {
+            let _ = sender.send(Some(execution.clone()));
+        }
+    }
+
+    fn start_queued(self: &Arc<Self>, function: &str, ids: Vec<Uuid>) {
+        for id in ids {
+            tokio::spawn(self.clone().run(function.to_owned(), id, None));
+        }
+    }
+
+    /// Cancels an execution: a queued one leaves its queue, a running one has its
+    /// instance killed. Answers the final record.
+    pub async fn cancel(self: &Arc<Self>, id: Uuid) -> Result<Execution, DispatchError> {
+        let execution = self
+            .store
+            .get_execution(id)
+            .await?
+            .ok_or(DispatchError::ExecutionNotFound(id))?;
+        if execution.status.is_terminal() {
+            return Err(DispatchError::AlreadyFinished(
+                id,
+                execution.status.as_str(),
+            ));
+        }
+        let active_cancel = self.active.get(&id).map(|run| run.cancel.clone());
+        if let Some(cancel) = active_cancel {
+            cancel.cancel();
+            return self.wait_final(id).await;
+        }
+        let (removed, load) = self.admission.remove_queued(&execution.function, id);
+        self.metrics
+            .set_load(&execution.function, load.queued, load.running);
+        let finished = Finished {
+            status: ExecutionStatus::Cancelled,
+            output: None,
+            error: Some(ExecutionError::new(
+                codes::CANCELLED,
+                "cancelled before it started",
+            )),
+            exit_code: None,
+            duration_ms: None,
+            finished_at: crate::store::now(),
+        };
+        if self.store.finish_execution(id, &finished).await? {
+            let mut done = execution;
+            apply_finished(&mut done, &finished);
+            self.metrics
+                .finished(&done.function, done.status.as_str(), None);
+            self.notify(&done);
+            return Ok(done);
+        }
+        if !removed {
+            // It started in the meantime: cancel the run instead.
+            if let Some(cancel) = self.active.get(&id).map(|run| run.cancel.clone()) {
+                cancel.cancel();
+            }
+        }
+        let now = self.wait_final(id).await?;
+        if now.status == ExecutionStatus::Cancelled {
+            Ok(now)
+        } else {
+            Err(DispatchError::AlreadyFinished(id, now.status.as_str()))
+        }
+    }
+
+    /// Takes the watchdog's report for execution `id`, authenticated by `token`. Answers
+    /// whether it was applied (`false`: the execution was already final).
+    pub async fn complete(
+        &self,
+        id: Uuid,
+        token: Option<&str>,
+        report: CallbackReport,
+    ) -> Result<bool, DispatchError> {
+        let token = token.ok_or(DispatchError::MissingToken)?;
+        let hash = hash_token(token);
+        let delivery = self.active.get(&id).map(|run| {
+            (
+                constant_time_eq(run.token_hash.as_bytes(), hash.as_bytes()),
+                run.reports.clone(),
+            )
+        });
+        match delivery {
+            Some((false, _)) => Err(DispatchError::WrongToken(id)),
+            Some((true, reports)) => {
+                let (ack, applied) = oneshot::channel();
+                if reports.send((report, ack)).await.is_err() {
+                    return Ok(false);
+                }
+                Ok(applied.await.unwrap_or(false))
+            }
+            None => {
+                let execution = self
+                    .store
+                    .get_execution(id)
+                    .await?
+                    .ok_or(DispatchError::ExecutionNotFound(id))?;
+                match &execution.callback_token_hash {
+                    Some(stored) if constant_time_eq(stored.as_bytes(), hash.as_bytes()) => {
+                        Ok(false)
+                    }
+                    _ => Err(DispatchError::WrongToken(id)),
+                }
+            }
+        }
+    }
+
+    /// The input of a running execution, for its watchdog's PAYLOAD_URL fetch.
+    pub fn payload(&self, id: Uuid, token: Option<&str>) -> Result<Arc<String>, DispatchError> {
+        let token = token.ok_or(DispatchError::MissingToken)?;
+        let run = self
+            .active
+            .get(&id)
+            .ok_or(DispatchError::ExecutionNotFound(id))?;
+        if !constant_time_eq(run.token_hash.as_bytes(), hash_token(token).as_bytes()) {
+            return Err(DispatchError::WrongToken(id));
+        }
+        run.large_payload
+            .clone()
+            .ok_or(DispatchError::ExecutionNotFound(id))
+    }
+
+    /// Queued and running executions of `function`.
+    pub fn load(&self, function: &str) -> Load {
+        self.admission.load(function)
+    }
+
+    /// Executions with a live instance.
+    pub fn running(&self) -> usize {
+        self.active.len()
+    }
+
+    /// Stops taking executions and starting queued ones (they stay queued for the next
+    /// start), waits up to `grace` for running ones, then stops the rest without
+    /// recording a result: the next start recovers them.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.closing.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        while !self.active.is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.shutdown.cancel();
+        while !self.active.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The earlier execution with the same idempotency key, if it had the same input.
+fn same_input(existing: Execution, input: &Value, key: &str) -> Result<Accepted, DispatchError> {
+    if existing.input == *input {
+        Ok(Accepted {
+            execution: existing,
+            existing: true,
+        })
+    } else {
+        Err(DispatchError::IdempotencyKeyReused {
+            key: key.to_owned(),
+            existing: existing.id,
+        })
+    }
+}
+
+/// Copies a terminal update into a record.
+pub(crate) fn apply_finished(execution: &mut Execution, finished: &Finished) {
+    execution.status = finished.status;
+    execution.output = finished.output.clone();
+    execution.error = finished.error.clone();
+    execution.exit_code = finished.exit_code;
+    execution.duration_ms = finished.duration_ms;
+    execution.finished_at = Some(finished.finished_at);
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

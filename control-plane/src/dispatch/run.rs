@@ -1,0 +1,386 @@
+//! One execution's run: start an instance, wait for its report (or its death, the
+//! deadline, a cancel, shutdown), record the result durably, clean up, start the next.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gantry_protocol::env;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::{apply_finished, hash_token, ActiveRun, CallbackReport, Dispatcher, ReportDelivery};
+use crate::logs::LogSink;
+use crate::registry::catalog::LoadedFunction;
+use crate::runtime::{InstanceExit, Launch};
+use crate::store::{codes, Execution, ExecutionError, ExecutionStatus, Finished, Started};
+
+/// Time the control plane grants beyond the watchdog's own deadline and kill grace
+/// before it stops the instance itself.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(1_000);
+/// Grace between SIGTERM and SIGKILL when the control plane stops an instance.
+const STOP_GRACE: Duration = Duration::from_millis(1_000);
+/// How long an instance may take to exit after it reported.
+const EXIT_AFTER_REPORT: Duration = Duration::from_millis(3_000);
+
+enum Event {
+    Report(CallbackReport, oneshot::Sender<bool>),
+    Exited(InstanceExit),
+    Cancelled,
+    Deadline,
+    Shutdown,
+}
+
+impl Dispatcher {
+    /// Runs execution `id` of `function` (`fresh` when the caller has the record).
+    pub(super) async fn run(self: Arc<Self>, function: String, id: Uuid, fresh: Option<Execution>) {
+        let execution = match fresh {
+            Some(execution) => Some(execution),
+            None => match self.store.get_execution(id).await {
+                Ok(Some(execution)) if !execution.status.is_terminal() => Some(execution),
+                Ok(_) => None,
+                Err(err) => {
+                    tracing::error!(execution = %id, "cannot load the execution to run it: {err}");
+                    None
+                }
+            },
+        };
+        if let Some(execution) = execution {
+            self.run_loaded(execution).await;
+        }
+        let (start, load) = self.admission.finished(&function);
+        self.metrics.set_load(&function, load.queued, load.running);
+        self.start_queued(&function, start);
+    }
+
+    async fn run_loaded(self: &Arc<Self>, mut execution: Execution) {
+        let id = execution.id;
+        let function = match self
+            .catalog
+            .version(&execution.function, execution.version)
+            .await
+        {
+            Ok(function) => function,
+            Err(err) => {
+                let error = ExecutionError::new(
+                    codes::SPAWN_ERROR,
+                    format!("cannot load the function: {err}"),
+                );
+                self.finish(
+                    &mut execution,
+                    failed(ExecutionStatus::Error, error, None),
+                    None,
+                )
+                .await;
+                return;
+            }
+        };
+        let token = hex::encode(rand::random::<[u8; 32]>());
+        let token_hash = hash_token(&token);
+        let (reports_tx, mut reports) = mpsc::channel(4);
+        let cancel = CancellationToken::new();
+        let input = serde_json::to_string(&execution.input).unwrap_or_else(|_| "null".into());
+        let mut launch_env = vec![
+            (env::EXECUTION_ID.to_owned(), id.to_string()),
+            (
+                env::CALLBACK_URL.to_owned(),
+                self.settings.callback_base.clone(),
+            ),
+            (env::CALLBACK_TOKEN.to_owned(), token),
+            (env::TIMEOUT_MS.to_owned(), execution.timeout_ms.to_string()),
+        ];
+        if let Some(trace_id) = &execution.trace_id {
+            launch_env.push((env::TRACE_ID.to_owned(), trace_id.clone()));
+        }
+        let large_payload = if input.len() > self.settings.max_env_payload_bytes {
+            launch_env.push((
+                env::PAYLOAD_URL.to_owned(),
+                format!("{}/{id}/payload", self.settings.callback_base),
+            ));
+            Some(Arc::new(input))
+        } else {
+            launch_env.push((env::INVOCATION_PAYLOAD.to_owned(), input));
+            None
+        };
+        for (key, value) in &function.spec().env {
+            launch_env.push((key.clone(), value.clone()));
+        }
+        self.active.insert(
+            id,
+            ActiveRun {
+                token_hash: token_hash.clone(),
+                reports: reports_tx,
+                cancel: cancel.clone(),
+                large_payload,
+            },
+        );
+        // Checked after registering (shutdown sets `closing`, then waits for `active`):
+        // a stopping server starts nothing new. The execution stays queued in the store
+        // for the next start; a caller waiting for it gets the record as it is.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.closing.load(Ordering::SeqCst) {
+            self.active.remove(&id);
+            self.notify(&execution);
+            return;
+        }
+        let (sink, writer) = LogSink::start(
+            id,
+            self.settings.log_cap_bytes,
+            self.store.clone(),
+            self.logs.clone(),
+        );
+        let started = Instant::now();
+        let launch = Launch {
+            execution_id: id,
+            function: function.version.clone(),
+            env: launch_env,
+            logs: sink,
+        };
+        let mut instance = match self.runtime.start(launch).await {
+            Ok(instance) => instance,
+            Err(err) => {
+                let error = ExecutionError::new(codes::SPAWN_ERROR, err.to_string());
+                self.finish(
+                    &mut execution,
+                    failed(ExecutionStatus::Error, error, None),
+                    None,
+                )
+                .await;
+                writer.finish().await;
+                self.cleanup(id);
+                return;
+            }
+        };
+        let start_record = Started {
+            instance_id: instance.id().to_owned(),
+            cold_start: true,
+            callback_token_hash: token_hash,
+            started_at: crate::store::now(),
+        };
+        match self.store.mark_running(id, &start_record).await {
+            Ok(true) => {
+                execution.status = ExecutionStatus::Running;
+                execution.instance_id = Some(start_record.instance_id.clone());
+                execution.cold_start = Some(true);
+                execution.started_at = Some(start_record.started_at);
+            }
+            Ok(false) => {
+                // Cancelled while it started.
+                instance.kill(STOP_GRACE).await;
+                writer.finish().await;
+                self.cleanup(id);
+                if let Ok(Some(now)) = self.store.get_execution(id).await {
+                    self.notify(&now);
+                }
+                return;
+            }
+            Err(err) => tracing::warn!(execution = %id, "cannot record the start: {err}"),
+        }
+        let deadline = Duration::from_millis(execution.timeout_ms + env::defaults::KILL_GRACE_MS)
+            + DEADLINE_MARGIN;
+        let event = tokio::select! {
+            biased;
+            Some((report, ack)) = reports.recv() => Event::Report(report, ack),
+            _ = cancel.cancelled() => Event::Cancelled,
+            _ = self.shutdown.cancelled() => Event::Shutdown,
+            exit = instance.wait() => Event::Exited(exit),
+            _ = tokio::time::sleep(deadline) => Event::Deadline,
+        };
+        let elapsed = started.elapsed();
+        let (finished, ack) = match event {
+            Event::Report(report, ack) => {
+                (Self::report_outcome(&function, report, elapsed), Some(ack))
+            }
+            Event::Exited(exit) => match reports.try_recv() {
+                Ok((report, ack)) => (Self::report_outcome(&function, report, elapsed), Some(ack)),
+                Err(_) => {
+                    // The watchdog is gone without reporting (crashed, killed): the
+                    // function's process group, which only the watchdog would have
+                    // stopped, may live on. Stop whatever carries the execution's marks.
+                    instance.kill(STOP_GRACE).await;
+                    (Self::exit_outcome(&function, exit, elapsed), None)
+                }
+            },
+            Event::Cancelled => {
+                // Answer a report that arrives now at once, so the watchdog is not held.
+                refuse_reports(&mut reports);
+                instance.kill(STOP_GRACE).await;
+                let error = ExecutionError::new(
+                    codes::CANCELLED,
+                    "cancelled while running; its instance was stopped",
+                );
+                (
+                    failed(ExecutionStatus::Cancelled, error, Some(elapsed)),
+                    None,
+                )
+            }
+            Event::Deadline => {
+                refuse_reports(&mut reports);
+                instance.kill(STOP_GRACE).await;
+                let error = ExecutionError::new(
+                    codes::TIMEOUT,
+                    format!(
+                        "no result within {} ms; the control plane stopped the instance",
+                        execution.timeout_ms
+                    ),
+                );
+                (failed(ExecutionStatus::Timeout, error, Some(elapsed)), None)
+            }
+            Event::Shutdown => {
+                refuse_reports(&mut reports);
+                instance.kill(STOP_GRACE).await;
+                writer.finish().await;
+                self.cleanup(id);
+                self.notify(&execution);
+                return;
+            }
+        };
+        let applied = self.finish(&mut execution, finished, ack).await;
+        // The result is final: a repeated or late report is answered at once (not
+        // applied) instead of waiting until the instance is gone.
+        refuse_reports(&mut reports);
+        // The report is durable; now let the instance exit and its output drain.
+        if tokio::time::timeout(EXIT_AFTER_REPORT, instance.wait())
+            .await
+            .is_err()
+        {
+            instance.kill(STOP_GRACE).await;
+        }
+        drop(instance);
+        writer.finish().await;
+        self.cleanup(id);
+        if applied {
+            self.notify(&execution);
+        } else if let Ok(Some(now)) = self.store.get_execution(id).await {
+            self.notify(&now);
+        }
+    }
+
+    /// Records the terminal update; acknowledges the callback once it is durable.
+    /// Answers whether it was applied (not already final).
+    async fn finish(
+        &self,
+        execution: &mut Execution,
+        finished: Finished,
+        ack: Option<oneshot::Sender<bool>>,
+    ) -> bool {
+        let applied = match self.store.finish_execution(execution.id, &finished).await {
+            Ok(applied) => applied,
+            Err(err) => {
+                tracing::error!(execution = %execution.id, "cannot record the result: {err}");
+                false
+            }
+        };
+        if let Some(ack) = ack {
+            let _ = ack.send(applied);
+        }
+        if applied {
+            apply_finished(execution, &finished);
+            let seconds = finished.duration_ms.map(|ms| ms as f64 / 1000.0);
+            self.metrics
+                .finished(&execution.function, finished.status.as_str(), seconds);
+        }
+        applied
+    }
+
+    fn cleanup(&self, id: Uuid) {
+        self.active.remove(&id);
+        self.logs.close(id);
+    }
+
+    fn report_outcome(
+        function: &LoadedFunction,
+        report: CallbackReport,
+        elapsed: Duration,
+    ) -> Finished {
+        let duration_ms = report.duration_ms.or(Some(elapsed.as_millis() as u64));
+        if report.success {
+            let output = report.output.unwrap_or(serde_json::Value::Null);
+            if let Some(schema) = &function.output_schema {
+                let violations = schema.violations(&output);
+                if !violations.is_empty() {
+                    return Finished {
+                        status: ExecutionStatus::Error,
+                        output: Some(output),
+                        error: Some(ExecutionError::new(
+                            codes::OUTPUT_SCHEMA_VIOLATION,
+                            format!(
+                                "the output does not match the output_schema: {}",
+                                violations.join("; ")
+                            ),
+                        )),
+                        exit_code: report.exit_code,
+                        duration_ms,
+                        finished_at: crate::store::now(),
+                    };
+                }
+            }
+            return Finished {
+                status: ExecutionStatus::Success,
+                output: Some(output),
+                error: None,
+                exit_code: report.exit_code,
+                duration_ms,
+                finished_at: crate::store::now(),
+            };
+        }
+        let error = report.error.unwrap_or_else(|| {
+            ExecutionError::new(
+                "FUNCTION_ERROR",
+                "the watchdog reported a failure without a reason",
+            )
+        });
+        let status = if error.code == codes::TIMEOUT {
+            ExecutionStatus::Timeout
+        } else {
+            ExecutionStatus::Error
+        };
+        Finished {
+            status,
+            output: None,
+            error: Some(error),
+            exit_code: report.exit_code,
+            duration_ms,
+            finished_at: crate::store::now(),
+        }
+    }
+
+    fn exit_outcome(function: &LoadedFunction, exit: InstanceExit, elapsed: Duration) -> Finished {
+        // Exit 75: the watchdog could not deliver its report and printed it on stdout.
+        if exit.code == Some(75) {
+            if let Some(report) = exit
+                .last_stdout_line
+                .as_deref()
+                .and_then(|line| serde_json::from_str::<CallbackReport>(line).ok())
+            {
+                return Self::report_outcome(function, report, elapsed);
+            }
+        }
+        let error = ExecutionError::new(
+            codes::RUNTIME_CRASHED,
+            format!("the watchdog ended with {exit} without reporting a result"),
+        );
+        failed(ExecutionStatus::Error, error, Some(elapsed))
+    }
+}
+
+/// Closes an execution's report channel: later reports are answered at once as not
+/// applied, and so are any already waiting in it.
+fn refuse_reports(reports: &mut mpsc::Receiver<ReportDelivery>) {
+    reports.close();
+    while let Ok((_, ack)) = reports.try_recv() {
+        let _ = ack.send(false);
+    }
+}
+
+fn failed(status: ExecutionStatus, error: ExecutionError, elapsed: Option<Duration>) -> Finished {
+    Finished {
+        status,
+        output: None,
+        error: Some(error),
+        exit_code: None,
+        duration_ms: elapsed.map(|elapsed| elapsed.as_millis() as u64),
+        finished_at: crate::store::now(),
+    }
+}

@@ -1,0 +1,215 @@
+//! Captured stdout/stderr of executions: a [`LogSink`] per running execution numbers the
+//! lines, enforces the per-execution cap, writes them to the store in batches and
+//! publishes them on the [`LogHub`] so `?follow=true` readers see them live.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::store::{LogLine, LogStream, Store};
+
+/// Longest line kept; longer ones are split.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+/// Lines written to the store in one call at most.
+const BATCH_LINES: usize = 256;
+
+/// Live log lines of running executions, for followers.
+#[derive(Default)]
+pub struct LogHub {
+    channels: DashMap<Uuid, broadcast::Sender<LogLine>>,
+}
+
+impl LogHub {
+    /// Subscribes to the lines of a running execution; `None` once it has finished
+    /// (everything is in the store by then).
+    pub fn subscribe(&self, id: Uuid) -> Option<broadcast::Receiver<LogLine>> {
+        self.channels.get(&id).map(|sender| sender.subscribe())
+    }
+
+    fn open(&self, id: Uuid) -> broadcast::Sender<LogLine> {
+        self.channels
+            .entry(id)
+            .or_insert_with(|| broadcast::channel(1024).0)
+            .clone()
+    }
+
+    /// Ends the live stream of an execution: followers see the channel close.
+    pub fn close(&self, id: Uuid) {
+        self.channels.remove(&id);
+    }
+}
+
+/// Where an execution's output goes while it runs. Clone it into every reader; when
+/// the last clone is dropped the writer flushes and [`LogSink::finish`] returns.
+#[derive(Clone)]
+pub struct LogSink {
+    sender: mpsc::UnboundedSender<(LogStream, String)>,
+}
+
+/// The task that numbers, caps, stores and publishes an execution's lines.
+pub struct LogWriter {
+    task: JoinHandle<()>,
+}
+
+impl LogSink {
+    /// Starts capturing the log of execution `id`, keeping at most `cap_bytes` of it.
+    pub fn start(
+        id: Uuid,
+        cap_bytes: usize,
+        store: Arc<dyn Store>,
+        hub: Arc<LogHub>,
+    ) -> (LogSink, LogWriter) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let live = hub.open(id);
+        let task = tokio::spawn(write_lines(id, cap_bytes, store, live, receiver));
+        (LogSink { sender }, LogWriter { task })
+    }
+
+    /// Records one line (without its newline).
+    pub fn line(&self, stream: LogStream, line: String) {
+        // A closed writer means the execution is over; late lines are dropped.
+        let _ = self.sender.send((stream, line));
+    }
+
+    /// Copies `reader` into the log line by line until it closes. Returns the last
+    /// non-empty line, which for the watchdog's stdout may be its report.
+    pub async fn copy_lines<R: AsyncRead + Unpin>(
+        self,
+        stream: LogStream,
+        mut reader: R,
+    ) -> Option<String> {
+        let mut pending: Vec<u8> = Vec::new();
+        let mut chunk = vec![0u8; 8192];
+        let mut last = None;
+        loop {
+            let read = match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(read) => read,
+            };
+            pending.extend_from_slice(&chunk[..read]);
+            while let Some(end) = next_line_end(&pending) {
+                let rest = pending.split_off(end.next);
+                pending.truncate(end.line);
+                let line = String::from_utf8_lossy(&pending).into_owned();
+                pending = rest;
+                if !line.trim().is_empty() {
+                    last = Some(line.clone());
+                }
+                self.line(stream, line);
+            }
+        }
+        if !pending.is_empty() {
+            let line = String::from_utf8_lossy(&pending).into_owned();
+            if !line.trim().is_empty() {
+                last = Some(line.clone());
+            }
+            self.line(stream, line);
+        }
+        last
+    }
+}
+
+impl LogWriter {
+    /// Waits until every line sent by dropped sinks is stored.
+    pub async fn finish(self) {
+        let _ = self.task.await;
+    }
+}
+
+struct LineEnd {
+    line: usize,
+    next: usize,
+}
+
+/// Where the first line of `buf` ends: at a newline, or at [`MAX_LINE_BYTES`].
+fn next_line_end(buf: &[u8]) -> Option<LineEnd> {
+    match buf.iter().take(MAX_LINE_BYTES).position(|&b| b == b'\n') {
+        Some(pos) => {
+            let line = if pos > 0 && buf[pos - 1] == b'\r' {
+                pos - 1
+            } else {
+                pos
+            };
+            Some(LineEnd {
+                line,
+                next: pos + 1,
+            })
+        }
+        None if buf.len() >= MAX_LINE_BYTES => Some(LineEnd {
+            line: MAX_LINE_BYTES,
+            next: MAX_LINE_BYTES,
+        }),
+        None => None,
+    }
+}
+
+async fn write_lines(
+    id: Uuid,
+    cap_bytes: usize,
+    store: Arc<dyn Store>,
+    live: broadcast::Sender<LogLine>,
+    mut receiver: mpsc::UnboundedReceiver<(LogStream, String)>,
+) {
+    let mut seq = 0u64;
+    let mut used = 0usize;
+    let mut truncated = false;
+    let mut batch = Vec::new();
+    while let Some(first) = receiver.recv().await {
+        let mut next = Some(first);
+        while let Some((stream, line)) = next.take() {
+            if truncated {
+            } else if used + line.len() > cap_bytes {
+                truncated = true;
+                seq += 1;
+                batch.push(LogLine {
+                    seq,
+                    stream: LogStream::System,
+                    time: crate::store::now(),
+                    line: format!(
+                        "log truncated: this execution's log reached its cap of {cap_bytes} bytes; later lines were dropped"
+                    ),
+                });
+            } else {
+                used += line.len();
+                seq += 1;
+                batch.push(LogLine {
+                    seq,
+                    stream,
+                    time: crate::store::now(),
+                    line,
+                });
+            }
+            if batch.len() < BATCH_LINES {
+                next = receiver.try_recv().ok();
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        if let Err(err) = store.append_logs(id, &batch).await {
+            tracing::warn!(execution = %id, "could not store {} log lines: {err}", batch.len());
+        }
+        for line in batch.drain(..) {
+            let _ = live.send(line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_lines_and_long_runs() {
+        let end = next_line_end(b"ab\r\ncd").unwrap();
+        assert_eq!((end.line, end.next), (2, 4));
+        assert!(next_line_end(b"abc").is_none());
+        let long = vec![b'x'; MAX_LINE_BYTES + 5];
+        let end = next_line_end(&long).unwrap();
+        assert_eq!((end.line, end.next), (MAX_LINE_BYTES, MAX_LINE_BYTES));
+    }
+}

@@ -1,0 +1,230 @@
+//! The live registry: validates manifests, writes versions to the store and keeps every
+//! loaded version with its compiled schemas in memory, so an invocation reads no disk.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use serde_json::Value;
+
+use super::manifest::{self, FunctionSpec};
+use super::{content_hash, FunctionVersion};
+use crate::runtime::Runtime;
+use crate::schema::CompiledSchema;
+use crate::store::{Store, StoreError};
+
+/// A function version ready to run: its definition and compiled schemas.
+#[derive(Debug)]
+pub struct LoadedFunction {
+    /// The stored version.
+    pub version: Arc<FunctionVersion>,
+    /// Compiled `input_schema`.
+    pub input_schema: Option<CompiledSchema>,
+    /// Compiled `output_schema`.
+    pub output_schema: Option<CompiledSchema>,
+}
+
+impl LoadedFunction {
+    fn load(version: FunctionVersion) -> Result<LoadedFunction, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut compile = |field: &str, schema: &Option<Value>| match schema {
+            Some(schema) => CompiledSchema::compile(field, schema)
+                .map_err(|problem| problems.push(problem))
+                .ok(),
+            None => None,
+        };
+        let input_schema = compile("input_schema", &version.spec.input_schema);
+        let output_schema = compile("output_schema", &version.spec.output_schema);
+        if problems.is_empty() {
+            Ok(LoadedFunction {
+                version: Arc::new(version),
+                input_schema,
+                output_schema,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The definition.
+    pub fn spec(&self) -> &FunctionSpec {
+        &self.version.spec
+    }
+}
+
+/// What registry operations fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The manifest is not valid; every problem is listed.
+    #[error("invalid function definition: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    /// No function with this name.
+    #[error("function {0:?} not found")]
+    NotFound(String),
+    /// Version `1` of … does not exist.
+    #[error("function {0:?} has no version {1}")]
+    VersionNotFound(String, u32),
+    /// A function with this name already exists.
+    #[error("function {0:?} already exists; replace it with PUT /v1/functions/{0}")]
+    Exists(String),
+    /// The name in the body differs from the one in the path.
+    #[error("the manifest names {body:?} but the path names {path:?}")]
+    NameMismatch {
+        /// Name in the path.
+        path: String,
+        /// Name in the body.
+        body: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Function definitions: validated, stored, cached.
+pub struct Catalog {
+    store: Arc<dyn Store>,
+    runtime: Arc<dyn Runtime>,
+    current: DashMap<String, Arc<LoadedFunction>>,
+    versions: DashMap<(String, u32), Arc<LoadedFunction>>,
+}
+
+impl Catalog {
+    /// A catalog over `store`, checking definitions against what `runtime` can run.
+    pub fn new(store: Arc<dyn Store>, runtime: Arc<dyn Runtime>) -> Catalog {
+        Catalog {
+            store,
+            runtime,
+            current: DashMap::new(),
+            versions: DashMap::new(),
+        }
+    }
+
+    /// Parses and checks a manifest given as JSON.
+    pub fn validate(&self, manifest: Value) -> Result<FunctionSpec, RegistryError> {
+        let spec =
+            manifest::from_json(&manifest).map_err(|err| RegistryError::Invalid(vec![err]))?;
+        let mut problems = manifest::problems(&spec);
+        for (field, schema) in [
+            ("input_schema", &spec.input_schema),
+            ("output_schema", &spec.output_schema),
+        ] {
+            if let Some(schema) = schema {
+                if let Err(problem) = CompiledSchema::compile(field, schema) {
+                    problems.push(problem);
+                }
+            }
+        }
+        if problems.is_empty() {
+            problems.extend(self.runtime.problems(&spec));
+        }
+        if problems.is_empty() {
+            Ok(spec)
+        } else {
+            Err(RegistryError::Invalid(problems))
+        }
+    }
+
+    fn remember(&self, version: FunctionVersion) -> Result<Arc<LoadedFunction>, RegistryError> {
+        let loaded = Arc::new(LoadedFunction::load(version).map_err(RegistryError::Invalid)?);
+        let name = loaded.version.name.clone();
+        self.versions
+            .insert((name.clone(), loaded.version.version), loaded.clone());
+        self.current.insert(name, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Creates a function from a manifest.
+    pub async fn create(&self, manifest: Value) -> Result<Arc<LoadedFunction>, RegistryError> {
+        let spec = self.validate(manifest)?;
+        let hash = content_hash(&spec);
+        let stored = self
+            .store
+            .create_function(&spec, &hash)
+            .await
+            .map_err(|err| match err {
+                StoreError::FunctionExists(name) => RegistryError::Exists(name),
+                other => RegistryError::Store(other),
+            })?;
+        self.remember(stored)
+    }
+
+    /// Replaces the function `name`; answers the current version and whether it changed.
+    pub async fn replace(
+        &self,
+        name: &str,
+        manifest: Value,
+    ) -> Result<(Arc<LoadedFunction>, bool), RegistryError> {
+        let spec = self.validate(manifest)?;
+        if spec.name != name {
+            return Err(RegistryError::NameMismatch {
+                path: name.to_owned(),
+                body: spec.name,
+            });
+        }
+        let hash = content_hash(&spec);
+        let (stored, changed) = self
+            .store
+            .replace_function(&spec, &hash)
+            .await
+            .map_err(|err| match err {
+                StoreError::FunctionNotFound(name) => RegistryError::NotFound(name),
+                other => RegistryError::Store(other),
+            })?;
+        Ok((self.remember(stored)?, changed))
+    }
+
+    /// Deletes the function `name` (its versions stay for its executions).
+    pub async fn delete(&self, name: &str) -> Result<(), RegistryError> {
+        if self.store.delete_function(name).await? {
+            self.current.remove(name);
+            Ok(())
+        } else {
+            Err(RegistryError::NotFound(name.to_owned()))
+        }
+    }
+
+    /// The current version of `name`.
+    pub async fn current(&self, name: &str) -> Result<Arc<LoadedFunction>, RegistryError> {
+        if let Some(loaded) = self.current.get(name) {
+            return Ok(loaded.clone());
+        }
+        match self.store.get_function(name).await? {
+            Some(version) => self.remember(version),
+            None => Err(RegistryError::NotFound(name.to_owned())),
+        }
+    }
+
+    /// Version `version` of `name`, even if the function was deleted or replaced since.
+    pub async fn version(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<Arc<LoadedFunction>, RegistryError> {
+        if let Some(loaded) = self.versions.get(&(name.to_owned(), version)) {
+            return Ok(loaded.clone());
+        }
+        let stored = self
+            .store
+            .get_function_version(name, version)
+            .await?
+            .ok_or_else(|| RegistryError::VersionNotFound(name.to_owned(), version))?;
+        let loaded = Arc::new(LoadedFunction::load(stored).map_err(RegistryError::Invalid)?);
+        self.versions
+            .insert((name.to_owned(), version), loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Current versions of every function, by name.
+    pub async fn list(&self) -> Result<Vec<FunctionVersion>, RegistryError> {
+        Ok(self.store.list_functions().await?)
+    }
+
+    /// Every version of `name`, oldest first.
+    pub async fn history(&self, name: &str) -> Result<Vec<FunctionVersion>, RegistryError> {
+        let versions = self.store.list_versions(name).await?;
+        if versions.is_empty() {
+            Err(RegistryError::NotFound(name.to_owned()))
+        } else {
+            Ok(versions)
+        }
+    }
+}

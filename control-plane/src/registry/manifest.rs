@@ -1,0 +1,462 @@
+//! The function manifest (DESIGN.md §4): its fields, defaults, parsing from YAML or JSON,
+//! and the checks that turn a bad manifest into a list of readable problems.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Longest accepted `resources.timeout_ms`: 15 minutes.
+pub const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+/// `resources.timeout_ms` when the manifest has none.
+pub const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+/// `concurrency.max_in_flight` when the manifest has none.
+pub const DEFAULT_MAX_IN_FLIGHT: u32 = 32;
+/// `concurrency.max_queue` when the manifest has none.
+pub const DEFAULT_MAX_QUEUE: u32 = 1_000;
+/// Largest accepted `concurrency.max_queue`.
+pub const MAX_QUEUE_LIMIT: u32 = 10_000_000;
+
+/// Environment variables Gantry sets itself; a manifest may not set them.
+pub const RESERVED_ENV: &[&str] = &[
+    "EXECUTION_MODE",
+    "WATCHDOG_CMD",
+    "EXECUTION_ID",
+    "CALLBACK_URL",
+    "CALLBACK_TOKEN",
+    "INVOCATION_PAYLOAD",
+    "PAYLOAD_URL",
+    "TIMEOUT_MS",
+    "TRACE_ID",
+    "RUNTIME_URL",
+    "HEALTH_URL",
+    "INPUT_FILE",
+    "OUTPUT_FILE",
+    "PORT",
+    "GANTRY_OWNER",
+];
+
+/// How the watchdog talks to the function (DESIGN.md §2). Warm instances are asked for
+/// with the `warm` section, not with a mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum Mode {
+    /// An HTTP server that takes one POST per invocation.
+    #[default]
+    #[serde(alias = "http")]
+    #[serde(rename = "HTTP")]
+    Http,
+    /// Payload on stdin, JSON result on stdout.
+    #[serde(alias = "stdio")]
+    #[serde(rename = "STDIO")]
+    Stdio,
+    /// Payload in INPUT_FILE, result in OUTPUT_FILE.
+    #[serde(alias = "file")]
+    #[serde(rename = "FILE")]
+    File,
+}
+
+impl Mode {
+    /// The value of the watchdog's EXECUTION_MODE.
+    pub fn as_env(self) -> &'static str {
+        match self {
+            Mode::Http => "HTTP",
+            Mode::Stdio => "STDIO",
+            Mode::File => "FILE",
+        }
+    }
+}
+
+/// The user's command: a shell-quoted string or a list of arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CommandSpec {
+    /// `python3 handler.py`, parsed with shell-style quoting.
+    Line(String),
+    /// `["python3", "handler.py"]`.
+    Args(Vec<String>),
+}
+
+impl CommandSpec {
+    /// The command as one shell-quoted line (the watchdog's WATCHDOG_CMD).
+    pub fn to_line(&self) -> String {
+        match self {
+            CommandSpec::Line(line) => line.clone(),
+            CommandSpec::Args(args) => {
+                shlex::try_join(args.iter().map(String::as_str)).unwrap_or_else(|_| args.join(" "))
+            }
+        }
+    }
+}
+
+/// Warm-pool settings (DESIGN.md §6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarmSpec {
+    /// Instances kept running even when idle.
+    #[serde(default)]
+    pub min_instances: u32,
+    /// Most instances at once.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+    /// Idle instances above `min_instances` stop after this long.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// Recycle an instance after this many invocations (0 = never).
+    #[serde(default)]
+    pub max_invocations: u64,
+    /// Invocations one instance takes at once.
+    #[serde(default = "one")]
+    pub concurrency_per_instance: u32,
+}
+
+fn default_max_instances() -> u32 {
+    4
+}
+fn default_idle_timeout_ms() -> u64 {
+    300_000
+}
+fn one() -> u32 {
+    1
+}
+
+/// Limits of one instance.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// Memory limit in MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    /// CPU limit in cores (0.5 = half a core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    /// Most processes (pids) at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    /// Per-invocation timeout; [`DEFAULT_TIMEOUT_MS`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Retry policy (DESIGN.md §7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    /// Attempts in all, the first included (1 = no retry).
+    #[serde(default = "one")]
+    pub max_attempts: u32,
+    /// Wait before the first retry.
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    /// Factor applied to the wait after each retry.
+    #[serde(default = "default_multiplier")]
+    pub multiplier: f64,
+    /// Longest wait between attempts.
+    #[serde(default = "default_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+    /// Which failures retry: error codes (strings) and exit codes (numbers). Empty means
+    /// every failure but a schema violation or a cancel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retry_on: Vec<Value>,
+}
+
+fn default_initial_backoff_ms() -> u64 {
+    1_000
+}
+fn default_multiplier() -> f64 {
+    2.0
+}
+fn default_max_backoff_ms() -> u64 {
+    60_000
+}
+
+/// Admission limits of one function.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConcurrencySpec {
+    /// Executions running at once; [`DEFAULT_MAX_IN_FLIGHT`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// Executions waiting; past it, 429. [`DEFAULT_MAX_QUEUE`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue: Option<u32>,
+}
+
+/// A function definition as written by the user and stored as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    /// Unique name: lowercase letters, digits and dashes, at most 63 characters.
+    pub name: String,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Container image (docker runtime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Command the watchdog starts (process runtime; overrides the image's command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<CommandSpec>,
+    /// Directory the command runs in (absolute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// Extra environment of the function.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// How the watchdog talks to the function.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Keep warm instances (issue 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<WarmSpec>,
+    /// Limits.
+    #[serde(default)]
+    pub resources: Resources,
+    /// JSON Schema every input must satisfy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<Value>,
+    /// JSON Schema every output must satisfy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
+    /// Retry policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetrySpec>,
+    /// Admission limits.
+    #[serde(default)]
+    pub concurrency: ConcurrencySpec,
+    /// Chained functions (DESIGN.md §7), kept as written until chaining lands.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chains: Vec<Value>,
+    /// Event triggers (DESIGN.md §7), kept as written until events land.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Value>,
+    /// Environment variable ← secret name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// A disabled function rejects invocations.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl FunctionSpec {
+    /// Per-invocation timeout.
+    pub fn timeout_ms(&self) -> u64 {
+        self.resources.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS)
+    }
+
+    /// Executions running at once.
+    pub fn max_in_flight(&self) -> u32 {
+        self.concurrency
+            .max_in_flight
+            .unwrap_or(DEFAULT_MAX_IN_FLIGHT)
+    }
+
+    /// Executions waiting at once.
+    pub fn max_queue(&self) -> u32 {
+        self.concurrency.max_queue.unwrap_or(DEFAULT_MAX_QUEUE)
+    }
+
+    /// Attempts allowed by the retry policy (1 without one).
+    pub fn max_attempts(&self) -> u32 {
+        self.retry.as_ref().map_or(1, |retry| retry.max_attempts)
+    }
+}
+
+/// Parses a manifest written as JSON or YAML (JSON is tried first when the text starts
+/// with `{`). The error names the field and, for YAML, the line.
+pub fn parse_manifest(text: &str) -> Result<FunctionSpec, String> {
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|err| format!("invalid manifest: {err}"))
+    } else {
+        serde_yaml_ng::from_str(text).map_err(|err| format!("invalid manifest: {err}"))
+    }
+}
+
+/// Parses a manifest the API received as JSON. serde's message for a wrong type does not
+/// say where it is (`invalid type: string "fast", expected u64`), so the top-level field
+/// holding the problem is put in front (`resources: invalid type: …`).
+pub fn from_json(manifest: &Value) -> Result<FunctionSpec, String> {
+    let kind = match manifest {
+        Value::Object(_) => None,
+        Value::Array(_) => Some("an array"),
+        Value::String(_) => Some("a string"),
+        Value::Number(_) => Some("a number"),
+        Value::Bool(_) => Some("a boolean"),
+        Value::Null => Some("empty"),
+    };
+    if let Some(kind) = kind {
+        return Err(format!(
+            "a function definition is a JSON object with at least `name` and `command` (or `image`); the body is {kind}"
+        ));
+    }
+    let message = match FunctionSpec::deserialize(manifest) {
+        Ok(spec) => return Ok(spec),
+        Err(err) => err.to_string(),
+    };
+    let Some(fields) = manifest.as_object() else {
+        return Err(message);
+    };
+    for (key, value) in fields {
+        // The field alone, beside a valid name, fails the same way if the problem is in it.
+        let mut probe = serde_json::Map::new();
+        probe.insert("name".into(), Value::from("probe"));
+        probe.insert(key.clone(), value.clone());
+        let same = FunctionSpec::deserialize(&Value::Object(probe))
+            .err()
+            .is_some_and(|err| err.to_string() == message);
+        if same {
+            return Err(if message.contains(&format!("`{key}`")) {
+                message
+            } else {
+                format!("{key}: {message}")
+            });
+        }
+    }
+    Err(message)
+}
+
+/// A manifest value as JSON (for sending to the API), from JSON or YAML text.
+pub fn manifest_to_json(text: &str) -> Result<Value, String> {
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|err| format!("invalid JSON: {err}"))
+    } else {
+        serde_yaml_ng::from_str(text).map_err(|err| format!("invalid YAML: {err}"))
+    }
+}
+
+/// Whether `name` is a valid function name (a DNS label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`,
+/// at most 63 characters).
+pub fn is_valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
+fn is_valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Every problem with `spec` that parsing could not catch, as sentences naming the field.
+/// Schemas are checked separately (see [`crate::schema`]).
+pub fn problems(spec: &FunctionSpec) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !is_valid_name(&spec.name) {
+        problems.push(format!(
+            "name {:?} is invalid: use 1-63 lowercase letters, digits and dashes, starting and ending with a letter or digit",
+            spec.name
+        ));
+    }
+    match (&spec.image, &spec.command) {
+        (None, None) => problems.push("either `command` or `image` is required".into()),
+        (_, Some(CommandSpec::Line(line))) if line.trim().is_empty() => {
+            problems.push("`command` is empty".into())
+        }
+        (_, Some(CommandSpec::Line(line))) if shlex::split(line).is_none() => {
+            problems.push(format!("`command` has unbalanced quotes: {line}"))
+        }
+        (_, Some(CommandSpec::Args(args))) if args.is_empty() || args[0].is_empty() => {
+            problems.push("`command` is empty".into())
+        }
+        _ => {}
+    }
+    if matches!(&spec.image, Some(image) if image.trim().is_empty()) {
+        problems.push("`image` is empty".into());
+    }
+    if let Some(dir) = &spec.working_dir {
+        if !dir.starts_with('/') {
+            problems.push(format!(
+                "`working_dir` must be an absolute path, got {dir:?}"
+            ));
+        }
+    }
+    for (key, value) in &spec.env {
+        if !is_valid_env_name(key) {
+            problems.push(format!("env: {key:?} is not a valid variable name"));
+        } else if RESERVED_ENV.contains(&key.as_str()) {
+            problems.push(format!(
+                "env: {key} is set by Gantry and cannot be overridden"
+            ));
+        }
+        if value.contains('\0') || key.contains('=') {
+            problems.push(format!("env: {key} contains a NUL byte or `=`"));
+        }
+    }
+    resource_problems(&spec.resources, &mut problems);
+    if let Some(warm) = &spec.warm {
+        if warm.max_instances == 0 {
+            problems.push("warm.max_instances must be at least 1".into());
+        }
+        if warm.min_instances > warm.max_instances {
+            problems.push(format!(
+                "warm.min_instances ({}) is above warm.max_instances ({})",
+                warm.min_instances, warm.max_instances
+            ));
+        }
+        if warm.concurrency_per_instance == 0 {
+            problems.push("warm.concurrency_per_instance must be at least 1".into());
+        }
+    }
+    if spec.concurrency.max_in_flight == Some(0) {
+        problems.push("concurrency.max_in_flight must be at least 1".into());
+    }
+    if matches!(spec.concurrency.max_queue, Some(queue) if queue > MAX_QUEUE_LIMIT) {
+        problems.push(format!(
+            "concurrency.max_queue must be at most {MAX_QUEUE_LIMIT}"
+        ));
+    }
+    if let Some(retry) = &spec.retry {
+        if retry.max_attempts == 0 || retry.max_attempts > 100 {
+            problems.push("retry.max_attempts must be between 1 and 100".into());
+        }
+        if !(1.0..=10.0).contains(&retry.multiplier) {
+            problems.push("retry.multiplier must be between 1 and 10".into());
+        }
+        if retry.initial_backoff_ms > retry.max_backoff_ms {
+            problems.push("retry.initial_backoff_ms is above retry.max_backoff_ms".into());
+        }
+        for item in &retry.retry_on {
+            if !(item.is_string() || item.is_i64()) {
+                problems.push(format!(
+                    "retry.retry_on: {item} is neither an error code (string) nor an exit code (integer)"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+fn resource_problems(resources: &Resources, problems: &mut Vec<String>) {
+    match resources.timeout_ms {
+        Some(0) => problems.push("resources.timeout_ms must be at least 1".into()),
+        Some(ms) if ms > MAX_TIMEOUT_MS => problems.push(format!(
+            "resources.timeout_ms must be at most {MAX_TIMEOUT_MS} (15 minutes), got {ms}"
+        )),
+        _ => {}
+    }
+    if matches!(resources.memory_mb, Some(mb) if mb < 6) {
+        problems.push("resources.memory_mb must be at least 6".into());
+    }
+    if matches!(resources.cpu, Some(cpu) if !(cpu > 0.0 && cpu <= 1024.0)) {
+        problems.push("resources.cpu must be above 0 and at most 1024".into());
+    }
+    if resources.pids == Some(0) {
+        problems.push("resources.pids must be at least 1".into());
+    }
+}
+
+#[cfg(test)]
+#[path = "manifest_tests.rs"]
+mod tests;

@@ -1,0 +1,102 @@
+//! Where instances run. A [`Runtime`] starts a one-shot instance for an execution, stops
+//! it, and removes what an earlier run of the control plane left behind.
+//! [`process::ProcessRuntime`] (host processes under the watchdog) is the default.
+
+pub mod orphans;
+pub mod process;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::logs::LogSink;
+use crate::registry::FunctionVersion;
+
+/// What a runtime needs to start one execution's instance.
+pub struct Launch {
+    /// The execution.
+    pub execution_id: Uuid,
+    /// The function version it runs.
+    pub function: Arc<FunctionVersion>,
+    /// The watchdog contract variables (EXECUTION_ID, CALLBACK_URL, TIMEOUT_MS, …) and
+    /// the manifest's `env`; the runtime adds what is specific to it.
+    pub env: Vec<(String, String)>,
+    /// Where the instance's stdout and stderr go.
+    pub logs: LogSink,
+}
+
+/// How an instance ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceExit {
+    /// Exit code, `None` when killed by a signal.
+    pub code: Option<i32>,
+    /// Signal that killed it.
+    pub signal: Option<i32>,
+    /// The last non-empty line on its stdout (the watchdog prints its report there when
+    /// the callback cannot be delivered).
+    pub last_stdout_line: Option<String>,
+}
+
+impl std::fmt::Display for InstanceExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (Some(code), _) => write!(f, "exit code {code}"),
+            (None, Some(signal)) => write!(f, "signal {signal}"),
+            (None, None) => write!(f, "an unknown status"),
+        }
+    }
+}
+
+/// A running instance.
+#[async_trait]
+pub trait Instance: Send {
+    /// Stable id for the execution record (`process-<pid>`, a container id).
+    fn id(&self) -> &str;
+
+    /// Waits until the instance has exited and its output is read.
+    async fn wait(&mut self) -> InstanceExit;
+
+    /// Stops the instance and everything it started: SIGTERM, then SIGKILL after
+    /// `grace`. Returns once nothing of it runs.
+    async fn kill(&mut self, grace: Duration);
+}
+
+/// What a runtime can fail at.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The function cannot run on this runtime (for example an image-only function on
+    /// the process runtime).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The instance could not be started.
+    #[error("could not start the instance: {0}")]
+    Spawn(String),
+    /// Scratch files could not be prepared.
+    #[error("could not prepare the instance's files in {path}: {source}")]
+    Scratch {
+        /// The directory.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A place instances run.
+#[async_trait]
+pub trait Runtime: Send + Sync + 'static {
+    /// `process`, `docker`.
+    fn name(&self) -> &'static str;
+
+    /// Problems that stop `function` from running here (empty when it can).
+    fn problems(&self, function: &crate::registry::FunctionSpec) -> Vec<String>;
+
+    /// Starts a one-shot instance for one execution.
+    async fn start(&self, launch: Launch) -> Result<Box<dyn Instance>, RuntimeError>;
+
+    /// Stops every instance an earlier run of this control plane left behind (found by
+    /// the owner marker); answers how many were stopped.
+    async fn remove_orphans(&self) -> usize;
+}

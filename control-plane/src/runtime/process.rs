@@ -1,0 +1,342 @@
+//! The process runtime: each execution runs the watchdog as a host child process, in a
+//! process group of its own, with the function's command, env and working directory.
+//! The child gets a clean environment (nothing of the server's, tokens included),
+//! per-execution scratch files for FILE mode and a free port for HTTP mode.
+
+use std::collections::HashSet;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use gantry_protocol::env;
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use super::orphans;
+use super::{Instance, InstanceExit, Launch, Runtime, RuntimeError};
+use crate::registry::{FunctionSpec, Mode};
+use crate::store::LogStream;
+
+/// Variable that marks every process started by one data directory's control plane.
+pub const OWNER_VAR: &str = "GANTRY_OWNER";
+
+/// Server variables passed through to functions (everything else is withheld).
+const PASSED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER"];
+
+/// Finds the watchdog: `configured` if given (it must exist), else `watchdog` next to
+/// the running executable, else on PATH. The error says what was tried.
+pub fn locate_watchdog(configured: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(path) = configured {
+        return if path.is_file() {
+            Ok(path.to_path_buf())
+        } else {
+            Err(format!(
+                "GANTRY_WATCHDOG (--watchdog) is {}, which is not a file",
+                path.display()
+            ))
+        };
+    }
+    let mut tried = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        // Test binaries live in target/*/deps, next to nothing; look one level up too.
+        for dir in exe.ancestors().skip(1).take(2) {
+            let candidate = dir.join("watchdog");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+            tried.push(candidate.display().to_string());
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join("watchdog");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+        tried.push("every directory on PATH".into());
+    }
+    Err(format!(
+        "cannot find the watchdog binary (tried {}); build it with `cargo build -p gantry-watchdog` or set GANTRY_WATCHDOG (--watchdog) to its path",
+        tried.join(", ")
+    ))
+}
+
+/// Runs executions as watchdog child processes on this host.
+pub struct ProcessRuntime {
+    watchdog: PathBuf,
+    owner: String,
+    scratch_root: PathBuf,
+    kill_grace: Duration,
+    ports: PortLeases,
+}
+
+impl ProcessRuntime {
+    /// A runtime starting `watchdog`, marking its processes with `owner` (stable per
+    /// data directory) and keeping scratch files under `scratch_root`.
+    pub fn new(watchdog: PathBuf, owner: String, scratch_root: PathBuf) -> ProcessRuntime {
+        ProcessRuntime {
+            watchdog,
+            owner,
+            scratch_root,
+            kill_grace: Duration::from_millis(env::defaults::KILL_GRACE_MS),
+            ports: PortLeases::default(),
+        }
+    }
+
+    fn owner_marker(&self) -> String {
+        format!("{OWNER_VAR}={}", self.owner)
+    }
+}
+
+#[async_trait]
+impl Runtime for ProcessRuntime {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn problems(&self, function: &FunctionSpec) -> Vec<String> {
+        let mut problems = Vec::new();
+        if function.command.is_none() {
+            problems.push(
+                "`command` is required: this server runs functions as host processes (start it with --runtime docker to run `image`)"
+                    .to_owned(),
+            );
+        }
+        if let Some(dir) = &function.working_dir {
+            if !Path::new(dir).is_dir() {
+                problems.push(format!(
+                    "`working_dir` {dir} is not a directory on the server"
+                ));
+            }
+        }
+        problems
+    }
+
+    async fn start(&self, launch: Launch) -> Result<Box<dyn Instance>, RuntimeError> {
+        let spec = &launch.function.spec;
+        let command = spec.command.as_ref().ok_or_else(|| {
+            RuntimeError::Unsupported("the process runtime needs a `command`".into())
+        })?;
+        let scratch = self.scratch_root.join(launch.execution_id.to_string());
+        tokio::fs::create_dir_all(&scratch)
+            .await
+            .map_err(|source| RuntimeError::Scratch {
+                path: scratch.display().to_string(),
+                source,
+            })?;
+        let mut cmd = Command::new(&self.watchdog);
+        cmd.env_clear();
+        for name in PASSED_ENV {
+            if let Some(value) = std::env::var_os(name) {
+                cmd.env(name, value);
+            }
+        }
+        cmd.env(OWNER_VAR, &self.owner)
+            .env(env::EXECUTION_MODE, spec.mode.as_env())
+            .env(env::WATCHDOG_CMD, command.to_line())
+            .envs(launch.env.iter().map(|(k, v)| (k, v)));
+        let mut port = None;
+        match spec.mode {
+            Mode::File => {
+                cmd.env(env::INPUT_FILE, scratch.join("input.json"))
+                    .env(env::OUTPUT_FILE, scratch.join("output.json"));
+            }
+            Mode::Http => {
+                let lease = self.ports.lease().map_err(|err| {
+                    RuntimeError::Spawn(format!("no free port for the HTTP runtime: {err}"))
+                })?;
+                cmd.env(
+                    env::RUNTIME_URL,
+                    format!("http://127.0.0.1:{}/invoke", lease.port),
+                );
+                port = Some(lease);
+            }
+            Mode::Stdio => {}
+        }
+        let working_dir = spec
+            .working_dir
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| scratch.clone());
+        cmd.current_dir(working_dir)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|err| {
+            RuntimeError::Spawn(format!(
+                "could not run the watchdog {}: {err}",
+                self.watchdog.display()
+            ))
+        })?;
+        let pid = child.id().unwrap_or_default();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let stdout_task = tokio::spawn(launch.logs.clone().copy_lines(LogStream::Stdout, stdout));
+        let stderr_task = tokio::spawn(launch.logs.copy_lines(LogStream::Stderr, stderr));
+        Ok(Box::new(ProcessInstance {
+            id: format!("process-{pid}"),
+            child,
+            stdout_task: Some(stdout_task),
+            stderr_task: Some(stderr_task),
+            exit: None,
+            markers: Arc::new(vec![
+                self.owner_marker(),
+                format!("{}={}", env::EXECUTION_ID, launch.execution_id),
+            ]),
+            scratch,
+            _port: port,
+        }))
+    }
+
+    async fn remove_orphans(&self) -> usize {
+        let stopped = orphans::stop_marked(&[self.owner_marker()], self.kill_grace).await;
+        if let Ok(mut entries) = tokio::fs::read_dir(&self.scratch_root).await {
+            while let Ok(Some(entry)) = entries.next_entry().await {
+                let _ = tokio::fs::remove_dir_all(entry.path()).await;
+            }
+        }
+        stopped
+    }
+}
+
+/// A port nobody listens on now (the kernel picks it; the runtime binds it right after).
+fn free_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Ports handed to live HTTP-mode instances. Between [`free_port`] and the runtime's
+/// own bind the port is free again, so the kernel could offer it to a second instance
+/// starting at the same time, whose watchdog would then talk to the first one's runtime.
+#[derive(Clone, Default)]
+struct PortLeases(Arc<Mutex<HashSet<u16>>>);
+
+/// A port leased to one instance until it is dropped.
+struct PortLease {
+    port: u16,
+    leases: PortLeases,
+}
+
+impl PortLeases {
+    /// A free port that no live instance holds.
+    fn lease(&self) -> std::io::Result<PortLease> {
+        for _ in 0..64 {
+            let port = free_port()?;
+            let mut leased = self
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if leased.insert(port) {
+                return Ok(PortLease {
+                    port,
+                    leases: self.clone(),
+                });
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            "every free port the kernel offered is held by another instance",
+        ))
+    }
+}
+
+impl Drop for PortLease {
+    fn drop(&mut self) {
+        let mut leased = self
+            .leases
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        leased.remove(&self.port);
+    }
+}
+
+struct ProcessInstance {
+    id: String,
+    child: Child,
+    stdout_task: Option<JoinHandle<Option<String>>>,
+    stderr_task: Option<JoinHandle<Option<String>>>,
+    exit: Option<InstanceExit>,
+    markers: Arc<Vec<String>>,
+    scratch: PathBuf,
+    /// HTTP mode: the runtime's port, held until the instance is gone.
+    _port: Option<PortLease>,
+}
+
+#[async_trait]
+impl Instance for ProcessInstance {
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    async fn wait(&mut self) -> InstanceExit {
+        if let Some(exit) = &self.exit {
+            return exit.clone();
+        }
+        let status = self.child.wait().await;
+        let last_stdout_line = match self.stdout_task.take() {
+            Some(task) => task.await.ok().flatten(),
+            None => None,
+        };
+        if let Some(task) = self.stderr_task.take() {
+            let _ = task.await;
+        }
+        let exit = match status {
+            Ok(status) => InstanceExit {
+                code: status.code(),
+                signal: status.signal(),
+                last_stdout_line,
+            },
+            Err(_) => InstanceExit {
+                code: None,
+                signal: None,
+                last_stdout_line,
+            },
+        };
+        self.exit = Some(exit.clone());
+        let _ = tokio::fs::remove_dir_all(&self.scratch).await;
+        exit
+    }
+
+    async fn kill(&mut self, grace: Duration) {
+        // The watchdog forwards SIGTERM to the function's group; whatever still carries
+        // the execution's markers after the grace period gets SIGKILL.
+        orphans::stop_marked(&self.markers, grace).await;
+        let _ = self.child.start_kill();
+        self.wait().await;
+    }
+}
+
+impl Drop for ProcessInstance {
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            // Never leave a process behind, even on a path that forgot to wait.
+            let pids = orphans::find_marked(&self.markers);
+            orphans::signal_all(&pids, nix::sys::signal::Signal::SIGKILL);
+            let _ = self.child.start_kill();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leased_port_is_never_leased_twice_until_dropped() {
+        let leases = PortLeases::default();
+        let held: Vec<PortLease> = (0..20).map(|_| leases.lease().unwrap()).collect();
+        let ports: HashSet<u16> = held.iter().map(|lease| lease.port).collect();
+        assert_eq!(ports.len(), held.len(), "every live lease has its own port");
+        drop(held);
+        assert!(
+            leases.0.lock().unwrap().is_empty(),
+            "dropping a lease frees its port"
+        );
+    }
+}

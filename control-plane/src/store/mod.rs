@@ -1,0 +1,465 @@
+//! Durable state: function versions, execution records and captured logs, behind the
+//! [`Store`] trait. [`sqlite::SqliteStore`] is the embedded default.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::registry::{FunctionSpec, FunctionVersion};
+
+pub use sqlite::SqliteStore;
+
+/// Where an execution is in its life. The last four are terminal and final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionStatus {
+    /// Stored, waiting for a free slot.
+    Queued,
+    /// An instance is being started for it.
+    Starting,
+    /// Its function is running.
+    Running,
+    /// Finished with an output.
+    Success,
+    /// Finished with an error.
+    Error,
+    /// Ran past its deadline.
+    Timeout,
+    /// Stopped by a user.
+    Cancelled,
+}
+
+impl ExecutionStatus {
+    /// Every status, in life order.
+    pub const ALL: [ExecutionStatus; 7] = [
+        ExecutionStatus::Queued,
+        ExecutionStatus::Starting,
+        ExecutionStatus::Running,
+        ExecutionStatus::Success,
+        ExecutionStatus::Error,
+        ExecutionStatus::Timeout,
+        ExecutionStatus::Cancelled,
+    ];
+
+    /// Whether the status is final.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ExecutionStatus::Success
+                | ExecutionStatus::Error
+                | ExecutionStatus::Timeout
+                | ExecutionStatus::Cancelled
+        )
+    }
+
+    /// The lowercase name used in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Queued => "queued",
+            ExecutionStatus::Starting => "starting",
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Success => "success",
+            ExecutionStatus::Error => "error",
+            ExecutionStatus::Timeout => "timeout",
+            ExecutionStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a lowercase name.
+    pub fn parse(text: &str) -> Option<ExecutionStatus> {
+        ExecutionStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+}
+
+/// What started an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// `:invoke` or `:enqueue`.
+    Api,
+    /// A published event.
+    Event,
+    /// A chained function.
+    Chain,
+    /// A retry of a failed attempt.
+    Retry,
+}
+
+impl Trigger {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Api => "api",
+            Trigger::Event => "event",
+            Trigger::Chain => "chain",
+            Trigger::Retry => "retry",
+        }
+    }
+
+    /// Parses a lowercase name.
+    pub fn parse(text: &str) -> Option<Trigger> {
+        [Trigger::Api, Trigger::Event, Trigger::Chain, Trigger::Retry]
+            .into_iter()
+            .find(|trigger| trigger.as_str() == text)
+    }
+}
+
+/// Why an execution failed. Codes are the watchdog's (DESIGN.md §2) plus the control
+/// plane's own (see [`codes`]); unknown codes from a newer watchdog are kept as sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionError {
+    /// Machine-readable reason.
+    pub code: String,
+    /// A sentence for humans.
+    pub message: String,
+}
+
+impl ExecutionError {
+    /// An error with `code` and `message`.
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        ExecutionError {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Error codes the control plane sets itself, beside the watchdog's.
+pub mod codes {
+    /// The output did not satisfy the function's `output_schema`.
+    pub const OUTPUT_SCHEMA_VIOLATION: &str = "OUTPUT_SCHEMA_VIOLATION";
+    /// A user cancelled the execution.
+    pub const CANCELLED: &str = "CANCELLED";
+    /// The execution ran past its deadline (also sent by the watchdog).
+    pub const TIMEOUT: &str = "TIMEOUT";
+    /// The instance died without reporting a result (also sent by the watchdog).
+    pub const RUNTIME_CRASHED: &str = "RUNTIME_CRASHED";
+    /// The instance could not be started (also sent by the watchdog).
+    pub const SPAWN_ERROR: &str = "SPAWN_ERROR";
+    /// The control plane stopped while the execution ran and its retry policy does not
+    /// allow running it again.
+    pub const CONTROL_PLANE_RESTARTED: &str = "CONTROL_PLANE_RESTARTED";
+}
+
+/// One execution record (DESIGN.md §5), as stored and as answered by the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    /// UUID v7: ordered by creation time.
+    pub id: Uuid,
+    /// The function's name.
+    pub function: String,
+    /// The function version it runs on.
+    pub version: u32,
+    /// Where it is.
+    pub status: ExecutionStatus,
+    /// The input.
+    pub input: Value,
+    /// The output, once finished with success.
+    pub output: Option<Value>,
+    /// Why it failed.
+    pub error: Option<ExecutionError>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The execution whose chain started this one.
+    pub parent_id: Option<Uuid>,
+    /// The first execution of the chain.
+    pub root_id: Option<Uuid>,
+    /// Chain depth (0 for a direct call).
+    pub depth: u32,
+    /// What started it.
+    pub trigger: Trigger,
+    /// Trace id, given with `X-Trace-Id` or generated.
+    pub trace_id: Option<String>,
+    /// `Idempotency-Key` of the request that created it.
+    pub idempotency_key: Option<String>,
+    /// Per-invocation timeout in effect.
+    pub timeout_ms: u64,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When its instance started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached a terminal status.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Run time reported by the watchdog, else measured by the control plane.
+    pub duration_ms: Option<u64>,
+    /// Whether an instance was started for it.
+    pub cold_start: Option<bool>,
+    /// The instance that ran it.
+    pub instance_id: Option<String>,
+    /// The function's exit code, when it exited on its own.
+    pub exit_code: Option<i32>,
+    /// Whether retries are exhausted (issue 6).
+    #[serde(default)]
+    pub dead_letter: bool,
+    /// SHA-256 (hex) of the callback token of the running attempt. Never answered.
+    #[serde(skip)]
+    pub callback_token_hash: Option<String>,
+}
+
+impl Execution {
+    /// A queued execution of `version` with `input`, triggered by `trigger`.
+    pub fn queued(function: &FunctionVersion, input: Value, trigger: Trigger) -> Execution {
+        Execution {
+            id: Uuid::now_v7(),
+            function: function.name.clone(),
+            version: function.version,
+            status: ExecutionStatus::Queued,
+            input,
+            output: None,
+            error: None,
+            attempt: 1,
+            parent_id: None,
+            root_id: None,
+            depth: 0,
+            trigger,
+            trace_id: None,
+            idempotency_key: None,
+            timeout_ms: function.spec.timeout_ms(),
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            cold_start: None,
+            instance_id: None,
+            exit_code: None,
+            dead_letter: false,
+            callback_token_hash: None,
+        }
+    }
+}
+
+/// The update that moves an execution to `running`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Started {
+    /// The instance it runs on.
+    pub instance_id: String,
+    /// Whether the instance was started for it.
+    pub cold_start: bool,
+    /// SHA-256 (hex) of the attempt's callback token.
+    pub callback_token_hash: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// The update that moves an execution to a terminal status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// A terminal status.
+    pub status: ExecutionStatus,
+    /// The output, on success.
+    pub output: Option<Value>,
+    /// The reason, on failure.
+    pub error: Option<ExecutionError>,
+    /// The function's exit code, if known.
+    pub exit_code: Option<i32>,
+    /// Run time in milliseconds.
+    pub duration_ms: Option<u64>,
+    /// When it finished.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// Which executions to list: every field narrows; `cursor` pages (newest first).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecutionFilter {
+    /// Only this function's.
+    pub function: Option<String>,
+    /// Only these statuses (any of them).
+    pub statuses: Vec<ExecutionStatus>,
+    /// Created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Created before.
+    pub until: Option<DateTime<Utc>>,
+    /// Only dead-lettered ones (`Some(true)`) or only others (`Some(false)`).
+    pub dead_letter: Option<bool>,
+    /// Only ids older than this one (the last id of the previous page).
+    pub before_id: Option<Uuid>,
+    /// Most records answered.
+    pub limit: u32,
+}
+
+/// Which output stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    /// The instance's stdout.
+    Stdout,
+    /// The instance's stderr.
+    Stderr,
+    /// A line written by Gantry itself (truncation notes and the like).
+    System,
+}
+
+impl LogStream {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+            LogStream::System => "system",
+        }
+    }
+
+    /// Parses a lowercase name.
+    pub fn parse(text: &str) -> Option<LogStream> {
+        [LogStream::Stdout, LogStream::Stderr, LogStream::System]
+            .into_iter()
+            .find(|stream| stream.as_str() == text)
+    }
+}
+
+/// One captured line of an execution's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// 1, 2, 3… per execution, in arrival order.
+    pub seq: u64,
+    /// Where it came from.
+    pub stream: LogStream,
+    /// When it was captured.
+    pub time: DateTime<Utc>,
+    /// The line, without its newline.
+    pub line: String,
+}
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed (I/O, corruption, full disk).
+    #[error("database error during {operation}: {source}")]
+    Database {
+        /// What the store was doing.
+        operation: &'static str,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A stored value could not be decoded.
+    #[error("stored {what} is corrupt: {detail}")]
+    Corrupt {
+        /// Which value.
+        what: &'static str,
+        /// Why.
+        detail: String,
+    },
+    /// A function with this name already exists.
+    #[error("function {0} already exists")]
+    FunctionExists(String),
+    /// No function with this name.
+    #[error("function {0} not found")]
+    FunctionNotFound(String),
+    /// Another execution of the function already has this idempotency key.
+    #[error("idempotency key already used by execution {0}")]
+    DuplicateIdempotencyKey(Uuid),
+    /// The store was shut down.
+    #[error("the store is closed")]
+    Closed,
+    /// The data directory could not be prepared.
+    #[error("cannot open the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Durable state of the control plane. Every method that returns `Ok` has made its write
+/// durable (survives a kill -9 of the process).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores the first version of a new function. [`StoreError::FunctionExists`] if a
+    /// function of that name exists (a deleted one does not count; its version numbers
+    /// continue).
+    async fn create_function(
+        &self,
+        spec: &FunctionSpec,
+        content_hash: &str,
+    ) -> Result<FunctionVersion, StoreError>;
+
+    /// Stores a new version of an existing function and makes it current. When the hash
+    /// equals the current version's, nothing is written and `(current, false)` is
+    /// answered. [`StoreError::FunctionNotFound`] if there is no such function.
+    async fn replace_function(
+        &self,
+        spec: &FunctionSpec,
+        content_hash: &str,
+    ) -> Result<(FunctionVersion, bool), StoreError>;
+
+    /// The current version of a function that is not deleted.
+    async fn get_function(&self, name: &str) -> Result<Option<FunctionVersion>, StoreError>;
+
+    /// One version of a function, deleted or not.
+    async fn get_function_version(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<FunctionVersion>, StoreError>;
+
+    /// Current versions of every function that is not deleted, by name.
+    async fn list_functions(&self) -> Result<Vec<FunctionVersion>, StoreError>;
+
+    /// Every version of a function that is not deleted, oldest first; empty if unknown.
+    async fn list_versions(&self, name: &str) -> Result<Vec<FunctionVersion>, StoreError>;
+
+    /// Marks a function deleted (its versions stay for its executions). `false` if there
+    /// was none.
+    async fn delete_function(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Stores a new execution. [`StoreError::DuplicateIdempotencyKey`] if its
+    /// idempotency key is already used by an execution of the same function.
+    async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError>;
+
+    /// One execution.
+    async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError>;
+
+    /// The execution of `function` created with `key`.
+    async fn find_by_idempotency_key(
+        &self,
+        function: &str,
+        key: &str,
+    ) -> Result<Option<Execution>, StoreError>;
+
+    /// Executions matching `filter`, newest first.
+    async fn list_executions(&self, filter: &ExecutionFilter)
+        -> Result<Vec<Execution>, StoreError>;
+
+    /// Every execution that is queued, starting or running, oldest first.
+    async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError>;
+
+    /// Moves an unfinished execution (queued, starting or running) to `running` with
+    /// `started`. `false`, and no change, if it is already terminal.
+    async fn mark_running(&self, id: Uuid, started: &Started) -> Result<bool, StoreError>;
+
+    /// Moves an unfinished execution back to `queued` for attempt `attempt`, clearing
+    /// its start fields and token. `false` if it is terminal.
+    async fn requeue(&self, id: Uuid, attempt: u32) -> Result<bool, StoreError>;
+
+    /// Moves an unfinished execution to a terminal status. `false`, and no change, if it
+    /// is already terminal: a terminal status is never overwritten.
+    async fn finish_execution(&self, id: Uuid, finished: &Finished) -> Result<bool, StoreError>;
+
+    /// Appends captured lines to an execution's log.
+    async fn append_logs(&self, id: Uuid, lines: &[LogLine]) -> Result<(), StoreError>;
+
+    /// Up to `limit` lines of an execution's log with `seq > after_seq`, in order.
+    async fn read_logs(
+        &self,
+        id: Uuid,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<LogLine>, StoreError>;
+}
+
+/// The current time at the store's precision (milliseconds), so a record read back
+/// equals the one written.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}

@@ -1,0 +1,303 @@
+//! [`SqliteStore`]: the embedded [`Store`], one SQLite database in the data directory.
+//!
+//! Writes go through one writer thread that commits them in groups (see
+//! `sqlite_writer.rs`); reads run on a small pool of read-only connections in tokio's
+//! blocking threads, concurrently with the writer thanks to WAL. A write is answered only
+//! once its transaction is committed; with `synchronous=NORMAL` that makes it durable
+//! against a kill -9 of the process, not against a power loss (see `sqlite_schema.rs`).
+//! Timestamps are kept to the millisecond.
+
+#[path = "sqlite_exec_sql.rs"]
+mod exec_sql;
+#[path = "sqlite_schema.rs"]
+mod schema;
+#[path = "sqlite_sql.rs"]
+mod sql;
+#[path = "sqlite_writer.rs"]
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::Connection;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use self::exec_sql::{ExecutionRow, FinishedRow};
+use self::writer::Writer;
+use super::{Execution, ExecutionFilter, Finished, LogLine, Started, Store, StoreError};
+use crate::registry::{FunctionSpec, FunctionVersion};
+
+/// Read-only connections kept open for reads.
+const READERS: usize = 4;
+
+/// The SQLite store. Open it with [`SqliteStore::open`]; dropping it (or
+/// [`SqliteStore::close`]) finishes the queued writes and stops the writer thread.
+pub struct SqliteStore {
+    writer: Arc<Writer>,
+    readers: Arc<Readers>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("dir", &self.readers.dir)
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and `data_dir` if needed) `gantry.db` in `data_dir`, brings its
+    /// schema up to date and starts the writer thread. Blocks while doing so.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let write_conn = schema::open_writer(data_dir)?;
+        let idle = (0..READERS)
+            .map(|_| schema::open_reader(data_dir))
+            .collect::<Result<Vec<_>, _>>()?;
+        let writer = Writer::start(write_conn)?;
+        Ok(SqliteStore {
+            writer: Arc::new(writer),
+            readers: Arc::new(Readers {
+                dir: data_dir.to_path_buf(),
+                idle: Mutex::new(idle),
+                permits: Semaphore::new(READERS),
+            }),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Finishes the writes queued so far, then stops the writer thread. Every later
+    /// call answers [`StoreError::Closed`].
+    pub async fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.readers.permits.close();
+        self.writer.shutdown().await;
+        let writer = Arc::clone(&self.writer);
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+
+    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Closed);
+        }
+        self.writer.write(work).await
+    }
+
+    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(StoreError::Closed);
+        }
+        Readers::read(&self.readers, work).await
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Blocks until the queued writes are committed.
+        self.writer.join();
+    }
+}
+
+/// The pool of read-only connections.
+struct Readers {
+    dir: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    /// One permit per connection.
+    permits: Semaphore,
+}
+
+impl Readers {
+    /// Runs `work` on an idle connection in a blocking thread.
+    async fn read<T, F>(pool: &Arc<Readers>, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let permit = pool
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let pool_ref = Arc::clone(pool);
+        let joined = tokio::task::spawn_blocking(move || {
+            let conn = match pool_ref.take() {
+                Some(conn) => conn,
+                // A connection is lost only if a read panicked: open another.
+                None => schema::open_reader(&pool_ref.dir)?,
+            };
+            let result = work(&conn);
+            pool_ref.give(conn);
+            result
+        })
+        .await;
+        drop(permit);
+        match joined {
+            Ok(result) => result,
+            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    fn take(&self) -> Option<Connection> {
+        match self.idle.lock() {
+            Ok(mut idle) => idle.pop(),
+            Err(poisoned) => poisoned.into_inner().pop(),
+        }
+    }
+
+    fn give(&self, conn: Connection) {
+        match self.idle.lock() {
+            Ok(mut idle) => idle.push(conn),
+            Err(poisoned) => poisoned.into_inner().push(conn),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_function(
+        &self,
+        spec: &FunctionSpec,
+        content_hash: &str,
+    ) -> Result<FunctionVersion, StoreError> {
+        let spec_json = sql::to_json(spec, "function spec")?;
+        let (spec, hash) = (spec.clone(), content_hash.to_owned());
+        self.write(move |conn| sql::create_function(conn, spec, &spec_json, hash))
+            .await
+    }
+
+    async fn replace_function(
+        &self,
+        spec: &FunctionSpec,
+        content_hash: &str,
+    ) -> Result<(FunctionVersion, bool), StoreError> {
+        let spec_json = sql::to_json(spec, "function spec")?;
+        let (spec, hash) = (spec.clone(), content_hash.to_owned());
+        self.write(move |conn| sql::replace_function(conn, spec, &spec_json, hash))
+            .await
+    }
+
+    async fn get_function(&self, name: &str) -> Result<Option<FunctionVersion>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| sql::get_function(conn, &name)).await
+    }
+
+    async fn get_function_version(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<FunctionVersion>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| sql::get_function_version(conn, &name, version))
+            .await
+    }
+
+    async fn list_functions(&self) -> Result<Vec<FunctionVersion>, StoreError> {
+        self.read(sql::list_functions).await
+    }
+
+    async fn list_versions(&self, name: &str) -> Result<Vec<FunctionVersion>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| sql::list_versions(conn, &name)).await
+    }
+
+    async fn delete_function(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write(move |conn| sql::delete_function(conn, &name))
+            .await
+    }
+
+    async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
+        let row = ExecutionRow::new(execution)?;
+        self.write(move |conn| exec_sql::insert_execution(conn, &row))
+            .await
+    }
+
+    async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
+        self.read(move |conn| exec_sql::get_execution(conn, id))
+            .await
+    }
+
+    async fn find_by_idempotency_key(
+        &self,
+        function: &str,
+        key: &str,
+    ) -> Result<Option<Execution>, StoreError> {
+        let (function, key) = (function.to_owned(), key.to_owned());
+        self.read(move |conn| exec_sql::find_by_idempotency_key(conn, &function, &key))
+            .await
+    }
+
+    async fn list_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<Vec<Execution>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| exec_sql::list_executions(conn, &filter))
+            .await
+    }
+
+    async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError> {
+        self.read(exec_sql::list_unfinished).await
+    }
+
+    async fn mark_running(&self, id: Uuid, started: &Started) -> Result<bool, StoreError> {
+        let started = started.clone();
+        self.write(move |conn| exec_sql::mark_running(conn, id, &started))
+            .await
+    }
+
+    async fn requeue(&self, id: Uuid, attempt: u32) -> Result<bool, StoreError> {
+        self.write(move |conn| exec_sql::requeue(conn, id, attempt))
+            .await
+    }
+
+    async fn finish_execution(&self, id: Uuid, finished: &Finished) -> Result<bool, StoreError> {
+        let row = FinishedRow::new(finished)?;
+        self.write(move |conn| exec_sql::finish_execution(conn, id, &row))
+            .await
+    }
+
+    async fn append_logs(&self, id: Uuid, lines: &[LogLine]) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let lines = lines.to_vec();
+        self.write(move |conn| sql::append_logs(conn, id, &lines))
+            .await
+    }
+
+    async fn read_logs(
+        &self,
+        id: Uuid,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        self.read(move |conn| sql::read_logs(conn, id, after_seq, limit))
+            .await
+    }
+}
+
+#[cfg(test)]
+#[path = "sqlite_tests.rs"]
+mod tests;
+
+#[cfg(test)]
+#[path = "sqlite_exec_tests.rs"]
+mod exec_tests;

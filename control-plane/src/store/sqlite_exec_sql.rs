@@ -1,0 +1,378 @@
+//! The SQL of execution records: inserting, finding, listing and moving them through
+//! their statuses, and decoding their rows.
+
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
+use uuid::Uuid;
+
+use super::sql::{db, get, get_id, get_json, get_opt_time, get_time, to_json, to_ms, unknown};
+use crate::store::{
+    Execution, ExecutionError, ExecutionFilter, ExecutionStatus, Finished, Started, StoreError,
+    Trigger,
+};
+
+/// Statuses an execution can still leave, as an SQL list.
+const UNFINISHED: &str = "('queued', 'starting', 'running')";
+
+/// Columns of `executions`, in [`decode_execution`]'s order.
+const EXECUTION_COLUMNS: &str = "id, function, version, status, input, output, error, attempt, \
+    parent_id, root_id, depth, triggered_by, trace_id, idempotency_key, timeout_ms, created_at, \
+    started_at, finished_at, duration_ms, cold_start, instance_id, exit_code, dead_letter, \
+    callback_token_hash";
+
+/// An execution encoded for its row, prepared by the caller so the writer thread only
+/// binds values.
+pub(super) struct ExecutionRow {
+    id: [u8; 16],
+    function: String,
+    version: u32,
+    status: &'static str,
+    input: String,
+    output: Option<String>,
+    error: Option<String>,
+    attempt: u32,
+    parent_id: Option<[u8; 16]>,
+    root_id: Option<[u8; 16]>,
+    depth: u32,
+    trigger: &'static str,
+    trace_id: Option<String>,
+    idempotency_key: Option<String>,
+    timeout_ms: u64,
+    created_at: i64,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    duration_ms: Option<u64>,
+    cold_start: Option<bool>,
+    instance_id: Option<String>,
+    exit_code: Option<i32>,
+    dead_letter: bool,
+    callback_token_hash: Option<String>,
+}
+
+impl ExecutionRow {
+    /// Encodes `e`.
+    pub(super) fn new(e: &Execution) -> Result<ExecutionRow, StoreError> {
+        Ok(ExecutionRow {
+            id: e.id.into_bytes(),
+            function: e.function.clone(),
+            version: e.version,
+            status: e.status.as_str(),
+            input: to_json(&e.input, "execution input")?,
+            output: e
+                .output
+                .as_ref()
+                .map(|v| to_json(v, "execution output"))
+                .transpose()?,
+            error: e
+                .error
+                .as_ref()
+                .map(|v| to_json(v, "execution error"))
+                .transpose()?,
+            attempt: e.attempt,
+            parent_id: e.parent_id.map(Uuid::into_bytes),
+            root_id: e.root_id.map(Uuid::into_bytes),
+            depth: e.depth,
+            trigger: e.trigger.as_str(),
+            trace_id: e.trace_id.clone(),
+            idempotency_key: e.idempotency_key.clone(),
+            timeout_ms: e.timeout_ms,
+            created_at: to_ms(e.created_at),
+            started_at: e.started_at.map(to_ms),
+            finished_at: e.finished_at.map(to_ms),
+            duration_ms: e.duration_ms,
+            cold_start: e.cold_start,
+            instance_id: e.instance_id.clone(),
+            exit_code: e.exit_code,
+            dead_letter: e.dead_letter,
+            callback_token_hash: e.callback_token_hash.clone(),
+        })
+    }
+}
+
+fn decode_execution(row: &Row<'_>) -> Result<Execution, StoreError> {
+    let status: String = get(row, 3, "execution status")?;
+    let trigger: String = get(row, 11, "execution trigger")?;
+    Ok(Execution {
+        id: get_id(row, 0, "execution id")?.ok_or_else(|| unknown("execution id", "NULL"))?,
+        function: get(row, 1, "execution function")?,
+        version: get(row, 2, "execution version")?,
+        status: ExecutionStatus::parse(&status)
+            .ok_or_else(|| unknown("execution status", &status))?,
+        input: get_json(row, 4, "execution input")?
+            .ok_or_else(|| unknown("execution input", "NULL"))?,
+        output: get_json(row, 5, "execution output")?,
+        error: get_json::<ExecutionError>(row, 6, "execution error")?,
+        attempt: get(row, 7, "execution attempt")?,
+        parent_id: get_id(row, 8, "execution parent_id")?,
+        root_id: get_id(row, 9, "execution root_id")?,
+        depth: get(row, 10, "execution depth")?,
+        trigger: Trigger::parse(&trigger).ok_or_else(|| unknown("execution trigger", &trigger))?,
+        trace_id: get(row, 12, "execution trace_id")?,
+        idempotency_key: get(row, 13, "execution idempotency_key")?,
+        timeout_ms: get(row, 14, "execution timeout_ms")?,
+        created_at: get_time(row, 15, "execution created_at")?,
+        started_at: get_opt_time(row, 16, "execution started_at")?,
+        finished_at: get_opt_time(row, 17, "execution finished_at")?,
+        duration_ms: get(row, 18, "execution duration_ms")?,
+        cold_start: get(row, 19, "execution cold_start")?,
+        instance_id: get(row, 20, "execution instance_id")?,
+        exit_code: get(row, 21, "execution exit_code")?,
+        dead_letter: get(row, 22, "execution dead_letter")?,
+        callback_token_hash: get(row, 23, "execution callback_token_hash")?,
+    })
+}
+
+fn query_executions(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<Execution>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(sql)
+        .map_err(db("prepare execution query"))?;
+    let mut rows = stmt.query(params).map_err(db("query executions"))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db("read executions"))? {
+        out.push(decode_execution(row)?);
+    }
+    Ok(out)
+}
+
+/// See [`crate::store::Store::insert_execution`].
+pub(super) fn insert_execution(conn: &Connection, e: &ExecutionRow) -> Result<(), StoreError> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO executions (id, function, version, status, input, output, error,
+                attempt, parent_id, root_id, depth, triggered_by, trace_id, idempotency_key,
+                timeout_ms, created_at, started_at, finished_at, duration_ms, cold_start,
+                instance_id, exit_code, dead_letter, callback_token_hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                e.id,
+                e.function,
+                e.version,
+                e.status,
+                e.input,
+                e.output,
+                e.error,
+                e.attempt,
+                e.parent_id,
+                e.root_id,
+                e.depth,
+                e.trigger,
+                e.trace_id,
+                e.idempotency_key,
+                e.timeout_ms,
+                e.created_at,
+                e.started_at,
+                e.finished_at,
+                e.duration_ms,
+                e.cold_start,
+                e.instance_id,
+                e.exit_code,
+                e.dead_letter,
+                e.callback_token_hash,
+            ])
+        });
+    let err = match inserted {
+        Ok(_) => return Ok(()),
+        Err(err) => err,
+    };
+    if err.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
+        if let Some(key) = &e.idempotency_key {
+            let existing: Option<[u8; 16]> = conn
+                .prepare_cached(
+                    "SELECT id FROM executions WHERE function = ?1 AND idempotency_key = ?2",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![e.function, key], |row| row.get(0))
+                        .optional()
+                })
+                .map_err(db("find idempotency key"))?;
+            if let Some(existing) = existing {
+                return Err(StoreError::DuplicateIdempotencyKey(Uuid::from_bytes(
+                    existing,
+                )));
+            }
+        }
+    }
+    Err(StoreError::Database {
+        operation: "insert execution",
+        source: err,
+    })
+}
+
+/// See [`crate::store::Store::get_execution`].
+pub(super) fn get_execution(conn: &Connection, id: Uuid) -> Result<Option<Execution>, StoreError> {
+    let sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1");
+    Ok(query_executions(conn, &sql, [id.into_bytes()])?.pop())
+}
+
+/// See [`crate::store::Store::find_by_idempotency_key`].
+pub(super) fn find_by_idempotency_key(
+    conn: &Connection,
+    function: &str,
+    key: &str,
+) -> Result<Option<Execution>, StoreError> {
+    let sql = format!(
+        "SELECT {EXECUTION_COLUMNS} FROM executions WHERE function = ?1 AND idempotency_key = ?2"
+    );
+    Ok(query_executions(conn, &sql, [function, key])?.pop())
+}
+
+/// See [`crate::store::Store::list_executions`].
+pub(super) fn list_executions(
+    conn: &Connection,
+    filter: &ExecutionFilter,
+) -> Result<Vec<Execution>, StoreError> {
+    use rusqlite::types::Value;
+    let mut clauses: Vec<String> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    if let Some(function) = &filter.function {
+        values.push(Value::Text(function.clone()));
+        clauses.push(format!("function = ?{}", values.len()));
+    }
+    if !filter.statuses.is_empty() {
+        // Literal names (a fixed set) let SQLite pick the status index.
+        let names: Vec<String> = filter
+            .statuses
+            .iter()
+            .map(|status| format!("'{}'", status.as_str()))
+            .collect();
+        clauses.push(format!("status IN ({})", names.join(", ")));
+    }
+    if let Some(since) = filter.since {
+        values.push(Value::Integer(to_ms(since)));
+        clauses.push(format!("created_at >= ?{}", values.len()));
+    }
+    if let Some(until) = filter.until {
+        values.push(Value::Integer(to_ms(until)));
+        clauses.push(format!("created_at < ?{}", values.len()));
+    }
+    if let Some(dead_letter) = filter.dead_letter {
+        clauses.push(format!("dead_letter = {}", i32::from(dead_letter)));
+    }
+    if let Some(before) = filter.before_id {
+        values.push(Value::Blob(before.as_bytes().to_vec()));
+        clauses.push(format!("id < ?{}", values.len()));
+    }
+    values.push(Value::Integer(i64::from(filter.limit)));
+    let limit = values.len();
+    let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions");
+    if !clauses.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&clauses.join(" AND "));
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{limit}"));
+    query_executions(conn, &sql, rusqlite::params_from_iter(values))
+}
+
+/// See [`crate::store::Store::list_unfinished`].
+pub(super) fn list_unfinished(conn: &Connection) -> Result<Vec<Execution>, StoreError> {
+    let sql = format!(
+        "SELECT {EXECUTION_COLUMNS} FROM executions WHERE status IN {UNFINISHED} ORDER BY id"
+    );
+    query_executions(conn, &sql, [])
+}
+
+/// See [`crate::store::Store::mark_running`].
+pub(super) fn mark_running(
+    conn: &Connection,
+    id: Uuid,
+    started: &Started,
+) -> Result<bool, StoreError> {
+    let sql = format!(
+        "UPDATE executions SET status = 'running', started_at = ?2, instance_id = ?3,
+            cold_start = ?4, callback_token_hash = ?5
+         WHERE id = ?1 AND status IN {UNFINISHED}"
+    );
+    let changed = conn
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id.into_bytes(),
+                to_ms(started.started_at),
+                started.instance_id,
+                started.cold_start,
+                started.callback_token_hash,
+            ])
+        })
+        .map_err(db("mark execution running"))?;
+    Ok(changed > 0)
+}
+
+/// See [`crate::store::Store::requeue`].
+pub(super) fn requeue(conn: &Connection, id: Uuid, attempt: u32) -> Result<bool, StoreError> {
+    let sql = format!(
+        "UPDATE executions SET status = 'queued', attempt = ?2, started_at = NULL,
+            instance_id = NULL, cold_start = NULL, callback_token_hash = NULL
+         WHERE id = ?1 AND status IN {UNFINISHED}"
+    );
+    let changed = conn
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.execute(params![id.into_bytes(), attempt]))
+        .map_err(db("requeue execution"))?;
+    Ok(changed > 0)
+}
+
+/// A [`Finished`] encoded for its row.
+pub(super) struct FinishedRow {
+    status: &'static str,
+    output: Option<String>,
+    error: Option<String>,
+    exit_code: Option<i32>,
+    duration_ms: Option<u64>,
+    finished_at: i64,
+}
+
+impl FinishedRow {
+    /// Encodes `f`.
+    pub(super) fn new(f: &Finished) -> Result<FinishedRow, StoreError> {
+        Ok(FinishedRow {
+            status: f.status.as_str(),
+            output: f
+                .output
+                .as_ref()
+                .map(|v| to_json(v, "execution output"))
+                .transpose()?,
+            error: f
+                .error
+                .as_ref()
+                .map(|v| to_json(v, "execution error"))
+                .transpose()?,
+            exit_code: f.exit_code,
+            duration_ms: f.duration_ms,
+            finished_at: to_ms(f.finished_at),
+        })
+    }
+}
+
+/// See [`crate::store::Store::finish_execution`].
+pub(super) fn finish_execution(
+    conn: &Connection,
+    id: Uuid,
+    f: &FinishedRow,
+) -> Result<bool, StoreError> {
+    let sql = format!(
+        "UPDATE executions SET status = ?2, output = ?3, error = ?4, exit_code = ?5,
+            duration_ms = ?6, finished_at = ?7
+         WHERE id = ?1 AND status IN {UNFINISHED}"
+    );
+    let changed = conn
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id.into_bytes(),
+                f.status,
+                f.output,
+                f.error,
+                f.exit_code,
+                f.duration_ms,
+                f.finished_at,
+            ])
+        })
+        .map_err(db("finish execution"))?;
+    Ok(changed > 0)
+}

@@ -1,0 +1,457 @@
+//! Tests of [`SqliteStore`]'s executions: round trips, idempotency keys, status rules,
+//! listing and paging, and many concurrent inserts.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::tests::{create, execution, fresh, hold_writer, ms};
+use crate::store::{
+    Execution, ExecutionError, ExecutionFilter, ExecutionStatus, Finished, Started, Store,
+    StoreError, Trigger,
+};
+
+fn started(instance: &str) -> Started {
+    Started {
+        instance_id: instance.into(),
+        cold_start: true,
+        callback_token_hash: "ab".repeat(32),
+        started_at: ms(Utc::now()),
+    }
+}
+
+fn finished(status: ExecutionStatus) -> Finished {
+    let failed = status != ExecutionStatus::Success;
+    Finished {
+        status,
+        output: (!failed).then(|| json!({ "answer": 42 })),
+        error: failed.then(|| ExecutionError::new("RUNTIME_CRASHED", "it died")),
+        exit_code: Some(i32::from(failed)),
+        duration_ms: Some(5),
+        finished_at: ms(Utc::now()),
+    }
+}
+
+#[tokio::test]
+async fn an_execution_round_trips_with_every_field() {
+    let (_dir, store) = fresh();
+    let function = create(&store, "hello").await;
+    let mut full = execution(&function);
+    full.status = ExecutionStatus::Error;
+    full.input = json!({ "nested": [1, "two", null], "s": "é" });
+    full.output = Some(json!(null));
+    full.error = Some(ExecutionError::new("TIMEOUT", "too slow"));
+    full.attempt = 3;
+    full.parent_id = Some(Uuid::now_v7());
+    full.root_id = Some(Uuid::now_v7());
+    full.depth = 2;
+    full.trigger = Trigger::Chain;
+    full.trace_id = Some("trace-1".into());
+    full.idempotency_key = Some("key".into());
+    full.timeout_ms = 900_000;
+    full.started_at = Some(ms(Utc::now()));
+    full.finished_at = Some(ms(Utc::now()));
+    full.duration_ms = Some(77);
+    full.cold_start = Some(false);
+    full.instance_id = Some("inst-9".into());
+    full.exit_code = Some(-9);
+    full.dead_letter = true;
+    full.callback_token_hash = Some("cd".repeat(32));
+    store.insert_execution(&full).await.unwrap();
+    let plain = execution(&function);
+    store.insert_execution(&plain).await.unwrap();
+
+    assert_eq!(store.get_execution(full.id).await.unwrap(), Some(full));
+    assert_eq!(store.get_execution(plain.id).await.unwrap(), Some(plain));
+    assert_eq!(store.get_execution(Uuid::now_v7()).await.unwrap(), None);
+}
+
+fn keyed(function: &crate::registry::FunctionVersion, key: &str) -> Execution {
+    let mut execution = execution(function);
+    execution.idempotency_key = Some(key.into());
+    execution
+}
+
+#[tokio::test]
+async fn an_idempotency_key_is_unique_per_function_across_batches() {
+    let (_dir, store) = fresh();
+    let hello = create(&store, "hello").await;
+    let other = create(&store, "other").await;
+    let first = keyed(&hello, "k");
+    store.insert_execution(&first).await.unwrap();
+
+    let err = store
+        .insert_execution(&keyed(&hello, "k"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::DuplicateIdempotencyKey(id) if id == first.id),
+        "{err}"
+    );
+    // The same key on another function, and executions without a key, are fine.
+    store.insert_execution(&keyed(&other, "k")).await.unwrap();
+    store.insert_execution(&execution(&hello)).await.unwrap();
+    store.insert_execution(&execution(&hello)).await.unwrap();
+
+    let found = store.find_by_idempotency_key("hello", "k").await.unwrap();
+    assert_eq!(found.map(|e| e.id), Some(first.id));
+    assert_eq!(
+        store
+            .find_by_idempotency_key("hello", "nope")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.find_by_idempotency_key("third", "k").await.unwrap(),
+        None
+    );
+    let all = ExecutionFilter {
+        limit: 100,
+        ..ExecutionFilter::default()
+    };
+    assert_eq!(store.list_executions(&all).await.unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_is_unique_within_one_batch() {
+    let (_dir, store) = fresh();
+    let store = Arc::new(store);
+    let hello = create(&store, "hello").await;
+    let release = hold_writer(&store).await;
+    let batch = [
+        keyed(&hello, "k"),
+        keyed(&hello, "k"),
+        keyed(&hello, "other"),
+        keyed(&hello, "k"),
+    ];
+    let mut tasks = Vec::new();
+    for execution in batch.clone() {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store.insert_execution(&execution).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(release);
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    let winners: Vec<Uuid> = batch
+        .iter()
+        .zip(&results)
+        .filter(|(e, r)| r.is_ok() && e.idempotency_key.as_deref() == Some("k"))
+        .map(|(e, _)| e.id)
+        .collect();
+    assert_eq!(winners.len(), 1, "{results:?}");
+    for (e, result) in batch.iter().zip(&results) {
+        match result {
+            Ok(()) => assert!(store.get_execution(e.id).await.unwrap().is_some()),
+            Err(StoreError::DuplicateIdempotencyKey(id)) => {
+                assert_eq!(*id, winners[0]);
+                assert!(store.get_execution(e.id).await.unwrap().is_none());
+            }
+            Err(err) => panic!("unexpected {err}"),
+        }
+    }
+    assert!(results[2].is_ok(), "another key in the same batch is kept");
+}
+
+#[tokio::test]
+async fn a_terminal_status_is_never_overwritten() {
+    let (_dir, store) = fresh();
+    let function = create(&store, "hello").await;
+    let e = execution(&function);
+    store.insert_execution(&e).await.unwrap();
+
+    let start = started("inst-1");
+    assert!(store.mark_running(e.id, &start).await.unwrap());
+    let running = store.get_execution(e.id).await.unwrap().unwrap();
+    assert_eq!(running.status, ExecutionStatus::Running);
+    assert_eq!(running.started_at, Some(start.started_at));
+    assert_eq!(running.instance_id.as_deref(), Some("inst-1"));
+    assert_eq!(running.cold_start, Some(true));
+    assert_eq!(
+        running.callback_token_hash,
+        Some(start.callback_token_hash.clone())
+    );
+    // Marking a running execution running again applies (same attempt, new instance).
+    assert!(store.mark_running(e.id, &started("inst-2")).await.unwrap());
+
+    let success = finished(ExecutionStatus::Success);
+    assert!(store.finish_execution(e.id, &success).await.unwrap());
+    for status in [
+        ExecutionStatus::Error,
+        ExecutionStatus::Timeout,
+        ExecutionStatus::Cancelled,
+    ] {
+        assert!(!store
+            .finish_execution(e.id, &finished(status))
+            .await
+            .unwrap());
+    }
+    assert!(!store.mark_running(e.id, &started("inst-3")).await.unwrap());
+    assert!(!store.requeue(e.id, 2).await.unwrap());
+
+    let done = store.get_execution(e.id).await.unwrap().unwrap();
+    assert_eq!(done.status, ExecutionStatus::Success);
+    assert_eq!(done.output, success.output);
+    assert_eq!(done.error, None);
+    assert_eq!(done.exit_code, Some(0));
+    assert_eq!(done.duration_ms, Some(5));
+    assert_eq!(done.finished_at, Some(success.finished_at));
+    assert_eq!(done.instance_id.as_deref(), Some("inst-2"));
+    assert_eq!(done.attempt, 1);
+
+    // A queued execution can be finished directly (a cancel), then stays cancelled.
+    let queued = execution(&function);
+    store.insert_execution(&queued).await.unwrap();
+    let cancel = finished(ExecutionStatus::Cancelled);
+    assert!(store.finish_execution(queued.id, &cancel).await.unwrap());
+    assert!(!store
+        .finish_execution(queued.id, &finished(ExecutionStatus::Success))
+        .await
+        .unwrap());
+    let cancelled = store.get_execution(queued.id).await.unwrap().unwrap();
+    assert_eq!(
+        (cancelled.status, cancelled.error),
+        (ExecutionStatus::Cancelled, cancel.error)
+    );
+
+    // Unknown ids change nothing.
+    let unknown = Uuid::now_v7();
+    assert!(!store.mark_running(unknown, &start).await.unwrap());
+    assert!(!store.requeue(unknown, 2).await.unwrap());
+    assert!(!store.finish_execution(unknown, &success).await.unwrap());
+}
+
+#[tokio::test]
+async fn requeue_clears_the_start_fields() {
+    let (_dir, store) = fresh();
+    let function = create(&store, "hello").await;
+    let mut e = execution(&function);
+    e.status = ExecutionStatus::Starting;
+    store.insert_execution(&e).await.unwrap();
+    assert!(store.mark_running(e.id, &started("inst-1")).await.unwrap());
+    assert!(store.requeue(e.id, 2).await.unwrap());
+
+    let requeued = store.get_execution(e.id).await.unwrap().unwrap();
+    assert_eq!(requeued.status, ExecutionStatus::Queued);
+    assert_eq!(requeued.attempt, 2);
+    assert_eq!(requeued.started_at, None);
+    assert_eq!(requeued.instance_id, None);
+    assert_eq!(requeued.callback_token_hash, None);
+    assert_eq!(requeued.cold_start, None);
+    // A queued execution may be requeued again (attempt bookkeeping only).
+    assert!(store.requeue(e.id, 3).await.unwrap());
+    assert_eq!(store.get_execution(e.id).await.unwrap().unwrap().attempt, 3);
+}
+
+#[tokio::test]
+async fn list_executions_filters_and_pages_newest_first() {
+    let (_dir, store) = fresh();
+    let a = create(&store, "a").await;
+    let b = create(&store, "b").await;
+    let base = ms(Utc::now());
+    let mut all = Vec::new();
+    for i in 0..10 {
+        let mut e = execution(if i % 2 == 0 { &a } else { &b });
+        e.created_at = base + chrono::Duration::seconds(i);
+        e.status = [
+            ExecutionStatus::Queued,
+            ExecutionStatus::Success,
+            ExecutionStatus::Error,
+        ][i as usize % 3];
+        e.dead_letter = i == 4 || i == 7;
+        store.insert_execution(&e).await.unwrap();
+        all.push(e);
+    }
+    all.reverse(); // newest first
+    let ids = |list: &[Execution]| list.iter().map(|e| e.id).collect::<Vec<_>>();
+    let list = |filter: ExecutionFilter| {
+        let store = &store;
+        async move { store.list_executions(&filter).await.unwrap() }
+    };
+    let filter = ExecutionFilter {
+        limit: 100,
+        ..ExecutionFilter::default()
+    };
+
+    assert_eq!(list(filter.clone()).await, all);
+    let only_a = list(ExecutionFilter {
+        function: Some("a".into()),
+        ..filter.clone()
+    })
+    .await;
+    assert_eq!(
+        ids(&only_a),
+        ids(&all
+            .iter()
+            .filter(|e| e.function == "a")
+            .cloned()
+            .collect::<Vec<_>>())
+    );
+    let statuses = vec![ExecutionStatus::Success, ExecutionStatus::Error];
+    let failed_or_ok = list(ExecutionFilter {
+        statuses: statuses.clone(),
+        ..filter.clone()
+    })
+    .await;
+    assert_eq!(failed_or_ok.len(), 6);
+    assert!(failed_or_ok.iter().all(|e| statuses.contains(&e.status)));
+    let window = list(ExecutionFilter {
+        since: Some(base + chrono::Duration::seconds(3)),
+        until: Some(base + chrono::Duration::seconds(6)),
+        ..filter.clone()
+    })
+    .await;
+    assert_eq!(ids(&window), ids(&all[4..7]), "created at 5, 4 and 3 s");
+    let dead = list(ExecutionFilter {
+        dead_letter: Some(true),
+        ..filter.clone()
+    })
+    .await;
+    assert_eq!(ids(&dead), vec![all[2].id, all[5].id]);
+    let alive = list(ExecutionFilter {
+        dead_letter: Some(false),
+        ..filter.clone()
+    })
+    .await;
+    assert_eq!(alive.len(), 8);
+    let combined = list(ExecutionFilter {
+        function: Some("b".into()),
+        statuses: vec![ExecutionStatus::Queued],
+        ..filter.clone()
+    })
+    .await;
+    assert_eq!(ids(&combined), vec![all[0].id, all[6].id], "b at 9 and 3 s");
+    assert!(list(ExecutionFilter {
+        limit: 0,
+        ..filter.clone()
+    })
+    .await
+    .is_empty());
+
+    // Paging by before_id walks every record once, in order.
+    let mut pages = Vec::new();
+    let mut seen = Vec::new();
+    let mut before_id = None;
+    loop {
+        let page = list(ExecutionFilter {
+            limit: 3,
+            before_id,
+            ..filter.clone()
+        })
+        .await;
+        if page.is_empty() {
+            break;
+        }
+        pages.push(page.len());
+        assert!(pages.len() <= 4, "paging does not end: {pages:?}");
+        before_id = page.last().map(|e| e.id);
+        seen.extend(ids(&page));
+    }
+    assert_eq!(pages, vec![3, 3, 3, 1]);
+    assert_eq!(seen, ids(&all));
+}
+
+#[tokio::test]
+async fn list_unfinished_answers_open_executions_oldest_first() {
+    let (_dir, store) = fresh();
+    let function = create(&store, "hello").await;
+    let mut expected = Vec::new();
+    for status in [
+        ExecutionStatus::Running,
+        ExecutionStatus::Success,
+        ExecutionStatus::Queued,
+        ExecutionStatus::Cancelled,
+        ExecutionStatus::Starting,
+        ExecutionStatus::Timeout,
+        ExecutionStatus::Error,
+        ExecutionStatus::Queued,
+    ] {
+        let mut e = execution(&function);
+        e.status = status;
+        store.insert_execution(&e).await.unwrap();
+        if !status.is_terminal() {
+            expected.push(e.id);
+        }
+    }
+    let unfinished: Vec<Uuid> = store
+        .list_unfinished()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(unfinished, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_inserts_all_land() {
+    const TASKS: usize = 64;
+    const EACH: usize = 80;
+    let (_dir, store) = fresh();
+    let store = Arc::new(store);
+    let function = create(&store, "hello").await;
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let (store, function) = (Arc::clone(&store), function.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(EACH);
+            for n in 0..EACH {
+                let mut e = execution(&function);
+                e.idempotency_key = Some(format!("{task}-{n}"));
+                store.insert_execution(&e).await.expect("insert");
+                ids.push(e.id);
+            }
+            ids
+        }));
+    }
+    let mut inserted = HashSet::new();
+    for task in tasks {
+        inserted.extend(task.await.unwrap());
+    }
+    let elapsed = began.elapsed();
+    eprintln!(
+        "{} inserts from {TASKS} tasks in {elapsed:?} ({:.0}/s)",
+        inserted.len(),
+        inserted.len() as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(inserted.len(), TASKS * EACH);
+    let listed = store
+        .list_executions(&ExecutionFilter {
+            limit: 100_000,
+            ..ExecutionFilter::default()
+        })
+        .await
+        .unwrap();
+    let listed_ids: HashSet<Uuid> = listed.iter().map(|e| e.id).collect();
+    assert_eq!(listed.len(), TASKS * EACH);
+    assert_eq!(listed_ids, inserted);
+    assert!(listed.windows(2).all(|pair| pair[0].id > pair[1].id));
+    assert_eq!(store.list_unfinished().await.unwrap().len(), TASKS * EACH);
+}
+
+#[tokio::test]
+async fn an_execution_of_a_closed_store_is_refused() {
+    let (_dir, store) = fresh();
+    let function = create(&store, "hello").await;
+    store.close().await;
+    store.close().await; // twice is fine
+    let err = store
+        .insert_execution(&execution(&function))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Closed), "{err}");
+    assert!(matches!(
+        store.list_unfinished().await,
+        Err(StoreError::Closed)
+    ));
+}

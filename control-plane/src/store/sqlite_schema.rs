@@ -1,0 +1,157 @@
+//! Opening SQLite connections for the store: pragmas, the schema and its migrations.
+//!
+//! Durability: the database runs in WAL mode with `synchronous=NORMAL`. A commit appends
+//! its pages to the write-ahead log with a `write(2)` before it returns, so once a write
+//! is acknowledged it is in the operating system's page cache and survives a kill -9 of
+//! the process (our crash model). It is not fsynced on every commit, so a power loss or
+//! a kernel crash may lose the last commits (never corrupt the database): the WAL is
+//! fsynced at each checkpoint only.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{ffi, Connection, OpenFlags};
+
+use super::sql::db;
+use crate::store::StoreError;
+
+/// The database file inside the data directory.
+pub(super) const DB_FILE: &str = "gantry.db";
+
+/// How long a connection waits for a lock before failing with `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Prepared statements kept per connection (the listing query has many variants).
+const STATEMENT_CACHE: usize = 64;
+
+/// Schema migrations: `MIGRATIONS[i]` takes a database from `user_version` `i` to
+/// `i + 1`. Append new ones; never edit a released one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "
+    CREATE TABLE IF NOT EXISTS functions (
+        name            TEXT PRIMARY KEY NOT NULL,
+        current_version INTEGER NOT NULL,
+        deleted         INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE IF NOT EXISTS function_versions (
+        name         TEXT NOT NULL,
+        version      INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        spec         TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        PRIMARY KEY (name, version)
+    );
+    CREATE TABLE IF NOT EXISTS executions (
+        id                  BLOB PRIMARY KEY NOT NULL,
+        function            TEXT NOT NULL,
+        version             INTEGER NOT NULL,
+        status              TEXT NOT NULL,
+        input               TEXT NOT NULL,
+        output              TEXT,
+        error               TEXT,
+        attempt             INTEGER NOT NULL,
+        parent_id           BLOB,
+        root_id             BLOB,
+        depth               INTEGER NOT NULL,
+        triggered_by        TEXT NOT NULL,
+        trace_id            TEXT,
+        idempotency_key     TEXT,
+        timeout_ms          INTEGER NOT NULL,
+        created_at          INTEGER NOT NULL,
+        started_at          INTEGER,
+        finished_at         INTEGER,
+        duration_ms         INTEGER,
+        cold_start          INTEGER,
+        instance_id         TEXT,
+        exit_code           INTEGER,
+        dead_letter         INTEGER NOT NULL DEFAULT 0,
+        callback_token_hash TEXT
+    );
+    CREATE UNIQUE INDEX IF NOT EXISTS executions_idempotency
+        ON executions (function, idempotency_key) WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS executions_function ON executions (function, id);
+    CREATE INDEX IF NOT EXISTS executions_status ON executions (status, id);
+    CREATE INDEX IF NOT EXISTS executions_dead_letter ON executions (id) WHERE dead_letter = 1;
+    CREATE TABLE IF NOT EXISTS logs (
+        execution_id BLOB NOT NULL,
+        seq          INTEGER NOT NULL,
+        stream       TEXT NOT NULL,
+        time         INTEGER NOT NULL,
+        line         TEXT NOT NULL,
+        PRIMARY KEY (execution_id, seq)
+    );
+    ",
+];
+
+/// The schema version this build writes.
+pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Opens the read-write connection, switches the database to WAL and brings its schema
+/// up to date.
+pub(super) fn open_writer(dir: &Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(dir.join(DB_FILE)).map_err(db("open database"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(db("set busy_timeout"))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(db("enable WAL"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Database {
+            operation: "enable WAL",
+            source: failure(format!("the database stayed in journal mode {mode}")),
+        });
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA journal_size_limit = 67108864;",
+    )
+    .map_err(db("set pragmas"))?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection. The writer must have opened the database first (it
+/// creates the file and the WAL).
+pub(super) fn open_reader(dir: &Path) -> Result<Connection, StoreError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(dir.join(DB_FILE), flags)
+        .map_err(db("open read connection"))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(db("set busy_timeout"))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Runs the migrations the database has not seen yet, each in its own transaction.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(db("read schema version"))?;
+    if !(0..=SCHEMA_VERSION).contains(&current) {
+        return Err(StoreError::Corrupt {
+            what: "schema version",
+            detail: format!(
+                "the database has schema version {current}; this build knows up to {SCHEMA_VERSION}"
+            ),
+        });
+    }
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction().map_err(db("begin migration"))?;
+        tx.execute_batch(migration).map_err(db("migrate schema"))?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)
+            .map_err(db("set schema version"))?;
+        tx.commit().map_err(db("commit migration"))?;
+    }
+    Ok(())
+}
+
+/// A generic SQLite failure carrying `message` (for errors SQLite did not raise itself).
+pub(super) fn failure(message: String) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(ffi::Error::new(ffi::SQLITE_ERROR), Some(message))
+}

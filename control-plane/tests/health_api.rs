@@ -1,0 +1,118 @@
+//! `/healthz`, `/readyz` and the Prometheus text on `/metrics`.
+
+mod support;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use support::{stdio_function, Server};
+
+/// The value of the sample `series` (name and labels exactly as rendered), if present.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(series)?;
+        rest.strip_prefix(' ')?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+#[tokio::test]
+async fn health_and_readiness_answer_after_start() {
+    let server = Server::start().await;
+    for (path, status) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let response = server
+            .client
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body, json!({"status": status}), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_invocations_durations_and_load() {
+    let server = Server::start().await;
+    server
+        .deploy(stdio_function("echo", "python3 echo.py", json!({})))
+        .await;
+    server
+        .deploy(stdio_function("fails", "sh -c 'exit 1'", json!({})))
+        .await;
+    for n in 0..3 {
+        let (status, _) = server.invoke("echo", json!(n)).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, _) = server.invoke("fails", json!(null)).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    // Refused calls are not invocations.
+    let (status, _) = server.invoke("nobody", json!(null)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let response = server
+        .client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let metrics = response.text().await.unwrap();
+    let expect = |series: &str, value: f64| {
+        assert_eq!(
+            sample(&metrics, series),
+            Some(value),
+            "{series} in:\n{metrics}"
+        );
+    };
+    expect(
+        r#"gantry_invocations_total{function="echo",status="success"}"#,
+        3.0,
+    );
+    expect(
+        r#"gantry_invocations_total{function="fails",status="error"}"#,
+        1.0,
+    );
+    expect(
+        r#"gantry_execution_duration_seconds_count{function="echo"}"#,
+        3.0,
+    );
+    expect(
+        r#"gantry_execution_duration_seconds_count{function="fails"}"#,
+        1.0,
+    );
+    expect(r#"gantry_queue_depth{function="echo"}"#, 0.0);
+    expect(r#"gantry_in_flight{function="echo"}"#, 0.0);
+    assert!(sample(
+        &metrics,
+        r#"gantry_invocations_total{function="echo",status="error"}"#
+    )
+    .is_none());
+    assert!(!metrics.contains("nobody"), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE gantry_execution_duration_seconds histogram"),
+        "{metrics}"
+    );
+    let sum = sample(
+        &metrics,
+        r#"gantry_execution_duration_seconds_sum{function="echo"}"#,
+    )
+    .expect("a duration sum");
+    assert!(sum > 0.0, "{metrics}");
+    assert!(
+        metrics.trim_end().ends_with("# EOF"),
+        "OpenMetrics ends with # EOF"
+    );
+    server.assert_no_instances().await;
+}

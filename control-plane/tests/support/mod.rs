@@ -1,0 +1,378 @@
+//! Shared test support: the real `gantry serve` on port 0 with a temporary data
+//! directory, real watchdog processes, an HTTP client, and a check that no process the
+//! server started outlives it.
+
+#![allow(dead_code, missing_docs, unused_imports)]
+
+mod api;
+mod procs;
+
+pub use api::*;
+pub use procs::*;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The `gantry` binary under test.
+pub fn gantry_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_gantry"))
+}
+
+/// The watchdog binary, built once per test run (it is another package's binary, which
+/// `cargo test -p gantry-control-plane` does not build by itself).
+pub fn watchdog_bin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = std::process::Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--quiet",
+                    "-p",
+                    "gantry-watchdog",
+                    "--bin",
+                    "watchdog",
+                ])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build for the watchdog");
+            assert!(status.success(), "building the watchdog failed");
+            gantry_bin()
+                .parent()
+                .expect("gantry has a directory")
+                .join("watchdog")
+        })
+        .clone()
+}
+
+/// A file under `control-plane/tests/fixtures/`.
+pub fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The repository's `examples/` directory.
+pub fn examples_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+/// How to start a server.
+#[derive(Clone, Default)]
+pub struct ServerOptions {
+    pub token: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+}
+
+/// A running `gantry serve`.
+pub struct Server {
+    pub url: String,
+    pub data_dir: PathBuf,
+    pub token: Option<String>,
+    child: Option<Child>,
+    stderr: Arc<Mutex<String>>,
+    _temp: Option<Arc<tempfile::TempDir>>,
+    temp_shared: Option<Arc<tempfile::TempDir>>,
+    pub client: reqwest::Client,
+}
+
+impl Server {
+    /// A server on a fresh data directory with default options.
+    pub async fn start() -> Server {
+        Server::start_with(ServerOptions::default()).await
+    }
+
+    /// A server on a fresh data directory.
+    pub async fn start_with(options: ServerOptions) -> Server {
+        let temp = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let data_dir = temp.path().join("data");
+        Server::launch(data_dir, Some(temp), options).await
+    }
+
+    /// Starts another server on this one's data directory (after it stopped or was killed).
+    pub async fn restart(&mut self, options: ServerOptions) -> Server {
+        let temp = self.temp_shared.clone();
+        Server::launch(self.data_dir.clone(), temp, options).await
+    }
+
+    async fn launch(
+        data_dir: PathBuf,
+        temp: Option<Arc<tempfile::TempDir>>,
+        options: ServerOptions,
+    ) -> Server {
+        let mut command = Command::new(gantry_bin());
+        command
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(&options.args)
+            .env("GANTRY_WATCHDOG", watchdog_bin())
+            .env("GANTRY_LOG", "info")
+            .env_remove("GANTRY_TOKEN")
+            .env_remove("GANTRY_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(token) = &options.token {
+            command.env("GANTRY_TOKEN", token);
+        }
+        for (key, value) in &options.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start gantry serve");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (url_tx, url_rx) = tokio::sync::oneshot::channel();
+        let log_copy = log.clone();
+        tokio::spawn(async move {
+            let mut url_tx = Some(url_tx);
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    if let Some(tx) = url_tx.take() {
+                        let url = rest
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned();
+                        let _ = tx.send(url);
+                    }
+                }
+                let mut log = log_copy.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let url = match tokio::time::timeout(Duration::from_secs(30), url_rx).await {
+            Ok(Ok(url)) => url,
+            _ => {
+                let status = child.try_wait().ok().flatten();
+                panic!(
+                    "gantry serve did not start (exit {status:?}); its stderr:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        Server {
+            url,
+            data_dir,
+            token: options.token,
+            child: Some(child),
+            stderr: log,
+            _temp: temp.clone(),
+            temp_shared: temp,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Everything the server wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The server's pid.
+    pub fn pid(&self) -> i32 {
+        self.child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("server running") as i32
+    }
+
+    /// SIGKILL: a crash.
+    pub async fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+    }
+
+    /// SIGTERM, then waits (at most 30 s) for a clean exit; answers the exit code.
+    pub async fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        if let Some(pid) = child.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("the server stops within 30 s after SIGTERM")
+            .expect("wait for the server");
+        status.code()
+    }
+
+    /// A request to `path` with the server's token, if any.
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.client.request(method, format!("{}{path}", self.url));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends a request and answers status, headers and the JSON body (`Null` if none).
+    pub async fn call(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("read the body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, headers, body)
+    }
+
+    /// `POST /v1/functions` and asserts 201.
+    pub async fn deploy(&self, manifest: Value) -> Value {
+        let (status, _, body) = self
+            .call(self.request(Method::POST, "/v1/functions").json(&manifest))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "deploy failed: {body}");
+        body
+    }
+
+    /// `POST /v1/functions/{name}:invoke`.
+    pub async fn invoke(&self, name: &str, input: Value) -> (StatusCode, Value) {
+        let (status, _, body) = self
+            .call(
+                self.request(Method::POST, &format!("/v1/functions/{name}:invoke"))
+                    .json(&input),
+            )
+            .await;
+        (status, body)
+    }
+
+    /// `POST /v1/functions/{name}:enqueue`; asserts 202 and answers the execution id.
+    pub async fn enqueue(&self, name: &str, input: Value) -> String {
+        let (status, _, body) = self
+            .call(
+                self.request(Method::POST, &format!("/v1/functions/{name}:enqueue"))
+                    .json(&input),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "enqueue failed: {body}");
+        body["executionId"]
+            .as_str()
+            .expect("executionId")
+            .to_owned()
+    }
+
+    /// `GET /v1/executions/{id}`.
+    pub async fn execution(&self, id: &str) -> Value {
+        let (status, _, body) = self
+            .call(self.request(Method::GET, &format!("/v1/executions/{id}")))
+            .await;
+        assert_eq!(status, StatusCode::OK, "get execution failed: {body}");
+        body
+    }
+
+    /// Polls execution `id` until it is terminal (at most `within`).
+    pub async fn wait_terminal(&self, id: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let execution = self.execution(id).await;
+            let status = execution["status"].as_str().unwrap_or_default();
+            if ["success", "error", "timeout", "cancelled"].contains(&status) {
+                return execution;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "execution {id} still {status} after {within:?}: {execution}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Polls execution `id` until its status is `status` (at most `within`).
+    pub async fn wait_status(&self, id: &str, status: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let execution = self.execution(id).await;
+            if execution["status"] == status {
+                return execution;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "execution {id} never reached {status}: {execution}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// The owner id that marks every process this data directory's server starts.
+    pub fn owner_id(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("owner-id"))
+            .expect("the server wrote owner-id")
+            .trim()
+            .to_owned()
+    }
+
+    /// Live processes (not zombies) started by servers of this data directory.
+    pub fn instance_processes(&self) -> Vec<(u32, String)> {
+        processes_with_env(&format!("GANTRY_OWNER={}", self.owner_id()))
+    }
+
+    /// Fails unless no process started by this data directory's servers is alive within 5 s.
+    pub async fn assert_no_instances(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = self.instance_processes();
+            if left.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "processes of the function survived: {left:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
+        // Whatever a failed test left running dies with it.
+        if let Ok(owner) = std::fs::read_to_string(self.data_dir.join("owner-id")) {
+            for (pid, _) in processes_with_env(&format!("GANTRY_OWNER={}", owner.trim())) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// A STDIO function running `command` (a shell line) with `extra` merged into the manifest.
+pub fn stdio_function(name: &str, command: &str, extra: Value) -> Value {
+    let mut manifest = json!({
+        "name": name,
+        "mode": "STDIO",
+        "command": command,
+        "working_dir": format!("{}/tests/fixtures", env!("CARGO_MANIFEST_DIR")),
+    });
+    if let (Some(base), Some(extra)) = (manifest.as_object_mut(), extra.as_object()) {
+        for (key, value) in extra {
+            base.insert(key.clone(), value.clone());
+        }
+    }
+    manifest
+}
