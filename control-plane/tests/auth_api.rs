@@ -97,12 +97,7 @@ async fn every_v1_route_needs_the_token() {
     );
 
     for path in ["/healthz", "/readyz", "/metrics"] {
-        let response = server
-            .client
-            .get(format!("{}{path}", server.url))
-            .send()
-            .await
-            .unwrap();
+        let response = server.get_open(path).await;
         assert_eq!(response.status(), StatusCode::OK, "{path} is open");
     }
     server.assert_no_instances().await;

@@ -22,12 +22,7 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 async fn health_and_readiness_answer_after_start() {
     let server = Server::start().await;
     for (path, status) in [("/healthz", "ok"), ("/readyz", "ready")] {
-        let response = server
-            .client
-            .get(format!("{}{path}", server.url))
-            .send()
-            .await
-            .unwrap();
+        let response = server.get_open(path).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body, json!({"status": status}), "{path}");

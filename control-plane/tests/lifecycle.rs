@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::{examples_dir, sigkill, stdio_function, Server};
+use support::{assert_error, examples_dir, sigkill, stdio_function, Server};
 
 /// Generous bound for anything that should take a few seconds on a loaded machine.
 const LONG: Duration = Duration::from_secs(60);
@@ -49,9 +49,7 @@ async fn a_killed_watchdog_fails_the_execution_and_its_function_is_stopped() {
         "noticed after {:?}",
         killed.elapsed()
     );
-    assert_eq!(execution["status"], "error", "{execution}");
-    assert_eq!(execution["error"]["code"], "RUNTIME_CRASHED", "{execution}");
-    let message = execution["error"]["message"].as_str().unwrap_or_default();
+    let message = assert_error(&execution, "error", "RUNTIME_CRASHED");
     assert!(message.contains("signal 9"), "{message}");
     // The function ran in a process group of its own, which the watchdog can no longer
     // stop: the control plane does.
@@ -154,9 +152,7 @@ async fn a_command_that_does_not_exist_is_a_spawn_error() {
     let execution = server
         .execution(body["executionId"].as_str().expect("executionId"))
         .await;
-    assert_eq!(execution["status"], "error", "{execution}");
-    assert_eq!(execution["error"]["code"], "SPAWN_ERROR", "{execution}");
-    let message = execution["error"]["message"].as_str().unwrap_or_default();
+    let message = assert_error(&execution, "error", "SPAWN_ERROR");
     assert!(message.contains("gantry-no-such-command"), "{message}");
     server.assert_no_instances().await;
 }

@@ -327,7 +327,7 @@ fn handle_event(ctx: &Ctx, id: &str, event: &SseEvent, timestamps: bool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::ExecStatus;
+    use crate::store::ExecutionStatus;
     use serde_json::json;
 
     #[test]
@@ -348,7 +348,7 @@ mod tests {
     fn list_query_joins_statuses() {
         let args = ExecListArgs {
             function: Some("echo".into()),
-            status: vec![ExecStatus::Error, ExecStatus::Timeout],
+            status: vec![ExecutionStatus::Error, ExecutionStatus::Timeout],
             since: Some("2025-01-01T00:00:00Z".into()),
             until: None,
             limit: Some(5),

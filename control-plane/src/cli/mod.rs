@@ -17,10 +17,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
 use crate::config::ServeArgs;
+use crate::store::ExecutionStatus;
 pub use client::{ApiError, Client};
 
 const AFTER_HELP: &str = "\
@@ -232,8 +234,8 @@ pub struct ExecListArgs {
     #[arg(long, value_name = "NAME")]
     pub function: Option<String>,
     /// Only executions in these states (repeat the flag or separate with commas).
-    #[arg(long, value_enum, value_delimiter = ',', value_name = "STATUS")]
-    pub status: Vec<ExecStatus>,
+    #[arg(long, value_delimiter = ',', value_name = "STATUS", value_parser = status_parser())]
+    pub status: Vec<ExecutionStatus>,
     /// Only executions created at or after this time: RFC 3339
     /// (2025-01-02T15:04:05Z) or an age like 30s, 15m, 2h, 7d.
     #[arg(long, value_name = "TIME", value_parser = exec_cmd::parse_time)]
@@ -249,38 +251,10 @@ pub struct ExecListArgs {
     pub cursor: Option<String>,
 }
 
-/// States of an execution, for `--status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ExecStatus {
-    /// Waiting for a slot.
-    Queued,
-    /// Its instance is starting.
-    Starting,
-    /// Running.
-    Running,
-    /// Finished with an output.
-    Success,
-    /// Finished with an error.
-    Error,
-    /// Ran out of time.
-    Timeout,
-    /// Cancelled.
-    Cancelled,
-}
-
-impl ExecStatus {
-    /// The API's name of the state.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExecStatus::Queued => "queued",
-            ExecStatus::Starting => "starting",
-            ExecStatus::Running => "running",
-            ExecStatus::Success => "success",
-            ExecStatus::Error => "error",
-            ExecStatus::Timeout => "timeout",
-            ExecStatus::Cancelled => "cancelled",
-        }
-    }
+/// `--status` values: the store's state names, listed in `--help`.
+fn status_parser() -> impl TypedValueParser<Value = ExecutionStatus> {
+    clap::builder::PossibleValuesParser::new(ExecutionStatus::ALL.map(ExecutionStatus::as_str))
+        .map(|name| ExecutionStatus::parse(&name).expect("only listed names pass"))
 }
 
 /// A problem with what the user typed or handed over: exit code 2.
@@ -416,7 +390,11 @@ mod tests {
         };
         assert_eq!(
             args.status,
-            vec![ExecStatus::Error, ExecStatus::Timeout, ExecStatus::Queued]
+            vec![
+                ExecutionStatus::Error,
+                ExecutionStatus::Timeout,
+                ExecutionStatus::Queued
+            ]
         );
     }
 

@@ -301,6 +301,10 @@ impl Dispatcher {
             .await?
             .ok_or(DispatchError::ExecutionNotFound(id))?;
         if current.status.is_terminal() {
+            // Nobody will notify this entry: drop it unless another caller waits on it.
+            drop(receiver);
+            self.waiters
+                .remove_if(&id, |_, sender| sender.receiver_count() == 0);
             return Ok(current);
         }
         loop {

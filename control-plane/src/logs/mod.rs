@@ -2,6 +2,7 @@
 //! lines, enforces the per-execution cap, writes them to the store in batches and
 //! publishes them on the [`LogHub`] so `?follow=true` readers see them live.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -48,6 +49,10 @@ impl LogHub {
 #[derive(Clone)]
 pub struct LogSink {
     sender: mpsc::UnboundedSender<(LogStream, String)>,
+    /// Bytes sent so far; past the cap (and one line more, which triggers the writer's
+    /// truncation note) lines are dropped here, so a flood never queues up in memory.
+    sent: Arc<AtomicUsize>,
+    limit: usize,
 }
 
 /// The task that numbers, caps, stores and publishes an execution's lines.
@@ -66,11 +71,19 @@ impl LogSink {
         let (sender, receiver) = mpsc::unbounded_channel();
         let live = hub.open(id);
         let task = tokio::spawn(write_lines(id, cap_bytes, store, live, receiver));
-        (LogSink { sender }, LogWriter { task })
+        let sink = LogSink {
+            sender,
+            sent: Arc::new(AtomicUsize::new(0)),
+            limit: cap_bytes.saturating_add(MAX_LINE_BYTES + 1),
+        };
+        (sink, LogWriter { task })
     }
 
     /// Records one line (without its newline).
     pub fn line(&self, stream: LogStream, line: String) {
+        if self.sent.fetch_add(line.len() + 1, Ordering::Relaxed) > self.limit {
+            return;
+        }
         // A closed writer means the execution is over; late lines are dropped.
         let _ = self.sender.send((stream, line));
     }
@@ -161,20 +174,19 @@ async fn write_lines(
     while let Some(first) = receiver.recv().await {
         let mut next = Some(first);
         while let Some((stream, line)) = next.take() {
-            if truncated {
-            } else if used + line.len() > cap_bytes {
+            let (stream, line) = if truncated {
+                (None, String::new())
+            } else if used + line.len() + 1 > cap_bytes {
                 truncated = true;
-                seq += 1;
-                batch.push(LogLine {
-                    seq,
-                    stream: LogStream::System,
-                    time: crate::store::now(),
-                    line: format!(
-                        "log truncated: this execution's log reached its cap of {cap_bytes} bytes; later lines were dropped"
-                    ),
-                });
+                let note = format!(
+                    "log truncated: this execution's log reached its cap of {cap_bytes} bytes; later lines were dropped"
+                );
+                (Some(LogStream::System), note)
             } else {
-                used += line.len();
+                used += line.len() + 1;
+                (Some(stream), line)
+            };
+            if let Some(stream) = stream {
                 seq += 1;
                 batch.push(LogLine {
                     seq,

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use gantry_protocol::env;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -19,21 +20,21 @@ pub const MAX_QUEUE_LIMIT: u32 = 10_000_000;
 
 /// Environment variables Gantry sets itself; a manifest may not set them.
 pub const RESERVED_ENV: &[&str] = &[
-    "EXECUTION_MODE",
-    "WATCHDOG_CMD",
-    "EXECUTION_ID",
-    "CALLBACK_URL",
-    "CALLBACK_TOKEN",
-    "INVOCATION_PAYLOAD",
-    "PAYLOAD_URL",
-    "TIMEOUT_MS",
-    "TRACE_ID",
-    "RUNTIME_URL",
-    "HEALTH_URL",
-    "INPUT_FILE",
-    "OUTPUT_FILE",
-    "PORT",
-    "GANTRY_OWNER",
+    env::EXECUTION_MODE,
+    env::WATCHDOG_CMD,
+    env::EXECUTION_ID,
+    env::CALLBACK_URL,
+    env::CALLBACK_TOKEN,
+    env::INVOCATION_PAYLOAD,
+    env::PAYLOAD_URL,
+    env::TIMEOUT_MS,
+    env::TRACE_ID,
+    env::RUNTIME_URL,
+    env::HEALTH_URL,
+    env::INPUT_FILE,
+    env::OUTPUT_FILE,
+    env::PORT,
+    crate::runtime::process::OWNER_VAR,
 ];
 
 /// How the watchdog talks to the function (DESIGN.md §2). Warm instances are asked for

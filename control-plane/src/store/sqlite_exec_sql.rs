@@ -277,44 +277,52 @@ pub(super) fn list_unfinished(conn: &Connection) -> Result<Vec<Execution>, Store
     query_executions(conn, &sql, [])
 }
 
+/// Runs `UPDATE executions SET {set}` on execution `?1` if it is unfinished; answers
+/// whether it was: a terminal status is never overwritten.
+fn update_unfinished(
+    conn: &Connection,
+    operation: &'static str,
+    set: &str,
+    params: impl rusqlite::Params,
+) -> Result<bool, StoreError> {
+    let sql = format!("UPDATE executions SET {set} WHERE id = ?1 AND status IN {UNFINISHED}");
+    let changed = conn
+        .prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.execute(params))
+        .map_err(db(operation))?;
+    Ok(changed > 0)
+}
+
 /// See [`crate::store::Store::mark_running`].
 pub(super) fn mark_running(
     conn: &Connection,
     id: Uuid,
     started: &Started,
 ) -> Result<bool, StoreError> {
-    let sql = format!(
-        "UPDATE executions SET status = 'running', started_at = ?2, instance_id = ?3,
-            cold_start = ?4, callback_token_hash = ?5
-         WHERE id = ?1 AND status IN {UNFINISHED}"
-    );
-    let changed = conn
-        .prepare_cached(&sql)
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                id.into_bytes(),
-                to_ms(started.started_at),
-                started.instance_id,
-                started.cold_start,
-                started.callback_token_hash,
-            ])
-        })
-        .map_err(db("mark execution running"))?;
-    Ok(changed > 0)
+    update_unfinished(
+        conn,
+        "mark execution running",
+        "status = 'running', started_at = ?2, instance_id = ?3, cold_start = ?4,
+            callback_token_hash = ?5",
+        params![
+            id.into_bytes(),
+            to_ms(started.started_at),
+            started.instance_id,
+            started.cold_start,
+            started.callback_token_hash,
+        ],
+    )
 }
 
 /// See [`crate::store::Store::requeue`].
 pub(super) fn requeue(conn: &Connection, id: Uuid, attempt: u32) -> Result<bool, StoreError> {
-    let sql = format!(
-        "UPDATE executions SET status = 'queued', attempt = ?2, started_at = NULL,
-            instance_id = NULL, cold_start = NULL, callback_token_hash = NULL
-         WHERE id = ?1 AND status IN {UNFINISHED}"
-    );
-    let changed = conn
-        .prepare_cached(&sql)
-        .and_then(|mut stmt| stmt.execute(params![id.into_bytes(), attempt]))
-        .map_err(db("requeue execution"))?;
-    Ok(changed > 0)
+    update_unfinished(
+        conn,
+        "requeue execution",
+        "status = 'queued', attempt = ?2, started_at = NULL, instance_id = NULL,
+            cold_start = NULL, callback_token_hash = NULL",
+        params![id.into_bytes(), attempt],
+    )
 }
 
 /// A [`Finished`] encoded for its row.
@@ -355,24 +363,19 @@ pub(super) fn finish_execution(
     id: Uuid,
     f: &FinishedRow,
 ) -> Result<bool, StoreError> {
-    let sql = format!(
-        "UPDATE executions SET status = ?2, output = ?3, error = ?4, exit_code = ?5,
-            duration_ms = ?6, finished_at = ?7
-         WHERE id = ?1 AND status IN {UNFINISHED}"
-    );
-    let changed = conn
-        .prepare_cached(&sql)
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                id.into_bytes(),
-                f.status,
-                f.output,
-                f.error,
-                f.exit_code,
-                f.duration_ms,
-                f.finished_at,
-            ])
-        })
-        .map_err(db("finish execution"))?;
-    Ok(changed > 0)
+    update_unfinished(
+        conn,
+        "finish execution",
+        "status = ?2, output = ?3, error = ?4, exit_code = ?5, duration_ms = ?6,
+            finished_at = ?7",
+        params![
+            id.into_bytes(),
+            f.status,
+            f.output,
+            f.error,
+            f.exit_code,
+            f.duration_ms,
+            f.finished_at,
+        ],
+    )
 }

@@ -176,3 +176,21 @@ fn parse_sse_block(block: &str) -> Option<SseEvent> {
         id,
     })
 }
+
+/// Asserts a finished execution's `status` and `error.code`; answers its error message.
+pub fn assert_error<'a>(execution: &'a Value, status: &str, code: &str) -> &'a str {
+    assert_eq!(execution["status"], status, "{execution}");
+    assert_eq!(execution["error"]["code"], code, "{execution}");
+    execution["error"]["message"].as_str().unwrap_or_default()
+}
+
+impl Server {
+    /// `GET path` without any token (health, readiness, metrics).
+    pub async fn get_open(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("the server answers")
+    }
+}
