@@ -305,3 +305,39 @@ async fn accepted_executions_run_the_version_they_were_accepted_for() {
     }
     server.assert_no_instances().await;
 }
+
+#[tokio::test]
+async fn settings_the_process_runtime_does_not_apply_come_back_as_warnings() {
+    let server = Server::start().await;
+    let plain = server
+        .deploy(stdio_function("plain", "python3 echo.py", json!({})))
+        .await;
+    assert!(plain.get("warnings").is_none(), "{plain}");
+    let limited = server
+        .deploy(stdio_function(
+            "limited",
+            "python3 echo.py",
+            json!({"resources": {"memory_mb": 128, "pids": 10}, "image": "python:3.12-slim"}),
+        ))
+        .await;
+    let warnings: Vec<&str> = limited["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter_map(|w| w.as_str())
+        .collect();
+    assert_eq!(warnings.len(), 3, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("resources.memory_mb is not enforced"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings[1].starts_with("resources.pids is not enforced"),
+        "{warnings:?}"
+    );
+    assert!(warnings[2].contains("`image` is ignored"), "{warnings:?}");
+    // The function still runs: the warnings are advice, not errors.
+    let (status, body) = server.invoke("limited", json!({"n": 1})).await;
+    assert_eq!(status, 200, "{body}");
+    server.assert_no_instances().await;
+}

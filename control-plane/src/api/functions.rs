@@ -18,7 +18,18 @@ pub async fn create(
     JsonBody(manifest): JsonBody,
 ) -> Result<Response, ApiError> {
     let created = state.catalog.create(manifest).await?;
-    Ok((StatusCode::CREATED, Json(created.version.as_ref().clone())).into_response())
+    let body = with_warnings(&state, &created.version)?;
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// A version as JSON, plus `warnings` naming settings the runtime does not apply.
+fn with_warnings(state: &AppState, version: &FunctionVersion) -> Result<Value, ApiError> {
+    let mut body = serde_json::to_value(version).map_err(|err| ApiError::internal(&err))?;
+    let ignored = state.catalog.ignored(&version.spec);
+    if !ignored.is_empty() {
+        body["warnings"] = Value::from(ignored);
+    }
+    Ok(body)
 }
 
 /// `GET /v1/functions`.
@@ -45,8 +56,7 @@ pub async fn replace(
 ) -> Result<Json<Value>, ApiError> {
     let name = plain_name(&name)?;
     let (function, changed) = state.catalog.replace(name, manifest).await?;
-    let mut body =
-        serde_json::to_value(function.version.as_ref()).map_err(|err| ApiError::internal(&err))?;
+    let mut body = with_warnings(&state, &function.version)?;
     body["changed"] = Value::Bool(changed);
     Ok(Json(body))
 }

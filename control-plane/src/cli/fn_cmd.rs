@@ -68,6 +68,15 @@ async fn deploy(ctx: &Ctx, file: &std::path::Path) -> Result<()> {
     if ctx.json() {
         return out_json(&body);
     }
+    for warning in body
+        .get("warnings")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        eprintln!("warning: {warning}");
+    }
     out(&format!(
         "{}\n",
         deploy_message(&body, &manifest.name, changed)

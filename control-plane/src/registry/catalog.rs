@@ -132,6 +132,11 @@ impl Catalog {
         Ok(loaded)
     }
 
+    /// Settings of `spec` the runtime accepts but does not apply.
+    pub fn ignored(&self, spec: &FunctionSpec) -> Vec<String> {
+        self.runtime.ignored(spec)
+    }
+
     /// Creates a function from a manifest.
     pub async fn create(&self, manifest: Value) -> Result<Arc<LoadedFunction>, RegistryError> {
         let spec = self.validate(manifest)?;

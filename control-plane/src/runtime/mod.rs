@@ -93,6 +93,10 @@ pub trait Runtime: Send + Sync + 'static {
     /// Problems that stop `function` from running here (empty when it can).
     fn problems(&self, function: &crate::registry::FunctionSpec) -> Vec<String>;
 
+    /// Settings of `function` this runtime accepts but does not apply (answered with the
+    /// deploy, so nobody believes a limit holds that does not).
+    fn ignored(&self, function: &crate::registry::FunctionSpec) -> Vec<String>;
+
     /// Starts a one-shot instance for one execution.
     async fn start(&self, launch: Launch) -> Result<Box<dyn Instance>, RuntimeError>;
 

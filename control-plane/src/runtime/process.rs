@@ -116,6 +116,26 @@ impl Runtime for ProcessRuntime {
         problems
     }
 
+    fn ignored(&self, function: &FunctionSpec) -> Vec<String> {
+        let resources = &function.resources;
+        let mut ignored = Vec::new();
+        for (field, set) in [
+            ("memory_mb", resources.memory_mb.is_some()),
+            ("cpu", resources.cpu.is_some()),
+            ("pids", resources.pids.is_some()),
+        ] {
+            if set {
+                ignored.push(format!(
+                    "resources.{field} is not enforced by the process runtime (the docker runtime enforces it)"
+                ));
+            }
+        }
+        if function.image.is_some() {
+            ignored.push("`image` is ignored by the process runtime, which runs `command`".into());
+        }
+        ignored
+    }
+
     async fn start(&self, launch: Launch) -> Result<Box<dyn Instance>, RuntimeError> {
         let spec = &launch.function.spec;
         let command = spec.command.as_ref().ok_or_else(|| {
