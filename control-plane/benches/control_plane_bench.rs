@@ -19,19 +19,16 @@ mod enqueue;
 mod report;
 #[path = "control_plane_bench/server.rs"]
 mod server;
-#[path = "control_plane_bench/stats.rs"]
-mod stats;
 #[path = "control_plane_bench/wrk.rs"]
 mod wrk;
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use report::Machine;
+use gantry_bench_support::Options;
+use report::Conditions;
 
-/// Errors end the run with a message; every server is stopped on the way out.
-pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+pub use gantry_bench_support::BenchResult;
 
 /// Iteration counts and durations.
 #[derive(Debug)]
@@ -50,12 +47,11 @@ pub struct Settings {
     pub enqueue_duration: Duration,
     /// Length of one variant's warm-up.
     pub enqueue_warm_up: Duration,
-    /// A smoke run (`GANTRY_BENCH_QUICK`): too short to record.
-    pub quick: bool,
 }
 
 impl Settings {
-    fn from_env() -> Settings {
+    /// The full counts and durations, or fewer and shorter ones for a quick run.
+    fn new(options: Options) -> Settings {
         let full = Settings {
             invoke_rounds: 5,
             invokes: 300,
@@ -64,28 +60,16 @@ impl Settings {
             enqueue_rounds: 3,
             enqueue_duration: Duration::from_secs(5),
             enqueue_warm_up: Duration::from_secs(1),
-            quick: false,
         };
-        if std::env::var_os("GANTRY_BENCH_QUICK").is_some() {
-            Settings {
-                invoke_rounds: 2,
-                invokes: 30,
-                invoke_warm_up: 5,
-                enqueue_rounds: 1,
-                enqueue_duration: Duration::from_secs(1),
-                quick: true,
-                ..full
-            }
-        } else {
-            full
-        }
+        options.scale(full, |full| Settings {
+            invoke_rounds: 2,
+            invokes: 30,
+            invoke_warm_up: 5,
+            enqueue_rounds: 1,
+            enqueue_duration: Duration::from_secs(1),
+            ..full
+        })
     }
-}
-
-/// The workspace root, where BENCHMARKS.md lives.
-pub fn repository_root() -> &'static Path {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().unwrap_or(manifest_dir)
 }
 
 /// How busy the rest of the machine kept its cores between two readings.
@@ -100,13 +84,14 @@ fn print_others(from: &report::CpuUse, to: &report::CpuUse) {
 }
 
 fn run() -> BenchResult<()> {
-    let settings = Settings::from_env();
-    let machine = Machine::detect(repository_root());
+    let options = Options::from_env();
+    let settings = Settings::new(options);
+    let start = Conditions::detect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    println!("control-plane benchmarks: {}", machine.describe());
-    println!("load average before: {}", machine.load_before);
+    println!("control-plane benchmarks: {}", start.machine.describe());
+    println!("load average before: {}", start.load_before);
     println!(
         "gantry: {}; watchdog: {}; servers' logs: {}",
         server::gantry_bin().display(),
@@ -129,23 +114,15 @@ fn run() -> BenchResult<()> {
     println!("[1/2] cold start: `:invoke` of a no-op STDIO function (`cat`)");
     let cold = cold_start::run(&rt, &settings)?;
     let after_cold = report::CpuUse::now();
-    print_others(&machine.cpu_before, &after_cold);
+    print_others(&start.cpu_before, &after_cold);
 
     println!("[2/2] durable enqueue: `:enqueue` → 202 under load, then a restart");
     let enqueue = enqueue::run(&rt, &settings)?;
     print_others(&after_cold, &report::CpuUse::now());
 
     let (load_after, cpu_after) = (report::load_average(), report::CpuUse::now());
-    let section = report::markdown(&machine, &cold, &enqueue, &load_after, &cpu_after)?;
-    println!("\n{section}");
-    let path = repository_root().join("BENCHMARKS.md");
-    if settings.quick || std::env::var_os("GANTRY_BENCH_NO_WRITE").is_some() {
-        println!("BENCHMARKS.md left alone (quick or GANTRY_BENCH_NO_WRITE run)");
-    } else {
-        report::write_section(&path, &section)?;
-        println!("updated {}", path.display());
-    }
-    Ok(())
+    let section = report::markdown(&start, &cold, &enqueue, &load_after, &cpu_after)?;
+    report::SECTION.publish(&section, options)
 }
 
 fn main() -> ExitCode {

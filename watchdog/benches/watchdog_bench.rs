@@ -16,18 +16,15 @@ mod oneshot;
 mod procs;
 #[path = "watchdog_bench/report.rs"]
 mod report;
-#[path = "watchdog_bench/stats.rs"]
-mod stats;
 #[path = "watchdog_bench/warm.rs"]
 mod warm;
 
-use std::path::Path;
 use std::process::ExitCode;
 
-use report::{BinarySize, Machine, Results};
+use gantry_bench_support::{repository_root, Machine, Options};
+use report::{BinarySize, Results};
 
-/// Errors end the run with a message; every child is stopped on the way out.
-pub type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+pub use gantry_bench_support::BenchResult;
 
 /// The invocation payload (small JSON).
 pub const PAYLOAD: &[u8] = br#"{"name":"gantry","n":42}"#;
@@ -51,12 +48,11 @@ pub struct Settings {
     pub oneshot_rounds: usize,
     /// One-shot runs per round.
     pub oneshot_runs: usize,
-    /// A smoke run (`GANTRY_BENCH_QUICK`): too short to record.
-    pub quick: bool,
 }
 
 impl Settings {
-    fn from_env() -> Settings {
+    /// The full counts, or a tenth of them (fewer rounds) for a quick run.
+    fn new(options: Options) -> Settings {
         let full = Settings {
             rounds: 15,
             c1_requests: 3000,
@@ -65,29 +61,17 @@ impl Settings {
             stdio_calls: 300,
             oneshot_rounds: 5,
             oneshot_runs: 40,
-            quick: false,
         };
-        if std::env::var_os("GANTRY_BENCH_QUICK").is_some() {
-            Settings {
-                rounds: 3,
-                c1_requests: full.c1_requests / 10,
-                per_worker: full.per_worker / 10,
-                stdio_calls: full.stdio_calls / 10,
-                oneshot_rounds: 2,
-                oneshot_runs: 10,
-                quick: true,
-                ..full
-            }
-        } else {
-            full
-        }
+        options.scale(full, |full| Settings {
+            rounds: 3,
+            c1_requests: full.c1_requests / 10,
+            per_worker: full.per_worker / 10,
+            stdio_calls: full.stdio_calls / 10,
+            oneshot_rounds: 2,
+            oneshot_runs: 10,
+            ..full
+        })
     }
-}
-
-/// The workspace root, where BENCHMARKS.md lives.
-fn repository_root() -> &'static Path {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().unwrap_or(manifest_dir)
 }
 
 fn binary_size() -> BenchResult<BinarySize> {
@@ -124,7 +108,8 @@ fn has_interpreter(elf: &[u8]) -> bool {
 }
 
 fn run() -> BenchResult<()> {
-    let settings = Settings::from_env();
+    let options = Options::from_env();
+    let settings = Settings::new(options);
     let machine = Machine::detect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -157,16 +142,7 @@ fn run() -> BenchResult<()> {
         oneshot,
         rounds: settings.rounds,
     };
-    let section = report::markdown(&results, &machine);
-    println!("\n{section}");
-    let path = repository_root().join("BENCHMARKS.md");
-    if settings.quick || std::env::var_os("GANTRY_BENCH_NO_WRITE").is_some() {
-        println!("BENCHMARKS.md left alone (quick or GANTRY_BENCH_NO_WRITE run)");
-    } else {
-        report::write_section(&path, &section)?;
-        println!("updated {}", path.display());
-    }
-    Ok(())
+    report::SECTION.publish(&report::markdown(&results, &machine), options)
 }
 
 fn main() -> ExitCode {

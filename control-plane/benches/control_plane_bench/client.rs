@@ -6,30 +6,14 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gantry_bench_support::http::{connect, Connection};
+use gantry_bench_support::stats::Sample;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crate::stats::Sample;
 use crate::BenchResult;
-
-/// One keep-alive client connection.
-pub type Connection = SendRequest<Full<Bytes>>;
-
-/// Opens a keep-alive HTTP/1.1 connection to `addr`.
-pub async fn connect(addr: SocketAddr) -> BenchResult<Connection> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
-}
 
 /// An answer: status, `X-Execution-Id` (if any) and the whole body.
 #[derive(Debug)]
@@ -169,13 +153,7 @@ pub async fn load_for(
         latencies.extend(mine);
         last_ids.extend(last_id);
     }
-    let sample = Sample {
-        count: latencies.len() as u64,
-        wall: started.elapsed(),
-        latencies,
-        ..Sample::default()
-    };
-    Ok((sample, last_ids))
+    Ok((Sample::timed(latencies, started.elapsed()), last_ids))
 }
 
 /// `count` requests one after another on one keep-alive connection; each must match
@@ -195,12 +173,7 @@ pub async fn sequential(
         latencies.push(sent.elapsed());
         check(call, &answer, expect)?;
     }
-    Ok(Sample {
-        count: latencies.len() as u64,
-        wall: started.elapsed(),
-        latencies,
-        ..Sample::default()
-    })
+    Ok(Sample::timed(latencies, started.elapsed()))
 }
 
 fn check(call: &Call, answer: &Answer, expect: Expect) -> Result<(), String> {

@@ -6,13 +6,13 @@
 
 use std::time::{Duration, Instant};
 
+use gantry_bench_support::stats::{interleave, Progress, Sample, Summary, Variant};
 use hyper::StatusCode;
 use serde_json::json;
 use tokio::runtime::Runtime;
 
 use crate::client::{self, Call, Expect};
 use crate::server::{self, Server};
-use crate::stats::{interleave, Sample, Summary, Variant};
 use crate::{BenchResult, Settings};
 
 /// Label of the direct-watchdog baseline.
@@ -79,12 +79,7 @@ pub fn run(rt: &Runtime, settings: &Settings) -> BenchResult<ColdStart> {
                 let latencies = (0..count(warm))
                     .map(|_| server::run_watchdog_directly())
                     .collect::<BenchResult<Vec<Duration>>>()?;
-                Ok(Sample {
-                    count: latencies.len() as u64,
-                    wall: started.elapsed(),
-                    latencies,
-                    ..Sample::default()
-                })
+                Ok(Sample::timed(latencies, started.elapsed()))
             }),
             Variant::new(HEALTHZ, move |warm| {
                 let expect = Expect {
@@ -102,7 +97,7 @@ pub fn run(rt: &Runtime, settings: &Settings) -> BenchResult<ColdStart> {
                 measured(rt, server, &invoke, count(warm), expect)
             }),
         ];
-        interleave(settings.invoke_rounds, &mut variants)?
+        interleave(settings.invoke_rounds, &mut variants, Progress::Variant)?
     };
     let metrics = rt.block_on(server.get("/metrics"))?.text();
     let server_successes = metric(

@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use gantry_bench_support::stats::{interleave, Progress, Sample, Summary, Variant};
 use hyper::header::HeaderValue;
 use hyper::StatusCode;
 use serde_json::json;
@@ -16,7 +17,6 @@ use tokio::runtime::Runtime;
 
 use crate::client::{self, Call, Expect};
 use crate::server::{self, Server};
-use crate::stats::{interleave, Sample, Summary, Variant};
 use crate::wrk;
 use crate::{BenchResult, Settings};
 
@@ -168,14 +168,10 @@ pub fn run(rt: &Runtime, settings: &Settings) -> BenchResult<Enqueue> {
                 })
             }));
         }
-        interleave(settings.enqueue_rounds, &mut variants)?
+        interleave(settings.enqueue_rounds, &mut variants, Progress::Variant)?
     };
-    let accepted = |name: &str| {
-        summaries
-            .iter()
-            .find(|summary| summary.name == name)
-            .map(|summary| summary.total + summary.warm_up)
-    };
+    let accepted =
+        |name: &str| Summary::find(&summaries, name).map(|summary| summary.total + summary.warm_up);
     let accepted_sink = accepted(ENQUEUE).unwrap_or(0);
     let accepted_wrk = accepted(WRK_ENQUEUE);
 
@@ -196,7 +192,7 @@ pub fn run(rt: &Runtime, settings: &Settings) -> BenchResult<Enqueue> {
         accepted_sink + accepted_wrk.unwrap_or(0),
         orphans.len()
     );
-    let survivors: Vec<i32> = orphans
+    let survivors: Vec<u32> = orphans
         .iter()
         .copied()
         .filter(|&pid| server::is_alive(pid))

@@ -9,15 +9,19 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use gantry_bench_support::process::{self, log_tail, path_only, terminate};
+use gantry_bench_support::repository_root;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+
+pub use gantry_bench_support::process::{cpu_time, is_alive};
 
 use crate::client::Call;
 use crate::BenchResult;
 
 /// Where the servers' stderr goes: one log file per start, under the system temp dir.
 pub fn log_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("gantry-control-plane-bench-{}", std::process::id()))
+    process::log_dir("control-plane")
 }
 
 /// The `gantry` binary: `GANTRY_BIN`, else the one cargo built for this bench (the
@@ -32,14 +36,7 @@ pub fn gantry_bin() -> PathBuf {
 pub fn watchdog_bin() -> PathBuf {
     std::env::var_os("WATCHDOG_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| crate::repository_root().join("target/static/watchdog"))
-}
-
-/// The last lines of a log file, for error messages.
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
+        .unwrap_or_else(|| repository_root().join("target/static/watchdog"))
 }
 
 /// A running `gantry serve`; stopped (and its leftovers killed) when dropped.
@@ -116,7 +113,7 @@ impl Server {
             format!(
                 "{name}: no `gantry listening on` line within {limit:?}; its log ({}) ends with:\n{}",
                 server.log.display(),
-                log_tail(&server.log)
+                log_tail(&server.log, 15)
             )
         })?;
         server.started_in = started.elapsed();
@@ -161,18 +158,8 @@ impl Server {
     /// SIGTERM (the server runs with `--shutdown-grace-ms 0`), then waits up to `limit`
     /// for the exit. Returns the status and how long the exit took.
     pub fn stop(&mut self, limit: Duration) -> BenchResult<(ExitStatus, Duration)> {
-        let mut child = self.child.take().ok_or("the server was already stopped")?;
-        let started = Instant::now();
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        while started.elapsed() < limit {
-            if let Some(status) = child.try_wait()? {
-                return Ok((status, started.elapsed()));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let _ = child.kill();
-        let status = child.wait()?;
-        Err(format!("the server ignored SIGTERM for {limit:?} and was killed ({status})").into())
+        let child = self.child.take().ok_or("the server was already stopped")?;
+        terminate(child, limit, "the server")
     }
 
     /// Kills the server with SIGKILL, like a crash, and reaps it; the processes it
@@ -193,7 +180,7 @@ impl Server {
             return Err(format!(
                 "the server exited with {status} on SIGTERM; its log ({}) ends with:\n{}",
                 self.log.display(),
-                log_tail(&self.log)
+                log_tail(&self.log, 15)
             )
             .into());
         }
@@ -220,7 +207,7 @@ impl Drop for Server {
 
 /// Pids of the live processes marked `GANTRY_OWNER=<DATA_DIR/owner-id>`: what a server
 /// on that data directory started (watchdogs and functions).
-pub fn marked(data_dir: &Path) -> Vec<i32> {
+pub fn marked(data_dir: &Path) -> Vec<u32> {
     let Ok(owner) = std::fs::read_to_string(data_dir.join("owner-id")) else {
         return Vec::new();
     };
@@ -232,31 +219,22 @@ pub fn marked(data_dir: &Path) -> Vec<i32> {
     entries
         .flatten()
         .filter_map(|entry| {
-            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
             // A zombie's environ reads empty, so only live processes match.
             let environ = std::fs::read(entry.path().join("environ")).ok()?;
             let has = environ
                 .split(|&byte| byte == 0)
                 .any(|var| var == marker.as_bytes());
-            (has && pid as u32 != own).then_some(pid)
+            (has && pid != own).then_some(pid)
         })
         .collect()
-}
-
-/// Whether process `pid` still exists (zombies count as gone).
-pub fn is_alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-    })
 }
 
 /// SIGKILLs every process [`marked`] for `data_dir` and returns how many there were.
 pub fn sweep(data_dir: &Path) -> usize {
     marked(data_dir)
         .into_iter()
-        .filter(|&pid| kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok())
+        .filter(|&pid| kill(Pid::from_raw(pid as i32), Signal::SIGKILL).is_ok())
         .count()
 }
 
@@ -264,11 +242,7 @@ pub fn sweep(data_dir: &Path) -> usize {
 /// payload `{}` and no CALLBACK_URL (it prints its report on stdout and exits 0).
 /// Returns the time from spawn to exit.
 pub fn run_watchdog_directly() -> BenchResult<Duration> {
-    let mut command = Command::new(watchdog_bin());
-    command.env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
-    }
+    let mut command = path_only(watchdog_bin());
     command
         .env("EXECUTION_MODE", "STDIO")
         .env("WATCHDOG_CMD", "cat")
@@ -307,20 +281,4 @@ pub fn context_switches(pid: u32) -> BenchResult<u64> {
         }
     }
     Ok(total)
-}
-
-/// CPU time a process has used so far, all its threads together (schedstat, in ns).
-pub fn cpu_time(pid: u32) -> BenchResult<Duration> {
-    let mut total = 0u64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let Ok(schedstat) = std::fs::read_to_string(task?.path().join("schedstat")) else {
-            continue; // a thread that just exited
-        };
-        total += schedstat
-            .split_whitespace()
-            .next()
-            .unwrap_or("0")
-            .parse::<u64>()?;
-    }
-    Ok(Duration::from_nanos(total))
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::stats::Sample;
+use gantry_bench_support::stats::Sample;
+
 use crate::BenchResult;
 
 /// The wrk binary, if `wrk` is on PATH and runs.

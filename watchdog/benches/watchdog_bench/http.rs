@@ -7,16 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gantry_bench_support::stats::Sample;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
 use hyper::header::{CONTENT_TYPE, HOST};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::stats::Sample;
+pub use gantry_bench_support::http::{connect, Connection};
+
 use crate::BenchResult;
 
 /// The body the runtime answers `POST /invoke` with.
@@ -84,20 +85,6 @@ pub fn run_runtime() -> BenchResult<()> {
         serve(listener, runtime_handler).await;
         Ok(())
     })
-}
-
-/// One keep-alive client connection.
-pub type Connection = SendRequest<Full<Bytes>>;
-
-/// Opens a keep-alive HTTP/1.1 connection to `addr`.
-pub async fn connect(addr: SocketAddr) -> BenchResult<Connection> {
-    let stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
 }
 
 /// The request every worker sends, over and over.
@@ -232,8 +219,5 @@ pub async fn load(
     while let Some(worker) = workers.join_next().await {
         latencies.extend(worker??);
     }
-    Ok(Sample {
-        wall: started.elapsed(),
-        latencies,
-    })
+    Ok(Sample::timed(latencies, started.elapsed()))
 }

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use gantry_bench_support::stats::{interleave, Progress, Sample, Summary, Variant};
 use hyper::{Method, StatusCode};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
@@ -13,7 +14,6 @@ use tokio::sync::mpsc;
 
 use crate::http::serve;
 use crate::procs::{self, log_dir};
-use crate::stats::{interleave, Sample, Summary, Variant};
 use crate::{BenchResult, Settings, PAYLOAD};
 
 /// The label of the watchdog variant.
@@ -96,7 +96,7 @@ pub fn stdio_callback(rt: &Runtime, settings: &Settings) -> BenchResult<Vec<Summ
     );
     let runs = settings.oneshot_runs;
     let mut sequence = 0u64;
-    let watchdog = Variant::new(WATCHDOG, move || {
+    let watchdog = Variant::new(WATCHDOG, move |_warm_up| {
         let started = Instant::now();
         let mut latencies = Vec::with_capacity(runs);
         for _ in 0..runs {
@@ -104,13 +104,11 @@ pub fn stdio_callback(rt: &Runtime, settings: &Settings) -> BenchResult<Vec<Summ
             let id = format!("oneshot-{sequence}");
             latencies.push(rt.block_on(server.run_once(&id, &log))?);
         }
-        Ok(Sample {
-            latencies,
-            wall: started.elapsed(),
-        })
+        Ok(Sample::timed(latencies, started.elapsed()))
     });
     interleave(
         settings.oneshot_rounds,
         &mut [procs::cat_variant(runs), watchdog],
+        Progress::Round,
     )
 }

@@ -10,15 +10,16 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use gantry_bench_support::process::{self, log_tail, path_only, terminate};
+use gantry_bench_support::stats::{Sample, Variant};
 
-use crate::stats::{Sample, Variant};
+pub use gantry_bench_support::process::{cpu_time, is_alive};
+
 use crate::BenchResult;
 
 /// Where the children's output goes: one log file per child, under the system temp dir.
 pub fn log_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("gantry-watchdog-bench-{}", std::process::id()))
+    process::log_dir("watchdog")
 }
 
 /// A free TCP port on 127.0.0.1 (bound, then released for the child to take).
@@ -29,13 +30,6 @@ pub fn free_port() -> BenchResult<u16> {
 /// `127.0.0.1:port`.
 pub fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-/// The last lines of a log file, for error messages.
-pub fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(10)..].join("\n")
 }
 
 /// A child that is stopped when dropped: SIGTERM, then SIGKILL after a grace period.
@@ -81,7 +75,7 @@ impl Guarded {
                 "{} exited early with {status}; its log ({}) ends with:\n{}",
                 self.name,
                 self.log.display(),
-                log_tail(&self.log)
+                log_tail(&self.log, 10)
             )
             .into()),
         }
@@ -90,24 +84,10 @@ impl Guarded {
     /// Sends SIGTERM and waits up to `grace` for the exit, then SIGKILLs. Returns the
     /// status and how long the exit took.
     pub fn stop(&mut self, grace: Duration) -> BenchResult<(ExitStatus, Duration)> {
-        let Some(mut child) = self.child.take() else {
+        let Some(child) = self.child.take() else {
             return Err(format!("{} was already stopped", self.name).into());
         };
-        let started = Instant::now();
-        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
-        while started.elapsed() < grace {
-            if let Some(status) = child.try_wait()? {
-                return Ok((status, started.elapsed()));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let _ = child.kill();
-        let status = child.wait()?;
-        Err(format!(
-            "{} ignored SIGTERM for {grace:?} and was killed ({status})",
-            self.name
-        )
-        .into())
+        terminate(child, grace, &self.name)
     }
 }
 
@@ -138,15 +118,6 @@ pub fn children_of(parent: u32) -> Vec<u32> {
             ppid == Some(parent) && state != Some("Z")
         })
         .collect()
-}
-
-/// Whether process `pid` still exists (zombies count as gone).
-pub fn is_alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-    })
 }
 
 /// Memory of a process from /proc/PID/status, in KiB.
@@ -190,11 +161,7 @@ pub fn watchdog_bin() -> PathBuf {
 
 /// A command running the watchdog with only `vars` (plus PATH) in its environment.
 pub fn watchdog_command(vars: &[(&str, String)]) -> Command {
-    let mut command = Command::new(watchdog_bin());
-    command.env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
-    }
+    let mut command = path_only(watchdog_bin());
     for (name, value) in vars {
         command.env(name, value);
     }
@@ -232,12 +199,7 @@ pub fn run_cat(payload: &[u8]) -> BenchResult<Duration> {
     let cat = cat_path()?;
     let started = Instant::now();
     // About the environment a watchdog gives its function: PATH and a few variables.
-    let mut command = Command::new(cat);
-    command.env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        command.env("PATH", path);
-    }
-    let mut child = command
+    let mut child = path_only(cat)
         .env("EXECUTION_ID", "bench-exec")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -264,25 +226,11 @@ pub const CAT_DIRECT: &str = "cat spawned directly";
 
 /// A variant spawning `cat` directly `calls` times per round.
 pub fn cat_variant(calls: usize) -> Variant<'static> {
-    Variant::new(CAT_DIRECT, move || {
+    Variant::new(CAT_DIRECT, move |_warm_up| {
         let started = Instant::now();
         let latencies = (0..calls)
             .map(|_| run_cat(crate::PAYLOAD))
             .collect::<BenchResult<Vec<_>>>()?;
-        Ok(Sample {
-            latencies,
-            wall: started.elapsed(),
-        })
+        Ok(Sample::timed(latencies, started.elapsed()))
     })
-}
-
-/// CPU time a process has used so far, all its threads together (schedstat, in ns).
-pub fn cpu_time(pid: u32) -> BenchResult<Duration> {
-    let mut total = 0u64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let schedstat = std::fs::read_to_string(task?.path().join("schedstat"))?;
-        let on_cpu = schedstat.split_whitespace().next().unwrap_or("0");
-        total += on_cpu.parse::<u64>()?;
-    }
-    Ok(Duration::from_nanos(total))
 }

@@ -5,6 +5,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use gantry_bench_support::stats::{interleave, Progress, Summary, Variant};
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -12,7 +13,6 @@ use tokio::runtime::Runtime;
 
 use crate::http::{self, Call};
 use crate::procs::{self, free_port, local, Guarded, Memory};
-use crate::stats::{interleave, Summary, Variant};
 use crate::{BenchResult, Settings, ENVELOPE, PAYLOAD};
 
 /// What the WARM HTTP benchmark measured.
@@ -144,7 +144,7 @@ fn load_variant<'a>(
     (concurrency, per_worker): (usize, usize),
     expect: &'static str,
 ) -> Variant<'a> {
-    Variant::new(name, move || {
+    Variant::new(name, move |_warm_up| {
         rt.block_on(http::load(
             local(port),
             &call,
@@ -306,7 +306,7 @@ fn level(
         ));
     }
     let before = cpu_snapshot(rt, ports)?;
-    let summaries = interleave(settings.rounds, &mut variants)?;
+    let summaries = interleave(settings.rounds, &mut variants, Progress::Round)?;
     let after = cpu_snapshot(rt, ports)?;
     // Each round of `load` sends one unmeasured check request, then the measured ones.
     let direct_requests = (settings.rounds + 1) * (concurrency * per_worker + 1);
@@ -439,6 +439,7 @@ pub fn stdio_cat(rt: &Runtime, settings: &Settings) -> BenchResult<StdioCat> {
                 REPORT_OK,
             ),
         ],
+        Progress::Round,
     )?;
     watchdog.stop()?;
     Ok(StdioCat { idle, c1 })

@@ -1,0 +1,156 @@
+//! The processes a bench starts and watches: where their logs go, a clean environment,
+//! stopping one with SIGTERM (then SIGKILL), and what /proc says about a process.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use crate::BenchResult;
+
+/// Where a bench's children write their logs: `gantry-<bench>-bench-<pid>` under the
+/// system temp dir, one directory per run.
+pub fn log_dir(bench: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("gantry-{bench}-bench-{}", std::process::id()))
+}
+
+/// The last `lines` lines of a log file, for error messages.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A command running `program` with only PATH in its environment, about what a
+/// watchdog gives its function; the caller adds the variables it needs.
+pub fn path_only(program: impl AsRef<OsStr>) -> Command {
+    let mut command = Command::new(program);
+    command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+}
+
+/// Sends SIGTERM to `child` and waits up to `grace` for it to exit; returns the status
+/// and how long the exit took. After `grace` it is SIGKILLed and reaped, and the error
+/// says that `name` (e.g. "the server") ignored SIGTERM.
+pub fn terminate(
+    mut child: Child,
+    grace: Duration,
+    name: &str,
+) -> BenchResult<(ExitStatus, Duration)> {
+    let started = Instant::now();
+    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    while started.elapsed() < grace {
+        if let Some(status) = child.try_wait()? {
+            return Ok((status, started.elapsed()));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = child.kill();
+    let status = child.wait()?;
+    Err(format!("{name} ignored SIGTERM for {grace:?} and was killed ({status})").into())
+}
+
+/// Whether process `pid` still exists (zombies count as gone).
+pub fn is_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// CPU time a process has used so far, all its threads together (schedstat, in ns).
+pub fn cpu_time(pid: u32) -> BenchResult<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(schedstat) = std::fs::read_to_string(task?.path().join("schedstat")) else {
+            continue; // a thread that just exited
+        };
+        total += schedstat
+            .split_whitespace()
+            .next()
+            .unwrap_or("0")
+            .parse::<u64>()?;
+    }
+    Ok(Duration::from_nanos(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use super::{cpu_time, is_alive, log_dir, log_tail, path_only, terminate};
+
+    #[test]
+    fn log_tail_keeps_the_last_lines() {
+        let dir = log_dir("bench-support-test");
+        std::fs::create_dir_all(&dir).expect("log dir");
+        let path = dir.join("tail.log");
+        std::fs::write(&path, "1\n2\n3\n4\n").expect("write");
+        assert_eq!(log_tail(&path, 2), "3\n4");
+        assert_eq!(log_tail(&path, 10), "1\n2\n3\n4");
+        assert_eq!(log_tail(&dir.join("missing.log"), 3), "");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn path_only_clears_everything_but_path() {
+        let output = path_only("env")
+            .env("ONLY_THIS", "1")
+            .output()
+            .expect("env runs");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut names: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, ["ONLY_THIS", "PATH"]);
+    }
+
+    #[test]
+    fn terminate_stops_a_process_that_honours_sigterm() {
+        let child = Command::new("sleep")
+            .arg("30")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("sleep runs");
+        let pid = child.id();
+        assert!(is_alive(pid));
+        assert!(cpu_time(pid).is_ok());
+        let (status, took) =
+            terminate(child, Duration::from_secs(10), "sleep").expect("stopped in time");
+        assert!(!status.success());
+        assert!(took < Duration::from_secs(10));
+        assert!(!is_alive(pid));
+    }
+
+    #[test]
+    fn terminate_kills_a_process_that_ignores_sigterm() {
+        let mut child = Command::new("sh")
+            .args(["-c", "trap '' TERM; echo ready; exec sleep 30"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        // SIGTERM is ignored from here on (and across the exec).
+        let mut ready = String::new();
+        let stdout = child.stdout.take().expect("piped");
+        BufReader::new(stdout).read_line(&mut ready).expect("ready");
+        let err =
+            terminate(child, Duration::from_millis(200), "the stubborn one").expect_err("killed");
+        assert!(
+            err.to_string()
+                .starts_with("the stubborn one ignored SIGTERM for 200ms and was killed"),
+            "{err}"
+        );
+    }
+}
