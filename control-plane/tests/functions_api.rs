@@ -336,6 +336,22 @@ async fn settings_the_process_runtime_does_not_apply_come_back_as_warnings() {
         "{warnings:?}"
     );
     assert!(warnings[2].contains("`image` is ignored"), "{warnings:?}");
+    let chained = server
+        .deploy(stdio_function(
+            "chained",
+            "python3 echo.py",
+            json!({"chains": [{"target": "plain"}], "warm": {"min_instances": 1}}),
+        ))
+        .await;
+    let warnings = chained["warnings"].to_string();
+    assert!(
+        warnings.contains("`warm` is stored but not acted on yet"),
+        "{warnings}"
+    );
+    assert!(
+        warnings.contains("`chains` is stored but not acted on yet"),
+        "{warnings}"
+    );
     // The function still runs: the warnings are advice, not errors.
     let (status, body) = server.invoke("limited", json!({"n": 1})).await;
     assert_eq!(status, 200, "{body}");

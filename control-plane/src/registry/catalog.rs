@@ -134,7 +134,21 @@ impl Catalog {
 
     /// Settings of `spec` the runtime accepts but does not apply.
     pub fn ignored(&self, spec: &FunctionSpec) -> Vec<String> {
-        self.runtime.ignored(spec)
+        let mut ignored = self.runtime.ignored(spec);
+        // Stored with the definition, but not acted on by this version of Gantry yet.
+        for (field, set) in [
+            ("warm", spec.warm.is_some()),
+            ("chains", !spec.chains.is_empty()),
+            ("triggers", !spec.triggers.is_empty()),
+            ("secrets", !spec.secrets.is_empty()),
+        ] {
+            if set {
+                ignored.push(format!(
+                    "`{field}` is stored but not acted on yet: this server runs every call as a one-shot execution"
+                ));
+            }
+        }
+        ignored
     }
 
     /// Creates a function from a manifest.
