@@ -7,7 +7,7 @@ GNU_TARGET := x86_64-unknown-linux-gnu
 STATIC_WATCHDOG := target/static/watchdog
 WATCHDOG_IMAGE ?= gantry/watchdog:latest
 
-.PHONY: help build test lint fmt watchdog-static check-static watchdog-image docker-up check-image run bench bench-watchdog bench-control-plane clean
+.PHONY: help build test lint fmt watchdog-static check-static watchdog-image docker-up check-image base-images runtime-images check-runtime-images run bench bench-watchdog bench-control-plane clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -54,6 +54,15 @@ docker-up: ## start a Docker engine if none answers (installs docker.io on Debia
 
 check-image: watchdog-static docker-up ## watchdog image: runs, holds only /watchdog, serves a FROM scratch STDIO function
 	scripts/check-watchdog-image.sh
+
+base-images: docker-up ## local stand-ins for the public bases (debootstrap + docker import): gantry-base/{python,node,busybox}:local
+	scripts/base-images.sh
+
+runtime-images: base-images watchdog-image ## gantry/runtime-{python,node,shell,binary} from runtimes/, on the local bases
+	scripts/runtime-images.sh
+
+check-runtime-images: docker-up ## runtime images: build, unit-test the handler servers, run every example (STDIO, HTTP, WARM)
+	scripts/check-runtime-images.sh
 
 run: ## start Gantry on its embedded defaults: process runtime, SQLite in ./gantry-data, http://127.0.0.1:8080
 	$(CARGO) build -p gantry-watchdog -p gantry-control-plane

@@ -1,0 +1,112 @@
+"""Unit tests for runtime.py (stdlib unittest; run in the image by scripts/check-runtime-images.sh,
+or on the host: python3 -m unittest discover -s runtimes/python)."""
+import io
+import json
+import os
+import sys
+import tempfile
+import threading
+import unittest
+import urllib.error
+import urllib.request
+from unittest import mock
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import runtime  # noqa: E402
+
+HANDLER = '''
+import asyncio
+def handle(event, context):
+    print("a log line")
+    if event == "boom":
+        raise ValueError("boom")
+    return {"event": event, "id": context.execution_id, "trace": context.trace_id,
+            "timeout_ms": context.timeout_ms, "remaining_ok": context.remaining_ms() > 0}
+async def handle_async(event, context):
+    await asyncio.sleep(0)
+    return {"async": event}
+'''
+
+
+class RuntimeTest(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+        self.path = os.path.join(self.dir, "handler.py")
+        with open(self.path, "w") as f:
+            f.write(HANDLER)
+        patcher = mock.patch.dict(os.environ, {"HANDLER_PATH": self.path}, clear=False)
+        patcher.start()
+        self.addCleanup(patcher.stop)
+        os.environ.pop("HANDLER_FUNCTION", None)
+
+    def once(self, raw, env):
+        out = []
+        with mock.patch("sys.stderr", new=io.StringIO()) as err:
+            code = runtime.run_once(raw, env, out.append)
+        return code, (json.loads(out[0]) if out else None), err.getvalue()
+
+    def test_stdio_result_and_context_from_env(self):
+        code, result, err = self.once(b'{"a": 1}', {"EXECUTION_ID": "e1", "TRACE_ID": "t1", "TIMEOUT_MS": "1500"})
+        self.assertEqual(code, 0)
+        self.assertEqual(result, {"event": {"a": 1}, "id": "e1", "trace": "t1", "timeout_ms": 1500, "remaining_ok": True})
+        self.assertIn("a log line", err)  # prints go to stderr, not the result
+
+    def test_empty_payload_is_none_and_defaults(self):
+        code, result, _ = self.once(b"", {})
+        self.assertEqual(code, 0)
+        self.assertEqual(result["event"], None)
+        self.assertEqual(result["timeout_ms"], 30000)
+
+    def test_handler_error_exits_1_with_the_exception_last(self):
+        code, result, err = self.once(b'"boom"', {})
+        self.assertEqual((code, result), (1, None))
+        self.assertEqual(err.strip().splitlines()[-1], "ValueError: boom")
+
+    def test_invalid_json_and_missing_handler(self):
+        self.assertEqual(self.once(b"{nope", {})[0], 1)
+        with mock.patch.dict(os.environ, {"HANDLER_PATH": "/nonexistent/handler.py"}):
+            code, _, err = self.once(b"1", {})
+        self.assertEqual(code, 1)
+        self.assertIn("no handler file", err)
+
+    def test_async_handler(self):
+        with mock.patch.dict(os.environ, {"HANDLER_FUNCTION": "handle_async"}):
+            self.assertEqual(self.once(b"7", {})[1], {"async": 7})
+
+    def test_mode_selection(self):
+        self.assertEqual(runtime.choose_mode([], {}), "STDIO")
+        self.assertEqual(runtime.choose_mode([], {"EXECUTION_MODE": "http"}), "HTTP")
+        self.assertEqual(runtime.choose_mode([], {"EXECUTION_MODE": "WARM"}), "HTTP")
+        self.assertEqual(runtime.choose_mode([], {"EXECUTION_MODE": "WARM", "WARM_RUNTIME": "STDIO"}), "STDIO")
+        self.assertEqual(runtime.choose_mode(["--stdio"], {"EXECUTION_MODE": "HTTP"}), "STDIO")
+        self.assertEqual(runtime.choose_mode([], {"EXECUTION_MODE": "FILE"}), "FILE")
+
+    def test_http_server(self):
+        server = runtime.make_server(runtime.load_handler(), "127.0.0.1", 0, {"TIMEOUT_MS": "900"})
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+
+        def post(body, headers=None):
+            req = urllib.request.Request(base + "/invoke", data=body, headers=headers or {}, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        with urllib.request.urlopen(base + "/health", timeout=5) as r:
+            self.assertEqual((r.status, json.loads(r.read())), (200, {"status": "ok"}))
+        with mock.patch("sys.stderr", new=io.StringIO()):
+            status, body = post(b'{"x": 2}', {"X-Execution-Id": "h1", "X-Trace-Id": "tr"})
+            self.assertEqual(status, 200)
+            self.assertEqual(body, {"event": {"x": 2}, "id": "h1", "trace": "tr", "timeout_ms": 900, "remaining_ok": True})
+            status, body = post(b'"boom"')
+            self.assertEqual((status, body["error"]), (500, {"type": "ValueError", "message": "boom"}))
+            status, body = post(b"{bad")
+            self.assertEqual((status, body["error"]["type"]), (400, "InvalidInput"))
+
+
+if __name__ == "__main__":
+    unittest.main()
