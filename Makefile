@@ -15,9 +15,10 @@ help: ## list targets
 build: ## debug build of every crate
 	$(CARGO) build --workspace
 
-test: lint check-static ## the whole test suite: fmt, clippy, unit and integration tests, static build, image
+test: lint check-static ## the whole test suite: fmt, clippy, unit and integration tests, static build, images
 	$(CARGO) test --workspace
 	$(MAKE) --no-print-directory check-image
+	$(MAKE) --no-print-directory check-runtime-images
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check

@@ -27,11 +27,15 @@ pub struct ServeArgs {
     /// Directory of the embedded database and per-execution scratch files.
     #[arg(long, env = "GANTRY_DATA_DIR", default_value = "./gantry-data")]
     pub data_dir: PathBuf,
-    /// Where instances run.
+    /// Where instances run. `docker` runs functions with an `image` as containers on
+    /// the local engine (DOCKER_HOST or /var/run/docker.sock) and `command`-only ones as
+    /// host processes; it needs GANTRY_TOKEN, since containers reach this server.
     #[arg(long, env = "GANTRY_RUNTIME", value_enum, default_value = "process")]
     pub runtime: RuntimeKind,
     /// Base URL instances use to reach this server (callbacks, large payloads).
-    /// Default: http:// and the listen address (127.0.0.1 when listening on all).
+    /// Default: http:// and the listen address (127.0.0.1 when listening on all); with
+    /// the docker runtime, the gateway of its network (`gantry-net`) and the listen
+    /// port, where the server then listens too.
     #[arg(long, env = "GANTRY_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
     /// The watchdog binary the process runtime starts. Default: `watchdog` next to

@@ -16,6 +16,8 @@ use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::registry::catalog::Catalog;
+use crate::runtime::docker::DockerRuntime;
+use crate::runtime::docker_select::RuntimeSelector;
 use crate::runtime::process::{locate_watchdog, ProcessRuntime};
 use crate::runtime::Runtime;
 use crate::store::{SqliteStore, Store};
@@ -68,15 +70,18 @@ pub async fn serve_main(mut args: ServeArgs, token: Option<String>) -> ExitCode 
     if args.log_cap_bytes == 0 {
         return config_error("GANTRY_LOG_CAP_BYTES (--log-cap-bytes) must be above 0".into());
     }
-    if args.runtime == RuntimeKind::Docker {
+    if args.runtime == RuntimeKind::Docker && token.is_none() {
         return config_error(
-            "GANTRY_RUNTIME (--runtime) docker is not available in this build yet; use process"
+            "GANTRY_TOKEN (--token) is required with GANTRY_RUNTIME (--runtime) docker: containers reach this server over the Docker network"
                 .into(),
         );
     }
-    let watchdog = match locate_watchdog(args.watchdog.as_deref()) {
-        Ok(path) => path,
-        Err(message) => return config_error(message),
+    let watchdog = match (locate_watchdog(args.watchdog.as_deref()), args.runtime) {
+        (Ok(path), _) => Some(path),
+        // The docker runtime runs the watchdog baked into images; without one on this
+        // host, `command`-only functions are refused at deploy.
+        (Err(_), RuntimeKind::Docker) if args.watchdog.is_none() => None,
+        (Err(message), _) => return config_error(message),
     };
     // Instances run in their functions' working directories, so the paths handed to
     // them (FILE mode's INPUT_FILE and OUTPUT_FILE) must not be relative to ours.
@@ -105,6 +110,16 @@ pub async fn serve_main(mut args: ServeArgs, token: Option<String>) -> ExitCode 
             return ExitCode::FAILURE;
         }
     };
+    let docker = match args.runtime {
+        RuntimeKind::Docker => match DockerRuntime::connect(owner.clone()).await {
+            Ok(docker) => Some(docker),
+            Err(message) => {
+                eprintln!("gantry serve: {message}; start the engine or use --runtime process");
+                return ExitCode::FAILURE;
+            }
+        },
+        RuntimeKind::Process => None,
+    };
     let listener = match TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(err) => {
@@ -113,19 +128,46 @@ pub async fn serve_main(mut args: ServeArgs, token: Option<String>) -> ExitCode 
         }
     };
     let local = listener.local_addr().unwrap_or(args.listen);
-    let advertise = args.advertise_url.clone().unwrap_or_else(|| {
-        let host = if local.ip().is_unspecified() {
-            "127.0.0.1".to_owned()
-        } else {
-            local.ip().to_string()
-        };
-        format!("http://{host}:{}", local.port())
-    });
-    let runtime: Arc<dyn Runtime> = Arc::new(ProcessRuntime::new(
-        watchdog.clone(),
-        owner,
-        args.data_dir.join("run"),
-    ));
+    // With the docker runtime, containers reach this server through their network's
+    // gateway: advertise that address and, unless this server already listens on every
+    // address (or is told where it is reachable), listen there too.
+    let mut gateway_listener = None;
+    let advertise = match (&args.advertise_url, &docker) {
+        (Some(url), _) => url.clone(),
+        (None, Some(docker)) => {
+            let gateway = std::net::SocketAddr::new(docker.gateway(), local.port());
+            if !local.ip().is_unspecified() && local.ip() != gateway.ip() {
+                match TcpListener::bind(gateway).await {
+                    Ok(listener) => gateway_listener = Some(listener),
+                    Err(err) => {
+                        eprintln!(
+                            "gantry serve: cannot listen on {gateway} (the gateway of the Docker network {}): {err}; set GANTRY_ADVERTISE_URL (--advertise-url) to an address containers reach",
+                            docker.network()
+                        );
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+            format!("http://{gateway}")
+        }
+        (None, None) => {
+            let host = if local.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                local.ip().to_string()
+            };
+            format!("http://{host}:{}", local.port())
+        }
+    };
+    let process = watchdog
+        .clone()
+        .map(|watchdog| ProcessRuntime::new(watchdog, owner, args.data_dir.join("run")));
+    let runtime: Arc<dyn Runtime> = match (docker, process) {
+        (Some(docker), process) => Arc::new(RuntimeSelector::new(docker, process)),
+        (None, Some(process)) => Arc::new(process),
+        (None, None) => return config_error("no runtime is available".into()),
+    };
+    let runtime_name = runtime.name();
     let catalog = Arc::new(Catalog::new(store.clone(), runtime.clone()));
     let logs = Arc::new(LogHub::default());
     let metrics = Arc::new(Metrics::new());
@@ -166,15 +208,29 @@ pub async fn serve_main(mut args: ServeArgs, token: Option<String>) -> ExitCode 
     }
     state.ready.store(true, Ordering::Relaxed);
     eprintln!(
-        "gantry listening on http://{local} (runtime process, watchdog {}, data dir {})",
-        watchdog.display(),
+        "gantry listening on http://{local} (runtime {}, watchdog {}, data dir {}, advertised to instances as {advertise})",
+        runtime_name,
+        watchdog
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), |path| path.display().to_string()),
         args.data_dir.display()
     );
     let grace = Duration::from_millis(args.shutdown_grace_ms);
+    let stopped = tokio_util::sync::CancellationToken::new();
+    if let Some(listener) = gateway_listener {
+        let stopped = stopped.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            if let Err(err) = api::run(listener, state, stopped.cancelled_owned()).await {
+                tracing::error!("the listener on the Docker network failed: {err}");
+            }
+        });
+    }
     let shutdown = async move {
         wait_for_signal().await;
         tracing::info!("stopping: waiting up to {grace:?} for running executions");
         dispatcher.shutdown(grace).await;
+        stopped.cancel();
     };
     match api::run(listener, state, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{apply_finished, hash_token, ActiveRun, CallbackReport, Dispatcher, ReportDelivery};
 use crate::logs::LogSink;
 use crate::registry::catalog::LoadedFunction;
-use crate::runtime::{InstanceExit, Launch};
+use crate::runtime::{Instance, InstanceExit, Launch};
 use crate::store::{codes, Execution, ExecutionError, ExecutionStatus, Finished, Started};
 
 /// Time the control plane grants beyond the watchdog's own deadline and kill grace
@@ -73,6 +73,7 @@ impl Dispatcher {
                     None,
                 )
                 .await;
+                self.notify(&execution);
                 return;
             }
         };
@@ -149,6 +150,7 @@ impl Dispatcher {
                 .await;
                 writer.finish().await;
                 self.cleanup(id);
+                self.notify(&execution);
                 return;
             }
         };
@@ -190,16 +192,27 @@ impl Dispatcher {
         let elapsed = started.elapsed();
         let (finished, ack) = match event {
             Event::Report(report, ack) => {
+                let report = oom_checked(instance.as_mut(), report).await;
                 (Self::report_outcome(&function, report, elapsed), Some(ack))
             }
             Event::Exited(exit) => match reports.try_recv() {
-                Ok((report, ack)) => (Self::report_outcome(&function, report, elapsed), Some(ack)),
+                Ok((report, ack)) => {
+                    let report = oom_checked(instance.as_mut(), report).await;
+                    (Self::report_outcome(&function, report, elapsed), Some(ack))
+                }
                 Err(_) => {
                     // The watchdog is gone without reporting (crashed, killed): the
                     // function's process group, which only the watchdog would have
                     // stopped, may live on. Stop whatever carries the execution's marks.
                     instance.kill(STOP_GRACE).await;
-                    (Self::exit_outcome(&function, exit, elapsed), None)
+                    if instance.oom_killed().await {
+                        (
+                            failed(ExecutionStatus::Error, oom_error(), Some(elapsed)),
+                            None,
+                        )
+                    } else {
+                        (Self::exit_outcome(&function, exit, elapsed), None)
+                    }
                 }
             },
             Event::Cancelled => {
@@ -363,6 +376,22 @@ impl Dispatcher {
         );
         failed(ExecutionStatus::Error, error, Some(elapsed))
     }
+}
+
+/// The error of an instance its memory limit killed.
+fn oom_error() -> ExecutionError {
+    ExecutionError::new(
+        codes::OOM_KILLED,
+        "the function ran out of its memory limit (resources.memory_mb) and was killed",
+    )
+}
+
+/// A failure report of an instance that was OOM-killed becomes an OOM_KILLED error.
+async fn oom_checked(instance: &mut dyn Instance, mut report: CallbackReport) -> CallbackReport {
+    if !report.success && instance.oom_killed().await {
+        report.error = Some(oom_error());
+    }
+    report
 }
 
 /// Closes an execution's report channel: later reports are answered at once as not

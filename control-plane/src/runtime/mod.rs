@@ -2,6 +2,9 @@
 //! it, and removes what an earlier run of the control plane left behind.
 //! [`process::ProcessRuntime`] (host processes under the watchdog) is the default.
 
+pub mod docker;
+mod docker_instance;
+pub mod docker_select;
 pub mod orphans;
 pub mod process;
 
@@ -61,6 +64,12 @@ pub trait Instance: Send {
     /// Stops the instance and everything it started: SIGTERM, then SIGKILL after
     /// `grace`. Returns once nothing of it runs.
     async fn kill(&mut self, grace: Duration);
+
+    /// Whether the instance's memory limit killed something in it (the docker runtime
+    /// knows; others answer `false`). May wait briefly for the engine to say.
+    async fn oom_killed(&mut self) -> bool {
+        false
+    }
 }
 
 /// What a runtime can fail at.

@@ -142,6 +142,8 @@ pub mod codes {
     pub const RUNTIME_CRASHED: &str = "RUNTIME_CRASHED";
     /// The instance could not be started (also sent by the watchdog).
     pub const SPAWN_ERROR: &str = "SPAWN_ERROR";
+    /// The instance ran out of its memory limit and was killed (docker runtime).
+    pub const OOM_KILLED: &str = "OOM_KILLED";
     /// The control plane stopped while the execution ran and its retry policy does not
     /// allow running it again.
     pub const CONTROL_PLANE_RESTARTED: &str = "CONTROL_PLANE_RESTARTED";

@@ -1,0 +1,410 @@
+//! The docker runtime: each execution runs in a container of its own on a Docker engine
+//! (Engine API over its unix socket, through bollard). The image's ENTRYPOINT is the
+//! watchdog; the manifest's `command`, when set, replaces its WATCHDOG_CMD. Containers
+//! carry `gantry.*` labels (owner, function, version, execution), the manifest's limits,
+//! a read-only root filesystem with a tmpfs `/tmp`, `no-new-privileges`, no
+//! capabilities, and sit on a private bridge network whose gateway reaches the control
+//! plane. Every container is force-removed after its execution, whatever the outcome.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, EventsOptionsBuilder,
+    InspectNetworkOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    StartContainerOptions,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use gantry_protocol::env;
+use tokio::io::AsyncWriteExt;
+
+use super::docker_instance::{DockerInstance, OomWatch};
+use super::{Instance, Launch, Runtime, RuntimeError};
+use crate::registry::{FunctionSpec, Mode};
+use crate::store::LogStream;
+
+/// Label naming the data directory (server) that created a container.
+pub const OWNER_LABEL: &str = "gantry.owner";
+/// Label on the network the runtime creates.
+pub const NETWORK_LABEL: &str = "gantry.network";
+/// The private bridge network containers run on.
+pub const DEFAULT_NETWORK: &str = "gantry-net";
+/// Where the engine listens unless `DOCKER_HOST` says otherwise.
+pub const SOCKET: &str = "unix:///var/run/docker.sock";
+/// Docker refuses memory limits below this (MiB).
+const MIN_MEMORY_MB: u64 = 6;
+/// How long a failed execution waits for the engine's OOM event (it may trail the
+/// watchdog's report of its killed function by a few milliseconds).
+pub(super) const OOM_EVENT_WAIT: Duration = Duration::from_millis(300);
+/// The port HTTP-mode runtimes listen on inside their container.
+const HTTP_RUNTIME_URL: &str = "http://127.0.0.1:8080/invoke";
+
+/// Runs executions as containers on the local Docker engine.
+pub struct DockerRuntime {
+    docker: Docker,
+    owner: String,
+    network: String,
+    gateway: IpAddr,
+}
+
+/// The engine's address: `DOCKER_HOST` when set, else the default unix socket.
+pub fn engine_address() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| SOCKET.to_owned())
+}
+
+fn unreachable(err: &DockerError) -> String {
+    format!(
+        "the Docker engine at {} is unreachable: {err}",
+        engine_address()
+    )
+}
+
+pub(super) fn is_not_found(err: &DockerError) -> bool {
+    matches!(
+        err,
+        DockerError::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+fn is_connection_error(err: &DockerError) -> bool {
+    !matches!(
+        err,
+        DockerError::DockerResponseServerError { .. }
+            | DockerError::DockerContainerWaitError { .. }
+    )
+}
+
+impl DockerRuntime {
+    /// Connects to the engine, checks it answers, and creates the private network if it
+    /// is missing. The error says what failed (for `gantry serve` to print).
+    pub async fn connect(owner: String) -> Result<DockerRuntime, String> {
+        let docker = Docker::connect_with_local_defaults()
+            .map_err(|err| unreachable(&err))?
+            .negotiate_version()
+            .await
+            .map_err(|err| unreachable(&err))?;
+        docker.ping().await.map_err(|err| unreachable(&err))?;
+        let network = DEFAULT_NETWORK.to_owned();
+        let gateway = ensure_network(&docker, &network).await?;
+        Ok(DockerRuntime {
+            docker,
+            owner,
+            network,
+            gateway,
+        })
+    }
+
+    /// The network's gateway: the host address containers reach the control plane on.
+    pub fn gateway(&self) -> IpAddr {
+        self.gateway
+    }
+
+    /// The network containers run on.
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
+    fn labels(&self, launch: &Launch) -> HashMap<String, String> {
+        HashMap::from([
+            (OWNER_LABEL.to_owned(), self.owner.clone()),
+            ("gantry.function".to_owned(), launch.function.name.clone()),
+            (
+                "gantry.version".to_owned(),
+                launch.function.version.to_string(),
+            ),
+            (
+                "gantry.execution".to_owned(),
+                launch.execution_id.to_string(),
+            ),
+        ])
+    }
+
+    fn container_env(launch: &Launch) -> Vec<String> {
+        let spec = &launch.function.spec;
+        let mut vars: Vec<(String, String)> = vec![(
+            env::EXECUTION_MODE.to_owned(),
+            spec.mode.as_env().to_owned(),
+        )];
+        if let Some(command) = &spec.command {
+            vars.push((env::WATCHDOG_CMD.to_owned(), command.to_line()));
+        }
+        match spec.mode {
+            Mode::File => {
+                vars.push((env::INPUT_FILE.to_owned(), "/tmp/input.json".to_owned()));
+                vars.push((env::OUTPUT_FILE.to_owned(), "/tmp/output.json".to_owned()));
+            }
+            Mode::Http if !spec.env.contains_key(env::RUNTIME_URL) => {
+                vars.push((env::RUNTIME_URL.to_owned(), HTTP_RUNTIME_URL.to_owned()));
+            }
+            _ => {}
+        }
+        vars.extend(launch.env.iter().cloned());
+        vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
+    fn host_config(&self, spec: &FunctionSpec) -> HostConfig {
+        let resources = &spec.resources;
+        let memory = resources
+            .memory_mb
+            .map(|mb| i64::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX));
+        HostConfig {
+            memory,
+            // No swap beyond the memory limit: a hog is OOM-killed, not slowed down.
+            memory_swap: memory,
+            nano_cpus: resources.cpu.map(|cpu| (cpu * 1e9) as i64),
+            pids_limit: resources.pids.map(|pids| pids as i64),
+            readonly_rootfs: Some(true),
+            tmpfs: Some(HashMap::from([(
+                "/tmp".to_owned(),
+                "rw,size=64m".to_owned(),
+            )])),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            network_mode: Some(self.network.clone()),
+            ..Default::default()
+        }
+    }
+
+    pub(super) async fn remove(docker: &Docker, id: &str) {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        if let Err(err) = docker.remove_container(id, Some(options)).await {
+            if !is_not_found(&err) {
+                tracing::warn!(container = id, "cannot remove the container: {err}");
+            }
+        }
+    }
+}
+
+/// Creates `name` (a labelled bridge) unless it exists; answers its gateway address.
+async fn ensure_network(docker: &Docker, name: &str) -> Result<IpAddr, String> {
+    let network = match docker
+        .inspect_network(name, None::<InspectNetworkOptions>)
+        .await
+    {
+        Ok(network) => network,
+        Err(err) if is_not_found(&err) => {
+            let request = NetworkCreateRequest {
+                name: name.to_owned(),
+                driver: Some("bridge".to_owned()),
+                labels: Some(HashMap::from([(NETWORK_LABEL.to_owned(), "1".to_owned())])),
+                ..Default::default()
+            };
+            if let Err(err) = docker.create_network(request).await {
+                // Another server may have created it meanwhile.
+                tracing::debug!("creating the network {name}: {err}");
+            }
+            docker
+                .inspect_network(name, None::<InspectNetworkOptions>)
+                .await
+                .map_err(|err| format!("cannot create the Docker network {name}: {err}"))?
+        }
+        Err(err) => return Err(unreachable(&err)),
+    };
+    network
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|config| config.gateway)
+        .find_map(|gateway| gateway.parse::<IpAddr>().ok().filter(IpAddr::is_ipv4))
+        .ok_or_else(|| format!("the Docker network {name} has no IPv4 gateway"))
+}
+
+#[async_trait]
+impl Runtime for DockerRuntime {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn problems(&self, function: &FunctionSpec) -> Vec<String> {
+        let mut problems = Vec::new();
+        if function.image.is_none() {
+            problems.push(
+                "`image` is required: this server runs functions as Docker containers".to_owned(),
+            );
+        }
+        if let Some(mb) = function.resources.memory_mb {
+            if mb < MIN_MEMORY_MB {
+                problems.push(format!(
+                    "resources.memory_mb is {mb}; Docker needs at least {MIN_MEMORY_MB}"
+                ));
+            }
+        }
+        if let Some(cpu) = function.resources.cpu {
+            let available = std::thread::available_parallelism()
+                .map(|n| n.get() as f64)
+                .unwrap_or(1.0);
+            if cpu.is_nan() || cpu <= 0.0 || cpu > available {
+                problems.push(format!(
+                    "resources.cpu is {cpu}; it must be above 0 and at most {available} (this host's CPUs)"
+                ));
+            }
+        }
+        if function.working_dir.is_some() {
+            problems.push(
+                "`working_dir` is a host directory; the docker runtime uses the image's WORKDIR"
+                    .to_owned(),
+            );
+        }
+        problems
+    }
+
+    fn ignored(&self, _function: &FunctionSpec) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn start(&self, launch: Launch) -> Result<Box<dyn Instance>, RuntimeError> {
+        let spec = &launch.function.spec;
+        let image = spec.image.clone().ok_or_else(|| {
+            RuntimeError::Unsupported("the docker runtime needs an `image`".into())
+        })?;
+        let body = ContainerCreateBody {
+            image: Some(image.clone()),
+            env: Some(Self::container_env(&launch)),
+            labels: Some(self.labels(&launch)),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            host_config: Some(self.host_config(spec)),
+            ..Default::default()
+        };
+        let name = format!("gantry-{}", launch.execution_id);
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|err| {
+                RuntimeError::Spawn(if is_not_found(&err) {
+                    format!("image {image} is not present on the Docker engine; build it first (there is no registry to pull from)")
+                } else if is_connection_error(&err) {
+                    unreachable(&err)
+                } else {
+                    format!("the Docker engine refused the container: {err}")
+                })
+            })?;
+        let id = created.id;
+        let docker = self.docker.clone();
+        let setup = async {
+            let oom = Arc::new(OomWatch::default());
+            let filters = HashMap::from([("container", vec![id.as_str()]), ("event", vec!["oom"])]);
+            let mut events =
+                docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
+            let watch = oom.clone();
+            let oom_task = tokio::spawn(async move {
+                if let Some(Ok(_)) = events.next().await {
+                    watch.seen.store(true, Ordering::SeqCst);
+                    watch.notify.notify_waiters();
+                }
+            });
+            let attach = docker
+                .attach_container(
+                    &id,
+                    Some(
+                        AttachContainerOptionsBuilder::new()
+                            .stream(true)
+                            .logs(true)
+                            .stdout(true)
+                            .stderr(true)
+                            .build(),
+                    ),
+                )
+                .await;
+            let attach = match attach {
+                Ok(attach) => attach,
+                Err(err) => {
+                    oom_task.abort();
+                    return Err(err);
+                }
+            };
+            let (mut out_w, out_r) = tokio::io::duplex(64 * 1024);
+            let (mut err_w, err_r) = tokio::io::duplex(64 * 1024);
+            let mut output = attach.output;
+            let demux = tokio::spawn(async move {
+                use bollard::container::LogOutput;
+                while let Some(Ok(chunk)) = output.next().await {
+                    let _ = match chunk {
+                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                            out_w.write_all(&message).await
+                        }
+                        LogOutput::StdErr { message } => err_w.write_all(&message).await,
+                        LogOutput::StdIn { .. } => Ok(()),
+                    };
+                }
+            });
+            let stdout_task =
+                tokio::spawn(launch.logs.clone().copy_lines(LogStream::Stdout, out_r));
+            let stderr_task =
+                tokio::spawn(launch.logs.clone().copy_lines(LogStream::Stderr, err_r));
+            if let Err(err) = docker
+                .start_container(&id, None::<StartContainerOptions>)
+                .await
+            {
+                oom_task.abort();
+                demux.abort();
+                return Err(err);
+            }
+            Ok((oom, oom_task, demux, stdout_task, stderr_task))
+        };
+        match setup.await {
+            Ok((oom, oom_task, demux, stdout_task, stderr_task)) => Ok(Box::new(DockerInstance {
+                id: format!("docker-{}", &id[..id.len().min(12)]),
+                container: id,
+                docker: self.docker.clone(),
+                oom,
+                oom_task,
+                demux: Some(demux),
+                stdout_task: Some(stdout_task),
+                stderr_task: Some(stderr_task),
+                exit: None,
+                removed: false,
+            })),
+            Err(err) => {
+                Self::remove(&self.docker, &id).await;
+                Err(RuntimeError::Spawn(if is_connection_error(&err) {
+                    unreachable(&err)
+                } else {
+                    format!("the Docker engine could not start the container: {err}")
+                }))
+            }
+        }
+    }
+
+    async fn remove_orphans(&self) -> usize {
+        let filters = HashMap::from([("label", vec![format!("{OWNER_LABEL}={}", self.owner)])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = match self.docker.list_containers(Some(options)).await {
+            Ok(containers) => containers,
+            Err(err) => {
+                tracing::warn!("cannot list the containers an earlier run left: {err}");
+                return 0;
+            }
+        };
+        let mut removed = 0;
+        for container in containers {
+            if let Some(id) = container.id {
+                Self::remove(&self.docker, &id).await;
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
