@@ -7,6 +7,7 @@
 //! which its connection goes back to the pool.
 
 use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use hyper::{HeaderMap, Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+use crate::offload::off_thread;
 
 /// Idle connections kept per host.
 const MAX_IDLE_PER_HOST: usize = 64;
@@ -248,8 +251,7 @@ impl HttpClient {
             address: address.to_owned(),
             reason,
         };
-        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await
-        {
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, connect_tcp(address)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(err)) => return Err(failed(err.to_string())),
             Err(_) => {
@@ -308,6 +310,19 @@ pub fn describe(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Connects to `host:port`. A name is resolved on a helper thread ([`off_thread`]):
+/// tokio would use its blocking pool, which panics when no thread can be started.
+async fn connect_tcp(address: &str) -> std::io::Result<TcpStream> {
+    if let Ok(socket) = address.parse::<SocketAddr>() {
+        return TcpStream::connect(socket).await;
+    }
+    let name = address.to_owned();
+    let resolved = off_thread(move || name.to_socket_addrs().map(Vec::from_iter))
+        .await
+        .unwrap_or_else(|| Err(std::io::Error::other("name resolution failed")))?;
+    TcpStream::connect(&resolved[..]).await
 }
 
 #[cfg(test)]

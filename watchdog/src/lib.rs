@@ -10,6 +10,7 @@ pub mod config;
 pub mod http_client;
 pub mod logs;
 pub mod modes;
+pub mod offload;
 pub mod oneshot;
 pub mod outcome;
 pub mod process;
@@ -46,6 +47,8 @@ pub mod exit_code {
 /// current-thread tokio runtime with I/O and time enabled.
 pub async fn run(mut config: Config) -> i32 {
     config.command = config.command.resolved();
+    // Start the log writer before the function can use up the pids limit.
+    logs::start();
     if let Err(err) = process::reaper::start() {
         diag!("cannot watch child processes: {err}");
         return exit_code::INTERNAL;

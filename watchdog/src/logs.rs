@@ -29,8 +29,8 @@ enum Message {
     Flush(oneshot::Sender<()>),
 }
 
-fn sink() -> &'static mpsc::Sender<Message> {
-    static SINK: OnceLock<mpsc::Sender<Message>> = OnceLock::new();
+fn sink() -> Option<&'static mpsc::Sender<Message>> {
+    static SINK: OnceLock<Option<mpsc::Sender<Message>>> = OnceLock::new();
     SINK.get_or_init(|| {
         let (tx, mut rx) = mpsc::channel::<Message>(1024);
         std::thread::Builder::new()
@@ -39,12 +39,7 @@ fn sink() -> &'static mpsc::Sender<Message> {
             .spawn(move || {
                 while let Some(message) = rx.blocking_recv() {
                     match message {
-                        Message::Line(Target::Stdout, line) => {
-                            let _ = std::io::stdout().lock().write_all(&line);
-                        }
-                        Message::Line(Target::Stderr, line) => {
-                            let _ = std::io::stderr().lock().write_all(&line);
-                        }
+                        Message::Line(target, line) => write_now(target, &line),
                         Message::Flush(done) => {
                             let _ = std::io::stdout().flush();
                             let _ = done.send(());
@@ -52,9 +47,25 @@ fn sink() -> &'static mpsc::Sender<Message> {
                     }
                 }
             })
-            .expect("the log writer thread starts");
-        tx
+            // No thread (EAGAIN under a pids limit): lines are written inline instead.
+            .ok()
+            .map(|_| tx)
     })
+    .as_ref()
+}
+
+/// Starts the log writer thread now, while the OS still grants threads; a function
+/// that forks until its pids limit is reached must not leave the watchdog without
+/// one. When it cannot start, output is written directly by the caller.
+pub fn start() {
+    let _ = sink();
+}
+
+fn write_now(target: Target, line: &[u8]) {
+    let _ = match target {
+        Target::Stdout => std::io::stdout().lock().write_all(line),
+        Target::Stderr => std::io::stderr().lock().write_all(line),
+    };
 }
 
 /// Writes one line (a newline is added when missing), waiting for room in the queue.
@@ -62,17 +73,25 @@ pub async fn write_line(target: Target, mut line: Vec<u8>) {
     if line.last() != Some(&b'\n') {
         line.push(b'\n');
     }
-    let _ = sink().send(Message::Line(target, line)).await;
+    match sink() {
+        Some(sink) => {
+            let _ = sink.send(Message::Line(target, line)).await;
+        }
+        None => write_now(target, &line),
+    }
 }
 
 /// A message from the watchdog itself, on stderr, prefixed with `watchdog: `.
 pub fn diag(message: std::fmt::Arguments<'_>) {
     let line = format!("watchdog: {message}\n").into_bytes();
+    let Some(sink) = sink() else {
+        return write_now(Target::Stderr, &line);
+    };
     if let Err(mpsc::error::TrySendError::Full(Message::Line(_, line))) =
-        sink().try_send(Message::Line(Target::Stderr, line))
+        sink.try_send(Message::Line(Target::Stderr, line))
     {
         // The queue is full of function output; our own message still gets out.
-        let _ = std::io::stderr().write_all(&line);
+        write_now(Target::Stderr, &line);
     }
 }
 
@@ -84,8 +103,12 @@ macro_rules! diag {
 
 /// Waits until every line queued so far has been written.
 pub async fn flush() {
+    let Some(sink) = sink() else {
+        let _ = std::io::stdout().flush();
+        return;
+    };
     let (done, written) = oneshot::channel();
-    if sink().send(Message::Flush(done)).await.is_ok() {
+    if sink.send(Message::Flush(done)).await.is_ok() {
         let _ = written.await;
     }
 }

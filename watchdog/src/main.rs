@@ -55,6 +55,14 @@ fn main() {
             std::process::exit(exit_code::CONFIG);
         }
     }
+    // The shipped build aborts on panic, and as a container's PID 1 the watchdog ignores
+    // SIGABRT: musl's abort() then crashes on purpose, which shows as a SIGSEGV (exit
+    // 139). Exit with the internal-error code instead, after the usual panic message.
+    let report_panic = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report_panic(info);
+        std::process::exit(exit_code::INTERNAL);
+    }));
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {

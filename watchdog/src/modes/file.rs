@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::{Invocation, LogForwarders, RunContext};
 use crate::config::CommandLine;
+use crate::offload::off_thread;
 use crate::outcome::{self, parse_output, process_failure, Outcome};
 use crate::process::{Pipes, Process};
 use crate::supervise::{supervise, ForwardedSignals, Supervised};
@@ -59,11 +60,6 @@ pub async fn run(
     })
     .await;
     outcome
-}
-
-/// Runs blocking file I/O on tokio's blocking pool, off the event loop.
-async fn off_thread<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    tokio::task::spawn_blocking(work).await.ok()
 }
 
 async fn run_in_files(
