@@ -243,6 +243,12 @@ async fn docker_runtime_end_to_end() {
     let (status, body) = server.invoke("forks", json!(null)).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["status"], "error", "{body}");
+    // The shell's failed fork is the function's failure; the watchdog itself survives.
+    assert_eq!(body["error"]["code"], "FUNCTION_ERROR", "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap_or_default().contains("can't fork"),
+        "{body}"
+    );
     assert_no_containers(&server, "a fork bomb").await;
 
     // The root filesystem is read-only; /tmp is writable.
