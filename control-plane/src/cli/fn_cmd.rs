@@ -37,7 +37,17 @@ impl std::error::Error for FunctionFailed {}
 /// Carries out one `gantry fn` subcommand.
 pub async fn run(ctx: &Ctx, command: FnCommand) -> Result<()> {
     match command {
-        FnCommand::Deploy { file } => deploy(ctx, &file).await,
+        FnCommand::Deploy { file, build } => {
+            if build {
+                let dir = super::build::manifest_dir(&file);
+                let built = super::build::build(&dir, &file).await?;
+                eprintln!("built {} (id {})", built.image, built.id);
+            }
+            deploy(ctx, &file).await
+        }
+        FnCommand::Build { dir, file } => {
+            super::build::build_cmd(dir.as_deref(), file.as_deref(), ctx.json()).await
+        }
         FnCommand::List => list(ctx).await,
         FnCommand::Get { name } => get(ctx, &name).await,
         FnCommand::Delete { name } => delete(ctx, &name).await,

@@ -5,6 +5,8 @@
 //! server or the function reported an error (or the server could not be reached), 2 a
 //! usage error (bad flags, bad `-d` JSON, unreadable manifest).
 
+pub mod build;
+pub mod build_context;
 pub mod client;
 pub mod exec_cmd;
 pub mod fn_cmd;
@@ -29,6 +31,7 @@ const AFTER_HELP: &str = "\
 Examples:
   gantry serve --data-dir ./gantry-data
   gantry fn deploy -f functions/echo/gantry.yaml
+  gantry fn deploy --build -f examples/runtime-python/function.yaml
   gantry fn invoke echo -d '{\"name\": \"Ada\"}'
   gantry fn enqueue echo -d @input.json
   gantry exec list --function echo --status error,timeout
@@ -118,10 +121,37 @@ pub enum FnCommand {
     /// `command` (process runtime), a missing `working_dir` becomes the manifest's
     /// directory and a relative one is taken relative to it. Prints
     /// "deployed NAME version N (sha256:...)" or "NAME unchanged (version N)".
+    ///
+    /// With --build, first builds the function's image from the manifest's folder as
+    /// `gantry fn build` does (on the local Docker engine), then deploys.
     Deploy {
         /// The manifest file (YAML or JSON).
         #[arg(short = 'f', long = "file", value_name = "FILE")]
         file: PathBuf,
+        /// Build the image (the manifest's `image`) from the manifest's folder first.
+        #[arg(long)]
+        build: bool,
+    },
+    /// Build a function's image from its folder on the local Docker engine.
+    ///
+    /// Reads DIR/function.yaml (or -f FILE) and tags the image with its `image` field
+    /// (required). Uses DIR/Dockerfile; without one, generates it from the handler
+    /// found: handler.py (FROM gantry/runtime-python), handler.js (runtime-node),
+    /// handler.sh (runtime-shell) or an executable `handler` (runtime-binary), copied
+    /// to /app. `.dockerignore` is honoured (*, ?, **, ! exceptions).
+    ///
+    /// The build runs here, on the client, against the local engine (DOCKER_HOST, else
+    /// /var/run/docker.sock): the server must use that same engine to run the image,
+    /// as there is no registry between them. gantry/runtime-* bases are never pulled:
+    /// build them with `make runtime-images`. Progress goes to stderr; prints
+    /// "built IMAGE (id sha256:...)".
+    Build {
+        /// The function's folder (the build context). Default: FILE's folder, else `.`.
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The manifest. Default: DIR/function.yaml.
+        #[arg(short = 'f', long = "file", value_name = "FILE")]
+        file: Option<PathBuf>,
     },
     /// List functions with their current version.
     List,

@@ -1,0 +1,334 @@
+//! `gantry fn build DIR` and `gantry fn deploy --build` against the real Docker engine
+//! (it must answer: these tests fail, never skip, when it does not). The runtime images
+//! are built once with `make runtime-images` when gantry/runtime-python is missing.
+//! Every image is tagged uniquely per run and removed at the end; after the deploy,
+//! no container of the server is left.
+
+mod cli_support;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use cli_support::{cli, gantry, Output};
+use serde_json::Value;
+use support::{Server, ServerOptions};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn docker(args: &[&str]) -> (bool, String) {
+    let output = Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| {
+            panic!("cannot run the docker CLI ({err}); install Docker (scripts/ensure-docker.sh)")
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// Checks the engine answers and the runtime images exist (`make runtime-images` once).
+fn ready() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        let (up, info) = docker(&["info", "--format", "{{.ServerVersion}}"]);
+        assert!(
+            up,
+            "the Docker engine does not answer (start it with scripts/ensure-docker.sh); docker info said: {info}"
+        );
+        if !docker(&["image", "inspect", "gantry/runtime-python"]).0 {
+            let status = Command::new("make")
+                .arg("-C")
+                .arg(repo())
+                .arg("runtime-images")
+                .status()
+                .expect("run make runtime-images");
+            assert!(status.success(), "make runtime-images failed");
+        }
+    });
+}
+
+/// Unique image tags, removed (with `docker rmi -f`) when dropped.
+struct Images(Vec<String>);
+
+impl Images {
+    fn tag(&mut self, what: &str) -> String {
+        let tag = format!("gantry-test/build-{what}:{}", uuid::Uuid::new_v4().simple());
+        self.0.push(tag.clone());
+        tag
+    }
+}
+
+impl Drop for Images {
+    fn drop(&mut self) {
+        for tag in &self.0 {
+            let _ = docker(&["rmi", "-f", tag]);
+        }
+    }
+}
+
+/// A function folder in a temp dir: `files` plus a function.yaml from `manifest`.
+fn function_dir(manifest: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("function.yaml"), manifest).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+fn path(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+fn example_handler() -> String {
+    std::fs::read_to_string(repo().join("examples/runtime-python/handler.py")).unwrap()
+}
+
+/// Asserts `gantry fn build` printed `built TAG (id sha256:<64 hex>)`.
+fn assert_built(out: &Output, tag: &str) {
+    out.assert_code(0);
+    let prefix = format!("built {tag} (id sha256:");
+    let line = out.stdout.trim_end();
+    let hash = line
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{out}\nexpected {prefix}…)"));
+    assert_eq!(hash.len(), 64, "{out}");
+    let (exists, inspect) = docker(&["image", "inspect", "--format", "{{.Id}}", tag]);
+    assert!(exists, "{out}\nthe image is not there: {inspect}");
+    assert_eq!(inspect.trim(), format!("sha256:{hash}"), "{out}");
+}
+
+/// Runs the image once in STDIO mode and answers the watchdog's report.
+fn run_image(tag: &str, payload: &str) -> Value {
+    let (ok, text) = docker(&[
+        "run",
+        "--rm",
+        "-e",
+        &format!("INVOCATION_PAYLOAD={payload}"),
+        tag,
+    ]);
+    assert!(ok, "docker run {tag} failed: {text}");
+    let report = text
+        .lines()
+        .rev()
+        .find(|line| line.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON report from {tag}: {text}"));
+    serde_json::from_str(report).unwrap_or_else(|err| panic!("{err}: {text}"))
+}
+
+/// Asserts a failed build: exit 1, nothing on stdout, exactly one `error:` line, last
+/// on stderr (progress lines may come before it). Answers it.
+fn assert_build_error(out: &Output, contains: &str) -> String {
+    out.assert_code(1);
+    assert!(out.stdout.is_empty(), "{out}\nexpected nothing on stdout");
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{out}\nexpected one error line");
+    assert_eq!(out.stderr.lines().last(), Some(errors[0]), "{out}");
+    assert!(errors[0].contains(contains), "{out}\nexpected {contains:?}");
+    errors[0].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fn_build_builds_runs_and_fails_clearly() {
+    ready();
+    let mut images = Images(Vec::new());
+
+    // The example folder with its own Dockerfile, tagged through a manifest elsewhere.
+    let tag = images.tag("example");
+    let manifest = function_dir(&format!("name: hello-python\nimage: {tag}\n"), &[]);
+    let example = repo().join("examples/runtime-python");
+    let out = gantry([
+        "fn",
+        "build",
+        &path(&example),
+        "-f",
+        &path(&manifest.path().join("function.yaml")),
+    ])
+    .run()
+    .await;
+    assert_built(&out, &tag);
+    assert!(
+        out.stderr.contains("COPY handler.py /app/handler.py"),
+        "{out}\nprogress is streamed to stderr"
+    );
+    assert!(!out.stderr.contains("generated"), "{out}");
+    let report = run_image(&tag, r#"{"name":"build-test"}"#);
+    assert_eq!(report["success"], true, "{report}");
+    assert_eq!(
+        report["output"]["greeting"], "hello, build-test",
+        "{report}"
+    );
+
+    // Only handler.py: a Dockerfile is generated (and said so); DIR/function.yaml is read.
+    let tag = images.tag("generated");
+    let dir = function_dir(
+        &format!("name: gen\nimage: {tag}\n"),
+        &[("handler.py", &example_handler())],
+    );
+    let out = gantry(["fn", "build", &path(dir.path())]).run().await;
+    assert_built(&out, &tag);
+    assert!(
+        out.stderr
+            .contains("using a generated one (gantry/runtime-python + handler.py)"),
+        "{out}"
+    );
+    let report = run_image(&tag, r#"{"name":"generated"}"#);
+    assert_eq!(report["output"]["greeting"], "hello, generated", "{report}");
+
+    // A Dockerfile whose RUN fails: exit 1 and one error line.
+    let tag = images.tag("broken");
+    let broken = function_dir(
+        &format!("name: broken\nimage: {tag}\n"),
+        &[("Dockerfile", "FROM gantry/runtime-python\nRUN exit 3\n")],
+    );
+    let out = gantry(["fn", "build", &path(broken.path())]).run().await;
+    let line = assert_build_error(&out, &format!("error: build of {tag} failed: "));
+    assert!(line.contains("non-zero code: 3"), "{out}");
+    assert!(
+        !docker(&["image", "inspect", &tag]).0,
+        "no image after a failure"
+    );
+
+    // A Dockerfile the engine cannot parse.
+    std::fs::write(broken.path().join("Dockerfile"), "FROMM nothing\n").unwrap();
+    let out = gantry(["fn", "build", &path(broken.path())]).run().await;
+    assert_build_error(&out, "unknown instruction");
+
+    // A runtime base that was never built: the hint, no pull attempt.
+    let missing = format!("gantry/runtime-missing-{}", uuid::Uuid::new_v4().simple());
+    std::fs::write(
+        broken.path().join("Dockerfile"),
+        format!("FROM {missing}\n"),
+    )
+    .unwrap();
+    let out = gantry(["fn", "build", &path(broken.path())]).run().await;
+    let line = assert_build_error(&out, &missing);
+    assert!(
+        line.contains("run `make runtime-images` first; there is no registry to pull from"),
+        "{out}"
+    );
+
+    // The engine does not answer: one line naming DOCKER_HOST and the socket.
+    let out = gantry(["fn", "build", &path(dir.path())])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .run()
+        .await;
+    let line = out.assert_error(
+        1,
+        "error: the Docker engine at unix:///nonexistent/docker.sock",
+    );
+    assert!(line.contains("DOCKER_HOST"), "{out}");
+
+    // Usage errors (exit 2): no `image`, no manifest, nothing to build from.
+    let no_image = function_dir("name: no-image\n", &[("handler.py", "x")]);
+    let out = gantry(["fn", "build", &path(no_image.path())]).run().await;
+    let line = out.assert_error(2, "error: ");
+    assert!(line.contains("has no `image`"), "{out}");
+    let empty = tempfile::tempdir().unwrap();
+    let out = gantry(["fn", "build", &path(empty.path())]).run().await;
+    assert!(out.assert_error(2, "error: ").contains("no function.yaml"));
+    let no_handler = function_dir("name: n\nimage: gantry-test/never:1\n", &[]);
+    let out = gantry(["fn", "build", &path(no_handler.path())])
+        .run()
+        .await;
+    assert!(out
+        .assert_error(2, "error: ")
+        .contains("no Dockerfile and no handler"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fn_deploy_build_then_invoke_on_the_docker_runtime() {
+    ready();
+    let mut images = Images(Vec::new());
+    let tag = images.tag("deploy");
+    let token = "build-test-token";
+    let mut server = Server::start_with(ServerOptions {
+        token: Some(token.into()),
+        args: vec!["--runtime".into(), "docker".into()],
+        ..Default::default()
+    })
+    .await;
+    let dir = function_dir(
+        &format!("name: built-hello\nimage: {tag}\nmode: STDIO\nresources:\n  timeout_ms: 10000\n"),
+        &[("handler.py", &example_handler())],
+    );
+    let manifest = path(&dir.path().join("function.yaml"));
+
+    let out = cli(&server, ["fn", "deploy", "--build", "-f", &manifest])
+        .env("GANTRY_TOKEN", token)
+        .run()
+        .await;
+    out.assert_code(0);
+    assert!(
+        out.stdout
+            .starts_with("deployed built-hello version 1 (sha256:"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains(&format!("built {tag} (id sha256:")),
+        "{out}"
+    );
+    assert!(docker(&["image", "inspect", &tag]).0, "{out}");
+
+    let out = cli(
+        &server,
+        [
+            "fn",
+            "invoke",
+            "built-hello",
+            "-d",
+            r#"{"name":"deployed"}"#,
+        ],
+    )
+    .env("GANTRY_TOKEN", token)
+    .run()
+    .await;
+    out.assert_code(0);
+    let output: Value = out.json();
+    assert_eq!(output["greeting"], "hello, deployed", "{out}");
+    assert_eq!(output["runtime"], "python", "{out}");
+
+    // Without the token the deploy is refused after the build (exit 1, one line).
+    let out = cli(&server, ["fn", "deploy", "--build", "-f", &manifest])
+        .run()
+        .await;
+    out.assert_code(1);
+    assert_eq!(
+        out.stderr
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .count(),
+        1,
+        "{out}"
+    );
+
+    let filter = format!("label=gantry.owner={}", server.owner_id());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, left) = docker(&["ps", "-aq", "--filter", &filter]);
+        assert!(ok, "docker ps failed: {left}");
+        if left.trim().is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "containers left: {left}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
