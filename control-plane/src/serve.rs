@@ -169,6 +169,7 @@ pub async fn serve_main(mut args: ServeArgs, token: Option<String>) -> ExitCode 
     };
     let runtime_name = runtime.name();
     let catalog = Arc::new(Catalog::new(store.clone(), runtime.clone()));
+    let draining = runtime.clone();
     let logs = Arc::new(LogHub::default());
     let metrics = Arc::new(Metrics::new());
     let dispatcher = Dispatcher::new(
@@ -230,6 +231,8 @@ pub async fn serve_main(mut args: ServeArgs, token: Option<String>) -> ExitCode 
         wait_for_signal().await;
         tracing::info!("stopping: waiting up to {grace:?} for running executions");
         dispatcher.shutdown(grace).await;
+        // Exited containers are removed in the background; let that finish.
+        draining.drain(Duration::from_secs(10)).await;
         stopped.cancel();
     };
     match api::run(listener, state, shutdown).await {

@@ -246,7 +246,10 @@ async fn docker_runtime_end_to_end() {
     // The shell's failed fork is the function's failure; the watchdog itself survives.
     assert_eq!(body["error"]["code"], "FUNCTION_ERROR", "{body}");
     assert!(
-        body["error"]["message"].as_str().unwrap_or_default().contains("can't fork"),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("can't fork"),
         "{body}"
     );
     assert_no_containers(&server, "a fork bomb").await;

@@ -24,6 +24,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use gantry_protocol::env;
 use tokio::io::AsyncWriteExt;
+use tokio_util::task::TaskTracker;
 
 use super::docker_instance::{DockerInstance, OomWatch};
 use super::{Instance, Launch, Runtime, RuntimeError};
@@ -52,6 +53,8 @@ pub struct DockerRuntime {
     owner: String,
     network: String,
     gateway: IpAddr,
+    /// Removals of exited containers, which run after the result is answered.
+    removals: TaskTracker,
 }
 
 /// The engine's address: `DOCKER_HOST` when set, else the default unix socket.
@@ -104,6 +107,7 @@ impl DockerRuntime {
             owner,
             network,
             gateway,
+            removals: TaskTracker::new(),
         })
     }
 
@@ -373,6 +377,7 @@ impl Runtime for DockerRuntime {
                 stderr_task: Some(stderr_task),
                 exit: None,
                 removed: false,
+                removals: self.removals.clone(),
             })),
             Err(err) => {
                 Self::remove(&self.docker, &id).await;
@@ -406,5 +411,12 @@ impl Runtime for DockerRuntime {
             }
         }
         removed
+    }
+
+    async fn drain(&self, limit: Duration) {
+        self.removals.close();
+        if tokio::time::timeout(limit, self.removals.wait()).await.is_err() {
+            tracing::warn!("container removals still running at exit; the next start removes what is left");
+        }
     }
 }

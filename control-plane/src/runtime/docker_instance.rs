@@ -14,6 +14,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 use super::docker::{is_not_found, DockerRuntime, OOM_EVENT_WAIT};
 use super::{Instance, InstanceExit};
@@ -36,6 +37,9 @@ pub(super) struct DockerInstance {
     pub(super) stderr_task: Option<JoinHandle<Option<String>>>,
     pub(super) exit: Option<InstanceExit>,
     pub(super) removed: bool,
+    /// Where the removal runs once the container has exited: after the result, off the
+    /// caller's path, and awaited by [`super::Runtime::drain`] when the server stops.
+    pub(super) removals: TaskTracker,
 }
 
 impl DockerInstance {
@@ -96,7 +100,9 @@ impl Instance for DockerInstance {
         if let Some(task) = self.stderr_task.take() {
             let _ = task.await;
         }
-        DockerRuntime::remove(&self.docker, &self.container).await;
+        let (docker, container) = (self.docker.clone(), self.container.clone());
+        self.removals
+            .spawn(async move { DockerRuntime::remove(&docker, &container).await });
         self.removed = true;
         self.oom_task.abort();
         let exit = InstanceExit {

@@ -64,4 +64,8 @@ impl Runtime for RuntimeSelector {
         }
         removed
     }
+
+    async fn drain(&self, limit: std::time::Duration) {
+        self.docker.drain(limit).await;
+    }
 }

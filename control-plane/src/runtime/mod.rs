@@ -112,4 +112,10 @@ pub trait Runtime: Send + Sync + 'static {
     /// Stops every instance an earlier run of this control plane left behind (found by
     /// the owner marker); answers how many were stopped.
     async fn remove_orphans(&self) -> usize;
+
+    /// Waits (at most `limit`) for clean-up work still running in the background, such
+    /// as removing exited containers. Called once when the server stops.
+    async fn drain(&self, limit: Duration) {
+        let _ = limit;
+    }
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code, missing_docs, unused_imports)]
 
 mod api;
+pub mod docker;
 mod procs;
 
 pub use api::*;

@@ -1,0 +1,97 @@
+//! Helpers shared by the tests against the real Docker engine: the `docker` CLI, a
+//! check that the engine answers (a clear failure, never a skip), images removed on
+//! drop, and the wait for a server's containers to be gone.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::Server;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `docker args…`; answers whether it succeeded and its stdout + stderr.
+pub fn docker(args: &[&str]) -> (bool, String) {
+    let output = Command::new("docker")
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| {
+            panic!("cannot run the docker CLI ({err}); install Docker (scripts/ensure-docker.sh)")
+        });
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// Fails with a clear message unless the Docker engine answers.
+pub fn require_engine() {
+    let (up, info) = docker(&["info", "--format", "{{.ServerVersion}}"]);
+    assert!(
+        up,
+        "the Docker engine does not answer (start it with scripts/ensure-docker.sh); docker info said: {info}"
+    );
+}
+
+/// Whether the engine holds `image`.
+pub fn image_exists(image: &str) -> bool {
+    docker(&["image", "inspect", "--format", "{{.Id}}", image]).0
+}
+
+/// Runs `make target` at the repository root and asserts it succeeds.
+pub fn make(target: &str) {
+    let status = Command::new("make")
+        .arg("-C")
+        .arg(repo())
+        .arg(target)
+        .status()
+        .unwrap_or_else(|err| panic!("cannot run make {target}: {err}"));
+    assert!(status.success(), "make {target} failed");
+}
+
+/// A unique tag under `gantry-test/`.
+pub fn unique_tag(name: &str) -> String {
+    format!("gantry-test/{name}:{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Removes the image when dropped (also when an assertion fails).
+pub struct Image(pub String);
+
+impl Image {
+    /// `docker build -q -t <unique tag> context`; the image is removed on drop.
+    pub fn build(name: &str, context: &Path) -> Image {
+        let image = Image(unique_tag(name));
+        let (built, log) = docker(&["build", "-q", "-t", &image.0, context.to_str().unwrap()]);
+        assert!(built, "docker build of {} failed: {log}", context.display());
+        image
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        let _ = docker(&["rmi", "-f", &self.0]);
+    }
+}
+
+/// Fails unless no container labelled with the server's owner is left within 10 s.
+pub async fn assert_no_containers(server: &Server, after: &str) {
+    let filter = format!("label=gantry.owner={}", server.owner_id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, left) = docker(&["ps", "-aq", "--filter", &filter]);
+        assert!(ok, "docker ps failed: {left}");
+        if left.trim().is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "containers left after {after}: {left}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
