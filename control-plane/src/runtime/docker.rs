@@ -415,8 +415,13 @@ impl Runtime for DockerRuntime {
 
     async fn drain(&self, limit: Duration) {
         self.removals.close();
-        if tokio::time::timeout(limit, self.removals.wait()).await.is_err() {
-            tracing::warn!("container removals still running at exit; the next start removes what is left");
+        if tokio::time::timeout(limit, self.removals.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "container removals still running at exit; the next start removes what is left"
+            );
         }
     }
 }
