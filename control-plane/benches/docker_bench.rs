@@ -168,10 +168,19 @@ impl Server {
             .to_owned()
     }
 
-    /// Containers labelled with this server's owner.
+    /// Function containers (not network sandboxes) labelled with this server's owner.
     fn containers(&self) -> BenchResult<usize> {
         let filter = format!("label=gantry.owner={}", self.owner());
-        Ok(docker(&["ps", "-aq", "--filter", &filter])?.lines().count())
+        Ok(docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &filter,
+            "--filter",
+            "label=gantry.execution",
+        ])?
+        .lines()
+        .count())
     }
 
     fn stop(&mut self) -> BenchResult<()> {

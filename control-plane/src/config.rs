@@ -52,4 +52,8 @@ pub struct ServeArgs {
     /// (they are resumed or failed by the next start).
     #[arg(long, env = "GANTRY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+    /// Docker runtime: network sandboxes kept started ahead of calls, so a cold start
+    /// does not wait for its container's network (needs gantry/watchdog:latest; 0: off).
+    #[arg(long, env = "GANTRY_DOCKER_SANDBOXES", default_value_t = 2)]
+    pub docker_sandboxes: usize,
 }

@@ -111,13 +111,15 @@ pub async fn serve_main(mut args: ServeArgs, token: Option<String>) -> ExitCode 
         }
     };
     let docker = match args.runtime {
-        RuntimeKind::Docker => match DockerRuntime::connect(owner.clone()).await {
-            Ok(docker) => Some(docker),
-            Err(message) => {
-                eprintln!("gantry serve: {message}; start the engine or use --runtime process");
-                return ExitCode::FAILURE;
+        RuntimeKind::Docker => {
+            match DockerRuntime::connect(owner.clone(), args.docker_sandboxes).await {
+                Ok(docker) => Some(docker),
+                Err(message) => {
+                    eprintln!("gantry serve: {message}; start the engine or use --runtime process");
+                    return ExitCode::FAILURE;
+                }
             }
-        },
+        }
         RuntimeKind::Process => None,
     };
     let listener = match TcpListener::bind(args.listen).await {

@@ -319,7 +319,14 @@ async fn fn_deploy_build_then_invoke_on_the_docker_runtime() {
     let filter = format!("label=gantry.owner={}", server.owner_id());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (ok, left) = docker(&["ps", "-aq", "--filter", &filter]);
+        let (ok, left) = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &filter,
+            "--filter",
+            "label=gantry.execution",
+        ]);
         assert!(ok, "docker ps failed: {left}");
         if left.trim().is_empty() {
             break;

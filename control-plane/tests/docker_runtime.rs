@@ -97,7 +97,14 @@ async fn assert_no_containers(server: &Server, after: &str) {
     let filter = format!("label=gantry.owner={}", server.owner_id());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let (ok, left) = docker(&["ps", "-aq", "--filter", &filter]);
+        let (ok, left) = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &filter,
+            "--filter",
+            "label=gantry.execution",
+        ]);
         assert!(ok, "docker ps failed: {left}");
         if left.trim().is_empty() {
             return;
@@ -307,7 +314,20 @@ async fn docker_runtime_end_to_end() {
         })
         .await;
     assert_no_containers(&restarted, "a restart (orphans)").await;
-    drop(restarted);
+    // A clean stop also removes the network sandboxes kept ready: nothing of ours is left.
+    let owner = restarted.owner_id();
+    let mut restarted = restarted;
+    assert_eq!(restarted.stop().await, Some(0));
+    let (ok, left) = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("label=gantry.owner={owner}"),
+    ]);
+    assert!(
+        ok && left.trim().is_empty(),
+        "containers left after the stop: {left}"
+    );
     drop(image);
 }
 

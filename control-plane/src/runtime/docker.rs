@@ -27,6 +27,7 @@ use tokio::io::AsyncWriteExt;
 use tokio_util::task::TaskTracker;
 
 use super::docker_instance::{DockerInstance, OomWatch};
+use super::docker_sandbox::Sandboxes;
 use super::{Instance, Launch, Runtime, RuntimeError};
 use crate::registry::{FunctionSpec, Mode};
 use crate::store::LogStream;
@@ -55,6 +56,10 @@ pub struct DockerRuntime {
     gateway: IpAddr,
     /// Removals of exited containers, which run after the result is answered.
     removals: TaskTracker,
+    /// Network sandboxes kept ready (see [`super::docker_sandbox`]); set up by the
+    /// start-up orphan removal, so that removal does not take them.
+    sandboxes: tokio::sync::OnceCell<Option<Arc<Sandboxes>>>,
+    keep_ready: usize,
 }
 
 /// The engine's address: `DOCKER_HOST` when set, else the default unix socket.
@@ -93,7 +98,8 @@ fn is_connection_error(err: &DockerError) -> bool {
 impl DockerRuntime {
     /// Connects to the engine, checks it answers, and creates the private network if it
     /// is missing. The error says what failed (for `gantry serve` to print).
-    pub async fn connect(owner: String) -> Result<DockerRuntime, String> {
+    /// `keep_ready` network sandboxes are kept started ahead of calls (0: none).
+    pub async fn connect(owner: String, keep_ready: usize) -> Result<DockerRuntime, String> {
         let docker = Docker::connect_with_local_defaults()
             .map_err(|err| unreachable(&err))?
             .negotiate_version()
@@ -108,6 +114,8 @@ impl DockerRuntime {
             network,
             gateway,
             removals: TaskTracker::new(),
+            sandboxes: tokio::sync::OnceCell::new(),
+            keep_ready,
         })
     }
 
@@ -159,7 +167,7 @@ impl DockerRuntime {
         vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
     }
 
-    fn host_config(&self, spec: &FunctionSpec) -> HostConfig {
+    fn host_config(&self, spec: &FunctionSpec, sandbox: Option<&str>) -> HostConfig {
         let resources = &spec.resources;
         let memory = resources
             .memory_mb
@@ -177,9 +185,17 @@ impl DockerRuntime {
             )])),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             cap_drop: Some(vec!["ALL".to_owned()]),
-            network_mode: Some(self.network.clone()),
+            network_mode: Some(match sandbox {
+                Some(id) => format!("container:{id}"),
+                None => self.network.clone(),
+            }),
             ..Default::default()
         }
+    }
+
+    /// A ready network sandbox, if any.
+    fn take_sandbox(&self) -> Option<String> {
+        self.sandboxes.get().and_then(Option::as_ref)?.take()
     }
 
     pub(super) async fn remove(docker: &Docker, id: &str) {
@@ -274,17 +290,74 @@ impl Runtime for DockerRuntime {
     }
 
     async fn start(&self, launch: Launch) -> Result<Box<dyn Instance>, RuntimeError> {
+        if let Some(sandbox) = self.take_sandbox() {
+            match self.start_in(&launch, Some(sandbox.clone())).await {
+                Ok(instance) => return Ok(instance),
+                Err(err) => {
+                    // The sandbox may have died: fall back to a network of its own.
+                    tracing::warn!(
+                        "starting in network sandbox {sandbox} failed ({err}); retrying without"
+                    );
+                    Self::remove(&self.docker, &sandbox).await;
+                }
+            }
+        }
+        self.start_in(&launch, None).await
+    }
+
+    async fn remove_orphans(&self) -> usize {
+        let removed = self.remove_labelled().await;
+        let sandboxes = Sandboxes::new(
+            self.docker.clone(),
+            self.network.clone(),
+            self.owner.clone(),
+            self.keep_ready,
+            self.removals.clone(),
+        )
+        .await;
+        let _ = self.sandboxes.set(sandboxes);
+        removed
+    }
+
+    async fn drain(&self, limit: Duration) {
+        if let Some(Some(sandboxes)) = self.sandboxes.get() {
+            sandboxes.clear().await;
+        }
+        self.removals.close();
+        if tokio::time::timeout(limit, self.removals.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "container removals still running at exit; the next start removes what is left"
+            );
+        }
+        if let Some(Some(sandboxes)) = self.sandboxes.get() {
+            // Sandboxes that finished starting while the removals ran.
+            sandboxes.clear().await;
+        }
+    }
+}
+
+impl DockerRuntime {
+    /// Creates, attaches and starts the container of one execution, in `sandbox`'s
+    /// network namespace when given (the sandbox is then removed with it).
+    async fn start_in(
+        &self,
+        launch: &Launch,
+        sandbox: Option<String>,
+    ) -> Result<Box<dyn Instance>, RuntimeError> {
         let spec = &launch.function.spec;
         let image = spec.image.clone().ok_or_else(|| {
             RuntimeError::Unsupported("the docker runtime needs an `image`".into())
         })?;
         let body = ContainerCreateBody {
             image: Some(image.clone()),
-            env: Some(Self::container_env(&launch)),
-            labels: Some(self.labels(&launch)),
+            env: Some(Self::container_env(launch)),
+            labels: Some(self.labels(launch)),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
-            host_config: Some(self.host_config(spec)),
+            host_config: Some(self.host_config(spec, sandbox.as_deref())),
             ..Default::default()
         };
         let name = format!("gantry-{}", launch.execution_id);
@@ -378,6 +451,7 @@ impl Runtime for DockerRuntime {
                 exit: None,
                 removed: false,
                 removals: self.removals.clone(),
+                sandbox,
             })),
             Err(err) => {
                 Self::remove(&self.docker, &id).await;
@@ -390,7 +464,8 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn remove_orphans(&self) -> usize {
+    /// Removes every container labelled with this server's owner id.
+    async fn remove_labelled(&self) -> usize {
         let filters = HashMap::from([("label", vec![format!("{OWNER_LABEL}={}", self.owner)])]);
         let options = ListContainersOptionsBuilder::new()
             .all(true)
@@ -411,17 +486,5 @@ impl Runtime for DockerRuntime {
             }
         }
         removed
-    }
-
-    async fn drain(&self, limit: Duration) {
-        self.removals.close();
-        if tokio::time::timeout(limit, self.removals.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "container removals still running at exit; the next start removes what is left"
-            );
-        }
     }
 }

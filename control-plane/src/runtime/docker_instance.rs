@@ -40,6 +40,8 @@ pub(super) struct DockerInstance {
     /// Where the removal runs once the container has exited: after the result, off the
     /// caller's path, and awaited by [`super::Runtime::drain`] when the server stops.
     pub(super) removals: TaskTracker,
+    /// The network sandbox the container joined, removed with it.
+    pub(super) sandbox: Option<String>,
 }
 
 impl DockerInstance {
@@ -101,8 +103,13 @@ impl Instance for DockerInstance {
             let _ = task.await;
         }
         let (docker, container) = (self.docker.clone(), self.container.clone());
-        self.removals
-            .spawn(async move { DockerRuntime::remove(&docker, &container).await });
+        let sandbox = self.sandbox.take();
+        self.removals.spawn(async move {
+            DockerRuntime::remove(&docker, &container).await;
+            if let Some(sandbox) = sandbox {
+                DockerRuntime::remove(&docker, &sandbox).await;
+            }
+        });
         self.removed = true;
         self.oom_task.abort();
         let exit = InstanceExit {
@@ -155,7 +162,13 @@ impl Drop for DockerInstance {
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 let docker = self.docker.clone();
                 let id = self.container.clone();
-                handle.spawn(async move { DockerRuntime::remove(&docker, &id).await });
+                let sandbox = self.sandbox.take();
+                handle.spawn(async move {
+                    DockerRuntime::remove(&docker, &id).await;
+                    if let Some(sandbox) = sandbox {
+                        DockerRuntime::remove(&docker, &sandbox).await;
+                    }
+                });
             }
         }
     }

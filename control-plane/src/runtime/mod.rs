@@ -4,6 +4,7 @@
 
 pub mod docker;
 mod docker_instance;
+mod docker_sandbox;
 pub mod docker_select;
 pub mod orphans;
 pub mod process;

@@ -78,12 +78,20 @@ impl Drop for Image {
     }
 }
 
-/// Fails unless no container labelled with the server's owner is left within 10 s.
+/// Fails unless no function container of the server (network sandboxes aside) is left
+/// within 10 s.
 pub async fn assert_no_containers(server: &Server, after: &str) {
     let filter = format!("label=gantry.owner={}", server.owner_id());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (ok, left) = docker(&["ps", "-aq", "--filter", &filter]);
+        let (ok, left) = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &filter,
+            "--filter",
+            "label=gantry.execution",
+        ]);
         assert!(ok, "docker ps failed: {left}");
         if left.trim().is_empty() {
             return;

@@ -81,6 +81,8 @@ pub struct Server {
     _temp: Option<Arc<tempfile::TempDir>>,
     temp_shared: Option<Arc<tempfile::TempDir>>,
     pub client: reqwest::Client,
+    /// Started with `--runtime docker`: its containers are removed on drop too.
+    docker: bool,
 }
 
 impl Server {
@@ -172,6 +174,7 @@ impl Server {
             _temp: temp.clone(),
             temp_shared: temp,
             client: reqwest::Client::new(),
+            docker: options.args.iter().any(|arg| arg == "docker"),
         }
     }
 
@@ -357,6 +360,22 @@ impl Drop for Server {
                     nix::unistd::Pid::from_raw(pid as i32),
                     nix::sys::signal::Signal::SIGKILL,
                 );
+            }
+            if self.docker {
+                let filter = format!("label=gantry.owner={}", owner.trim());
+                let listed = std::process::Command::new("docker")
+                    .args(["ps", "-aq", "--filter", &filter])
+                    .output();
+                if let Ok(listed) = listed {
+                    let ids = String::from_utf8_lossy(&listed.stdout).into_owned();
+                    let ids: Vec<&str> = ids.split_whitespace().collect();
+                    if !ids.is_empty() {
+                        let _ = std::process::Command::new("docker")
+                            .args(["rm", "-f"])
+                            .args(&ids)
+                            .output();
+                    }
+                }
             }
         }
     }
