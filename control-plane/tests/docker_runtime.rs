@@ -281,6 +281,17 @@ async fn docker_runtime_end_to_end() {
     assert_eq!(body["output"], json!(true), "{body}");
     assert_no_containers(&server, "the read-only checks").await;
 
+    // Limits the engine cannot apply are refused at deploy, each named.
+    let mut bad = function("bad-limits", &tag, "/bin/busybox cat", json!({}));
+    bad["resources"] = json!({"cpu": 4096, "memory_mb": 2, "pids": 0});
+    let (status, body) = server.try_deploy(bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "INVALID_FUNCTION", "{body}");
+    let problems = body["error"]["details"].to_string();
+    for field in ["resources.cpu", "resources.memory_mb", "resources.pids"] {
+        assert!(problems.contains(field), "{field} not named: {problems}");
+    }
+
     // A missing image is a clear error, not a hang.
     server
         .deploy(function(
