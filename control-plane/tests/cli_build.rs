@@ -7,51 +7,20 @@
 mod cli_support;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use cli_support::{cli, gantry, Output};
 use serde_json::Value;
+use support::docker::{assert_no_containers, docker, image_exists, make, repo, require_engine};
 use support::{Server, ServerOptions};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn docker(args: &[&str]) -> (bool, String) {
-    let output = Command::new("docker")
-        .args(args)
-        .output()
-        .unwrap_or_else(|err| {
-            panic!("cannot run the docker CLI ({err}); install Docker (scripts/ensure-docker.sh)")
-        });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
-
-/// Checks the engine answers and the runtime images exist (`make runtime-images` once).
 fn ready() {
     static READY: OnceLock<()> = OnceLock::new();
     READY.get_or_init(|| {
-        let (up, info) = docker(&["info", "--format", "{{.ServerVersion}}"]);
-        assert!(
-            up,
-            "the Docker engine does not answer (start it with scripts/ensure-docker.sh); docker info said: {info}"
-        );
-        if !docker(&["image", "inspect", "gantry/runtime-python"]).0 {
-            let status = Command::new("make")
-                .arg("-C")
-                .arg(repo())
-                .arg("runtime-images")
-                .status()
-                .expect("run make runtime-images");
-            assert!(status.success(), "make runtime-images failed");
+        require_engine();
+        if !image_exists("gantry/runtime-python") {
+            make("runtime-images");
         }
     });
 }
@@ -316,26 +285,6 @@ async fn fn_deploy_build_then_invoke_on_the_docker_runtime() {
         "{out}"
     );
 
-    let filter = format!("label=gantry.owner={}", server.owner_id());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (ok, left) = docker(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &filter,
-            "--filter",
-            "label=gantry.execution",
-        ]);
-        assert!(ok, "docker ps failed: {left}");
-        if left.trim().is_empty() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "containers left: {left}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert_no_containers(&server, "deploy --build and invoke").await;
     server.stop().await;
 }

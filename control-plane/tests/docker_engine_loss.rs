@@ -5,12 +5,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::docker::{make, repo, require_engine, Image};
+use support::docker::{busybox_image, require_engine};
 use support::{Server, ServerOptions};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::JoinHandle;
@@ -56,29 +56,10 @@ impl Relay {
     }
 }
 
-/// The FROM scratch busybox test image of tests/fixtures/docker.
-fn busybox_image() -> Image {
-    let watchdog = repo().join("target/static/watchdog");
-    if !watchdog.is_file() {
-        make("watchdog-static");
-    }
-    let context = tempfile::tempdir().expect("temp dir");
-    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/docker");
-    std::fs::copy(
-        fixtures.join("Dockerfile"),
-        context.path().join("Dockerfile"),
-    )
-    .unwrap();
-    std::fs::copy(&watchdog, context.path().join("watchdog")).unwrap();
-    std::fs::copy("/bin/busybox", context.path().join("busybox"))
-        .expect("/bin/busybox (Debian's busybox-static)");
-    Image::build("engine-loss", context.path())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_engine_is_a_clear_spawn_error_and_calls_recover_with_it() {
     require_engine();
-    let image = busybox_image();
+    let image = busybox_image("engine-loss");
     let sockets = tempfile::tempdir().expect("temp dir");
     let socket = sockets.path().join("engine.sock");
     let relay = Relay::start(&socket);

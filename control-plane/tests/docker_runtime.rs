@@ -6,84 +6,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use support::docker::{assert_no_containers, busybox_image, docker};
 use support::{Server, ServerOptions};
-
-const BUSYBOX: &str = "/bin/busybox";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn docker(args: &[&str]) -> (bool, String) {
-    let output = Command::new("docker")
-        .args(args)
-        .output()
-        .unwrap_or_else(|err| {
-            panic!("cannot run the docker CLI ({err}); install Docker (scripts/ensure-docker.sh)")
-        });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
-
-/// Builds the test image under a unique tag and answers the tag.
-fn build_image() -> String {
-    let (up, info) = docker(&["info", "--format", "{{.ServerVersion}}"]);
-    assert!(
-        up,
-        "the Docker engine does not answer (start it with scripts/ensure-docker.sh); docker info said: {info}"
-    );
-    let watchdog = repo().join("target/static/watchdog");
-    if !watchdog.is_file() {
-        let status = Command::new("make")
-            .arg("-C")
-            .arg(repo())
-            .arg("watchdog-static")
-            .status()
-            .expect("run make watchdog-static");
-        assert!(
-            status.success() && watchdog.is_file(),
-            "make watchdog-static failed"
-        );
-    }
-    assert!(
-        Path::new(BUSYBOX).is_file(),
-        "{BUSYBOX} is missing: install Debian's busybox-static"
-    );
-    let context = tempfile::tempdir().expect("temp dir");
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/docker/Dockerfile"),
-        context.path().join("Dockerfile"),
-    )
-    .unwrap();
-    std::fs::copy(&watchdog, context.path().join("watchdog")).unwrap();
-    std::fs::copy(BUSYBOX, context.path().join("busybox")).unwrap();
-    let tag = format!(
-        "gantry-test/docker-runtime:{}",
-        uuid::Uuid::new_v4().simple()
-    );
-    let (built, log) = docker(&["build", "-q", "-t", &tag, context.path().to_str().unwrap()]);
-    assert!(built, "docker build of the test image failed: {log}");
-    tag
-}
-
-/// Removes the image when dropped (also when an assertion fails).
-struct Image(String);
-
-impl Drop for Image {
-    fn drop(&mut self) {
-        let _ = docker(&["rmi", "-f", &self.0]);
-    }
-}
 
 fn function(name: &str, image: &str, command: &str, extra: Value) -> Value {
     let mut manifest = json!({"name": name, "mode": "STDIO", "image": image, "command": command});
@@ -93,33 +22,9 @@ fn function(name: &str, image: &str, command: &str, extra: Value) -> Value {
     manifest
 }
 
-async fn assert_no_containers(server: &Server, after: &str) {
-    let filter = format!("label=gantry.owner={}", server.owner_id());
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let (ok, left) = docker(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &filter,
-            "--filter",
-            "label=gantry.execution",
-        ]);
-        assert!(ok, "docker ps failed: {left}");
-        if left.trim().is_empty() {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "containers left after {after}: {left}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_runtime_end_to_end() {
-    let image = Image(build_image());
+    let image = busybox_image("docker-runtime");
     let tag = image.0.clone();
     let server = Server::start_with(ServerOptions {
         token: Some("docker-test-token".into()),

@@ -103,3 +103,28 @@ pub async fn assert_no_containers(server: &Server, after: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The FROM scratch test image of tests/fixtures/docker: the static watchdog (built
+/// with `make watchdog-static` when missing) and Debian's static busybox.
+pub fn busybox_image(name: &str) -> Image {
+    require_engine();
+    let watchdog = repo().join("target/static/watchdog");
+    if !watchdog.is_file() {
+        make("watchdog-static");
+    }
+    let busybox = Path::new("/bin/busybox");
+    assert!(
+        busybox.is_file(),
+        "/bin/busybox is missing: install Debian's busybox-static"
+    );
+    let context = tempfile::tempdir().expect("temp dir");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/docker");
+    std::fs::copy(
+        fixtures.join("Dockerfile"),
+        context.path().join("Dockerfile"),
+    )
+    .unwrap();
+    std::fs::copy(&watchdog, context.path().join("watchdog")).unwrap();
+    std::fs::copy(busybox, context.path().join("busybox")).unwrap();
+    Image::build(name, context.path())
+}
