@@ -32,31 +32,9 @@ BASES=${BASES:-python node busybox}
 FORCE=${FORCE:-0}
 DEBOOTSTRAP_CACHE=${DEBOOTSTRAP_CACHE:-/var/cache/gantry-debootstrap}
 
-log() { echo "base-images: $*"; }
-die() {
-    echo "base-images: ERROR: $*" >&2
-    exit 1
-}
-have() { command -v "$1" >/dev/null 2>&1; }
-
-as_root() {
-    if [[ $(id -u) -eq 0 ]]; then
-        "$@"
-    elif have sudo && sudo -n true 2>/dev/null; then
-        sudo -n "$@"
-    else
-        die "need root (or passwordless sudo) to run: $*"
-    fi
-}
-
-apt_install() {
-    have apt-get || die "apt-get is unavailable; install $* by hand"
-    log "installing $* (apt-get)"
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null ||
-        { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; } ||
-        die "could not install $*"
-}
+SCRIPT_NAME="base-images"
+# shellcheck source=scripts/lib/common.sh
+source scripts/lib/common.sh
 
 # The Debian mirror apt is configured with (deb822 .sources or one-line .list files).
 detect_mirror() {

@@ -25,24 +25,11 @@ DOCKER_WAIT_SECS=${DOCKER_WAIT_SECS:-60}
 DOCKERD_FALLBACK=${DOCKERD_FALLBACK:---storage-driver=vfs --iptables=false}
 DOCKERD_PIDFILE=${DOCKERD_PIDFILE:-/var/run/docker.pid}
 
-log() { echo "ensure-docker: $*"; }
-die() {
-    echo "ensure-docker: ERROR: $*" >&2
-    exit 1
-}
-have() { command -v "$1" >/dev/null 2>&1; }
-engine_up() { docker info >/dev/null 2>&1; }
+SCRIPT_NAME="ensure-docker"
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "$0")/lib/common.sh"
 
-# Run as root, or through passwordless sudo.
-as_root() {
-    if [[ $(id -u) -eq 0 ]]; then
-        "$@"
-    elif have sudo && sudo -n true 2>/dev/null; then
-        sudo -n "$@"
-    else
-        die "need root (or passwordless sudo) to run: $*"
-    fi
-}
+engine_up() { docker info >/dev/null 2>&1; }
 
 # The pid of a dockerd that is already running (per its pidfile), if any.
 running_dockerd() {

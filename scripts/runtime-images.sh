@@ -14,11 +14,9 @@ cd "$(dirname "$0")/.."
 
 RUNTIMES=${RUNTIMES:-python node shell binary}
 RUNTIME_TAG=${RUNTIME_TAG:-latest}
-log() { echo "runtime-images: $*"; }
-die() {
-    echo "runtime-images: ERROR: $*" >&2
-    exit 1
-}
+SCRIPT_NAME="runtime-images"
+# shellcheck source=scripts/lib/common.sh
+source scripts/lib/common.sh
 
 docker image inspect gantry/watchdog:latest >/dev/null 2>&1 ||
     die "gantry/watchdog:latest is missing (make watchdog-image)"
