@@ -9,8 +9,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use support::{
-    callback_token, error_code, error_message, gantry_bin, stdio_function, watchdog_bin, Server,
-    ServerOptions,
+    callback_token, error_code, error_message, serve_exits, stdio_function, Server, ServerOptions,
 };
 
 const TOKEN: &str = "s3cret-token-for-tests";
@@ -135,34 +134,6 @@ async fn the_api_token_does_not_complete_an_execution() {
     assert_eq!(body, json!({"applied": true}));
     assert_eq!(server.execution(&id).await["output"], "forged");
     server.assert_no_instances().await;
-}
-
-/// Runs `gantry serve` with `args` and `env`, expecting it to exit at once; answers its
-/// exit code and stderr.
-async fn serve_exits(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let temp = tempfile::tempdir().unwrap();
-    let mut command = tokio::process::Command::new(gantry_bin());
-    command
-        .arg("serve")
-        .arg("--data-dir")
-        .arg(temp.path().join("data"))
-        .args(args)
-        .env_remove("GANTRY_TOKEN")
-        .env_remove("GANTRY_LISTEN")
-        .env_remove("GANTRY_RUNTIME")
-        .env("GANTRY_WATCHDOG", watchdog_bin())
-        .kill_on_drop(true);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
-        .await
-        .expect("gantry serve exits instead of serving")
-        .expect("run gantry serve");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]

@@ -6,13 +6,12 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::docker::{assert_no_containers, busybox_image, docker};
-use support::{Server, ServerOptions};
+use support::docker::{assert_no_containers, assert_ran_in_container, busybox_image, docker};
+use support::{serve_exits, Server, ServerOptions};
 
 fn function(name: &str, image: &str, command: &str, extra: Value) -> Value {
     let mut manifest = json!({"name": name, "mode": "STDIO", "image": image, "command": command});
@@ -40,16 +39,7 @@ async fn docker_runtime_end_to_end() {
     let (status, body) = server.invoke("echo", json!({"a": 1})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["output"], json!({"a": 1}), "{body}");
-    let record = server
-        .execution(body["executionId"].as_str().unwrap())
-        .await;
-    assert!(
-        record["instanceId"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("docker-"),
-        "{record}"
-    );
+    assert_ran_in_container(&server, &body).await;
     assert_no_containers(&server, "success").await;
 
     // A failing function.
@@ -249,23 +239,15 @@ async fn docker_runtime_end_to_end() {
 
 #[tokio::test]
 async fn docker_runtime_refuses_to_start_without_an_engine() {
-    let temp = tempfile::tempdir().unwrap();
-    let output = Command::new(support::gantry_bin())
-        .args([
-            "serve",
-            "--runtime",
-            "docker",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(temp.path())
-        .env("GANTRY_TOKEN", "t")
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (code, stderr) = serve_exits(
+        &["--runtime", "docker", "--listen", "127.0.0.1:0"],
+        &[
+            ("GANTRY_TOKEN", "t"),
+            ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("the Docker engine at unix:///nonexistent/docker.sock is unreachable"),
         "{stderr}"
@@ -274,20 +256,8 @@ async fn docker_runtime_refuses_to_start_without_an_engine() {
 
 #[tokio::test]
 async fn docker_runtime_requires_a_token() {
-    let temp = tempfile::tempdir().unwrap();
-    let output = Command::new(support::gantry_bin())
-        .args([
-            "serve",
-            "--runtime",
-            "docker",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(temp.path())
-        .env_remove("GANTRY_TOKEN")
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(64));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("GANTRY_TOKEN"));
+    let (code, stderr) =
+        serve_exits(&["--runtime", "docker", "--listen", "127.0.0.1:0"], &[]).await;
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("GANTRY_TOKEN"), "{stderr}");
 }

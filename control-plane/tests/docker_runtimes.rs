@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use support::docker::{assert_no_containers, make, repo, require_engine, Image};
+use support::docker::{
+    assert_no_containers, assert_ran_in_container, make, repo, require_engine, Image,
+};
 use support::{Server, ServerOptions};
 
 const TOKEN: &str = "docker-runtimes-token";
@@ -68,16 +70,7 @@ async fn invoke_both(server: &Server, name: &str, input: Value) -> [(String, Val
     let (status, body) = server.invoke(name, input.clone()).await;
     assert_eq!(status, StatusCode::OK, "sync {name}: {body}");
     assert_eq!(body["status"], "success", "sync {name}: {body}");
-    let record = server
-        .execution(body["executionId"].as_str().unwrap())
-        .await;
-    assert!(
-        record["instanceId"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("docker-"),
-        "{name} ran in a container: {record}"
-    );
+    assert_ran_in_container(server, &body).await;
     let sync = (
         body["executionId"].as_str().unwrap().to_owned(),
         body["output"].clone(),

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{error_code, error_message, stdio_function, Server, ServerOptions};
+use support::{
+    counting_function, error_code, error_message, stdio_function, Server, ServerOptions,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -230,13 +232,7 @@ async fn an_idempotency_key_runs_the_function_once() {
     let server = Server::start().await;
     let dir = tempfile::tempdir().unwrap();
     let count_file = dir.path().join("runs.txt");
-    server
-        .deploy(stdio_function(
-            "count",
-            "python3 count.py",
-            json!({"env": {"COUNT_FILE": count_file.to_str().unwrap()}}),
-        ))
-        .await;
+    server.deploy(counting_function("count", &count_file)).await;
     let keyed = || {
         invoke_request(&server, "count")
             .header("Idempotency-Key", "order-42")

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{stdio_function, Server};
+use support::{counting_function, stdio_function, Server};
 
 fn function(name: &str, extra: Value) -> Value {
     let default_mode = extra.get("mode").is_none();
@@ -72,13 +72,7 @@ async fn concurrent_calls_with_one_idempotency_key_run_once() {
     let server = Server::start().await;
     let dir = tempfile::tempdir().unwrap();
     let count_file = dir.path().join("runs.txt");
-    server
-        .deploy(stdio_function(
-            "count",
-            "python3 count.py",
-            json!({"env": {"COUNT_FILE": count_file.to_str().unwrap()}}),
-        ))
-        .await;
+    server.deploy(counting_function("count", &count_file)).await;
     let call = |key: &'static str| {
         server.call(
             server
@@ -103,11 +97,7 @@ async fn concurrent_calls_with_one_idempotency_key_run_once() {
 
     // Keys are per function: the same key on another function is another execution.
     server
-        .deploy(stdio_function(
-            "count-too",
-            "python3 count.py",
-            json!({"env": {"COUNT_FILE": count_file.to_str().unwrap()}}),
-        ))
+        .deploy(counting_function("count-too", &count_file))
         .await;
     let (status, _, body) = server
         .call(

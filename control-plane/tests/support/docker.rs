@@ -128,3 +128,17 @@ pub fn busybox_image(name: &str) -> Image {
     std::fs::copy(busybox, context.path().join("busybox")).unwrap();
     Image::build(name, context.path())
 }
+
+/// Asserts the execution of a sync answer ran in a container (`instanceId` `docker-…`).
+pub async fn assert_ran_in_container(server: &Server, answer: &serde_json::Value) {
+    let record = server
+        .execution(answer["executionId"].as_str().expect("executionId"))
+        .await;
+    assert!(
+        record["instanceId"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("docker-"),
+        "not run in a container: {record}"
+    );
+}

@@ -381,6 +381,44 @@ impl Drop for Server {
     }
 }
 
+/// Runs `gantry serve` with `args` and `env`, expecting it to exit at once; answers its
+/// exit code and stderr.
+pub async fn serve_exits(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let temp = tempfile::tempdir().unwrap();
+    let mut command = Command::new(gantry_bin());
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(temp.path().join("data"))
+        .args(args)
+        .env_remove("GANTRY_TOKEN")
+        .env_remove("GANTRY_LISTEN")
+        .env_remove("GANTRY_RUNTIME")
+        .env("GANTRY_WATCHDOG", watchdog_bin())
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("gantry serve exits instead of serving")
+        .expect("run gantry serve");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A STDIO function running `tests/fixtures/count.py`, which appends one line per run
+/// to `count_file` and answers how many runs it has seen.
+pub fn counting_function(name: &str, count_file: &Path) -> Value {
+    stdio_function(
+        name,
+        "python3 count.py",
+        json!({"env": {"COUNT_FILE": count_file.to_str().expect("a UTF-8 path")}}),
+    )
+}
+
 /// A STDIO function running `command` (a shell line) with `extra` merged into the manifest.
 pub fn stdio_function(name: &str, command: &str, extra: Value) -> Value {
     let mut manifest = json!({
