@@ -56,4 +56,12 @@ pub struct ServeArgs {
     /// does not wait for its container's network (needs gantry/watchdog:latest; 0: off).
     #[arg(long, env = "GANTRY_DOCKER_SANDBOXES", default_value_t = 2)]
     pub docker_sandboxes: usize,
+    /// Warm pools: time between health checks of a ready instance; three failed checks
+    /// in a row replace it.
+    #[arg(long, env = "GANTRY_HEALTH_INTERVAL_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub health_interval_ms: u64,
+    /// Warm pools: time a new instance has to answer its health check before it counts
+    /// as failed to start (STARTUP_ERROR).
+    #[arg(long, env = "GANTRY_READY_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub ready_timeout_ms: u64,
 }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod dispatch;
 pub mod logs;
 pub mod metrics;
+pub mod pool;
 pub mod registry;
 pub mod runtime;
 pub mod schema;

@@ -1,5 +1,6 @@
 //! Prometheus metrics of the control plane: invocations by function and status, the
-//! execution duration histogram, queue depth and executions in flight.
+//! execution duration histogram, queue depth and executions in flight, and the warm
+//! pools' instances by state, cold starts, queue wait and calls in flight.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -20,6 +21,34 @@ struct FunctionLabel {
     function: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionState {
+    function: String,
+    state: &'static str,
+}
+
+fn queue_wait_histogram() -> Histogram {
+    // 10 µs .. ~20 s
+    Histogram::new(exponential_buckets(0.000_01, 4.0, 12))
+}
+
+/// Instances of one warm pool by state, and the calls on them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolGauges {
+    /// Starting.
+    pub starting: usize,
+    /// Ready, no call.
+    pub idle: usize,
+    /// Ready, with calls.
+    pub busy: usize,
+    /// Draining.
+    pub draining: usize,
+    /// Calls in flight.
+    pub in_flight: usize,
+    /// Calls waiting for capacity.
+    pub queued: usize,
+}
+
 fn duration_histogram() -> Histogram {
     // 1 ms .. ~65 s
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -32,6 +61,12 @@ pub struct Metrics {
     durations: Family<FunctionLabel, Histogram, fn() -> Histogram>,
     queue_depth: Family<FunctionLabel, Gauge>,
     in_flight: Family<FunctionLabel, Gauge>,
+    pool_instances: Family<FunctionState, Gauge>,
+    pool_in_flight: Family<FunctionLabel, Gauge>,
+    pool_queued: Family<FunctionLabel, Gauge>,
+    cold_starts: Family<FunctionLabel, Counter>,
+    instance_starts: Family<FunctionLabel, Counter>,
+    queue_wait: Family<FunctionLabel, Histogram, fn() -> Histogram>,
 }
 
 impl Default for Metrics {
@@ -66,12 +101,57 @@ impl Metrics {
             queue_depth.clone(),
         );
         registry.register("in_flight", "Executions running now", in_flight.clone());
+        let pool_instances = Family::<FunctionState, Gauge>::default();
+        let pool_in_flight = Family::<FunctionLabel, Gauge>::default();
+        let pool_queued = Family::<FunctionLabel, Gauge>::default();
+        let cold_starts = Family::<FunctionLabel, Counter>::default();
+        let instance_starts = Family::<FunctionLabel, Counter>::default();
+        let queue_wait =
+            Family::<FunctionLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+                queue_wait_histogram,
+            );
+        registry.register(
+            "pool_instances",
+            "Warm instances by state (starting, idle, busy, draining)",
+            pool_instances.clone(),
+        );
+        registry.register(
+            "pool_in_flight",
+            "Calls running on warm instances",
+            pool_in_flight.clone(),
+        );
+        registry.register(
+            "pool_queued",
+            "Calls waiting for a warm instance",
+            pool_queued.clone(),
+        );
+        registry.register(
+            "cold_starts",
+            "Calls that waited for a warm instance to start",
+            cold_starts.clone(),
+        );
+        registry.register(
+            "instance_starts",
+            "Warm instances started",
+            instance_starts.clone(),
+        );
+        registry.register(
+            "pool_queue_wait_seconds",
+            "Time calls waited for a warm instance",
+            queue_wait.clone(),
+        );
         Metrics {
             registry,
             invocations,
             durations,
             queue_depth,
             in_flight,
+            pool_instances,
+            pool_in_flight,
+            pool_queued,
+            cold_starts,
+            instance_starts,
+            queue_wait,
         }
     }
 
@@ -103,6 +183,59 @@ impl Metrics {
         self.in_flight
             .get_or_create(&label)
             .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+    }
+
+    /// Sets the instance counts and calls of `function`'s warm pool.
+    pub fn set_pool(&self, function: &str, gauges: PoolGauges) {
+        for (state, count) in [
+            ("starting", gauges.starting),
+            ("idle", gauges.idle),
+            ("busy", gauges.busy),
+            ("draining", gauges.draining),
+        ] {
+            self.pool_instances
+                .get_or_create(&FunctionState {
+                    function: function.to_owned(),
+                    state,
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        let label = FunctionLabel {
+            function: function.to_owned(),
+        };
+        self.pool_in_flight
+            .get_or_create(&label)
+            .set(i64::try_from(gauges.in_flight).unwrap_or(i64::MAX));
+        self.pool_queued
+            .get_or_create(&label)
+            .set(i64::try_from(gauges.queued).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a call of `function` that waited for an instance to start.
+    pub fn cold_start(&self, function: &str) {
+        self.cold_starts
+            .get_or_create(&FunctionLabel {
+                function: function.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a warm instance of `function` started.
+    pub fn instance_started(&self, function: &str) {
+        self.instance_starts
+            .get_or_create(&FunctionLabel {
+                function: function.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Records how long a call of `function` waited for a warm instance.
+    pub fn queue_wait(&self, function: &str, seconds: f64) {
+        self.queue_wait
+            .get_or_create(&FunctionLabel {
+                function: function.to_owned(),
+            })
+            .observe(seconds);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -144,5 +277,32 @@ mod tests {
             text.contains(r#"gantry_in_flight{function="echo"} 2"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn renders_pool_metrics() {
+        let metrics = Metrics::new();
+        let gauges = PoolGauges {
+            idle: 2,
+            busy: 1,
+            in_flight: 3,
+            ..PoolGauges::default()
+        };
+        metrics.set_pool("echo", gauges);
+        metrics.cold_start("echo");
+        metrics.instance_started("echo");
+        metrics.queue_wait("echo", 0.002);
+        let text = metrics.render();
+        for expected in [
+            r#"gantry_pool_instances{function="echo",state="idle"} 2"#,
+            r#"gantry_pool_instances{function="echo",state="busy"} 1"#,
+            r#"gantry_pool_instances{function="echo",state="starting"} 0"#,
+            r#"gantry_pool_in_flight{function="echo"} 3"#,
+            r#"gantry_cold_starts_total{function="echo"} 1"#,
+            r#"gantry_instance_starts_total{function="echo"} 1"#,
+            r#"gantry_pool_queue_wait_seconds_count{function="echo"} 1"#,
+        ] {
+            assert!(text.contains(expected), "{expected} missing in {text}");
+        }
     }
 }

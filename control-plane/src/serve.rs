@@ -15,6 +15,7 @@ use crate::config::{RuntimeKind, ServeArgs, EXIT_CONFIG};
 use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
+use crate::pool::Supervision;
 use crate::registry::catalog::Catalog;
 use crate::runtime::docker::DockerRuntime;
 use crate::runtime::docker_select::RuntimeSelector;
@@ -184,6 +185,11 @@ pub async fn serve_main(mut args: ServeArgs, token: Option<String>) -> ExitCode 
             callback_base: format!("{}/v1/internal/executions", advertise.trim_end_matches('/')),
             log_cap_bytes: args.log_cap_bytes,
             max_env_payload_bytes: MAX_ENV_PAYLOAD_BYTES,
+            warm: Supervision {
+                health_interval: Duration::from_millis(args.health_interval_ms),
+                ready_timeout: Duration::from_millis(args.ready_timeout_ms),
+                stop_grace: Duration::from_millis(2_000),
+            },
         },
     );
     let state = Arc::new(AppState {
@@ -209,6 +215,7 @@ pub async fn serve_main(mut args: ServeArgs, token: Option<String>) -> ExitCode 
             return ExitCode::FAILURE;
         }
     }
+    dispatcher.prewarm().await;
     state.ready.store(true, Ordering::Relaxed);
     eprintln!(
         "gantry listening on http://{local} (runtime {}, watchdog {}, data dir {}, advertised to instances as {advertise})",

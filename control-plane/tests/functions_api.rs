@@ -340,14 +340,10 @@ async fn settings_the_process_runtime_does_not_apply_come_back_as_warnings() {
         .deploy(stdio_function(
             "chained",
             "python3 echo.py",
-            json!({"chains": [{"target": "plain"}], "warm": {"min_instances": 1}}),
+            json!({"chains": [{"target": "plain"}]}),
         ))
         .await;
     let warnings = chained["warnings"].to_string();
-    assert!(
-        warnings.contains("`warm` is stored but not acted on yet"),
-        "{warnings}"
-    );
     assert!(
         warnings.contains("`chains` is stored but not acted on yet"),
         "{warnings}"

@@ -18,6 +18,7 @@ pub async fn create(
     JsonBody(manifest): JsonBody,
 ) -> Result<Response, ApiError> {
     let created = state.catalog.create(manifest).await?;
+    state.dispatcher.deployed(&created);
     let body = with_warnings(&state, &created.version)?;
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -38,14 +39,70 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Api
     Ok(Json(json!({ "functions": functions })))
 }
 
-/// `GET /v1/functions/{name}`.
+/// `GET /v1/functions/{name}`: the current version, with `pool` for a warm function.
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-) -> Result<Json<FunctionVersion>, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let name = plain_name(&name)?;
     let function = state.catalog.current(name).await?;
-    Ok(Json(function.version.as_ref().clone()))
+    let mut body =
+        serde_json::to_value(function.version.as_ref()).map_err(|err| ApiError::internal(&err))?;
+    with_pool(&state, name, &mut body)?;
+    Ok(Json(body))
+}
+
+/// Adds `pool` (the warm pool's state) to a function's JSON when it has one.
+fn with_pool(state: &AppState, name: &str, body: &mut Value) -> Result<(), ApiError> {
+    if let Some(pool) = state.dispatcher.pools().status(name) {
+        body["pool"] = serde_json::to_value(pool).map_err(|err| ApiError::internal(&err))?;
+    }
+    Ok(())
+}
+
+/// The body of `POST /v1/functions/{name}:scale`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScaleRequest {
+    /// New `warm.min_instances`.
+    #[serde(default)]
+    min_instances: Option<u32>,
+    /// New `warm.max_instances`.
+    #[serde(default)]
+    max_instances: Option<u32>,
+}
+
+/// `POST /v1/functions/{name}:scale`: a new version with the warm pool's bounds changed
+/// (a `warm` section is added if there was none). Instances keep running when nothing
+/// else about how they start changed.
+pub async fn scale(state: Arc<AppState>, name: &str, body: Value) -> Result<Response, ApiError> {
+    let request: ScaleRequest = serde_json::from_value(body).map_err(|err| {
+        ApiError::bad_request(format!(
+            "the body must be {{\"min_instances\": N, \"max_instances\": N}}: {err}"
+        ))
+    })?;
+    if request.min_instances.is_none() && request.max_instances.is_none() {
+        return Err(ApiError::bad_request(
+            "give min_instances, max_instances or both".to_owned(),
+        ));
+    }
+    let current = state.catalog.current(name).await?;
+    let mut spec = current.spec().clone();
+    let mut warm = spec.warm.take().unwrap_or_default();
+    if let Some(min) = request.min_instances {
+        warm.min_instances = min;
+    }
+    if let Some(max) = request.max_instances {
+        warm.max_instances = max;
+    }
+    spec.warm = Some(warm);
+    let manifest = serde_json::to_value(&spec).map_err(|err| ApiError::internal(&err))?;
+    let (function, changed) = state.catalog.replace(name, manifest).await?;
+    state.dispatcher.deployed(&function);
+    let mut body = with_warnings(&state, &function.version)?;
+    body["changed"] = Value::Bool(changed);
+    with_pool(&state, name, &mut body)?;
+    Ok(Json(body).into_response())
 }
 
 /// `PUT /v1/functions/{name}`: a new version unless the definition is unchanged.
@@ -56,6 +113,9 @@ pub async fn replace(
 ) -> Result<Json<Value>, ApiError> {
     let name = plain_name(&name)?;
     let (function, changed) = state.catalog.replace(name, manifest).await?;
+    if changed {
+        state.dispatcher.deployed(&function);
+    }
     let mut body = with_warnings(&state, &function.version)?;
     body["changed"] = Value::Bool(changed);
     Ok(Json(body))
@@ -68,6 +128,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let name = plain_name(&name)?;
     state.catalog.delete(name).await?;
+    state.dispatcher.removed(name);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -18,6 +18,8 @@ use crate::store::{Execution, ExecutionStatus, Trigger};
 
 /// `Idempotency-Key`.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// `X-Cold-Start`: whether the call waited for its instance to start.
+const COLD_START: &str = "x-cold-start";
 /// Longest accepted idempotency key or trace id.
 const MAX_KEY_LEN: usize = 256;
 
@@ -32,9 +34,10 @@ pub async fn action(
     let wait = match action {
         Some("invoke") => true,
         Some("enqueue") => false,
+        Some("scale") => return super::functions::scale(state, name, input).await,
         Some(other) => {
             return Err(ApiError::not_found(format!(
-                "unknown action :{other}; use :invoke or :enqueue"
+                "unknown action :{other}; use :invoke, :enqueue or :scale"
             )))
         }
         None => {
@@ -53,17 +56,24 @@ pub async fn action(
         timeout_ms: timeout_header(&request_headers)?,
         trigger: Trigger::Api,
     };
-    let accepted = state.dispatcher.submit(request).await?;
-    let id = accepted.execution.id;
     if !wait {
-        let body = json!({"executionId": id, "status": accepted.execution.status});
+        let accepted = state.dispatcher.submit(request).await?;
+        let body =
+            json!({"executionId": accepted.execution.id, "status": accepted.execution.status});
         return Ok(with_id(
             (StatusCode::ACCEPTED, Json(body)).into_response(),
             &accepted.execution,
         ));
     }
-    let execution = state.dispatcher.wait_final(id).await?;
-    Ok(with_id(sync_answer(&execution), &execution))
+    let execution = state.dispatcher.invoke(request).await?;
+    let mut response = with_id(sync_answer(&execution), &execution);
+    if let Some(cold) = execution.cold_start {
+        response.headers_mut().insert(
+            HeaderName::from_static(COLD_START),
+            HeaderValue::from_static(if cold { "true" } else { "false" }),
+        );
+    }
+    Ok(response)
 }
 
 fn sync_answer(execution: &Execution) -> Response {

@@ -4,7 +4,9 @@
 
 mod admission;
 mod recovery;
+mod retry;
 mod run;
+mod warm;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,7 +24,8 @@ pub use admission::{Admission, Load};
 
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
-use crate::registry::catalog::{Catalog, RegistryError};
+use crate::pool::{Pools, Supervision};
+use crate::registry::catalog::{Catalog, LoadedFunction, RegistryError};
 use crate::runtime::Runtime;
 use crate::store::{
     codes, Execution, ExecutionError, ExecutionStatus, Finished, Store, StoreError, Trigger,
@@ -57,6 +60,8 @@ pub struct DispatchSettings {
     pub log_cap_bytes: usize,
     /// Inputs longer than this go through PAYLOAD_URL instead of the environment.
     pub max_env_payload_bytes: usize,
+    /// Supervision of warm instances.
+    pub warm: Supervision,
 }
 
 /// A request to run a function.
@@ -158,6 +163,9 @@ pub struct Dispatcher {
     catalog: Arc<Catalog>,
     admission: Admission,
     active: DashMap<Uuid, ActiveRun>,
+    /// Executions running on warm instances, with what cancels them.
+    warm_active: DashMap<Uuid, CancellationToken>,
+    pools: Arc<Pools>,
     waiters: DashMap<Uuid, watch::Sender<Option<Execution>>>,
     logs: Arc<LogHub>,
     metrics: Arc<Metrics>,
@@ -181,12 +189,15 @@ impl Dispatcher {
         metrics: Arc<Metrics>,
         settings: DispatchSettings,
     ) -> Arc<Dispatcher> {
+        let pools = Pools::start(runtime.clone(), metrics.clone(), settings.warm);
         Arc::new(Dispatcher {
             store,
             runtime,
             catalog,
             admission: Admission::default(),
             active: DashMap::new(),
+            warm_active: DashMap::new(),
+            pools,
             waiters: DashMap::new(),
             logs,
             metrics,
@@ -206,19 +217,8 @@ impl Dispatcher {
             return Err(DispatchError::ShuttingDown);
         }
         let function = self.catalog.current(&request.function).await?;
+        check_input(&function, &request)?;
         let spec = function.spec();
-        if !spec.enabled {
-            return Err(DispatchError::Disabled(request.function));
-        }
-        if let Some(schema) = &function.input_schema {
-            let violations = schema.violations(&request.input);
-            if !violations.is_empty() {
-                return Err(DispatchError::InvalidInput {
-                    function: request.function,
-                    violations,
-                });
-            }
-        }
         if let Some(key) = &request.idempotency_key {
             if let Some(existing) = self
                 .store
@@ -348,7 +348,11 @@ impl Dispatcher {
                 execution.status.as_str(),
             ));
         }
-        let active_cancel = self.active.get(&id).map(|run| run.cancel.clone());
+        let active_cancel = self
+            .active
+            .get(&id)
+            .map(|run| run.cancel.clone())
+            .or_else(|| self.warm_active.get(&id).map(|cancel| cancel.clone()));
         if let Some(cancel) = active_cancel {
             cancel.cancel();
             return self.wait_final(id).await;
@@ -452,7 +456,12 @@ impl Dispatcher {
 
     /// Executions with a live instance.
     pub fn running(&self) -> usize {
-        self.active.len()
+        self.active.len() + self.warm_active.len()
+    }
+
+    /// The warm pools.
+    pub fn pools(&self) -> &Pools {
+        &self.pools
     }
 
     /// Stops taking executions and starting queued ones (they stay queued for the next
@@ -462,14 +471,33 @@ impl Dispatcher {
         self.closing.store(true, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + grace;
-        while !self.active.is_empty() && tokio::time::Instant::now() < deadline {
+        let busy = || !self.active.is_empty() || !self.warm_active.is_empty();
+        while busy() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.shutdown.cancel();
-        while !self.active.is_empty() {
+        while busy() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        self.pools.shutdown(grace.max(Duration::from_secs(5))).await;
     }
+}
+
+/// Refuses a request for a disabled function or with an input its schema rejects.
+fn check_input(function: &LoadedFunction, request: &InvokeRequest) -> Result<(), DispatchError> {
+    if !function.spec().enabled {
+        return Err(DispatchError::Disabled(request.function.clone()));
+    }
+    if let Some(schema) = &function.input_schema {
+        let violations = schema.violations(&request.input);
+        if !violations.is_empty() {
+            return Err(DispatchError::InvalidInput {
+                function: request.function.clone(),
+                violations,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The earlier execution with the same idempotency key, if it had the same input.

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::warm::Record;
 use super::{apply_finished, hash_token, ActiveRun, CallbackReport, Dispatcher, ReportDelivery};
 use crate::logs::LogSink;
 use crate::registry::catalog::LoadedFunction;
@@ -56,6 +57,19 @@ impl Dispatcher {
 
     async fn run_loaded(self: &Arc<Self>, mut execution: Execution) {
         let id = execution.id;
+        // A warm function runs on its pool, at its current version.
+        if let Ok(current) = self.catalog.current(&execution.function).await {
+            if current.spec().warm.is_some() {
+                if self.closing.load(Ordering::SeqCst) {
+                    // Stays queued for the next start.
+                    self.notify(&execution);
+                    return;
+                }
+                self.run_warm(&mut execution, &current, None, Record::Stored)
+                    .await;
+                return;
+            }
+        }
         let function = match self
             .catalog
             .version(&execution.function, execution.version)
@@ -302,7 +316,7 @@ impl Dispatcher {
         self.logs.close(id);
     }
 
-    fn report_outcome(
+    pub(super) fn report_outcome(
         function: &LoadedFunction,
         report: CallbackReport,
         elapsed: Duration,
@@ -403,7 +417,11 @@ fn refuse_reports(reports: &mut mpsc::Receiver<ReportDelivery>) {
     }
 }
 
-fn failed(status: ExecutionStatus, error: ExecutionError, elapsed: Option<Duration>) -> Finished {
+pub(super) fn failed(
+    status: ExecutionStatus,
+    error: ExecutionError,
+    elapsed: Option<Duration>,
+) -> Finished {
     Finished {
         status,
         output: None,

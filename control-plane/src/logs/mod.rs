@@ -79,6 +79,22 @@ impl LogSink {
         (sink, LogWriter { task })
     }
 
+    /// A sink for a warm instance, whose output belongs to no single execution: its
+    /// lines go to the server's own log (target `gantry::instance`), tagged `instance`.
+    pub fn to_tracing(instance: String) -> LogSink {
+        let (sender, mut receiver) = mpsc::unbounded_channel::<(LogStream, String)>();
+        tokio::spawn(async move {
+            while let Some((stream, line)) = receiver.recv().await {
+                tracing::info!(target: "gantry::instance", instance = %instance, stream = stream.as_str(), "{line}");
+            }
+        });
+        LogSink {
+            sender,
+            sent: Arc::new(AtomicUsize::new(0)),
+            limit: usize::MAX,
+        }
+    }
+
     /// Records one line (without its newline).
     pub fn line(&self, stream: LogStream, line: String) {
         if self.sent.fetch_add(line.len() + 1, Ordering::Relaxed) > self.limit {

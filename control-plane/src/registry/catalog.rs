@@ -137,15 +137,12 @@ impl Catalog {
         let mut ignored = self.runtime.ignored(spec);
         // Stored with the definition, but not acted on by this version of Gantry yet.
         for (field, set) in [
-            ("warm", spec.warm.is_some()),
             ("chains", !spec.chains.is_empty()),
             ("triggers", !spec.triggers.is_empty()),
             ("secrets", !spec.secrets.is_empty()),
         ] {
             if set {
-                ignored.push(format!(
-                    "`{field}` is stored but not acted on yet: this server runs every call as a one-shot execution"
-                ));
+                ignored.push(format!("`{field}` is stored but not acted on yet"));
             }
         }
         ignored

@@ -110,6 +110,19 @@ pub struct WarmSpec {
     pub concurrency_per_instance: u32,
 }
 
+impl Default for WarmSpec {
+    /// The settings of an empty `warm: {}` section.
+    fn default() -> Self {
+        WarmSpec {
+            min_instances: 0,
+            max_instances: default_max_instances(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            max_invocations: 0,
+            concurrency_per_instance: one(),
+        }
+    }
+}
+
 fn default_max_instances() -> u32 {
     4
 }

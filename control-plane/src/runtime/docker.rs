@@ -1,14 +1,15 @@
 //! The docker runtime: each execution runs in a container of its own on a Docker engine
 //! (Engine API over its unix socket, through bollard). The image's ENTRYPOINT is the
 //! watchdog; the manifest's `command`, when set, replaces its WATCHDOG_CMD. Containers
-//! carry `gantry.*` labels (owner, function, version, execution), the manifest's limits,
-//! a read-only root filesystem with a tmpfs `/tmp`, `no-new-privileges`, no
-//! capabilities, and sit on a private bridge network whose gateway reaches the control
-//! plane. Every container is force-removed after its execution, whatever the outcome.
+//! carry `gantry.*` labels (owner, function, version, and execution or instance), the
+//! manifest's limits, a read-only root filesystem with a tmpfs `/tmp`,
+//! `no-new-privileges`, no capabilities, and sit on a private bridge network whose
+//! gateway reaches the control plane. Every container is force-removed after its
+//! execution (or, for a warm instance, once stopped), whatever the outcome. Warm
+//! instances are in [`super::docker_warm`].
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,21 +17,17 @@ use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, EventsOptionsBuilder,
     InspectNetworkOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    StartContainerOptions,
 };
 use bollard::Docker;
-use futures_util::StreamExt;
 use gantry_protocol::env;
-use tokio::io::AsyncWriteExt;
 use tokio_util::task::TaskTracker;
 
-use super::docker_instance::{DockerInstance, OomWatch};
+use super::docker_instance::DockerInstance;
 use super::docker_sandbox::Sandboxes;
-use super::{Instance, Launch, Runtime, RuntimeError};
-use crate::registry::{FunctionSpec, Mode};
-use crate::store::LogStream;
+use super::{Instance, Launch, Runtime, RuntimeError, WarmLaunch, WarmStarted};
+use crate::logs::LogSink;
+use crate::registry::{FunctionSpec, FunctionVersion, Mode};
 
 /// Label naming the data directory (server) that created a container.
 pub const OWNER_LABEL: &str = "gantry.owner";
@@ -50,12 +47,12 @@ const HTTP_RUNTIME_URL: &str = "http://127.0.0.1:8080/invoke";
 
 /// Runs executions as containers on the local Docker engine.
 pub struct DockerRuntime {
-    docker: Docker,
+    pub(super) docker: Docker,
     owner: String,
     network: String,
     gateway: IpAddr,
     /// Removals of exited containers, which run after the result is answered.
-    removals: TaskTracker,
+    pub(super) removals: TaskTracker,
     /// Network sandboxes kept ready (see [`super::docker_sandbox`]); set up by the
     /// start-up orphan removal, so that removal does not take them.
     sandboxes: tokio::sync::OnceCell<Option<Arc<Sandboxes>>>,
@@ -70,7 +67,8 @@ pub fn engine_address() -> String {
         .unwrap_or_else(|| SOCKET.to_owned())
 }
 
-fn unreachable(err: &DockerError) -> String {
+/// The message for an engine that does not answer.
+pub(super) fn unreachable(err: &DockerError) -> String {
     format!(
         "the Docker engine at {} is unreachable: {err}",
         engine_address()
@@ -87,7 +85,8 @@ pub(super) fn is_not_found(err: &DockerError) -> bool {
     )
 }
 
-fn is_connection_error(err: &DockerError) -> bool {
+/// Whether `err` is the engine not answering (rather than refusing something).
+pub(super) fn is_connection_error(err: &DockerError) -> bool {
     !matches!(
         err,
         DockerError::DockerResponseServerError { .. }
@@ -129,42 +128,85 @@ impl DockerRuntime {
         &self.network
     }
 
-    fn labels(&self, launch: &Launch) -> HashMap<String, String> {
+    /// The labels of a container of `function`: the owner's, the function's, and `role`
+    /// (`gantry.execution` or `gantry.instance`, with its id).
+    fn labels(&self, function: &FunctionVersion, role: (&str, String)) -> HashMap<String, String> {
         HashMap::from([
             (OWNER_LABEL.to_owned(), self.owner.clone()),
-            ("gantry.function".to_owned(), launch.function.name.clone()),
-            (
-                "gantry.version".to_owned(),
-                launch.function.version.to_string(),
-            ),
-            (
-                "gantry.execution".to_owned(),
-                launch.execution_id.to_string(),
-            ),
+            ("gantry.function".to_owned(), function.name.clone()),
+            ("gantry.version".to_owned(), function.version.to_string()),
+            (role.0.to_owned(), role.1),
         ])
     }
 
-    fn container_env(launch: &Launch) -> Vec<String> {
-        let spec = &launch.function.spec;
-        let mut vars: Vec<(String, String)> = vec![(
-            env::EXECUTION_MODE.to_owned(),
-            spec.mode.as_env().to_owned(),
-        )];
+    /// The container's environment: the variables `spec` implies (WATCHDOG_CMD, the FILE
+    /// paths, RUNTIME_URL = `runtime_url` unless the manifest sets it), then `vars` in
+    /// order. A variable set twice keeps its last value.
+    pub(super) fn container_env(
+        spec: &FunctionSpec,
+        runtime_url: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Vec<String> {
+        let mut all: Vec<(String, String)> = Vec::new();
         if let Some(command) = &spec.command {
-            vars.push((env::WATCHDOG_CMD.to_owned(), command.to_line()));
+            all.push((env::WATCHDOG_CMD.to_owned(), command.to_line()));
         }
         match spec.mode {
             Mode::File => {
-                vars.push((env::INPUT_FILE.to_owned(), "/tmp/input.json".to_owned()));
-                vars.push((env::OUTPUT_FILE.to_owned(), "/tmp/output.json".to_owned()));
+                all.push((env::INPUT_FILE.to_owned(), "/tmp/input.json".to_owned()));
+                all.push((env::OUTPUT_FILE.to_owned(), "/tmp/output.json".to_owned()));
             }
             Mode::Http if !spec.env.contains_key(env::RUNTIME_URL) => {
-                vars.push((env::RUNTIME_URL.to_owned(), HTTP_RUNTIME_URL.to_owned()));
+                all.push((env::RUNTIME_URL.to_owned(), runtime_url.to_owned()));
             }
             _ => {}
         }
-        vars.extend(launch.env.iter().cloned());
-        vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+        all.extend(vars);
+        let mut seen = std::collections::HashSet::new();
+        let mut unique: Vec<String> = all
+            .into_iter()
+            .rev()
+            .filter(|(key, _)| seen.insert(key.clone()))
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        unique.reverse();
+        unique
+    }
+
+    /// Creates and starts a container of `function` with the runtime's hardening and
+    /// limits, `env` and `role`'s label, streaming its output into `logs`; in
+    /// `sandbox`'s network namespace when given (the sandbox is then removed with it).
+    pub(super) async fn start_container(
+        &self,
+        name: &str,
+        function: &FunctionVersion,
+        role: (&str, String),
+        env: Vec<String>,
+        logs: &LogSink,
+        sandbox: Option<String>,
+    ) -> Result<DockerInstance, RuntimeError> {
+        let spec = &function.spec;
+        let image = spec.image.clone().ok_or_else(|| {
+            RuntimeError::Unsupported("the docker runtime needs an `image`".into())
+        })?;
+        let body = ContainerCreateBody {
+            image: Some(image),
+            env: Some(env),
+            labels: Some(self.labels(function, role)),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            host_config: Some(self.host_config(spec, sandbox.as_deref())),
+            ..Default::default()
+        };
+        DockerInstance::create(
+            &self.docker,
+            self.removals.clone(),
+            name,
+            body,
+            logs,
+            sandbox,
+        )
+        .await
     }
 
     fn host_config(&self, spec: &FunctionSpec, sandbox: Option<&str>) -> HostConfig {
@@ -289,6 +331,10 @@ impl Runtime for DockerRuntime {
         Vec::new()
     }
 
+    async fn start_warm(&self, launch: WarmLaunch) -> Result<WarmStarted, RuntimeError> {
+        self.warm(launch).await
+    }
+
     async fn start(&self, launch: Launch) -> Result<Box<dyn Instance>, RuntimeError> {
         if let Some(sandbox) = self.take_sandbox() {
             match self.start_in(&launch, Some(sandbox.clone())).await {
@@ -348,120 +394,22 @@ impl DockerRuntime {
         sandbox: Option<String>,
     ) -> Result<Box<dyn Instance>, RuntimeError> {
         let spec = &launch.function.spec;
-        let image = spec.image.clone().ok_or_else(|| {
-            RuntimeError::Unsupported("the docker runtime needs an `image`".into())
-        })?;
-        let body = ContainerCreateBody {
-            image: Some(image.clone()),
-            env: Some(Self::container_env(launch)),
-            labels: Some(self.labels(launch)),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            host_config: Some(self.host_config(spec, sandbox.as_deref())),
-            ..Default::default()
-        };
-        let name = format!("gantry-{}", launch.execution_id);
-        let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let created = self
-            .docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|err| {
-                RuntimeError::Spawn(if is_not_found(&err) {
-                    format!("image {image} is not present on the Docker engine; build it first (there is no registry to pull from)")
-                } else if is_connection_error(&err) {
-                    unreachable(&err)
-                } else {
-                    format!("the Docker engine refused the container: {err}")
-                })
-            })?;
-        let id = created.id;
-        let docker = self.docker.clone();
-        let setup = async {
-            let oom = Arc::new(OomWatch::default());
-            let filters = HashMap::from([("container", vec![id.as_str()]), ("event", vec!["oom"])]);
-            let mut events =
-                docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
-            let watch = oom.clone();
-            let oom_task = tokio::spawn(async move {
-                if let Some(Ok(_)) = events.next().await {
-                    watch.seen.store(true, Ordering::SeqCst);
-                    watch.notify.notify_waiters();
-                }
-            });
-            let attach = docker
-                .attach_container(
-                    &id,
-                    Some(
-                        AttachContainerOptionsBuilder::new()
-                            .stream(true)
-                            .logs(true)
-                            .stdout(true)
-                            .stderr(true)
-                            .build(),
-                    ),
-                )
-                .await;
-            let attach = match attach {
-                Ok(attach) => attach,
-                Err(err) => {
-                    oom_task.abort();
-                    return Err(err);
-                }
-            };
-            let (mut out_w, out_r) = tokio::io::duplex(64 * 1024);
-            let (mut err_w, err_r) = tokio::io::duplex(64 * 1024);
-            let mut output = attach.output;
-            let demux = tokio::spawn(async move {
-                use bollard::container::LogOutput;
-                while let Some(Ok(chunk)) = output.next().await {
-                    let _ = match chunk {
-                        LogOutput::StdOut { message } | LogOutput::Console { message } => {
-                            out_w.write_all(&message).await
-                        }
-                        LogOutput::StdErr { message } => err_w.write_all(&message).await,
-                        LogOutput::StdIn { .. } => Ok(()),
-                    };
-                }
-            });
-            let stdout_task =
-                tokio::spawn(launch.logs.clone().copy_lines(LogStream::Stdout, out_r));
-            let stderr_task =
-                tokio::spawn(launch.logs.clone().copy_lines(LogStream::Stderr, err_r));
-            if let Err(err) = docker
-                .start_container(&id, None::<StartContainerOptions>)
-                .await
-            {
-                oom_task.abort();
-                demux.abort();
-                return Err(err);
-            }
-            Ok((oom, oom_task, demux, stdout_task, stderr_task))
-        };
-        match setup.await {
-            Ok((oom, oom_task, demux, stdout_task, stderr_task)) => Ok(Box::new(DockerInstance {
-                id: format!("docker-{}", &id[..id.len().min(12)]),
-                container: id,
-                docker: self.docker.clone(),
-                oom,
-                oom_task,
-                demux: Some(demux),
-                stdout_task: Some(stdout_task),
-                stderr_task: Some(stderr_task),
-                exit: None,
-                removed: false,
-                removals: self.removals.clone(),
+        let mode = (
+            env::EXECUTION_MODE.to_owned(),
+            spec.mode.as_env().to_owned(),
+        );
+        let vars = std::iter::once(mode).chain(launch.env.iter().cloned());
+        let instance = self
+            .start_container(
+                &format!("gantry-{}", launch.execution_id),
+                &launch.function,
+                ("gantry.execution", launch.execution_id.to_string()),
+                Self::container_env(spec, HTTP_RUNTIME_URL, vars),
+                &launch.logs,
                 sandbox,
-            })),
-            Err(err) => {
-                Self::remove(&self.docker, &id).await;
-                Err(RuntimeError::Spawn(if is_connection_error(&err) {
-                    unreachable(&err)
-                } else {
-                    format!("the Docker engine could not start the container: {err}")
-                }))
-            }
-        }
+            )
+            .await?;
+        Ok(Box::new(instance))
     }
 
     /// Removes every container labelled with this server's owner id.

@@ -1,23 +1,34 @@
-//! A container running one execution for the docker runtime: waits for it, stops it,
-//! tells whether its memory limit killed something, and always removes it.
+//! A container of the docker runtime, running one execution or a warm instance: creates
+//! and starts it with its output streamed into the logs, waits for it, stops it, tells
+//! whether its memory limit killed something, and always removes it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
+use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
-    InspectContainerOptions, StopContainerOptionsBuilder, WaitContainerOptions,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, EventsOptionsBuilder,
+    InspectContainerOptions, StartContainerOptions, StopContainerOptionsBuilder,
+    WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
-use super::docker::{is_not_found, DockerRuntime, OOM_EVENT_WAIT};
-use super::{Instance, InstanceExit};
+use super::docker::{
+    is_connection_error, is_not_found, unreachable, DockerRuntime, OOM_EVENT_WAIT,
+};
+use super::{Instance, InstanceExit, RuntimeError};
+use crate::logs::LogSink;
+use crate::store::LogStream;
 
 /// Whether the engine reported an OOM kill in the container.
 #[derive(Default)]
@@ -44,7 +55,133 @@ pub(super) struct DockerInstance {
     pub(super) sandbox: Option<String>,
 }
 
+/// The tasks that watch a started container: its OOM events, the demultiplexing of its
+/// attach stream and the copies of its stdout and stderr into the logs.
+struct Watchers {
+    oom: Arc<OomWatch>,
+    oom_task: JoinHandle<()>,
+    demux: JoinHandle<()>,
+    stdout_task: JoinHandle<Option<String>>,
+    stderr_task: JoinHandle<Option<String>>,
+}
+
 impl DockerInstance {
+    /// Creates the container `name` from `body`, attaches its stdout and stderr to
+    /// `logs` and starts it. `sandbox` (a network sandbox it joins) is removed with it;
+    /// `removals` runs the removal once it has exited. A container that fails to start
+    /// is removed at once; the error says why (a missing image, an unreachable engine).
+    pub(super) async fn create(
+        docker: &Docker,
+        removals: TaskTracker,
+        name: &str,
+        body: ContainerCreateBody,
+        logs: &LogSink,
+        sandbox: Option<String>,
+    ) -> Result<DockerInstance, RuntimeError> {
+        let image = body.image.clone().unwrap_or_default();
+        let options = CreateContainerOptionsBuilder::new().name(name).build();
+        let created = docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|err| {
+                RuntimeError::Spawn(if is_not_found(&err) {
+                    format!("image {image} is not present on the Docker engine; build it first (there is no registry to pull from)")
+                } else if is_connection_error(&err) {
+                    unreachable(&err)
+                } else {
+                    format!("the Docker engine refused the container: {err}")
+                })
+            })?;
+        let id = created.id;
+        match Self::watch_and_start(docker, &id, logs).await {
+            Ok(watchers) => Ok(DockerInstance {
+                id: format!("docker-{}", &id[..id.len().min(12)]),
+                container: id,
+                docker: docker.clone(),
+                oom: watchers.oom,
+                oom_task: watchers.oom_task,
+                demux: Some(watchers.demux),
+                stdout_task: Some(watchers.stdout_task),
+                stderr_task: Some(watchers.stderr_task),
+                exit: None,
+                removed: false,
+                removals,
+                sandbox,
+            }),
+            Err(err) => {
+                DockerRuntime::remove(docker, &id).await;
+                Err(RuntimeError::Spawn(if is_connection_error(&err) {
+                    unreachable(&err)
+                } else {
+                    format!("the Docker engine could not start the container: {err}")
+                }))
+            }
+        }
+    }
+
+    /// Watches the created container `id` for OOM kills, streams its output into `logs`
+    /// and starts it.
+    async fn watch_and_start(
+        docker: &Docker,
+        id: &str,
+        logs: &LogSink,
+    ) -> Result<Watchers, DockerError> {
+        let oom = Arc::new(OomWatch::default());
+        let filters = HashMap::from([("container", vec![id]), ("event", vec!["oom"])]);
+        let mut events = docker.events(Some(EventsOptionsBuilder::new().filters(&filters).build()));
+        let watch = oom.clone();
+        let oom_task = tokio::spawn(async move {
+            if let Some(Ok(_)) = events.next().await {
+                watch.seen.store(true, Ordering::SeqCst);
+                watch.notify.notify_waiters();
+            }
+        });
+        let options = AttachContainerOptionsBuilder::new()
+            .stream(true)
+            .logs(true)
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let attach = match docker.attach_container(id, Some(options)).await {
+            Ok(attach) => attach,
+            Err(err) => {
+                oom_task.abort();
+                return Err(err);
+            }
+        };
+        let (mut out_w, out_r) = tokio::io::duplex(64 * 1024);
+        let (mut err_w, err_r) = tokio::io::duplex(64 * 1024);
+        let mut output = attach.output;
+        let demux = tokio::spawn(async move {
+            while let Some(Ok(chunk)) = output.next().await {
+                let _ = match chunk {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        out_w.write_all(&message).await
+                    }
+                    LogOutput::StdErr { message } => err_w.write_all(&message).await,
+                    LogOutput::StdIn { .. } => Ok(()),
+                };
+            }
+        });
+        let stdout_task = tokio::spawn(logs.clone().copy_lines(LogStream::Stdout, out_r));
+        let stderr_task = tokio::spawn(logs.clone().copy_lines(LogStream::Stderr, err_r));
+        if let Err(err) = docker
+            .start_container(id, None::<StartContainerOptions>)
+            .await
+        {
+            oom_task.abort();
+            demux.abort();
+            return Err(err);
+        }
+        Ok(Watchers {
+            oom,
+            oom_task,
+            demux,
+            stdout_task,
+            stderr_task,
+        })
+    }
+
     /// The container's exit code once it has stopped (`None` if the engine cannot say).
     async fn wait_exit(&self) -> Option<i32> {
         let mut stream = self

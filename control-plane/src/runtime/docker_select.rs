@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::docker::DockerRuntime;
 use super::process::ProcessRuntime;
-use super::{Instance, Launch, Runtime, RuntimeError};
+use super::{Instance, Launch, Runtime, RuntimeError, WarmLaunch, WarmStarted};
 use crate::registry::FunctionSpec;
 
 /// Docker for functions with an `image`, the process runtime (when available) for the
@@ -54,6 +54,13 @@ impl Runtime for RuntimeSelector {
         match self.pick(&launch.function.spec) {
             Some(runtime) => runtime.start(launch).await,
             None => self.docker.start(launch).await,
+        }
+    }
+
+    async fn start_warm(&self, launch: WarmLaunch) -> Result<WarmStarted, RuntimeError> {
+        match self.pick(&launch.function.spec) {
+            Some(runtime) => runtime.start_warm(launch).await,
+            None => self.docker.start_warm(launch).await,
         }
     }
 

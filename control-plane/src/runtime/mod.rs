@@ -1,11 +1,13 @@
-//! Where instances run. A [`Runtime`] starts a one-shot instance for an execution, stops
-//! it, and removes what an earlier run of the control plane left behind.
+//! Where instances run. A [`Runtime`] starts a one-shot instance for an execution or a
+//! warm instance (the watchdog in WARM mode) for a pool, stops them, and removes what an
+//! earlier run of the control plane left behind.
 //! [`process::ProcessRuntime`] (host processes under the watchdog) is the default.
 
 pub mod docker;
 mod docker_instance;
 mod docker_sandbox;
 pub mod docker_select;
+mod docker_warm;
 pub mod orphans;
 pub mod process;
 
@@ -29,6 +31,30 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// Where the instance's stdout and stderr go.
     pub logs: LogSink,
+}
+
+/// What a runtime needs to start a warm instance: the watchdog in WARM mode, serving
+/// `POST /invoke` for many executions until it is stopped.
+pub struct WarmLaunch {
+    /// Unique key of the instance, used in the runtime's labels and markers.
+    pub key: Uuid,
+    /// The function version it serves.
+    pub function: Arc<FunctionVersion>,
+    /// The WARM variables chosen by the pool (EXECUTION_MODE=WARM, WARM_RUNTIME,
+    /// WARM_CONCURRENCY, TIMEOUT_MS, …) and the manifest's `env`. The runtime adds where
+    /// to listen (WARM_HOST, WARM_PORT) and, for HTTP runtimes, RUNTIME_URL.
+    pub env: Vec<(String, String)>,
+    /// Where the instance's stdout and stderr go.
+    pub logs: LogSink,
+}
+
+/// A started warm instance.
+pub struct WarmStarted {
+    /// The instance, for waiting on and stopping it.
+    pub instance: Box<dyn Instance>,
+    /// Base URL of its WARM server as the control plane reaches it
+    /// (`http://127.0.0.1:40123`); `/health` and `/invoke` are below it.
+    pub endpoint: String,
 }
 
 /// How an instance ended.
@@ -109,6 +135,10 @@ pub trait Runtime: Send + Sync + 'static {
 
     /// Starts a one-shot instance for one execution.
     async fn start(&self, launch: Launch) -> Result<Box<dyn Instance>, RuntimeError>;
+
+    /// Starts a warm instance for a pool. It may not be ready yet: the pool polls its
+    /// `/health`.
+    async fn start_warm(&self, launch: WarmLaunch) -> Result<WarmStarted, RuntimeError>;
 
     /// Stops every instance an earlier run of this control plane left behind (found by
     /// the owner marker); answers how many were stopped.

@@ -16,12 +16,15 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use super::orphans;
-use super::{Instance, InstanceExit, Launch, Runtime, RuntimeError};
+use super::{Instance, InstanceExit, Launch, Runtime, RuntimeError, WarmLaunch, WarmStarted};
+use crate::logs::LogSink;
 use crate::registry::{FunctionSpec, Mode};
 use crate::store::LogStream;
 
 /// Variable that marks every process started by one data directory's control plane.
 pub const OWNER_VAR: &str = "GANTRY_OWNER";
+/// Variable that marks the processes of one warm instance.
+pub const INSTANCE_VAR: &str = "GANTRY_INSTANCE";
 
 /// Server variables passed through to functions (everything else is withheld).
 const PASSED_ENV: &[&str] = &["PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER"];
@@ -90,6 +93,90 @@ impl ProcessRuntime {
     fn owner_marker(&self) -> String {
         format!("{OWNER_VAR}={}", self.owner)
     }
+
+    fn lease_port(&self, purpose: &str) -> Result<PortLease, RuntimeError> {
+        self.ports
+            .lease()
+            .map_err(|err| RuntimeError::Spawn(format!("no free port for {purpose}: {err}")))
+    }
+
+    /// The watchdog command for `spec` with a clean environment, the owner marker,
+    /// `env`, and the scratch directory `scratch` (created) as default working dir.
+    async fn watchdog_command(
+        &self,
+        spec: &FunctionSpec,
+        scratch: &Path,
+        launch_env: &[(String, String)],
+    ) -> Result<Command, RuntimeError> {
+        let command = spec.command.as_ref().ok_or_else(|| {
+            RuntimeError::Unsupported("the process runtime needs a `command`".into())
+        })?;
+        tokio::fs::create_dir_all(scratch)
+            .await
+            .map_err(|source| RuntimeError::Scratch {
+                path: scratch.display().to_string(),
+                source,
+            })?;
+        let mut cmd = Command::new(&self.watchdog);
+        cmd.env_clear();
+        for name in PASSED_ENV {
+            if let Some(value) = std::env::var_os(name) {
+                cmd.env(name, value);
+            }
+        }
+        cmd.env(OWNER_VAR, &self.owner)
+            .env(env::WATCHDOG_CMD, command.to_line())
+            .envs(launch_env.iter().map(|(k, v)| (k, v)));
+        let working_dir = spec
+            .working_dir
+            .as_ref()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| scratch.to_path_buf());
+        cmd.current_dir(working_dir)
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Ok(cmd)
+    }
+
+    /// Spawns `cmd` and copies its output into `logs`. `marker` (beside the owner's)
+    /// finds every process of the instance when it is stopped.
+    fn spawn(
+        &self,
+        mut cmd: Command,
+        logs: LogSink,
+        marker: String,
+        scratch: PathBuf,
+        ports: Vec<PortLease>,
+    ) -> Result<ProcessInstance, RuntimeError> {
+        let mut child = cmd.spawn().map_err(|err| {
+            RuntimeError::Spawn(format!(
+                "could not run the watchdog {}: {err}",
+                self.watchdog.display()
+            ))
+        })?;
+        let pid = child.id().unwrap_or_default();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let stdout_task = tokio::spawn(logs.clone().copy_lines(LogStream::Stdout, stdout));
+        let stderr_task = tokio::spawn(logs.copy_lines(LogStream::Stderr, stderr));
+        Ok(ProcessInstance {
+            id: format!("process-{pid}"),
+            child,
+            stdout_task: Some(stdout_task),
+            stderr_task: Some(stderr_task),
+            exit: None,
+            markers: Arc::new(vec![self.owner_marker(), marker]),
+            scratch,
+            _ports: ports,
+        })
+    }
+}
+
+/// RUNTIME_URL of an HTTP runtime on `port`.
+fn runtime_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}/invoke")
 }
 
 #[async_trait]
@@ -138,27 +225,9 @@ impl Runtime for ProcessRuntime {
 
     async fn start(&self, launch: Launch) -> Result<Box<dyn Instance>, RuntimeError> {
         let spec = &launch.function.spec;
-        let command = spec.command.as_ref().ok_or_else(|| {
-            RuntimeError::Unsupported("the process runtime needs a `command`".into())
-        })?;
         let scratch = self.scratch_root.join(launch.execution_id.to_string());
-        tokio::fs::create_dir_all(&scratch)
-            .await
-            .map_err(|source| RuntimeError::Scratch {
-                path: scratch.display().to_string(),
-                source,
-            })?;
-        let mut cmd = Command::new(&self.watchdog);
-        cmd.env_clear();
-        for name in PASSED_ENV {
-            if let Some(value) = std::env::var_os(name) {
-                cmd.env(name, value);
-            }
-        }
-        cmd.env(OWNER_VAR, &self.owner)
-            .env(env::EXECUTION_MODE, spec.mode.as_env())
-            .env(env::WATCHDOG_CMD, command.to_line())
-            .envs(launch.env.iter().map(|(k, v)| (k, v)));
+        let mut cmd = self.watchdog_command(spec, &scratch, &launch.env).await?;
+        cmd.env(env::EXECUTION_MODE, spec.mode.as_env());
         let mut port = None;
         match spec.mode {
             Mode::File => {
@@ -166,51 +235,51 @@ impl Runtime for ProcessRuntime {
                     .env(env::OUTPUT_FILE, scratch.join("output.json"));
             }
             Mode::Http => {
-                let lease = self.ports.lease().map_err(|err| {
-                    RuntimeError::Spawn(format!("no free port for the HTTP runtime: {err}"))
-                })?;
-                cmd.env(
-                    env::RUNTIME_URL,
-                    format!("http://127.0.0.1:{}/invoke", lease.port),
-                );
+                let lease = self.lease_port("the HTTP runtime")?;
+                cmd.env(env::RUNTIME_URL, runtime_url(lease.port));
                 port = Some(lease);
             }
             Mode::Stdio => {}
         }
-        let working_dir = spec
-            .working_dir
-            .as_ref()
-            .map(PathBuf::from)
-            .unwrap_or_else(|| scratch.clone());
-        cmd.current_dir(working_dir)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().map_err(|err| {
-            RuntimeError::Spawn(format!(
-                "could not run the watchdog {}: {err}",
-                self.watchdog.display()
-            ))
-        })?;
-        let pid = child.id().unwrap_or_default();
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let stdout_task = tokio::spawn(launch.logs.clone().copy_lines(LogStream::Stdout, stdout));
-        let stderr_task = tokio::spawn(launch.logs.copy_lines(LogStream::Stderr, stderr));
-        Ok(Box::new(ProcessInstance {
-            id: format!("process-{pid}"),
-            child,
-            stdout_task: Some(stdout_task),
-            stderr_task: Some(stderr_task),
-            exit: None,
-            markers: Arc::new(vec![
-                self.owner_marker(),
-                format!("{}={}", env::EXECUTION_ID, launch.execution_id),
-            ]),
+        let marker = format!("{}={}", env::EXECUTION_ID, launch.execution_id);
+        let instance = self.spawn(
+            cmd,
+            launch.logs,
+            marker,
             scratch,
-            _port: port,
-        }))
+            port.into_iter().collect(),
+        )?;
+        Ok(Box::new(instance))
+    }
+
+    async fn start_warm(&self, launch: WarmLaunch) -> Result<WarmStarted, RuntimeError> {
+        let spec = &launch.function.spec;
+        let scratch = self.scratch_root.join(format!("warm-{}", launch.key));
+        let mut cmd = self.watchdog_command(spec, &scratch, &launch.env).await?;
+        let warm = self.lease_port("the warm instance")?;
+        cmd.env(env::WARM_HOST, "127.0.0.1")
+            .env(env::WARM_PORT, warm.port.to_string());
+        let endpoint = format!("http://127.0.0.1:{}", warm.port);
+        let mut ports = vec![warm];
+        match spec.mode {
+            Mode::File => {
+                cmd.env(env::INPUT_FILE, scratch.join("input.json"))
+                    .env(env::OUTPUT_FILE, scratch.join("output.json"));
+            }
+            Mode::Http => {
+                let runtime = self.lease_port("the HTTP runtime")?;
+                cmd.env(env::RUNTIME_URL, runtime_url(runtime.port));
+                ports.push(runtime);
+            }
+            Mode::Stdio => {}
+        }
+        let marker = format!("{INSTANCE_VAR}={}", launch.key);
+        cmd.env(INSTANCE_VAR, launch.key.to_string());
+        let instance = self.spawn(cmd, launch.logs, marker, scratch, ports)?;
+        Ok(WarmStarted {
+            instance: Box::new(instance),
+            endpoint,
+        })
     }
 
     async fn remove_orphans(&self) -> usize {
@@ -284,8 +353,8 @@ struct ProcessInstance {
     exit: Option<InstanceExit>,
     markers: Arc<Vec<String>>,
     scratch: PathBuf,
-    /// HTTP mode: the runtime's port, held until the instance is gone.
-    _port: Option<PortLease>,
+    /// Ports of its WARM server and HTTP runtime, held until the instance is gone.
+    _ports: Vec<PortLease>,
 }
 
 #[async_trait]

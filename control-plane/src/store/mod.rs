@@ -142,6 +142,10 @@ pub mod codes {
     pub const RUNTIME_CRASHED: &str = "RUNTIME_CRASHED";
     /// The instance could not be started (also sent by the watchdog).
     pub const SPAWN_ERROR: &str = "SPAWN_ERROR";
+    /// A warm instance started but never became ready (also sent by the watchdog).
+    pub const STARTUP_ERROR: &str = "STARTUP_ERROR";
+    /// A sync call found every warm instance busy and the queue full.
+    pub const QUEUE_FULL: &str = "QUEUE_FULL";
     /// The instance ran out of its memory limit and was killed (docker runtime).
     pub const OOM_KILLED: &str = "OOM_KILLED";
     /// The control plane stopped while the execution ran and its retry policy does not
@@ -417,6 +421,17 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new execution. [`StoreError::DuplicateIdempotencyKey`] if its
     /// idempotency key is already used by an execution of the same function.
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError>;
+
+    /// Makes `execution` (a warm call in flight, not yet written) readable through
+    /// [`Store::get_execution`] without writing it.
+    fn hold(&self, execution: &Execution);
+
+    /// Stores a new execution, already finished, without waiting for the write: it is
+    /// readable through [`Store::get_execution`] at once and committed with the next
+    /// batch. Write-behind is for records nobody was promised durability for (a sync
+    /// warm call answers after the result is known); a clean shutdown commits every
+    /// queued record, a kill -9 may lose the last few milliseconds of them.
+    fn write_behind(&self, execution: Execution);
 
     /// One execution.
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError>;

@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use dashmap::DashMap;
 use rusqlite::Connection;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
@@ -39,6 +40,9 @@ pub struct SqliteStore {
     writer: Arc<Writer>,
     readers: Arc<Readers>,
     closed: AtomicBool,
+    /// Records held in memory (warm calls in flight) or written behind and not yet
+    /// committed; [`Store::get_execution`] answers them first.
+    unwritten: Arc<DashMap<Uuid, Execution>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -71,6 +75,7 @@ impl SqliteStore {
                 permits: Semaphore::new(READERS),
             }),
             closed: AtomicBool::new(false),
+            unwritten: Arc::new(DashMap::new()),
         })
     }
 
@@ -229,7 +234,37 @@ impl Store for SqliteStore {
             .await
     }
 
+    fn hold(&self, execution: &Execution) {
+        self.unwritten.insert(execution.id, execution.clone());
+    }
+
+    fn write_behind(&self, execution: Execution) {
+        let id = execution.id;
+        let row = match ExecutionRow::new(&execution) {
+            Ok(row) => row,
+            Err(err) => {
+                tracing::error!(execution = %id, "cannot encode the record to store it: {err}");
+                self.unwritten.remove(&id);
+                return;
+            }
+        };
+        self.unwritten.insert(id, execution);
+        let unwritten = Arc::clone(&self.unwritten);
+        self.writer.write_behind(
+            move |conn| exec_sql::insert_execution(conn, &row),
+            move |result| {
+                if let Err(err) = result {
+                    tracing::error!(execution = %id, "could not store the record: {err}");
+                }
+                unwritten.remove(&id);
+            },
+        );
+    }
+
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
+        if let Some(execution) = self.unwritten.get(&id) {
+            return Ok(Some(execution.clone()));
+        }
         self.read(move |conn| exec_sql::get_execution(conn, id))
             .await
     }

@@ -70,6 +70,54 @@ where
     }
 }
 
+/// A write nobody waits for: `done` learns whether it was committed.
+struct Behind<F, D> {
+    work: Option<F>,
+    committed: bool,
+    done: Option<D>,
+}
+
+impl<F, D> Job for Behind<F, D>
+where
+    F: FnOnce(&Connection) -> Result<(), StoreError> + Send,
+    D: FnOnce(Result<(), String>) + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        match work(conn) {
+            Ok(()) => {
+                self.committed = true;
+                true
+            }
+            Err(err) => {
+                if let Some(done) = self.done.take() {
+                    done(Err(err.to_string()));
+                }
+                false
+            }
+        }
+    }
+
+    fn fail(&mut self, source: rusqlite::Error) {
+        self.committed = false;
+        if let Some(done) = self.done.take() {
+            done(Err(format!("the commit failed: {source}")));
+        }
+    }
+
+    fn reply(mut self: Box<Self>) {
+        if let Some(done) = self.done.take() {
+            done(if self.committed {
+                Ok(())
+            } else {
+                Err("the write was not committed".into())
+            });
+        }
+    }
+}
+
 /// What the writer thread is asked.
 enum Message {
     /// Run a write.
@@ -118,6 +166,27 @@ impl Writer {
             .send(Message::Job(Box::new(job)))
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues `work` for the next batch without waiting; `done` runs on the writer
+    /// thread once the batch is committed (or the write failed). Writes queued before a
+    /// shutdown are committed before the thread stops.
+    pub(super) fn write_behind<F, D>(&self, work: F, done: D)
+    where
+        F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
+        D: FnOnce(Result<(), String>) + Send + 'static,
+    {
+        let job = Behind {
+            work: Some(work),
+            committed: false,
+            done: Some(done),
+        };
+        if let Err(mpsc::SendError(Message::Job(mut job))) =
+            self.sender.send(Message::Job(Box::new(job)))
+        {
+            job.fail(aborted());
+            job.reply();
+        }
     }
 
     /// Asks the thread to stop after the writes queued so far; answers when they are

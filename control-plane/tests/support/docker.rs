@@ -1,6 +1,7 @@
 //! Helpers shared by the tests against the real Docker engine: the `docker` CLI, a
 //! check that the engine answers (a clear failure, never a skip), images removed on
-//! drop, and the wait for a server's containers to be gone.
+//! drop, container lists by label, and the wait for a server's function containers
+//! (one-shot and warm) to be gone.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -78,27 +79,46 @@ impl Drop for Image {
     }
 }
 
-/// Fails unless no function container of the server (network sandboxes aside) is left
-/// within 10 s.
+/// Labels of the containers that run functions: one-shot executions and warm instances.
+pub const FUNCTION_LABELS: [&str; 2] = ["gantry.execution", "gantry.instance"];
+
+/// Ids of the containers (running or not) that carry every label of `labels`
+/// (`key` or `key=value`).
+pub fn containers(labels: &[&str]) -> Vec<String> {
+    let mut args = vec!["ps", "-aq", "--no-trunc"];
+    let filters: Vec<String> = labels
+        .iter()
+        .map(|label| format!("label={label}"))
+        .collect();
+    for filter in &filters {
+        args.extend(["--filter", filter.as_str()]);
+    }
+    let (ok, listed) = docker(&args);
+    assert!(ok, "docker ps failed: {listed}");
+    listed.split_whitespace().map(str::to_owned).collect()
+}
+
+/// The function containers (one-shot or warm) of the server's owner.
+pub fn function_containers(server: &Server) -> Vec<String> {
+    let owner = format!("gantry.owner={}", server.owner_id());
+    FUNCTION_LABELS
+        .iter()
+        .flat_map(|label| containers(&[&owner, label]))
+        .collect()
+}
+
+/// Fails unless no function container of the server (one-shot or warm; network
+/// sandboxes aside) is left within 10 s.
 pub async fn assert_no_containers(server: &Server, after: &str) {
-    let filter = format!("label=gantry.owner={}", server.owner_id());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (ok, left) = docker(&[
-            "ps",
-            "-aq",
-            "--filter",
-            &filter,
-            "--filter",
-            "label=gantry.execution",
-        ]);
-        assert!(ok, "docker ps failed: {left}");
-        if left.trim().is_empty() {
+        let left = function_containers(server);
+        if left.is_empty() {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "containers left after {after}: {left}"
+            "containers left after {after}: {left:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

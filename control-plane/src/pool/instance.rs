@@ -1,0 +1,192 @@
+//! One warm instance's life: started on the runtime, polled on `/health` until ready,
+//! health-checked while it serves, stopped when its pool asks, and reported gone when it
+//! stops or dies. The supervising task owns the runtime's instance; the pool holds an
+//! [`InstanceHandle`].
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::time::{sleep, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::client::Connections;
+use super::FunctionPool;
+use crate::runtime::{Instance, InstanceExit, WarmLaunch, WarmStarted};
+use crate::store::codes;
+
+/// Consecutive failed health checks after which a ready instance is replaced.
+const HEALTH_FAILURES: u32 = 3;
+/// Longest wait for one health answer.
+const HEALTH_ANSWER_LIMIT: Duration = Duration::from_millis(1_000);
+/// Longest pause between readiness polls of a starting instance.
+const READY_POLL_MAX: Duration = Duration::from_millis(50);
+
+/// The pool's handle on one instance.
+#[derive(Debug)]
+pub struct InstanceHandle {
+    /// Unique key (labels, markers).
+    pub key: Uuid,
+    id: OnceLock<String>,
+    connections: OnceLock<Connections>,
+    stop: CancellationToken,
+}
+
+impl InstanceHandle {
+    /// A handle for an instance about to start.
+    pub fn new() -> InstanceHandle {
+        InstanceHandle {
+            key: Uuid::new_v4(),
+            id: OnceLock::new(),
+            connections: OnceLock::new(),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    /// The runtime's id of the instance (`process-<pid>`, a container id); `starting`
+    /// until it is known.
+    pub fn id(&self) -> &str {
+        self.id.get().map_or("starting", String::as_str)
+    }
+
+    /// Its connections, once it is started.
+    pub fn connections(&self) -> Option<&Connections> {
+        self.connections.get()
+    }
+
+    /// Asks the supervising task to stop the instance.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+/// Timings of the supervision.
+#[derive(Debug, Clone, Copy)]
+pub struct Supervision {
+    /// Time between health checks of a ready instance.
+    pub health_interval: Duration,
+    /// Time a new instance has to answer `/health` with 200.
+    pub ready_timeout: Duration,
+    /// SIGTERM to SIGKILL when an instance is stopped.
+    pub stop_grace: Duration,
+}
+
+enum Readiness {
+    Ready,
+    Exited(InstanceExit),
+    TimedOut,
+    Stopped,
+}
+
+/// Starts the instance of `handle` and looks after it until it is gone.
+pub async fn supervise(pool: Arc<FunctionPool>, handle: Arc<InstanceHandle>, launch: WarmLaunch) {
+    let timing = pool.shared.supervision;
+    let key = handle.key;
+    let started = pool.shared.runtime.start_warm(launch).await;
+    let WarmStarted {
+        mut instance,
+        endpoint,
+    } = match started {
+        Ok(started) => started,
+        Err(err) => {
+            pool.start_failed(key, codes::SPAWN_ERROR, err.to_string());
+            return;
+        }
+    };
+    let _ = handle.id.set(instance.id().to_owned());
+    let connections = match Connections::new(&endpoint) {
+        Ok(connections) => handle.connections.get_or_init(|| connections),
+        Err(message) => {
+            instance.kill(timing.stop_grace).await;
+            pool.start_failed(key, codes::SPAWN_ERROR, message);
+            return;
+        }
+    };
+    match wait_ready(
+        &handle,
+        connections,
+        instance.as_mut(),
+        timing.ready_timeout,
+    )
+    .await
+    {
+        Readiness::Ready => pool.ready(key),
+        Readiness::Exited(exit) => {
+            let message = format!("the warm instance ended with {exit} before it was ready");
+            pool.start_failed(key, codes::STARTUP_ERROR, message);
+            return;
+        }
+        Readiness::TimedOut => {
+            instance.kill(timing.stop_grace).await;
+            let message = format!(
+                "the warm instance did not answer /health within {} ms",
+                timing.ready_timeout.as_millis()
+            );
+            pool.start_failed(key, codes::STARTUP_ERROR, message);
+            return;
+        }
+        Readiness::Stopped => {
+            connections.close();
+            instance.kill(timing.stop_grace).await;
+            pool.gone(key, None);
+            return;
+        }
+    }
+    let mut failures = 0;
+    loop {
+        tokio::select! {
+            exit = instance.wait() => {
+                connections.close();
+                pool.gone(key, Some(format!("it ended with {exit}")));
+                return;
+            }
+            () = handle.stop.cancelled() => {
+                connections.close();
+                instance.kill(timing.stop_grace).await;
+                pool.gone(key, None);
+                return;
+            }
+            () = sleep(timing.health_interval) => {
+                if connections.healthy(HEALTH_ANSWER_LIMIT).await {
+                    failures = 0;
+                } else {
+                    failures += 1;
+                    if failures >= HEALTH_FAILURES {
+                        connections.close();
+                        instance.kill(timing.stop_grace).await;
+                        pool.gone(key, Some(format!("it failed {failures} health checks in a row")));
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Polls `/health` (1 ms, then doubling up to 50 ms apart) until it answers 200.
+async fn wait_ready(
+    handle: &InstanceHandle,
+    connections: &Connections,
+    instance: &mut dyn Instance,
+    limit: Duration,
+) -> Readiness {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if handle.stop.is_cancelled() {
+            return Readiness::Stopped;
+        }
+        if connections.healthy(HEALTH_ANSWER_LIMIT).await {
+            return Readiness::Ready;
+        }
+        if Instant::now() >= deadline {
+            return Readiness::TimedOut;
+        }
+        tokio::select! {
+            exit = instance.wait() => return Readiness::Exited(exit),
+            () = handle.stop.cancelled() => return Readiness::Stopped,
+            () = sleep(pause) => {}
+        }
+        pause = (pause * 2).min(READY_POLL_MAX);
+    }
+}

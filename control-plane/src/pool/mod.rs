@@ -1,0 +1,500 @@
+//! Warm pools (DESIGN.md §6): per function, instances of the watchdog in WARM mode that
+//! serve many executions each. A call takes the ready instance with the most free
+//! capacity, else one is started (up to `max_instances`), else it waits in a bounded
+//! queue. Idle instances stop after `idle_timeout_ms` down to `min_instances`,
+//! `max_invocations` recycles one, a dead or unhealthy one is replaced, and a new
+//! version drains the old instances while its own take the new calls.
+
+pub mod client;
+mod instance;
+mod lease;
+mod slots;
+mod status;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use chrono::Utc;
+use dashmap::DashMap;
+use gantry_protocol::env;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use instance::Supervision;
+pub use lease::Lease;
+pub use status::{InstanceStatus, PoolStatus};
+
+use self::instance::InstanceHandle;
+use self::slots::{Phase, PoolState, Slot, Waiter};
+use crate::logs::LogSink;
+use crate::metrics::Metrics;
+use crate::registry::catalog::LoadedFunction;
+use crate::runtime::{Runtime, WarmLaunch};
+
+/// How often idle timeouts and `min_instances` are checked.
+const MAINTENANCE_TICK: Duration = Duration::from_millis(100);
+/// Pause before starting instances for `min_instances` again after a failed start.
+const START_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Why a call got no instance.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PoolError {
+    /// `max_instances` are busy and `max_queue` calls wait already.
+    #[error("every warm instance of {function:?} is busy and {queued} calls wait (concurrency.max_queue)")]
+    QueueFull {
+        /// The function.
+        function: String,
+        /// Calls waiting.
+        queued: usize,
+    },
+    /// No instance became free before the call's deadline.
+    #[error("no warm instance of {function:?} became free within {waited_ms} ms")]
+    Timeout {
+        /// The function.
+        function: String,
+        /// Time waited.
+        waited_ms: u64,
+    },
+    /// Instances could not be started.
+    #[error("{message}")]
+    StartFailed {
+        /// SPAWN_ERROR or STARTUP_ERROR.
+        code: &'static str,
+        /// What happened.
+        message: String,
+    },
+    /// The function was deleted or is no longer warm.
+    #[error("function {0:?} was deleted or its warm pool removed while the call waited")]
+    Retired(String),
+    /// The server is stopping.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// What the pools share.
+pub(crate) struct Shared {
+    runtime: Arc<dyn Runtime>,
+    metrics: Arc<Metrics>,
+    supervision: Supervision,
+    tasks: TaskTracker,
+    closing: CancellationToken,
+}
+
+/// Every function's warm pool.
+pub struct Pools {
+    shared: Arc<Shared>,
+    pools: DashMap<String, Arc<FunctionPool>>,
+}
+
+/// How a waiting call counts against `max_queue`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queueing {
+    /// Refused with [`PoolError::QueueFull`] when the queue is full (sync calls).
+    Bounded,
+    /// Always waits (executions already stored and promised to run).
+    Unbounded,
+}
+
+impl Pools {
+    /// Pools starting instances on `runtime`; runs their maintenance until
+    /// [`Pools::shutdown`].
+    pub fn start(
+        runtime: Arc<dyn Runtime>,
+        metrics: Arc<Metrics>,
+        supervision: Supervision,
+    ) -> Arc<Pools> {
+        let pools = Arc::new(Pools {
+            shared: Arc::new(Shared {
+                runtime,
+                metrics,
+                supervision,
+                tasks: TaskTracker::new(),
+                closing: CancellationToken::new(),
+            }),
+            pools: DashMap::new(),
+        });
+        let weak = Arc::downgrade(&pools);
+        let closing = pools.shared.closing.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = closing.cancelled() => return,
+                    () = tokio::time::sleep(MAINTENANCE_TICK) => {}
+                }
+                let Some(pools) = weak.upgrade() else { return };
+                let all: Vec<Arc<FunctionPool>> = pools
+                    .pools
+                    .iter()
+                    .map(|entry| entry.value().clone())
+                    .collect();
+                for pool in all {
+                    pool.maintain();
+                }
+            }
+        });
+        pools
+    }
+
+    /// The pool of `function`, created (and prewarmed) on first use; a newer version
+    /// is adopted (hot deploy).
+    fn pool_for(&self, function: &Arc<LoadedFunction>) -> Arc<FunctionPool> {
+        let name = &function.version.name;
+        if let Some(pool) = self.pools.get(name) {
+            let pool = pool.clone();
+            pool.adopt(function);
+            return pool;
+        }
+        let pool = self
+            .pools
+            .entry(name.clone())
+            .or_insert_with(|| {
+                Arc::new(FunctionPool {
+                    name: name.clone(),
+                    state: Mutex::new(PoolState::new(function.clone())),
+                    shared: self.shared.clone(),
+                })
+            })
+            .clone();
+        pool.adopt(function);
+        pool
+    }
+
+    /// A deploy of `function`: prewarm its `min_instances` (and drain the instances of
+    /// an older version), or remove its pool if it has no `warm` section.
+    pub fn deployed(&self, function: &Arc<LoadedFunction>) {
+        if self.shared.closing.is_cancelled() {
+            return;
+        }
+        if function.spec().warm.is_some() {
+            let pool = self.pool_for(function);
+            pool.plan(&mut pool.lock());
+        } else {
+            self.remove(&function.version.name);
+        }
+    }
+
+    /// The function `name` was deleted (or is no longer warm): its instances drain and
+    /// stop.
+    pub fn remove(&self, name: &str) {
+        if let Some((_, pool)) = self.pools.remove(name) {
+            pool.retire();
+        }
+    }
+
+    /// An instance for one call of `function`, waiting at most until `deadline`.
+    pub async fn acquire(
+        &self,
+        function: &Arc<LoadedFunction>,
+        queueing: Queueing,
+        deadline: Instant,
+    ) -> Result<Lease, PoolError> {
+        if self.shared.closing.is_cancelled() {
+            return Err(PoolError::ShuttingDown);
+        }
+        let pool = self.pool_for(function);
+        let waited_since = Instant::now();
+        let receiver = {
+            let mut state = pool.lock();
+            if let Some(index) = state.best_ready() {
+                let lease = pool.lease(&mut state, index, false);
+                pool.publish(&state);
+                drop(state);
+                self.shared.metrics.queue_wait(&pool.name, 0.0);
+                return Ok(lease);
+            }
+            state.prune_waiters();
+            let max_queue = state.function.spec().max_queue() as usize;
+            if queueing == Queueing::Bounded && state.waiters.len() >= max_queue {
+                return Err(PoolError::QueueFull {
+                    function: pool.name.clone(),
+                    queued: state.waiters.len(),
+                });
+            }
+            let (sender, receiver) = oneshot::channel();
+            state.waiters.push_back(Waiter { sender });
+            pool.plan(&mut state);
+            receiver
+        };
+        let answer = match tokio::time::timeout_at(deadline, receiver).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(PoolError::ShuttingDown),
+            Err(_) => Err(PoolError::Timeout {
+                function: pool.name.clone(),
+                waited_ms: waited_since.elapsed().as_millis() as u64,
+            }),
+        };
+        if answer.is_ok() {
+            let waited = waited_since.elapsed().as_secs_f64();
+            self.shared.metrics.queue_wait(&pool.name, waited);
+        }
+        answer
+    }
+
+    /// The state of `name`'s pool, if it has one.
+    pub fn status(&self, name: &str) -> Option<PoolStatus> {
+        let pool = self.pools.get(name)?.clone();
+        let state = pool.lock();
+        Some(PoolStatus::of(&state))
+    }
+
+    /// Stops every instance and waits (at most `limit`) until they are gone.
+    pub async fn shutdown(&self, limit: Duration) {
+        self.shared.closing.cancel();
+        let all: Vec<Arc<FunctionPool>> = self.pools.iter().map(|e| e.value().clone()).collect();
+        self.pools.clear();
+        for pool in all {
+            pool.retire();
+            let mut state = pool.lock();
+            for slot in &mut state.slots {
+                slot.phase = Phase::Draining;
+                slot.stopping = true;
+                slot.handle.stop();
+            }
+        }
+        self.shared.tasks.close();
+        if tokio::time::timeout(limit, self.shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("warm instances still stopping at exit; the next start removes them");
+        }
+    }
+}
+
+/// One function's pool.
+pub(crate) struct FunctionPool {
+    name: String,
+    state: Mutex<PoolState>,
+    shared: Arc<Shared>,
+}
+
+impl FunctionPool {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Switches new calls to `function` if it is newer than the pool's version. With
+    /// another launch shape, the old instances drain.
+    fn adopt(self: &Arc<Self>, function: &Arc<LoadedFunction>) {
+        let mut state = self.lock();
+        if function.version.version <= state.function.version.version && !state.retired {
+            return;
+        }
+        let fresh = PoolState::new(function.clone());
+        if fresh.shape != state.shape {
+            for slot in &mut state.slots {
+                slot.phase = Phase::Draining;
+            }
+        }
+        state.function = fresh.function;
+        state.shape = fresh.shape;
+        state.warm = fresh.warm;
+        state.retired = false;
+        self.plan(&mut state);
+    }
+
+    /// Stops taking calls: waiting calls fail, instances drain and stop.
+    fn retire(self: &Arc<Self>) {
+        let mut state = self.lock();
+        state.retired = true;
+        for slot in &mut state.slots {
+            slot.phase = Phase::Draining;
+        }
+        for waiter in state.waiters.drain(..) {
+            let _ = waiter
+                .sender
+                .send(Err(PoolError::Retired(self.name.clone())));
+        }
+        self.plan(&mut state);
+    }
+
+    /// Gives slot `index` one more call.
+    fn lease(self: &Arc<Self>, state: &mut PoolState, index: usize, cold_start: bool) -> Lease {
+        state.take(index);
+        let slot = &state.slots[index];
+        Lease::new(
+            self.clone(),
+            slot.handle.clone(),
+            state.function.clone(),
+            cold_start,
+        )
+    }
+
+    /// Hands free capacity to waiting calls (`cold` marks leases of `cold_slot`, an
+    /// instance that has just become ready), then starts and stops instances as needed.
+    fn plan_with(self: &Arc<Self>, state: &mut PoolState, cold_slot: Option<uuid::Uuid>) {
+        while !state.waiters.is_empty() {
+            let Some(index) = state.best_ready() else {
+                break;
+            };
+            let Some(waiter) = state.waiters.pop_front() else {
+                break;
+            };
+            if waiter.sender.is_closed() {
+                continue;
+            }
+            let cold = cold_slot == Some(state.slots[index].handle.key);
+            let lease = self.lease(state, index, cold);
+            if let Err(Ok(lease)) = waiter.sender.send(Ok(lease)) {
+                // The caller gave up in the meantime: undo without taking the lock again.
+                lease.disarm();
+                let slot = &mut state.slots[index];
+                slot.in_flight -= 1;
+                slot.invocations -= 1;
+                continue;
+            }
+            if cold {
+                state.cold_starts += 1;
+                self.shared.metrics.cold_start(&self.name);
+            }
+        }
+        let starts = state.starts_needed(Instant::now(), START_BACKOFF);
+        for _ in 0..starts {
+            self.start_instance(state);
+        }
+        for slot in &mut state.slots {
+            if slot.phase == Phase::Draining && slot.in_flight == 0 && !slot.stopping {
+                slot.stopping = true;
+                slot.handle.stop();
+            }
+        }
+        self.publish(state);
+    }
+
+    fn plan(self: &Arc<Self>, state: &mut PoolState) {
+        self.plan_with(state, None);
+    }
+
+    /// Updates the pool's metrics.
+    fn publish(&self, state: &PoolState) {
+        self.shared.metrics.set_pool(&self.name, state.census());
+    }
+
+    fn start_instance(self: &Arc<Self>, state: &mut PoolState) {
+        if self.shared.closing.is_cancelled() {
+            return;
+        }
+        let handle = Arc::new(InstanceHandle::new());
+        let function = state.function.clone();
+        let spec = function.spec();
+        let warm = &state.warm;
+        let mut launch_env = vec![
+            (env::EXECUTION_MODE.to_owned(), "WARM".to_owned()),
+            (env::WARM_RUNTIME.to_owned(), spec.mode.as_env().to_owned()),
+            (
+                env::WARM_CONCURRENCY.to_owned(),
+                warm.concurrency_per_instance.max(1).to_string(),
+            ),
+            // The pool decides when an instance stops.
+            (env::WARM_IDLE_TIMEOUT_MS.to_owned(), "0".to_owned()),
+            (env::WARM_MAX_INVOCATIONS.to_owned(), "0".to_owned()),
+            (env::TIMEOUT_MS.to_owned(), spec.timeout_ms().to_string()),
+        ];
+        for (key, value) in &spec.env {
+            launch_env.push((key.clone(), value.clone()));
+        }
+        let launch = WarmLaunch {
+            key: handle.key,
+            function: function.version.clone(),
+            env: launch_env,
+            logs: LogSink::to_tracing(format!("{}/{}", self.name, handle.key)),
+        };
+        state.slots.push(Slot {
+            handle: handle.clone(),
+            version: function.version.version,
+            phase: Phase::Starting,
+            in_flight: 0,
+            invocations: 0,
+            started_at: crate::store::now(),
+            last_used: None,
+            idle_since: Instant::now(),
+            stopping: false,
+        });
+        self.shared.metrics.instance_started(&self.name);
+        self.shared
+            .tasks
+            .spawn(instance::supervise(self.clone(), handle, launch));
+    }
+
+    /// A lease of instance `key` ended.
+    fn release(self: &Arc<Self>, key: uuid::Uuid, broken: bool) {
+        let mut state = self.lock();
+        if let Some(index) = state.index_of(key) {
+            let slot = &mut state.slots[index];
+            slot.in_flight = slot.in_flight.saturating_sub(1);
+            slot.last_used = Some(Utc::now());
+            if slot.in_flight == 0 {
+                slot.idle_since = Instant::now();
+            }
+            if broken && !slot.stopping {
+                slot.phase = Phase::Draining;
+                slot.stopping = true;
+                slot.handle.stop();
+            }
+        }
+        self.plan(&mut state);
+    }
+
+    /// Instance `key` answered `/health`.
+    fn ready(self: &Arc<Self>, key: uuid::Uuid) {
+        let mut state = self.lock();
+        if let Some(index) = state.index_of(key) {
+            let slot = &mut state.slots[index];
+            if slot.phase == Phase::Starting {
+                slot.phase = Phase::Ready;
+                slot.idle_since = Instant::now();
+            }
+        }
+        self.plan_with(&mut state, Some(key));
+    }
+
+    /// Instance `key` could not be started.
+    fn start_failed(self: &Arc<Self>, key: uuid::Uuid, code: &'static str, message: String) {
+        tracing::warn!(function = %self.name, "a warm instance failed to start: {message}");
+        let mut state = self.lock();
+        if let Some(index) = state.index_of(key) {
+            state.slots.remove(index);
+        }
+        state.last_start_failure = Some(Instant::now());
+        if state.live() == 0 {
+            for waiter in state.waiters.drain(..) {
+                let _ = waiter.sender.send(Err(PoolError::StartFailed {
+                    code,
+                    message: message.clone(),
+                }));
+            }
+        }
+        self.plan(&mut state);
+    }
+
+    /// Instance `key` is gone: stopped (`died` is `None`) or dead.
+    fn gone(self: &Arc<Self>, key: uuid::Uuid, died: Option<String>) {
+        let mut state = self.lock();
+        if let Some(index) = state.index_of(key) {
+            let slot = state.slots.remove(index);
+            if let Some(reason) = died {
+                tracing::warn!(
+                    function = %self.name,
+                    instance = slot.handle.id(),
+                    in_flight = slot.in_flight,
+                    "a warm instance is gone ({reason}); replacing it as needed"
+                );
+            }
+        }
+        self.plan(&mut state);
+    }
+
+    /// Stops instances idle too long and replaces missing ones.
+    fn maintain(self: &Arc<Self>) {
+        let mut state = self.lock();
+        for index in state.idle_expired(Instant::now()) {
+            let slot = &mut state.slots[index];
+            slot.phase = Phase::Draining;
+        }
+        self.plan(&mut state);
+    }
+}
