@@ -217,6 +217,15 @@ impl Client {
         Ok(self.call(self.request(Method::GET, url)).await?.1)
     }
 
+    /// `POST` of `body` as JSON to `segments`, expecting JSON.
+    pub async fn post_json(&self, segments: &[&str], body: &Value) -> Result<Value> {
+        let url = self.url(segments, &[]);
+        Ok(self
+            .call(self.request(Method::POST, url).json(body))
+            .await?
+            .1)
+    }
+
     /// Reads the whole body of `response`.
     pub async fn body(&self, response: Response) -> Result<Vec<u8>> {
         let bytes = response

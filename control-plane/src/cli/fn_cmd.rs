@@ -1,4 +1,4 @@
-//! `gantry fn ...`: deploy, list, get, delete, versions, invoke and enqueue.
+//! `gantry fn ...`: deploy, list, get, delete, versions, invoke, enqueue and scale.
 
 use std::fmt;
 
@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use super::client::{header, ApiError};
 use super::table::{cell, command_line, json_block, key_values, time, truncate, Table};
-use super::{input, out, out_json, Ctx, EnqueueArgs, FnCommand, InvokeArgs, UsageError};
+use super::{
+    input, out, out_json, pool_view, Ctx, EnqueueArgs, FnCommand, InvokeArgs, ScaleArgs, UsageError,
+};
 
 /// A function call that ran and failed (or timed out): exit code 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +56,7 @@ pub async fn run(ctx: &Ctx, command: FnCommand) -> Result<()> {
         FnCommand::Versions { name } => versions(ctx, &name).await,
         FnCommand::Invoke(args) => invoke(ctx, args).await,
         FnCommand::Enqueue(args) => enqueue(ctx, args).await,
+        FnCommand::Scale(args) => scale(ctx, args).await,
     }
 }
 
@@ -78,6 +81,15 @@ async fn deploy(ctx: &Ctx, file: &std::path::Path) -> Result<()> {
     if ctx.json() {
         return out_json(&body);
     }
+    print_warnings(&body);
+    out(&format!(
+        "{}\n",
+        deploy_message(&body, &manifest.name, changed)
+    ))
+}
+
+/// Prints the `warnings` of a FunctionVersion answer on stderr.
+fn print_warnings(body: &Value) {
     for warning in body
         .get("warnings")
         .and_then(Value::as_array)
@@ -87,10 +99,6 @@ async fn deploy(ctx: &Ctx, file: &std::path::Path) -> Result<()> {
     {
         eprintln!("warning: {warning}");
     }
-    out(&format!(
-        "{}\n",
-        deploy_message(&body, &manifest.name, changed)
-    ))
 }
 
 /// The line `fn deploy` prints.
@@ -161,7 +169,7 @@ async fn get(ctx: &Ctx, name: &str) -> Result<()> {
     out(&function_details(&body))
 }
 
-/// The `fn get` text of a FunctionVersion.
+/// The `fn get` text of a FunctionVersion, with its pool when it has one.
 pub fn function_details(function: &Value) -> String {
     let mut text = key_values(&[
         ("name", cell(function.get("name"))),
@@ -173,7 +181,32 @@ pub fn function_details(function: &Value) -> String {
         "spec",
         function.get("spec").unwrap_or(&Value::Null),
     ));
+    text.push_str(&pool_view::pool_details(function));
     text
+}
+
+/// `fn scale NAME --min N --max M`.
+async fn scale(ctx: &Ctx, args: ScaleArgs) -> Result<()> {
+    let mut limits = serde_json::Map::new();
+    if let Some(min) = args.min {
+        limits.insert("min_instances".into(), min.into());
+    }
+    if let Some(max) = args.max {
+        limits.insert("max_instances".into(), max.into());
+    }
+    let action = format!("{}:scale", args.name);
+    let body = ctx
+        .client
+        .post_json(&["v1", "functions", &action], &Value::Object(limits))
+        .await?;
+    if ctx.json() {
+        return out_json(&body);
+    }
+    print_warnings(&body);
+    out(&format!(
+        "{}\n",
+        pool_view::scale_message(&body, &args.name)
+    ))
 }
 
 /// `fn delete NAME`.

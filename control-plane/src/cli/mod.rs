@@ -11,6 +11,7 @@ pub mod client;
 pub mod exec_cmd;
 pub mod fn_cmd;
 pub mod input;
+pub mod pool_view;
 pub mod sse;
 pub mod table;
 
@@ -20,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::builder::TypedValueParser;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
 use crate::config::ServeArgs;
@@ -34,6 +35,7 @@ Examples:
   gantry fn deploy --build -f examples/runtime-python/function.yaml
   gantry fn invoke echo -d '{\"name\": \"Ada\"}'
   gantry fn enqueue echo -d @input.json
+  gantry fn scale echo --min 1 --max 4
   gantry exec list --function echo --status error,timeout
   gantry exec logs 0190a2b4-... --follow
 
@@ -156,6 +158,9 @@ pub enum FnCommand {
     /// List functions with their current version.
     List,
     /// Show a function's current version and its full spec.
+    ///
+    /// For a function with a `warm` section, also its pool: instances by state, queued
+    /// and in-flight calls, cold starts and limits, then a table of its instances.
     Get {
         /// Function name.
         name: String,
@@ -179,6 +184,15 @@ pub enum FnCommand {
     ///
     /// Follow it with `gantry exec get ID` or `gantry exec logs ID --follow`.
     Enqueue(EnqueueArgs),
+    /// Set how many warm instances a function keeps: at least --min, at most --max.
+    ///
+    /// Makes a new version of the function with `warm.min_instances` and/or
+    /// `warm.max_instances` changed; a function without a `warm` section gets one with
+    /// the defaults (max 4, concurrency 1 per instance, idle timeout 5 minutes). The
+    /// pool keeps --min instances running even when idle (0 = scale to zero) and
+    /// never starts more than --max. Prints "scaled NAME: min N, max M (version V)";
+    /// `gantry fn get NAME` shows the pool's instances.
+    Scale(ScaleArgs),
 }
 
 /// `gantry fn invoke`
@@ -221,6 +235,40 @@ pub struct EnqueueArgs {
     /// Idempotency key: a repeated enqueue with the same key returns the first execution.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+}
+
+/// `gantry fn scale`
+#[derive(Debug, Clone, Args)]
+#[command(
+    group(ArgGroup::new("limits").args(["min", "max"]).multiple(true).required(true)),
+    override_usage = "gantry fn scale <NAME> [--min <N>] [--max <N>]   (at least one of the two)"
+)]
+pub struct ScaleArgs {
+    /// Function name.
+    pub name: String,
+    /// Instances kept running even when idle (0 = scale to zero).
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_min)]
+    pub min: Option<u32>,
+    /// Most instances at once (at least 1).
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_max)]
+    pub max: Option<u32>,
+}
+
+/// Parses `--min`: a whole number of instances, 0 or more.
+fn parse_min(text: &str) -> Result<u32, String> {
+    text.trim()
+        .parse::<u32>()
+        .map_err(|_| format!("expected a whole number of instances (0 or more), got {text:?}"))
+}
+
+/// Parses `--max`: a whole number of instances, at least 1.
+fn parse_max(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "expected a whole number of instances of at least 1, got {text:?}"
+        )),
+    }
 }
 
 /// `gantry exec ...`

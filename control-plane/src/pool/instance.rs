@@ -136,7 +136,10 @@ pub async fn supervise(pool: Arc<FunctionPool>, handle: Arc<InstanceHandle>, lau
     loop {
         tokio::select! {
             exit = instance.wait() => {
+                pool.unavailable(key);
                 connections.close();
+                // What the watchdog started may outlive it: stop what carries its marks.
+                instance.kill(timing.stop_grace).await;
                 pool.gone(key, Some(format!("it ended with {exit}")));
                 return;
             }
@@ -152,6 +155,7 @@ pub async fn supervise(pool: Arc<FunctionPool>, handle: Arc<InstanceHandle>, lau
                 } else {
                     failures += 1;
                     if failures >= HEALTH_FAILURES {
+                        pool.unavailable(key);
                         connections.close();
                         instance.kill(timing.stop_grace).await;
                         pool.gone(key, Some(format!("it failed {failures} health checks in a row")));

@@ -205,8 +205,7 @@ impl Pools {
                 return Ok(lease);
             }
             state.prune_waiters();
-            let max_queue = state.function.spec().max_queue() as usize;
-            if queueing == Queueing::Bounded && state.waiters.len() >= max_queue {
+            if queueing == Queueing::Bounded && state.queue_is_full() {
                 return Err(PoolError::QueueFull {
                     function: pool.name.clone(),
                     queued: state.waiters.len(),
@@ -435,6 +434,18 @@ impl FunctionPool {
                 slot.stopping = true;
                 slot.handle.stop();
             }
+        }
+        self.plan(&mut state);
+    }
+
+    /// Instance `key` died or failed its health checks: no new call goes to it while
+    /// it is being stopped.
+    fn unavailable(self: &Arc<Self>, key: uuid::Uuid) {
+        let mut state = self.lock();
+        if let Some(index) = state.index_of(key) {
+            let slot = &mut state.slots[index];
+            slot.phase = Phase::Draining;
+            slot.stopping = true;
         }
         self.plan(&mut state);
     }

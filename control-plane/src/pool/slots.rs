@@ -151,6 +151,21 @@ impl PoolState {
         self.waiters.retain(|waiter| !waiter.sender.is_closed());
     }
 
+    /// Whether a new call would wait past `max_queue`: calls that instances starting
+    /// now (or that may still be started) will take do not count as queued.
+    pub fn queue_is_full(&self) -> bool {
+        let concurrency = self.concurrency() as usize;
+        let starting = self
+            .slots
+            .iter()
+            .filter(|slot| slot.phase == Phase::Starting)
+            .count();
+        let room = (self.warm.max_instances as usize).saturating_sub(self.live());
+        let provisioned = (starting + room) * concurrency;
+        let max_queue = self.function.spec().max_queue() as usize;
+        self.waiters.len() >= provisioned + max_queue
+    }
+
     /// How many instances to start now: enough for `min_instances`, and for the waiting
     /// calls that the starting instances will not absorb, within `max_instances`.
     pub fn starts_needed(&self, now: Instant, backoff: Duration) -> usize {
