@@ -7,9 +7,11 @@
 mod api;
 pub mod docker;
 mod procs;
+mod warm;
 
 pub use api::*;
 pub use procs::*;
+pub use warm::*;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
