@@ -3,6 +3,7 @@
 //! of what a previous run of the control plane left unfinished.
 
 mod admission;
+mod error;
 mod recovery;
 mod retry;
 mod run;
@@ -21,11 +22,12 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use admission::{Admission, Load};
+pub use error::DispatchError;
 
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::pool::{Pools, Supervision};
-use crate::registry::catalog::{Catalog, LoadedFunction, RegistryError};
+use crate::registry::catalog::{Catalog, LoadedFunction};
 use crate::runtime::Runtime;
 use crate::store::{
     codes, Execution, ExecutionError, ExecutionStatus, Finished, Store, StoreError, Trigger,
@@ -88,59 +90,6 @@ pub struct Accepted {
     pub execution: Execution,
     /// Whether an earlier execution was answered because of the idempotency key.
     pub existing: bool,
-}
-
-/// Why a request was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum DispatchError {
-    /// The function or its version is unknown or invalid.
-    #[error(transparent)]
-    Registry(#[from] RegistryError),
-    /// The function is disabled.
-    #[error("function {0:?} is disabled; set `enabled: true` to invoke it")]
-    Disabled(String),
-    /// The input breaks the function's `input_schema`.
-    #[error("the input does not match the input_schema of {function:?}")]
-    InvalidInput {
-        /// The function.
-        function: String,
-        /// Each violation.
-        violations: Vec<String>,
-    },
-    /// `max_in_flight` executions run and `max_queue` wait.
-    #[error("function {function:?} is at capacity: {queued} executions are waiting (max_queue)")]
-    QueueFull {
-        /// The function.
-        function: String,
-        /// Executions waiting.
-        queued: usize,
-    },
-    /// The idempotency key was used before with another input.
-    #[error("Idempotency-Key {key:?} was already used for execution {existing} with a different input; use a new key for a new call")]
-    IdempotencyKeyReused {
-        /// The key.
-        key: String,
-        /// The execution that has it.
-        existing: Uuid,
-    },
-    /// No such execution.
-    #[error("execution {0} not found")]
-    ExecutionNotFound(Uuid),
-    /// The execution is already finished.
-    #[error("execution {0} already finished with status {1}")]
-    AlreadyFinished(Uuid, &'static str),
-    /// Missing callback token.
-    #[error("the callback needs the execution's token as a bearer token")]
-    MissingToken,
-    /// Wrong callback token.
-    #[error("the token does not belong to execution {0}")]
-    WrongToken(Uuid),
-    /// The server is shutting down.
-    #[error("the server is shutting down")]
-    ShuttingDown,
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// A report delivered by the callback route, with the channel that acknowledges it once

@@ -1,0 +1,59 @@
+//! Why the dispatcher refuses a request or an operation.
+
+use uuid::Uuid;
+
+use crate::registry::catalog::RegistryError;
+use crate::store::StoreError;
+
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The function or its version is unknown or invalid.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The function is disabled.
+    #[error("function {0:?} is disabled; set `enabled: true` to invoke it")]
+    Disabled(String),
+    /// The input breaks the function's `input_schema`.
+    #[error("the input does not match the input_schema of {function:?}")]
+    InvalidInput {
+        /// The function.
+        function: String,
+        /// Each violation.
+        violations: Vec<String>,
+    },
+    /// `max_in_flight` executions run and `max_queue` wait.
+    #[error("function {function:?} is at capacity: {queued} executions are waiting (max_queue)")]
+    QueueFull {
+        /// The function.
+        function: String,
+        /// Executions waiting.
+        queued: usize,
+    },
+    /// The idempotency key was used before with another input.
+    #[error("Idempotency-Key {key:?} was already used for execution {existing} with a different input; use a new key for a new call")]
+    IdempotencyKeyReused {
+        /// The key.
+        key: String,
+        /// The execution that has it.
+        existing: Uuid,
+    },
+    /// No such execution.
+    #[error("execution {0} not found")]
+    ExecutionNotFound(Uuid),
+    /// The execution is already finished.
+    #[error("execution {0} already finished with status {1}")]
+    AlreadyFinished(Uuid, &'static str),
+    /// Missing callback token.
+    #[error("the callback needs the execution's token as a bearer token")]
+    MissingToken,
+    /// Wrong callback token.
+    #[error("the token does not belong to execution {0}")]
+    WrongToken(Uuid),
+    /// The server is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
