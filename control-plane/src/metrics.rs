@@ -54,6 +54,51 @@ fn duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
 }
 
+/// One warm pool's metrics (handles into the registry's families).
+#[derive(Clone, Debug)]
+pub struct PoolMetrics {
+    starting: Gauge,
+    idle: Gauge,
+    busy: Gauge,
+    draining: Gauge,
+    in_flight: Gauge,
+    queued: Gauge,
+    cold_starts: Counter,
+    instance_starts: Counter,
+    queue_wait: Histogram,
+}
+
+fn gauge_value(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
+}
+
+impl PoolMetrics {
+    /// Sets the instance counts and calls.
+    pub fn set(&self, gauges: PoolGauges) {
+        self.starting.set(gauge_value(gauges.starting));
+        self.idle.set(gauge_value(gauges.idle));
+        self.busy.set(gauge_value(gauges.busy));
+        self.draining.set(gauge_value(gauges.draining));
+        self.in_flight.set(gauge_value(gauges.in_flight));
+        self.queued.set(gauge_value(gauges.queued));
+    }
+
+    /// Counts a call that waited for an instance to start.
+    pub fn cold_start(&self) {
+        self.cold_starts.inc();
+    }
+
+    /// Counts an instance started.
+    pub fn instance_started(&self) {
+        self.instance_starts.inc();
+    }
+
+    /// Records how long a call waited for an instance.
+    pub fn queue_wait(&self, seconds: f64) {
+        self.queue_wait.observe(seconds);
+    }
+}
+
 /// Every metric the control plane exports on `/metrics`.
 pub struct Metrics {
     registry: Registry,
@@ -185,57 +230,31 @@ impl Metrics {
             .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
     }
 
-    /// Sets the instance counts and calls of `function`'s warm pool.
-    pub fn set_pool(&self, function: &str, gauges: PoolGauges) {
-        for (state, count) in [
-            ("starting", gauges.starting),
-            ("idle", gauges.idle),
-            ("busy", gauges.busy),
-            ("draining", gauges.draining),
-        ] {
+    /// The metrics of `function`'s warm pool, resolved once so that updating them on
+    /// every call is a few atomic stores.
+    pub fn pool(&self, function: &str) -> PoolMetrics {
+        let label = FunctionLabel {
+            function: function.to_owned(),
+        };
+        let state = |state: &'static str| {
             self.pool_instances
                 .get_or_create(&FunctionState {
                     function: function.to_owned(),
                     state,
                 })
-                .set(i64::try_from(count).unwrap_or(i64::MAX));
-        }
-        let label = FunctionLabel {
-            function: function.to_owned(),
+                .clone()
         };
-        self.pool_in_flight
-            .get_or_create(&label)
-            .set(i64::try_from(gauges.in_flight).unwrap_or(i64::MAX));
-        self.pool_queued
-            .get_or_create(&label)
-            .set(i64::try_from(gauges.queued).unwrap_or(i64::MAX));
-    }
-
-    /// Counts a call of `function` that waited for an instance to start.
-    pub fn cold_start(&self, function: &str) {
-        self.cold_starts
-            .get_or_create(&FunctionLabel {
-                function: function.to_owned(),
-            })
-            .inc();
-    }
-
-    /// Counts a warm instance of `function` started.
-    pub fn instance_started(&self, function: &str) {
-        self.instance_starts
-            .get_or_create(&FunctionLabel {
-                function: function.to_owned(),
-            })
-            .inc();
-    }
-
-    /// Records how long a call of `function` waited for a warm instance.
-    pub fn queue_wait(&self, function: &str, seconds: f64) {
-        self.queue_wait
-            .get_or_create(&FunctionLabel {
-                function: function.to_owned(),
-            })
-            .observe(seconds);
+        PoolMetrics {
+            starting: state("starting"),
+            idle: state("idle"),
+            busy: state("busy"),
+            draining: state("draining"),
+            in_flight: self.pool_in_flight.get_or_create(&label).clone(),
+            queued: self.pool_queued.get_or_create(&label).clone(),
+            cold_starts: self.cold_starts.get_or_create(&label).clone(),
+            instance_starts: self.instance_starts.get_or_create(&label).clone(),
+            queue_wait: self.queue_wait.get_or_create(&label).clone(),
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -288,10 +307,11 @@ mod tests {
             in_flight: 3,
             ..PoolGauges::default()
         };
-        metrics.set_pool("echo", gauges);
-        metrics.cold_start("echo");
-        metrics.instance_started("echo");
-        metrics.queue_wait("echo", 0.002);
+        let pool = metrics.pool("echo");
+        pool.set(gauges);
+        pool.cold_start();
+        pool.instance_started();
+        pool.queue_wait(0.002);
         let text = metrics.render();
         for expected in [
             r#"gantry_pool_instances{function="echo",state="idle"} 2"#,

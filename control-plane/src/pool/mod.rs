@@ -29,7 +29,7 @@ pub use status::{InstanceStatus, PoolStatus};
 use self::instance::InstanceHandle;
 use self::slots::{Phase, PoolState, Slot, Waiter};
 use crate::logs::LogSink;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PoolMetrics};
 use crate::registry::catalog::LoadedFunction;
 use crate::runtime::{Runtime, WarmLaunch};
 
@@ -152,6 +152,7 @@ impl Pools {
             .or_insert_with(|| {
                 Arc::new(FunctionPool {
                     name: name.clone(),
+                    metrics: self.shared.metrics.pool(name),
                     state: Mutex::new(PoolState::new(function.clone())),
                     shared: self.shared.clone(),
                 })
@@ -201,7 +202,7 @@ impl Pools {
                 let lease = pool.lease(&mut state, index, false);
                 pool.publish(&state);
                 drop(state);
-                self.shared.metrics.queue_wait(&pool.name, 0.0);
+                pool.metrics.queue_wait(0.0);
                 return Ok(lease);
             }
             state.prune_waiters();
@@ -226,7 +227,7 @@ impl Pools {
         };
         if answer.is_ok() {
             let waited = waited_since.elapsed().as_secs_f64();
-            self.shared.metrics.queue_wait(&pool.name, waited);
+            pool.metrics.queue_wait(waited);
         }
         answer
     }
@@ -265,6 +266,7 @@ impl Pools {
 /// One function's pool.
 pub(crate) struct FunctionPool {
     name: String,
+    metrics: PoolMetrics,
     state: Mutex<PoolState>,
     shared: Arc<Shared>,
 }
@@ -348,7 +350,7 @@ impl FunctionPool {
             }
             if cold {
                 state.cold_starts += 1;
-                self.shared.metrics.cold_start(&self.name);
+                self.metrics.cold_start();
             }
         }
         let starts = state.starts_needed(Instant::now(), START_BACKOFF);
@@ -370,7 +372,7 @@ impl FunctionPool {
 
     /// Updates the pool's metrics.
     fn publish(&self, state: &PoolState) {
-        self.shared.metrics.set_pool(&self.name, state.census());
+        self.metrics.set(state.census());
     }
 
     fn start_instance(self: &Arc<Self>, state: &mut PoolState) {
@@ -413,7 +415,7 @@ impl FunctionPool {
             idle_since: Instant::now(),
             stopping: false,
         });
-        self.shared.metrics.instance_started(&self.name);
+        self.metrics.instance_started();
         self.shared
             .tasks
             .spawn(instance::supervise(self.clone(), handle, launch));
