@@ -29,7 +29,7 @@ use serde_json::{json, Value};
 use support::docker::{
     containers, docker, function_containers, image_exists, make, require_engine, Image,
 };
-use support::{Server, ServerOptions};
+use support::{invoke_full, wait_pool, Server, ServerOptions};
 use uuid::Uuid;
 
 const TOKEN: &str = "docker-warm-token";
@@ -206,6 +206,19 @@ impl Harness {
     }
 }
 
+impl Harness {
+    /// Starts a warm instance of `image` under `name` with no extra settings.
+    async fn start_plain(
+        &self,
+        name: &str,
+        image: &Image,
+    ) -> (WarmStarted, Uuid, gantry::logs::LogWriter) {
+        let function = Harness::version(manifest(name, image, json!({})));
+        let (answer, key, writer) = self.start(function).await;
+        (started(answer), key, writer)
+    }
+}
+
 impl Drop for Harness {
     fn drop(&mut self) {
         // Whatever a failed test left running goes with it.
@@ -354,9 +367,7 @@ async fn a_warm_container_serves_from_its_bridge_address_until_stopped() {
 async fn a_dropped_warm_instance_leaves_no_container() {
     let image = counter_image();
     let harness = Harness::new().await;
-    let function = Harness::version(manifest("dropped", &image, json!({})));
-    let (answer, key, _writer) = harness.start(function).await;
-    let warm = started(answer);
+    let (warm, key, _writer) = harness.start_plain("dropped", &image).await;
     assert_eq!(instance_containers(key).len(), 1);
     drop(warm);
     wait_count("containers of a dropped instance", 0, || {
@@ -369,10 +380,9 @@ async fn a_dropped_warm_instance_leaves_no_container() {
 async fn warm_containers_of_an_earlier_run_are_removed_at_start() {
     let image = counter_image();
     let earlier = Harness::new().await;
-    let function = Harness::version(manifest("orphaned", &image, json!({})));
-    let (answer, key, _writer) = earlier.start(function).await;
+    let (warm, key, _writer) = earlier.start_plain("orphaned", &image).await;
     // A crash: nothing of the instance runs its clean-up.
-    std::mem::forget(started(answer));
+    std::mem::forget(warm);
     assert_eq!(instance_containers(key).len(), 1);
 
     let next = Harness::with_owner(earlier.owner.clone()).await;
@@ -405,6 +415,9 @@ async fn a_missing_image_is_a_clear_start_error() {
 
 // --- the pool ---------------------------------------------------------------------
 
+/// The answers one loop of calls got, in order.
+type Calls = Vec<(StatusCode, Value)>;
+
 /// `gantry serve --runtime docker` with a token.
 async fn docker_server() -> Server {
     require_engine();
@@ -425,45 +438,18 @@ fn warm_containers(server: &Server, function: &str) -> Vec<String> {
     ])
 }
 
-/// Polls `GET /v1/functions/{name}` until its pool has `idle` idle instances.
+/// Polls the pool of `name` until it has `idle` idle instances.
 async fn wait_idle(server: &Server, name: &str, idle: u64) -> Value {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let (status, _, body) = server
-            .call(server.request(Method::GET, &format!("/v1/functions/{name}")))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        if body["pool"]["idle"].as_u64() == Some(idle) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the pool of {name} never had {idle} idle instances: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A sync call: status, the `X-Cold-Start` header and the body.
-async fn invoke(server: &Server, name: &str, input: Value) -> (StatusCode, Option<String>, Value) {
-    let (status, headers, body) = server
-        .call(
-            server
-                .request(Method::POST, &format!("/v1/functions/{name}:invoke"))
-                .json(&input),
-        )
-        .await;
-    let cold = headers
-        .get("x-cold-start")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    (status, cold, body)
+    wait_pool(server, name, &format!("{idle} idle instances"), |pool| {
+        pool["idle"].as_u64() == Some(idle)
+    })
+    .await
 }
 
 /// Invokes `name` and asserts success; answers the output, the cold start header and
 /// the execution record.
 async fn invoke_ok(server: &Server, name: &str) -> (Value, Option<String>, Value) {
-    let (status, cold, body) = invoke(server, name, json!({})).await;
+    let (status, cold, body) = invoke_full(server, name, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{name}: {body}");
     assert_eq!(body["status"], "success", "{name}: {body}");
     let record = server
@@ -504,8 +490,14 @@ async fn min_instances_starts_a_container_before_any_call() {
         warm_containers(&server, "prewarmed")
     })
     .await;
-    assert_eq!(inspect(&ids[0])["State"]["Running"], true);
     wait_idle(&server, "prewarmed", 1).await;
+    assert_eq!(
+        warm_containers(&server, "prewarmed"),
+        ids,
+        "the prewarmed container serves (not a replacement):\n{}",
+        server.stderr()
+    );
+    assert_eq!(inspect(&ids[0])["State"]["Running"], true);
 
     let (output, cold, record) = invoke_ok(&server, "prewarmed").await;
     assert_eq!(cold.as_deref(), Some("false"), "a prewarmed call: {record}");
@@ -634,16 +626,19 @@ async fn a_new_version_under_load_fails_no_call_and_removes_the_old_containers()
     })
     .await;
     wait_idle(&server, "hot", 1).await;
+    let owner = format!("gantry.owner={}", server.owner_id());
+    let version_1 = || containers(&[&owner, "gantry.function=hot", "gantry.version=1"]);
+    assert_eq!(version_1(), old, "the prewarmed container runs version 1");
 
     // Two loops of calls, each recording (status, marker, body) in order.
     let stop = Arc::new(AtomicBool::new(false));
-    let seen: Arc<Mutex<Vec<Vec<(StatusCode, Value)>>>> = Arc::new(Mutex::new(vec![vec![]; 2]));
+    let seen: Arc<Mutex<Vec<Calls>>> = Arc::new(Mutex::new(vec![vec![]; 2]));
     let loops: Vec<_> = (0..2)
         .map(|n| {
             let (server, stop, seen) = (server.clone(), stop.clone(), seen.clone());
             tokio::spawn(async move {
                 while !stop.load(Ordering::SeqCst) {
-                    let (status, _, body) = invoke(&server, "hot", json!({})).await;
+                    let (status, _, body) = invoke_full(&server, "hot", json!({})).await;
                     seen.lock().unwrap()[n].push((status, body));
                 }
             })
@@ -705,12 +700,12 @@ async fn a_new_version_under_load_fails_no_call_and_removes_the_old_containers()
             );
         }
     }
-    wait_count("old containers of hot", 0, || {
-        let now = warm_containers(&server, "hot");
-        old.iter().filter(|id| now.contains(id)).cloned().collect()
-    })
-    .await;
-    for id in warm_containers(&server, "hot") {
+    // The prewarmed container and any other the loops made version 1 start are removed
+    // once drained; version 2 keeps its minimum.
+    wait_count("version 1 containers of hot", 0, version_1).await;
+    let now = warm_containers(&server, "hot");
+    assert!(!now.is_empty(), "version 2 keeps min_instances");
+    for id in now {
         assert_eq!(
             inspect(&id)["Config"]["Labels"]["gantry.version"],
             "2",

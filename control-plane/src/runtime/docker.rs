@@ -52,7 +52,7 @@ pub struct DockerRuntime {
     network: String,
     gateway: IpAddr,
     /// Removals of exited containers, which run after the result is answered.
-    pub(super) removals: TaskTracker,
+    removals: TaskTracker,
     /// Network sandboxes kept ready (see [`super::docker_sandbox`]); set up by the
     /// start-up orphan removal, so that removal does not take them.
     sandboxes: tokio::sync::OnceCell<Option<Arc<Sandboxes>>>,

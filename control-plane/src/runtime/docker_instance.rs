@@ -32,27 +32,30 @@ use crate::store::LogStream;
 
 /// Whether the engine reported an OOM kill in the container.
 #[derive(Default)]
-pub(super) struct OomWatch {
-    pub(super) seen: AtomicBool,
-    pub(super) notify: Notify,
+struct OomWatch {
+    seen: AtomicBool,
+    notify: Notify,
 }
 
+/// A started container of the docker runtime (see [`DockerInstance::create`]).
 pub(super) struct DockerInstance {
+    /// The engine's full container id.
     pub(super) container: String,
-    pub(super) id: String,
-    pub(super) docker: Docker,
-    pub(super) oom: Arc<OomWatch>,
-    pub(super) oom_task: JoinHandle<()>,
-    pub(super) demux: Option<JoinHandle<()>>,
-    pub(super) stdout_task: Option<JoinHandle<Option<String>>>,
-    pub(super) stderr_task: Option<JoinHandle<Option<String>>>,
-    pub(super) exit: Option<InstanceExit>,
-    pub(super) removed: bool,
+    /// `docker-` and the short container id, for execution records.
+    id: String,
+    docker: Docker,
+    oom: Arc<OomWatch>,
+    oom_task: JoinHandle<()>,
+    demux: Option<JoinHandle<()>>,
+    stdout_task: Option<JoinHandle<Option<String>>>,
+    stderr_task: Option<JoinHandle<Option<String>>>,
+    exit: Option<InstanceExit>,
+    removed: bool,
     /// Where the removal runs once the container has exited: after the result, off the
     /// caller's path, and awaited by [`super::Runtime::drain`] when the server stops.
-    pub(super) removals: TaskTracker,
+    removals: TaskTracker,
     /// The network sandbox the container joined, removed with it.
-    pub(super) sandbox: Option<String>,
+    sandbox: Option<String>,
 }
 
 /// The tasks that watch a started container: its OOM events, the demultiplexing of its
@@ -182,6 +185,23 @@ impl DockerInstance {
         })
     }
 
+    /// Removes the container (and its network sandbox) in the background on `handle`,
+    /// tracked by `removals` so that [`super::Runtime::drain`] waits for it.
+    fn remove_later(&mut self, handle: &tokio::runtime::Handle) {
+        let (docker, container) = (self.docker.clone(), self.container.clone());
+        let sandbox = self.sandbox.take();
+        self.removals.spawn_on(
+            async move {
+                DockerRuntime::remove(&docker, &container).await;
+                if let Some(sandbox) = sandbox {
+                    DockerRuntime::remove(&docker, &sandbox).await;
+                }
+            },
+            handle,
+        );
+        self.removed = true;
+    }
+
     /// The container's exit code once it has stopped (`None` if the engine cannot say).
     async fn wait_exit(&self) -> Option<i32> {
         let mut stream = self
@@ -239,15 +259,7 @@ impl Instance for DockerInstance {
         if let Some(task) = self.stderr_task.take() {
             let _ = task.await;
         }
-        let (docker, container) = (self.docker.clone(), self.container.clone());
-        let sandbox = self.sandbox.take();
-        self.removals.spawn(async move {
-            DockerRuntime::remove(&docker, &container).await;
-            if let Some(sandbox) = sandbox {
-                DockerRuntime::remove(&docker, &sandbox).await;
-            }
-        });
-        self.removed = true;
+        self.remove_later(&tokio::runtime::Handle::current());
         self.oom_task.abort();
         let exit = InstanceExit {
             code,
@@ -297,15 +309,7 @@ impl Drop for DockerInstance {
         if !self.removed {
             // Never leave a container behind, even on a path that forgot to wait.
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                let docker = self.docker.clone();
-                let id = self.container.clone();
-                let sandbox = self.sandbox.take();
-                handle.spawn(async move {
-                    DockerRuntime::remove(&docker, &id).await;
-                    if let Some(sandbox) = sandbox {
-                        DockerRuntime::remove(&docker, &sandbox).await;
-                    }
-                });
+                self.remove_later(&handle);
             }
         }
     }

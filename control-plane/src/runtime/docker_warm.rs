@@ -3,8 +3,8 @@
 //! mode on port 8080 of its own address on the private network (never in a network
 //! sandbox: it lives for many executions). The control plane, on the host, reaches it
 //! at that bridge address. It carries `gantry.instance=<key>` instead of
-//! `gantry.execution`, so the owner label finds it as an orphan like any other, and it
-//! is removed once stopped (or dropped).
+//! `gantry.execution`; the owner label it shares with every container of the server
+//! finds it as an orphan at the next start. It is removed once stopped (or dropped).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
