@@ -27,7 +27,8 @@ use gantry::store::{SqliteStore, Store};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::docker::{
-    containers, docker, function_containers, image_exists, make, require_engine, Image,
+    busybox_image, containers, docker, function_containers, image_exists, make, require_engine,
+    Image,
 };
 use support::{invoke_full, wait_pool, Server, ServerOptions};
 use uuid::Uuid;
@@ -735,5 +736,72 @@ async fn a_stopped_server_leaves_no_warm_container() {
     let (output, _, _) = invoke_ok(&server, "left-a").await;
     assert_eq!(output["calls"], 1, "{output}");
     assert_eq!(function_containers(&server).len(), 4);
+    stop_and_assert_clean(server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn other_containers_cannot_call_a_warm_instance() {
+    let image = counter_image();
+    let server = docker_server().await;
+    server
+        .deploy(manifest(
+            "private",
+            &image,
+            json!({"warm": {"min_instances": 1}}),
+        ))
+        .await;
+    let ids = wait_count("warm containers of private", 1, || {
+        warm_containers(&server, "private")
+    })
+    .await;
+    wait_idle(&server, "private", 1).await;
+    let network = inspect(&ids[0])["NetworkSettings"]["Networks"]["gantry-net"].clone();
+    let address = network["IPAddress"]
+        .as_str()
+        .expect("an address on gantry-net");
+    let options = std::process::Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            "-f",
+            "{{json .Options}}",
+            "gantry-net",
+        ])
+        .output()
+        .expect("docker network inspect");
+    assert!(
+        String::from_utf8_lossy(&options.stdout)
+            .contains(r#""com.docker.network.bridge.enable_icc":"false""#),
+        "gantry-net isolates its containers: {}",
+        String::from_utf8_lossy(&options.stdout)
+    );
+    // The host (the control plane) reaches the instance...
+    let client = reqwest::Client::new();
+    wait_healthy(&client, &format!("http://{address}:8080")).await;
+    // ...another container on the same network does not, though it reaches the host.
+    let probe = |url: String| {
+        let image = image.0.clone();
+        let fetch = format!("import urllib.request; urllib.request.urlopen({url:?}, timeout=3)");
+        async move {
+            tokio::process::Command::new("docker")
+                .args(["run", "--rm", "--network", "gantry-net"])
+                .args(["--entrypoint", "python3", &image, "-c", &fetch])
+                .output()
+                .await
+                .expect("docker run")
+        }
+    };
+    let gateway = network["Gateway"].as_str().expect("the network's gateway");
+    let port = server.url.rsplit(':').next().expect("the server's port");
+    let host = probe(format!("http://{gateway}:{port}/healthz")).await;
+    assert!(
+        host.status.success(),
+        "the probe container reaches the control plane: {host:?}"
+    );
+    let instance = probe(format!("http://{address}:8080/health")).await;
+    assert!(
+        !instance.status.success(),
+        "a container reached the warm instance: {instance:?}"
+    );
     stop_and_assert_clean(server).await;
 }

@@ -253,29 +253,31 @@ impl DockerRuntime {
     }
 }
 
-/// Creates `name` (a labelled bridge) unless it exists; answers its gateway address.
+/// Bridge option that stops containers on the network from reaching each other (the
+/// host, and so the control plane and the pools' calls to warm instances, still can).
+const ISOLATE: (&str, &str) = ("com.docker.network.bridge.enable_icc", "false");
+
+/// Creates `name` (a labelled bridge whose containers cannot reach each other) unless it
+/// exists; an idle one made before that isolation is re-created. Answers the gateway.
 async fn ensure_network(docker: &Docker, name: &str) -> Result<IpAddr, String> {
     let network = match docker
         .inspect_network(name, None::<InspectNetworkOptions>)
         .await
     {
-        Ok(network) => network,
-        Err(err) if is_not_found(&err) => {
-            let request = NetworkCreateRequest {
-                name: name.to_owned(),
-                driver: Some("bridge".to_owned()),
-                labels: Some(HashMap::from([(NETWORK_LABEL.to_owned(), "1".to_owned())])),
-                ..Default::default()
-            };
-            if let Err(err) = docker.create_network(request).await {
-                // Another server may have created it meanwhile.
-                tracing::debug!("creating the network {name}: {err}");
+        Ok(network) if isolated(&network) => network,
+        Ok(network) if network.containers.as_ref().is_none_or(HashMap::is_empty) => {
+            if let Err(err) = docker.remove_network(name).await {
+                tracing::debug!("removing the unisolated network {name}: {err}");
             }
-            docker
-                .inspect_network(name, None::<InspectNetworkOptions>)
-                .await
-                .map_err(|err| format!("cannot create the Docker network {name}: {err}"))?
+            create_network(docker, name).await?
         }
+        Ok(network) => {
+            tracing::warn!(
+                "the Docker network {name} lets its containers reach each other (it predates isolation and is in use); remove it while no function runs to isolate them"
+            );
+            network
+        }
+        Err(err) if is_not_found(&err) => create_network(docker, name).await?,
         Err(err) => return Err(unreachable(&err)),
     };
     network
@@ -286,6 +288,35 @@ async fn ensure_network(docker: &Docker, name: &str) -> Result<IpAddr, String> {
         .filter_map(|config| config.gateway)
         .find_map(|gateway| gateway.parse::<IpAddr>().ok().filter(IpAddr::is_ipv4))
         .ok_or_else(|| format!("the Docker network {name} has no IPv4 gateway"))
+}
+
+fn isolated(network: &bollard::models::Network) -> bool {
+    network
+        .options
+        .as_ref()
+        .and_then(|options| options.get(ISOLATE.0))
+        .is_some_and(|value| value == ISOLATE.1)
+}
+
+async fn create_network(docker: &Docker, name: &str) -> Result<bollard::models::Network, String> {
+    let request = NetworkCreateRequest {
+        name: name.to_owned(),
+        driver: Some("bridge".to_owned()),
+        labels: Some(HashMap::from([(NETWORK_LABEL.to_owned(), "1".to_owned())])),
+        options: Some(HashMap::from([(
+            ISOLATE.0.to_owned(),
+            ISOLATE.1.to_owned(),
+        )])),
+        ..Default::default()
+    };
+    if let Err(err) = docker.create_network(request).await {
+        // Another server may have created it meanwhile.
+        tracing::debug!("creating the network {name}: {err}");
+    }
+    docker
+        .inspect_network(name, None::<InspectNetworkOptions>)
+        .await
+        .map_err(|err| format!("cannot create the Docker network {name}: {err}"))
 }
 
 #[async_trait]
