@@ -27,8 +27,7 @@ use gantry::store::{SqliteStore, Store};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::docker::{
-    busybox_image, containers, docker, function_containers, image_exists, make, require_engine,
-    Image,
+    containers, docker, function_containers, image_exists, make, require_engine, Image,
 };
 use support::{invoke_full, wait_pool, Server, ServerOptions};
 use uuid::Uuid;
