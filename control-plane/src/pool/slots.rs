@@ -151,15 +151,19 @@ impl PoolState {
         self.waiters.retain(|waiter| !waiter.sender.is_closed());
     }
 
+    /// Instances starting.
+    fn starting(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| slot.phase == Phase::Starting)
+            .count()
+    }
+
     /// Whether a new call would wait past `max_queue`: calls that instances starting
     /// now (or that may still be started) will take do not count as queued.
     pub fn queue_is_full(&self) -> bool {
         let concurrency = self.concurrency() as usize;
-        let starting = self
-            .slots
-            .iter()
-            .filter(|slot| slot.phase == Phase::Starting)
-            .count();
+        let starting = self.starting();
         let room = (self.warm.max_instances as usize).saturating_sub(self.live());
         let provisioned = (starting + room) * concurrency;
         let max_queue = self.function.spec().max_queue() as usize;
@@ -175,11 +179,7 @@ impl PoolState {
         let live = self.live();
         let room = (self.warm.max_instances as usize).saturating_sub(live);
         let concurrency = self.concurrency() as usize;
-        let starting = self
-            .slots
-            .iter()
-            .filter(|slot| slot.phase == Phase::Starting)
-            .count();
+        let starting = self.starting();
         let uncovered = self.waiters.len().saturating_sub(starting * concurrency);
         let for_waiters = uncovered.div_ceil(concurrency);
         let backing_off = self
