@@ -7,7 +7,7 @@ GNU_TARGET := x86_64-unknown-linux-gnu
 STATIC_WATCHDOG := target/static/watchdog
 WATCHDOG_IMAGE ?= gantry/watchdog:latest
 
-.PHONY: help build test lint fmt watchdog-static check-static watchdog-image docker-up check-image base-images runtime-images check-runtime-images run bench bench-watchdog bench-control-plane bench-docker clean
+.PHONY: help build test lint fmt watchdog-static check-static watchdog-image docker-up check-image base-images runtime-images check-runtime-images run bench bench-watchdog bench-control-plane bench-docker bench-warm clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -69,7 +69,7 @@ run: ## start Gantry on its embedded defaults: process runtime, SQLite in ./gant
 	$(CARGO) build -p gantry-watchdog -p gantry-control-plane
 	target/debug/gantry serve
 
-bench: bench-watchdog bench-control-plane bench-docker ## every benchmark
+bench: bench-watchdog bench-control-plane bench-docker bench-warm ## every benchmark
 
 bench-watchdog: watchdog-static ## watchdog size, RSS, WARM proxy and STDIO latency; see BENCHMARKS.md
 	WATCHDOG_BIN=$(CURDIR)/$(STATIC_WATCHDOG) $(CARGO) bench -p gantry-watchdog --bench watchdog_bench
@@ -83,6 +83,11 @@ bench-docker: watchdog-static docker-up ## docker runtime cold start against a p
 	$(CARGO) build --release -p gantry-control-plane
 	GANTRY_BIN=$(CURDIR)/target/release/gantry WATCHDOG_BIN=$(CURDIR)/$(STATIC_WATCHDOG) \
 		$(CARGO) bench -p gantry-control-plane --bench docker_bench
+
+bench-warm: watchdog-static ## warm pool: `:invoke` of a warm no-op function against its runtime called directly; see BENCHMARKS.md
+	$(CARGO) build --release -p gantry-control-plane
+	GANTRY_BIN=$(CURDIR)/target/release/gantry WATCHDOG_BIN=$(CURDIR)/$(STATIC_WATCHDOG) \
+		$(CARGO) bench -p gantry-control-plane --bench warm_bench
 
 clean: ## remove build output
 	$(CARGO) clean

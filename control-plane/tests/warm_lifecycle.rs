@@ -332,3 +332,59 @@ async fn shutdown_stops_every_instance_and_a_restart_after_a_crash_removes_old_o
         "two watchdogs and their runtimes, nothing of the crashed run"
     );
 }
+
+#[tokio::test]
+async fn a_call_whose_client_went_away_still_runs_and_is_recorded() {
+    use tokio::io::AsyncWriteExt;
+
+    let mut server = Server::start().await;
+    server
+        .deploy(warm_function(
+            "abandoned",
+            json!({"min_instances": 1, "max_instances": 1, "concurrency_per_instance": 5}),
+            json!({}),
+        ))
+        .await;
+    wait_pool(&server, "abandoned", "an idle instance", |p| p["idle"] == 1).await;
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let body = r#"{"sleep_ms": 1500}"#;
+    let mut sockets = Vec::new();
+    for _ in 0..5 {
+        let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let request = format!(
+            "POST /v1/functions/abandoned:invoke HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        sockets.push(socket);
+    }
+    // The calls run (the function sleeps 1.5 s)...
+    wait_pool(&server, "abandoned", "five calls in flight", |p| {
+        p["inFlight"] == 5
+    })
+    .await;
+    // ...when their clients go away.
+    drop(sockets);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, list) = server
+            .list_executions(&[("function", "abandoned"), ("status", "success")])
+            .await;
+        assert_eq!(status, 200, "{list}");
+        if list["executions"].as_array().map(Vec::len) == Some(5) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned calls were not all recorded: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        server.stop().await,
+        Some(0),
+        "the server stops: {}",
+        server.stderr()
+    );
+    server.assert_no_instances().await;
+}

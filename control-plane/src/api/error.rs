@@ -147,6 +147,7 @@ impl From<DispatchError> for ApiError {
                 error
             }
             DispatchError::Store(err) => err.into(),
+            DispatchError::Internal(cause) => ApiError::internal(&cause),
         }
     }
 }

@@ -56,4 +56,7 @@ pub enum DispatchError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A bug: the task running the execution failed.
+    #[error("the task running the execution failed: {0}")]
+    Internal(String),
 }

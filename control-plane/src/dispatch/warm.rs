@@ -85,9 +85,17 @@ impl Dispatcher {
             // Recorded as the execution's failure below.
             Err(_) => None,
         };
-        self.run_warm(&mut execution, &function, lease, Record::Behind)
-            .await;
-        Ok(execution)
+        // From here on the call runs to its end and is recorded even if the caller goes
+        // away (the request future is dropped when the client disconnects).
+        let dispatcher = self.clone();
+        let run = tokio::spawn(async move {
+            dispatcher
+                .run_warm(&mut execution, &function, lease, Record::Behind)
+                .await;
+            execution
+        });
+        run.await
+            .map_err(|err| DispatchError::Internal(err.to_string()))
     }
 
     /// Starts the `min_instances` of every warm function (at server start).

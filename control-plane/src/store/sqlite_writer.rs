@@ -9,6 +9,7 @@
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::{ffi, Connection};
 use tokio::sync::oneshot;
@@ -17,6 +18,8 @@ use crate::store::StoreError;
 
 /// Most jobs committed in one transaction (bounds the latency of the first of them).
 const MAX_BATCH: usize = 4096;
+/// Longest a batch of write-behind jobs waits for company before it is committed.
+const LINGER: Duration = Duration::from_millis(2);
 
 /// A write, run by the writer thread inside a batch transaction.
 pub(super) trait Job: Send {
@@ -27,6 +30,10 @@ pub(super) trait Job: Send {
     fn fail(&mut self, source: rusqlite::Error);
     /// Answers the caller.
     fn reply(self: Box<Self>);
+    /// Whether a caller waits for the commit (write-behind jobs: no).
+    fn waited_for(&self) -> bool {
+        true
+    }
 }
 
 /// A [`Job`] made of a closure and the channel of its caller.
@@ -82,6 +89,10 @@ where
     F: FnOnce(&Connection) -> Result<(), StoreError> + Send,
     D: FnOnce(Result<(), String>) + Send,
 {
+    fn waited_for(&self) -> bool {
+        false
+    }
+
     fn run(&mut self, conn: &Connection) -> bool {
         let Some(work) = self.work.take() else {
             return false;
@@ -213,22 +224,43 @@ impl Writer {
     }
 }
 
-/// The writer thread: batches until told to stop or every sender is gone.
+/// The writer thread: batches until told to stop or every sender is gone. A batch of
+/// write-behind jobs only (nobody waits for them) lingers up to [`LINGER`] for more, so
+/// a trickle of warm calls shares commits instead of paying one each.
 fn run(conn: Connection, receiver: Receiver<Message>) {
     let mut jobs: Vec<Box<dyn Job>> = Vec::new();
     while let Ok(first) = receiver.recv() {
         let mut next = Some(first);
         let mut stop: Option<Option<oneshot::Sender<()>>> = None;
-        while let Some(message) = next.take() {
-            match message {
-                Message::Job(job) => jobs.push(job),
-                Message::Shutdown(done) => {
-                    stop = Some(done);
-                    break;
+        let mut linger_until: Option<Instant> = None;
+        loop {
+            while let Some(message) = next.take() {
+                match message {
+                    Message::Job(job) => jobs.push(job),
+                    Message::Shutdown(done) => {
+                        stop = Some(done);
+                        break;
+                    }
+                }
+                if jobs.len() < MAX_BATCH {
+                    next = receiver.try_recv().ok();
                 }
             }
-            if jobs.len() < MAX_BATCH {
-                next = receiver.try_recv().ok();
+            let lingering = stop.is_none()
+                && jobs.len() < MAX_BATCH
+                && !jobs.is_empty()
+                && jobs.iter().all(|job| !job.waited_for());
+            if !lingering {
+                break;
+            }
+            let until = *linger_until.get_or_insert_with(|| Instant::now() + LINGER);
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match receiver.recv_timeout(left) {
+                Ok(message) => next = Some(message),
+                Err(_) => break,
             }
         }
         if !jobs.is_empty() {
