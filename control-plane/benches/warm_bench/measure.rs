@@ -88,6 +88,8 @@ pub struct Measured {
     /// were still running after it; or why it failed (it is then SIGKILLed, and so
     /// are its processes).
     pub stop: Result<(Duration, usize), String>,
+    /// Successful records in the database after a clean stop.
+    pub stored: Option<u64>,
 }
 
 /// Which side a variant measures.
@@ -332,6 +334,21 @@ fn finish(
     if let Err(err) = &stop {
         println!("  FAILED CHECK: stopping the server: {err}");
     }
+    // Sync warm calls are written behind their answers: a clean stop must have
+    // committed every one the server counted.
+    let stored = match &stop {
+        Ok(_) => {
+            let stored = stored_successes(data_dir)?;
+            if stored != server_successes {
+                return Err(format!(
+                    "the server counted {server_successes} successes but its database holds {stored} after a clean stop"
+                )
+                .into());
+            }
+            Some(stored)
+        }
+        Err(_) => None,
+    };
     Ok(Measured {
         summaries: rounds.summaries,
         cpu: rounds.cpu,
@@ -344,7 +361,22 @@ fn finish(
         instances: (rounds.before, after),
         cold_starts,
         stop,
+        stored,
     })
+}
+
+/// Successful executions of [`FUNCTION`] in the stopped server's database.
+fn stored_successes(data_dir: &Path) -> BenchResult<u64> {
+    let db = rusqlite::Connection::open_with_flags(
+        data_dir.join("gantry.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )?;
+    let count: i64 = db.query_row(
+        "SELECT count(*) FROM executions WHERE function = ?1 AND status = 'success'",
+        [FUNCTION],
+        |row| row.get(0),
+    )?;
+    Ok(u64::try_from(count)?)
 }
 
 /// `GET /v1/executions/{id}`; a sync warm call's record is written behind its answer,
