@@ -64,4 +64,8 @@ pub struct ServeArgs {
     /// as failed to start (STARTUP_ERROR).
     #[arg(long, env = "GANTRY_READY_TIMEOUT_MS", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub ready_timeout_ms: u64,
+    /// Deepest chain of executions: a chained execution that would go deeper is recorded
+    /// as failed (CHAIN_DEPTH_EXCEEDED) instead of run, which stops cycles.
+    #[arg(long, env = "GANTRY_MAX_CHAIN_DEPTH", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_chain_depth: u32,
 }

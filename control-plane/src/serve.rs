@@ -190,6 +190,7 @@ pub async fn serve_main(mut args: ServeArgs, token: Option<String>) -> ExitCode 
                 ready_timeout: Duration::from_millis(args.ready_timeout_ms),
                 stop_grace: Duration::from_millis(2_000),
             },
+            max_chain_depth: args.max_chain_depth,
         },
     );
     let state = Arc::new(AppState {

@@ -340,12 +340,13 @@ async fn settings_the_process_runtime_does_not_apply_come_back_as_warnings() {
         .deploy(stdio_function(
             "chained",
             "python3 echo.py",
-            json!({"chains": [{"target": "plain"}]}),
+            json!({"chains": [{"target": "plain"}], "secrets": {"TOKEN": "api-token"}}),
         ))
         .await;
     let warnings = chained["warnings"].to_string();
     assert!(
-        warnings.contains("`chains` is stored but not acted on yet"),
+        warnings.contains("`secrets` is stored but not acted on yet")
+            && !warnings.contains("chains"),
         "{warnings}"
     );
     // The function still runs: the warnings are advice, not errors.

@@ -198,6 +198,122 @@ async fn bad_schemas_env_paths_and_limits_are_explained() {
 }
 
 #[tokio::test]
+async fn chains_and_triggers_are_checked_at_deploy() {
+    let server = Server::start().await;
+    server.deploy(echo("next")).await;
+    let with = |extra: Value| {
+        let mut manifest = echo("chained");
+        for (key, value) in extra.as_object().unwrap() {
+            manifest[key] = value.clone();
+        }
+        manifest
+    };
+    let cases: Vec<(Value, Vec<&str>)> = vec![
+        (
+            json!({"chains": [{"target": "next"}, {"target": "nope"}]}),
+            vec!["chains[1].target \"nope\" is not a deployed function"],
+        ),
+        (
+            json!({"chains": [{"target": "next", "condition": {"path": "output.total", "op": "bigger", "value": 1}}]}),
+            vec!["chains[0].condition: unknown op \"bigger\"; use one of eq, ne, gt, gte, lt, lte, exists, in, contains"],
+        ),
+        (
+            json!({"chains": [{"target": "next", "condition": {"any": [{"path": "output.tier", "op": "in", "value": "gold"}]}}]}),
+            vec!["chains[0].condition.any[0]: `in` needs a `value` that is a list"],
+        ),
+        (
+            json!({"chains": [{"target": "next", "condition": {"path": "output.x", "op": "eq", "value": 1, "all": []}}]}),
+            vec!["chains[0].condition: a rule has either `path`, `op` and `value`, or exactly one of"],
+        ),
+        (
+            json!({"chains": [{"target": "next", "condition": "sometimes"}]}),
+            vec!["chains[0].condition: unknown condition \"sometimes\"", "always, on_success, on_failure, on_timeout"],
+        ),
+        (
+            json!({"chains": [{"target": "next", "input": {"template": {"id": "{{output.id"}}}]}),
+            vec!["chains[0].input.template.id: placeholder \"{{output.id\" is not closed"],
+        ),
+        (
+            json!({"chains": [{"target": "next", "condition": {"not": {"path": "output..x", "op": "exists"}}}]}),
+            vec!["chains[0].condition.not: path \"output..x\" has an empty segment"],
+        ),
+        (
+            json!({"chains": [{"target": "next", "delay": 5}]}),
+            vec!["chains[0]: unknown field `delay`", "`delay_ms`"],
+        ),
+        (
+            json!({"triggers": [{"type": "order.created", "condition": "always"}]}),
+            vec!["triggers[0].condition: a trigger's condition is a rule object"],
+        ),
+        (
+            json!({"triggers": [{"type": "order.created", "condition": {"path": "data.total", "op": "gt"}}]}),
+            vec!["triggers[0].condition: `gt` needs a `value`"],
+        ),
+    ];
+    for (extra, words) in cases {
+        let manifest = with(extra);
+        let problems = rejected(&server, manifest.clone()).await;
+        assert!(mentions(&problems, &words), "{manifest}: {problems:?}");
+    }
+    // Every unknown target is listed.
+    let problems = rejected(
+        &server,
+        with(json!({"chains": [{"target": "gone"}, {"target": "next"}, {"target": "lost"}]})),
+    )
+    .await;
+    assert_eq!(
+        problems,
+        [
+            "chains[0].target \"gone\" is not a deployed function",
+            "chains[2].target \"lost\" is not a deployed function"
+        ]
+    );
+
+    // A chain to itself is allowed (the depth cap stops it at run time), and what is
+    // stored is the definition in its canonical form.
+    let chains = json!([
+        {"target": "chained", "condition": {"path": "output.again", "op": "eq", "value": true}, "delay_ms": 10},
+        {"target": "next", "condition": "on_success", "input": {"template": {"id": "{{output.id}}", "note": "from {{function}}"}}},
+        {"target": "next", "condition": "always", "input": {"fields": {"customer.id": "output.id"}}}
+    ]);
+    let created = server
+        .deploy(with(json!({
+            "chains": chains,
+            "triggers": [{"type": "order.created", "condition": {"path": "data.total", "op": "gte", "value": 100}}]
+        })))
+        .await;
+    assert!(created.get("warnings").is_none(), "{created}");
+    let mut canonical = chains.clone();
+    canonical[1].as_object_mut().unwrap().remove("condition");
+    assert_eq!(created["spec"]["chains"], canonical, "{created}");
+    assert_eq!(created["spec"]["triggers"][0]["type"], "order.created");
+
+    // A target deleted since cannot be chained to by a new version.
+    let (status, _, _) = server
+        .call(server.request(Method::DELETE, "/v1/functions/next"))
+        .await;
+    assert!(status.is_success(), "{status}");
+    let mut again = with(json!({"chains": chains}));
+    again["description"] = json!("changed");
+    let (status, _, body) = server
+        .call(
+            server
+                .request(Method::PUT, "/v1/functions/chained")
+                .json(&again),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"]["details"],
+        json!([
+            "chains[1].target \"next\" is not a deployed function",
+            "chains[2].target \"next\" is not a deployed function"
+        ]),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn an_image_only_function_needs_the_docker_runtime() {
     let server = Server::start().await;
     let problems = rejected(

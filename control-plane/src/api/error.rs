@@ -148,6 +148,9 @@ impl From<DispatchError> for ApiError {
             }
             DispatchError::Store(err) => err.into(),
             DispatchError::Internal(cause) => ApiError::internal(&cause),
+            DispatchError::NotFailed(..) => {
+                ApiError::new(StatusCode::CONFLICT, "CONFLICT", message)
+            }
         }
     }
 }

@@ -1,9 +1,11 @@
-//! `/v1/executions`: list with filters and cursor paging, read one, cancel.
+//! `/v1/executions`: list with filters and cursor paging, read one, its chain tree,
+//! cancel, re-drive.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
@@ -132,17 +134,25 @@ pub async fn get(
 }
 
 /// `POST /v1/executions/{id}:cancel`: the final record; 409 if it had already finished.
+/// `POST /v1/executions/{id}:retry`: 202 with the new execution re-driving a failed one;
+/// 409 if it did not fail.
 pub async fn action(
     State(state): State<Arc<AppState>>,
     Path(segment): Path<String>,
-) -> Result<Json<Execution>, ApiError> {
+) -> Result<Response, ApiError> {
     match split_action(&segment) {
+        (id, Some("retry")) => {
+            let id = parse_id(id)?;
+            let retry = state.dispatcher.redrive(id).await?;
+            let body = json!({"executionId": retry.id, "status": retry.status, "retryOf": id});
+            Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+        }
         (id, Some("cancel")) => {
             let id = parse_id(id)?;
-            Ok(Json(state.dispatcher.cancel(id).await?))
+            Ok(Json(state.dispatcher.cancel(id).await?).into_response())
         }
         (_, Some(other)) => Err(ApiError::not_found(format!(
-            "unknown action :{other}; use :cancel"
+            "unknown action :{other}; use :cancel or :retry"
         ))),
         (_, None) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -150,4 +160,13 @@ pub async fn action(
             "POST needs an action, e.g. /v1/executions/{id}:cancel",
         )),
     }
+}
+
+/// `GET /v1/executions/{id}/chain`: the tree of executions it started.
+pub async fn chain(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<crate::dispatch::ChainNode>, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(state.dispatcher.chain_tree(id).await?))
 }

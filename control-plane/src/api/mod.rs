@@ -2,6 +2,7 @@
 //! serves it on a listener until a shutdown future resolves. One file per resource.
 
 pub mod error;
+mod events;
 mod executions;
 mod functions;
 mod health;
@@ -68,6 +69,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(executions::get).post(executions::action),
         )
         .route("/executions/{id}/logs", get(logs::logs))
+        .route("/executions/{id}/chain", get(executions::chain))
+        .route("/events", post(events::publish))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let internal = Router::new()
         .route("/executions/{id}", post(internal::action))

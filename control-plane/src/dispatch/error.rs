@@ -56,6 +56,9 @@ pub enum DispatchError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Only a failed execution can be re-driven.
+    #[error("execution {0} is {1}; only a failed (error, timeout or cancelled) execution can be re-driven")]
+    NotFailed(Uuid, &'static str),
     /// A bug: the task running the execution failed.
     #[error("the task running the execution failed: {0}")]
     Internal(String),

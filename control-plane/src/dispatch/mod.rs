@@ -3,7 +3,9 @@
 //! of what a previous run of the control plane left unfinished.
 
 mod admission;
+mod compose;
 mod error;
+mod finish;
 mod recovery;
 mod retry;
 mod run;
@@ -22,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 pub use admission::{Admission, Load};
+pub use compose::{ChainNode, EventTarget};
 pub use error::DispatchError;
 
 use crate::logs::LogHub;
@@ -64,6 +67,8 @@ pub struct DispatchSettings {
     pub max_env_payload_bytes: usize,
     /// Supervision of warm instances.
     pub warm: Supervision,
+    /// Deepest chain: a child past it is recorded failed (CHAIN_DEPTH_EXCEEDED).
+    pub max_chain_depth: u32,
 }
 
 /// A request to run a function.
@@ -319,12 +324,19 @@ impl Dispatcher {
             exit_code: None,
             duration_ms: None,
             finished_at: crate::store::now(),
+            dead_letter: false,
         };
-        if self.store.finish_execution(id, &finished).await? {
-            let mut done = execution;
-            apply_finished(&mut done, &finished);
-            self.metrics
-                .finished(&done.function, done.status.as_str(), None);
+        let function = self
+            .catalog
+            .version(&execution.function, execution.version)
+            .await
+            .ok();
+        let mut done = execution;
+        if self
+            .conclude(&mut done, finished, function.as_deref(), None)
+            .await
+            == finish::Ending::Final(true)
+        {
             self.notify(&done);
             return Ok(done);
         }

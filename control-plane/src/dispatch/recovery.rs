@@ -7,6 +7,19 @@ use std::sync::Arc;
 use super::Dispatcher;
 use crate::store::{codes, ExecutionError, ExecutionStatus, Finished, StoreError};
 
+/// The failure of an execution the restart cannot resume.
+fn restarted(message: String) -> Finished {
+    Finished {
+        status: ExecutionStatus::Error,
+        output: None,
+        error: Some(ExecutionError::new(codes::CONTROL_PLANE_RESTARTED, message)),
+        exit_code: None,
+        duration_ms: None,
+        finished_at: crate::store::now(),
+        dead_letter: false,
+    }
+}
+
 /// What recovery did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Recovered {
@@ -21,7 +34,8 @@ pub struct Recovered {
 }
 
 impl Dispatcher {
-    /// Stops the earlier run's instances, then re-queues queued executions, retries
+    /// Stops the earlier run's instances, then re-queues queued executions (those with
+    /// a later `run_at`, delayed chains and scheduled retries, at their time), retries
     /// running ones whose policy allows another attempt and fails the others. Call it
     /// once, before serving.
     pub async fn recover(self: &Arc<Self>) -> Result<Recovered, StoreError> {
@@ -29,83 +43,50 @@ impl Dispatcher {
             orphans_stopped: self.runtime.remove_orphans().await,
             ..Recovered::default()
         };
-        for execution in self.store.list_unfinished().await? {
-            let max_in_flight;
-            let max_attempts;
-            match self
+        let now = crate::store::now();
+        for mut execution in self.store.list_unfinished().await? {
+            let function = match self
                 .catalog
                 .version(&execution.function, execution.version)
                 .await
             {
-                Ok(function) => {
-                    max_in_flight = function.spec().max_in_flight();
-                    max_attempts = function.spec().max_attempts();
-                }
+                Ok(function) => function,
                 Err(err) => {
-                    let finished = Finished {
-                        status: ExecutionStatus::Error,
-                        output: None,
-                        error: Some(ExecutionError::new(
-                            codes::CONTROL_PLANE_RESTARTED,
-                            format!("cannot resume after a restart: {err}"),
-                        )),
-                        exit_code: None,
-                        duration_ms: None,
-                        finished_at: crate::store::now(),
-                    };
-                    self.store.finish_execution(execution.id, &finished).await?;
+                    let finished = restarted(format!("cannot resume after a restart: {err}"));
+                    self.conclude(&mut execution, finished, None, None).await;
                     recovered.failed += 1;
                     continue;
                 }
-            }
-            let requeue = match execution.status {
-                ExecutionStatus::Queued => {
-                    recovered.requeued += 1;
-                    true
-                }
+            };
+            let max_attempts = function.spec().max_attempts();
+            match execution.status {
+                ExecutionStatus::Queued => recovered.requeued += 1,
                 _ if execution.attempt < max_attempts => {
                     self.store
                         .requeue(execution.id, execution.attempt + 1)
                         .await?;
+                    execution.status = ExecutionStatus::Queued;
+                    execution.run_at = None;
                     recovered.retried += 1;
-                    true
                 }
                 _ => {
-                    let finished = Finished {
-                        status: ExecutionStatus::Error,
-                        output: None,
-                        error: Some(ExecutionError::new(
-                            codes::CONTROL_PLANE_RESTARTED,
-                            format!(
-                                "the control plane stopped while attempt {} was {}; it was not run again because its retry policy allows {} attempt(s)",
-                                execution.attempt,
-                                execution.status.as_str(),
-                                max_attempts
-                            ),
-                        )),
-                        exit_code: None,
-                        duration_ms: None,
-                        finished_at: crate::store::now(),
-                    };
-                    self.store.finish_execution(execution.id, &finished).await?;
-                    self.metrics.finished(
-                        &execution.function,
-                        ExecutionStatus::Error.as_str(),
-                        None,
-                    );
+                    let finished = restarted(format!(
+                        "the control plane stopped while attempt {} was {}; it was not run again because its retry policy allows {} attempt(s)",
+                        execution.attempt,
+                        execution.status.as_str(),
+                        max_attempts
+                    ));
+                    self.conclude(&mut execution, finished, Some(&function), None)
+                        .await;
                     recovered.failed += 1;
-                    false
+                    continue;
                 }
-            };
-            if requeue {
-                let (start, load) = self.admission.queue_recovered(
-                    &execution.function,
-                    execution.id,
-                    max_in_flight,
-                );
-                self.metrics
-                    .set_load(&execution.function, load.queued, load.running);
-                self.start_queued(&execution.function, start);
+            }
+            if execution.run_at.is_some_and(|run_at| run_at > now) {
+                // A delayed chain or a scheduled retry: it runs at its time.
+                self.schedule(&execution);
+            } else {
+                self.enqueue_stored(&execution.function, execution.id).await;
             }
         }
         Ok(recovered)

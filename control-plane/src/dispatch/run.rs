@@ -10,8 +10,9 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::finish::Ending;
 use super::warm::Record;
-use super::{apply_finished, hash_token, ActiveRun, CallbackReport, Dispatcher, ReportDelivery};
+use super::{hash_token, ActiveRun, CallbackReport, Dispatcher, ReportDelivery};
 use crate::logs::LogSink;
 use crate::registry::catalog::LoadedFunction;
 use crate::runtime::{Instance, InstanceExit, Launch};
@@ -81,12 +82,8 @@ impl Dispatcher {
                     codes::SPAWN_ERROR,
                     format!("cannot load the function: {err}"),
                 );
-                self.finish(
-                    &mut execution,
-                    failed(ExecutionStatus::Error, error, None),
-                    None,
-                )
-                .await;
+                let finished = failed(ExecutionStatus::Error, error, None);
+                self.conclude(&mut execution, finished, None, None).await;
                 self.notify(&execution);
                 return;
             }
@@ -156,15 +153,13 @@ impl Dispatcher {
             Ok(instance) => instance,
             Err(err) => {
                 let error = ExecutionError::new(codes::SPAWN_ERROR, err.to_string());
-                self.finish(
-                    &mut execution,
-                    failed(ExecutionStatus::Error, error, None),
-                    None,
-                )
-                .await;
+                let finished = failed(ExecutionStatus::Error, error, None);
+                let ending = self
+                    .conclude(&mut execution, finished, Some(&function), None)
+                    .await;
                 writer.finish().await;
                 self.cleanup(id);
-                self.notify(&execution);
+                self.after(ending, &execution).await;
                 return;
             }
         };
@@ -263,7 +258,9 @@ impl Dispatcher {
                 return;
             }
         };
-        let applied = self.finish(&mut execution, finished, ack).await;
+        let ending = self
+            .conclude(&mut execution, finished, Some(&function), ack)
+            .await;
         // The result is final: a repeated or late report is answered at once (not
         // applied) instead of waiting until the instance is gone.
         refuse_reports(&mut reports);
@@ -277,38 +274,21 @@ impl Dispatcher {
         drop(instance);
         writer.finish().await;
         self.cleanup(id);
-        if applied {
-            self.notify(&execution);
-        } else if let Ok(Some(now)) = self.store.get_execution(id).await {
-            self.notify(&now);
-        }
+        self.after(ending, &execution).await;
     }
 
-    /// Records the terminal update; acknowledges the callback once it is durable.
-    /// Answers whether it was applied (not already final).
-    async fn finish(
-        &self,
-        execution: &mut Execution,
-        finished: Finished,
-        ack: Option<oneshot::Sender<bool>>,
-    ) -> bool {
-        let applied = match self.store.finish_execution(execution.id, &finished).await {
-            Ok(applied) => applied,
-            Err(err) => {
-                tracing::error!(execution = %execution.id, "cannot record the result: {err}");
-                false
+    /// After an attempt: a retried execution is scheduled again, a final one answered
+    /// to its waiters (as stored, when another result was final first).
+    pub(super) async fn after(self: &Arc<Self>, ending: Ending, execution: &Execution) {
+        match ending {
+            Ending::Retried => self.schedule(execution),
+            Ending::Final(true) => self.notify(execution),
+            Ending::Final(false) => {
+                if let Ok(Some(now)) = self.store.get_execution(execution.id).await {
+                    self.notify(&now);
+                }
             }
-        };
-        if let Some(ack) = ack {
-            let _ = ack.send(applied);
         }
-        if applied {
-            apply_finished(execution, &finished);
-            let seconds = finished.duration_ms.map(|ms| ms as f64 / 1000.0);
-            self.metrics
-                .finished(&execution.function, finished.status.as_str(), seconds);
-        }
-        applied
     }
 
     fn cleanup(&self, id: Uuid) {
@@ -340,6 +320,7 @@ impl Dispatcher {
                         exit_code: report.exit_code,
                         duration_ms,
                         finished_at: crate::store::now(),
+                        dead_letter: false,
                     };
                 }
             }
@@ -350,6 +331,7 @@ impl Dispatcher {
                 exit_code: report.exit_code,
                 duration_ms,
                 finished_at: crate::store::now(),
+                dead_letter: false,
             };
         }
         let error = report.error.unwrap_or_else(|| {
@@ -370,6 +352,7 @@ impl Dispatcher {
             exit_code: report.exit_code,
             duration_ms,
             finished_at: crate::store::now(),
+            dead_letter: false,
         }
     }
 
@@ -429,5 +412,6 @@ pub(super) fn failed(
         exit_code: None,
         duration_ms: elapsed.map(|elapsed| elapsed.as_millis() as u64),
         finished_at: crate::store::now(),
+        dead_letter: false,
     }
 }

@@ -13,7 +13,7 @@ use gantry_protocol::env;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::retry::next_attempt;
+use super::finish::{attempt_failure, retry_wait};
 use super::run::failed;
 use super::{
     apply_finished, check_input, CallbackReport, DispatchError, Dispatcher, InvokeRequest,
@@ -245,19 +245,19 @@ impl Dispatcher {
                     break failed(ExecutionStatus::Error, error, Some(elapsed));
                 }
             };
-            let retry = match (&outcome.error, outcome.status) {
-                (Some(error), ExecutionStatus::Error | ExecutionStatus::Timeout) => next_attempt(
-                    ran_on.spec().retry.as_ref(),
-                    execution.attempt,
-                    error,
-                    outcome.exit_code,
-                ),
-                _ => None,
+            // A stored execution's retry is scheduled durably when it is concluded; a
+            // sync call held in memory retries here, within its deadline.
+            let retry = match record {
+                Record::Stored => None,
+                Record::Behind => retry_wait(&ran_on, execution, &outcome),
             };
             let Some(wait) = retry else { break outcome };
             if Instant::now() + wait >= deadline {
                 break outcome;
             }
+            execution
+                .attempts
+                .push(attempt_failure(execution.attempt, &outcome));
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = cancel.cancelled() => {
@@ -267,7 +267,8 @@ impl Dispatcher {
             }
             execution.attempt += 1;
         };
-        self.finish_warm(execution, finished, record).await;
+        self.finish_warm(execution, finished, function, record)
+            .await;
     }
 
     /// A lease for the next attempt, or the failure that ends the execution.
@@ -332,36 +333,36 @@ impl Dispatcher {
         }
     }
 
-    async fn finish_warm(&self, execution: &mut Execution, finished: Finished, record: Record) {
+    async fn finish_warm(
+        self: &Arc<Self>,
+        execution: &mut Execution,
+        finished: Finished,
+        function: &Arc<LoadedFunction>,
+        record: Record,
+    ) {
         let id = execution.id;
-        let seconds = finished.duration_ms.map(|ms| ms as f64 / 1000.0);
-        let applied = match record {
+        match record {
             Record::Behind => {
+                let finished = self.dead_lettered(finished, Some(function));
                 apply_finished(execution, &finished);
-                self.store.write_behind(execution.clone());
-                true
+                let children = self.chain_children(execution, function).await;
+                self.store.write_behind(execution.clone(), children.clone());
+                for child in &children {
+                    self.schedule(child);
+                }
+                self.warm_active.remove(&id);
+                let seconds = finished.duration_ms.map(|ms| ms as f64 / 1000.0);
+                self.metrics
+                    .finished(&execution.function, execution.status.as_str(), seconds);
+                self.notify(execution);
             }
-            Record::Stored => match self.store.finish_execution(id, &finished).await {
-                Ok(applied) => {
-                    if applied {
-                        apply_finished(execution, &finished);
-                    }
-                    applied
-                }
-                Err(err) => {
-                    tracing::error!(execution = %id, "cannot record the result: {err}");
-                    false
-                }
-            },
-        };
-        self.warm_active.remove(&id);
-        if applied {
-            self.metrics
-                .finished(&execution.function, execution.status.as_str(), seconds);
-            self.notify(execution);
-        } else if let Ok(Some(now)) = self.store.get_execution(id).await {
-            *execution = now;
-            self.notify(execution);
+            Record::Stored => {
+                let ending = self
+                    .conclude(execution, finished, Some(function), None)
+                    .await;
+                self.warm_active.remove(&id);
+                self.after(ending, execution).await;
+            }
         }
     }
 }

@@ -98,7 +98,8 @@ impl Catalog {
         }
     }
 
-    /// Parses and checks a manifest given as JSON.
+    /// Parses and checks a manifest given as JSON. Whether its chains' targets are
+    /// deployed is checked by [`Catalog::create`] and [`Catalog::replace`].
     pub fn validate(&self, manifest: Value) -> Result<FunctionSpec, RegistryError> {
         let spec =
             manifest::from_json(&manifest).map_err(|err| RegistryError::Invalid(vec![err]))?;
@@ -123,6 +124,32 @@ impl Catalog {
         }
     }
 
+    /// [`Catalog::validate`], then the chains' targets: each must be a deployed function
+    /// or the function itself (a self-chain is stopped by the depth cap at run time).
+    async fn validate_deploy(&self, manifest: Value) -> Result<FunctionSpec, RegistryError> {
+        let spec = self.validate(manifest)?;
+        let mut problems = Vec::new();
+        for (index, chain) in spec.chains.iter().enumerate() {
+            if chain.target == spec.name {
+                continue;
+            }
+            match self.current(&chain.target).await {
+                // A stored version that no longer loads is still a deployed function.
+                Ok(_) | Err(RegistryError::Invalid(_)) => {}
+                Err(RegistryError::NotFound(_)) => problems.push(format!(
+                    "chains[{index}].target {:?} is not a deployed function",
+                    chain.target
+                )),
+                Err(other) => return Err(other),
+            }
+        }
+        if problems.is_empty() {
+            Ok(spec)
+        } else {
+            Err(RegistryError::Invalid(problems))
+        }
+    }
+
     fn remember(&self, version: FunctionVersion) -> Result<Arc<LoadedFunction>, RegistryError> {
         let loaded = Arc::new(LoadedFunction::load(version).map_err(RegistryError::Invalid)?);
         let name = loaded.version.name.clone();
@@ -136,21 +163,15 @@ impl Catalog {
     pub fn ignored(&self, spec: &FunctionSpec) -> Vec<String> {
         let mut ignored = self.runtime.ignored(spec);
         // Stored with the definition, but not acted on by this version of Gantry yet.
-        for (field, set) in [
-            ("chains", !spec.chains.is_empty()),
-            ("triggers", !spec.triggers.is_empty()),
-            ("secrets", !spec.secrets.is_empty()),
-        ] {
-            if set {
-                ignored.push(format!("`{field}` is stored but not acted on yet"));
-            }
+        if !spec.secrets.is_empty() {
+            ignored.push("`secrets` is stored but not acted on yet".into());
         }
         ignored
     }
 
     /// Creates a function from a manifest.
     pub async fn create(&self, manifest: Value) -> Result<Arc<LoadedFunction>, RegistryError> {
-        let spec = self.validate(manifest)?;
+        let spec = self.validate_deploy(manifest).await?;
         let hash = content_hash(&spec);
         let stored = self
             .store
@@ -169,7 +190,7 @@ impl Catalog {
         name: &str,
         manifest: Value,
     ) -> Result<(Arc<LoadedFunction>, bool), RegistryError> {
-        let spec = self.validate(manifest)?;
+        let spec = self.validate_deploy(manifest).await?;
         if spec.name != name {
             return Err(RegistryError::NameMismatch {
                 path: name.to_owned(),

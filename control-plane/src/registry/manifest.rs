@@ -7,6 +7,8 @@ use gantry_protocol::env;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::chain::{self, ChainSpec, TriggerSpec};
+
 /// Longest accepted `resources.timeout_ms`: 15 minutes.
 pub const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 /// `resources.timeout_ms` when the manifest has none.
@@ -237,12 +239,20 @@ pub struct FunctionSpec {
     /// Admission limits.
     #[serde(default)]
     pub concurrency: ConcurrencySpec,
-    /// Chained functions (DESIGN.md §7), kept as written until chaining lands.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub chains: Vec<Value>,
-    /// Event triggers (DESIGN.md §7), kept as written until events land.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub triggers: Vec<Value>,
+    /// Functions run after this one finishes (DESIGN.md §7).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "chain::deserialize_chains"
+    )]
+    pub chains: Vec<ChainSpec>,
+    /// Event types that start this function (DESIGN.md §7).
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "chain::deserialize_triggers"
+    )]
+    pub triggers: Vec<TriggerSpec>,
     /// Environment variable ← secret name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, String>,
@@ -325,7 +335,11 @@ pub fn from_json(manifest: &Value) -> Result<FunctionSpec, String> {
             .err()
             .is_some_and(|err| err.to_string() == message);
         if same {
-            return Err(if message.contains(&format!("`{key}`")) {
+            // Messages from chains and triggers already start with their place.
+            let placed = message
+                .strip_prefix(key.as_str())
+                .is_some_and(|rest| rest.starts_with(['[', '.', ':']));
+            return Err(if placed || message.contains(&format!("`{key}`")) {
                 message
             } else {
                 format!("{key}: {message}")
@@ -449,6 +463,7 @@ pub fn problems(spec: &FunctionSpec) -> Vec<String> {
             }
         }
     }
+    problems.extend(chain::problems(&spec.chains, &spec.triggers));
     problems
 }
 

@@ -4,6 +4,7 @@
 //! identifies each definition by the SHA-256 of its canonical JSON.
 
 pub mod catalog;
+pub mod chain;
 pub mod manifest;
 
 use chrono::{DateTime, Utc};

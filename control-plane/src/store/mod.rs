@@ -142,6 +142,10 @@ pub mod codes {
     pub const RUNTIME_CRASHED: &str = "RUNTIME_CRASHED";
     /// The instance could not be started (also sent by the watchdog).
     pub const SPAWN_ERROR: &str = "SPAWN_ERROR";
+    /// A chain's target function no longer exists.
+    pub const CHAIN_TARGET_MISSING: &str = "CHAIN_TARGET_MISSING";
+    /// A chain would have gone deeper than the depth cap.
+    pub const CHAIN_DEPTH_EXCEEDED: &str = "CHAIN_DEPTH_EXCEEDED";
     /// A warm instance started but never became ready (also sent by the watchdog).
     pub const STARTUP_ERROR: &str = "STARTUP_ERROR";
     /// A sync call found every warm instance busy and the queue full.
@@ -201,9 +205,16 @@ pub struct Execution {
     pub instance_id: Option<String>,
     /// The function's exit code, when it exited on its own.
     pub exit_code: Option<i32>,
-    /// Whether retries are exhausted (issue 6).
+    /// Failed for good with a retry policy (attempts exhausted or not retryable): in
+    /// the dead-letter list until re-driven.
     #[serde(default)]
     pub dead_letter: bool,
+    /// Not to run before this time (a delayed chain, a scheduled retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<DateTime<Utc>>,
+    /// The failures of the earlier attempts, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptFailure>,
     /// SHA-256 (hex) of the callback token of the running attempt. Never answered.
     #[serde(skip)]
     pub callback_token_hash: Option<String>,
@@ -236,6 +247,8 @@ impl Execution {
             instance_id: None,
             exit_code: None,
             dead_letter: false,
+            run_at: None,
+            attempts: Vec::new(),
             callback_token_hash: None,
         }
     }
@@ -254,6 +267,23 @@ pub struct Started {
     pub started_at: DateTime<Utc>,
 }
 
+/// How one attempt that was retried failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptFailure {
+    /// Which attempt (1 for the first).
+    pub attempt: u32,
+    /// Its status (error or timeout).
+    pub status: ExecutionStatus,
+    /// Why it failed.
+    pub error: Option<ExecutionError>,
+    /// The function's exit code, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+}
+
 /// The update that moves an execution to a terminal status.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
@@ -269,6 +299,8 @@ pub struct Finished {
     pub duration_ms: Option<u64>,
     /// When it finished.
     pub finished_at: DateTime<Utc>,
+    /// Whether it goes to the dead-letter list.
+    pub dead_letter: bool,
 }
 
 /// Which executions to list: every field narrows; `cursor` pages (newest first).
@@ -431,7 +463,8 @@ pub trait Store: Send + Sync + 'static {
     /// batch. Write-behind is for records nobody was promised durability for (a sync
     /// warm call answers after the result is known); a clean shutdown commits every
     /// queued record, a kill -9 may lose the last few milliseconds of them.
-    fn write_behind(&self, execution: Execution);
+    /// `children` (the executions its chains start) are stored in the same transaction.
+    fn write_behind(&self, execution: Execution, children: Vec<Execution>);
 
     /// One execution.
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError>;
@@ -460,7 +493,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// Moves an unfinished execution to a terminal status. `false`, and no change, if it
     /// is already terminal: a terminal status is never overwritten.
-    async fn finish_execution(&self, id: Uuid, finished: &Finished) -> Result<bool, StoreError>;
+    async fn finish_execution(&self, id: Uuid, finished: &Finished) -> Result<bool, StoreError> {
+        self.finish_with_children(id, finished, &[]).await
+    }
+
+    /// [`Store::finish_execution`], and in the same transaction, only if it applied, the
+    /// inserts of `children` (the executions its chains start): a chain fires exactly
+    /// once per finished execution, however often its result is reported.
+    async fn finish_with_children(
+        &self,
+        id: Uuid,
+        finished: &Finished,
+        children: &[Execution],
+    ) -> Result<bool, StoreError>;
+
+    /// Moves an unfinished execution back to `queued` for attempt `attempt`, to run at
+    /// `run_at`, keeping how the attempt before failed. `false` if it is terminal.
+    async fn schedule_retry(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        run_at: DateTime<Utc>,
+        failure: &AttemptFailure,
+    ) -> Result<bool, StoreError>;
+
+    /// Takes failed execution `id` off the dead-letter list and stores `retry`, a new
+    /// execution re-driving it, in one transaction. `false` (and nothing stored) if `id`
+    /// is not a finished failure.
+    async fn redrive(&self, id: Uuid, retry: &Execution) -> Result<bool, StoreError>;
+
+    /// Execution `root` and every execution of its chain tree (`root_id = root`).
+    async fn chain_tree(&self, root: Uuid) -> Result<Vec<Execution>, StoreError>;
 
     /// Appends captured lines to an execution's log.
     async fn append_logs(&self, id: Uuid, lines: &[LogLine]) -> Result<(), StoreError>;

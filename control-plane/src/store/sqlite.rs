@@ -28,8 +28,11 @@ use uuid::Uuid;
 
 use self::exec_sql::{ExecutionRow, FinishedRow};
 use self::writer::Writer;
-use super::{Execution, ExecutionFilter, Finished, LogLine, Started, Store, StoreError};
+use super::{
+    AttemptFailure, Execution, ExecutionFilter, Finished, LogLine, Started, Store, StoreError,
+};
 use crate::registry::{FunctionSpec, FunctionVersion};
+use chrono::{DateTime, Utc};
 
 /// Read-only connections kept open for reads.
 const READERS: usize = 4;
@@ -238,25 +241,38 @@ impl Store for SqliteStore {
         self.unwritten.insert(execution.id, execution.clone());
     }
 
-    fn write_behind(&self, execution: Execution) {
-        let id = execution.id;
-        let row = match ExecutionRow::new(&execution) {
-            Ok(row) => row,
+    fn write_behind(&self, execution: Execution, children: Vec<Execution>) {
+        let ids: Vec<Uuid> = std::iter::once(execution.id)
+            .chain(children.iter().map(|child| child.id))
+            .collect();
+        let rows = match std::iter::once(&execution)
+            .chain(&children)
+            .map(ExecutionRow::new)
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(rows) => rows,
             Err(err) => {
-                tracing::error!(execution = %id, "cannot encode the record to store it: {err}");
-                self.unwritten.remove(&id);
+                tracing::error!(execution = %execution.id, "cannot encode the record to store it: {err}");
+                self.unwritten.remove(&execution.id);
                 return;
             }
         };
-        self.unwritten.insert(id, execution);
+        for record in std::iter::once(execution).chain(children) {
+            self.unwritten.insert(record.id, record);
+        }
         let unwritten = Arc::clone(&self.unwritten);
         self.writer.write_behind(
-            move |conn| exec_sql::insert_execution(conn, &row),
+            move |conn| {
+                rows.iter()
+                    .try_for_each(|row| exec_sql::insert_execution(conn, row))
+            },
             move |result| {
                 if let Err(err) = result {
-                    tracing::error!(execution = %id, "could not store the record: {err}");
+                    tracing::error!(execution = %ids[0], "could not store the record: {err}");
                 }
-                unwritten.remove(&id);
+                for id in &ids {
+                    unwritten.remove(id);
+                }
             },
         );
     }
@@ -303,9 +319,56 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn finish_execution(&self, id: Uuid, finished: &Finished) -> Result<bool, StoreError> {
+    async fn finish_with_children(
+        &self,
+        id: Uuid,
+        finished: &Finished,
+        children: &[Execution],
+    ) -> Result<bool, StoreError> {
         let row = FinishedRow::new(finished)?;
-        self.write(move |conn| exec_sql::finish_execution(conn, id, &row))
+        let children = children
+            .iter()
+            .map(ExecutionRow::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write(move |conn| {
+            let applied = exec_sql::finish_execution(conn, id, &row)?;
+            if applied {
+                for child in &children {
+                    exec_sql::insert_execution(conn, child)?;
+                }
+            }
+            Ok(applied)
+        })
+        .await
+    }
+
+    async fn schedule_retry(
+        &self,
+        id: Uuid,
+        attempt: u32,
+        run_at: DateTime<Utc>,
+        failure: &AttemptFailure,
+    ) -> Result<bool, StoreError> {
+        let failure = sql::to_json(failure, "attempt failure")?;
+        let run_at = sql::to_ms(run_at);
+        self.write(move |conn| exec_sql::schedule_retry(conn, id, attempt, run_at, &failure))
+            .await
+    }
+
+    async fn redrive(&self, id: Uuid, retry: &Execution) -> Result<bool, StoreError> {
+        let row = ExecutionRow::new(retry)?;
+        self.write(move |conn| {
+            let left = exec_sql::leave_dead_letters(conn, id)?;
+            if left {
+                exec_sql::insert_execution(conn, &row)?;
+            }
+            Ok(left)
+        })
+        .await
+    }
+
+    async fn chain_tree(&self, root: Uuid) -> Result<Vec<Execution>, StoreError> {
+        self.read(move |conn| exec_sql::chain_tree(conn, root))
             .await
     }
 

@@ -17,7 +17,7 @@ const UNFINISHED: &str = "('queued', 'starting', 'running')";
 const EXECUTION_COLUMNS: &str = "id, function, version, status, input, output, error, attempt, \
     parent_id, root_id, depth, triggered_by, trace_id, idempotency_key, timeout_ms, created_at, \
     started_at, finished_at, duration_ms, cold_start, instance_id, exit_code, dead_letter, \
-    callback_token_hash";
+    callback_token_hash, run_at, attempts";
 
 /// An execution encoded for its row, prepared by the caller so the writer thread only
 /// binds values.
@@ -46,6 +46,8 @@ pub(super) struct ExecutionRow {
     exit_code: Option<i32>,
     dead_letter: bool,
     callback_token_hash: Option<String>,
+    run_at: Option<i64>,
+    attempts: Option<String>,
 }
 
 impl ExecutionRow {
@@ -84,6 +86,12 @@ impl ExecutionRow {
             exit_code: e.exit_code,
             dead_letter: e.dead_letter,
             callback_token_hash: e.callback_token_hash.clone(),
+            run_at: e.run_at.map(to_ms),
+            attempts: if e.attempts.is_empty() {
+                None
+            } else {
+                Some(to_json(&e.attempts, "execution attempts")?)
+            },
         })
     }
 }
@@ -118,6 +126,8 @@ fn decode_execution(row: &Row<'_>) -> Result<Execution, StoreError> {
         exit_code: get(row, 21, "execution exit_code")?,
         dead_letter: get(row, 22, "execution dead_letter")?,
         callback_token_hash: get(row, 23, "execution callback_token_hash")?,
+        run_at: get_opt_time(row, 24, "execution run_at")?,
+        attempts: get_json(row, 25, "execution attempts")?.unwrap_or_default(),
     })
 }
 
@@ -144,9 +154,9 @@ pub(super) fn insert_execution(conn: &Connection, e: &ExecutionRow) -> Result<()
             "INSERT INTO executions (id, function, version, status, input, output, error,
                 attempt, parent_id, root_id, depth, triggered_by, trace_id, idempotency_key,
                 timeout_ms, created_at, started_at, finished_at, duration_ms, cold_start,
-                instance_id, exit_code, dead_letter, callback_token_hash)
+                instance_id, exit_code, dead_letter, callback_token_hash, run_at, attempts)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+                ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -174,6 +184,8 @@ pub(super) fn insert_execution(conn: &Connection, e: &ExecutionRow) -> Result<()
                 e.exit_code,
                 e.dead_letter,
                 e.callback_token_hash,
+                e.run_at,
+                e.attempts,
             ])
         });
     let err = match inserted {
@@ -319,8 +331,8 @@ pub(super) fn requeue(conn: &Connection, id: Uuid, attempt: u32) -> Result<bool,
     update_unfinished(
         conn,
         "requeue execution",
-        "status = 'queued', attempt = ?2, started_at = NULL, instance_id = NULL,
-            cold_start = NULL, callback_token_hash = NULL",
+        "status = 'queued', attempt = ?2, run_at = NULL, started_at = NULL,
+            instance_id = NULL, cold_start = NULL, callback_token_hash = NULL",
         params![id.into_bytes(), attempt],
     )
 }
@@ -333,6 +345,7 @@ pub(super) struct FinishedRow {
     exit_code: Option<i32>,
     duration_ms: Option<u64>,
     finished_at: i64,
+    dead_letter: bool,
 }
 
 impl FinishedRow {
@@ -353,6 +366,7 @@ impl FinishedRow {
             exit_code: f.exit_code,
             duration_ms: f.duration_ms,
             finished_at: to_ms(f.finished_at),
+            dead_letter: f.dead_letter,
         })
     }
 }
@@ -367,7 +381,7 @@ pub(super) fn finish_execution(
         conn,
         "finish execution",
         "status = ?2, output = ?3, error = ?4, exit_code = ?5, duration_ms = ?6,
-            finished_at = ?7",
+            finished_at = ?7, dead_letter = ?8, run_at = NULL",
         params![
             id.into_bytes(),
             f.status,
@@ -376,6 +390,48 @@ pub(super) fn finish_execution(
             f.exit_code,
             f.duration_ms,
             f.finished_at,
+            f.dead_letter,
         ],
     )
+}
+
+/// See [`crate::store::Store::schedule_retry`]: `failure` is the attempt's failure as
+/// JSON, appended to `attempts`.
+pub(super) fn schedule_retry(
+    conn: &Connection,
+    id: Uuid,
+    attempt: u32,
+    run_at: i64,
+    failure: &str,
+) -> Result<bool, StoreError> {
+    update_unfinished(
+        conn,
+        "schedule a retry",
+        "status = 'queued', attempt = ?2, run_at = ?3,
+            attempts = json_insert(coalesce(attempts, '[]'), '$[#]', json(?4)),
+            started_at = NULL, instance_id = NULL, cold_start = NULL,
+            callback_token_hash = NULL",
+        params![id.into_bytes(), attempt, run_at, failure],
+    )
+}
+
+/// See [`crate::store::Store::redrive`]: takes `id` off the dead-letter list if it is a
+/// finished failure; the caller then inserts the new execution.
+pub(super) fn leave_dead_letters(conn: &Connection, id: Uuid) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE executions SET dead_letter = 0
+             WHERE id = ?1 AND status IN ('error', 'timeout', 'cancelled')",
+        )
+        .and_then(|mut stmt| stmt.execute([id.into_bytes()]))
+        .map_err(db("re-drive execution"))?;
+    Ok(changed > 0)
+}
+
+/// See [`crate::store::Store::chain_tree`].
+pub(super) fn chain_tree(conn: &Connection, root: Uuid) -> Result<Vec<Execution>, StoreError> {
+    let sql = format!(
+        "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1 OR root_id = ?1 ORDER BY id"
+    );
+    query_executions(conn, &sql, [root.into_bytes()])
 }

@@ -33,6 +33,7 @@ fn finished(status: ExecutionStatus) -> Finished {
         exit_code: Some(i32::from(failed)),
         duration_ms: Some(5),
         finished_at: ms(Utc::now()),
+        dead_letter: false,
     }
 }
 
@@ -473,7 +474,7 @@ async fn written_behind_records_are_readable_at_once_and_committed_by_close() {
         record.status = ExecutionStatus::Success;
         record.output = Some(json!({ "n": n }));
         record.finished_at = Some(ms(Utc::now()));
-        store.write_behind(record.clone());
+        store.write_behind(record.clone(), Vec::new());
         done.push(record);
     }
     for record in &done {
@@ -498,4 +499,53 @@ async fn written_behind_records_are_readable_at_once_and_committed_by_close() {
         None,
         "a held record is only in memory"
     );
+}
+
+#[tokio::test]
+async fn children_are_stored_once_with_the_finish_and_retries_keep_each_failure() {
+    let (_dir, store) = fresh();
+    let function = create(&store, "hello").await;
+    let parent = execution(&function);
+    store.insert_execution(&parent).await.unwrap();
+    // A failed attempt scheduled again keeps its failure, twice over.
+    for attempt in 1..=2 {
+        let failure = crate::store::AttemptFailure {
+            attempt,
+            status: ExecutionStatus::Error,
+            error: Some(ExecutionError::new("FUNCTION_ERROR", "exit 1")),
+            exit_code: Some(1),
+            finished_at: ms(Utc::now()),
+        };
+        let run_at = ms(Utc::now()) + chrono::Duration::seconds(5);
+        assert!(store
+            .schedule_retry(parent.id, attempt + 1, run_at, &failure)
+            .await
+            .unwrap());
+        let stored = store.get_execution(parent.id).await.unwrap().unwrap();
+        assert_eq!(stored.status, ExecutionStatus::Queued);
+        assert_eq!(stored.attempt, attempt + 1);
+        assert_eq!(stored.run_at, Some(run_at));
+        assert_eq!(stored.attempts.len(), attempt as usize);
+        assert_eq!(stored.attempts.last(), Some(&failure));
+    }
+    let mut child = execution(&function);
+    child.parent_id = Some(parent.id);
+    child.root_id = Some(parent.id);
+    child.depth = 1;
+    let done = finished(ExecutionStatus::Success);
+    assert!(store
+        .finish_with_children(parent.id, &done, std::slice::from_ref(&child))
+        .await
+        .unwrap());
+    // A second report changes nothing and starts no second child.
+    let mut other = child.clone();
+    other.id = Uuid::now_v7();
+    assert!(!store
+        .finish_with_children(parent.id, &done, &[other])
+        .await
+        .unwrap());
+    let tree = store.chain_tree(parent.id).await.unwrap();
+    let ids: Vec<Uuid> = tree.iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![parent.id, child.id]);
+    assert_eq!(tree[0].run_at, None, "finishing clears run_at");
 }

@@ -82,6 +82,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (execution_id, seq)
     );
     ",
+    // Chains, retries and dead letters (issue 6).
+    "
+    ALTER TABLE executions ADD COLUMN run_at INTEGER;
+    ALTER TABLE executions ADD COLUMN attempts TEXT;
+    CREATE INDEX IF NOT EXISTS executions_root ON executions (root_id) WHERE root_id IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -306,6 +306,7 @@ async fn data_survives_drop_and_reopen() {
             exit_code: Some(0),
             duration_ms: Some(12),
             finished_at: ms(Utc::now()),
+            dead_letter: false,
         };
         assert!(store
             .finish_execution(execution.id, &finished)

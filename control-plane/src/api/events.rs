@@ -1,0 +1,51 @@
+//! `POST /v1/events`: publish an event; every function whose trigger matches runs.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::{ApiError, JsonBody};
+use super::AppState;
+
+/// Longest event type.
+const MAX_TYPE_LEN: usize = 256;
+
+/// The body of `POST /v1/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Event {
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    data: Value,
+}
+
+/// `POST /v1/events` with `{type, data}`: 202 with the executions it started (each
+/// stored before the answer) and the matching functions that refused it.
+pub async fn publish(
+    State(state): State<Arc<AppState>>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let event: Event = serde_json::from_value(body).map_err(|err| {
+        ApiError::bad_request(format!(
+            "an event is {{\"type\": \"name\", \"data\": <any JSON>}}: {err}"
+        ))
+    })?;
+    let event_type = event.event_type.trim();
+    if event_type.is_empty() || event_type.len() > MAX_TYPE_LEN {
+        return Err(ApiError::bad_request(format!(
+            "type must be 1 to {MAX_TYPE_LEN} characters"
+        )));
+    }
+    let targets = state.dispatcher.publish(event_type, &event.data).await?;
+    let (started, refused): (Vec<_>, Vec<_>) = targets
+        .into_iter()
+        .partition(|target| target.execution_id.is_some());
+    let body = json!({"type": event_type, "executions": started, "refused": refused});
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}

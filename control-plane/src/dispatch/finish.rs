@@ -1,0 +1,297 @@
+//! How an execution ends: a failed attempt the retry policy covers is scheduled again
+//! (durably, same id, attempt + 1); a final result is recorded together with the
+//! executions its chains start (one transaction, so a chain fires exactly once), failed
+//! results of functions with a retry policy go to the dead-letter list, and scheduled
+//! executions (delayed chains, retries) run when their time comes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::retry::next_attempt;
+use super::{apply_finished, Dispatcher};
+use crate::registry::catalog::LoadedFunction;
+use crate::registry::manifest::DEFAULT_MAX_IN_FLIGHT;
+use crate::store::{
+    codes, AttemptFailure, Execution, ExecutionError, ExecutionStatus, Finished, Trigger,
+};
+
+/// What became of a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ending {
+    /// Recorded as final (`true`), or not because the execution was already final.
+    Final(bool),
+    /// Another attempt is scheduled.
+    Retried,
+}
+
+/// The finished execution as chain conditions and input mappings see it.
+pub(super) fn chain_context(execution: &Execution) -> Value {
+    json!({
+        "executionId": execution.id,
+        "function": execution.function,
+        "status": execution.status.as_str(),
+        "input": execution.input,
+        "output": execution.output,
+        "error": execution.error,
+        "attempt": execution.attempt,
+        "exitCode": execution.exit_code,
+    })
+}
+
+impl Dispatcher {
+    /// Ends an attempt of a stored execution with `finished`: retried if the policy of
+    /// `function` says so, else recorded for good with its chains. Acknowledges `ack`
+    /// (the watchdog's callback) once the outcome is durable.
+    pub(super) async fn conclude(
+        self: &Arc<Self>,
+        execution: &mut Execution,
+        finished: Finished,
+        function: Option<&LoadedFunction>,
+        ack: Option<oneshot::Sender<bool>>,
+    ) -> Ending {
+        if let Some(wait) = function.and_then(|function| retry_wait(function, execution, &finished))
+        {
+            let failure = attempt_failure(execution.attempt, &finished);
+            let run_at = crate::store::now()
+                + chrono::Duration::from_std(wait).unwrap_or(chrono::TimeDelta::zero());
+            match self
+                .store
+                .schedule_retry(execution.id, execution.attempt + 1, run_at, &failure)
+                .await
+            {
+                Ok(true) => {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(true);
+                    }
+                    execution.attempt += 1;
+                    execution.status = ExecutionStatus::Queued;
+                    execution.run_at = Some(run_at);
+                    execution.attempts.push(failure);
+                    tracing::info!(execution = %execution.id, attempt = execution.attempt, "retrying in {wait:?}");
+                    return Ending::Retried;
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::error!(execution = %execution.id, "cannot schedule the retry: {err}")
+                }
+            }
+        }
+        let finished = self.dead_lettered(finished, function);
+        let mut done = execution.clone();
+        apply_finished(&mut done, &finished);
+        let children = match function {
+            Some(function) => self.chain_children(&done, function).await,
+            None => Vec::new(),
+        };
+        let applied = match self
+            .store
+            .finish_with_children(execution.id, &finished, &children)
+            .await
+        {
+            Ok(applied) => applied,
+            Err(err) => {
+                tracing::error!(execution = %execution.id, "cannot record the result: {err}");
+                false
+            }
+        };
+        if let Some(ack) = ack {
+            let _ = ack.send(applied);
+        }
+        if applied {
+            *execution = done;
+            let seconds = finished.duration_ms.map(|ms| ms as f64 / 1000.0);
+            self.metrics
+                .finished(&execution.function, finished.status.as_str(), seconds);
+            for child in &children {
+                self.schedule(child);
+            }
+        }
+        Ending::Final(applied)
+    }
+
+    /// Marks a failure of a function with a retry policy for the dead-letter list.
+    pub(super) fn dead_lettered(
+        &self,
+        mut finished: Finished,
+        function: Option<&LoadedFunction>,
+    ) -> Finished {
+        finished.dead_letter = matches!(
+            finished.status,
+            ExecutionStatus::Error | ExecutionStatus::Timeout
+        ) && function
+            .is_some_and(|function| function.spec().retry.is_some());
+        finished
+    }
+
+    /// The executions the chains of `function` start for the finished `parent`. Those
+    /// that cannot run (past the depth cap, target gone, input rejected by the target's
+    /// schema) are answered already failed, so the error shows in the tree.
+    pub(super) async fn chain_children(
+        &self,
+        parent: &Execution,
+        function: &LoadedFunction,
+    ) -> Vec<Execution> {
+        let chains = &function.spec().chains;
+        if chains.is_empty() {
+            return Vec::new();
+        }
+        let context = chain_context(parent);
+        let mut children = Vec::new();
+        for chain in chains {
+            if !chain.condition.holds(&context) {
+                continue;
+            }
+            let input = chain.input.apply(&context);
+            let depth = parent.depth + 1;
+            let mut child = match self.catalog.current(&chain.target).await {
+                Ok(target) => {
+                    let mut child = Execution::queued(&target.version, input, Trigger::Chain);
+                    if let Some(schema) = &target.input_schema {
+                        let violations = schema.violations(&child.input);
+                        if !violations.is_empty() {
+                            fail(
+                                &mut child,
+                                "INVALID_INPUT",
+                                format!(
+                                    "the chained input does not match the input_schema of {:?}: {}",
+                                    chain.target,
+                                    violations.join("; ")
+                                ),
+                            );
+                        }
+                    }
+                    child
+                }
+                Err(err) => {
+                    let mut child = parent.clone();
+                    child.id = Uuid::now_v7();
+                    child.function = chain.target.clone();
+                    child.version = 0;
+                    child.input = input;
+                    fail(
+                        &mut child,
+                        codes::CHAIN_TARGET_MISSING,
+                        format!("cannot start the chained function: {err}"),
+                    );
+                    child
+                }
+            };
+            child.trigger = Trigger::Chain;
+            child.parent_id = Some(parent.id);
+            child.root_id = Some(parent.root_id.unwrap_or(parent.id));
+            child.depth = depth;
+            child.trace_id = parent.trace_id.clone();
+            child.created_at = crate::store::now();
+            if child.status == ExecutionStatus::Queued {
+                if depth > self.settings.max_chain_depth {
+                    fail(
+                        &mut child,
+                        codes::CHAIN_DEPTH_EXCEEDED,
+                        format!(
+                            "chain depth {depth} is past the cap of {} (--max-chain-depth); a chain that calls itself stops here",
+                            self.settings.max_chain_depth
+                        ),
+                    );
+                } else if chain.delay_ms > 0 {
+                    child.run_at = Some(
+                        crate::store::now()
+                            + chrono::Duration::milliseconds(
+                                i64::try_from(chain.delay_ms).unwrap_or(i64::MAX),
+                            ),
+                    );
+                }
+            }
+            children.push(child);
+        }
+        children
+    }
+
+    /// Runs a stored queued execution when its `run_at` comes (at once without one).
+    /// A server that stops before then leaves it queued; the next start schedules it.
+    pub(super) fn schedule(self: &Arc<Self>, execution: &Execution) {
+        if execution.status != ExecutionStatus::Queued {
+            return;
+        }
+        let wait = execution
+            .run_at
+            .map(|run_at| {
+                (run_at - crate::store::now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+            })
+            .unwrap_or(Duration::ZERO);
+        let this = self.clone();
+        let (function, id) = (execution.function.clone(), execution.id);
+        tokio::spawn(async move {
+            if !wait.is_zero() {
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = this.shutdown.cancelled() => return,
+                }
+            }
+            this.enqueue_stored(&function, id).await;
+        });
+    }
+
+    /// Queues stored execution `id` of `function` for a slot, past `max_queue` (it was
+    /// promised to run).
+    pub(super) async fn enqueue_stored(self: &Arc<Self>, function: &str, id: Uuid) {
+        if self.closing.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let max_in_flight = match self.catalog.current(function).await {
+            Ok(function) => function.spec().max_in_flight(),
+            Err(_) => DEFAULT_MAX_IN_FLIGHT,
+        };
+        let (start, load) = self.admission.queue_recovered(function, id, max_in_flight);
+        self.metrics.set_load(function, load.queued, load.running);
+        self.start_queued(function, start);
+    }
+}
+
+/// The wait before another attempt, if `function`'s policy retries this failure.
+pub(super) fn retry_wait(
+    function: &LoadedFunction,
+    execution: &Execution,
+    finished: &Finished,
+) -> Option<Duration> {
+    if !matches!(
+        finished.status,
+        ExecutionStatus::Error | ExecutionStatus::Timeout
+    ) {
+        return None;
+    }
+    let error = finished.error.as_ref()?;
+    next_attempt(
+        function.spec().retry.as_ref(),
+        execution.attempt,
+        error,
+        finished.exit_code,
+    )
+}
+
+/// How attempt `attempt` failed, for the record's `attempts`.
+pub(super) fn attempt_failure(attempt: u32, finished: &Finished) -> AttemptFailure {
+    AttemptFailure {
+        attempt,
+        status: finished.status,
+        error: finished.error.clone(),
+        exit_code: finished.exit_code,
+        finished_at: finished.finished_at,
+    }
+}
+
+/// Makes a new child execution a failure that never runs.
+fn fail(child: &mut Execution, code: &str, message: String) {
+    let now = crate::store::now();
+    child.status = ExecutionStatus::Error;
+    child.error = Some(ExecutionError::new(code, message));
+    child.finished_at = Some(now);
+    child.output = None;
+    child.started_at = None;
+    child.run_at = None;
+}
