@@ -1,5 +1,5 @@
 //! `gantry exec ...`: list, get, logs (with `--follow` over server-sent events) and
-//! cancel.
+//! cancel; `tree` and `retry` are in [`super::exec_chain`].
 
 use anyhow::{anyhow, Result};
 use futures_util::StreamExt;
@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::fn_cmd::list_of;
 use super::sse::{SseEvent, SseParser};
 use super::table::{cell, duration_ms, json_block, key_values, time, Table};
-use super::{out, out_json, Ctx, ExecCommand, ExecListArgs};
+use super::{exec_chain, out, out_json, Ctx, ExecCommand, ExecListArgs};
 
 /// Carries out one `gantry exec` subcommand.
 pub async fn run(ctx: &Ctx, command: ExecCommand) -> Result<()> {
@@ -29,6 +29,8 @@ pub async fn run(ctx: &Ctx, command: ExecCommand) -> Result<()> {
             }
         }
         ExecCommand::Cancel { id } => cancel(ctx, &id).await,
+        ExecCommand::Retry { id } => exec_chain::retry(ctx, &id).await,
+        ExecCommand::Tree { id } => exec_chain::tree(ctx, &id).await,
     }
 }
 
@@ -85,6 +87,9 @@ pub fn list_query(args: &ExecListArgs) -> Vec<(&'static str, String)> {
             query.push((key, value.clone()));
         }
     }
+    if args.dead_letter {
+        query.push(("dead_letter", "true".to_string()));
+    }
     if let Some(limit) = args.limit {
         query.push(("limit", limit.to_string()));
     }
@@ -106,6 +111,8 @@ async fn list(ctx: &Ctx, args: &ExecListArgs) -> Result<()> {
         // one may be empty: that is the end of the listing, not an empty one.
         if args.cursor.is_some() {
             eprintln!("no more executions");
+        } else if args.dead_letter {
+            eprintln!("no dead-lettered executions found");
         } else {
             eprintln!("no executions found");
         }
@@ -144,7 +151,8 @@ async fn get(ctx: &Ctx, id: &str) -> Result<()> {
 }
 
 /// The `exec get` text of an Execution: `key: value` lines (empty fields left out),
-/// then the input and output as pretty JSON.
+/// the earlier attempts' failures when it was retried, then the input and output as
+/// pretty JSON.
 pub fn execution_details(execution: &Value) -> String {
     let field = |key: &str| cell(execution.get(key));
     let error = match execution.get("error") {
@@ -176,6 +184,7 @@ pub fn execution_details(execution: &Value) -> String {
         ("parentId", field("parentId")),
         ("rootId", field("rootId")),
         ("depth", field("depth")),
+        ("runAt", time(execution.get("runAt"))),
         ("timeoutMs", field("timeoutMs")),
         ("createdAt", time(execution.get("createdAt"))),
         ("startedAt", time(execution.get("startedAt"))),
@@ -184,6 +193,7 @@ pub fn execution_details(execution: &Value) -> String {
         ("coldStart", field("coldStart")),
         ("instanceId", field("instanceId")),
     ]);
+    text.push_str(&exec_chain::attempts_block(execution));
     for key in ["input", "output"] {
         text.push_str(&json_block(key, execution.get(key).unwrap_or(&Value::Null)));
     }
@@ -351,6 +361,7 @@ mod tests {
             status: vec![ExecutionStatus::Error, ExecutionStatus::Timeout],
             since: Some("2025-01-01T00:00:00Z".into()),
             until: None,
+            dead_letter: true,
             limit: Some(5),
             cursor: Some("abc".into()),
         };
@@ -361,6 +372,7 @@ mod tests {
                 ("status", "error,timeout".to_string()),
                 ("since", "2025-01-01T00:00:00Z".to_string()),
                 ("cursor", "abc".to_string()),
+                ("dead_letter", "true".to_string()),
                 ("limit", "5".to_string()),
             ]
         );
@@ -396,6 +408,26 @@ mod tests {
             "id:       e1\nfunction: echo\nversion:  3\nstatus:   error\n\
              error:    EXIT_CODE: exited with 2\nexitCode: 2\nattempt:  1\nduration: 12ms\n\
              input:\n  {\n    \"a\": 1\n  }\noutput:\n  null\n"
+        );
+    }
+
+    #[test]
+    fn execution_details_show_dead_letters_and_attempts() {
+        let text = execution_details(&json!({
+            "id": "e1", "status": "error", "attempt": 2, "deadLetter": true,
+            "error": {"code": "EXIT_CODE", "message": "exited with 3"},
+            "attempts": [{"attempt": 1, "status": "error", "exitCode": 3,
+                "error": {"code": "EXIT_CODE", "message": "exited with 3"},
+                "finishedAt": "2026-11-23T09:10:00Z"}],
+            "input": null
+        }));
+        assert!(text.contains("deadLetter: yes\n"), "{text}");
+        assert!(
+            text.contains(
+                "attempts:\n  ATTEMPT  STATUS  EXIT  FINISHED              ERROR\n  \
+                 1        error   3     2026-11-23T09:10:00Z  EXIT_CODE: exited with 3\ninput:\n"
+            ),
+            "{text}"
         );
     }
 

@@ -342,8 +342,8 @@ async fn enqueue(ctx: &Ctx, args: EnqueueArgs) -> Result<()> {
     out(&format!("{}\n", cell(body.get("executionId"))))
 }
 
-/// `-d`, reading stdin only for `@-`.
-fn read_data(arg: Option<&str>) -> Result<String> {
+/// `-d`, reading stdin only for `@-` (also used by `event publish`).
+pub(super) fn read_data(arg: Option<&str>) -> Result<String> {
     if arg == Some("@-") {
         input::read_data(arg, std::io::stdin().lock())
     } else {

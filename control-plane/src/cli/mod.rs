@@ -1,5 +1,5 @@
 //! The `gantry` command line: its clap types ([`Cli`]) and [`run`], which carries out
-//! the client commands (`fn`, `exec`) against a server's HTTP API.
+//! the client commands (`fn`, `exec`, `event`) against a server's HTTP API.
 //!
 //! Every failure ends as one `error: ...` line on stderr. Exit codes: 0 done, 1 the
 //! server or the function reported an error (or the server could not be reached), 2 a
@@ -8,25 +8,29 @@
 pub mod build;
 pub mod build_context;
 pub mod client;
+pub mod event_cmd;
+pub mod exec_args;
+pub mod exec_chain;
 pub mod exec_cmd;
 pub mod fn_cmd;
 pub mod input;
 pub mod pool_view;
 pub mod sse;
 pub mod table;
+pub mod tree_view;
 
 use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::builder::TypedValueParser;
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
 use crate::config::ServeArgs;
-use crate::store::ExecutionStatus;
 pub use client::{ApiError, Client};
+pub use event_cmd::{EventCommand, PublishArgs};
+pub use exec_args::{ExecCommand, ExecListArgs};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -38,6 +42,10 @@ Examples:
   gantry fn scale echo --min 1 --max 4
   gantry exec list --function echo --status error,timeout
   gantry exec logs 0190a2b4-... --follow
+  gantry exec tree 0190a2b4-...
+  gantry exec list --dead-letter
+  gantry exec retry 0190a2b4-...
+  gantry event publish order.created -d '{\"id\": 7}'
 
 Exit codes: 0 success; 1 the server or the function reported an error, or the server
 could not be reached; 2 usage error (bad flags, invalid -d JSON, unreadable manifest).";
@@ -109,9 +117,12 @@ pub enum Command {
     /// Deploy, list, inspect, delete and call functions.
     #[command(name = "fn", subcommand)]
     Function(FnCommand),
-    /// Inspect, follow and cancel executions.
+    /// Inspect, follow, cancel and re-drive executions; show chain trees.
     #[command(subcommand)]
     Exec(ExecCommand),
+    /// Publish events: every function with a matching trigger runs.
+    #[command(subcommand)]
+    Event(EventCommand),
 }
 
 /// `gantry fn ...`
@@ -271,70 +282,6 @@ fn parse_max(text: &str) -> Result<u32, String> {
     }
 }
 
-/// `gantry exec ...`
-#[derive(Debug, Subcommand)]
-pub enum ExecCommand {
-    /// List executions, newest first, with filters and paging.
-    List(ExecListArgs),
-    /// Show one execution: status, timings, error, input and output.
-    Get {
-        /// Execution ID.
-        id: String,
-    },
-    /// Print an execution's captured output.
-    ///
-    /// stdout lines are printed as they are; stderr lines are prefixed with
-    /// "[stderr] " and Gantry's own notes with "[system] ". With --follow, new lines
-    /// are printed as they arrive until the execution finishes, then its final status
-    /// goes to stderr (exit code 0 whatever the status). With -o json, one JSON object
-    /// per line when following, else the server's answer.
-    Logs {
-        /// Execution ID.
-        id: String,
-        /// Keep printing new lines until the execution finishes.
-        #[arg(short = 'f', long)]
-        follow: bool,
-        /// Start each line with the time it was captured (UTC).
-        #[arg(short = 't', long)]
-        timestamps: bool,
-    },
-    /// Cancel a queued or running execution (stops its instance).
-    Cancel {
-        /// Execution ID.
-        id: String,
-    },
-}
-
-/// `gantry exec list`
-#[derive(Debug, Clone, Args)]
-pub struct ExecListArgs {
-    /// Only executions of this function.
-    #[arg(long, value_name = "NAME")]
-    pub function: Option<String>,
-    /// Only executions in these states (repeat the flag or separate with commas).
-    #[arg(long, value_delimiter = ',', value_name = "STATUS", value_parser = status_parser())]
-    pub status: Vec<ExecutionStatus>,
-    /// Only executions created at or after this time: RFC 3339
-    /// (2025-01-02T15:04:05Z) or an age like 30s, 15m, 2h, 7d.
-    #[arg(long, value_name = "TIME", value_parser = exec_cmd::parse_time)]
-    pub since: Option<String>,
-    /// Only executions created before this time (same forms as --since).
-    #[arg(long, value_name = "TIME", value_parser = exec_cmd::parse_time)]
-    pub until: Option<String>,
-    /// Most executions to show (the server caps it).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub limit: Option<u32>,
-    /// Continue a previous listing (the cursor it printed).
-    #[arg(long, value_name = "CURSOR")]
-    pub cursor: Option<String>,
-}
-
-/// `--status` values: the store's state names, listed in `--help`.
-fn status_parser() -> impl TypedValueParser<Value = ExecutionStatus> {
-    clap::builder::PossibleValuesParser::new(ExecutionStatus::ALL.map(ExecutionStatus::as_str))
-        .map(|name| ExecutionStatus::parse(&name).expect("only listed names pass"))
-}
-
 /// A problem with what the user typed or handed over: exit code 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageError(pub String);
@@ -393,6 +340,7 @@ pub async fn run(global: GlobalArgs, command: Command) -> ExitCode {
         match command {
             Command::Function(cmd) => fn_cmd::run(&ctx, cmd).await,
             Command::Exec(cmd) => exec_cmd::run(&ctx, cmd).await,
+            Command::Event(cmd) => event_cmd::run(&ctx, cmd).await,
             Command::Serve(_) => Ok(()),
         }
     }
@@ -438,6 +386,7 @@ pub fn out_json(value: &Value) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::ExecutionStatus;
     use clap::CommandFactory;
 
     #[test]
