@@ -67,7 +67,12 @@ async fn unknown_and_malformed_ids_are_404() {
         .call(server.request(Method::POST, &format!("/v1/executions/{unknown}:retry")))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
-    assert!(error_message(&body).contains(":cancel"), "{body}");
+    assert!(error_message(&body).contains(unknown), "{body}");
+    let (status, _, body) = server
+        .call(server.request(Method::POST, &format!("/v1/executions/{unknown}:pause")))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(error_message(&body).contains(":cancel or :retry"), "{body}");
     let (status, _, body) = server
         .call(server.request(Method::GET, &format!("/v1/executions/{unknown}:cancel")))
         .await;
