@@ -388,3 +388,44 @@ async fn a_call_whose_client_went_away_still_runs_and_is_recorded() {
     );
     server.assert_no_instances().await;
 }
+
+#[tokio::test]
+async fn a_call_right_after_an_idle_instance_died_runs_elsewhere_or_fails_cleanly() {
+    let server = Server::start().await;
+    server
+        .deploy(warm_function(
+            "resilient",
+            json!({"min_instances": 1}),
+            json!({}),
+        ))
+        .await;
+    let before = wait_pool(&server, "resilient", "an idle instance", |p| p["idle"] == 1).await;
+    let (status, _, body) = invoke_full(&server, "resilient", json!(0)).await;
+    assert_eq!(status, 200, "{body}");
+    // The whole instance dies while idle; the pool may not have noticed yet.
+    for pid in [
+        pid_of(&before["instances"][0]),
+        body["output"]["pid"].as_i64().unwrap() as i32,
+    ] {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    // A call in that moment either finds another instance (a refused connection means
+    // it was never delivered) or, if its request went out on a connection the dead
+    // instance had open, fails as RUNTIME_CRASHED: it is never lost or left hanging.
+    let (status, _, body) = invoke_full(&server, "resilient", json!(1)).await;
+    assert!(
+        status == 200 || (status == 502 && body["error"]["code"] == "RUNTIME_CRASHED"),
+        "{status}: {body}"
+    );
+    wait_pool(&server, "resilient", "a replacement", |p| {
+        p["idle"] == 1 && p["instances"][0]["id"] != before["instances"][0]["id"]
+    })
+    .await;
+    for n in 2..=4 {
+        let (status, _, body) = invoke_full(&server, "resilient", json!(n)).await;
+        assert_eq!(status, 200, "call {n} on the replacement: {body}");
+    }
+}

@@ -192,14 +192,18 @@ impl Dispatcher {
                         }
                     }
                 }
-                Attempt::Answer(Err(CallError::Refused { body, .. })) => {
+                // The call never ran: the instance refused it (draining, full) or was
+                // not there to take it. Another instance takes it; no attempt is used.
+                Attempt::Answer(Err(
+                    err @ (CallError::Refused { .. } | CallError::Connect { .. }),
+                )) => {
                     lease.discard();
                     refusals += 1;
                     if refusals < MAX_REFUSALS {
                         continue;
                     }
                     crashed(
-                        format!("warm instances kept refusing the call: {body}"),
+                        format!("warm instances kept refusing the call: {err}"),
                         elapsed,
                     )
                 }
