@@ -19,7 +19,8 @@ use gantry_protocol::headers;
 /// Why a call to an instance did not produce an answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
-    /// Nothing listens at the instance's address (it died or is not up).
+    /// Nothing listens at the instance's address (it died or is not up); the request was
+    /// not delivered.
     #[error("cannot connect to the instance at {address}: {source}")]
     Connect {
         /// The address.
@@ -147,17 +148,26 @@ impl Connections {
         &self,
         build: impl Fn() -> Request<Full<Bytes>>,
     ) -> Result<(StatusCode, Bytes), CallError> {
+        let mut reused_failed = None;
         if let Some(mut sender) = self.take_idle().await {
             match Self::exchange(&mut sender, build()).await {
                 Ok(answer) => {
                     self.put_idle(sender);
                     return Ok(answer);
                 }
-                Err(err) if err.is_canceled() || err.is_incomplete_message() => {}
+                Err(err) if err.is_canceled() || err.is_incomplete_message() => {
+                    reused_failed = Some(err);
+                }
                 Err(err) => return Err(err.into()),
             }
         }
-        let mut sender = self.connect().await?;
+        let mut sender = match (self.connect().await, reused_failed) {
+            (Ok(sender), _) => sender,
+            // The request may have reached the instance on the reused connection before
+            // it died: that is not a call that was never delivered.
+            (Err(_), Some(err)) => return Err(CallError::Broken(err)),
+            (Err(err), None) => return Err(err),
+        };
         let answer = Self::exchange(&mut sender, build()).await?;
         self.put_idle(sender);
         Ok(answer)
