@@ -103,14 +103,20 @@ impl Dispatcher {
         }
         if applied {
             *execution = done;
-            let seconds = finished.duration_ms.map(|ms| ms as f64 / 1000.0);
-            self.metrics
-                .finished(&execution.function, finished.status.as_str(), seconds);
-            for child in &children {
-                self.schedule(child);
-            }
+            self.recorded(execution, &children);
         }
         Ending::Final(applied)
+    }
+
+    /// After a final result is stored with its `children`: counts it and schedules the
+    /// children that are to run.
+    pub(super) fn recorded(self: &Arc<Self>, execution: &Execution, children: &[Execution]) {
+        let seconds = execution.duration_ms.map(|ms| ms as f64 / 1000.0);
+        self.metrics
+            .finished(&execution.function, execution.status.as_str(), seconds);
+        for child in children {
+            self.schedule(child);
+        }
     }
 
     /// Marks a failure of a function with a retry policy for the dead-letter list.

@@ -351,13 +351,8 @@ impl Dispatcher {
                 apply_finished(execution, &finished);
                 let children = self.chain_children(execution, function).await;
                 self.store.write_behind(execution.clone(), children.clone());
-                for child in &children {
-                    self.schedule(child);
-                }
+                self.recorded(execution, &children);
                 self.warm_active.remove(&id);
-                let seconds = finished.duration_ms.map(|ms| ms as f64 / 1000.0);
-                self.metrics
-                    .finished(&execution.function, execution.status.as_str(), seconds);
                 self.notify(execution);
             }
             Record::Stored => {
