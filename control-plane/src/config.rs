@@ -28,10 +28,43 @@ pub struct ServeArgs {
     #[arg(long, env = "GANTRY_DATA_DIR", default_value = "./gantry-data")]
     pub data_dir: PathBuf,
     /// Where instances run. `docker` runs functions with an `image` as containers on
-    /// the local engine (DOCKER_HOST or /var/run/docker.sock) and `command`-only ones as
-    /// host processes; it needs GANTRY_TOKEN, since containers reach this server.
+    /// the local engine (DOCKER_HOST or /var/run/docker.sock); `command`-only functions
+    /// are refused there unless --allow-host-commands.
     #[arg(long, env = "GANTRY_RUNTIME", value_enum, default_value = "process")]
     pub runtime: RuntimeKind,
+    /// Serve every request without a token. Only on a loopback address, with a warning
+    /// at every start: any local user and any web page's scripts can then reach the API
+    /// as far as the other checks let them.
+    #[arg(long, env = "GANTRY_INSECURE_NO_AUTH")]
+    pub insecure_no_auth: bool,
+    /// A host name clients may use in the Host header besides IP addresses, localhost
+    /// and the advertised URL's host (repeat, or separate with commas). Requests naming
+    /// any other host are refused, which stops DNS-rebinding pages.
+    #[arg(
+        long = "allowed-host",
+        env = "GANTRY_ALLOWED_HOSTS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// Process runtime, when the server runs as root: the user functions run as
+    /// (`NAME`, `UID` or `UID:GID`). Default: nobody. Ignored when not root (functions
+    /// then run as the server's own user).
+    #[arg(long, env = "GANTRY_FUNCTION_USER", value_name = "USER")]
+    pub function_user: Option<String>,
+    /// Docker runtime: also run `command`-only functions, as host processes beside the
+    /// containers. Off by default: a deployer could otherwise run host commands.
+    #[arg(long, env = "GANTRY_ALLOW_HOST_COMMANDS")]
+    pub allow_host_commands: bool,
+    /// Docker runtime: memory limit of a container whose manifest sets none, in MiB.
+    #[arg(long, env = "GANTRY_DOCKER_MEMORY_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(6..))]
+    pub docker_memory_mb: u64,
+    /// Docker runtime: process limit of a container whose manifest sets none.
+    #[arg(long, env = "GANTRY_DOCKER_PIDS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub docker_pids: u64,
+    /// Docker runtime: CPUs of a container whose manifest sets none.
+    #[arg(long, env = "GANTRY_DOCKER_CPUS", default_value_t = 1.0)]
+    pub docker_cpus: f64,
     /// Base URL instances use to reach this server (callbacks, large payloads).
     /// Default: http:// and the listen address (127.0.0.1 when listening on all); with
     /// the docker runtime, the gateway of its network (`gantry-net`) and the listen

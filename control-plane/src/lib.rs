@@ -7,13 +7,18 @@
 //! - [`runtime`]: where instances run (`process` today).
 //! - [`schema`]: JSON Schema checks of inputs and outputs.
 //! - [`logs`]: captured stdout/stderr, capped per execution, followed live.
+//! - [`access`]: API tokens, roles and what each route needs.
+//! - [`secrets`]: sealed secret values and their masking.
+//! - [`datadir`]: the data directory's private permissions.
 //! - [`api`]: the HTTP API (`app`, `run`).
 //! - [`config`]: `gantry serve` settings.
 //! - [`cli`]: the client commands.
 
+pub mod access;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod datadir;
 pub mod dispatch;
 pub mod logs;
 pub mod metrics;
@@ -21,5 +26,6 @@ pub mod pool;
 pub mod registry;
 pub mod runtime;
 pub mod schema;
+pub mod secrets;
 pub mod serve;
 pub mod store;

@@ -1,6 +1,7 @@
-//! API tokens (DESIGN.md §8): with a token every `/v1` route needs it, health and metrics
-//! stay open, the callback takes only the execution's own token; without a token the
-//! server refuses to listen beyond loopback. Also the other start-up configuration errors.
+//! API tokens: every `/v1` route and `/metrics` need one on every listen address,
+//! health and readiness stay open, the callback takes only the execution's own token;
+//! only `--insecure-no-auth`, on loopback, serves without. Also the other start-up
+//! configuration errors.
 
 mod support;
 
@@ -50,9 +51,10 @@ async fn every_v1_route_needs_the_token() {
     for (method, path) in v1_routes() {
         let url = format!("{}{path}", server.url);
         let request = || server.client.request(method.clone(), &url).json(&manifest);
-        let (status, _, body) = server.call(request()).await;
+        let (status, headers, body) = server.call(request()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path}: {body}");
         assert_eq!(error_code(&body), "UNAUTHORIZED");
+        assert_eq!(headers["www-authenticate"], "Bearer");
         assert!(
             error_message(&body).contains("Authorization: Bearer"),
             "{body}"
@@ -69,10 +71,10 @@ async fn every_v1_route_needs_the_token() {
             let (status, _, body) = server.call(request().bearer_auth(wrong)).await;
             assert_eq!(
                 status,
-                StatusCode::FORBIDDEN,
+                StatusCode::UNAUTHORIZED,
                 "{method} {path} with {wrong}: {body}"
             );
-            assert_eq!(error_code(&body), "FORBIDDEN");
+            assert!(error_message(&body).contains("not valid"), "{body}");
         }
     }
     let (status, body) = server.invoke("echo", json!({"authorized": true})).await;
@@ -95,10 +97,17 @@ async fn every_v1_route_needs_the_token() {
         "the PUTs changed nothing"
     );
 
-    for path in ["/healthz", "/readyz", "/metrics"] {
+    for path in ["/healthz", "/readyz"] {
         let response = server.get_open(path).await;
         assert_eq!(response.status(), StatusCode::OK, "{path} is open");
     }
+    let response = server.get_open("/metrics").await;
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "metrics need a token"
+    );
+    assert!(server.metrics_text().await.contains("gantry_"));
     server.assert_no_instances().await;
 }
 
@@ -137,14 +146,43 @@ async fn the_api_token_does_not_complete_an_execution() {
 }
 
 #[tokio::test]
-async fn without_a_token_only_loopback_is_allowed() {
-    let (code, stderr) = serve_exits(&["--listen", "0.0.0.0:0"], &[]).await;
+async fn without_credentials_only_an_explicit_loopback_flag_serves() {
+    let (code, stderr) = serve_exits(&["--listen", "0.0.0.0:0", "--insecure-no-auth"], &[]).await;
     assert_eq!(code, Some(64), "{stderr}");
-    assert!(stderr.contains("GANTRY_TOKEN"), "{stderr}");
+    assert!(stderr.contains("GANTRY_INSECURE_NO_AUTH"), "{stderr}");
     assert!(stderr.contains("0.0.0.0:0"), "{stderr}");
-    let (code, stderr) = serve_exits(&["--listen", "0.0.0.0:0"], &[("GANTRY_TOKEN", "")]).await;
-    assert_eq!(code, Some(64), "an empty token is no token: {stderr}");
-    assert!(stderr.contains("GANTRY_TOKEN"), "{stderr}");
+
+    // Beyond loopback the server needs no flag: tokens hold on every address.
+    let wide = Server::start_with(ServerOptions {
+        args: vec!["--listen".into(), "0.0.0.0:0".into()],
+        ..ServerOptions::default()
+    })
+    .await;
+    let response = wide.get_open("/v1/functions").await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let (status, _, _) = wide.call(wide.request(Method::GET, "/v1/functions")).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the admin token of its data directory works"
+    );
+
+    let open = Server::start_with(ServerOptions {
+        args: vec!["--insecure-no-auth".into()],
+        ..ServerOptions::default()
+    })
+    .await;
+    assert!(
+        open.stderr().contains("WARNING: --insecure-no-auth"),
+        "{}",
+        open.stderr()
+    );
+    assert!(
+        !open.data_dir.join("admin-token").exists(),
+        "no token is made for a server that takes none"
+    );
+    let response = open.get_open("/v1/functions").await;
+    assert_eq!(response.status(), StatusCode::OK);
 }
 
 /// Flags, environment, and the variable the error must name.
@@ -156,7 +194,7 @@ type Case = (
 
 #[tokio::test]
 async fn bad_settings_exit_64_naming_the_variable() {
-    let cases: [Case; 5] = [
+    let cases: [Case; 7] = [
         (
             &[
                 "--listen",
@@ -168,9 +206,24 @@ async fn bad_settings_exit_64_naming_the_variable() {
             "GANTRY_WATCHDOG",
         ),
         (
-            &["--listen", "127.0.0.1:0", "--runtime", "docker"],
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--function-user",
+                "no-such-user-here",
+            ],
             &[],
-            "GANTRY_RUNTIME",
+            "GANTRY_FUNCTION_USER",
+        ),
+        (
+            &["--listen", "127.0.0.1:0"],
+            &[("GANTRY_SECRET_KEY", "not-a-key")],
+            "GANTRY_SECRET_KEY",
+        ),
+        (
+            &["--listen", "127.0.0.1:0", "--docker-cpus", "0"],
+            &[],
+            "GANTRY_DOCKER_CPUS",
         ),
         (
             &["--listen", "127.0.0.1:0", "--log-cap-bytes", "0"],

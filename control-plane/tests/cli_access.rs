@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use cli_support::{cli, gantry, ManualServer};
+use cli_support::{cli, cli_without_token, gantry, ManualServer};
 use serde_json::json;
 use support::{examples_dir, stdio_function, Server, ServerOptions};
 
@@ -21,43 +21,65 @@ async fn tokens_are_asked_for_checked_and_accepted() {
         .deploy(stdio_function("echo", "python3 echo.py", json!({})))
         .await;
 
-    let out = cli(&server, ["fn", "list"]).run().await;
+    let out = cli_without_token(&server, ["fn", "list"]).run().await;
     let line = out.assert_error(1, "error: 401 UNAUTHORIZED: ");
     assert!(line.contains("token"), "{out}");
     assert!(line.contains("GANTRY_TOKEN"), "{out}");
-    let out = cli(&server, ["fn", "invoke", "echo", "-d", "1"])
+    let out = cli_without_token(&server, ["fn", "invoke", "echo", "-d", "1"])
         .run()
         .await;
     out.assert_error(1, "error: 401 UNAUTHORIZED: ");
 
-    let out = cli(&server, ["--token", "wrong", "fn", "list"]).run().await;
-    out.assert_error(1, "error: 403 FORBIDDEN: ");
-    let out = cli(&server, ["exec", "list"])
+    let out = cli_without_token(&server, ["--token", "wrong", "fn", "list"])
+        .run()
+        .await;
+    out.assert_code(1);
+    assert!(out.stderr.contains("error: 401 UNAUTHORIZED: "), "{out}");
+    let out = cli_without_token(&server, ["exec", "list"])
         .env("GANTRY_TOKEN", "wrong")
         .run()
         .await;
-    out.assert_error(1, "error: 403 FORBIDDEN: ");
+    out.assert_error(1, "error: 401 UNAUTHORIZED: ");
 
-    let out = cli(&server, ["fn", "list"])
+    let out = cli_without_token(&server, ["fn", "list"])
         .env("GANTRY_TOKEN", "right-token")
         .ok()
         .await;
     assert_eq!(out.rows_of("echo").len(), 1, "{out}");
-    // The flag wins over the environment, and may come after the subcommand.
-    let out = cli(
+    // The flag wins over the environment, may come after the subcommand, and is
+    // warned about: other users can read a command line.
+    let out = cli_without_token(
         &server,
         ["fn", "invoke", "echo", "-d", "7", "--token", "right-token"],
     )
     .env("GANTRY_TOKEN", "wrong")
-    .ok()
-    .await;
-    assert_eq!(out.json(), json!({"echo": 7}));
-    let out = cli(
-        &server,
-        ["exec", "logs", "-f", "--token", "right-token", "x"],
-    )
     .run()
     .await;
+    out.assert_code(0);
+    assert_eq!(out.json(), json!({"echo": 7}));
+    assert!(out.stderr.contains("warning: --token is visible"), "{out}");
+    // A token file works like the variable, and the variable wins over it.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, "right-token\n").unwrap();
+    let out = cli_without_token(&server, ["fn", "list"])
+        .env("GANTRY_TOKEN_FILE", &file)
+        .ok()
+        .await;
+    assert_eq!(out.rows_of("echo").len(), 1, "{out}");
+    let out = cli_without_token(&server, ["fn", "list", "--token-file"])
+        .run()
+        .await;
+    out.assert_code(2);
+    let out = cli_without_token(&server, ["fn", "list"])
+        .env("GANTRY_TOKEN_FILE", dir.path().join("missing"))
+        .run()
+        .await;
+    out.assert_error(2, "error: the token file");
+    let out = cli_without_token(&server, ["exec", "logs", "-f", "x"])
+        .env("GANTRY_TOKEN", "right-token")
+        .run()
+        .await;
     out.assert_error(1, "error: 404 NOT_FOUND: ");
     server.assert_no_instances().await;
 }
@@ -185,13 +207,14 @@ not once: {detail:?}"
 }
 
 #[tokio::test]
-async fn serve_refuses_to_listen_beyond_loopback_without_a_token() {
+async fn serve_refuses_to_serve_without_tokens_beyond_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let out = gantry([
         "serve",
         "--listen",
         "0.0.0.0:0",
+        "--insecure-no-auth",
         "--data-dir",
         data.to_str().unwrap(),
     ])
@@ -199,7 +222,7 @@ async fn serve_refuses_to_listen_beyond_loopback_without_a_token() {
     .run()
     .await;
     out.assert_code(64);
-    assert!(out.stderr.contains("GANTRY_TOKEN"), "{out}");
+    assert!(out.stderr.contains("GANTRY_INSECURE_NO_AUTH"), "{out}");
     let out = gantry(["serve", "--listen", "not-an-address"]).run().await;
     out.assert_code(2);
 }
@@ -215,9 +238,19 @@ async fn serve_with_a_relative_data_dir_runs_file_mode_functions() {
         &dir.path().join("gantry-data"),
     )
     .await;
+    // The CLI, run where the server was started, finds the admin token the server
+    // wrote in ./gantry-data: the quick start needs no token in the environment.
+    let data = dir.path().join("gantry-data");
+    let mode = |path: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&data), 0o700, "the data directory is private");
+    assert_eq!(mode(&data.join("admin-token")), 0o600);
     let manifest = examples_dir().join("shell-file/function.yaml");
     let out = gantry(["fn", "deploy", "-f", manifest.to_str().unwrap()])
         .env("GANTRY_URL", &server.url)
+        .cwd(dir.path())
         .ok()
         .await;
     assert!(
@@ -226,11 +259,17 @@ async fn serve_with_a_relative_data_dir_runs_file_mode_functions() {
     );
     let out = gantry(["fn", "invoke", "measure", "-d", r#"{"input":"hello"}"#])
         .env("GANTRY_URL", &server.url)
+        .cwd(dir.path())
         .ok()
         .await;
     assert_eq!(
         out.json(),
         json!({"bytes": 17, "received": {"input": "hello"}})
+    );
+    assert!(
+        server.stderr().contains("admin token: "),
+        "the server says where its token is: {}",
+        server.stderr()
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !server.instances().is_empty() {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use gantry::logs::{LogHub, LogSink};
 use gantry::registry::manifest::from_json;
 use gantry::registry::FunctionVersion;
-use gantry::runtime::docker::DockerRuntime;
+use gantry::runtime::docker::{ContainerDefaults, DockerRuntime};
 use gantry::runtime::{Runtime, WarmLaunch, WarmStarted};
 use gantry::store::{SqliteStore, Store};
 use reqwest::{Method, StatusCode};
@@ -144,7 +144,12 @@ impl Harness {
     }
 
     async fn with_owner(owner: String) -> Harness {
-        let runtime = DockerRuntime::connect(owner.clone(), 0)
+        let defaults = ContainerDefaults {
+            memory_mb: 256,
+            pids: 256,
+            cpus: 1.0,
+        };
+        let runtime = DockerRuntime::connect(owner.clone(), 0, defaults)
             .await
             .unwrap_or_else(|err| panic!("connect to the engine: {err}"));
         let data = tempfile::tempdir().expect("temp dir");

@@ -336,18 +336,28 @@ async fn settings_the_process_runtime_does_not_apply_come_back_as_warnings() {
         "{warnings:?}"
     );
     assert!(warnings[2].contains("`image` is ignored"), "{warnings:?}");
+    // Chains and secrets are acted on: no warning; a secret kept in plain `env` gets one.
+    let (status, _, _) = server
+        .call(
+            server
+                .request(Method::PUT, "/v1/secrets/api-token")
+                .json(&json!({"value": "tok-123456"})),
+        )
+        .await;
+    assert_eq!(status, 201);
     let chained = server
         .deploy(stdio_function(
             "chained",
             "python3 echo.py",
-            json!({"chains": [{"target": "plain"}], "secrets": {"TOKEN": "api-token"}}),
+            json!({"chains": [{"target": "plain"}], "secrets": {"TOKEN": "api-token"},
+                   "env": {"DB_PASSWORD": "hunter2"}}),
         ))
         .await;
-    let warnings = chained["warnings"].to_string();
+    let warnings: Vec<String> = serde_json::from_value(chained["warnings"].clone()).unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
-        warnings.contains("`secrets` is stored but not acted on yet")
-            && !warnings.contains("chains"),
-        "{warnings}"
+        warnings[0].starts_with("env.DB_PASSWORD looks like a secret"),
+        "{warnings:?}"
     );
     // The function still runs: the warnings are advice, not errors.
     let (status, body) = server.invoke("limited", json!({"n": 1})).await;

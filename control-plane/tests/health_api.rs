@@ -2,7 +2,7 @@
 
 mod support;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 use support::{stdio_function, Server};
 
@@ -49,8 +49,7 @@ async fn metrics_count_invocations_durations_and_load() {
     assert_eq!(status, StatusCode::NOT_FOUND);
 
     let response = server
-        .client
-        .get(format!("{}/metrics", server.url))
+        .request(Method::GET, "/metrics")
         .send()
         .await
         .unwrap();

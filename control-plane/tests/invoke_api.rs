@@ -317,7 +317,11 @@ async fn empty_bodies_unknown_actions_functions_and_disabled_ones() {
     assert_eq!(record["input"], Value::Null);
 
     let (status, _, body) = server
-        .call(invoke_request(&server, "echo").body("hello"))
+        .call(
+            invoke_request(&server, "echo")
+                .header("content-type", "application/json")
+                .body("hello"),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_code(&body), "BAD_REQUEST");

@@ -352,7 +352,8 @@ async fn a_call_whose_client_went_away_still_runs_and_is_recorded() {
     for _ in 0..5 {
         let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
         let request = format!(
-            "POST /v1/functions/abandoned:invoke HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            "POST /v1/functions/abandoned:invoke HTTP/1.1\r\nhost: {address}\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            server.token.as_deref().unwrap_or_default(),
             body.len()
         );
         socket.write_all(request.as_bytes()).await.unwrap();

@@ -107,19 +107,10 @@ async fn a_call_takes_the_instance_with_the_most_free_capacity() {
         .await;
     wait_pool(&server, "spread", "two idle instances", |p| p["idle"] == 2).await;
     let slow = {
-        let server_url = server.url.clone();
-        let client = server.client.clone();
-        tokio::spawn(async move {
-            client
-                .post(format!("{server_url}/v1/functions/spread:invoke"))
-                .json(&json!({"sleep_ms": 1500}))
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
+        let request = server
+            .request(Method::POST, "/v1/functions/spread:invoke")
+            .json(&json!({"sleep_ms": 1500}));
+        tokio::spawn(async move { request.send().await.unwrap().json::<Value>().await.unwrap() })
     };
     wait_pool(&server, "spread", "one busy instance", |p| p["busy"] == 1).await;
     // One instance has one free place, the other two: the quick call goes to the other.
@@ -146,30 +137,22 @@ async fn busy_pools_start_instances_up_to_max_then_queue_then_refuse() {
         .await;
     let mut slow = Vec::new();
     for _ in 0..2 {
-        let client = server.client.clone();
-        let url = format!("{}/v1/functions/bounded:invoke", server.url);
+        let request = server
+            .request(Method::POST, "/v1/functions/bounded:invoke")
+            .json(&json!({"sleep_ms": 2000}));
         slow.push(tokio::spawn(async move {
-            let response = client
-                .post(url)
-                .json(&json!({"sleep_ms": 2000}))
-                .send()
-                .await
-                .unwrap();
+            let response = request.send().await.unwrap();
             (response.status(), response.json::<Value>().await.unwrap())
         }));
     }
     wait_pool(&server, "bounded", "two busy instances", |p| p["busy"] == 2).await;
     // Both instances are busy and max_instances is reached: the next call waits...
     let queued = {
-        let client = server.client.clone();
-        let url = format!("{}/v1/functions/bounded:invoke", server.url);
+        let request = server
+            .request(Method::POST, "/v1/functions/bounded:invoke")
+            .json(&json!({"n": 3}));
         tokio::spawn(async move {
-            let response = client
-                .post(url)
-                .json(&json!({"n": 3}))
-                .send()
-                .await
-                .unwrap();
+            let response = request.send().await.unwrap();
             (response.status(), response.json::<Value>().await.unwrap())
         })
     };

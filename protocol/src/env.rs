@@ -46,6 +46,14 @@ pub const MAX_OUTPUT_BYTES: &str = "MAX_OUTPUT_BYTES";
 pub const TRACE_ID: &str = "TRACE_ID";
 /// Set by the watchdog for an HTTP runtime: the port it must listen on.
 pub const PORT: &str = "PORT";
+/// WARM mode: the bearer token `POST /invoke` must carry.
+pub const WARM_TOKEN: &str = "WARM_TOKEN";
+/// The user the function's processes run as (`UID[:GID]` or `NAME[:GROUP]`).
+pub const RUN_AS: &str = "RUN_AS";
+/// Secrets the watchdog writes to files: a JSON object `{"VAR": "value"}`.
+pub const SECRET_FILES: &str = "SECRET_FILES";
+/// Where the watchdog writes SECRET_FILES.
+pub const SECRETS_DIR: &str = "SECRETS_DIR";
 
 /// Defaults, in the units of their variables.
 pub mod defaults {

@@ -21,6 +21,7 @@ pub struct ApiError {
     message: String,
     details: Option<Value>,
     retry_after_secs: Option<u64>,
+    challenge: bool,
 }
 
 impl ApiError {
@@ -32,7 +33,19 @@ impl ApiError {
             message: message.into(),
             details: None,
             retry_after_secs: None,
+            challenge: false,
         }
+    }
+
+    /// Adds `WWW-Authenticate: Bearer` (an answer to a missing or invalid token).
+    pub fn challenge(mut self) -> ApiError {
+        self.challenge = true;
+        self
+    }
+
+    /// 409 with `message`.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, "CONFLICT", message)
     }
 
     /// 400 with `message`.
@@ -76,6 +89,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if self.challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -187,4 +205,11 @@ pub fn parse_json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Api
     }
     serde_json::from_slice(&bytes)
         .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))
+}
+
+/// `body` read as a `T`; a body of another shape is a 400 that says which shape was
+/// expected (`shape`) and what did not fit.
+pub fn typed_body<T: serde::de::DeserializeOwned>(body: Value, shape: &str) -> Result<T, ApiError> {
+    serde_json::from_value(body)
+        .map_err(|err| ApiError::bad_request(format!("the body must be {shape}: {err}")))
 }

@@ -1,33 +1,39 @@
-//! The HTTP API (DESIGN.md §3): [`app`] builds the router over an [`AppState`], [`run`]
-//! serves it on a listener until a shutdown future resolves. One file per resource.
+//! The HTTP API: [`app`] builds the router over an [`AppState`], [`run`] serves it on a
+//! listener until a shutdown future resolves. One file per resource; [`guard`] checks
+//! every request first.
 
 pub mod error;
 mod events;
 mod executions;
 mod functions;
+pub mod guard;
 mod health;
 mod internal;
 mod invoke;
 mod logs;
+mod secrets;
+mod tokens;
 
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::{get, post};
+use axum::middleware;
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
+pub use guard::HostPolicy;
 
+use crate::access::Credentials;
 use crate::dispatch::Dispatcher;
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::registry::catalog::Catalog;
+use crate::secrets::Vault;
 use crate::store::Store;
 
 /// Everything the handlers share.
@@ -42,16 +48,21 @@ pub struct AppState {
     pub logs: Arc<LogHub>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
-    /// API token; `None` serves without authentication (loopback only).
-    pub token: Option<String>,
+    /// The API tokens accepted.
+    pub credentials: Arc<Credentials>,
+    /// Sealed secrets.
+    pub vault: Arc<Vault>,
+    /// The names the Host header may carry.
+    pub hosts: HostPolicy,
     /// Set once start-up recovery is done.
     pub ready: AtomicBool,
     /// Largest request body.
     pub max_body_bytes: usize,
 }
 
-/// The router: `/v1` (behind the token when one is set), the callback routes (behind
-/// each execution's own token), health and metrics.
+/// The router: `/v1` (each route behind the role it needs, see
+/// [`crate::access::policy`]), the instances' internal routes (behind each execution's
+/// own token), health and metrics. Every request first passes [`guard::guard`].
 pub fn app(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
         .route("/functions", post(functions::create).get(functions::list))
@@ -71,17 +82,38 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/executions/{id}/logs", get(logs::logs))
         .route("/executions/{id}/chain", get(executions::chain))
         .route("/events", post(events::publish))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    let internal = Router::new()
-        .route("/executions/{id}", post(internal::action))
-        .route("/executions/{id}/payload", get(internal::payload));
-    Router::new()
-        .nest("/v1/internal", internal)
+        .route("/tokens", post(tokens::create).get(tokens::list))
+        .route("/tokens/{name}", delete(tokens::revoke))
+        .route("/secrets", get(secrets::list))
+        .route(
+            "/secrets/{name}",
+            get(secrets::get).put(secrets::put).delete(secrets::delete),
+        );
+    let router = Router::new()
+        .nest("/v1/internal", internal_routes())
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .fallback(|| async { ApiError::not_found("no such route; see DESIGN.md §3 for the API") })
+        .route("/metrics", get(health::metrics));
+    finish(router, state)
+}
+
+/// The router of the listener instances reach on the Docker network: the callback and
+/// payload routes only, never the API.
+pub fn internal_app(state: Arc<AppState>) -> Router {
+    finish(Router::new().nest("/v1/internal", internal_routes()), state)
+}
+
+fn internal_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/executions/{id}", post(internal::action))
+        .route("/executions/{id}/payload", get(internal::payload))
+}
+
+/// The fallbacks, the body limit and the guard around `router`.
+fn finish(router: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    router
+        .fallback(|| async { ApiError::not_found("no such route") })
         // Every error answers in the usual shape, a wrong method included (axum's own
         // 405 has an empty body); the Allow header is kept.
         .method_not_allowed_fallback(
@@ -94,6 +126,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             },
         )
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .with_state(state)
 }
 
@@ -104,7 +137,16 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
+    serve(listener, app(state), shutdown).await
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
 }
@@ -116,41 +158,6 @@ pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim)
-}
-
-async fn require_token(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    if let Some(expected) = &state.token {
-        match bearer(request.headers()) {
-            None => {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "UNAUTHORIZED",
-                    "this server needs an API token: send `Authorization: Bearer TOKEN` (gantry --token or GANTRY_TOKEN)",
-                ))
-            }
-            Some(given) if !same(given, expected) => {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "FORBIDDEN",
-                    "the API token is not valid",
-                ))
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(next.run(request).await)
-}
-
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 /// Splits `name:action` path segments (`echo:invoke`).

@@ -283,6 +283,12 @@ pub fn parse_json(body: &[u8]) -> Result<Value> {
 }
 
 /// Whether the URL's host is this machine.
+/// Whether `server` (a `--server` URL) is on this machine (a loopback address or
+/// `localhost`); a malformed URL is not.
+pub fn is_local_server(server: &str) -> bool {
+    Url::parse(server).is_ok_and(|url| is_loopback(&url))
+}
+
 fn is_loopback(url: &Url) -> bool {
     let Some(host) = url.host_str() else {
         return false;

@@ -5,9 +5,11 @@
 //! server or the function reported an error (or the server could not be reached), 2 a
 //! usage error (bad flags, bad `-d` JSON, unreadable manifest).
 
+pub mod access_cmd;
 pub mod build;
 pub mod build_context;
 pub mod client;
+pub mod credentials;
 pub mod event_cmd;
 pub mod exec_args;
 pub mod exec_chain;
@@ -28,6 +30,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use serde_json::Value;
 
 use crate::config::ServeArgs;
+pub use access_cmd::{SecretCommand, TokenCommand};
 pub use client::{ApiError, Client};
 pub use event_cmd::{EventCommand, PublishArgs};
 pub use exec_args::{ExecCommand, ExecListArgs};
@@ -46,6 +49,8 @@ Examples:
   gantry exec list --dead-letter
   gantry exec retry 0190a2b4-...
   gantry event publish order.created -d '{\"id\": 7}'
+  gantry token create ci --role invoke
+  gantry secret set db-password --from-file ./db-password.txt
 
 Exit codes: 0 success; 1 the server or the function reported an error, or the server
 could not be reached; 2 usage error (bad flags, invalid -d JSON, unreadable manifest).";
@@ -75,8 +80,11 @@ pub struct GlobalArgs {
         value_name = "URL"
     )]
     pub server: String,
-    /// API token. Clients send it as `Authorization: Bearer TOKEN`; `gantry serve`
-    /// requires it from its clients.
+    /// API token, sent as `Authorization: Bearer TOKEN`. Prefer GANTRY_TOKEN or
+    /// --token-file: other users can read a command line. Without either, commands
+    /// for a server on this machine use the admin token `gantry serve` wrote in its
+    /// data directory (GANTRY_DATA_DIR, else ./gantry-data). For `gantry serve`: an
+    /// extra admin token of the operator's, kept only in memory.
     #[arg(
         long,
         global = true,
@@ -86,6 +94,15 @@ pub struct GlobalArgs {
         value_name = "TOKEN"
     )]
     pub token: Option<String>,
+    /// A file holding the API token (read when --token and GANTRY_TOKEN are not set).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "GANTRY_TOKEN_FILE",
+        value_name = "FILE"
+    )]
+    pub token_file: Option<PathBuf>,
     /// Output format: readable tables, or the server's JSON (pretty-printed).
     #[arg(
         short,
@@ -123,6 +140,12 @@ pub enum Command {
     /// Publish events: every function with a matching trigger runs.
     #[command(subcommand)]
     Event(EventCommand),
+    /// Create, list and revoke API tokens (admin).
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Set, list and delete secrets functions get in their environment.
+    #[command(subcommand)]
+    Secret(SecretCommand),
 }
 
 /// `gantry fn ...`
@@ -326,21 +349,41 @@ impl Ctx {
 /// [`crate::serve::serve_main`]; the client commands print their results on stdout and
 /// any error as one line on stderr.
 pub async fn run(global: GlobalArgs, command: Command) -> ExitCode {
+    if credentials::token_on_command_line(global.token.as_deref()) {
+        eprintln!(
+            "warning: --token is visible to other users of this machine (ps); use GANTRY_TOKEN or --token-file"
+        );
+    }
     let command = match command {
         Command::Serve(args) => {
-            return Box::pin(crate::serve::serve_main(args, global.token)).await;
+            let token = match credentials::explicit_token(
+                global.token.as_deref(),
+                global.token_file.as_deref(),
+            ) {
+                Ok(token) => token,
+                Err(err) => return report(&err),
+            };
+            return Box::pin(crate::serve::serve_main(args, token)).await;
         }
         other => other,
     };
     let result = async {
+        let local = client::is_local_server(&global.server);
+        let token = credentials::client_token(
+            global.token.as_deref(),
+            global.token_file.as_deref(),
+            local,
+        )?;
         let ctx = Ctx {
-            client: Client::new(&global.server, global.token.clone())?,
+            client: Client::new(&global.server, token)?,
             output: global.output,
         };
         match command {
             Command::Function(cmd) => fn_cmd::run(&ctx, cmd).await,
             Command::Exec(cmd) => exec_cmd::run(&ctx, cmd).await,
             Command::Event(cmd) => event_cmd::run(&ctx, cmd).await,
+            Command::Token(cmd) => access_cmd::run_token(&ctx, cmd).await,
+            Command::Secret(cmd) => access_cmd::run_secret(&ctx, cmd).await,
             Command::Serve(_) => Ok(()),
         }
     }

@@ -32,6 +32,7 @@ use crate::metrics::Metrics;
 use crate::pool::{Pools, Supervision};
 use crate::registry::catalog::{Catalog, LoadedFunction};
 use crate::runtime::Runtime;
+use crate::secrets::Vault;
 use crate::store::{
     codes, Execution, ExecutionError, ExecutionStatus, Finished, Store, StoreError, Trigger,
 };
@@ -115,6 +116,7 @@ pub struct Dispatcher {
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
     catalog: Arc<Catalog>,
+    vault: Arc<Vault>,
     admission: Admission,
     active: DashMap<Uuid, ActiveRun>,
     /// Executions running on warm instances, with what cancels them.
@@ -139,15 +141,22 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         runtime: Arc<dyn Runtime>,
         catalog: Arc<Catalog>,
+        vault: Arc<Vault>,
         logs: Arc<LogHub>,
         metrics: Arc<Metrics>,
         settings: DispatchSettings,
     ) -> Arc<Dispatcher> {
-        let pools = Pools::start(runtime.clone(), metrics.clone(), settings.warm);
+        let pools = Pools::start(
+            runtime.clone(),
+            vault.clone(),
+            metrics.clone(),
+            settings.warm,
+        );
         Arc::new(Dispatcher {
             store,
             runtime,
             catalog,
+            vault,
             admission: Admission::default(),
             active: DashMap::new(),
             warm_active: DashMap::new(),

@@ -16,6 +16,7 @@ use super::{hash_token, ActiveRun, CallbackReport, Dispatcher, ReportDelivery};
 use crate::logs::LogSink;
 use crate::registry::catalog::LoadedFunction;
 use crate::runtime::{Instance, InstanceExit, Launch};
+use crate::secrets::Masker;
 use crate::store::{codes, Execution, ExecutionError, ExecutionStatus, Finished, Started};
 
 /// Time the control plane grants beyond the watchdog's own deadline and kill grace
@@ -88,6 +89,21 @@ impl Dispatcher {
                 return;
             }
         };
+        let secrets = match self.vault.resolve(&function.spec().secrets).await {
+            Ok(secrets) => secrets,
+            Err(err) => {
+                let error = ExecutionError::new(
+                    codes::SPAWN_ERROR,
+                    format!("cannot read the function's secrets: {err}"),
+                );
+                let finished = failed(ExecutionStatus::Error, error, None);
+                let ending = self
+                    .conclude(&mut execution, finished, Some(&function), None)
+                    .await;
+                self.after(ending, &execution).await;
+                return;
+            }
+        };
         let token = hex::encode(rand::random::<[u8; 32]>());
         let token_hash = hash_token(&token);
         let (reports_tx, mut reports) = mpsc::channel(4);
@@ -118,6 +134,8 @@ impl Dispatcher {
         for (key, value) in &function.spec().env {
             launch_env.push((key.clone(), value.clone()));
         }
+        let masker = secrets.masker;
+        launch_env.extend(secrets.env);
         self.active.insert(
             id,
             ActiveRun {
@@ -142,6 +160,7 @@ impl Dispatcher {
             self.store.clone(),
             self.logs.clone(),
         );
+        let sink = sink.masked(masker.clone());
         let started = Instant::now();
         let launch = Launch {
             execution_id: id,
@@ -201,12 +220,12 @@ impl Dispatcher {
         let elapsed = started.elapsed();
         let (finished, ack) = match event {
             Event::Report(report, ack) => {
-                let report = oom_checked(instance.as_mut(), report).await;
+                let report = oom_checked(instance.as_mut(), masked(&masker, report)).await;
                 (Self::report_outcome(&function, report, elapsed), Some(ack))
             }
             Event::Exited(exit) => match reports.try_recv() {
                 Ok((report, ack)) => {
-                    let report = oom_checked(instance.as_mut(), report).await;
+                    let report = oom_checked(instance.as_mut(), masked(&masker, report)).await;
                     (Self::report_outcome(&function, report, elapsed), Some(ack))
                 }
                 Err(_) => {
@@ -220,7 +239,7 @@ impl Dispatcher {
                             None,
                         )
                     } else {
-                        (Self::exit_outcome(&function, exit, elapsed), None)
+                        (Self::exit_outcome(&function, &masker, exit, elapsed), None)
                     }
                 }
             },
@@ -356,7 +375,12 @@ impl Dispatcher {
         }
     }
 
-    fn exit_outcome(function: &LoadedFunction, exit: InstanceExit, elapsed: Duration) -> Finished {
+    fn exit_outcome(
+        function: &LoadedFunction,
+        masker: &Masker,
+        exit: InstanceExit,
+        elapsed: Duration,
+    ) -> Finished {
         // Exit 75: the watchdog could not deliver its report and printed it on stdout.
         if exit.code == Some(75) {
             if let Some(report) = exit
@@ -364,7 +388,7 @@ impl Dispatcher {
                 .as_deref()
                 .and_then(|line| serde_json::from_str::<CallbackReport>(line).ok())
             {
-                return Self::report_outcome(function, report, elapsed);
+                return Self::report_outcome(function, masked(masker, report), elapsed);
             }
         }
         let error = ExecutionError::new(
@@ -373,6 +397,18 @@ impl Dispatcher {
         );
         failed(ExecutionStatus::Error, error, Some(elapsed))
     }
+}
+
+/// `report` with the function's secret values hidden in its output and error message.
+pub(super) fn masked(masker: &Masker, mut report: CallbackReport) -> CallbackReport {
+    if masker.is_empty() {
+        return report;
+    }
+    report.output = report.output.map(|output| masker.json(output));
+    if let Some(error) = &mut report.error {
+        error.message = masker.text(&error.message);
+    }
+    report
 }
 
 /// The error of an instance its memory limit killed.

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::finish::{attempt_failure, retry_wait};
-use super::run::failed;
+use super::run::{failed, masked};
 use super::{
     apply_finished, check_input, CallbackReport, DispatchError, Dispatcher, InvokeRequest,
 };
@@ -183,6 +183,7 @@ impl Dispatcher {
                 Attempt::Answer(Ok(body)) => {
                     match serde_json::from_slice::<CallbackReport>(&body) {
                         Ok(report) => {
+                            let report = masked(&lease.masker(), report);
                             drop(lease);
                             Self::report_outcome(&ran_on, report, elapsed)
                         }

@@ -11,6 +11,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::secrets::Masker;
 use crate::store::{LogLine, LogStream, Store};
 
 /// Longest line kept; longer ones are split.
@@ -53,6 +54,8 @@ pub struct LogSink {
     /// truncation note) lines are dropped here, so a flood never queues up in memory.
     sent: Arc<AtomicUsize>,
     limit: usize,
+    /// Hides the function's secret values.
+    masker: Masker,
 }
 
 /// The task that numbers, caps, stores and publishes an execution's lines.
@@ -75,6 +78,7 @@ impl LogSink {
             sender,
             sent: Arc::new(AtomicUsize::new(0)),
             limit: cap_bytes.saturating_add(MAX_LINE_BYTES + 1),
+            masker: Masker::default(),
         };
         (sink, LogWriter { task })
     }
@@ -92,7 +96,14 @@ impl LogSink {
             sender,
             sent: Arc::new(AtomicUsize::new(0)),
             limit: usize::MAX,
+            masker: Masker::default(),
         }
+    }
+
+    /// This sink, replacing `masker`'s values with `***` in every line.
+    pub fn masked(mut self, masker: Masker) -> LogSink {
+        self.masker = masker;
+        self
     }
 
     /// Records one line (without its newline).
@@ -100,6 +111,11 @@ impl LogSink {
         if self.sent.fetch_add(line.len() + 1, Ordering::Relaxed) > self.limit {
             return;
         }
+        let line = if self.masker.is_empty() {
+            line
+        } else {
+            self.masker.text(&line)
+        };
         // A closed writer means the execution is over; late lines are dropped.
         let _ = self.sender.send((stream, line));
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -54,6 +54,8 @@ pub enum CallError {
 pub struct Connections {
     address: SocketAddr,
     authority: String,
+    /// `Bearer <the instance's credential>`.
+    authorization: HeaderValue,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
 }
 
@@ -76,8 +78,9 @@ pub struct InvokeCall<'a> {
 }
 
 impl Connections {
-    /// Connections to the WARM server at `endpoint` (`http://IP:PORT`).
-    pub fn new(endpoint: &str) -> Result<Connections, String> {
+    /// Connections to the WARM server at `endpoint` (`http://IP:PORT`), whose calls
+    /// carry `credential`.
+    pub fn new(endpoint: &str, credential: &str) -> Result<Connections, String> {
         let authority = endpoint
             .strip_prefix("http://")
             .unwrap_or(endpoint)
@@ -85,9 +88,13 @@ impl Connections {
         let address = authority.parse::<SocketAddr>().map_err(|err| {
             format!("the instance endpoint {endpoint:?} is not http://IP:PORT ({err})")
         })?;
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {credential}"))
+            .map_err(|_| "the instance credential is not a valid header value".to_owned())?;
+        authorization.set_sensitive(true);
         Ok(Connections {
             address,
             authority: authority.to_owned(),
+            authorization,
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -99,6 +106,7 @@ impl Connections {
                 .method(Method::POST)
                 .uri("/invoke")
                 .header(HOST, self.authority.as_str())
+                .header(AUTHORIZATION, self.authorization.clone())
                 .header(CONTENT_TYPE, "application/json")
                 .header(headers::EXECUTION_ID, call.execution_id.to_string())
                 .header(headers::TIMEOUT_MS, call.timeout_ms.to_string());

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::client::Connections;
 use super::FunctionPool;
 use crate::runtime::{Instance, InstanceExit, WarmLaunch, WarmStarted};
+use crate::secrets::Masker;
 use crate::store::codes;
 
 /// Consecutive failed health checks after which a ready instance is replaced.
@@ -27,20 +28,36 @@ const READY_POLL_MAX: Duration = Duration::from_millis(50);
 pub struct InstanceHandle {
     /// Unique key (labels, markers).
     pub key: Uuid,
+    /// The instance's own credential (its WARM_TOKEN): `/invoke` refuses calls without
+    /// it, so only this control plane can call the instance.
+    credential: String,
     id: OnceLock<String>,
     connections: OnceLock<Connections>,
+    masker: OnceLock<Masker>,
     stop: CancellationToken,
 }
 
 impl InstanceHandle {
-    /// A handle for an instance about to start.
+    /// A handle for an instance about to start, with a new random credential.
     pub fn new() -> InstanceHandle {
         InstanceHandle {
             key: Uuid::new_v4(),
+            credential: crate::access::generate_token(),
             id: OnceLock::new(),
             connections: OnceLock::new(),
+            masker: OnceLock::new(),
             stop: CancellationToken::new(),
         }
+    }
+
+    /// The instance's credential, for its WARM_TOKEN.
+    pub fn credential(&self) -> &str {
+        &self.credential
+    }
+
+    /// Hides the values of the secrets the instance was started with.
+    pub fn masker(&self) -> Masker {
+        self.masker.get().cloned().unwrap_or_default()
     }
 
     /// The runtime's id of the instance (`process-<pid>`, a container id); `starting`
@@ -79,9 +96,30 @@ enum Readiness {
 }
 
 /// Starts the instance of `handle` and looks after it until it is gone.
-pub async fn supervise(pool: Arc<FunctionPool>, handle: Arc<InstanceHandle>, launch: WarmLaunch) {
+pub async fn supervise(
+    pool: Arc<FunctionPool>,
+    handle: Arc<InstanceHandle>,
+    mut launch: WarmLaunch,
+) {
     let timing = pool.shared.supervision;
     let key = handle.key;
+    match pool
+        .shared
+        .vault
+        .resolve(&launch.function.spec.secrets)
+        .await
+    {
+        Ok(secrets) => {
+            launch.env.extend(secrets.env);
+            launch.logs = launch.logs.masked(secrets.masker.clone());
+            let _ = handle.masker.set(secrets.masker);
+        }
+        Err(err) => {
+            let message = format!("cannot read the function's secrets: {err}");
+            pool.start_failed(key, codes::SPAWN_ERROR, message);
+            return;
+        }
+    }
     let started = pool.shared.runtime.start_warm(launch).await;
     let WarmStarted {
         mut instance,
@@ -94,7 +132,7 @@ pub async fn supervise(pool: Arc<FunctionPool>, handle: Arc<InstanceHandle>, lau
         }
     };
     let _ = handle.id.set(instance.id().to_owned());
-    let connections = match Connections::new(&endpoint) {
+    let connections = match Connections::new(&endpoint, handle.credential()) {
         Ok(connections) => handle.connections.get_or_init(|| connections),
         Err(message) => {
             instance.kill(timing.stop_grace).await;

@@ -47,6 +47,11 @@ impl Lease {
         &self.function
     }
 
+    /// Hides the values of the secrets the instance was started with.
+    pub fn masker(&self) -> crate::secrets::Masker {
+        self.handle.masker()
+    }
+
     /// Whether the call waited for this instance to start.
     pub fn cold_start(&self) -> bool {
         self.cold_start

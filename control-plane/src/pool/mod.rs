@@ -1,4 +1,4 @@
-//! Warm pools (DESIGN.md §6): per function, instances of the watchdog in WARM mode that
+//! Warm pools: per function, instances of the watchdog in WARM mode that
 //! serve many executions each. A call takes the ready instance with the most free
 //! capacity, else one is started (up to `max_instances`), else it waits in a bounded
 //! queue. Idle instances stop after `idle_timeout_ms` down to `min_instances`,
@@ -32,6 +32,7 @@ use crate::logs::LogSink;
 use crate::metrics::{Metrics, PoolMetrics};
 use crate::registry::catalog::LoadedFunction;
 use crate::runtime::{Runtime, WarmLaunch};
+use crate::secrets::Vault;
 
 /// How often idle timeouts and `min_instances` are checked.
 const MAINTENANCE_TICK: Duration = Duration::from_millis(100);
@@ -76,6 +77,7 @@ pub enum PoolError {
 /// What the pools share.
 pub(crate) struct Shared {
     runtime: Arc<dyn Runtime>,
+    vault: Arc<Vault>,
     metrics: Arc<Metrics>,
     supervision: Supervision,
     tasks: TaskTracker,
@@ -98,16 +100,19 @@ pub enum Queueing {
 }
 
 impl Pools {
-    /// Pools starting instances on `runtime`; runs their maintenance until
+    /// Pools starting instances on `runtime` with secrets from `vault`; runs their
+    /// maintenance until
     /// [`Pools::shutdown`].
     pub fn start(
         runtime: Arc<dyn Runtime>,
+        vault: Arc<Vault>,
         metrics: Arc<Metrics>,
         supervision: Supervision,
     ) -> Arc<Pools> {
         let pools = Arc::new(Pools {
             shared: Arc::new(Shared {
                 runtime,
+                vault,
                 metrics,
                 supervision,
                 tasks: TaskTracker::new(),
@@ -182,6 +187,19 @@ impl Pools {
         if let Some((_, pool)) = self.pools.remove(name) {
             pool.retire();
         }
+    }
+
+    /// Something the instances of `name` were started with changed without a new
+    /// version (a secret's value): they drain, and new calls get new instances.
+    pub fn recycle(&self, name: &str) {
+        let Some(pool) = self.pools.get(name).map(|entry| entry.clone()) else {
+            return;
+        };
+        let mut state = pool.lock();
+        for slot in &mut state.slots {
+            slot.phase = Phase::Draining;
+        }
+        pool.plan(&mut state);
     }
 
     /// An instance for one call of `function`, waiting at most until `deadline`.
@@ -394,6 +412,7 @@ impl FunctionPool {
             (env::WARM_IDLE_TIMEOUT_MS.to_owned(), "0".to_owned()),
             (env::WARM_MAX_INVOCATIONS.to_owned(), "0".to_owned()),
             (env::TIMEOUT_MS.to_owned(), spec.timeout_ms().to_string()),
+            (env::WARM_TOKEN.to_owned(), handle.credential().to_owned()),
         ];
         for (key, value) in &spec.env {
             launch_env.push((key.clone(), value.clone()));

@@ -10,6 +10,7 @@ use super::manifest::{self, FunctionSpec};
 use super::{content_hash, FunctionVersion};
 use crate::runtime::Runtime;
 use crate::schema::CompiledSchema;
+use crate::secrets::{Vault, VaultError};
 use crate::store::{Store, StoreError};
 
 /// A function version ready to run: its definition and compiled schemas.
@@ -83,16 +84,19 @@ pub enum RegistryError {
 pub struct Catalog {
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
+    vault: Arc<Vault>,
     current: DashMap<String, Arc<LoadedFunction>>,
     versions: DashMap<(String, u32), Arc<LoadedFunction>>,
 }
 
 impl Catalog {
-    /// A catalog over `store`, checking definitions against what `runtime` can run.
-    pub fn new(store: Arc<dyn Store>, runtime: Arc<dyn Runtime>) -> Catalog {
+    /// A catalog over `store`, checking definitions against what `runtime` can run and
+    /// their `secrets` against `vault`.
+    pub fn new(store: Arc<dyn Store>, runtime: Arc<dyn Runtime>, vault: Arc<Vault>) -> Catalog {
         Catalog {
             store,
             runtime,
+            vault,
             current: DashMap::new(),
             versions: DashMap::new(),
         }
@@ -125,10 +129,11 @@ impl Catalog {
     }
 
     /// [`Catalog::validate`], then the chains' targets: each must be a deployed function
-    /// or the function itself (a self-chain is stopped by the depth cap at run time).
+    /// or the function itself (a self-chain is stopped by the depth cap at run time); and
+    /// each secret the function maps must be stored.
     async fn validate_deploy(&self, manifest: Value) -> Result<FunctionSpec, RegistryError> {
         let spec = self.validate(manifest)?;
-        let mut problems = Vec::new();
+        let mut problems = self.unknown_secrets(&spec).await?;
         for (index, chain) in spec.chains.iter().enumerate() {
             if chain.target == spec.name {
                 continue;
@@ -150,6 +155,26 @@ impl Catalog {
         }
     }
 
+    async fn unknown_secrets(&self, spec: &FunctionSpec) -> Result<Vec<String>, RegistryError> {
+        let names = spec.secrets.values().map(|reference| reference.secret());
+        let missing = self.vault.missing(names).await.map_err(|err| match err {
+            VaultError::Store(err) => RegistryError::Store(err),
+            other => RegistryError::Invalid(vec![other.to_string()]),
+        })?;
+        Ok(spec
+            .secrets
+            .iter()
+            .filter(|(_, reference)| missing.iter().any(|name| name == reference.secret()))
+            .map(|(var, reference)| {
+                format!(
+                    "secrets.{var}: no secret named {:?} is stored; set it first with `gantry secret set {}`",
+                    reference.secret(),
+                    reference.secret()
+                )
+            })
+            .collect())
+    }
+
     fn remember(&self, version: FunctionVersion) -> Result<Arc<LoadedFunction>, RegistryError> {
         let loaded = Arc::new(LoadedFunction::load(version).map_err(RegistryError::Invalid)?);
         let name = loaded.version.name.clone();
@@ -162,10 +187,7 @@ impl Catalog {
     /// Settings of `spec` the runtime accepts but does not apply.
     pub fn ignored(&self, spec: &FunctionSpec) -> Vec<String> {
         let mut ignored = self.runtime.ignored(spec);
-        // Stored with the definition, but not acted on by this version of Gantry yet.
-        if !spec.secrets.is_empty() {
-            ignored.push("`secrets` is stored but not acted on yet".into());
-        }
+        ignored.extend(super::secret_ref::plain_env_warnings(&spec.env));
         ignored
     }
 

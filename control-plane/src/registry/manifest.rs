@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::chain::{self, ChainSpec, TriggerSpec};
+use super::secret_ref::{self, SecretRef};
 
 /// Longest accepted `resources.timeout_ms`: 15 minutes.
 pub const MAX_TIMEOUT_MS: u64 = 15 * 60 * 1000;
@@ -36,7 +37,18 @@ pub const RESERVED_ENV: &[&str] = &[
     env::INPUT_FILE,
     env::OUTPUT_FILE,
     env::PORT,
+    env::WARM_HOST,
+    env::WARM_PORT,
+    env::WARM_RUNTIME,
+    env::WARM_CONCURRENCY,
+    env::WARM_IDLE_TIMEOUT_MS,
+    env::WARM_MAX_INVOCATIONS,
+    env::WARM_TOKEN,
+    env::RUN_AS,
+    env::SECRET_FILES,
+    env::SECRETS_DIR,
     crate::runtime::process::OWNER_VAR,
+    crate::runtime::process::INSTANCE_VAR,
 ];
 
 /// How the watchdog talks to the function (DESIGN.md §2). Warm instances are asked for
@@ -253,9 +265,9 @@ pub struct FunctionSpec {
         deserialize_with = "chain::deserialize_triggers"
     )]
     pub triggers: Vec<TriggerSpec>,
-    /// Environment variable ← secret name.
+    /// Environment variable ← stored secret (its value, or a file holding it).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub secrets: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, SecretRef>,
     /// Free-form labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -371,7 +383,8 @@ pub fn is_valid_name(name: &str) -> bool {
         && bytes[bytes.len() - 1] != b'-'
 }
 
-fn is_valid_env_name(name: &str) -> bool {
+/// Whether `name` is a valid environment variable name (`[A-Za-z_][A-Za-z0-9_]*`).
+pub fn is_valid_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -422,6 +435,7 @@ pub fn problems(spec: &FunctionSpec) -> Vec<String> {
             problems.push(format!("env: {key} contains a NUL byte or `=`"));
         }
     }
+    problems.extend(secret_ref::problems(&spec.secrets, &spec.env));
     resource_problems(&spec.resources, &mut problems);
     if let Some(warm) = &spec.warm {
         if warm.max_instances == 0 {

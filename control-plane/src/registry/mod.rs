@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod chain;
 pub mod manifest;
+pub mod secret_ref;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub use manifest::{parse_manifest, FunctionSpec, Mode};
+pub use secret_ref::SecretRef;
 
 /// One stored version of a function.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

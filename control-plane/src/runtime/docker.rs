@@ -2,8 +2,9 @@
 //! (Engine API over its unix socket, through bollard). The image's ENTRYPOINT is the
 //! watchdog; the manifest's `command`, when set, replaces its WATCHDOG_CMD. Containers
 //! carry `gantry.*` labels (owner, function, version, and execution or instance), the
-//! manifest's limits, a read-only root filesystem with a tmpfs `/tmp`,
-//! `no-new-privileges`, no capabilities, and sit on a private bridge network whose
+//! manifest's limits (or the server's defaults), a read-only root filesystem with a
+//! tmpfs `/tmp`, `no-new-privileges`, only the capabilities the watchdog needs to run
+//! the user's code as an unprivileged user, and sit on a private bridge network whose
 //! gateway reaches the control plane. Every container is force-removed after its
 //! execution (or, for a warm instance, once stopped), whatever the outcome. Warm
 //! instances are in [`super::docker_warm`].
@@ -45,12 +46,32 @@ pub(super) const OOM_EVENT_WAIT: Duration = Duration::from_millis(300);
 /// The port HTTP-mode runtimes listen on inside their container.
 const HTTP_RUNTIME_URL: &str = "http://127.0.0.1:8080/invoke";
 
+/// Limits of a container whose manifest sets none (`--docker-memory-mb`, …).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ContainerDefaults {
+    /// Memory limit, MiB.
+    pub memory_mb: u64,
+    /// Process limit.
+    pub pids: u64,
+    /// CPUs.
+    pub cpus: f64,
+}
+
+/// The capabilities a container keeps: the watchdog (root in the container) needs them
+/// to run the user's code as another user, stop it, and hand it its secret files.
+/// Everything else is dropped, and `no-new-privileges` keeps the user's code from
+/// gaining any of them.
+const KEPT_CAPABILITIES: &[&str] = &["SETUID", "SETGID", "KILL", "CHOWN"];
+/// The user the function runs as when its image names none.
+const DEFAULT_FUNCTION_USER: &str = "65534:65534";
+
 /// Runs executions as containers on the local Docker engine.
 pub struct DockerRuntime {
     pub(super) docker: Docker,
     owner: String,
     network: String,
     gateway: IpAddr,
+    defaults: ContainerDefaults,
     /// Removals of exited containers, which run after the result is answered.
     removals: TaskTracker,
     /// Network sandboxes kept ready (see [`super::docker_sandbox`]); set up by the
@@ -98,7 +119,11 @@ impl DockerRuntime {
     /// Connects to the engine, checks it answers, and creates the private network if it
     /// is missing. The error says what failed (for `gantry serve` to print).
     /// `keep_ready` network sandboxes are kept started ahead of calls (0: none).
-    pub async fn connect(owner: String, keep_ready: usize) -> Result<DockerRuntime, String> {
+    pub async fn connect(
+        owner: String,
+        keep_ready: usize,
+        defaults: ContainerDefaults,
+    ) -> Result<DockerRuntime, String> {
         let docker = Docker::connect_with_local_defaults()
             .map_err(|err| unreachable(&err))?
             .negotiate_version()
@@ -112,6 +137,7 @@ impl DockerRuntime {
             owner,
             network,
             gateway,
+            defaults,
             removals: TaskTracker::new(),
             sandboxes: tokio::sync::OnceCell::new(),
             keep_ready,
@@ -189,8 +215,15 @@ impl DockerRuntime {
         let image = spec.image.clone().ok_or_else(|| {
             RuntimeError::Unsupported("the docker runtime needs an `image`".into())
         })?;
+        let mut env = env;
+        if let Some(run_as) = self.function_user(&image).await? {
+            env.push(format!("{}={run_as}", env::RUN_AS));
+        }
         let body = ContainerCreateBody {
             image: Some(image),
+            // The watchdog runs as root in the container, with only KEPT_CAPABILITIES,
+            // and the user's code as the image's user (see `function_user`).
+            user: Some("0:0".to_owned()),
             env: Some(env),
             labels: Some(self.labels(function, role)),
             attach_stdout: Some(true),
@@ -209,24 +242,58 @@ impl DockerRuntime {
         .await
     }
 
+    /// The user the image's code runs as (the watchdog's RUN_AS): the image's USER,
+    /// else 65534; `None` when the image insists on root.
+    async fn function_user(&self, image: &str) -> Result<Option<String>, RuntimeError> {
+        let inspected = self.docker.inspect_image(image).await.map_err(|err| {
+            RuntimeError::Spawn(if is_not_found(&err) {
+                format!("image {image} is not present on the Docker engine; build it first (there is no registry to pull from)")
+            } else if is_connection_error(&err) {
+                unreachable(&err)
+            } else {
+                format!("cannot inspect the image {image}: {err}")
+            })
+        })?;
+        let user = inspected
+            .config
+            .and_then(|config| config.user)
+            .unwrap_or_default();
+        Ok(match user.trim() {
+            "" => Some(DEFAULT_FUNCTION_USER.to_owned()),
+            "root" | "0" | "0:0" | "root:root" => None,
+            named => Some(named.to_owned()),
+        })
+    }
+
     fn host_config(&self, spec: &FunctionSpec, sandbox: Option<&str>) -> HostConfig {
         let resources = &spec.resources;
-        let memory = resources
-            .memory_mb
-            .map(|mb| i64::try_from(mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX));
+        let memory_mb = resources.memory_mb.unwrap_or(self.defaults.memory_mb);
+        let memory = i64::try_from(memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i64::MAX);
+        let cpus = resources.cpu.unwrap_or(self.defaults.cpus);
+        let pids = resources.pids.unwrap_or(self.defaults.pids);
+        let mut tmpfs = HashMap::from([("/tmp".to_owned(), "rw,size=64m".to_owned())]);
+        if spec.secrets.values().any(|reference| reference.as_file()) {
+            tmpfs.insert(
+                crate::secrets::SECRETS_DIR.to_owned(),
+                "rw,noexec,nosuid,nodev,size=1m,mode=0711".to_owned(),
+            );
+        }
         HostConfig {
-            memory,
+            memory: Some(memory),
             // No swap beyond the memory limit: a hog is OOM-killed, not slowed down.
-            memory_swap: memory,
-            nano_cpus: resources.cpu.map(|cpu| (cpu * 1e9) as i64),
-            pids_limit: resources.pids.map(|pids| pids as i64),
+            memory_swap: Some(memory),
+            nano_cpus: Some((cpus * 1e9) as i64),
+            pids_limit: Some(i64::try_from(pids).unwrap_or(i64::MAX)),
             readonly_rootfs: Some(true),
-            tmpfs: Some(HashMap::from([(
-                "/tmp".to_owned(),
-                "rw,size=64m".to_owned(),
-            )])),
+            tmpfs: Some(tmpfs),
             security_opt: Some(vec!["no-new-privileges".to_owned()]),
             cap_drop: Some(vec!["ALL".to_owned()]),
+            cap_add: Some(
+                KEPT_CAPABILITIES
+                    .iter()
+                    .map(|cap| (*cap).to_owned())
+                    .collect(),
+            ),
             network_mode: Some(match sandbox {
                 Some(id) => format!("container:{id}"),
                 None => self.network.clone(),
@@ -329,7 +396,7 @@ impl Runtime for DockerRuntime {
         let mut problems = Vec::new();
         if function.image.is_none() {
             problems.push(
-                "`image` is required: this server runs functions as Docker containers".to_owned(),
+                "`image` is required: this server runs functions as Docker containers (start it with --allow-host-commands to also run `command`-only functions on the host)".to_owned(),
             );
         }
         if let Some(mb) = function.resources.memory_mb {

@@ -108,10 +108,16 @@ impl Sandboxes {
         ]
         .into_iter()
         .map(str::to_owned)
-        .chain([format!("WARM_PORT={IDLE_PORT}")])
+        .chain([
+            format!("WARM_PORT={IDLE_PORT}"),
+            // The function that joins the sandbox shares its loopback: its idle watchdog
+            // takes no call from anyone.
+            format!("WARM_TOKEN={}", crate::access::generate_token()),
+        ])
         .collect();
         let body = ContainerCreateBody {
             image: Some(SANDBOX_IMAGE.to_owned()),
+            user: Some("65534:65534".to_owned()),
             env: Some(env),
             labels: Some(HashMap::from([
                 (OWNER_LABEL.to_owned(), self.owner.clone()),

@@ -8,6 +8,7 @@ mod docker_instance;
 mod docker_sandbox;
 pub mod docker_select;
 mod docker_warm;
+pub mod function_user;
 pub mod orphans;
 pub mod process;
 

@@ -15,6 +15,7 @@ use gantry_protocol::env;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
+use super::function_user::{self, FunctionUser};
 use super::orphans;
 use super::{Instance, InstanceExit, Launch, Runtime, RuntimeError, WarmLaunch, WarmStarted};
 use crate::logs::LogSink;
@@ -73,18 +74,26 @@ pub struct ProcessRuntime {
     watchdog: PathBuf,
     owner: String,
     scratch_root: PathBuf,
+    function_user: Option<FunctionUser>,
     kill_grace: Duration,
     ports: PortLeases,
 }
 
 impl ProcessRuntime {
     /// A runtime starting `watchdog`, marking its processes with `owner` (stable per
-    /// data directory) and keeping scratch files under `scratch_root`.
-    pub fn new(watchdog: PathBuf, owner: String, scratch_root: PathBuf) -> ProcessRuntime {
+    /// data directory) and keeping scratch files under `scratch_root` (0700). With
+    /// `function_user`, the watchdogs run the user's code as that user.
+    pub fn new(
+        watchdog: PathBuf,
+        owner: String,
+        scratch_root: PathBuf,
+        function_user: Option<FunctionUser>,
+    ) -> ProcessRuntime {
         ProcessRuntime {
             watchdog,
             owner,
             scratch_root,
+            function_user,
             kill_grace: Duration::from_millis(env::defaults::KILL_GRACE_MS),
             ports: PortLeases::default(),
         }
@@ -111,7 +120,7 @@ impl ProcessRuntime {
         let command = spec.command.as_ref().ok_or_else(|| {
             RuntimeError::Unsupported("the process runtime needs a `command`".into())
         })?;
-        tokio::fs::create_dir_all(scratch)
+        self.make_scratch(scratch)
             .await
             .map_err(|source| RuntimeError::Scratch {
                 path: scratch.display().to_string(),
@@ -123,6 +132,10 @@ impl ProcessRuntime {
             if let Some(value) = std::env::var_os(name) {
                 cmd.env(name, value);
             }
+        }
+        if let Some(user) = &self.function_user {
+            // The server's home is not the function user's.
+            cmd.env(env::RUN_AS, user.run_as()).env("HOME", scratch);
         }
         cmd.env(OWNER_VAR, &self.owner)
             .env(env::WATCHDOG_CMD, command.to_line())
@@ -138,6 +151,20 @@ impl ProcessRuntime {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         Ok(cmd)
+    }
+
+    /// Creates an instance's scratch directory: private to the server, or handed over
+    /// to the function user.
+    async fn make_scratch(&self, scratch: &Path) -> std::io::Result<()> {
+        tokio::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(scratch)
+            .await?;
+        match self.function_user {
+            Some(user) => function_user::hand_over(scratch, user),
+            None => Ok(()),
+        }
     }
 
     /// Spawns `cmd` and copies its output into `logs`. `marker` (beside the owner's)
@@ -197,6 +224,13 @@ impl Runtime for ProcessRuntime {
             if !Path::new(dir).is_dir() {
                 problems.push(format!(
                     "`working_dir` {dir} is not a directory on the server"
+                ));
+            }
+        }
+        for (var, reference) in &function.secrets {
+            if reference.as_file() {
+                problems.push(format!(
+                    "secrets.{var}: file secrets need the docker runtime (the process runtime passes secrets in the environment only)"
                 ));
             }
         }

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::access::TokenRecord;
 use crate::registry::{FunctionSpec, FunctionVersion};
+use crate::secrets::{Sealed, SecretRecord};
 
 pub use sqlite::SqliteStore;
 
@@ -535,6 +537,37 @@ pub trait Store: Send + Sync + 'static {
         after_seq: u64,
         limit: u32,
     ) -> Result<Vec<LogLine>, StoreError>;
+
+    /// Stores a new API token. `false`, and nothing stored, if one of that name exists.
+    async fn insert_token(&self, token: &TokenRecord) -> Result<bool, StoreError>;
+
+    /// Every API token, by name.
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Deletes the API token `name`; `false` if there was none.
+    async fn delete_token(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Records when the API token `name` was last used.
+    async fn touch_token(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Stores a new value of secret `name`, sealed by the caller, as its next version
+    /// (1 for a new secret). Answers the stored record.
+    async fn put_secret(&self, name: &str, sealed: &Sealed) -> Result<SecretRecord, StoreError>;
+
+    /// The current version of secret `name`.
+    async fn get_secret(&self, name: &str) -> Result<Option<SecretRecord>, StoreError>;
+
+    /// Every secret, by name (sealed values included; callers show only the metadata).
+    async fn list_secrets(&self) -> Result<Vec<SecretRecord>, StoreError>;
+
+    /// Deletes secret `name`; `false` if there was none.
+    async fn delete_secret(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// A server setting kept in the store (`None` if never set).
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;
+
+    /// Sets a server setting.
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
 
 /// The current time at the store's precision (milliseconds), so a record read back

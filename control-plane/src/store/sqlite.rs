@@ -7,6 +7,8 @@
 //! against a kill -9 of the process, not against a power loss (see `sqlite_schema.rs`).
 //! Timestamps are kept to the millisecond.
 
+#[path = "sqlite_access_sql.rs"]
+mod access_sql;
 #[path = "sqlite_exec_sql.rs"]
 mod exec_sql;
 #[path = "sqlite_schema.rs"]
@@ -31,7 +33,9 @@ use self::writer::Writer;
 use super::{
     AttemptFailure, Execution, ExecutionFilter, Finished, LogLine, Started, Store, StoreError,
 };
+use crate::access::TokenRecord;
 use crate::registry::{FunctionSpec, FunctionVersion};
+use crate::secrets::{Sealed, SecretRecord};
 use chrono::{DateTime, Utc};
 
 /// Read-only connections kept open for reads.
@@ -388,6 +392,62 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<LogLine>, StoreError> {
         self.read(move |conn| sql::read_logs(conn, id, after_seq, limit))
+            .await
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+        let token = token.clone();
+        self.write(move |conn| access_sql::insert_token(conn, &token))
+            .await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read(access_sql::list_tokens).await
+    }
+
+    async fn delete_token(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write(move |conn| access_sql::delete_token(conn, &name))
+            .await
+    }
+
+    async fn touch_token(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.write(move |conn| access_sql::touch_token(conn, &name, at))
+            .await
+    }
+
+    async fn put_secret(&self, name: &str, sealed: &Sealed) -> Result<SecretRecord, StoreError> {
+        let (name, sealed) = (name.to_owned(), sealed.clone());
+        self.write(move |conn| access_sql::put_secret(conn, &name, &sealed))
+            .await
+    }
+
+    async fn get_secret(&self, name: &str) -> Result<Option<SecretRecord>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| access_sql::get_secret(conn, &name))
+            .await
+    }
+
+    async fn list_secrets(&self) -> Result<Vec<SecretRecord>, StoreError> {
+        self.read(access_sql::list_secrets).await
+    }
+
+    async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write(move |conn| access_sql::delete_secret(conn, &name))
+            .await
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |conn| access_sql::get_setting(conn, &key))
+            .await
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |conn| access_sql::put_setting(conn, &key, &value))
             .await
     }
 }

@@ -88,6 +88,28 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE executions ADD COLUMN attempts TEXT;
     CREATE INDEX IF NOT EXISTS executions_root ON executions (root_id) WHERE root_id IS NOT NULL;
     ",
+    // API tokens (hashes only), sealed secrets, server settings.
+    "
+    CREATE TABLE IF NOT EXISTS api_tokens (
+        name         TEXT PRIMARY KEY NOT NULL,
+        role         TEXT NOT NULL,
+        token_hash   TEXT NOT NULL UNIQUE,
+        created_at   INTEGER NOT NULL,
+        last_used_at INTEGER
+    );
+    CREATE TABLE IF NOT EXISTS secrets (
+        name       TEXT PRIMARY KEY NOT NULL,
+        version    INTEGER NOT NULL,
+        nonce      BLOB NOT NULL,
+        ciphertext BLOB NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS settings (
+        key   TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.
@@ -96,7 +118,14 @@ pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Opens the read-write connection, switches the database to WAL and brings its schema
 /// up to date.
 pub(super) fn open_writer(dir: &Path) -> Result<Connection, StoreError> {
-    let mut conn = Connection::open(dir.join(DB_FILE)).map_err(db("open database"))?;
+    // SQLite gives the WAL and shared-memory files the database file's mode: create it
+    // private first, whatever the umask.
+    let path = dir.join(DB_FILE);
+    crate::datadir::ensure_private_file(&path).map_err(|source| StoreError::DataDir {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let mut conn = Connection::open(&path).map_err(db("open database"))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(db("set busy_timeout"))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);

@@ -18,7 +18,14 @@ use crate::support::{gantry_bin, processes_with_env, watchdog_bin, Server};
 pub const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 
 /// Environment variables of the CLI that must not leak in from the test's environment.
-const CLI_ENV: [&str; 4] = ["GANTRY_URL", "GANTRY_TOKEN", "GANTRY_OUTPUT", "GANTRY_LOG"];
+const CLI_ENV: [&str; 6] = [
+    "GANTRY_URL",
+    "GANTRY_TOKEN",
+    "GANTRY_TOKEN_FILE",
+    "GANTRY_DATA_DIR",
+    "GANTRY_OUTPUT",
+    "GANTRY_LOG",
+];
 
 /// A `gantry` command being put together.
 pub struct Gantry {
@@ -57,8 +64,22 @@ where
     }
 }
 
-/// A `gantry` command talking to `server` through `GANTRY_URL`, without a token.
+/// A `gantry` command talking to `server` through `GANTRY_URL`, with the server's
+/// token in GANTRY_TOKEN.
 pub fn cli<I, S>(server: &Server, args: I) -> Gantry
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let command = gantry(args).env("GANTRY_URL", &server.url);
+    match &server.token {
+        Some(token) => command.env("GANTRY_TOKEN", token),
+        None => command,
+    }
+}
+
+/// A `gantry` command talking to `server` without any token.
+pub fn cli_without_token<I, S>(server: &Server, args: I) -> Gantry
 where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
@@ -217,6 +238,7 @@ pub struct ManualServer {
     pub url: String,
     pub owner_file: PathBuf,
     child: Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl ManualServer {
@@ -239,8 +261,11 @@ impl ManualServer {
             .spawn()
             .expect("start gantry serve");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr piped")).lines();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let seen = stderr.clone();
         let url = tokio::time::timeout(Duration::from_secs(30), async {
             while let Ok(Some(line)) = lines.next_line().await {
+                seen.lock().unwrap().push_str(&format!("{line}\n"));
                 if let Some(rest) = line.split("listening on ").nth(1) {
                     return rest.split_whitespace().next().map(str::to_owned);
                 }
@@ -252,12 +277,23 @@ impl ManualServer {
         .flatten()
         .expect("gantry serve prints its address");
         // Keep draining stderr so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let seen = stderr.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                seen.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
         ManualServer {
             url,
             owner_file: data_dir.join("owner-id"),
             child,
+            stderr,
         }
+    }
+
+    /// What it wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
     }
 
     /// Live processes this server started.

@@ -58,8 +58,7 @@ impl Server {
     /// The text of `GET /metrics`.
     pub async fn metrics_text(&self) -> String {
         let response = self
-            .client
-            .get(format!("{}/metrics", self.url))
+            .request(Method::GET, "/metrics")
             .send()
             .await
             .expect("the server answers");

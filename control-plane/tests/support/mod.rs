@@ -112,16 +112,19 @@ impl Server {
         options: ServerOptions,
     ) -> Server {
         let mut command = Command::new(gantry_bin());
+        command.arg("serve");
+        if !options.args.iter().any(|arg| arg == "--listen") {
+            command.arg("--listen").arg("127.0.0.1:0");
+        }
         command
-            .arg("serve")
-            .arg("--listen")
-            .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(&data_dir)
             .args(&options.args)
             .env("GANTRY_WATCHDOG", watchdog_bin())
             .env("GANTRY_LOG", "info")
             .env_remove("GANTRY_TOKEN")
+            .env_remove("GANTRY_TOKEN_FILE")
+            .env_remove("GANTRY_SECRET_KEY")
             .env_remove("GANTRY_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -167,10 +170,17 @@ impl Server {
                 );
             }
         };
+        // Without a token of its own, the server made an admin token in its data
+        // directory: the one the CLI on this machine uses too.
+        let token = options.token.clone().or_else(|| {
+            std::fs::read_to_string(data_dir.join("admin-token"))
+                .ok()
+                .map(|text| text.trim().to_owned())
+        });
         Server {
             url,
             data_dir,
-            token: options.token,
+            token,
             child: Some(child),
             stderr: log,
             _temp: temp.clone(),
@@ -383,17 +393,43 @@ impl Drop for Server {
     }
 }
 
+impl Server {
+    /// Starts another server on this one's (stopped) data directory with `options`,
+    /// expecting it to exit at once; answers its exit code and stderr.
+    pub async fn restart_exits(&self, options: ServerOptions) -> (Option<i32>, String) {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        args.extend(options.args.iter().map(String::as_str));
+        let env: Vec<(&str, &str)> = options
+            .env
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
+        serve_exits_in(&self.data_dir, &args, &env).await
+    }
+}
+
 /// Runs `gantry serve` with `args` and `env`, expecting it to exit at once; answers its
 /// exit code and stderr.
 pub async fn serve_exits(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     let temp = tempfile::tempdir().unwrap();
+    serve_exits_in(&temp.path().join("data"), args, env).await
+}
+
+/// [`serve_exits`] on the data directory `data_dir`.
+pub async fn serve_exits_in(
+    data_dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
     let mut command = Command::new(gantry_bin());
     command
         .arg("serve")
         .arg("--data-dir")
-        .arg(temp.path().join("data"))
+        .arg(data_dir)
         .args(args)
         .env_remove("GANTRY_TOKEN")
+        .env_remove("GANTRY_TOKEN_FILE")
+        .env_remove("GANTRY_SECRET_KEY")
         .env_remove("GANTRY_LISTEN")
         .env_remove("GANTRY_RUNTIME")
         .env("GANTRY_WATCHDOG", watchdog_bin())

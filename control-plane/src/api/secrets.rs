@@ -1,0 +1,118 @@
+//! `/v1/secrets`: set, list and delete secrets. No route ever answers a value: only
+//! names, versions and dates. Setting a value recycles the warm instances of every
+//! function that uses it, so new calls see the new value.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::error::{typed_body, ApiError, JsonBody};
+use super::AppState;
+use crate::secrets::{SecretMeta, VaultError};
+
+/// The body of `PUT /v1/secrets/{name}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutSecretRequest {
+    /// The new value.
+    pub value: String,
+}
+
+/// The answer of `GET /v1/secrets`.
+#[derive(Debug, Serialize)]
+pub struct SecretList {
+    /// Every secret's metadata, by name.
+    pub secrets: Vec<SecretMeta>,
+}
+
+impl From<VaultError> for ApiError {
+    fn from(err: VaultError) -> ApiError {
+        match err {
+            VaultError::InvalidName(message) | VaultError::InvalidValue(message) => {
+                ApiError::bad_request(message)
+            }
+            VaultError::NotFound(_) => ApiError::not_found(err.to_string()),
+            VaultError::WrongKey { .. } => ApiError::internal(&err),
+            VaultError::Store(err) => err.into(),
+        }
+    }
+}
+
+/// `PUT /v1/secrets/{name}`: 201 for a new secret, 200 for a new value of one.
+pub async fn put(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
+    let request: PutSecretRequest = typed_body(body, r#"{"value": "..."}"#)?;
+    let meta = state.vault.put(&name, &request.value).await?;
+    for function in users_of(&state, &name).await? {
+        state.dispatcher.pools().recycle(&function);
+    }
+    let status = if meta.version == 1 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(meta)).into_response())
+}
+
+/// `GET /v1/secrets`.
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<SecretList>, ApiError> {
+    let secrets = state.vault.list().await?;
+    Ok(Json(SecretList { secrets }))
+}
+
+/// `GET /v1/secrets/{name}`: its metadata.
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<SecretMeta>, ApiError> {
+    state
+        .vault
+        .list()
+        .await?
+        .into_iter()
+        .find(|meta| meta.name == name)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("secret {name:?} not found")))
+}
+
+/// `DELETE /v1/secrets/{name}`: 204; 409 while a function maps it.
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let users = users_of(&state, &name).await?;
+    if !users.is_empty() {
+        return Err(ApiError::conflict(format!(
+            "secret {name:?} is used by {}; remove it from their `secrets` first",
+            users.join(", ")
+        )));
+    }
+    if state.vault.delete(&name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("secret {name:?} not found")))
+    }
+}
+
+/// The functions whose current version maps secret `name`.
+async fn users_of(state: &AppState, name: &str) -> Result<Vec<String>, ApiError> {
+    let functions = state.catalog.list().await?;
+    Ok(functions
+        .into_iter()
+        .filter(|function| {
+            function
+                .spec
+                .secrets
+                .values()
+                .any(|reference| reference.secret() == name)
+        })
+        .map(|function| function.name)
+        .collect())
+}

@@ -1,0 +1,151 @@
+//! Start-up of where functions run: the watchdog on this host, the user functions run
+//! as, the Docker engine and its network, and the address instances call back on.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use super::Failure;
+use crate::config::{RuntimeKind, ServeArgs};
+use crate::runtime::docker::{ContainerDefaults, DockerRuntime};
+use crate::runtime::docker_select::RuntimeSelector;
+use crate::runtime::function_user::{self, FunctionUser};
+use crate::runtime::process::{locate_watchdog, ProcessRuntime};
+use crate::runtime::Runtime;
+
+/// The runtime and what start-up needs to know about it.
+pub(super) struct RuntimeSetup {
+    /// Where instances run.
+    pub runtime: Arc<dyn Runtime>,
+    watchdog: Option<PathBuf>,
+    function_user: Option<FunctionUser>,
+    /// The Docker network's gateway and name, with the docker runtime.
+    docker_network: Option<(std::net::IpAddr, String)>,
+}
+
+impl RuntimeSetup {
+    /// Finds the watchdog, resolves the function user and connects to Docker as the
+    /// flags ask.
+    pub async fn new(args: &ServeArgs, owner: &str) -> Result<RuntimeSetup, Failure> {
+        let host_processes = args.runtime == RuntimeKind::Process || args.allow_host_commands;
+        let watchdog = match locate_watchdog(args.watchdog.as_deref()) {
+            Ok(path) => Some(path),
+            // The docker runtime runs the watchdog baked into images.
+            Err(_) if !host_processes && args.watchdog.is_none() => None,
+            Err(message) => return Err(Failure::config(message)),
+        };
+        let (process, function_user) = match (&watchdog, host_processes) {
+            (Some(watchdog), true) => {
+                let (process, user) = process_runtime(args, owner, watchdog.clone())?;
+                (Some(process), user)
+            }
+            _ => (None, None),
+        };
+        let (runtime, docker_network): (Arc<dyn Runtime>, _) = match args.runtime {
+            RuntimeKind::Docker => {
+                let defaults = ContainerDefaults {
+                    memory_mb: args.docker_memory_mb,
+                    pids: args.docker_pids,
+                    cpus: args.docker_cpus,
+                };
+                let docker =
+                    DockerRuntime::connect(owner.to_owned(), args.docker_sandboxes, defaults)
+                        .await
+                        .map_err(|message| {
+                            Failure::fatal(format!(
+                                "{message}; start the engine or use --runtime process"
+                            ))
+                        })?;
+                let network = (docker.gateway(), docker.network().to_owned());
+                (
+                    Arc::new(RuntimeSelector::new(docker, process)),
+                    Some(network),
+                )
+            }
+            RuntimeKind::Process => match process {
+                Some(process) => (Arc::new(process), None),
+                None => return Err(Failure::config("no runtime is available")),
+            },
+        };
+        Ok(RuntimeSetup {
+            runtime,
+            watchdog,
+            function_user,
+            docker_network,
+        })
+    }
+
+    /// The watchdog on this host and the user its functions run as, for the start-up
+    /// line.
+    pub fn describe(&self) -> String {
+        let watchdog = self
+            .watchdog
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), |path| path.display().to_string());
+        match self.function_user {
+            Some(user) => format!("watchdog {watchdog}, functions run as uid {}", user.uid),
+            None => format!("watchdog {watchdog}"),
+        }
+    }
+
+    /// The base URL instances reach this server on, and with the docker runtime the
+    /// listener on the network's gateway that serves them (unless this server already
+    /// listens on every address, or is told where it is reachable).
+    pub async fn advertise(
+        &self,
+        args: &ServeArgs,
+        local: SocketAddr,
+    ) -> Result<(String, Option<TcpListener>), Failure> {
+        if let Some(url) = &args.advertise_url {
+            return Ok((url.clone(), None));
+        }
+        let Some((gateway, network)) = &self.docker_network else {
+            let host = if local.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                local.ip().to_string()
+            };
+            return Ok((format!("http://{host}:{}", local.port()), None));
+        };
+        let address = SocketAddr::new(*gateway, local.port());
+        let listener = if local.ip().is_unspecified() || local.ip() == *gateway {
+            None
+        } else {
+            Some(TcpListener::bind(address).await.map_err(|err| {
+                Failure::fatal(format!(
+                    "cannot listen on {address} (the gateway of the Docker network {network}): {err}; set GANTRY_ADVERTISE_URL (--advertise-url) to an address containers reach"
+                ))
+            })?)
+        };
+        Ok((format!("http://{address}"), listener))
+    }
+}
+
+/// The process runtime: as the server's user, or, for a server running as root, with
+/// the user's code run as the function user and its scratch files outside the data
+/// directory.
+fn process_runtime(
+    args: &ServeArgs,
+    owner: &str,
+    watchdog: PathBuf,
+) -> Result<(ProcessRuntime, Option<FunctionUser>), Failure> {
+    let user: Option<FunctionUser> = function_user::resolve(args.function_user.as_deref())
+        .map_err(|err| Failure::config(format!("GANTRY_FUNCTION_USER (--function-user): {err}")))?;
+    if user.is_none() && nix::unistd::Uid::effective().is_root() {
+        tracing::warn!("functions run as root (--function-user names root)");
+    }
+    let scratch_root = match user {
+        None => args.data_dir.join("run"),
+        Some(_) => {
+            function_user::shared_scratch_root(&std::env::temp_dir(), owner).map_err(|err| {
+                Failure::fatal(format!(
+                    "cannot prepare the functions' scratch directory: {err}"
+                ))
+            })?
+        }
+    };
+    let runtime = ProcessRuntime::new(watchdog, owner.to_owned(), scratch_root, user);
+    Ok((runtime, user))
+}
