@@ -21,6 +21,7 @@ use super::lifecycle::Refusal;
 use super::runtime::RuntimeState;
 use super::Warm;
 use crate::callback::{self, Callback};
+use crate::config::Secret;
 use crate::diag;
 use crate::http_client::{read_body, BodyError};
 use crate::modes::Invocation;
@@ -199,7 +200,7 @@ async fn invoke(warm: &Warm, request: Request<Incoming>) -> HttpResponse {
             let target = Callback {
                 base_url: &base_url,
                 execution_id: &execution_id,
-                token: token.as_deref(),
+                token: token.as_ref().map(Secret::expose),
                 trace_id: trace_id.as_deref(),
             };
             if let Err(err) = callback::deliver(&client, target, &report, callback::RETRY).await {
@@ -219,7 +220,7 @@ async fn invoke(warm: &Warm, request: Request<Incoming>) -> HttpResponse {
 struct InvokeRequest {
     invocation: Invocation,
     callback_url: Option<String>,
-    callback_token: Option<String>,
+    callback_token: Option<Secret>,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
@@ -303,7 +304,7 @@ fn parse_invoke(
             timeout: check_timeout(envelope.timeout_ms, default_timeout, "timeout_ms")?,
         },
         callback_url: check_callback_url(envelope.callback_url.as_deref(), "callback_url")?,
-        callback_token: envelope.callback_token,
+        callback_token: envelope.callback_token.map(Secret::new),
     })
 }
 
