@@ -255,7 +255,11 @@ async fn the_four_function_capabilities_are_enough() {
     let finished = files(watchdog_via(&FUNCTION_CAPS, "FILE", function))
         .run()
         .await;
-    assert_failed(&finished.report(), "INVALID_OUTPUT", &["OUTPUT_FILE"]);
+    assert_failed(
+        &finished.report(),
+        "INVALID_OUTPUT",
+        &["OUTPUT_FILE", "readable by others"],
+    );
     // The timeout still stops the whole group of the other user.
     let finished = files(watchdog_via(
         &FUNCTION_CAPS,
