@@ -46,14 +46,31 @@ pub const MAX_OUTPUT_BYTES: &str = "MAX_OUTPUT_BYTES";
 pub const TRACE_ID: &str = "TRACE_ID";
 /// Set by the watchdog for an HTTP runtime: the port it must listen on.
 pub const PORT: &str = "PORT";
-/// WARM mode: the bearer token `POST /invoke` must carry.
-pub const WARM_TOKEN: &str = "WARM_TOKEN";
-/// The user the function's processes run as (`UID[:GID]` or `NAME[:GROUP]`).
+/// The user the function's processes run as: `UID`, `UID:GID`, `NAME` or `NAME:GROUP`
+/// (names from the image's `/etc/passwd` and `/etc/group`). Needs a root watchdog unless
+/// it names the watchdog's own uid.
 pub const RUN_AS: &str = "RUN_AS";
-/// Secrets the watchdog writes to files: a JSON object `{"VAR": "value"}`.
+/// WARM mode: the bearer token `POST /invoke` must carry (`Authorization: Bearer ...`).
+pub const WARM_TOKEN: &str = "WARM_TOKEN";
+/// A JSON object `{"VAR_NAME": "secret value", ...}`: each value is written to
+/// `SECRETS_DIR/VAR_NAME` (mode 0400, owned by the RUN_AS user) and the function gets
+/// `VAR_NAME=<that path>` instead of the value.
 pub const SECRET_FILES: &str = "SECRET_FILES";
-/// Where the watchdog writes SECRET_FILES.
+/// The directory SECRET_FILES are written to.
 pub const SECRETS_DIR: &str = "SECRETS_DIR";
+
+/// Variables meant for the watchdog alone: credentials, the input (which the function
+/// gets on stdin, in INPUT_FILE or over HTTP) and the watchdog's own set-up. They are
+/// removed from the environment of every process the watchdog starts for the function.
+pub const WATCHDOG_ONLY: &[&str] = &[
+    CALLBACK_TOKEN,
+    WARM_TOKEN,
+    INVOCATION_PAYLOAD,
+    PAYLOAD_URL,
+    RUN_AS,
+    SECRET_FILES,
+    SECRETS_DIR,
+];
 
 /// Defaults, in the units of their variables.
 pub mod defaults {
@@ -91,4 +108,6 @@ pub mod defaults {
     pub const WARM_CONCURRENCY: usize = 1;
     /// Default output cap: 6 MiB.
     pub const MAX_OUTPUT_BYTES: usize = 6 * 1024 * 1024;
+    /// Default directory of SECRET_FILES.
+    pub const SECRETS_DIR: &str = "/run/secrets";
 }

@@ -76,7 +76,9 @@ impl CompletionReport {
 }
 
 /// Body of a WARM `POST /invoke` (when no `X-Execution-Id` header is sent).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+///
+/// Its `Debug` output leaves out the callback token.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct InvokeEnvelope {
     /// The execution this invocation belongs to.
     pub execution_id: String,
@@ -95,6 +97,22 @@ pub struct InvokeEnvelope {
     /// Per-invocation timeout, overriding `TIMEOUT_MS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for InvokeEnvelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvokeEnvelope")
+            .field("execution_id", &self.execution_id)
+            .field("callback_url", &self.callback_url)
+            .field(
+                "callback_token",
+                &self.callback_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("trace_id", &self.trace_id)
+            .field("payload", &self.payload)
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 fn json_null() -> Box<RawValue> {
@@ -171,6 +189,15 @@ mod tests {
                 .unwrap();
         assert_eq!(env.payload.get(), r#"{"x":1}"#);
         assert_eq!(env.timeout_ms, Some(5));
+    }
+
+    #[test]
+    fn envelope_debug_hides_the_callback_token() {
+        let env: InvokeEnvelope =
+            serde_json::from_str(r#"{"execution_id":"e","callback_token":"s3cret"}"#).unwrap();
+        let printed = format!("{env:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
     }
 
     #[test]

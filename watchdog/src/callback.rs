@@ -128,8 +128,8 @@ async fn send_with_retry(
     })
 }
 
-/// Where and how to report one execution.
-#[derive(Debug, Clone, Copy)]
+/// Where and how to report one execution. Its `Debug` output leaves out the token.
+#[derive(Clone, Copy)]
 pub struct Callback<'a> {
     /// `CALLBACK_URL` (or the envelope's `callback_url`).
     pub base_url: &'a str,
@@ -139,6 +139,17 @@ pub struct Callback<'a> {
     pub token: Option<&'a str>,
     /// Forwarded as `X-Trace-Id`.
     pub trace_id: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Callback<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callback")
+            .field("base_url", &self.base_url)
+            .field("execution_id", &self.execution_id)
+            .field("token", &self.token.map(|_| "<redacted>"))
+            .field("trace_id", &self.trace_id)
+            .finish()
+    }
 }
 
 /// Posts `report` to `{base_url}/{execution_id}:complete`.

@@ -8,6 +8,31 @@ use std::time::Duration;
 use gantry_protocol::env::{self, defaults};
 use hyper::Uri;
 
+use crate::identity::RunAs;
+
+/// A token or secret value. Its `Debug` output is `<redacted>`, and it never appears in
+/// an error message.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The value itself, for the one place that sends or writes it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// How the watchdog runs the function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -128,7 +153,7 @@ pub struct Config {
     /// `CALLBACK_URL`.
     pub callback_url: Option<Uri>,
     /// `CALLBACK_TOKEN`.
-    pub callback_token: Option<String>,
+    pub callback_token: Option<Secret>,
     /// `INVOCATION_PAYLOAD` or `PAYLOAD_URL`.
     pub payload: PayloadSource,
     /// `TIMEOUT_MS`.
@@ -147,6 +172,14 @@ pub struct Config {
     pub max_output_bytes: usize,
     /// `TRACE_ID`.
     pub trace_id: Option<String>,
+    /// `RUN_AS`, resolved to ids (whether the watchdog must switch is decided at start).
+    pub run_as: Option<RunAs>,
+    /// `WARM_TOKEN`.
+    pub warm_token: Option<Secret>,
+    /// `SECRET_FILES`: variable names and values, in the order given.
+    pub secret_files: Vec<(String, Secret)>,
+    /// `SECRETS_DIR`.
+    pub secrets_dir: PathBuf,
 }
 
 /// A variable that cannot be used. Each variant names the variable.
@@ -198,6 +231,14 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
+    /// A value that cannot be used, for the reason given.
+    #[error("{var}: {reason}")]
+    Invalid {
+        /// The variable.
+        var: &'static str,
+        /// Why (never quoting a secret value).
+        reason: String,
+    },
     /// A value that is not valid UTF-8.
     #[error("{var}: value is not valid UTF-8")]
     NotUnicode {
@@ -215,6 +256,7 @@ impl ConfigError {
             | ConfigError::BadCommand { var, .. }
             | ConfigError::BadUrl { var, .. }
             | ConfigError::Conflict { var, .. }
+            | ConfigError::Invalid { var, .. }
             | ConfigError::NotUnicode { var } => var,
         }
     }
@@ -349,6 +391,82 @@ pub fn parse_command(value: &str) -> Result<CommandLine, ConfigError> {
     })
 }
 
+/// Whether `name` can be an environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_variable_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// SECRET_FILES as given: its entries in order (of a key given twice, the last value
+/// is the one written, as in any JSON object).
+struct SecretEntries(Vec<(String, Secret)>);
+
+impl<'de> serde::Deserialize<'de> for SecretEntries {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = SecretEntries;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of names to string values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<SecretEntries, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((name, value)) = map.next_entry::<String, String>()? {
+                    entries.push((name, Secret(value)));
+                }
+                Ok(SecretEntries(entries))
+            }
+        }
+        deserializer.deserialize_map(Entries)
+    }
+}
+
+/// Parses SECRET_FILES, a JSON object of variable names to string values. Errors name
+/// the variable and, at most, a key: never a value.
+fn parse_secret_files(value: Option<String>) -> Result<Vec<(String, Secret)>, ConfigError> {
+    let var = env::SECRET_FILES;
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let SecretEntries(entries) =
+        serde_json::from_slice(value.as_bytes()).map_err(|err| ConfigError::Invalid {
+            var,
+            reason: format!(
+                "is not a JSON object of names to string values (line {} column {})",
+                err.line(),
+                err.column()
+            ),
+        })?;
+    // The watchdog sets these itself, or keeps them from the function.
+    let taken = [
+        env::EXECUTION_ID,
+        env::TRACE_ID,
+        env::PORT,
+        env::INPUT_FILE,
+        env::OUTPUT_FILE,
+    ];
+    for (name, _) in &entries {
+        let reason = if !is_variable_name(name) {
+            "is not a variable name ([A-Za-z_][A-Za-z0-9_]*)"
+        } else if taken.contains(&name.as_str()) || env::WATCHDOG_ONLY.contains(&name.as_str()) {
+            "is a watchdog variable and cannot name a secret file"
+        } else {
+            continue;
+        };
+        return Err(ConfigError::Invalid {
+            var,
+            reason: format!("{name:?} {reason}"),
+        });
+    }
+    Ok(entries)
+}
+
 fn is_local_host(uri: &Uri) -> bool {
     matches!(
         uri.host(),
@@ -479,12 +597,26 @@ impl Config {
                 expected: "a positive number of bytes",
             });
         }
+        let secrets_dir = PathBuf::from(
+            vars.get(env::SECRETS_DIR)?
+                .unwrap_or_else(|| defaults::SECRETS_DIR.into()),
+        );
+        if !secrets_dir.is_absolute() {
+            return Err(ConfigError::Invalid {
+                var: env::SECRETS_DIR,
+                reason: format!("{} is not an absolute path", secrets_dir.display()),
+            });
+        }
+        let run_as = vars
+            .get(env::RUN_AS)?
+            .map(|value| RunAs::parse(&value, crate::identity::read_text))
+            .transpose()?;
         Ok(Config {
             mode,
             command,
             execution_id,
             callback_url,
-            callback_token: vars.get(env::CALLBACK_TOKEN)?,
+            callback_token: vars.get(env::CALLBACK_TOKEN)?.map(Secret),
             payload,
             timeout: vars.positive_millis(env::TIMEOUT_MS, defaults::TIMEOUT_MS)?,
             kill_grace: vars.millis(env::KILL_GRACE_MS, defaults::KILL_GRACE_MS)?,
@@ -500,6 +632,12 @@ impl Config {
             warm,
             max_output_bytes,
             trace_id: vars.get(env::TRACE_ID)?,
+            run_as,
+            warm_token: vars
+                .get(env::WARM_TOKEN)?
+                .map(|token| Secret(token.trim().to_owned())),
+            secret_files: parse_secret_files(vars.get(env::SECRET_FILES)?)?,
+            secrets_dir,
         })
     }
 }

@@ -34,6 +34,10 @@ fn defaults_match_the_contract() {
     assert_eq!(config.warm.concurrency, 1);
     assert_eq!(config.max_output_bytes, 6 * 1024 * 1024);
     assert_eq!(config.execution_id, "local");
+    assert_eq!(config.run_as, None);
+    assert_eq!(config.warm_token, None);
+    assert!(config.secret_files.is_empty());
+    assert_eq!(config.secrets_dir, PathBuf::from("/run/secrets"));
 }
 
 #[test]
@@ -74,6 +78,15 @@ fn each_bad_value_names_its_variable() {
         (&[("RUNTIME_URL", "/invoke")], "RUNTIME_URL"),
         (&[("CALLBACK_URL", "http://cp/v1")], "EXECUTION_ID"),
         (&[("WARM_HOST", "everywhere")], "WARM_HOST"),
+        (&[("RUN_AS", "1000:")], "RUN_AS"),
+        (&[("RUN_AS", "no-such-user-gantry")], "RUN_AS"),
+        (&[("SECRET_FILES", "[1]")], "SECRET_FILES"),
+        (&[("SECRET_FILES", r#"{"A-B": "x"}"#)], "SECRET_FILES"),
+        (
+            &[("SECRET_FILES", r#"{"WARM_TOKEN": "x"}"#)],
+            "SECRET_FILES",
+        ),
+        (&[("SECRETS_DIR", "run/secrets")], "SECRETS_DIR"),
     ];
     for (vars, expected) in cases {
         match parse(vars) {
@@ -150,4 +163,49 @@ fn programs_are_resolved_on_path_once() {
     assert_eq!(missing.program, "no-such-program-xyz");
     let relative = parse_command("./run.sh").unwrap().resolved();
     assert_eq!(relative.program, "./run.sh");
+}
+
+#[test]
+fn run_as_tokens_and_secret_files_are_read() {
+    let config = parse(&[
+        ("RUN_AS", "65534:65533"),
+        ("WARM_TOKEN", " tok "),
+        ("SECRET_FILES", r#"{"DB_PASSWORD": "pw", "_KEY2": "k"}"#),
+        ("SECRETS_DIR", "/var/run/fn-secrets"),
+    ])
+    .unwrap();
+    let run_as = config.run_as.unwrap();
+    assert_eq!((run_as.uid, run_as.gid), (65534, 65533));
+    assert_eq!(config.warm_token, Some(Secret::new("tok")));
+    assert_eq!(
+        config.secret_files,
+        [
+            ("DB_PASSWORD".to_owned(), Secret::new("pw")),
+            ("_KEY2".to_owned(), Secret::new("k")),
+        ]
+    );
+    assert_eq!(config.secrets_dir, PathBuf::from("/var/run/fn-secrets"));
+}
+
+#[test]
+fn tokens_and_secret_values_never_show() {
+    let config = parse(&[
+        ("CALLBACK_TOKEN", "callback-s3cret"),
+        ("WARM_TOKEN", "warm-s3cret"),
+        ("SECRET_FILES", r#"{"API_KEY": "file-s3cret"}"#),
+    ])
+    .unwrap();
+    let printed = format!("{config:?}");
+    assert!(!printed.contains("s3cret"), "{printed}");
+    assert!(printed.contains("API_KEY"), "{printed}");
+    // Nor in the error of a value that does not parse.
+    for bad in [
+        r#"{"API_KEY": "s3cret""#,
+        r#"{"API_KEY": ["s3cret"]}"#,
+        r#"{"9": "s3cret"}"#,
+    ] {
+        let err = parse(&[("SECRET_FILES", bad)]).unwrap_err();
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+        assert!(!format!("{err:?}").contains("s3cret"), "{err:?}");
+    }
 }

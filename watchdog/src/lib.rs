@@ -8,12 +8,14 @@
 pub mod callback;
 pub mod config;
 pub mod http_client;
+pub mod identity;
 pub mod logs;
 pub mod modes;
 pub mod offload;
 pub mod oneshot;
 pub mod outcome;
 pub mod process;
+pub mod secret_files;
 pub mod supervise;
 pub mod warm;
 
@@ -49,14 +51,56 @@ pub async fn run(mut config: Config) -> i32 {
     config.command = config.command.resolved();
     // Start the log writer before the function can use up the pids limit.
     logs::start();
-    if let Err(err) = process::reaper::start() {
-        diag!("cannot watch child processes: {err}");
-        return exit_code::INTERNAL;
+    if let Err(code) = prepare(&config) {
+        logs::flush().await;
+        return code;
     }
-    let code = match config.mode {
-        Mode::Warm => warm::serve(config).await,
-        Mode::Http | Mode::Stdio | Mode::File => oneshot::run(&config).await,
+    let code = match process::reaper::start() {
+        Err(err) => {
+            diag!("cannot watch child processes: {err}");
+            exit_code::INTERNAL
+        }
+        Ok(()) => match config.mode {
+            Mode::Warm => warm::serve(config).await,
+            Mode::Http | Mode::Stdio | Mode::File => oneshot::run(&config).await,
+        },
     };
+    secret_files::remove(&process::launch().env);
     logs::flush().await;
     code
+}
+
+/// Before any process starts: decides whether the function runs as another user
+/// (RUN_AS), writes SECRET_FILES, and fixes how every process is launched. Returns
+/// the exit code when the watchdog cannot go on.
+fn prepare(config: &Config) -> Result<(), i32> {
+    let switch = match config.run_as {
+        None => Ok(None),
+        Some(run_as) => {
+            let (euid, egid) = (nix::unistd::geteuid(), nix::unistd::getegid());
+            run_as.switch_from(euid.as_raw(), egid.as_raw())
+        }
+    };
+    let run_as = switch.map_err(|err| {
+        diag!("invalid configuration: {err}");
+        exit_code::CONFIG
+    })?;
+    // Without them the switch could fail silently: supplementary groups kept, or a
+    // process group that outlives its timeout because it cannot be signalled.
+    if run_as.is_some()
+        && identity::lacks_switch_capabilities(&identity::read_text("/proc/self/status"))
+    {
+        diag!("invalid configuration: RUN_AS: switching users needs CAP_KILL, CAP_SETGID and CAP_SETUID; the watchdog lacks some");
+        return Err(exit_code::CONFIG);
+    }
+    let secrets =
+        secret_files::write(&config.secrets_dir, &config.secret_files, run_as).map_err(|err| {
+            diag!("{err}");
+            exit_code::INTERNAL
+        })?;
+    process::set_launch(process::Launch {
+        run_as,
+        env: secrets,
+    });
+    Ok(())
 }

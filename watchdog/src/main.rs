@@ -30,16 +30,31 @@ Configured only through the environment:
   WARM_MAX_INVOCATIONS  exit after this many (0: unlimited)           [0]
   MAX_OUTPUT_BYTES      larger output fails with OUTPUT_TOO_LARGE     [6291456]
   TRACE_ID              forwarded as X-Trace-Id
+  RUN_AS                run the function as UID[:GID] or NAME[:GROUP]
+  WARM_TOKEN            WARM: /invoke needs Authorization: Bearer WARM_TOKEN
+  SECRET_FILES          {\"VAR\":\"secret\"}: the function gets VAR=SECRETS_DIR/VAR
+  SECRETS_DIR           mode 0400 files, owned by RUN_AS              [/run/secrets]
+The function never sees CALLBACK_TOKEN, WARM_TOKEN, INVOCATION_PAYLOAD,
+PAYLOAD_URL, RUN_AS, SECRET_FILES or SECRETS_DIR.
 
 WARM mode serves GET /health and POST /invoke with
   {\"execution_id\", \"payload\", \"trace_id\"?, \"timeout_ms\"?, \"callback_url\"?}
 or the raw payload with an X-Execution-Id header; the answer is the result report.
+A request's timeout is capped at TIMEOUT_MS; its callback_url (X-Callback-Url) must
+equal CALLBACK_URL.
 
 Exit codes: 0 success, 1 function failed, 64 bad configuration,
             70 internal error, 75 result could not be delivered to CALLBACK_URL.
 ";
 
 fn main() {
+    // Before anything else: the function, even under the same uid, must not read our
+    // memory or environment (/proc/<pid>/environ, /mem, /fd) nor ptrace us.
+    if let Err(errno) = nix::sys::prctl::set_dumpable(false) {
+        // Described by std (libc's strerror), not nix, whose table would cost 10 KB.
+        let err = std::io::Error::from_raw_os_error(errno as i32);
+        eprintln!("watchdog: PR_SET_DUMPABLE failed: {err}; the function may read the watchdog's environment");
+    }
     match std::env::args().nth(1).as_deref() {
         None => {}
         Some("-h" | "--help") => {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::callback::{self, Callback};
-use crate::config::{Config, Mode, PayloadSource};
+use crate::config::{Config, Mode, PayloadSource, Secret};
 use crate::http_client::HttpClient;
 use crate::logs::{self, Target};
 use crate::modes::file::FilePaths;
@@ -44,7 +44,7 @@ pub async fn run(config: &Config) -> i32 {
             callback::fetch_payload(
                 &client,
                 url,
-                config.callback_token.as_deref(),
+                config.callback_token.as_ref().map(Secret::expose),
                 callback::RETRY,
             )
             .await
@@ -105,7 +105,7 @@ pub async fn run(config: &Config) -> i32 {
         let target = Callback {
             base_url: &base_url,
             execution_id: &config.execution_id,
-            token: config.callback_token.as_deref(),
+            token: config.callback_token.as_ref().map(Secret::expose),
             trace_id: config.trace_id.as_deref(),
         };
         callback::deliver(&client, target, &report, callback::RETRY).await

@@ -62,7 +62,12 @@ async fn example_runtime_serves_many_invocations_in_both_forms_and_stays_warm() 
 #[tokio::test]
 async fn a_callback_url_in_the_envelope_also_gets_the_report() {
     let callback = CallbackServer::start().await;
-    let warm = started(warm(&fixture("runtime.py")).env("CALLBACK_TOKEN", "warm-token")).await;
+    let warm = started(
+        warm(&fixture("runtime.py"))
+            .env("CALLBACK_URL", &callback.url)
+            .env("CALLBACK_TOKEN", "warm-token"),
+    )
+    .await;
     let (status, _, report) = warm
         .invoke(
             json!({"execution_id": "cb-1", "callback_url": callback.url, "trace_id": "tr",

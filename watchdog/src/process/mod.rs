@@ -2,12 +2,17 @@
 //! process group, so a timeout or shutdown stops it and everything it started
 //! (SIGTERM to the group, SIGKILL after the grace period). Dropping a [`Process`] whose
 //! group may still be alive kills the group, so no early return leaks a process.
+//!
+//! Every process is started the same way, fixed once at start ([`set_launch`]): as the
+//! RUN_AS user when the watchdog switches users, with the SECRET_FILES paths in its
+//! environment, and without the variables meant for the watchdog alone.
 
 pub mod reaper;
 
 use std::fmt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use gantry_protocol::env;
@@ -19,6 +24,29 @@ use tokio::sync::oneshot;
 use tokio::time::{sleep, Instant};
 
 use crate::config::CommandLine;
+use crate::identity::RunAs;
+
+/// How every process of the function is started; the same for the watchdog's life.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Launch {
+    /// The user and group to switch to (with no supplementary groups); `None` keeps
+    /// the watchdog's own.
+    pub run_as: Option<RunAs>,
+    /// Variables added to every process's environment (the SECRET_FILES paths).
+    pub env: Vec<(String, String)>,
+}
+
+static LAUNCH: OnceLock<Launch> = OnceLock::new();
+
+/// Fixes how processes are started. Only the first call counts; returns whether it did.
+pub fn set_launch(launch: Launch) -> bool {
+    LAUNCH.set(launch).is_ok()
+}
+
+/// How processes are started (the default, when [`set_launch`] was never called).
+pub fn launch() -> &'static Launch {
+    LAUNCH.get_or_init(Launch::default)
+}
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,8 +153,8 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `command` in a new process group with `extra_env` added to the watchdog's
-    /// environment (minus the callback token, which the function has no use for).
+    /// Starts `command` in a new process group as [`launch`] says, with `extra_env`
+    /// added to the watchdog's environment minus [`env::WATCHDOG_ONLY`].
     pub fn spawn(
         command: &CommandLine,
         extra_env: &[(&str, &str)],
@@ -134,14 +162,23 @@ impl Process {
     ) -> Result<Process, SpawnError> {
         let piped =
             |yes: bool, otherwise: fn() -> Stdio| if yes { Stdio::piped() } else { otherwise() };
+        let launch = launch();
         let mut cmd = Command::new(&command.program);
-        cmd.args(&command.args)
-            .env_remove(env::CALLBACK_TOKEN)
-            .envs(extra_env.iter().copied())
+        cmd.args(&command.args);
+        for var in env::WATCHDOG_ONLY {
+            cmd.env_remove(var);
+        }
+        let launch_env = launch.env.iter().map(|(name, value)| (&**name, &**value));
+        cmd.envs(launch_env.chain(extra_env.iter().copied()))
             .stdin(piped(pipes.stdin, Stdio::null))
             .stdout(piped(pipes.stdout, Stdio::inherit))
             .stderr(piped(pipes.stderr, Stdio::inherit))
             .process_group(0);
+        if let Some(run_as) = launch.run_as {
+            // As root, std also calls setgroups(0) before setuid: no supplementary group
+            // of the watchdog's is left to the function.
+            cmd.uid(run_as.uid).gid(run_as.gid);
+        }
         reaper::start().map_err(|err| SpawnError::new(&command.program, &err))?;
         let (mut child, exit) = reaper::spawn_registered(|| {
             let child = cmd.spawn()?;

@@ -105,6 +105,12 @@ pub async fn serve(config: Config) -> i32 {
         config.warm.concurrency,
         config.command
     );
+    if config.warm_token.is_none() {
+        diag!(
+            "WARM_TOKEN is unset: anyone who reaches port {} may POST /invoke",
+            local.port()
+        );
+    }
     let warm = Arc::new(Warm {
         permits: Arc::new(Semaphore::new(config.warm.concurrency)),
         config,

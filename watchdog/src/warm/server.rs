@@ -1,5 +1,9 @@
 //! The WARM HTTP server: `GET /health` and `POST /invoke` over HTTP/1.1 keep-alive.
 //! On shutdown it stops accepting, lets in-flight requests finish, and returns.
+//!
+//! `/invoke` answers the control plane only: it needs `Authorization: Bearer
+//! <WARM_TOKEN>` when WARM_TOKEN is set, a request cannot raise the timeout past
+//! TIMEOUT_MS, and the only callback target is CALLBACK_URL.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,7 +13,7 @@ use bytes::Bytes;
 use gantry_protocol::{headers, ApiErrorBody, InvokeEnvelope};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode, Uri};
@@ -21,6 +25,7 @@ use super::lifecycle::Refusal;
 use super::runtime::RuntimeState;
 use super::Warm;
 use crate::callback::{self, Callback};
+use crate::config::Secret;
 use crate::diag;
 use crate::http_client::{read_body, BodyError};
 use crate::modes::Invocation;
@@ -130,7 +135,52 @@ fn health(warm: &Warm) -> HttpResponse {
     json_response(status, serde_json::to_vec(&body).expect("serializes"))
 }
 
+/// The 401 of a request without the right token: it says nothing about the instance.
+fn unauthorized() -> HttpResponse {
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "UNAUTHORIZED",
+        "POST /invoke needs Authorization: Bearer <WARM_TOKEN>",
+    );
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>`; the token is compared in
+/// constant time.
+fn authorized(headers: &HeaderMap, token: &Secret) -> bool {
+    let Some(value) = headers.get("authorization") else {
+        return false;
+    };
+    let value = value.as_bytes();
+    match value.split_at_checked(7) {
+        Some((scheme, presented)) if scheme.eq_ignore_ascii_case(b"bearer ") => {
+            constant_time_eq(presented.trim_ascii(), token.expose().as_bytes())
+        }
+        _ => false,
+    }
+}
+
+/// `presented == expected`, in a time that depends on their lengths only, not on where
+/// they first differ.
+fn constant_time_eq(presented: &[u8], expected: &[u8]) -> bool {
+    let mut difference = presented.len() ^ expected.len();
+    for (at, byte) in expected.iter().enumerate() {
+        difference |= usize::from(presented.get(at).copied().unwrap_or(0) ^ byte);
+    }
+    std::hint::black_box(difference) == 0
+}
+
 async fn invoke(warm: &Warm, request: Request<Incoming>) -> HttpResponse {
+    // First of all: a caller without the token reads nothing, takes no capacity and
+    // counts as no invocation.
+    if let Some(token) = &warm.config.warm_token {
+        if !authorized(request.headers(), token) {
+            return unauthorized();
+        }
+    }
     let draining = || {
         let reason = warm.lifecycle.reason().unwrap_or_default();
         error(
@@ -179,13 +229,18 @@ async fn invoke(warm: &Warm, request: Request<Incoming>) -> HttpResponse {
         }
         Err(err) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &err.to_string()),
     };
-    let request = match parse_invoke(&parts.headers, body, warm.config.timeout) {
+    let callback_url = warm.config.callback_url.as_ref().map(Uri::to_string);
+    let fixed = Fixed {
+        timeout: warm.config.timeout,
+        callback_url: callback_url.as_deref(),
+    };
+    let request = match parse_invoke(&parts.headers, body, &fixed) {
         Ok(request) => request,
         Err(message) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
     };
     let report = warm.run(&request.invocation).await.into_report();
     let body = serde_json::to_vec(&report).expect("a report always serializes");
-    if let Some(base_url) = request.callback_url {
+    if let (true, Some(base_url)) = (request.callback, callback_url) {
         let client = warm.client.clone();
         let token = request
             .callback_token
@@ -199,7 +254,7 @@ async fn invoke(warm: &Warm, request: Request<Incoming>) -> HttpResponse {
             let target = Callback {
                 base_url: &base_url,
                 execution_id: &execution_id,
-                token: token.as_deref(),
+                token: token.as_ref().map(Secret::expose),
                 trace_id: trace_id.as_deref(),
             };
             if let Err(err) = callback::deliver(&client, target, &report, callback::RETRY).await {
@@ -214,12 +269,22 @@ async fn invoke(warm: &Warm, request: Request<Incoming>) -> HttpResponse {
     response
 }
 
+/// What a request may not change, fixed when the instance starts.
+#[derive(Debug, Clone, Copy)]
+struct Fixed<'a> {
+    /// TIMEOUT_MS: the default timeout and the largest a request may ask for.
+    timeout: Duration,
+    /// CALLBACK_URL: the only callback target.
+    callback_url: Option<&'a str>,
+}
+
 /// An `/invoke` request, parsed.
 #[derive(Debug)]
 struct InvokeRequest {
     invocation: Invocation,
-    callback_url: Option<String>,
-    callback_token: Option<String>,
+    /// Whether the result also goes to CALLBACK_URL (the request named it).
+    callback: bool,
+    callback_token: Option<Secret>,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
@@ -232,27 +297,38 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Str
     }
 }
 
+/// The request's timeout, capped at TIMEOUT_MS (which it defaults to).
 fn check_timeout(
     timeout_ms: Option<u64>,
-    default: Duration,
+    ceiling: Duration,
     source: &str,
 ) -> Result<Duration, String> {
     match timeout_ms {
-        None => Ok(default),
+        None => Ok(ceiling),
         Some(0) => Err(format!(
             "{source} must be a positive number of milliseconds"
         )),
-        Some(ms) => Ok(Duration::from_millis(ms)),
+        Some(ms) => Ok(Duration::from_millis(ms).min(ceiling)),
     }
 }
 
-fn check_callback_url(url: Option<&str>, source: &str) -> Result<Option<String>, String> {
-    let Some(url) = url else { return Ok(None) };
-    match url.parse::<Uri>() {
-        Ok(uri) if uri.scheme_str() == Some("http") && uri.host().is_some() => {
-            Ok(Some(url.to_owned()))
-        }
-        _ => Err(format!("{source} {url:?} is not an absolute http:// URL")),
+/// Whether the request asks for a callback: only to CALLBACK_URL, the target fixed at
+/// start (a trailing slash and letter case aside); any other is refused.
+fn check_callback_url(
+    url: Option<&str>,
+    source: &str,
+    fixed: Option<&str>,
+) -> Result<bool, String> {
+    let Some(url) = url else { return Ok(false) };
+    let same = |configured: &str| {
+        url.trim_end_matches('/')
+            .eq_ignore_ascii_case(configured.trim_end_matches('/'))
+    };
+    match fixed {
+        Some(configured) if same(configured) => Ok(true),
+        _ => Err(format!(
+            "{source} is refused: the callback target is fixed when the instance starts (CALLBACK_URL)"
+        )),
     }
 }
 
@@ -261,7 +337,7 @@ fn check_callback_url(url: Option<&str>, source: &str) -> Result<Option<String>,
 fn parse_invoke(
     headers: &HeaderMap,
     body: Bytes,
-    default_timeout: Duration,
+    fixed: &Fixed<'_>,
 ) -> Result<InvokeRequest, String> {
     if let Some(execution_id) = header(headers, headers::EXECUTION_ID)? {
         let timeout_ms = header(headers, headers::TIMEOUT_MS)?
@@ -271,6 +347,11 @@ fn parse_invoke(
                 })
             })
             .transpose()?;
+        let callback = check_callback_url(
+            header(headers, headers::CALLBACK_URL)?,
+            "X-Callback-Url",
+            fixed.callback_url,
+        )?;
         let payload =
             callback::check_payload(body, "the request body").map_err(|error| error.message)?;
         return Ok(InvokeRequest {
@@ -278,12 +359,9 @@ fn parse_invoke(
                 execution_id: execution_id.to_owned(),
                 trace_id: header(headers, headers::TRACE_ID)?.map(str::to_owned),
                 payload,
-                timeout: check_timeout(timeout_ms, default_timeout, "X-Timeout-Ms")?,
+                timeout: check_timeout(timeout_ms, fixed.timeout, "X-Timeout-Ms")?,
             },
-            callback_url: check_callback_url(
-                header(headers, headers::CALLBACK_URL)?,
-                "X-Callback-Url",
-            )?,
+            callback,
             callback_token: None,
         });
     }
@@ -300,10 +378,14 @@ fn parse_invoke(
             execution_id: envelope.execution_id,
             trace_id: envelope.trace_id,
             payload: Bytes::copy_from_slice(envelope.payload.get().as_bytes()),
-            timeout: check_timeout(envelope.timeout_ms, default_timeout, "timeout_ms")?,
+            timeout: check_timeout(envelope.timeout_ms, fixed.timeout, "timeout_ms")?,
         },
-        callback_url: check_callback_url(envelope.callback_url.as_deref(), "callback_url")?,
-        callback_token: envelope.callback_token,
+        callback: check_callback_url(
+            envelope.callback_url.as_deref(),
+            "callback_url",
+            fixed.callback_url,
+        )?,
+        callback_token: envelope.callback_token.map(Secret::new),
     })
 }
 
@@ -312,21 +394,37 @@ mod tests {
     use super::*;
 
     const DEFAULT: Duration = Duration::from_secs(30);
+    const OPEN: Fixed<'static> = Fixed {
+        timeout: DEFAULT,
+        callback_url: None,
+    };
+
+    fn with_callback(url: &str) -> Fixed<'_> {
+        Fixed {
+            timeout: DEFAULT,
+            callback_url: Some(url),
+        }
+    }
 
     #[test]
     fn envelope_fields_become_the_invocation() {
+        let configured = "http://cp/v1/internal/executions";
         let body = Bytes::from_static(
-            br#"{"execution_id":"e1","trace_id":"t","payload":{"n":1},"timeout_ms":250,"callback_url":"http://cp/v1/internal/executions"}"#,
+            br#"{"execution_id":"e1","trace_id":"t","payload":{"n":1},"timeout_ms":250,"callback_url":"http://cp/v1/internal/executions/","callback_token":"tok"}"#,
         );
-        let request = parse_invoke(&HeaderMap::new(), body, DEFAULT).unwrap();
+        let request = parse_invoke(&HeaderMap::new(), body, &with_callback(configured)).unwrap();
         assert_eq!(request.invocation.execution_id, "e1");
         assert_eq!(request.invocation.trace_id.as_deref(), Some("t"));
         assert_eq!(request.invocation.payload, r#"{"n":1}"#);
         assert_eq!(request.invocation.timeout, Duration::from_millis(250));
-        assert_eq!(
-            request.callback_url.as_deref(),
-            Some("http://cp/v1/internal/executions")
-        );
+        assert!(request.callback);
+        assert_eq!(request.callback_token, Some(Secret::new("tok")));
+        assert!(!format!("{request:?}").contains("tok\""), "{request:?}");
+        // Without one in the request, no callback.
+        let body = Bytes::from_static(br#"{"execution_id":"e1"}"#);
+        let request = parse_invoke(&HeaderMap::new(), body, &with_callback(configured)).unwrap();
+        assert!(!request.callback);
+        assert_eq!(request.invocation.timeout, DEFAULT);
     }
 
     #[test]
@@ -334,12 +432,25 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-execution-id", HeaderValue::from_static("e2"));
         headers.insert("x-timeout-ms", HeaderValue::from_static("40"));
-        let request = parse_invoke(&headers, Bytes::from_static(b"[1,2]"), DEFAULT).unwrap();
+        let request = parse_invoke(&headers, Bytes::from_static(b"[1,2]"), &OPEN).unwrap();
         assert_eq!(request.invocation.execution_id, "e2");
         assert_eq!(request.invocation.payload, "[1,2]");
         assert_eq!(request.invocation.timeout, Duration::from_millis(40));
-        let request = parse_invoke(&headers, Bytes::new(), DEFAULT).unwrap();
+        assert!(!request.callback);
+        let request = parse_invoke(&headers, Bytes::new(), &OPEN).unwrap();
         assert_eq!(request.invocation.payload, "null");
+    }
+
+    #[test]
+    fn a_request_timeout_is_capped_at_timeout_ms() {
+        let body = Bytes::from_static(br#"{"execution_id":"e","timeout_ms":999999999}"#);
+        let request = parse_invoke(&HeaderMap::new(), body, &OPEN).unwrap();
+        assert_eq!(request.invocation.timeout, DEFAULT);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-execution-id", HeaderValue::from_static("e"));
+        headers.insert("x-timeout-ms", HeaderValue::from_static("45000"));
+        let request = parse_invoke(&headers, Bytes::new(), &OPEN).unwrap();
+        assert_eq!(request.invocation.timeout, DEFAULT);
     }
 
     #[test]
@@ -370,7 +481,7 @@ mod tests {
             for (name, value) in pairs {
                 headers.insert(*name, HeaderValue::from_static(value));
             }
-            let err = parse_invoke(&headers, Bytes::copy_from_slice(body), DEFAULT).unwrap_err();
+            let err = parse_invoke(&headers, Bytes::copy_from_slice(body), &OPEN).unwrap_err();
             assert!(
                 err.contains(expected),
                 "{err:?} should mention {expected:?}"
@@ -380,8 +491,77 @@ mod tests {
 
     #[test]
     fn callback_url_must_be_http() {
+        let configured = "http://cp/v1/internal/executions";
         let body = Bytes::from_static(br#"{"execution_id":"e","callback_url":"ftp://x"}"#);
-        let err = parse_invoke(&HeaderMap::new(), body, DEFAULT).unwrap_err();
+        let err = parse_invoke(&HeaderMap::new(), body, &with_callback(configured)).unwrap_err();
         assert!(err.contains("callback_url"), "{err}");
+    }
+
+    #[test]
+    fn only_the_configured_callback_target_is_accepted() {
+        let fixed = with_callback("http://cp:8080/v1/internal/executions");
+        let envelope =
+            |url: &str| Bytes::from(format!(r#"{{"execution_id":"e","callback_url":"{url}"}}"#));
+        for same in [
+            "http://cp:8080/v1/internal/executions",
+            "http://CP:8080/v1/internal/executions/",
+        ] {
+            let request = parse_invoke(&HeaderMap::new(), envelope(same), &fixed).unwrap();
+            assert!(request.callback, "{same}");
+        }
+        for other in [
+            "http://attacker:8080/v1/internal/executions",
+            "http://cp:8081/v1/internal/executions",
+            "http://cp:8080/v1/internal/other",
+            "http://cp/v1/internal/executions",
+        ] {
+            let err = parse_invoke(&HeaderMap::new(), envelope(other), &fixed).unwrap_err();
+            assert!(err.contains("CALLBACK_URL"), "{other}: {err}");
+        }
+        // The raw form's header follows the same rule.
+        let mut headers = HeaderMap::new();
+        headers.insert("x-execution-id", HeaderValue::from_static("e"));
+        headers.insert(
+            "x-callback-url",
+            HeaderValue::from_static("http://attacker/v1/internal/executions"),
+        );
+        let err = parse_invoke(&headers, Bytes::new(), &fixed).unwrap_err();
+        assert!(err.contains("X-Callback-Url"), "{err}");
+        // Without CALLBACK_URL every request callback is refused.
+        let err = parse_invoke(
+            &HeaderMap::new(),
+            envelope("http://cp:8080/v1/internal/executions"),
+            &OPEN,
+        )
+        .unwrap_err();
+        assert!(err.contains("CALLBACK_URL"), "{err}");
+    }
+
+    #[test]
+    fn the_token_must_match_exactly() {
+        let token = Secret::new("s3cret-token");
+        let check = |value: Option<&'static str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = value {
+                headers.insert("authorization", HeaderValue::from_static(value));
+            }
+            authorized(&headers, &token)
+        };
+        assert!(check(Some("Bearer s3cret-token")));
+        assert!(check(Some("bearer s3cret-token")));
+        for refused in [
+            None,
+            Some(""),
+            Some("s3cret-token"),
+            Some("Basic s3cret-token"),
+            Some("Bearer s3cret-toke"),
+            Some("Bearer s3cret-token2"),
+            Some("Bearer S3cret-token"),
+            Some("Bearer "),
+        ] {
+            assert!(!check(refused), "{refused:?}");
+        }
+        assert!(constant_time_eq(b"", b""));
+        assert!(!constant_time_eq(b"a", b""));
     }
 }

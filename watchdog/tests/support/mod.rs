@@ -37,8 +37,47 @@ pub const WATCHDOG_VARS: &[&str] = &[
     "WARM_CONCURRENCY",
     "MAX_OUTPUT_BYTES",
     "TRACE_ID",
+    "RUN_AS",
+    "WARM_TOKEN",
+    "SECRET_FILES",
+    "SECRETS_DIR",
     "PORT",
 ];
+
+/// Fails the test unless it runs as root, which tests that switch users need (CI runs
+/// the suite as root).
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (as CI has): it runs the function or the watchdog as another user"
+    );
+}
+
+/// A fresh directory under the system temp dir, removed with its contents when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// Creates it with `mode` (0o1777 lets a function of another user write in it, as
+    /// in /tmp).
+    pub fn new(mode: u32) -> Scratch {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("gantry-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        Scratch(dir)
+    }
+
+    /// A path inside it.
+    pub fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 /// Name of the variable that tags every process a test starts.
 pub const MARKER_VAR: &str = "GANTRY_TEST_MARKER";
@@ -86,8 +125,21 @@ pub struct Watchdog {
 
 /// A watchdog in `mode` running `user_command`.
 pub fn watchdog(mode: &str, user_command: &str) -> Watchdog {
+    watchdog_via(&[], mode, user_command)
+}
+
+/// A watchdog in `mode` running `user_command`, started through `wrapper` (a program
+/// and its arguments, such as `setpriv` with its options) when it is not empty.
+pub fn watchdog_via(wrapper: &[&str], mode: &str, user_command: &str) -> Watchdog {
     let marker = uuid::Uuid::new_v4().to_string();
-    let mut command = Command::new(watchdog_bin());
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(watchdog_bin());
+            command
+        }
+        None => Command::new(watchdog_bin()),
+    };
     for var in WATCHDOG_VARS {
         command.env_remove(var);
     }
