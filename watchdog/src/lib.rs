@@ -48,12 +48,17 @@ pub mod exit_code {
 /// Runs the watchdog as configured and returns its exit code. Call it on a
 /// current-thread tokio runtime with I/O and time enabled.
 pub async fn run(mut config: Config) -> i32 {
-    config.command = config.command.resolved();
     // Start the log writer before the function can use up the pids limit.
     logs::start();
     if let Err(code) = prepare(&config) {
         logs::flush().await;
         return code;
+    }
+    // PATH is searched once, here, only when the function runs as the watchdog's own
+    // user: another user may not reach what the watchdog finds (a ~/.pyenv of root's),
+    // so its exec searches PATH itself.
+    if process::launch().run_as.is_none() {
+        config.command = config.command.resolved();
     }
     let code = match process::reaper::start() {
         Err(err) => {
