@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// containers. Off by default: a deployer could otherwise run host commands.
     #[arg(long, env = "GANTRY_ALLOW_HOST_COMMANDS")]
     pub allow_host_commands: bool,
+    /// Docker runtime: the bridge network containers run on, created (with containers
+    /// isolated from each other) if missing.
+    #[arg(long, env = "GANTRY_DOCKER_NETWORK", default_value = crate::runtime::docker::DEFAULT_NETWORK, value_name = "NAME")]
+    pub docker_network: String,
     /// Docker runtime: memory limit of a container whose manifest sets none, in MiB.
     #[arg(long, env = "GANTRY_DOCKER_MEMORY_MB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(6..))]
     pub docker_memory_mb: u64,

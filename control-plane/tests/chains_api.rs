@@ -221,7 +221,7 @@ async fn the_depth_cap_stops_a_chain_that_calls_itself() {
 
 #[tokio::test]
 async fn a_chain_fires_once_when_the_callback_comes_twice() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::function_tempdir();
     let fake = executable_fixture("fake-watchdog.sh", dir.path());
     let server = Server::start_with(ServerOptions {
         args: vec!["--watchdog".into(), fake.display().to_string()],

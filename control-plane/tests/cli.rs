@@ -40,7 +40,7 @@ async fn readme_walkthrough_works_verbatim() {
     let server = Server::start().await;
     // Run from a directory unrelated to the manifest: working_dir must come from the
     // manifest's own folder.
-    let elsewhere = tempfile::tempdir().unwrap();
+    let elsewhere = support::function_tempdir();
 
     let out = cli(&server, ["fn", "deploy", "-f", &example("python-stdio")])
         .cwd(elsewhere.path())
@@ -130,7 +130,7 @@ async fn readme_walkthrough_works_verbatim() {
 #[tokio::test]
 async fn every_other_example_deploys_and_answers() {
     let server = Server::start().await;
-    let elsewhere = tempfile::tempdir().unwrap();
+    let elsewhere = support::function_tempdir();
     let cases = [
         (
             "node-stdio",
@@ -173,7 +173,7 @@ async fn redeploy_is_unchanged_or_a_new_version() {
     assert_eq!(out.stdout, "shout unchanged (version 1)\n", "{out}");
 
     // An edited copy elsewhere, pointing back at the handler with an absolute path.
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::function_tempdir();
     let text = std::fs::read_to_string(&manifest).unwrap();
     assert!(text.contains("timeout_ms: 5000"), "{text}");
     let handler_dir = examples_dir().join("python-stdio").canonicalize().unwrap();
@@ -277,7 +277,7 @@ async fn invoke_reads_data_from_flags_files_and_stdin() {
     server
         .deploy(stdio_function("echo", "python3 echo.py", json!({})))
         .await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::function_tempdir();
     let file = dir.path().join("input.json");
     std::fs::write(&file, "{\"from\": \"file\", \"n\": [1, 2]}\n").unwrap();
     let at_file = format!("@{}", file.display());

@@ -10,7 +10,7 @@ mod support;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use cli_support::{cli, gantry, Output};
+use cli_support::{cli, cli_without_token, gantry, Output};
 use serde_json::Value;
 use support::docker::{assert_no_containers, docker, image_exists, make, repo, require_engine};
 use support::{Server, ServerOptions};
@@ -272,7 +272,7 @@ async fn fn_deploy_build_then_invoke_on_the_docker_runtime() {
     assert_eq!(output["runtime"], "python", "{out}");
 
     // Without the token the deploy is refused after the build (exit 1, one line).
-    let out = cli(&server, ["fn", "deploy", "--build", "-f", &manifest])
+    let out = cli_without_token(&server, ["fn", "deploy", "--build", "-f", &manifest])
         .run()
         .await;
     out.assert_code(1);

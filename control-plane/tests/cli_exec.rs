@@ -184,7 +184,7 @@ async fn exec_cancel_stops_a_running_execution_once() {
 #[tokio::test]
 async fn exec_logs_follow_streams_lines_while_running() {
     let server = Server::start().await;
-    let gate_dir = tempfile::tempdir().unwrap();
+    let gate_dir = support::function_tempdir();
     let gate = gate_dir.path().join("open");
     assert!(std::path::Path::new(&fixture("drip.py")).exists());
     server

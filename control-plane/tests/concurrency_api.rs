@@ -19,7 +19,7 @@ fn time(execution: &serde_json::Value, field: &str) -> DateTime<chrono::FixedOff
 #[tokio::test]
 async fn one_in_flight_one_queued_then_429_and_never_overlapping() {
     let server = Server::start().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::function_tempdir();
     let marks = dir.path().join("marks.txt");
     server
         .deploy(stdio_function(

@@ -1,10 +1,9 @@
-//! The runtime images end to end: `gantry serve --runtime docker --token …` against the
+//! The runtime images end to end: `gantry serve --runtime docker` against the
 //! real Docker engine (it must answer: these tests fail, never skip, when it does not).
 //! Each example under examples/runtime-*/ is built under a unique tag (after
 //! `make runtime-images` when gantry/runtime-python is missing), deployed from its own
 //! function.yaml and invoked sync and async; the python one also in HTTP and FILE mode.
-//! A probe function checks that a container cannot use the control plane's API without
-//! the token. No container of the server's owner and no test image is left at the end.
+//! A probe function checks that a container cannot use the control plane's API. No container of the server's owner and no test image is left at the end.
 
 mod support;
 
@@ -153,8 +152,9 @@ async fn runtime_images_end_to_end() {
         assert_no_containers(&server, &format!("python in {mode} mode")).await;
     }
 
-    // A function cannot use the control plane's API without the token: not the public
-    // API on the origin of its CALLBACK_URL, not its own execution's callback.
+    // A function cannot use the control plane's API: the origin of its CALLBACK_URL (the
+    // gateway listener) serves no API at all, and its own execution's callback needs the
+    // token the function never sees.
     server
         .deploy(json!({"name": "probe", "mode": "STDIO", "image": probe.0, "resources": {"timeout_ms": 20000}}))
         .await;
@@ -169,8 +169,8 @@ async fn runtime_images_end_to_end() {
         "the function sees CALLBACK_URL: {output}"
     );
     assert_eq!(
-        output["functions"], 401,
-        "GET /v1/functions without a token from a container: {output}"
+        output["functions"], 404,
+        "GET /v1/functions from a container, on the gateway listener: {output}"
     );
     assert_eq!(
         output["complete"], 401,

@@ -37,36 +37,37 @@ fn function(name: &str, image: &str, command: &str, extra: Value) -> Value {
     manifest
 }
 
-/// A fake metadata service: 169.254.169.254 on a dummy interface of the host, answering
-/// HTTP 200 to anyone who reaches it. The interface goes when dropped.
+/// A fake metadata service: a link-local address on the host's loopback interface,
+/// answering HTTP 200 to anyone who reaches it. (Not 169.254.169.254 itself, which a
+/// cloud host may need meanwhile; the firewall rule covers the whole range.) The address
+/// goes when dropped.
 struct FakeMetadata {
-    interface: String,
+    address: String,
+    port: u16,
     url: String,
 }
 
 impl FakeMetadata {
     async fn start() -> FakeMetadata {
-        let interface = format!("gmeta{}", std::process::id() % 100_000);
+        let address = format!(
+            "169.254.{}.{}",
+            100 + std::process::id() % 100,
+            1 + std::process::id() % 250
+        );
         let ip = |args: &[&str]| {
-            let output = std::process::Command::new("ip")
+            std::process::Command::new("ip")
                 .args(args)
                 .output()
-                .expect("run ip");
-            assert!(output.status.success(), "ip {args:?}: {output:?}");
+                .expect("run ip")
         };
-        let _ = std::process::Command::new("ip")
-            .args(["link", "del", &interface])
-            .output();
-        ip(&["link", "add", &interface, "type", "dummy"]);
-        ip(&["addr", "add", "169.254.169.254/32", "dev", &interface]);
-        ip(&["link", "set", &interface, "up"]);
-        let listener = tokio::net::TcpListener::bind("169.254.169.254:0")
+        let _ = ip(&["addr", "del", &format!("{address}/32"), "dev", "lo"]);
+        let added = ip(&["addr", "add", &format!("{address}/32"), "dev", "lo"]);
+        assert!(added.status.success(), "ip addr add: {added:?}");
+        let listener = tokio::net::TcpListener::bind(format!("{address}:0"))
             .await
             .expect("listen on the fake metadata address");
-        let url = format!(
-            "http://{}/latest/meta-data/",
-            listener.local_addr().unwrap()
-        );
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("http://{address}:{port}/latest/meta-data/");
         tokio::spawn(async move {
             while let Ok((mut socket, _)) = listener.accept().await {
                 tokio::spawn(async move {
@@ -78,14 +79,14 @@ impl FakeMetadata {
                 });
             }
         });
-        FakeMetadata { interface, url }
+        FakeMetadata { address, port, url }
     }
 }
 
 impl Drop for FakeMetadata {
     fn drop(&mut self) {
         let _ = std::process::Command::new("ip")
-            .args(["link", "del", &self.interface])
+            .args(["addr", "del", &format!("{}/32", self.address), "dev", "lo"])
             .output();
     }
 }
@@ -102,23 +103,20 @@ async fn a_hostile_function_in_a_container_gets_nowhere() {
     );
     let metadata = FakeMetadata::start().await;
     // The fake service is reachable from an ordinary container: the test can fail.
+    let port = metadata.port.to_string();
     let (reached, text) = docker(&[
         "run",
         "--rm",
         "--entrypoint",
         "/bin/busybox",
         &image.0,
-        "wget",
-        "-q",
-        "-O-",
-        "-T",
+        "nc",
+        "-w",
         "5",
-        &metadata.url,
+        &metadata.address,
+        &port,
     ]);
-    assert!(
-        reached && text.contains("secrets"),
-        "a plain container reaches it: {text}"
-    );
+    assert!(reached, "a plain container reaches it: {text}");
 
     let server = Server::start_with(ServerOptions {
         args: vec!["--runtime".into(), "docker".into()],
@@ -148,14 +146,14 @@ async fn a_hostile_function_in_a_container_gets_nowhere() {
         seen["token_vars"], 0,
         "credentials in its environment: {seen}"
     );
-    assert_ne!(
-        seen["forge"], 0,
-        "a result without the token was taken: {seen}"
+    assert_eq!(seen["forge"], 401, "a result without the token: {seen}");
+    assert_eq!(seen["guess"], 403, "a result with a guessed token: {seen}");
+    assert_eq!(seen["api"], 404, "the gateway serves no API: {seen}");
+    assert_eq!(
+        seen["metrics"], 404,
+        "the gateway serves no metrics: {seen}"
     );
-    assert_ne!(seen["guess"], 0, "a guessed token was taken: {seen}");
-    assert_ne!(seen["api"], 0, "the gateway served the API: {seen}");
-    assert_ne!(seen["metrics"], 0, "the gateway served the metrics: {seen}");
-    assert_ne!(seen["metadata"], 0, "it reached the metadata range: {seen}");
+    assert_eq!(seen["metadata"], 0, "it reached the metadata range: {seen}");
     let record = server
         .execution(body["executionId"].as_str().unwrap())
         .await;

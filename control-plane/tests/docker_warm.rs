@@ -149,7 +149,7 @@ impl Harness {
             pids: 256,
             cpus: 1.0,
         };
-        let runtime = DockerRuntime::connect(owner.clone(), 0, defaults)
+        let runtime = DockerRuntime::connect(owner.clone(), "gantry-net".into(), 0, defaults)
             .await
             .unwrap_or_else(|err| panic!("connect to the engine: {err}"));
         let data = tempfile::tempdir().expect("temp dir");
@@ -785,7 +785,10 @@ async fn other_containers_cannot_call_a_warm_instance() {
     // ...another container on the same network does not, though it reaches the host.
     let probe = |url: String| {
         let image = image.0.clone();
-        let fetch = format!("import urllib.request; urllib.request.urlopen({url:?}, timeout=3)");
+        // Any HTTP answer (an error status included) means the address was reached.
+        let fetch = format!(
+            "import urllib.request, urllib.error\ntry:\n    urllib.request.urlopen({url:?}, timeout=3)\nexcept urllib.error.HTTPError:\n    pass"
+        );
         async move {
             tokio::process::Command::new("docker")
                 .args(["run", "--rm", "--network", "gantry-net"])
@@ -797,7 +800,10 @@ async fn other_containers_cannot_call_a_warm_instance() {
     };
     let gateway = network["Gateway"].as_str().expect("the network's gateway");
     let port = server.url.rsplit(':').next().expect("the server's port");
-    let host = probe(format!("http://{gateway}:{port}/healthz")).await;
+    let host = probe(format!(
+        "http://{gateway}:{port}/v1/internal/executions/x/payload"
+    ))
+    .await;
     assert!(
         host.status.success(),
         "the probe container reaches the control plane: {host:?}"

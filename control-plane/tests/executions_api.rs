@@ -260,7 +260,7 @@ async fn a_sync_caller_learns_its_execution_was_cancelled() {
 #[tokio::test]
 async fn cancel_a_queued_execution_before_it_runs() {
     let server = Server::start().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::function_tempdir();
     let runs = dir.path().join("runs.txt");
     server
         .deploy(stdio_function(

@@ -230,7 +230,7 @@ async fn the_function_sees_its_contract_env_and_nothing_of_the_server() {
 #[tokio::test]
 async fn an_idempotency_key_runs_the_function_once() {
     let server = Server::start().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::function_tempdir();
     let count_file = dir.path().join("runs.txt");
     server.deploy(counting_function("count", &count_file)).await;
     let keyed = || {
@@ -415,20 +415,45 @@ async fn a_large_input_travels_through_payload_url() {
     );
     assert_eq!(body["output"]["echo"]["big"], json!(big));
 
-    // It went through PAYLOAD_URL, not the environment; a small one is in the environment.
+    // It went through PAYLOAD_URL, not the environment; a small one is in the
+    // environment. Both are the watchdog's alone: the function sees neither.
     server
         .deploy(stdio_function("env", "python3 env.py", json!({})))
         .await;
     let (status, body) = server.invoke("env", json!({"big": big})).await;
     assert_eq!(status, StatusCode::OK);
     let env = &body["output"]["env"];
-    let payload_url = env["PAYLOAD_URL"].as_str().expect("PAYLOAD_URL is set");
-    assert!(payload_url.ends_with("/payload"), "{payload_url}");
-    assert!(env.get("INVOCATION_PAYLOAD").is_none());
+    assert!(env.get("PAYLOAD_URL").is_none() && env.get("INVOCATION_PAYLOAD").is_none());
+    server
+        .deploy(stdio_function("held", "sleep 2", json!({})))
+        .await;
+    for (input, present, absent) in [
+        (json!({"big": big}), "PAYLOAD_URL", "INVOCATION_PAYLOAD"),
+        (json!({"small": 1}), "INVOCATION_PAYLOAD", "PAYLOAD_URL"),
+    ] {
+        let id = server.enqueue("held", input).await;
+        server
+            .wait_status(&id, "running", Duration::from_secs(30))
+            .await;
+        let vars = watchdog_environment(&id);
+        assert!(
+            vars.iter()
+                .any(|var| var.starts_with(&format!("{present}="))),
+            "{present}"
+        );
+        assert!(
+            !vars
+                .iter()
+                .any(|var| var.starts_with(&format!("{absent}="))),
+            "{absent}"
+        );
+        if present == "PAYLOAD_URL" {
+            assert!(vars.iter().any(|var| var.ends_with("/payload")), "{vars:?}");
+        } else {
+            assert!(vars.contains(&r#"INVOCATION_PAYLOAD={"small":1}"#.to_owned()));
+        }
+    }
     let (_, body) = server.invoke("env", json!({"small": 1})).await;
-    let env = &body["output"]["env"];
-    assert_eq!(env["INVOCATION_PAYLOAD"], r#"{"small":1}"#);
-    assert!(env.get("PAYLOAD_URL").is_none());
 
     // The payload route is for the execution's own token only.
     let id = body["executionId"].as_str().unwrap();
@@ -440,4 +465,22 @@ async fn a_large_input_travels_through_payload_url() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     server.assert_no_instances().await;
+}
+
+/// The environment of the watchdog running execution `id` (the process that holds its
+/// CALLBACK_TOKEN), read as root.
+fn watchdog_environment(id: &str) -> Vec<String> {
+    support::processes_with_env(&format!("EXECUTION_ID={id}"))
+        .into_iter()
+        .find_map(|(pid, _)| {
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+            let vars: Vec<String> = environ
+                .split(|b| *b == 0)
+                .map(|var| String::from_utf8_lossy(var).into_owned())
+                .collect();
+            vars.iter()
+                .any(|var| var.starts_with("CALLBACK_TOKEN="))
+                .then_some(vars)
+        })
+        .expect("the watchdog of the execution runs")
 }

@@ -70,7 +70,7 @@ async fn a_file_function_and_a_command_list() {
 #[tokio::test]
 async fn concurrent_calls_with_one_idempotency_key_run_once() {
     let server = Server::start().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = support::function_tempdir();
     let count_file = dir.path().join("runs.txt");
     server.deploy(counting_function("count", &count_file)).await;
     let call = |key: &'static str| {

@@ -48,7 +48,7 @@ struct Crashed {
 /// until 2 run (with their processes) and 4 wait, SIGKILLs the server, opens the gate
 /// and restarts.
 async fn crash_with_two_running(retry: Option<Value>) -> Crashed {
-    let temp = tempfile::tempdir().expect("temp dir");
+    let temp = support::function_tempdir();
     let gate = temp.path().join("gate");
     let mut server = Server::start().await;
     let mut extra = json!({ "concurrency": { "max_in_flight": 2 } });
@@ -264,7 +264,7 @@ async fn clean_restart_keeps_functions_executions_and_logs() {
 
 #[tokio::test]
 async fn sigterm_stops_running_instances_after_the_grace() {
-    let temp = tempfile::tempdir().expect("temp dir");
+    let temp = support::function_tempdir();
     let gate = temp.path().join("gate");
     let options = ServerOptions {
         args: vec!["--shutdown-grace-ms".into(), "500".into()],

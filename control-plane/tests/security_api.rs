@@ -45,7 +45,7 @@ fn data_dir_holds(dir: &Path, needle: &str) -> Option<String> {
 #[tokio::test]
 async fn what_a_web_page_can_send_is_refused_and_runs_nothing() {
     let server = Server::start().await;
-    let temp = tempfile::tempdir().unwrap();
+    let temp = support::function_tempdir();
     let count = temp.path().join("count");
     server.deploy(counting_function("probe", &count)).await;
     let port = server.url.rsplit(':').next().unwrap().to_owned();
@@ -228,7 +228,7 @@ async fn as_token(
 #[tokio::test]
 async fn each_role_gets_what_it_grants_and_a_403_naming_what_it_lacks() {
     let server = Server::start().await;
-    let temp = tempfile::tempdir().unwrap();
+    let temp = support::function_tempdir();
     let count = temp.path().join("count");
     server.deploy(counting_function("counted", &count)).await;
     let reader = create_token(&server, "reader", "read").await;

@@ -206,7 +206,8 @@ async fn enqueued_executions_of_a_warm_function_run_on_its_pool() {
     server
         .deploy(warm_function(
             "async-warm",
-            json!({"min_instances": 1}),
+            // One instance only: the three calls queue for it rather than start others.
+            json!({"min_instances": 1, "max_instances": 1}),
             json!({}),
         ))
         .await;

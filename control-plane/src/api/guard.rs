@@ -71,10 +71,8 @@ pub async fn guard(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    check_request(&state, &request)?;
     let headers = request.headers();
-    check_host(&state.hosts, headers)?;
-    check_site(headers)?;
-    check_body_type(request.method(), headers)?;
     if let Some(permission) = required_permission(request.method(), request.uri().path()) {
         let principal = state
             .credentials
@@ -83,6 +81,26 @@ pub async fn guard(
         request.extensions_mut().insert(principal);
     }
     Ok(next.run(request).await)
+}
+
+/// The guard of the listener instances reach (see [`super::internal_app`]): the same
+/// checks but no API token, since it serves only routes that check the execution's own
+/// token; anything else is a plain 404 that says nothing of an API.
+pub async fn guard_internal(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    check_request(&state, &request)?;
+    Ok(next.run(request).await)
+}
+
+/// The checks that need no credential: Host, the browser's site, the body's type.
+fn check_request(state: &AppState, request: &Request) -> Result<(), ApiError> {
+    let headers = request.headers();
+    check_host(&state.hosts, headers)?;
+    check_site(headers)?;
+    check_body_type(request.method(), headers)
 }
 
 fn check_host(hosts: &HostPolicy, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -95,13 +95,15 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics));
-    finish(router, state)
+    let guard = middleware::from_fn_with_state(state.clone(), guard::guard);
+    finish(router, state).layer(guard)
 }
 
 /// The router of the listener instances reach on the Docker network: the callback and
 /// payload routes only, never the API.
 pub fn internal_app(state: Arc<AppState>) -> Router {
-    finish(Router::new().nest("/v1/internal", internal_routes()), state)
+    let guard = middleware::from_fn_with_state(state.clone(), guard::guard_internal);
+    finish(Router::new().nest("/v1/internal", internal_routes()), state).layer(guard)
 }
 
 fn internal_routes() -> Router<Arc<AppState>> {
@@ -110,7 +112,7 @@ fn internal_routes() -> Router<Arc<AppState>> {
         .route("/executions/{id}/payload", get(internal::payload))
 }
 
-/// The fallbacks, the body limit and the guard around `router`.
+/// The fallbacks and the body limit around `router`.
 fn finish(router: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
     router
         .fallback(|| async { ApiError::not_found("no such route") })
@@ -126,7 +128,6 @@ fn finish(router: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
             },
         )
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
         .with_state(state)
 }
 

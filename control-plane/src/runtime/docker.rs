@@ -16,15 +16,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest};
-use bollard::query_parameters::{
-    InspectNetworkOptions, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
 use gantry_protocol::env;
 use tokio_util::task::TaskTracker;
 
 use super::docker_instance::DockerInstance;
+use super::docker_network;
 use super::docker_sandbox::Sandboxes;
 use super::{Instance, Launch, Runtime, RuntimeError, WarmLaunch, WarmStarted};
 use crate::logs::LogSink;
@@ -116,11 +115,13 @@ pub(super) fn is_connection_error(err: &DockerError) -> bool {
 }
 
 impl DockerRuntime {
-    /// Connects to the engine, checks it answers, and creates the private network if it
-    /// is missing. The error says what failed (for `gantry serve` to print).
+    /// Connects to the engine, checks it answers, creates the private `network` if it is
+    /// missing and verifies its firewall (see [`super::docker_network`]). The error says
+    /// what failed (for `gantry serve` to print).
     /// `keep_ready` network sandboxes are kept started ahead of calls (0: none).
     pub async fn connect(
         owner: String,
+        network: String,
         keep_ready: usize,
         defaults: ContainerDefaults,
     ) -> Result<DockerRuntime, String> {
@@ -130,8 +131,9 @@ impl DockerRuntime {
             .await
             .map_err(|err| unreachable(&err))?;
         docker.ping().await.map_err(|err| unreachable(&err))?;
-        let network = DEFAULT_NETWORK.to_owned();
-        let gateway = ensure_network(&docker, &network).await?;
+        let inspected = docker_network::ensure_network(&docker, &network).await?;
+        docker_network::guard(&inspected).await?;
+        let gateway = docker_network::gateway(&inspected)?;
         Ok(DockerRuntime {
             docker,
             owner,
@@ -318,72 +320,6 @@ impl DockerRuntime {
             }
         }
     }
-}
-
-/// Bridge option that stops containers on the network from reaching each other (the
-/// host, and so the control plane and the pools' calls to warm instances, still can).
-const ISOLATE: (&str, &str) = ("com.docker.network.bridge.enable_icc", "false");
-
-/// Creates `name` (a labelled bridge whose containers cannot reach each other) unless it
-/// exists; an idle one made before that isolation is re-created. Answers the gateway.
-async fn ensure_network(docker: &Docker, name: &str) -> Result<IpAddr, String> {
-    let network = match docker
-        .inspect_network(name, None::<InspectNetworkOptions>)
-        .await
-    {
-        Ok(network) if isolated(&network) => network,
-        Ok(network) if network.containers.as_ref().is_none_or(HashMap::is_empty) => {
-            if let Err(err) = docker.remove_network(name).await {
-                tracing::debug!("removing the unisolated network {name}: {err}");
-            }
-            create_network(docker, name).await?
-        }
-        Ok(network) => {
-            tracing::warn!(
-                "the Docker network {name} lets its containers reach each other (it predates isolation and is in use); remove it while no function runs to isolate them"
-            );
-            network
-        }
-        Err(err) if is_not_found(&err) => create_network(docker, name).await?,
-        Err(err) => return Err(unreachable(&err)),
-    };
-    network
-        .ipam
-        .and_then(|ipam| ipam.config)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|config| config.gateway)
-        .find_map(|gateway| gateway.parse::<IpAddr>().ok().filter(IpAddr::is_ipv4))
-        .ok_or_else(|| format!("the Docker network {name} has no IPv4 gateway"))
-}
-
-fn isolated(network: &bollard::models::Network) -> bool {
-    network
-        .options
-        .as_ref()
-        .and_then(|options| options.get(ISOLATE.0))
-        .is_some_and(|value| value == ISOLATE.1)
-}
-
-async fn create_network(docker: &Docker, name: &str) -> Result<bollard::models::Network, String> {
-    let request = NetworkCreateRequest {
-        name: name.to_owned(),
-        driver: Some("bridge".to_owned()),
-        labels: Some(HashMap::from([(NETWORK_LABEL.to_owned(), "1".to_owned())])),
-        options: Some(HashMap::from([(
-            ISOLATE.0.to_owned(),
-            ISOLATE.1.to_owned(),
-        )])),
-        ..Default::default()
-    };
-    if let Err(err) = docker.create_network(request).await {
-        // Another server may have created it meanwhile.
-        tracing::debug!("creating the network {name}: {err}");
-    }
-    docker
-        .inspect_network(name, None::<InspectNetworkOptions>)
-        .await
-        .map_err(|err| format!("cannot create the Docker network {name}: {err}"))
 }
 
 #[async_trait]

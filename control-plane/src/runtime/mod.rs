@@ -5,6 +5,7 @@
 
 pub mod docker;
 mod docker_instance;
+pub mod docker_network;
 mod docker_sandbox;
 pub mod docker_select;
 mod docker_warm;

@@ -1,10 +1,12 @@
-//! Finding and stopping host processes by their environment markers.
+//! Finding and stopping host processes by their markers.
 //!
 //! Every process the process runtime starts carries `GANTRY_OWNER=<data dir id>` and
 //! `EXECUTION_ID=<id>` in its environment, and so do the function's processes, which
 //! inherit it even though the watchdog puts them in a process group of their own. A scan
 //! of `/proc/*/environ` therefore finds everything an execution (or a whole earlier run
-//! of the control plane) started, even after the watchdog itself was SIGKILLed.
+//! of the control plane) started, even after the watchdog itself was SIGKILLed. The
+//! watchdog hides its own environment (it holds the execution's token), so it also
+//! carries the markers in its `argv[0]`, which `/proc/*/cmdline` shows to everyone.
 
 use std::time::Duration;
 
@@ -29,21 +31,43 @@ pub fn find_marked(markers: &[String]) -> Vec<i32> {
         if pid == own {
             continue;
         }
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
-            continue;
+        // A process that is not dumpable (the watchdog) hides its environment from
+        // other users, and from its own user without CAP_SYS_PTRACE: its argv[0] says.
+        let marked = |path: &str, read: fn(Vec<u8>) -> Vec<u8>| {
+            std::fs::read(entry.path().join(path))
+                .map(read)
+                .is_ok_and(|marks| has_all(&marks, markers))
         };
-        let has = |marker: &String| {
-            environ
-                .split(|&b| b == 0)
-                .any(|var| var == marker.as_bytes())
-        };
-        if markers.iter().all(has) {
+        if marked("environ", |environ| environ) || marked("cmdline", argv0_marks) {
             if let Ok(pid) = i32::try_from(pid) {
                 found.push(pid);
             }
         }
     }
     found
+}
+
+/// The `argv[0]` a marked process is started with: a name and its markers, so that
+/// [`find_marked`] finds it in `/proc/<pid>/cmdline`.
+pub fn marked_argv0(name: &str, markers: &[String]) -> String {
+    std::iter::once(name)
+        .chain(markers.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Whether the NUL-separated `marks` hold every one of `markers`.
+fn has_all(marks: &[u8], markers: &[String]) -> bool {
+    markers
+        .iter()
+        .all(|marker| marks.split(|&b| b == 0).any(|var| var == marker.as_bytes()))
+}
+
+/// The words of the first argument in a `/proc/<pid>/cmdline`, NUL-separated like an
+/// environment.
+fn argv0_marks(cmdline: Vec<u8>) -> Vec<u8> {
+    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+    argv0.split(|&b| b == b' ').collect::<Vec<_>>().join(&0u8)
 }
 
 /// Sends `signal` to each pid and to its process group (never to this process's group).
@@ -155,5 +179,27 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "survivors: {left:?}");
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    #[tokio::test]
+    async fn finds_processes_marked_in_their_first_argument() {
+        let markers = vec![
+            format!("GANTRY_TEST_MARKER={}", uuid::Uuid::new_v4()),
+            "EXECUTION_ID=e1".to_owned(),
+        ];
+        let mut child = std::process::Command::new("sleep")
+            .arg0(marked_argv0("gantry-watchdog", &markers))
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while find_marked(&markers).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never found");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(find_marked(&markers[..1]).contains(&(child.id() as i32)));
+        assert!(find_marked(&[format!("{}x", markers[0])]).is_empty());
+        stop_marked(&markers, Duration::from_millis(200)).await;
+        let _ = child.wait();
     }
 }

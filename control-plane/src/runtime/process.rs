@@ -177,6 +177,8 @@ impl ProcessRuntime {
         scratch: PathBuf,
         ports: Vec<PortLease>,
     ) -> Result<ProcessInstance, RuntimeError> {
+        let markers = vec![self.owner_marker(), marker];
+        cmd.arg0(orphans::marked_argv0("gantry-watchdog", &markers));
         let mut child = cmd.spawn().map_err(|err| {
             RuntimeError::Spawn(format!(
                 "could not run the watchdog {}: {err}",
@@ -194,7 +196,7 @@ impl ProcessRuntime {
             stdout_task: Some(stdout_task),
             stderr_task: Some(stderr_task),
             exit: None,
-            markers: Arc::new(vec![self.owner_marker(), marker]),
+            markers: Arc::new(markers),
             scratch,
             _ports: ports,
         })

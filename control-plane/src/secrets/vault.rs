@@ -17,6 +17,7 @@ use zeroize::Zeroizing;
 use super::{check_name, check_value, Masker, Sealed, SecretKey, SecretRecord};
 use crate::registry::SecretRef;
 use crate::store::{Store, StoreError};
+pub use gantry_protocol::env::defaults::SECRETS_DIR;
 
 /// The setting that proves which key sealed the stored secrets.
 const KEY_CHECK_SETTING: &str = "secret_key_check";
@@ -72,9 +73,6 @@ pub enum VaultError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
-
-/// Where file secrets are written inside a container.
-pub const SECRETS_DIR: &str = "/run/secrets";
 
 /// What a function's `secrets` become at launch.
 #[derive(Debug, Default, Clone)]

@@ -50,14 +50,18 @@ impl RuntimeSetup {
                     pids: args.docker_pids,
                     cpus: args.docker_cpus,
                 };
-                let docker =
-                    DockerRuntime::connect(owner.to_owned(), args.docker_sandboxes, defaults)
-                        .await
-                        .map_err(|message| {
-                            Failure::fatal(format!(
-                                "{message}; start the engine or use --runtime process"
-                            ))
-                        })?;
+                let docker = DockerRuntime::connect(
+                    owner.to_owned(),
+                    args.docker_network.clone(),
+                    args.docker_sandboxes,
+                    defaults,
+                )
+                .await
+                .map_err(|message| {
+                    Failure::fatal(format!(
+                        "{message}; start the engine or use --runtime process"
+                    ))
+                })?;
                 let network = (docker.gateway(), docker.network().to_owned());
                 (
                     Arc::new(RuntimeSelector::new(docker, process)),

@@ -162,3 +162,20 @@ pub async fn assert_ran_in_container(server: &Server, answer: &serde_json::Value
         "not run in a container: {record}"
     );
 }
+
+/// An image built `FROM base` with `files` (name, path on the host) copied to `/` and
+/// `lines` (Dockerfile instructions) after them; removed on drop.
+pub fn derived_image(name: &str, base: &Image, files: &[(&str, &Path)], lines: &[&str]) -> Image {
+    let context = tempfile::tempdir().expect("temp dir");
+    let mut dockerfile = format!("FROM {}\n", base.0);
+    for (file, source) in files {
+        std::fs::copy(source, context.path().join(file)).expect("copy into the build context");
+        dockerfile.push_str(&format!("COPY {file} /{file}\n"));
+    }
+    for line in lines {
+        dockerfile.push_str(line);
+        dockerfile.push('\n');
+    }
+    std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
+    Image::build(name, context.path())
+}

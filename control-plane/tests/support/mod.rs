@@ -55,6 +55,16 @@ pub fn watchdog_bin() -> PathBuf {
         .clone()
 }
 
+/// A temporary directory the functions may write to: when the server runs as root they
+/// run as `nobody`, who cannot enter the test's own 0700 temporary directories.
+pub fn function_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("open the temp dir to the function user");
+    dir
+}
+
 /// A file under `control-plane/tests/fixtures/`.
 pub fn fixture(name: &str) -> String {
     format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
@@ -95,7 +105,8 @@ impl Server {
 
     /// A server on a fresh data directory.
     pub async fn start_with(options: ServerOptions) -> Server {
-        let temp = Arc::new(tempfile::tempdir().expect("temp dir"));
+        // Functions may write beside the data directory (which stays private).
+        let temp = Arc::new(function_tempdir());
         let data_dir = temp.path().join("data");
         Server::launch(data_dir, Some(temp), options).await
     }
