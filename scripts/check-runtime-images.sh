@@ -35,7 +35,7 @@ docker info >/dev/null 2>&1 || fail "no Docker engine answers \`docker info\` (r
 step "make runtime-images"
 make --no-print-directory runtime-images || fail "make runtime-images failed"
 
-# Restrictions the docker runtime applies (DESIGN.md §6).
+# Restrictions the docker runtime applies.
 LOCKED=(--network none --read-only --tmpfs /tmp --cap-drop ALL --security-opt no-new-privileges)
 
 out="" err="" rc=0

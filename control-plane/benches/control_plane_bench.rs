@@ -1,4 +1,4 @@
-//! `make bench-control-plane`: measures the control plane against the DESIGN.md §9
+//! `make bench-control-plane`: measures the control plane against the performance
 //! targets — cold start of a no-op STDIO function through the process runtime
 //! (end-to-end `:invoke`, ≤ 5 ms p50) and durable enqueue throughput (`:enqueue` → 202,
 //! ≥ 20,000/s) — each against baselines taken in the same run, prints the report and

@@ -1,4 +1,4 @@
-//! `make bench-warm`: the DESIGN.md §9 warm-pool target — control plane → warm instance
+//! `make bench-warm`: the warm-pool performance target — control plane → warm instance
 //! → result, p50 overhead ≤ 0.5 ms and ≥ 10k invocations/s on 2 cores. End-to-end
 //! `POST /v1/functions/noop-warm:invoke` of a no-op HTTP function kept warm by the
 //! release `gantry serve` (process runtime), against `POST /invoke` on the same no-op

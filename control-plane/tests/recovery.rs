@@ -1,4 +1,4 @@
-//! Crash safety of the control plane (DESIGN.md §5, durability): `kill -9` with running
+//! Crash safety of the control plane (durability): `kill -9` with running
 //! and queued executions, a clean stop and restart, and SIGTERM with a running execution.
 //! After each restart no process of the earlier run survives and no execution is lost.
 

@@ -1,4 +1,4 @@
-//! Names and defaults of the watchdog's environment variables (DESIGN.md §2).
+//! Names and defaults of the watchdog's environment variables.
 
 /// `HTTP`, `STDIO`, `FILE` or `WARM`.
 pub const EXECUTION_MODE: &str = "EXECUTION_MODE";

@@ -1,4 +1,4 @@
-//! `make bench-watchdog`: measures the watchdog against the DESIGN.md §9 targets — static
+//! `make bench-watchdog`: measures the watchdog against the performance targets — static
 //! binary size, idle RSS, WARM HTTP proxy overhead, WARM STDIO per-call latency and
 //! one-shot STDIO exec-to-callback time — each against a baseline taken in the same run,
 //! prints the report and refreshes the watchdog section of BENCHMARKS.md.

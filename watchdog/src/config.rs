@@ -1,4 +1,4 @@
-//! The watchdog's configuration: every environment variable of DESIGN.md §2, parsed and
+//! The watchdog's configuration: every environment variable of the watchdog contract, parsed and
 //! checked once at start. A bad value is a [`ConfigError`] naming the variable (exit 64).
 
 use std::net::IpAddr;

@@ -3,7 +3,7 @@
 //!
 //! Built on hyper's connection-level client rather than a general-purpose pooled client:
 //! the watchdog talks plain HTTP/1 to one or two hosts, and every byte of the static
-//! binary counts (DESIGN.md §9). Every request reads its whole (bounded) body, after
+//! binary counts. Every request reads its whole (bounded) body, after
 //! which its connection goes back to the pool.
 
 use std::collections::HashMap;

@@ -9,11 +9,23 @@ use bytes::Bytes;
 use gantry_bench_support::http::{connect, Connection};
 use gantry_bench_support::stats::Sample;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use tokio::task::JoinSet;
 
 use crate::BenchResult;
+
+macro_rules! bench_token {
+    () => {
+        "gty_benchmark-token"
+    };
+}
+
+/// The admin token every benchmarked server is started with (GANTRY_TOKEN): the API
+/// needs one.
+pub const TOKEN: &str = bench_token!();
+/// `Authorization` of every call.
+const AUTHORIZATION_VALUE: &str = concat!("Bearer ", bench_token!());
 
 /// An answer: status, `X-Execution-Id` (if any) and the whole body.
 #[derive(Debug)]
@@ -74,7 +86,8 @@ impl Call {
         let mut request = Request::builder()
             .method(self.method.clone())
             .uri(self.path.as_str())
-            .header(HOST, "127.0.0.1");
+            .header(HOST, "127.0.0.1")
+            .header(AUTHORIZATION, AUTHORIZATION_VALUE);
         if self.method == Method::POST {
             request = request.header(CONTENT_TYPE, "application/json");
         }

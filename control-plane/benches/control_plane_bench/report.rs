@@ -1,5 +1,5 @@
 //! The report: the machine, commit and load it ran on, one markdown table per benchmark
-//! with a verdict against the DESIGN.md §9 target, and the generated section of
+//! with a verdict against the performance target, and the generated section of
 //! BENCHMARKS.md.
 
 use std::time::Instant;
@@ -19,9 +19,9 @@ pub const SECTION: Section = Section {
     end: "<!-- control-plane-bench:end -->",
 };
 
-/// DESIGN.md §9: cold start, process runtime, no-op STDIO function, p50.
+/// Target: cold start, process runtime, no-op STDIO function, p50.
 const COLD_START_TARGET_US: f64 = 5000.0;
-/// DESIGN.md §9: durable enqueue, executions accepted per second.
+/// Target: durable enqueue, executions accepted per second.
 const ENQUEUE_TARGET_RPS: f64 = 20_000.0;
 
 /// Where, when and on what code the numbers were taken, and how busy the machine was

@@ -74,6 +74,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .env("GANTRY_WATCHDOG", watchdog_bin())
+            .env("GANTRY_TOKEN", crate::client::TOKEN)
             .env("GANTRY_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

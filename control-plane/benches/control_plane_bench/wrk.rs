@@ -67,7 +67,8 @@ pub fn run(
         std::fs::write(
             &script,
             format!(
-                "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+                "wrk.method = \"POST\"\nwrk.body = '{body}'\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {}\"\n",
+                crate::client::TOKEN
             ),
         )?;
         command.arg("-s").arg(script);

@@ -1,5 +1,5 @@
 //! The report: the machine and load it ran on, one table of the warm path against the
-//! runtime called directly with verdicts against the DESIGN.md §9 target, and what the
+//! runtime called directly with verdicts against the performance target, and what the
 //! checks found; written into the warm-pool section of BENCHMARKS.md.
 
 use gantry_bench_support::format::{added, at_most, grouped, rps, time};
@@ -17,9 +17,9 @@ pub const SECTION: Section = Section {
     end: "<!-- warm-bench:end -->",
 };
 
-/// DESIGN.md §9: control plane → warm instance → result, p50 overhead.
+/// Target: control plane → warm instance → result, p50 overhead.
 const ADDED_P50_TARGET_US: f64 = 500.0;
-/// DESIGN.md §9: invocations per second on 2 cores.
+/// Target: invocations per second on 2 cores.
 const THROUGHPUT_TARGET: f64 = 10_000.0;
 
 /// /proc/loadavg's first three fields.

@@ -1,4 +1,4 @@
-//! Chains and event triggers of a function (DESIGN.md §7): their manifest types, the
+//! Chains and event triggers of a function: their manifest types, the
 //! checks run at deploy, rule evaluation and the mapping of a finished execution to the
 //! input of the function it chains to. Nothing here does I/O.
 //!

@@ -1,4 +1,4 @@
-//! The function manifest (DESIGN.md §4): its fields, defaults, parsing from YAML or JSON,
+//! The function manifest: its fields, defaults, parsing from YAML or JSON,
 //! and the checks that turn a bad manifest into a list of readable problems.
 
 use std::collections::BTreeMap;
@@ -51,7 +51,7 @@ pub const RESERVED_ENV: &[&str] = &[
     crate::runtime::process::INSTANCE_VAR,
 ];
 
-/// How the watchdog talks to the function (DESIGN.md §2). Warm instances are asked for
+/// How the watchdog talks to the function. Warm instances are asked for
 /// with the `warm` section, not with a mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Mode {
@@ -103,7 +103,7 @@ impl CommandSpec {
     }
 }
 
-/// Warm-pool settings (DESIGN.md §6).
+/// Warm-pool settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WarmSpec {
@@ -165,7 +165,7 @@ pub struct Resources {
     pub timeout_ms: Option<u64>,
 }
 
-/// Retry policy (DESIGN.md §7).
+/// Retry policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
@@ -251,14 +251,14 @@ pub struct FunctionSpec {
     /// Admission limits.
     #[serde(default)]
     pub concurrency: ConcurrencySpec,
-    /// Functions run after this one finishes (DESIGN.md §7).
+    /// Functions run after this one finishes.
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "chain::deserialize_chains"
     )]
     pub chains: Vec<ChainSpec>,
-    /// Event types that start this function (DESIGN.md §7).
+    /// Event types that start this function.
     #[serde(
         default,
         skip_serializing_if = "Vec::is_empty",

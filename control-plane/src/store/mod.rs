@@ -112,7 +112,7 @@ impl Trigger {
     }
 }
 
-/// Why an execution failed. Codes are the watchdog's (DESIGN.md §2) plus the control
+/// Why an execution failed. Codes are the watchdog's plus the control
 /// plane's own (see [`codes`]); unknown codes from a newer watchdog are kept as sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutionError {
@@ -159,7 +159,7 @@ pub mod codes {
     pub const CONTROL_PLANE_RESTARTED: &str = "CONTROL_PLANE_RESTARTED";
 }
 
-/// One execution record (DESIGN.md §5), as stored and as answered by the API.
+/// One execution record, as stored and as answered by the API.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Execution {

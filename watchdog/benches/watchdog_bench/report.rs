@@ -1,5 +1,5 @@
 //! The report: the machine it ran on, one markdown table per benchmark with a verdict
-//! against the DESIGN.md §9 target, and the generated section of BENCHMARKS.md.
+//! against the performance target, and the generated section of BENCHMARKS.md.
 
 use gantry_bench_support::format::{added, at_most, grouped, rps, time};
 use gantry_bench_support::stats::Summary;
@@ -96,7 +96,7 @@ fn size_table(size: &BinarySize) -> Table {
         rows: vec![row(
             "watchdog binary, static, stripped",
             format!("{} B ({:.2} MiB)", grouped(size.bytes), bytes / 1_048_576.0),
-            "— (peers, DESIGN.md §9: 3.7 MB, 8.8 MB)",
+            "— (peers: 3.7 MB, 8.8 MB)",
             "≤ 1,048,576 B (1 MiB)",
             at_most(bytes, 1_048_576.0, |b| format!("{} B", grouped(b as u64))),
         )],
@@ -239,7 +239,7 @@ fn stdio_table(stdio: &StdioCat, rounds: usize) -> Table {
 fn oneshot_table(runs: &[Summary], http: &HttpProxy) -> Table {
     let direct = summary(runs, procs::CAT_DIRECT);
     let watchdog = summary(runs, oneshot::WATCHDOG);
-    let budget = "— (whole cold start ≤ 5 ms, DESIGN.md §9)";
+    let budget = "— (whole cold start ≤ 5 ms)";
     let within = |us: f64| {
         at_most(us, COLD_START_BUDGET_US, time)
             .replace("meets", "within budget")
