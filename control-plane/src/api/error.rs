@@ -140,6 +140,11 @@ impl From<DispatchError> for ApiError {
                 format!("{message}: {}", violations.join("; ")),
             )
             .with_details(Value::from(violations)),
+            DispatchError::InputTooComplex(_) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INPUT_TOO_COMPLEX",
+                message,
+            ),
             DispatchError::QueueFull { .. } => {
                 let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "QUEUE_FULL", message);
                 error.retry_after_secs = Some(1);

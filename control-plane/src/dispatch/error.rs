@@ -22,6 +22,11 @@ pub enum DispatchError {
         /// Each violation.
         violations: Vec<String>,
     },
+    /// Checking the input against the `input_schema` took too long.
+    #[error(
+        "checking the input against the input_schema of {0:?} took too long; send a smaller input"
+    )]
+    InputTooComplex(String),
     /// `max_in_flight` executions run and `max_queue` wait.
     #[error("function {function:?} is at capacity: {queued} executions are waiting (max_queue)")]
     QueueFull {

@@ -157,7 +157,10 @@ impl Dispatcher {
                 Ok(target) => {
                     let mut child = Execution::queued(&target.version, input, Trigger::Chain);
                     if let Some(schema) = &target.input_schema {
-                        let violations = schema.violations(&child.input);
+                        let violations = schema
+                            .check(&child.input)
+                            .await
+                            .unwrap_or_else(|slow| vec![slow.to_string()]);
                         if !violations.is_empty() {
                             fail(
                                 &mut child,

@@ -180,7 +180,7 @@ impl Dispatcher {
             return Err(DispatchError::ShuttingDown);
         }
         let function = self.catalog.current(&request.function).await?;
-        check_input(&function, &request)?;
+        check_input(&function, &request).await?;
         let spec = function.spec();
         if let Some(key) = &request.idempotency_key {
             if let Some(existing) = self
@@ -454,12 +454,18 @@ impl Dispatcher {
 }
 
 /// Refuses a request for a disabled function or with an input its schema rejects.
-fn check_input(function: &LoadedFunction, request: &InvokeRequest) -> Result<(), DispatchError> {
+async fn check_input(
+    function: &LoadedFunction,
+    request: &InvokeRequest,
+) -> Result<(), DispatchError> {
     if !function.spec().enabled {
         return Err(DispatchError::Disabled(request.function.clone()));
     }
     if let Some(schema) = &function.input_schema {
-        let violations = schema.violations(&request.input);
+        let violations = schema
+            .check(&request.input)
+            .await
+            .map_err(|_| DispatchError::InputTooComplex(request.function.clone()))?;
         if !violations.is_empty() {
             return Err(DispatchError::InvalidInput {
                 function: request.function.clone(),

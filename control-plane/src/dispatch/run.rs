@@ -221,12 +221,18 @@ impl Dispatcher {
         let (finished, ack) = match event {
             Event::Report(report, ack) => {
                 let report = oom_checked(instance.as_mut(), masked(&masker, report)).await;
-                (Self::report_outcome(&function, report, elapsed), Some(ack))
+                (
+                    Self::report_outcome(&function, report, elapsed).await,
+                    Some(ack),
+                )
             }
             Event::Exited(exit) => match reports.try_recv() {
                 Ok((report, ack)) => {
                     let report = oom_checked(instance.as_mut(), masked(&masker, report)).await;
-                    (Self::report_outcome(&function, report, elapsed), Some(ack))
+                    (
+                        Self::report_outcome(&function, report, elapsed).await,
+                        Some(ack),
+                    )
                 }
                 Err(_) => {
                     // The watchdog is gone without reporting (crashed, killed): the
@@ -239,7 +245,10 @@ impl Dispatcher {
                             None,
                         )
                     } else {
-                        (Self::exit_outcome(&function, &masker, exit, elapsed), None)
+                        (
+                            Self::exit_outcome(&function, &masker, exit, elapsed).await,
+                            None,
+                        )
                     }
                 }
             },
@@ -315,7 +324,7 @@ impl Dispatcher {
         self.logs.close(id);
     }
 
-    pub(super) fn report_outcome(
+    pub(super) async fn report_outcome(
         function: &LoadedFunction,
         report: CallbackReport,
         elapsed: Duration,
@@ -324,7 +333,10 @@ impl Dispatcher {
         if report.success {
             let output = report.output.unwrap_or(serde_json::Value::Null);
             if let Some(schema) = &function.output_schema {
-                let violations = schema.violations(&output);
+                let violations = schema
+                    .check(&output)
+                    .await
+                    .unwrap_or_else(|slow| vec![slow.to_string()]);
                 if !violations.is_empty() {
                     return Finished {
                         status: ExecutionStatus::Error,
@@ -375,7 +387,7 @@ impl Dispatcher {
         }
     }
 
-    fn exit_outcome(
+    async fn exit_outcome(
         function: &LoadedFunction,
         masker: &Masker,
         exit: InstanceExit,
@@ -388,7 +400,7 @@ impl Dispatcher {
                 .as_deref()
                 .and_then(|line| serde_json::from_str::<CallbackReport>(line).ok())
             {
-                return Self::report_outcome(function, masked(masker, report), elapsed);
+                return Self::report_outcome(function, masked(masker, report), elapsed).await;
             }
         }
         let error = ExecutionError::new(

@@ -61,7 +61,7 @@ impl Dispatcher {
             let accepted = self.submit(request).await?;
             return self.wait_final(accepted.execution.id).await;
         }
-        check_input(&function, &request)?;
+        check_input(&function, &request).await?;
         let mut execution = Execution::queued(&function.version, request.input, request.trigger);
         execution.trace_id = Some(
             request
@@ -185,7 +185,7 @@ impl Dispatcher {
                         Ok(report) => {
                             let report = masked(&lease.masker(), report);
                             drop(lease);
-                            Self::report_outcome(&ran_on, report, elapsed)
+                            Self::report_outcome(&ran_on, report, elapsed).await
                         }
                         Err(err) => {
                             lease.discard();
