@@ -90,3 +90,182 @@ async fn hostile_inputs_are_checked_quickly_in_bounded_memory() {
     assert_eq!(status, StatusCode::OK, "{body}");
     server.assert_no_instances().await;
 }
+
+/// Lines in `file`: how often the counting fixtures ran.
+fn runs(file: &std::path::Path) -> usize {
+    std::fs::read_to_string(file)
+        .map(|text| text.lines().count())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_failure_is_redriven_once_and_only_into_an_enabled_function() {
+    let server = Server::start().await;
+    let temp = support::function_tempdir();
+    let count = temp.path().join("runs");
+    let flaky = |enabled: bool| {
+        stdio_function(
+            "flaky",
+            "python3 flaky.py",
+            json!({"env": {"COUNT_FILE": count.to_str().unwrap(), "FAIL_TIMES": "2"}, "enabled": enabled}),
+        )
+    };
+    server.deploy(flaky(true)).await;
+    let (status, first) = server.invoke("flaky", json!({"n": 1})).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{first}");
+    let (_, second) = server.invoke("flaky", json!({"n": 2})).await;
+    let retry = |id: &str| {
+        server.call(server.request(reqwest::Method::POST, &format!("/v1/executions/{id}:retry")))
+    };
+    let id = first["executionId"].as_str().unwrap();
+    let (status, _, redrive) = retry(id).await;
+    assert!(status.is_success(), "{redrive}");
+    let redriven = redrive["executionId"]
+        .as_str()
+        .or(redrive["id"].as_str())
+        .unwrap()
+        .to_owned();
+    for _ in 0..3 {
+        let (status, _, body) = retry(id).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(body["error"]["code"], "ALREADY_REDRIVEN", "{body}");
+        assert_eq!(
+            body["error"]["details"]["redrivenBy"],
+            redriven.as_str(),
+            "{body}"
+        );
+    }
+    server
+        .wait_terminal(&redriven, std::time::Duration::from_secs(30))
+        .await;
+    assert_eq!(runs(&count), 3, "two calls and one re-drive ran");
+    assert_eq!(server.execution(id).await["redrivenBy"], redriven.as_str());
+
+    // Disabled, a function takes no re-drive either.
+    let (status, _, _) = server
+        .call(
+            server
+                .request(reqwest::Method::PUT, "/v1/functions/flaky")
+                .json(&flaky(false)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, body) = retry(second["executionId"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "FUNCTION_DISABLED", "{body}");
+    assert_eq!(runs(&count), 3, "nothing more ran");
+}
+
+#[tokio::test]
+async fn chains_are_capped_and_never_overflow_their_targets() {
+    let server = Server::start().await;
+    server
+        .deploy(stdio_function("sink", "cat", json!({})))
+        .await;
+    let many: Vec<serde_json::Value> = (0..17).map(|_| json!({"target": "sink"})).collect();
+    let (status, body) = server
+        .try_deploy(stdio_function("wide", "cat", json!({"chains": many})))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_message(&body).contains("--max-chains"), "{body}");
+
+    // A child whose target is disabled, or whose queue is full, is recorded failed.
+    server
+        .deploy(stdio_function("off", "cat", json!({"enabled": false})))
+        .await;
+    server
+        .deploy(stdio_function(
+            "busy",
+            "sleep 30",
+            json!({"concurrency": {"max_in_flight": 1, "max_queue": 0}}),
+        ))
+        .await;
+    let blocker = server.enqueue("busy", json!(null)).await;
+    server
+        .wait_status(&blocker, "running", std::time::Duration::from_secs(30))
+        .await;
+    server
+        .deploy(stdio_function(
+            "parent",
+            "cat",
+            json!({"chains": [{"target": "off"}, {"target": "busy"}, {"target": "sink"}]}),
+        ))
+        .await;
+    let (status, body) = server.invoke("parent", json!({"n": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let id = body["executionId"].as_str().unwrap();
+    let mut codes = std::collections::BTreeMap::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, _, tree) = server
+            .call(server.request(reqwest::Method::GET, &format!("/v1/executions/{id}/chain")))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{tree}");
+        codes.clear();
+        for child in tree["children"].as_array().unwrap() {
+            codes.insert(
+                child["function"].as_str().unwrap().to_owned(),
+                (child["status"].clone(), child["error"]["code"].clone()),
+            );
+        }
+        if codes
+            .get("sink")
+            .is_some_and(|(status, _)| status == "success")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{tree}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(codes["off"], (json!("error"), json!("FUNCTION_DISABLED")));
+    assert_eq!(codes["busy"], (json!("error"), json!("QUEUE_FULL")));
+}
+
+#[tokio::test]
+async fn a_chain_tree_comes_in_pages() {
+    let server = Server::start().await;
+    server
+        .deploy(stdio_function("leaf", "cat", json!({})))
+        .await;
+    let chains: Vec<serde_json::Value> = (0..5).map(|_| json!({"target": "leaf"})).collect();
+    server
+        .deploy(stdio_function("fan", "cat", json!({"chains": chains})))
+        .await;
+    let (_, body) = server.invoke("fan", json!(1)).await;
+    let id = body["executionId"].as_str().unwrap().to_owned();
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut path = format!("/v1/executions/{id}/chain?limit=2");
+        if let Some(cursor) = &cursor {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let (status, _, page) = server
+            .call(server.request(reqwest::Method::GET, &path))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(page["id"], id.as_str());
+        pages += 1;
+        for child in page["children"].as_array().unwrap() {
+            assert_eq!(
+                child["parentId"].as_str().or(Some(id.as_str())),
+                Some(id.as_str())
+            );
+            seen.insert(child["id"].as_str().unwrap().to_owned());
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5, "every child once");
+    assert!(pages >= 3, "{pages} pages");
+    let (status, _, body) = server
+        .call(server.request(
+            reqwest::Method::GET,
+            &format!("/v1/executions/{id}/chain?limit=0"),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}

@@ -171,6 +171,10 @@ impl From<DispatchError> for ApiError {
             }
             DispatchError::Store(err) => err.into(),
             DispatchError::Internal(cause) => ApiError::internal(&cause),
+            DispatchError::AlreadyRedriven { by, .. } => {
+                ApiError::new(StatusCode::CONFLICT, "ALREADY_REDRIVEN", message)
+                    .with_details(serde_json::json!({ "redrivenBy": by }))
+            }
             DispatchError::NotFailed(..) => {
                 ApiError::new(StatusCode::CONFLICT, "CONFLICT", message)
             }

@@ -162,11 +162,41 @@ pub async fn action(
     }
 }
 
-/// `GET /v1/executions/{id}/chain`: the tree of executions it started.
+/// Query of `GET /v1/executions/{id}/chain`.
+#[derive(Debug, Deserialize)]
+pub struct ChainQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+/// Page size of a chain tree when `limit` is absent.
+const DEFAULT_CHAIN_LIMIT: u32 = 1_000;
+/// Largest page of a chain tree.
+const MAX_CHAIN_LIMIT: u32 = 10_000;
+
+/// `GET /v1/executions/{id}/chain`: the tree of executions it started, a page of
+/// members at a time (`limit`, `cursor` from `nextCursor`).
 pub async fn chain(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-) -> Result<Json<crate::dispatch::ChainNode>, ApiError> {
+    query: Result<Query<ChainQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<crate::dispatch::ChainPage>, ApiError> {
+    let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
     let id = parse_id(&id)?;
-    Ok(Json(state.dispatcher.chain_tree(id).await?))
+    let limit = query.limit.unwrap_or(DEFAULT_CHAIN_LIMIT);
+    if !(1..=MAX_CHAIN_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {MAX_CHAIN_LIMIT}"
+        )));
+    }
+    let after = query
+        .cursor
+        .as_deref()
+        .map(|cursor| {
+            uuid::Uuid::parse_str(cursor).map_err(|_| {
+                ApiError::bad_request(format!("cursor {cursor:?} is not a nextCursor"))
+            })
+        })
+        .transpose()?;
+    Ok(Json(state.dispatcher.chain_tree(id, after, limit).await?))
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::accept::Storing;
 use super::{DispatchError, Dispatcher, InvokeRequest};
 use crate::store::{Execution, ExecutionError, ExecutionStatus, Trigger};
 
@@ -105,7 +106,9 @@ impl Dispatcher {
 
     /// `POST /v1/executions/{id}:retry`: runs a failed execution again as a new
     /// execution (trigger `retry`, child of the failed one), taking the failed one off
-    /// the dead-letter list.
+    /// the dead-letter list. Once: a second re-drive of the same failure is refused with
+    /// the first one's id. The function must be enabled, accept the input and have room
+    /// in its queue, as for any call.
     pub async fn redrive(self: &Arc<Self>, id: Uuid) -> Result<Execution, DispatchError> {
         let failed = self
             .store
@@ -118,39 +121,129 @@ impl Dispatcher {
         ) {
             return Err(DispatchError::NotFailed(id, failed.status.as_str()));
         }
+        if let Some(by) = failed.redriven_by {
+            return Err(DispatchError::AlreadyRedriven { failed: id, by });
+        }
         let function = self.catalog.current(&failed.function).await?;
-        let mut retry = Execution::queued(&function.version, failed.input.clone(), Trigger::Retry);
+        let request = InvokeRequest {
+            function: failed.function.clone(),
+            input: failed.input.clone(),
+            trace_id: failed.trace_id.clone(),
+            idempotency_key: None,
+            timeout_ms: None,
+            trigger: Trigger::Retry,
+        };
+        super::check_input(&function, &request).await?;
+        let mut retry = Execution::queued(&function.version, request.input, Trigger::Retry);
         retry.parent_id = Some(failed.id);
         retry.root_id = Some(failed.root_id.unwrap_or(failed.id));
         retry.depth = failed.depth;
         retry.trace_id = failed.trace_id.clone();
-        if !self.store.redrive(id, &retry).await? {
-            return Err(DispatchError::NotFailed(id, failed.status.as_str()));
-        }
-        self.enqueue_stored(&retry.function, retry.id).await;
+        self.admit(function.spec(), &retry, Storing::Redrive(id))
+            .await?;
         Ok(retry)
     }
 
-    /// The tree of executions `id` started through its chains (and re-drives).
-    pub async fn chain_tree(&self, id: Uuid) -> Result<ChainNode, DispatchError> {
+    /// The tree of executions `id` started through its chains (and re-drives), a page
+    /// at a time: the members of its chain tree after `after` (by id), at most `limit`.
+    /// On the first page each member hangs below its parent; on later pages a member
+    /// whose parent was on an earlier page hangs directly below `id` (its `parentId`
+    /// says where it belongs). Built without recursion, so a deep chain costs no stack.
+    pub async fn chain_tree(
+        &self,
+        id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<ChainPage, DispatchError> {
         let execution = self
             .store
             .get_execution(id)
             .await?
             .ok_or(DispatchError::ExecutionNotFound(id))?;
         let root = execution.root_id.unwrap_or(execution.id);
-        let mut by_parent: HashMap<Uuid, Vec<Execution>> = HashMap::new();
-        for member in self.store.chain_tree(root).await? {
-            if let Some(parent) = member.parent_id {
-                by_parent.entry(parent).or_default().push(member);
-            }
-        }
-        Ok(node(execution, &mut by_parent))
+        let members = self.store.chain_tree(root, after, limit).await?;
+        let next_cursor = (members.len() == limit as usize)
+            .then(|| members.last().map(|member| member.id))
+            .flatten();
+        Ok(ChainPage {
+            tree: build_tree(execution, members, after.is_none()),
+            next_cursor,
+        })
     }
 }
 
-fn node(execution: Execution, by_parent: &mut HashMap<Uuid, Vec<Execution>>) -> ChainNode {
-    let children = by_parent.remove(&execution.id).unwrap_or_default();
+/// A page of a chain tree.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChainPage {
+    /// The execution asked for, with this page's members below it.
+    #[serde(flatten)]
+    pub tree: ChainNode,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<Uuid>,
+}
+
+/// Hangs the descendants of `top` among `members` (ordered by id, so a parent comes
+/// before its children) below their parents. On a later page (`first_page` false), a
+/// member whose parent is not among `members` hangs below `top`.
+fn build_tree(top: Execution, members: Vec<Execution>, first_page: bool) -> ChainNode {
+    let top_id = top.id;
+    let mut kept: Vec<(Uuid, Uuid, ChainNode)> = Vec::new();
+    let mut inside: HashMap<Uuid, usize> = HashMap::from([(top_id, usize::MAX)]);
+    let on_page: std::collections::HashSet<Uuid> = members.iter().map(|m| m.id).collect();
+    for member in members {
+        if member.id == top_id {
+            continue;
+        }
+        let parent = match member.parent_id {
+            Some(parent) if inside.contains_key(&parent) => parent,
+            Some(parent) if !first_page && !on_page.contains(&parent) => top_id,
+            _ => continue,
+        };
+        inside.insert(member.id, kept.len());
+        kept.push((member.id, parent, leaf(member)));
+    }
+    let mut root = leaf(top);
+    // Children come after their parents: attach from the last one up, then put each
+    // level back in id order.
+    let mut nodes: HashMap<Uuid, ChainNode> = HashMap::new();
+    for (id, parent, mut node) in kept.into_iter().rev() {
+        if let Some(children) = nodes.remove(&id).map(|n| n.children) {
+            node.children = children;
+        }
+        node.children.reverse();
+        if parent == top_id {
+            root.children.push(node);
+        } else {
+            nodes
+                .entry(parent)
+                .or_insert_with(|| placeholder(parent))
+                .children
+                .push(node);
+        }
+    }
+    root.children.reverse();
+    root
+}
+
+/// A node that only collects children until its own turn comes.
+fn placeholder(id: Uuid) -> ChainNode {
+    ChainNode {
+        id,
+        function: String::new(),
+        status: ExecutionStatus::Queued,
+        depth: 0,
+        trigger: Trigger::Chain,
+        attempt: 0,
+        dead_letter: false,
+        error: None,
+        run_at: None,
+        children: Vec::new(),
+    }
+}
+
+fn leaf(execution: Execution) -> ChainNode {
     ChainNode {
         id: execution.id,
         function: execution.function,
@@ -161,9 +254,6 @@ fn node(execution: Execution, by_parent: &mut HashMap<Uuid, Vec<Execution>>) -> 
         dead_letter: execution.dead_letter,
         error: execution.error,
         run_at: execution.run_at,
-        children: children
-            .into_iter()
-            .map(|child| node(child, by_parent))
-            .collect(),
+        children: Vec::new(),
     }
 }

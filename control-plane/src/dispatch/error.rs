@@ -61,6 +61,14 @@ pub enum DispatchError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The failure was re-driven already (once is the rule).
+    #[error("execution {failed} was already re-driven as execution {by}")]
+    AlreadyRedriven {
+        /// The failed execution.
+        failed: Uuid,
+        /// The execution that re-drove it.
+        by: Uuid,
+    },
     /// Only a failed execution can be re-driven.
     #[error("execution {0} is {1}; only a failed (error, timeout or cancelled) execution can be re-driven")]
     NotFailed(Uuid, &'static str),

@@ -156,7 +156,25 @@ impl Dispatcher {
             let mut child = match self.catalog.current(&chain.target).await {
                 Ok(target) => {
                     let mut child = Execution::queued(&target.version, input, Trigger::Chain);
-                    if let Some(schema) = &target.input_schema {
+                    let spec = target.spec();
+                    let queued = self.admission.load(&chain.target).queued;
+                    if !spec.enabled {
+                        fail(
+                            &mut child,
+                            codes::FUNCTION_DISABLED,
+                            format!("the chained function {:?} is disabled", chain.target),
+                        );
+                    } else if queued >= spec.max_queue() as usize {
+                        fail(
+                            &mut child,
+                            codes::QUEUE_FULL,
+                            format!(
+                                "the queue of the chained function {:?} is full ({queued} waiting, max_queue {})",
+                                chain.target,
+                                spec.max_queue()
+                            ),
+                        );
+                    } else if let Some(schema) = &target.input_schema {
                         let violations = schema
                             .check(&child.input)
                             .await

@@ -2,6 +2,7 @@
 //! durable record, the run on a runtime, the watchdog's callback, cancel, and recovery
 //! of what a previous run of the control plane left unfinished.
 
+mod accept;
 mod admission;
 mod compose;
 mod error;
@@ -23,8 +24,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use accept::Storing;
 pub use admission::{Admission, Load};
-pub use compose::{ChainNode, EventTarget};
+pub use compose::{ChainNode, ChainPage, EventTarget};
 pub use error::DispatchError;
 
 use crate::logs::LogHub;
@@ -191,15 +193,6 @@ impl Dispatcher {
                 return same_input(existing, &request.input, key);
             }
         }
-        let (admit, load) =
-            self.admission
-                .try_admit(&request.function, spec.max_in_flight(), spec.max_queue());
-        self.metrics
-            .set_load(&request.function, load.queued, load.running);
-        let admit = admit.map_err(|full| DispatchError::QueueFull {
-            function: request.function.clone(),
-            queued: full.queued,
-        })?;
         let mut execution = Execution::queued(&function.version, request.input, request.trigger);
         execution.trace_id = Some(
             request
@@ -210,38 +203,18 @@ impl Dispatcher {
         if let Some(timeout_ms) = request.timeout_ms {
             execution.timeout_ms = timeout_ms.min(execution.timeout_ms);
         }
-        if let Err(err) = self.store.insert_execution(&execution).await {
-            let (start, _) = self.admission.release(&execution.function, admit);
-            self.start_queued(&execution.function, start);
-            return match err {
-                StoreError::DuplicateIdempotencyKey(id) => {
-                    match self.store.get_execution(id).await? {
-                        Some(existing) => {
-                            let key = execution.idempotency_key.as_deref().unwrap_or_default();
-                            same_input(existing, &execution.input, key)
-                        }
-                        None => Err(DispatchError::ExecutionNotFound(id)),
+        match self.admit(spec, &execution, Storing::New).await {
+            Ok(()) => {}
+            Err(DispatchError::Store(StoreError::DuplicateIdempotencyKey(id))) => {
+                return match self.store.get_execution(id).await? {
+                    Some(existing) => {
+                        let key = execution.idempotency_key.as_deref().unwrap_or_default();
+                        same_input(existing, &execution.input, key)
                     }
-                }
-                other => Err(other.into()),
-            };
-        }
-        match admit {
-            admission::Admit::Run => {
-                tokio::spawn(self.clone().run(
-                    execution.function.clone(),
-                    execution.id,
-                    Some(execution.clone()),
-                ));
+                    None => Err(DispatchError::ExecutionNotFound(id)),
+                };
             }
-            admission::Admit::Queue => {
-                let (start, load) = self
-                    .admission
-                    .queue_reserved(&execution.function, execution.id);
-                self.metrics
-                    .set_load(&execution.function, load.queued, load.running);
-                self.start_queued(&execution.function, start);
-            }
+            Err(err) => return Err(err),
         }
         Ok(Accepted {
             execution,

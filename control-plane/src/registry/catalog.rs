@@ -80,11 +80,15 @@ pub enum RegistryError {
     Store(#[from] StoreError),
 }
 
+/// Chains a function may have unless the server says otherwise.
+pub const DEFAULT_MAX_CHAINS: usize = 16;
+
 /// Function definitions: validated, stored, cached.
 pub struct Catalog {
     store: Arc<dyn Store>,
     runtime: Arc<dyn Runtime>,
     vault: Arc<Vault>,
+    max_chains: usize,
     current: DashMap<String, Arc<LoadedFunction>>,
     versions: DashMap<(String, u32), Arc<LoadedFunction>>,
 }
@@ -97,9 +101,16 @@ impl Catalog {
             store,
             runtime,
             vault,
+            max_chains: DEFAULT_MAX_CHAINS,
             current: DashMap::new(),
             versions: DashMap::new(),
         }
+    }
+
+    /// The same catalog, accepting at most `max` chains per function.
+    pub fn with_max_chains(mut self, max: usize) -> Catalog {
+        self.max_chains = max;
+        self
     }
 
     /// Parses and checks a manifest given as JSON. Whether its chains' targets are
@@ -108,6 +119,13 @@ impl Catalog {
         let spec =
             manifest::from_json(&manifest).map_err(|err| RegistryError::Invalid(vec![err]))?;
         let mut problems = manifest::problems(&spec);
+        if spec.chains.len() > self.max_chains {
+            problems.push(format!(
+                "chains: {} chains, at most {} per function (the server's --max-chains): each finished execution would start that many",
+                spec.chains.len(),
+                self.max_chains
+            ));
+        }
         for (field, schema) in [
             ("input_schema", &spec.input_schema),
             ("output_schema", &spec.output_schema),

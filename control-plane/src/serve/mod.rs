@@ -99,7 +99,10 @@ async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<()
     let local = listener.local_addr().unwrap_or(args.listen);
     let (advertise, gateway_listener) = runtimes.advertise(&args, local).await?;
     let runtime = runtimes.runtime.clone();
-    let catalog = Arc::new(Catalog::new(store.clone(), runtime.clone(), vault.clone()));
+    let catalog = Arc::new(
+        Catalog::new(store.clone(), runtime.clone(), vault.clone())
+            .with_max_chains(args.max_chains as usize),
+    );
     let logs = Arc::new(LogHub::default());
     let metrics = Arc::new(Metrics::new());
     let dispatcher = Dispatcher::new(

@@ -152,6 +152,8 @@ pub mod codes {
     pub const STARTUP_ERROR: &str = "STARTUP_ERROR";
     /// A sync call found every warm instance busy and the queue full.
     pub const QUEUE_FULL: &str = "QUEUE_FULL";
+    /// A chained execution's target is disabled.
+    pub const FUNCTION_DISABLED: &str = "FUNCTION_DISABLED";
     /// The instance ran out of its memory limit and was killed (docker runtime).
     pub const OOM_KILLED: &str = "OOM_KILLED";
     /// The control plane stopped while the execution ran and its retry policy does not
@@ -220,6 +222,9 @@ pub struct Execution {
     /// SHA-256 (hex) of the callback token of the running attempt. Never answered.
     #[serde(skip)]
     pub callback_token_hash: Option<String>,
+    /// The execution that re-drove this failed one (`:retry`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redriven_by: Option<Uuid>,
 }
 
 impl Execution {
@@ -252,8 +257,20 @@ impl Execution {
             run_at: None,
             attempts: Vec::new(),
             callback_token_hash: None,
+            redriven_by: None,
         }
     }
+}
+
+/// What [`Store::redrive`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redrive {
+    /// The re-drive is stored.
+    Done,
+    /// The failure was re-driven before, by this execution.
+    Already(Uuid),
+    /// The execution is not a finished failure.
+    NotFailed,
 }
 
 /// The update that moves an execution to `running`.
@@ -519,13 +536,19 @@ pub trait Store: Send + Sync + 'static {
         failure: &AttemptFailure,
     ) -> Result<bool, StoreError>;
 
-    /// Takes failed execution `id` off the dead-letter list and stores `retry`, a new
-    /// execution re-driving it, in one transaction. `false` (and nothing stored) if `id`
-    /// is not a finished failure.
-    async fn redrive(&self, id: Uuid, retry: &Execution) -> Result<bool, StoreError>;
+    /// Takes failed execution `id` off the dead-letter list, records that `retry` re-drove
+    /// it and stores `retry`, in one transaction. A failure is re-driven once: nothing is
+    /// stored when it already was, or when `id` is not a finished failure.
+    async fn redrive(&self, id: Uuid, retry: &Execution) -> Result<Redrive, StoreError>;
 
-    /// Execution `root` and every execution of its chain tree (`root_id = root`).
-    async fn chain_tree(&self, root: Uuid) -> Result<Vec<Execution>, StoreError>;
+    /// Execution `root` and the executions of its chain tree (`root_id = root`), by id,
+    /// after `after` and at most `limit` of them.
+    async fn chain_tree(
+        &self,
+        root: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Execution>, StoreError>;
 
     /// Appends captured lines to an execution's log.
     async fn append_logs(&self, id: Uuid, lines: &[LogLine]) -> Result<(), StoreError>;

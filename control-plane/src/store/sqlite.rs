@@ -31,7 +31,8 @@ use uuid::Uuid;
 use self::exec_sql::{ExecutionRow, FinishedRow};
 use self::writer::Writer;
 use super::{
-    AttemptFailure, Execution, ExecutionFilter, Finished, LogLine, Started, Store, StoreError,
+    AttemptFailure, Execution, ExecutionFilter, Finished, LogLine, Redrive, Started, Store,
+    StoreError,
 };
 use crate::access::TokenRecord;
 use crate::registry::{FunctionSpec, FunctionVersion};
@@ -359,20 +360,26 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn redrive(&self, id: Uuid, retry: &Execution) -> Result<bool, StoreError> {
+    async fn redrive(&self, id: Uuid, retry: &Execution) -> Result<Redrive, StoreError> {
         let row = ExecutionRow::new(retry)?;
+        let retry_id = retry.id;
         self.write(move |conn| {
-            let left = exec_sql::leave_dead_letters(conn, id)?;
-            if left {
+            let outcome = exec_sql::mark_redriven(conn, id, retry_id)?;
+            if outcome == Redrive::Done {
                 exec_sql::insert_execution(conn, &row)?;
             }
-            Ok(left)
+            Ok(outcome)
         })
         .await
     }
 
-    async fn chain_tree(&self, root: Uuid) -> Result<Vec<Execution>, StoreError> {
-        self.read(move |conn| exec_sql::chain_tree(conn, root))
+    async fn chain_tree(
+        &self,
+        root: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Execution>, StoreError> {
+        self.read(move |conn| exec_sql::chain_tree(conn, root, after, limit))
             .await
     }
 

@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::sql::{db, get, get_id, get_json, get_opt_time, get_time, to_json, to_ms, unknown};
 use crate::store::{
-    Execution, ExecutionError, ExecutionFilter, ExecutionStatus, Finished, Started, StoreError,
-    Trigger,
+    Execution, ExecutionError, ExecutionFilter, ExecutionStatus, Finished, Redrive, Started,
+    StoreError, Trigger,
 };
 
 /// Statuses an execution can still leave, as an SQL list.
@@ -17,7 +17,7 @@ const UNFINISHED: &str = "('queued', 'starting', 'running')";
 const EXECUTION_COLUMNS: &str = "id, function, version, status, input, output, error, attempt, \
     parent_id, root_id, depth, triggered_by, trace_id, idempotency_key, timeout_ms, created_at, \
     started_at, finished_at, duration_ms, cold_start, instance_id, exit_code, dead_letter, \
-    callback_token_hash, run_at, attempts";
+    callback_token_hash, run_at, attempts, redriven_by";
 
 /// An execution encoded for its row, prepared by the caller so the writer thread only
 /// binds values.
@@ -128,6 +128,7 @@ fn decode_execution(row: &Row<'_>) -> Result<Execution, StoreError> {
         callback_token_hash: get(row, 23, "execution callback_token_hash")?,
         run_at: get_opt_time(row, 24, "execution run_at")?,
         attempts: get_json(row, 25, "execution attempts")?.unwrap_or_default(),
+        redriven_by: get_id(row, 26, "execution redriven_by")?,
     })
 }
 
@@ -415,23 +416,48 @@ pub(super) fn schedule_retry(
     )
 }
 
-/// See [`crate::store::Store::redrive`]: takes `id` off the dead-letter list if it is a
-/// finished failure; the caller then inserts the new execution.
-pub(super) fn leave_dead_letters(conn: &Connection, id: Uuid) -> Result<bool, StoreError> {
+/// See [`crate::store::Store::redrive`]: marks `id` re-driven by `retry` (off the
+/// dead-letter list) if it is a failure not re-driven yet; the caller then inserts
+/// `retry` in the same transaction.
+pub(super) fn mark_redriven(
+    conn: &Connection,
+    id: Uuid,
+    retry: Uuid,
+) -> Result<Redrive, StoreError> {
     let changed = conn
         .prepare_cached(
-            "UPDATE executions SET dead_letter = 0
-             WHERE id = ?1 AND status IN ('error', 'timeout', 'cancelled')",
+            "UPDATE executions SET dead_letter = 0, redriven_by = ?2
+             WHERE id = ?1 AND status IN ('error', 'timeout', 'cancelled') AND redriven_by IS NULL",
         )
-        .and_then(|mut stmt| stmt.execute([id.into_bytes()]))
+        .and_then(|mut stmt| stmt.execute([id.into_bytes(), retry.into_bytes()]))
         .map_err(db("re-drive execution"))?;
-    Ok(changed > 0)
+    if changed > 0 {
+        return Ok(Redrive::Done);
+    }
+    let earlier: Option<Option<[u8; 16]>> = conn
+        .prepare_cached("SELECT redriven_by FROM executions WHERE id = ?1")
+        .and_then(|mut stmt| {
+            stmt.query_row([id.into_bytes()], |row| row.get(0))
+                .optional()
+        })
+        .map_err(db("read re-drive"))?;
+    Ok(match earlier.flatten() {
+        Some(by) => Redrive::Already(Uuid::from_bytes(by)),
+        None => Redrive::NotFailed,
+    })
 }
 
 /// See [`crate::store::Store::chain_tree`].
-pub(super) fn chain_tree(conn: &Connection, root: Uuid) -> Result<Vec<Execution>, StoreError> {
+pub(super) fn chain_tree(
+    conn: &Connection,
+    root: Uuid,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Execution>, StoreError> {
     let sql = format!(
-        "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = ?1 OR root_id = ?1 ORDER BY id"
+        "SELECT {EXECUTION_COLUMNS} FROM executions WHERE (id = ?1 OR root_id = ?1) AND id > ?2
+         ORDER BY id LIMIT ?3"
     );
-    query_executions(conn, &sql, [root.into_bytes()])
+    let after = after.map_or([0u8; 16], Uuid::into_bytes);
+    query_executions(conn, &sql, params![root.into_bytes(), after, limit])
 }

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::tests::{create, execution, fresh, hold_writer, ms};
 use crate::store::{
-    Execution, ExecutionError, ExecutionFilter, ExecutionStatus, Finished, Started, Store,
+    Execution, ExecutionError, ExecutionFilter, ExecutionStatus, Finished, Redrive, Started, Store,
     StoreError, Trigger,
 };
 
@@ -544,8 +544,53 @@ async fn children_are_stored_once_with_the_finish_and_retries_keep_each_failure(
         .finish_with_children(parent.id, &done, &[other])
         .await
         .unwrap());
-    let tree = store.chain_tree(parent.id).await.unwrap();
+    let tree = store.chain_tree(parent.id, None, 10).await.unwrap();
     let ids: Vec<Uuid> = tree.iter().map(|e| e.id).collect();
     assert_eq!(ids, vec![parent.id, child.id]);
     assert_eq!(tree[0].run_at, None, "finishing clears run_at");
+    // Paged: one member at a time, after the one before.
+    let first = store.chain_tree(parent.id, None, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let second = store
+        .chain_tree(parent.id, Some(first[0].id), 1)
+        .await
+        .unwrap();
+    assert_eq!(second[0].id, child.id);
+    assert!(store
+        .chain_tree(parent.id, Some(child.id), 1)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn a_failure_is_redriven_once() {
+    let (_dir, store) = fresh();
+    let function = create(&store, "redriven").await;
+    let failed = execution(&function);
+    store.insert_execution(&failed).await.unwrap();
+    let retry = execution(&function);
+    assert_eq!(
+        store.redrive(failed.id, &retry).await.unwrap(),
+        Redrive::NotFailed
+    );
+    assert!(store
+        .finish_execution(failed.id, &finished(ExecutionStatus::Error))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.redrive(failed.id, &retry).await.unwrap(),
+        Redrive::Done
+    );
+    let again = execution(&function);
+    assert_eq!(
+        store.redrive(failed.id, &again).await.unwrap(),
+        Redrive::Already(retry.id)
+    );
+    assert!(
+        store.get_execution(again.id).await.unwrap().is_none(),
+        "nothing stored"
+    );
+    let record = store.get_execution(failed.id).await.unwrap().unwrap();
+    assert_eq!(record.redriven_by, Some(retry.id));
 }

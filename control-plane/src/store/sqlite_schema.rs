@@ -110,6 +110,10 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     ",
+    // Which execution re-drove a failed one (it is re-driven once).
+    "
+    ALTER TABLE executions ADD COLUMN redriven_by BLOB;
+    ",
 ];
 
 /// The schema version this build writes.

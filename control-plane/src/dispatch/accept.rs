@@ -1,0 +1,78 @@
+//! Taking in a new execution: admitted against its function's limits (`max_in_flight`,
+//! `max_queue`), stored durably, then started or queued. Calls, events and re-drives all
+//! come in this way, so none of them can exceed a function's queue.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::admission::Admit;
+use super::{DispatchError, Dispatcher};
+use crate::registry::FunctionSpec;
+use crate::store::{Execution, Redrive};
+
+/// How an admitted execution is stored.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Storing {
+    /// A new execution.
+    New,
+    /// The re-drive of the failed execution with this id (stored with the mark that it
+    /// was re-driven, in one transaction).
+    Redrive(Uuid),
+}
+
+impl Dispatcher {
+    /// Admits `execution` of a function with `spec`, stores it as `storing` says, then
+    /// starts or queues it. On any failure nothing is stored and the slot is given back.
+    pub(super) async fn admit(
+        self: &Arc<Self>,
+        spec: &FunctionSpec,
+        execution: &Execution,
+        storing: Storing,
+    ) -> Result<(), DispatchError> {
+        let function = &execution.function;
+        let (admit, load) =
+            self.admission
+                .try_admit(function, spec.max_in_flight(), spec.max_queue());
+        self.metrics.set_load(function, load.queued, load.running);
+        let admit = admit.map_err(|full| DispatchError::QueueFull {
+            function: function.clone(),
+            queued: full.queued,
+        })?;
+        if let Err(err) = self.store_admitted(execution, storing).await {
+            let (start, _) = self.admission.release(function, admit);
+            self.start_queued(function, start);
+            return Err(err);
+        }
+        match admit {
+            Admit::Run => {
+                tokio::spawn(self.clone().run(
+                    function.clone(),
+                    execution.id,
+                    Some(execution.clone()),
+                ));
+            }
+            Admit::Queue => {
+                let (start, load) = self.admission.queue_reserved(function, execution.id);
+                self.metrics.set_load(function, load.queued, load.running);
+                self.start_queued(function, start);
+            }
+        }
+        Ok(())
+    }
+
+    async fn store_admitted(
+        &self,
+        execution: &Execution,
+        storing: Storing,
+    ) -> Result<(), DispatchError> {
+        match storing {
+            Storing::New => Ok(self.store.insert_execution(execution).await?),
+            Storing::Redrive(failed) => match self.store.redrive(failed, execution).await? {
+                Redrive::Done => Ok(()),
+                Redrive::Already(by) => Err(DispatchError::AlreadyRedriven { failed, by }),
+                Redrive::NotFailed => Err(DispatchError::NotFailed(failed, "not failed")),
+            },
+        }
+    }
+}
