@@ -112,6 +112,8 @@ pub struct Metrics {
     cold_starts: Family<FunctionLabel, Counter>,
     instance_starts: Family<FunctionLabel, Counter>,
     queue_wait: Family<FunctionLabel, Histogram, fn() -> Histogram>,
+    store_failures: Counter,
+    log_lines_lost: Counter,
 }
 
 impl Default for Metrics {
@@ -185,8 +187,22 @@ impl Metrics {
             "Time calls waited for a warm instance",
             queue_wait.clone(),
         );
+        let store_failures = Counter::default();
+        let log_lines_lost = Counter::default();
+        registry.register(
+            "store_failures",
+            "Results the store could not take at once (kept and written again)",
+            store_failures.clone(),
+        );
+        registry.register(
+            "log_lines_lost",
+            "Captured log lines the store could not take",
+            log_lines_lost.clone(),
+        );
         Metrics {
             registry,
+            store_failures,
+            log_lines_lost,
             invocations,
             durations,
             queue_depth,
@@ -198,6 +214,16 @@ impl Metrics {
             instance_starts,
             queue_wait,
         }
+    }
+
+    /// Counts a result the store could not take at once.
+    pub fn store_failure(&self) {
+        self.store_failures.inc();
+    }
+
+    /// Counts `lines` captured log lines the store could not take.
+    pub fn log_lines_lost(&self, lines: usize) {
+        self.log_lines_lost.inc_by(lines as u64);
     }
 
     /// Counts a finished execution of `function` with `status`, which ran `seconds`.

@@ -101,6 +101,26 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
+        if err.is_full() {
+            tracing::error!("the store is full: {err}");
+            let mut error = ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "INSUFFICIENT_STORAGE",
+                "the server's disk is full: nothing new can be accepted until space is freed (what was accepted before is kept)",
+            );
+            error.retry_after_secs = Some(30);
+            return error;
+        }
+        if err.is_unavailable() {
+            tracing::error!("the store is unavailable: {err}");
+            let mut error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "STORE_UNAVAILABLE",
+                "the server cannot write to its store right now; try again shortly",
+            );
+            error.retry_after_secs = Some(5);
+            return error;
+        }
         ApiError::internal(&err)
     }
 }
@@ -170,6 +190,15 @@ impl From<DispatchError> for ApiError {
                 error
             }
             DispatchError::Store(err) => err.into(),
+            DispatchError::StoreUnavailable(_) => {
+                let mut error = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "STORE_UNAVAILABLE",
+                    message,
+                );
+                error.retry_after_secs = Some(5);
+                error
+            }
             DispatchError::Internal(cause) => ApiError::internal(&cause),
             DispatchError::AlreadyRedriven { by, .. } => {
                 ApiError::new(StatusCode::CONFLICT, "ALREADY_REDRIVEN", message)

@@ -61,6 +61,10 @@ pub enum DispatchError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The execution's result could not be recorded yet: the store fails; the server
+    /// keeps the result and records it when the store is back.
+    #[error("the result of execution {0} could not be recorded yet (the server's store fails); it is kept and recorded when the store is back: see GET /v1/executions/{0}")]
+    StoreUnavailable(Uuid),
     /// The failure was re-driven already (once is the rule).
     #[error("execution {failed} was already re-driven as execution {by}")]
     AlreadyRedriven {

@@ -12,12 +12,17 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::retry::next_attempt;
-use super::{apply_finished, Dispatcher};
+use super::{apply_finished, Dispatcher, Recorded};
 use crate::registry::catalog::LoadedFunction;
 use crate::registry::manifest::DEFAULT_MAX_IN_FLIGHT;
 use crate::store::{
     codes, AttemptFailure, Execution, ExecutionError, ExecutionStatus, Finished, Trigger,
 };
+
+/// First pause before a result the store refused is written again.
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);
+/// Longest pause between attempts to write a kept result.
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// What became of a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,7 +56,7 @@ impl Dispatcher {
         execution: &mut Execution,
         finished: Finished,
         function: Option<&LoadedFunction>,
-        ack: Option<oneshot::Sender<bool>>,
+        mut ack: Option<oneshot::Sender<Recorded>>,
     ) -> Ending {
         if let Some(wait) = function.and_then(|function| retry_wait(function, execution, &finished))
         {
@@ -65,7 +70,7 @@ impl Dispatcher {
             {
                 Ok(true) => {
                     if let Some(ack) = ack {
-                        let _ = ack.send(true);
+                        let _ = ack.send(Recorded::Applied);
                     }
                     execution.attempt += 1;
                     execution.status = ExecutionStatus::Queued;
@@ -87,25 +92,66 @@ impl Dispatcher {
             Some(function) => self.chain_children(&done, function).await,
             None => Vec::new(),
         };
-        let applied = match self
-            .store
-            .finish_with_children(execution.id, &finished, &children)
-            .await
-        {
-            Ok(applied) => applied,
-            Err(err) => {
-                tracing::error!(execution = %execution.id, "cannot record the result: {err}");
-                false
-            }
-        };
+        let applied = self
+            .record_final(execution.id, &finished, &children, &mut ack)
+            .await;
         if let Some(ack) = ack {
-            let _ = ack.send(applied);
+            let _ = ack.send(if applied {
+                Recorded::Applied
+            } else {
+                Recorded::AlreadyFinal
+            });
         }
         if applied {
             *execution = done;
             self.recorded(execution, &children);
         }
         Ending::Final(applied)
+    }
+
+    /// Stores a final result with its chained `children`. While the store cannot take it
+    /// (a full or failing disk), the result is kept here and written again with backoff
+    /// until it is stored or the server stops; meanwhile the watchdog's callback is
+    /// answered 503 (it may report again) and waiting callers learn that the store fails.
+    /// Answers whether it applied (`false`: the execution was final already, or the
+    /// store refused it for good).
+    async fn record_final(
+        &self,
+        id: Uuid,
+        finished: &Finished,
+        children: &[Execution],
+        ack: &mut Option<oneshot::Sender<Recorded>>,
+    ) -> bool {
+        let mut pause = RECORD_RETRY_FIRST;
+        let mut told = false;
+        loop {
+            let err = match self
+                .store
+                .finish_with_children(id, finished, children)
+                .await
+            {
+                Ok(applied) => return applied,
+                Err(err) => err,
+            };
+            if !err.is_unavailable() || self.shutdown.is_cancelled() {
+                tracing::error!(execution = %id, "cannot record the result, giving up: {err}");
+                return false;
+            }
+            if !told {
+                told = true;
+                tracing::error!(execution = %id, "cannot record the result yet, keeping it: {err}");
+                self.metrics.store_failure();
+                if let Some(ack) = ack.take() {
+                    let _ = ack.send(Recorded::Unavailable);
+                }
+                self.notify_unavailable(id);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = self.shutdown.cancelled() => {}
+            }
+            pause = (pause * 2).min(RECORD_RETRY_MAX);
+        }
     }
 
     /// After a final result is stored with its `children`: counts it and schedules the

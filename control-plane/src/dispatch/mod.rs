@@ -102,7 +102,28 @@ pub struct Accepted {
 
 /// A report delivered by the callback route, with the channel that acknowledges it once
 /// the result is durable.
-type ReportDelivery = (CallbackReport, oneshot::Sender<bool>);
+type ReportDelivery = (CallbackReport, oneshot::Sender<Recorded>);
+
+/// What became of a reported result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// It is the execution's durable result.
+    Applied,
+    /// The execution was final already; the report changed nothing.
+    AlreadyFinal,
+    /// The store cannot take it now: the server keeps it and records it when the store
+    /// is back; the watchdog may report again.
+    Unavailable,
+}
+
+/// What a waiting caller learns.
+#[derive(Debug, Clone)]
+enum Waited {
+    /// The execution's final record.
+    Final(Box<Execution>),
+    /// Its result could not be recorded yet (the store fails).
+    StoreUnavailable,
+}
 
 /// An execution with a live instance.
 struct ActiveRun {
@@ -124,7 +145,7 @@ pub struct Dispatcher {
     /// Executions running on warm instances, with what cancels them.
     warm_active: DashMap<Uuid, CancellationToken>,
     pools: Arc<Pools>,
-    waiters: DashMap<Uuid, watch::Sender<Option<Execution>>>,
+    waiters: DashMap<Uuid, watch::Sender<Option<Waited>>>,
     logs: Arc<LogHub>,
     metrics: Arc<Metrics>,
     settings: DispatchSettings,
@@ -244,8 +265,10 @@ impl Dispatcher {
             return Ok(current);
         }
         loop {
-            if let Some(execution) = receiver.borrow_and_update().clone() {
-                return Ok(execution);
+            match receiver.borrow_and_update().clone() {
+                Some(Waited::Final(execution)) => return Ok(*execution),
+                Some(Waited::StoreUnavailable) => return Err(DispatchError::StoreUnavailable(id)),
+                None => {}
             }
             if receiver.changed().await.is_err() {
                 // The entry was replaced or dropped: read the record as it is now.
@@ -260,7 +283,14 @@ impl Dispatcher {
 
     fn notify(&self, execution: &Execution) {
         if let Some((_, sender)) = self.waiters.remove(&execution.id) {
-            let _ = sender.send(Some(execution.clone()));
+            let _ = sender.send(Some(Waited::Final(Box::new(execution.clone()))));
+        }
+    }
+
+    /// Tells the callers waiting for `id` that its result cannot be recorded now.
+    fn notify_unavailable(&self, id: Uuid) {
+        if let Some((_, sender)) = self.waiters.remove(&id) {
+            let _ = sender.send(Some(Waited::StoreUnavailable));
         }
     }
 
@@ -355,11 +385,15 @@ impl Dispatcher {
         match delivery {
             Some((false, _)) => Err(DispatchError::WrongToken(id)),
             Some((true, reports)) => {
-                let (ack, applied) = oneshot::channel();
+                let (ack, recorded) = oneshot::channel();
                 if reports.send((report, ack)).await.is_err() {
                     return Ok(false);
                 }
-                Ok(applied.await.unwrap_or(false))
+                match recorded.await {
+                    Ok(Recorded::Applied) => Ok(true),
+                    Ok(Recorded::AlreadyFinal) | Err(_) => Ok(false),
+                    Ok(Recorded::Unavailable) => Err(DispatchError::StoreUnavailable(id)),
+                }
             }
             None => {
                 let execution = self

@@ -31,6 +31,9 @@ pub struct Recovered {
     pub retried: usize,
     /// Running executions failed with CONTROL_PLANE_RESTARTED.
     pub failed: usize,
+    /// Executions the store could not update (a full or failing disk): left for the
+    /// next start.
+    pub deferred: usize,
 }
 
 impl Dispatcher {
@@ -53,7 +56,7 @@ impl Dispatcher {
                 Ok(function) => function,
                 Err(err) => {
                     let finished = restarted(format!("cannot resume after a restart: {err}"));
-                    self.conclude(&mut execution, finished, None, None).await;
+                    self.conclude_in_background(execution, finished, None);
                     recovered.failed += 1;
                     continue;
                 }
@@ -62,9 +65,16 @@ impl Dispatcher {
             match execution.status {
                 ExecutionStatus::Queued => recovered.requeued += 1,
                 _ if execution.attempt < max_attempts => {
-                    self.store
+                    if let Err(err) = self
+                        .store
                         .requeue(execution.id, execution.attempt + 1)
-                        .await?;
+                        .await
+                    {
+                        // Left as it is for the next start; this one keeps serving.
+                        tracing::error!(execution = %execution.id, "cannot re-queue the execution: {err}");
+                        recovered.deferred += 1;
+                        continue;
+                    }
                     execution.status = ExecutionStatus::Queued;
                     execution.run_at = None;
                     recovered.retried += 1;
@@ -76,8 +86,7 @@ impl Dispatcher {
                         execution.status.as_str(),
                         max_attempts
                     ));
-                    self.conclude(&mut execution, finished, Some(&function), None)
-                        .await;
+                    self.conclude_in_background(execution, finished, Some(function));
                     recovered.failed += 1;
                     continue;
                 }
@@ -90,5 +99,22 @@ impl Dispatcher {
             }
         }
         Ok(recovered)
+    }
+
+    /// Records the end of a recovered execution without holding up the start: while the
+    /// store cannot take it, it is kept and written when the store is back.
+    fn conclude_in_background(
+        self: &Arc<Self>,
+        mut execution: crate::store::Execution,
+        finished: Finished,
+        function: Option<Arc<crate::registry::catalog::LoadedFunction>>,
+    ) {
+        let dispatcher = self.clone();
+        tokio::spawn(async move {
+            let ending = dispatcher
+                .conclude(&mut execution, finished, function.as_deref(), None)
+                .await;
+            dispatcher.after(ending, &execution).await;
+        });
     }
 }

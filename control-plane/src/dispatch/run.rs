@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::finish::Ending;
 use super::warm::Record;
-use super::{hash_token, ActiveRun, CallbackReport, Dispatcher, ReportDelivery};
+use super::{hash_token, ActiveRun, CallbackReport, Dispatcher, Recorded, ReportDelivery};
 use crate::logs::LogSink;
 use crate::registry::catalog::LoadedFunction;
 use crate::runtime::{Instance, InstanceExit, Launch};
@@ -28,7 +28,7 @@ const STOP_GRACE: Duration = Duration::from_millis(1_000);
 const EXIT_AFTER_REPORT: Duration = Duration::from_millis(3_000);
 
 enum Event {
-    Report(CallbackReport, oneshot::Sender<bool>),
+    Report(CallbackReport, oneshot::Sender<Recorded>),
     Exited(InstanceExit),
     Cancelled,
     Deadline,
@@ -444,7 +444,7 @@ async fn oom_checked(instance: &mut dyn Instance, mut report: CallbackReport) ->
 fn refuse_reports(reports: &mut mpsc::Receiver<ReportDelivery>) {
     reports.close();
     while let Ok((_, ack)) = reports.try_recv() {
-        let _ = ack.send(false);
+        let _ = ack.send(Recorded::AlreadyFinal);
     }
 }
 

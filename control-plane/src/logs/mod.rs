@@ -11,6 +11,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::metrics::Metrics;
 use crate::secrets::Masker;
 use crate::store::{LogLine, LogStream, Store};
 
@@ -23,9 +24,18 @@ const BATCH_LINES: usize = 256;
 #[derive(Default)]
 pub struct LogHub {
     channels: DashMap<Uuid, broadcast::Sender<LogLine>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl LogHub {
+    /// A hub that counts the lines the store could not take in `metrics`.
+    pub fn with_metrics(metrics: Arc<Metrics>) -> LogHub {
+        LogHub {
+            channels: DashMap::new(),
+            metrics: Some(metrics),
+        }
+    }
+
     /// Subscribes to the lines of a running execution; `None` once it has finished
     /// (everything is in the store by then).
     pub fn subscribe(&self, id: Uuid) -> Option<broadcast::Receiver<LogLine>> {
@@ -73,7 +83,8 @@ impl LogSink {
     ) -> (LogSink, LogWriter) {
         let (sender, receiver) = mpsc::unbounded_channel();
         let live = hub.open(id);
-        let task = tokio::spawn(write_lines(id, cap_bytes, store, live, receiver));
+        let metrics = hub.metrics.clone();
+        let task = tokio::spawn(write_lines(id, cap_bytes, store, live, receiver, metrics));
         let sink = LogSink {
             sender,
             sent: Arc::new(AtomicUsize::new(0)),
@@ -198,10 +209,12 @@ async fn write_lines(
     store: Arc<dyn Store>,
     live: broadcast::Sender<LogLine>,
     mut receiver: mpsc::UnboundedReceiver<(LogStream, String)>,
+    metrics: Option<Arc<Metrics>>,
 ) {
     let mut seq = 0u64;
     let mut used = 0usize;
     let mut truncated = false;
+    let mut lost = 0usize;
     let mut batch = Vec::new();
     while let Some(first) = receiver.recv().await {
         let mut next = Some(first);
@@ -234,12 +247,39 @@ async fn write_lines(
         if batch.is_empty() {
             continue;
         }
-        if let Err(err) = store.append_logs(id, &batch).await {
-            tracing::warn!(execution = %id, "could not store {} log lines: {err}", batch.len());
+        if lost > 0 {
+            // Say, in the log itself, that lines are missing (their numbers are skipped).
+            seq += 1;
+            batch.push(lost_note(seq, lost));
+        }
+        match store.append_logs(id, &batch).await {
+            Ok(()) => lost = 0,
+            Err(err) => {
+                tracing::warn!(execution = %id, "could not store {} log lines: {err}", batch.len());
+                lost += batch.len();
+                if let Some(metrics) = &metrics {
+                    metrics.log_lines_lost(batch.len());
+                }
+            }
         }
         for line in batch.drain(..) {
             let _ = live.send(line);
         }
+    }
+    if lost > 0 {
+        let _ = store.append_logs(id, &[lost_note(seq + 1, lost)]).await;
+    }
+}
+
+/// The system line that says `lost` lines could not be stored.
+fn lost_note(seq: u64, lost: usize) -> LogLine {
+    LogLine {
+        seq,
+        stream: LogStream::System,
+        time: crate::store::now(),
+        line: format!(
+            "{lost} earlier log lines could not be stored (the server's store failed) and are missing"
+        ),
     }
 }
 

@@ -103,8 +103,8 @@ async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<()
         Catalog::new(store.clone(), runtime.clone(), vault.clone())
             .with_max_chains(args.max_chains as usize),
     );
-    let logs = Arc::new(LogHub::default());
     let metrics = Arc::new(Metrics::new());
+    let logs = Arc::new(LogHub::with_metrics(metrics.clone()));
     let dispatcher = Dispatcher::new(
         store.clone(),
         runtime.clone(),
@@ -145,6 +145,7 @@ async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<()
         requeued = recovered.requeued,
         retried = recovered.retried,
         failed = recovered.failed,
+        deferred = recovered.deferred,
         "recovered the previous run's executions"
     );
     dispatcher.prewarm().await;

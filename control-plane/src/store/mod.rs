@@ -593,6 +593,42 @@ pub trait Store: Send + Sync + 'static {
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
 }
 
+impl StoreError {
+    /// Whether the disk under the store is full.
+    pub fn is_full(&self) -> bool {
+        self.sqlite_code() == Some(rusqlite::ErrorCode::DiskFull)
+    }
+
+    /// Whether the store cannot write now but may later (full disk, read-only or failing
+    /// file system, a lock held too long, the store shut down): the caller may retry.
+    pub fn is_unavailable(&self) -> bool {
+        use rusqlite::ErrorCode::*;
+        matches!(self, StoreError::Closed)
+            || matches!(
+                self.sqlite_code(),
+                Some(
+                    DiskFull
+                        | ReadOnly
+                        | SystemIoFailure
+                        | CannotOpen
+                        | DatabaseBusy
+                        | DatabaseLocked
+                        | OutOfMemory
+                )
+            )
+    }
+
+    fn sqlite_code(&self) -> Option<rusqlite::ErrorCode> {
+        match self {
+            StoreError::Database {
+                source: rusqlite::Error::SqliteFailure(error, _),
+                ..
+            } => Some(error.code),
+            _ => None,
+        }
+    }
+}
+
 /// The current time at the store's precision (milliseconds), so a record read back
 /// equals the one written.
 pub fn now() -> DateTime<Utc> {

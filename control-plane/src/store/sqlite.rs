@@ -39,6 +39,11 @@ use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 use chrono::{DateTime, Utc};
 
+/// First pause before written-behind records the store refused are written again.
+const BEHIND_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+/// Longest pause between those attempts.
+const BEHIND_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Read-only connections kept open for reads.
 const READERS: usize = 4;
 
@@ -47,7 +52,7 @@ const READERS: usize = 4;
 pub struct SqliteStore {
     writer: Arc<Writer>,
     readers: Arc<Readers>,
-    closed: AtomicBool,
+    closed: Arc<AtomicBool>,
     /// Records held in memory (warm calls in flight) or written behind and not yet
     /// committed; [`Store::get_execution`] answers them first.
     unwritten: Arc<DashMap<Uuid, Execution>>,
@@ -82,7 +87,7 @@ impl SqliteStore {
                 idle: Mutex::new(idle),
                 permits: Semaphore::new(READERS),
             }),
-            closed: AtomicBool::new(false),
+            closed: Arc::new(AtomicBool::new(false)),
             unwritten: Arc::new(DashMap::new()),
         })
     }
@@ -124,6 +129,58 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Blocks until the queued writes are committed.
         self.writer.join();
+    }
+}
+
+/// Records written behind: held in memory (readable) until committed; a batch the
+/// store refuses (a full or failing disk) is written again with backoff until it is
+/// committed or the store closes, so a sync call's record is not lost to a passing fault.
+struct Behind {
+    writer: Arc<Writer>,
+    unwritten: Arc<DashMap<Uuid, Execution>>,
+    closed: Arc<AtomicBool>,
+    runtime: Option<tokio::runtime::Handle>,
+    rows: Arc<Vec<ExecutionRow>>,
+    ids: Arc<Vec<Uuid>>,
+}
+
+impl Behind {
+    fn submit(self, pause: std::time::Duration) {
+        let rows = Arc::clone(&self.rows);
+        let writer = Arc::clone(&self.writer);
+        writer.write_behind(
+            move |conn| {
+                rows.iter()
+                    .try_for_each(|row| exec_sql::insert_execution(conn, row))
+            },
+            move |result| match result {
+                Ok(()) => self.forget(),
+                Err(err) => self.retry(err, pause),
+            },
+        );
+    }
+
+    fn retry(self, err: String, pause: std::time::Duration) {
+        let runtime = self.runtime.clone();
+        match runtime {
+            Some(runtime) if !self.closed.load(Ordering::SeqCst) => {
+                tracing::error!(execution = %self.ids[0], "could not store the record yet, keeping it: {err}");
+                runtime.spawn(async move {
+                    tokio::time::sleep(pause).await;
+                    self.submit((pause * 2).min(BEHIND_RETRY_MAX));
+                });
+            }
+            _ => {
+                tracing::error!(execution = %self.ids[0], "could not store the record: {err}");
+                self.forget();
+            }
+        }
+    }
+
+    fn forget(&self) {
+        for id in self.ids.iter() {
+            self.unwritten.remove(id);
+        }
     }
 }
 
@@ -265,21 +322,15 @@ impl Store for SqliteStore {
         for record in std::iter::once(execution).chain(children) {
             self.unwritten.insert(record.id, record);
         }
-        let unwritten = Arc::clone(&self.unwritten);
-        self.writer.write_behind(
-            move |conn| {
-                rows.iter()
-                    .try_for_each(|row| exec_sql::insert_execution(conn, row))
-            },
-            move |result| {
-                if let Err(err) = result {
-                    tracing::error!(execution = %ids[0], "could not store the record: {err}");
-                }
-                for id in &ids {
-                    unwritten.remove(id);
-                }
-            },
-        );
+        Behind {
+            writer: Arc::clone(&self.writer),
+            unwritten: Arc::clone(&self.unwritten),
+            closed: Arc::clone(&self.closed),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            rows: Arc::new(rows),
+            ids: Arc::new(ids),
+        }
+        .submit(BEHIND_RETRY_FIRST);
     }
 
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {

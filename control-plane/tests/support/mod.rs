@@ -111,6 +111,11 @@ impl Server {
         Server::launch(data_dir, Some(temp), options).await
     }
 
+    /// A server on the data directory `data_dir` (which the caller prepared).
+    pub async fn start_in(data_dir: PathBuf, options: ServerOptions) -> Server {
+        Server::launch(data_dir, None, options).await
+    }
+
     /// Starts another server on this one's data directory (after it stopped or was killed).
     pub async fn restart(&mut self, options: ServerOptions) -> Server {
         let temp = self.temp_shared.clone();
