@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, ValueEnum};
 
 /// Exit code for bad configuration (EX_USAGE).
@@ -82,6 +83,11 @@ pub struct ServeArgs {
     /// Largest captured log of one execution, in bytes; later lines are dropped.
     #[arg(long, env = "GANTRY_LOG_CAP_BYTES", default_value_t = 1024 * 1024)]
     pub log_cap_bytes: usize,
+    /// Largest output of a function, in bytes (its watchdog's MAX_OUTPUT_BYTES): a larger
+    /// one fails with OUTPUT_TOO_LARGE. Results of this size reach the server whatever
+    /// --max-body-bytes says.
+    #[arg(long, env = "GANTRY_MAX_OUTPUT_BYTES", default_value_t = 6 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=1 << 30).map(|n| n as usize))]
+    pub max_output_bytes: usize,
     /// Largest request body, in bytes (inputs and manifests).
     #[arg(long, env = "GANTRY_MAX_BODY_BYTES", default_value_t = 6 * 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -269,3 +269,36 @@ async fn a_chain_tree_comes_in_pages() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+#[tokio::test]
+async fn a_result_as_large_as_the_largest_output_gets_through() {
+    // Requests are small here; results may be as large as outputs are allowed to be.
+    let server = support::Server::start_with(support::ServerOptions {
+        args: vec!["--max-body-bytes".into(), "65536".into()],
+        ..Default::default()
+    })
+    .await;
+    let big = r#"python3 -c 'import json,sys; sys.stdin.read(); print(json.dumps({"blob": "y" * 3000000}))'"#;
+    server.deploy(stdio_function("big", big, json!({}))).await;
+    let (status, body) = server.invoke("big", json!(null)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "{}",
+        &body.to_string()[..300.min(body.to_string().len())]
+    );
+    assert_eq!(
+        body["output"]["blob"].as_str().map(str::len),
+        Some(3_000_000)
+    );
+    // The watchdog's output limit is the server's, not a manifest's.
+    let (status, body) = server
+        .try_deploy(stdio_function(
+            "sneaky",
+            "cat",
+            json!({"env": {"MAX_OUTPUT_BYTES": "999999999"}}),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(error_message(&body).contains("MAX_OUTPUT_BYTES"), "{body}");
+}

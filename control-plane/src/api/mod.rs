@@ -58,6 +58,9 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Largest result report an instance may post (the largest output and its
+    /// envelope), whatever `max_body_bytes` says.
+    pub max_report_bytes: usize,
 }
 
 /// The router: `/v1` (each route behind the role it needs, see
@@ -90,7 +93,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             get(secrets::get).put(secrets::put).delete(secrets::delete),
         );
     let router = Router::new()
-        .nest("/v1/internal", internal_routes())
+        .nest("/v1/internal", internal_routes(&state))
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -103,13 +106,16 @@ pub fn app(state: Arc<AppState>) -> Router {
 /// payload routes only, never the API.
 pub fn internal_app(state: Arc<AppState>) -> Router {
     let guard = middleware::from_fn_with_state(state.clone(), guard::guard_internal);
-    finish(Router::new().nest("/v1/internal", internal_routes()), state).layer(guard)
+    let internal = Router::new().nest("/v1/internal", internal_routes(&state));
+    finish(internal, state).layer(guard)
 }
 
-fn internal_routes() -> Router<Arc<AppState>> {
+fn internal_routes(state: &AppState) -> Router<Arc<AppState>> {
     Router::new()
         .route("/executions/{id}", post(internal::action))
         .route("/executions/{id}/payload", get(internal::payload))
+        // A result as large as the largest output must get through.
+        .layer(DefaultBodyLimit::max(state.max_report_bytes))
 }
 
 /// The fallbacks and the body limit around `router`.

@@ -72,7 +72,12 @@ pub struct DispatchSettings {
     pub warm: Supervision,
     /// Deepest chain: a child past it is recorded failed (CHAIN_DEPTH_EXCEEDED).
     pub max_chain_depth: u32,
+    /// Largest output of a function (every instance's MAX_OUTPUT_BYTES).
+    pub max_output_bytes: usize,
 }
+
+/// Room a result report needs beside its output (its envelope, an error message).
+pub const REPORT_ENVELOPE_BYTES: usize = 64 * 1024;
 
 /// A request to run a function.
 #[derive(Debug, Clone)]

@@ -117,6 +117,10 @@ impl Dispatcher {
             ),
             (env::CALLBACK_TOKEN.to_owned(), token),
             (env::TIMEOUT_MS.to_owned(), execution.timeout_ms.to_string()),
+            (
+                env::MAX_OUTPUT_BYTES.to_owned(),
+                self.settings.max_output_bytes.to_string(),
+            ),
         ];
         if let Some(trace_id) = &execution.trace_id {
             launch_env.push((env::TRACE_ID.to_owned(), trace_id.clone()));
@@ -160,7 +164,9 @@ impl Dispatcher {
             self.store.clone(),
             self.logs.clone(),
         );
-        let sink = sink.masked(masker.clone());
+        let sink = sink
+            .masked(masker.clone())
+            .keeping_last_line(self.settings.max_output_bytes + super::REPORT_ENVELOPE_BYTES);
         let started = Instant::now();
         let launch = Launch {
             execution_id: id,

@@ -66,6 +66,8 @@ pub struct LogSink {
     limit: usize,
     /// Hides the function's secret values.
     masker: Masker,
+    /// Longest last line [`LogSink::copy_lines`] keeps whole.
+    last_line_limit: usize,
 }
 
 /// The task that numbers, caps, stores and publishes an execution's lines.
@@ -90,6 +92,7 @@ impl LogSink {
             sent: Arc::new(AtomicUsize::new(0)),
             limit: cap_bytes.saturating_add(MAX_LINE_BYTES + 1),
             masker: Masker::default(),
+            last_line_limit: MAX_LINE_BYTES,
         };
         (sink, LogWriter { task })
     }
@@ -108,6 +111,7 @@ impl LogSink {
             sent: Arc::new(AtomicUsize::new(0)),
             limit: usize::MAX,
             masker: Masker::default(),
+            last_line_limit: MAX_LINE_BYTES,
         }
     }
 
@@ -131,8 +135,17 @@ impl LogSink {
         let _ = self.sender.send((stream, line));
     }
 
+    /// The last whole line [`LogSink::copy_lines`] answers may be up to `limit` bytes
+    /// (the watchdog's report, printed when its callback failed, can be as large as the
+    /// largest output); the log itself still gets it in pieces of [`MAX_LINE_BYTES`].
+    pub fn keeping_last_line(mut self, limit: usize) -> LogSink {
+        self.last_line_limit = limit;
+        self
+    }
+
     /// Copies `reader` into the log line by line until it closes. Returns the last
-    /// non-empty line, which for the watchdog's stdout may be its report.
+    /// non-empty line (whole, up to the sink's last-line limit), which for the
+    /// watchdog's stdout may be its report.
     pub async fn copy_lines<R: AsyncRead + Unpin>(
         self,
         stream: LogStream,
@@ -140,32 +153,70 @@ impl LogSink {
     ) -> Option<String> {
         let mut pending: Vec<u8> = Vec::new();
         let mut chunk = vec![0u8; 8192];
-        let mut last = None;
-        loop {
-            let read = match reader.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(read) => read,
-            };
-            pending.extend_from_slice(&chunk[..read]);
-            while let Some(end) = next_line_end(&pending) {
+        let mut whole = LastLine::new(self.last_line_limit);
+        let mut eof = false;
+        while !eof {
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => eof = true,
+                Ok(read) => pending.extend_from_slice(&chunk[..read]),
+            }
+            loop {
+                let end = match next_line_end(&pending) {
+                    Some(end) => end,
+                    None if eof && !pending.is_empty() => LineEnd {
+                        line: pending.len(),
+                        next: pending.len(),
+                    },
+                    None => break,
+                };
                 let rest = pending.split_off(end.next);
                 pending.truncate(end.line);
-                let line = String::from_utf8_lossy(&pending).into_owned();
-                pending = rest;
-                if !line.trim().is_empty() {
-                    last = Some(line.clone());
+                whole.push(&pending);
+                // A piece cut at MAX_LINE_BYTES continues on the next one.
+                if end.next > end.line || eof && rest.is_empty() {
+                    whole.end();
                 }
-                self.line(stream, line);
+                self.line(stream, String::from_utf8_lossy(&pending).into_owned());
+                pending = rest;
             }
         }
-        if !pending.is_empty() {
-            let line = String::from_utf8_lossy(&pending).into_owned();
-            if !line.trim().is_empty() {
-                last = Some(line.clone());
-            }
-            self.line(stream, line);
+        whole.last
+    }
+}
+
+/// The last non-empty line of a stream, whole, if it is at most `limit` bytes.
+struct LastLine {
+    limit: usize,
+    current: Vec<u8>,
+    too_long: bool,
+    last: Option<String>,
+}
+
+impl LastLine {
+    fn new(limit: usize) -> LastLine {
+        LastLine {
+            limit,
+            current: Vec::new(),
+            too_long: false,
+            last: None,
         }
-        last
+    }
+
+    fn push(&mut self, piece: &[u8]) {
+        if self.current.len() + piece.len() > self.limit {
+            self.too_long = true;
+        } else {
+            self.current.extend_from_slice(piece);
+        }
+    }
+
+    fn end(&mut self) {
+        let line = String::from_utf8_lossy(&self.current).into_owned();
+        if !line.trim().is_empty() {
+            self.last = (!self.too_long).then_some(line);
+        }
+        self.current.clear();
+        self.too_long = false;
     }
 }
 
@@ -295,5 +346,32 @@ mod tests {
         let long = vec![b'x'; MAX_LINE_BYTES + 5];
         let end = next_line_end(&long).unwrap();
         assert_eq!((end.line, end.next), (MAX_LINE_BYTES, MAX_LINE_BYTES));
+    }
+
+    #[tokio::test]
+    async fn the_last_line_is_kept_whole_up_to_its_limit() {
+        let report = format!("{{\"output\": \"{}\"}}", "x".repeat(3 * MAX_LINE_BYTES));
+        let text = format!("log line\n{report}\n");
+        let sink = LogSink::to_tracing("test".into()).keeping_last_line(1 << 20);
+        let last = sink.copy_lines(LogStream::Stdout, text.as_bytes()).await;
+        assert_eq!(
+            last.as_deref(),
+            Some(report.as_str()),
+            "whole, not its last piece"
+        );
+        let unterminated = format!("log line\n{report}");
+        let sink = LogSink::to_tracing("test".into()).keeping_last_line(1 << 20);
+        let last = sink
+            .copy_lines(LogStream::Stdout, unterminated.as_bytes())
+            .await;
+        assert_eq!(last.as_deref(), Some(report.as_str()));
+        let sink = LogSink::to_tracing("test".into()).keeping_last_line(MAX_LINE_BYTES);
+        let last = sink.copy_lines(LogStream::Stdout, text.as_bytes()).await;
+        assert_eq!(last, None, "too long to be kept whole");
+        let sink = LogSink::to_tracing("test".into());
+        let last = sink
+            .copy_lines(LogStream::Stdout, &b"a\n\nb\n  \n"[..])
+            .await;
+        assert_eq!(last.as_deref(), Some("b"));
     }
 }

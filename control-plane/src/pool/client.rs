@@ -40,6 +40,9 @@ pub enum CallError {
         /// Its error body.
         body: String,
     },
+    /// The answer was longer than the largest output allows.
+    #[error("the instance answered more than {0} bytes")]
+    TooLarge(usize),
     /// Another answer than 200.
     #[error("the instance answered {status}: {body}")]
     Unexpected {
@@ -56,6 +59,8 @@ pub struct Connections {
     authority: String,
     /// `Bearer <the instance's credential>`.
     authorization: HeaderValue,
+    /// Longest answer read.
+    answer_limit: usize,
     idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
 }
 
@@ -80,7 +85,11 @@ pub struct InvokeCall<'a> {
 impl Connections {
     /// Connections to the WARM server at `endpoint` (`http://IP:PORT`), whose calls
     /// carry `credential`.
-    pub fn new(endpoint: &str, credential: &str) -> Result<Connections, String> {
+    pub fn new(
+        endpoint: &str,
+        credential: &str,
+        answer_limit: usize,
+    ) -> Result<Connections, String> {
         let authority = endpoint
             .strip_prefix("http://")
             .unwrap_or(endpoint)
@@ -95,6 +104,7 @@ impl Connections {
             address,
             authority: authority.to_owned(),
             authorization,
+            answer_limit,
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -158,11 +168,12 @@ impl Connections {
     ) -> Result<(StatusCode, Bytes), CallError> {
         let mut reused_failed = None;
         if let Some(mut sender) = self.take_idle().await {
-            match Self::exchange(&mut sender, build()).await {
-                Ok(answer) => {
+            match self.exchange(&mut sender, build()).await {
+                Ok(Some(answer)) => {
                     self.put_idle(sender);
                     return Ok(answer);
                 }
+                Ok(None) => return Err(CallError::TooLarge(self.answer_limit)),
                 Err(err) if err.is_canceled() || err.is_incomplete_message() => {
                     reused_failed = Some(err);
                 }
@@ -176,19 +187,35 @@ impl Connections {
             (Err(_), Some(err)) => return Err(CallError::Broken(err)),
             (Err(err), None) => return Err(err),
         };
-        let answer = Self::exchange(&mut sender, build()).await?;
-        self.put_idle(sender);
-        Ok(answer)
+        match self.exchange(&mut sender, build()).await? {
+            Some(answer) => {
+                self.put_idle(sender);
+                Ok(answer)
+            }
+            None => Err(CallError::TooLarge(self.answer_limit)),
+        }
     }
 
+    /// One request and its whole answer; `None` when the answer is longer than the
+    /// limit (the connection is then not reused).
     async fn exchange(
+        &self,
         sender: &mut SendRequest<Full<Bytes>>,
         request: Request<Full<Bytes>>,
-    ) -> Result<(StatusCode, Bytes), hyper::Error> {
+    ) -> Result<Option<(StatusCode, Bytes)>, hyper::Error> {
         let response = sender.send_request(request).await?;
         let status = response.status();
-        let body = response.into_body().collect().await?.to_bytes();
-        Ok((status, body))
+        let mut body = response.into_body();
+        let mut read = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                if read.len() + data.len() > self.answer_limit {
+                    return Ok(None);
+                }
+                read.extend_from_slice(&data);
+            }
+        }
+        Ok(Some((status, read.freeze())))
     }
 
     async fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {

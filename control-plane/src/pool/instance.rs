@@ -86,6 +86,9 @@ pub struct Supervision {
     pub ready_timeout: Duration,
     /// SIGTERM to SIGKILL when an instance is stopped.
     pub stop_grace: Duration,
+    /// Largest output of a call (the instances' MAX_OUTPUT_BYTES); an answer longer
+    /// than that and its envelope is not read.
+    pub max_output_bytes: usize,
 }
 
 enum Readiness {
@@ -132,7 +135,8 @@ pub async fn supervise(
         }
     };
     let _ = handle.id.set(instance.id().to_owned());
-    let connections = match Connections::new(&endpoint, handle.credential()) {
+    let answer_limit = timing.max_output_bytes + crate::dispatch::REPORT_ENVELOPE_BYTES;
+    let connections = match Connections::new(&endpoint, handle.credential(), answer_limit) {
         Ok(connections) => handle.connections.get_or_init(|| connections),
         Err(message) => {
             instance.kill(timing.stop_grace).await;

@@ -413,6 +413,10 @@ impl FunctionPool {
             (env::WARM_MAX_INVOCATIONS.to_owned(), "0".to_owned()),
             (env::TIMEOUT_MS.to_owned(), spec.timeout_ms().to_string()),
             (env::WARM_TOKEN.to_owned(), handle.credential().to_owned()),
+            (
+                env::MAX_OUTPUT_BYTES.to_owned(),
+                self.shared.supervision.max_output_bytes.to_string(),
+            ),
         ];
         for (key, value) in &spec.env {
             launch_env.push((key.clone(), value.clone()));

@@ -120,8 +120,10 @@ async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<()
                 health_interval: Duration::from_millis(args.health_interval_ms),
                 ready_timeout: Duration::from_millis(args.ready_timeout_ms),
                 stop_grace: Duration::from_millis(2_000),
+                max_output_bytes: args.max_output_bytes,
             },
             max_chain_depth: args.max_chain_depth,
+            max_output_bytes: args.max_output_bytes,
         },
     );
     let state = Arc::new(AppState {
@@ -135,6 +137,7 @@ async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<()
         hosts: host_policy(&args, &advertise),
         ready: AtomicBool::new(false),
         max_body_bytes: args.max_body_bytes,
+        max_report_bytes: args.max_output_bytes + crate::dispatch::REPORT_ENVELOPE_BYTES,
     });
     let recovered = dispatcher
         .recover()
