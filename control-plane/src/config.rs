@@ -88,6 +88,14 @@ pub struct ServeArgs {
     /// --max-body-bytes says.
     #[arg(long, env = "GANTRY_MAX_OUTPUT_BYTES", default_value_t = 6 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..=1 << 30).map(|n| n as usize))]
     pub max_output_bytes: usize,
+    /// Most connections the API listener serves at once; one more is answered 503 and
+    /// closed.
+    #[arg(long, env = "GANTRY_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..=1_000_000).map(|n| n as usize))]
+    pub max_connections: usize,
+    /// Longest wait for a request's head, in milliseconds: slower clients and
+    /// connections idle that long between requests are closed.
+    #[arg(long, env = "GANTRY_HEADER_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub header_timeout_ms: u64,
     /// Largest request body, in bytes (inputs and manifests).
     #[arg(long, env = "GANTRY_MAX_BODY_BYTES", default_value_t = 6 * 1024 * 1024)]
     pub max_body_bytes: usize,

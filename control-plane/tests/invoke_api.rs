@@ -189,8 +189,11 @@ async fn the_function_sees_its_contract_env_and_nothing_of_the_server() {
     assert_eq!(env["EXECUTION_MODE"], "STDIO");
     assert!(env["TIMEOUT_MS"].is_string(), "{env}");
     let callback = env["CALLBACK_URL"].as_str().unwrap();
+    // Instances call back on a loopback listener of their own, not the API's.
     assert!(
-        callback.starts_with(&server.url) && callback.ends_with("/v1/internal/executions"),
+        callback.starts_with("http://127.0.0.1:")
+            && !callback.starts_with(&server.url)
+            && callback.ends_with("/v1/internal/executions"),
         "{callback}"
     );
     // The watchdog keeps the callback token to itself: the function cannot forge reports.

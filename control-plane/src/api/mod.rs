@@ -10,6 +10,7 @@ pub mod guard;
 mod health;
 mod internal;
 mod invoke;
+pub mod listener;
 mod logs;
 mod secrets;
 mod tokens;
@@ -58,6 +59,8 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Largest request body.
     pub max_body_bytes: usize,
+    /// Connection bounds of the listeners.
+    pub limits: listener::Limits,
     /// Largest result report an instance may post (the largest output and its
     /// envelope), whatever `max_body_bytes` says.
     pub max_report_bytes: usize,
@@ -144,18 +147,8 @@ pub async fn run(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve(listener, app(state), shutdown).await
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.limits;
+    listener::serve(listener, app(state), limits, shutdown).await
 }
 
 /// The bearer token of a request, if any.

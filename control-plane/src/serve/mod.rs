@@ -81,6 +81,7 @@ fn init_tracing() {
 
 async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<(), Failure> {
     check_args(&args)?;
+    raise_descriptor_limit();
     prepare_data_dir(&mut args)?;
     let owner = owner_id(&args.data_dir).map_err(|err| {
         Failure::config(format!(
@@ -97,7 +98,7 @@ async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<()
         .await
         .map_err(|err| Failure::fatal(format!("cannot listen on {}: {err}", args.listen)))?;
     let local = listener.local_addr().unwrap_or(args.listen);
-    let (advertise, gateway_listener) = runtimes.advertise(&args, local).await?;
+    let (advertise, instance_listener) = runtimes.advertise(&args, local).await?;
     let runtime = runtimes.runtime.clone();
     let catalog = Arc::new(
         Catalog::new(store.clone(), runtime.clone(), vault.clone())
@@ -138,6 +139,10 @@ async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<()
         ready: AtomicBool::new(false),
         max_body_bytes: args.max_body_bytes,
         max_report_bytes: args.max_output_bytes + crate::dispatch::REPORT_ENVELOPE_BYTES,
+        limits: api::listener::Limits {
+            max_connections: args.max_connections,
+            header_timeout: Duration::from_millis(args.header_timeout_ms),
+        },
     });
     let recovered = dispatcher
         .recover()
@@ -162,11 +167,13 @@ async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<()
     );
     let grace = Duration::from_millis(args.shutdown_grace_ms);
     let stopped = tokio_util::sync::CancellationToken::new();
-    if let Some(listener) = gateway_listener {
+    if let Some(listener) = instance_listener {
         let (stopped, router) = (stopped.clone(), api::internal_app(state.clone()));
         tokio::spawn(async move {
-            if let Err(err) = api::serve(listener, router, stopped.cancelled_owned()).await {
-                tracing::error!("the listener on the Docker network failed: {err}");
+            let limits = api::listener::Limits::default();
+            let shutdown = stopped.cancelled_owned();
+            if let Err(err) = api::listener::serve(listener, router, limits, shutdown).await {
+                tracing::error!("the listener for instances failed: {err}");
             }
         });
     }
@@ -245,6 +252,19 @@ fn owner_id(data_dir: &Path) -> std::io::Result<String> {
             let id = uuid::Uuid::new_v4().simple().to_string();
             datadir::write_private(&path, id.as_bytes())?;
             Ok(id)
+        }
+    }
+}
+
+/// Raises the open-file limit to its hard limit: every connection and every instance's
+/// pipes use descriptors.
+fn raise_descriptor_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("cannot raise the open-file limit from {soft} to {hard}: {err}");
+            }
         }
     }
 }

@@ -94,9 +94,10 @@ impl RuntimeSetup {
         }
     }
 
-    /// The base URL instances reach this server on, and with the docker runtime the
-    /// listener on the network's gateway that serves them (unless this server already
-    /// listens on every address, or is told where it is reachable).
+    /// The base URL instances reach this server on, and the listener that serves them
+    /// (the callback and payload routes only): on loopback for host processes, on the
+    /// network's gateway with the docker runtime (unless this server already listens on
+    /// every address); none when it is told where it is reachable.
     pub async fn advertise(
         &self,
         args: &ServeArgs,
@@ -106,12 +107,15 @@ impl RuntimeSetup {
             return Ok((url.clone(), None));
         }
         let Some((gateway, network)) = &self.docker_network else {
-            let host = if local.ip().is_unspecified() {
-                "127.0.0.1".to_owned()
-            } else {
-                local.ip().to_string()
-            };
-            return Ok((format!("http://{host}:{}", local.port()), None));
+            // Host processes call back on a loopback listener of their own, so a flood of
+            // API connections cannot crowd out their results.
+            let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|err| {
+                Failure::fatal(format!("cannot listen on 127.0.0.1 for instances: {err}"))
+            })?;
+            let address = listener
+                .local_addr()
+                .map_err(|err| Failure::fatal(err.to_string()))?;
+            return Ok((format!("http://{address}"), Some(listener)));
         };
         let address = SocketAddr::new(*gateway, local.port());
         let listener = if local.ip().is_unspecified() || local.ip() == *gateway {
