@@ -273,7 +273,7 @@ async fn a_chain_tree_comes_in_pages() {
 #[tokio::test]
 async fn a_result_as_large_as_the_largest_output_gets_through() {
     // Requests are small here; results may be as large as outputs are allowed to be.
-    let server = support::Server::start_with(support::ServerOptions {
+    let server = Server::start_with(support::ServerOptions {
         args: vec!["--max-body-bytes".into(), "65536".into()],
         ..Default::default()
     })
