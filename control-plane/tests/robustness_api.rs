@@ -302,3 +302,34 @@ async fn a_result_as_large_as_the_largest_output_gets_through() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(error_message(&body).contains("MAX_OUTPUT_BYTES"), "{body}");
 }
+
+#[tokio::test]
+async fn listings_answer_payloads_only_when_asked() {
+    let server = Server::start().await;
+    server
+        .deploy(stdio_function("echo", "python3 echo.py", json!({})))
+        .await;
+    let (status, _) = server
+        .invoke("echo", json!({"secret-ish": "x".repeat(1000)}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, bare) = server.list_executions(&[]).await;
+    assert_eq!(status, StatusCode::OK);
+    let first = &bare["executions"][0];
+    assert!(
+        first.get("input").is_none() && first.get("output").is_none(),
+        "{first}"
+    );
+    assert_eq!(first["status"], "success");
+    let (_, full) = server.list_executions(&[("include", "input,output")]).await;
+    let first = &full["executions"][0];
+    assert_eq!(
+        first["input"]["secret-ish"].as_str().map(str::len),
+        Some(1000)
+    );
+    assert!(first["output"].is_object(), "{first}");
+    let (_, only_output) = server.list_executions(&[("include", "output")]).await;
+    assert!(only_output["executions"][0].get("input").is_none());
+    let (status, body) = server.list_executions(&[("include", "everything")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}

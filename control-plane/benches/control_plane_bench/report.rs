@@ -302,7 +302,7 @@ fn enqueue_table(run: &Enqueue) -> BenchResult<String> {
     ));
     out.push_str(&row(
         format!(
-            "restart after the SIGKILL with {} executions queued: spawn → listening (recovery re-queues them all)",
+            "restart after the SIGKILL with {} executions queued: spawn → listening (started ones settled first; the queued ones are queued again in pages meanwhile)",
             grouped(durability.recovered + durability.wrk.map_or(0, |(_, held)| held))
         ),
         format!("{:.2} s", durability.restart_in.as_secs_f64()),

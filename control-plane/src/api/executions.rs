@@ -31,14 +31,48 @@ pub struct ListQuery {
     dead_letter: Option<bool>,
     limit: Option<u32>,
     cursor: Option<String>,
+    /// `input`, `output` or both (comma-separated): the payloads to answer.
+    include: Option<String>,
 }
 
-/// `GET /v1/executions`: newest first; `nextCursor` fetches the next page.
+/// Largest answer of a listing with payloads: a page stops early past it (its
+/// `nextCursor` continues where it stopped).
+const MAX_LIST_BYTES: usize = 16 * 1024 * 1024;
+
+/// Which payloads a listing answers.
+#[derive(Debug, Clone, Copy, Default)]
+struct Include {
+    input: bool,
+    output: bool,
+}
+
+impl Include {
+    fn parse(text: Option<&str>) -> Result<Include, ApiError> {
+        let mut include = Include::default();
+        for part in text.iter().flat_map(|t| t.split(',')).map(str::trim) {
+            match part {
+                "" => {}
+                "input" => include.input = true,
+                "output" => include.output = true,
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "include {other:?} is unknown; use input, output or both"
+                    )))
+                }
+            }
+        }
+        Ok(include)
+    }
+}
+
+/// `GET /v1/executions`: newest first; `nextCursor` fetches the next page. Inputs and
+/// outputs only with `include=input,output`.
 pub async fn list(
     State(state): State<Arc<AppState>>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
+    let include = Include::parse(query.include.as_deref())?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::bad_request(format!(
@@ -82,14 +116,34 @@ pub async fn list(
         before_id,
         // One more than asked: a next page exists only if it came back.
         limit: limit + 1,
+        with_payloads: include.input || include.output,
     };
     let mut executions = state.store.list_executions(&filter).await?;
-    let next_cursor = if executions.len() > limit as usize {
-        executions.truncate(limit as usize);
-        executions.last().map(|last| last.id.to_string())
-    } else {
-        None
-    };
+    let mut more = executions.len() > limit as usize;
+    executions.truncate(limit as usize);
+    let mut listed = Vec::with_capacity(executions.len());
+    let mut size = 0usize;
+    for execution in executions {
+        let mut value = serde_json::to_value(&execution).map_err(|err| ApiError::internal(&err))?;
+        if let Some(fields) = value.as_object_mut() {
+            if !include.input {
+                fields.remove("input");
+            }
+            if !include.output {
+                fields.remove("output");
+            }
+        }
+        size += value.to_string().len();
+        if size > MAX_LIST_BYTES && !listed.is_empty() {
+            more = true;
+            break;
+        }
+        listed.push((execution.id, value));
+    }
+    let next_cursor = more
+        .then(|| listed.last().map(|(id, _)| id.to_string()))
+        .flatten();
+    let executions: Vec<Value> = listed.into_iter().map(|(_, value)| value).collect();
     Ok(Json(
         json!({ "executions": executions, "nextCursor": next_cursor }),
     ))

@@ -1,11 +1,22 @@
 //! Start-up recovery: what a previous run of the control plane left unfinished is
 //! stopped (its processes) and then re-queued or failed (its records), so nothing is
-//! silently dropped after a crash.
+//! silently dropped after a crash. Executions that had started are settled before the
+//! server serves; queued ones, however many, are queued again in pages in the
+//! background, their inputs read only when they run, so a large backlog does not hold
+//! up the start.
 
 use std::sync::Arc;
 
+use uuid::Uuid;
+
 use super::Dispatcher;
-use crate::store::{codes, ExecutionError, ExecutionStatus, Finished, StoreError};
+use crate::registry::catalog::LoadedFunction;
+use crate::store::{
+    codes, Execution, ExecutionError, ExecutionStatus, Finished, StoreError, Unfinished,
+};
+
+/// Executions read per page of the store.
+const PAGE: u32 = 10_000;
 
 /// The failure of an execution the restart cannot resume.
 fn restarted(message: String) -> Finished {
@@ -20,16 +31,14 @@ fn restarted(message: String) -> Finished {
     }
 }
 
-/// What recovery did.
+/// What recovery did before serving.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Recovered {
     /// Processes or containers of the earlier run that were stopped.
     pub orphans_stopped: usize,
-    /// Queued executions queued again.
-    pub requeued: usize,
-    /// Running executions started again (their retry policy allowed another attempt).
+    /// Started executions started again (their retry policy allowed another attempt).
     pub retried: usize,
-    /// Running executions failed with CONTROL_PLANE_RESTARTED.
+    /// Started executions failed with CONTROL_PLANE_RESTARTED.
     pub failed: usize,
     /// Executions the store could not update (a full or failing disk): left for the
     /// next start.
@@ -37,80 +46,129 @@ pub struct Recovered {
 }
 
 impl Dispatcher {
-    /// Stops the earlier run's instances, then re-queues queued executions (those with
-    /// a later `run_at`, delayed chains and scheduled retries, at their time), retries
-    /// running ones whose policy allows another attempt and fails the others. Call it
-    /// once, before serving.
+    /// Stops the earlier run's instances, then settles the executions that had started:
+    /// retried where their policy allows another attempt, else failed. Queued ones are
+    /// queued again in the background (those with a later `run_at`, delayed chains and
+    /// scheduled retries, at their time). Call it once, before serving.
     pub async fn recover(self: &Arc<Self>) -> Result<Recovered, StoreError> {
         let mut recovered = Recovered {
             orphans_stopped: self.runtime.remove_orphans().await,
             ..Recovered::default()
         };
-        let now = crate::store::now();
-        for mut execution in self.store.list_unfinished().await? {
-            let function = match self
-                .catalog
-                .version(&execution.function, execution.version)
-                .await
-            {
-                Ok(function) => function,
-                Err(err) => {
-                    let finished = restarted(format!("cannot resume after a restart: {err}"));
-                    self.conclude_in_background(execution, finished, None);
-                    recovered.failed += 1;
-                    continue;
-                }
+        let mut after = None;
+        loop {
+            let page = self
+                .store
+                .list_unfinished(Unfinished::Started, after, PAGE)
+                .await?;
+            let Some(last) = page.last().map(|execution| execution.id) else {
+                break;
             };
-            let max_attempts = function.spec().max_attempts();
-            match execution.status {
-                ExecutionStatus::Queued => recovered.requeued += 1,
-                _ if execution.attempt < max_attempts => {
-                    if let Err(err) = self
-                        .store
-                        .requeue(execution.id, execution.attempt + 1)
-                        .await
-                    {
-                        // Left as it is for the next start; this one keeps serving.
-                        tracing::error!(execution = %execution.id, "cannot re-queue the execution: {err}");
-                        recovered.deferred += 1;
-                        continue;
-                    }
-                    execution.status = ExecutionStatus::Queued;
-                    execution.run_at = None;
-                    recovered.retried += 1;
-                }
-                _ => {
-                    let finished = restarted(format!(
-                        "the control plane stopped while attempt {} was {}; it was not run again because its retry policy allows {} attempt(s)",
-                        execution.attempt,
-                        execution.status.as_str(),
-                        max_attempts
-                    ));
-                    self.conclude_in_background(execution, finished, Some(function));
-                    recovered.failed += 1;
-                    continue;
-                }
-            }
-            if execution.run_at.is_some_and(|run_at| run_at > now) {
-                // A delayed chain or a scheduled retry: it runs at its time.
-                self.schedule(&execution);
-            } else {
-                self.enqueue_stored(&execution.function, execution.id).await;
+            after = Some(last);
+            for execution in page {
+                self.settle_started(execution, &mut recovered).await;
             }
         }
+        let dispatcher = self.clone();
+        tokio::spawn(async move {
+            match dispatcher.requeue_queued().await {
+                Ok(requeued) => {
+                    tracing::info!(requeued, "queued the earlier run's executions again")
+                }
+                Err(err) => tracing::error!(
+                    "cannot queue the earlier run's executions again: {err}; the next start will"
+                ),
+            }
+        });
         Ok(recovered)
     }
 
+    /// An execution that was starting or running when the earlier run stopped.
+    async fn settle_started(self: &Arc<Self>, execution: Execution, recovered: &mut Recovered) {
+        let function = match self
+            .catalog
+            .version(&execution.function, execution.version)
+            .await
+        {
+            Ok(function) => function,
+            Err(err) => {
+                let finished = restarted(format!("cannot resume after a restart: {err}"));
+                self.conclude_in_background(execution.id, finished, None);
+                recovered.failed += 1;
+                return;
+            }
+        };
+        let max_attempts = function.spec().max_attempts();
+        if execution.attempt < max_attempts {
+            if let Err(err) = self
+                .store
+                .requeue(execution.id, execution.attempt + 1)
+                .await
+            {
+                // Left as it is for the next start; this one keeps serving.
+                tracing::error!(execution = %execution.id, "cannot re-queue the execution: {err}");
+                recovered.deferred += 1;
+                return;
+            }
+            recovered.retried += 1;
+            self.enqueue_stored(&execution.function, execution.id).await;
+            return;
+        }
+        let finished = restarted(format!(
+            "the control plane stopped while attempt {} was {}; it was not run again because its retry policy allows {} attempt(s)",
+            execution.attempt,
+            execution.status.as_str(),
+            max_attempts
+        ));
+        self.conclude_in_background(execution.id, finished, Some(function));
+        recovered.failed += 1;
+    }
+
+    /// Queues every queued execution again, a page at a time; answers how many.
+    async fn requeue_queued(self: &Arc<Self>) -> Result<usize, StoreError> {
+        let now = crate::store::now();
+        let mut after: Option<Uuid> = None;
+        let mut requeued = 0;
+        loop {
+            let page = self
+                .store
+                .list_unfinished(Unfinished::Queued, after, PAGE)
+                .await?;
+            let Some(last) = page.last().map(|execution| execution.id) else {
+                return Ok(requeued);
+            };
+            after = Some(last);
+            for execution in page {
+                requeued += 1;
+                if execution.run_at.is_some_and(|run_at| run_at > now) {
+                    // A delayed chain or a scheduled retry: it runs at its time.
+                    self.schedule(&execution);
+                } else {
+                    self.enqueue_stored(&execution.function, execution.id).await;
+                }
+            }
+        }
+    }
+
     /// Records the end of a recovered execution without holding up the start: while the
-    /// store cannot take it, it is kept and written when the store is back.
+    /// store cannot take it, it is kept and written when the store is back. The whole
+    /// record is read first (its chains may map its input).
     fn conclude_in_background(
         self: &Arc<Self>,
-        mut execution: crate::store::Execution,
+        id: Uuid,
         finished: Finished,
-        function: Option<Arc<crate::registry::catalog::LoadedFunction>>,
+        function: Option<Arc<LoadedFunction>>,
     ) {
         let dispatcher = self.clone();
         tokio::spawn(async move {
+            let mut execution = match dispatcher.store.get_execution(id).await {
+                Ok(Some(execution)) => execution,
+                Ok(None) => return,
+                Err(err) => {
+                    tracing::error!(execution = %id, "cannot read the execution to end it: {err}; the next start will");
+                    return;
+                }
+            };
             let ending = dispatcher
                 .conclude(&mut execution, finished, function.as_deref(), None)
                 .await;

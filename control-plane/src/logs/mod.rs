@@ -17,6 +17,8 @@ use crate::store::{LogLine, LogStream, Store};
 
 /// Longest line kept; longer ones are split.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
+/// Lines of a warm instance's own output written to the server's log per second.
+pub const INSTANCE_LINES_PER_SECOND: usize = 100;
 /// Lines written to the store in one call at most.
 const BATCH_LINES: usize = 256;
 
@@ -98,11 +100,27 @@ impl LogSink {
     }
 
     /// A sink for a warm instance, whose output belongs to no single execution: its
-    /// lines go to the server's own log (target `gantry::instance`), tagged `instance`.
+    /// lines go to the server's own log (target `gantry::instance`), tagged `instance`,
+    /// at most [`INSTANCE_LINES_PER_SECOND`] a second (a chatty instance cannot flood the
+    /// server's log; what is dropped is counted there).
     pub fn to_tracing(instance: String) -> LogSink {
         let (sender, mut receiver) = mpsc::unbounded_channel::<(LogStream, String)>();
         tokio::spawn(async move {
+            let mut window = tokio::time::Instant::now();
+            let (mut written, mut dropped) = (0usize, 0usize);
             while let Some((stream, line)) = receiver.recv().await {
+                if window.elapsed() >= std::time::Duration::from_secs(1) {
+                    if dropped > 0 {
+                        tracing::warn!(target: "gantry::instance", instance = %instance, "{dropped} lines of this instance were dropped (more than {INSTANCE_LINES_PER_SECOND} a second)");
+                    }
+                    window = tokio::time::Instant::now();
+                    (written, dropped) = (0, 0);
+                }
+                if written >= INSTANCE_LINES_PER_SECOND {
+                    dropped += 1;
+                    continue;
+                }
+                written += 1;
                 tracing::info!(target: "gantry::instance", instance = %instance, stream = stream.as_str(), "{line}");
             }
         });

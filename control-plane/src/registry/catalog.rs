@@ -1,5 +1,6 @@
-//! The live registry: validates manifests, writes versions to the store and keeps every
-//! loaded version with its compiled schemas in memory, so an invocation reads no disk.
+//! The live registry: validates manifests, writes versions to the store and keeps the
+//! current versions, and a bounded number of older ones, with their compiled schemas in
+//! memory, so an invocation reads no disk.
 
 use std::sync::Arc;
 
@@ -79,6 +80,9 @@ pub enum RegistryError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// Versions kept loaded (with their compiled schemas) besides the current ones.
+pub const MAX_CACHED_VERSIONS: usize = 1024;
 
 /// Chains a function may have unless the server says otherwise.
 pub const DEFAULT_MAX_CHAINS: usize = 16;
@@ -196,10 +200,19 @@ impl Catalog {
     fn remember(&self, version: FunctionVersion) -> Result<Arc<LoadedFunction>, RegistryError> {
         let loaded = Arc::new(LoadedFunction::load(version).map_err(RegistryError::Invalid)?);
         let name = loaded.version.name.clone();
-        self.versions
-            .insert((name.clone(), loaded.version.version), loaded.clone());
+        self.cache_version(loaded.clone());
         self.current.insert(name, loaded.clone());
         Ok(loaded)
+    }
+
+    /// Keeps `loaded` for its executions; the cache of old versions is bounded (past
+    /// [`MAX_CACHED_VERSIONS`] it starts over, and versions load again from the store).
+    fn cache_version(&self, loaded: Arc<LoadedFunction>) {
+        if self.versions.len() >= MAX_CACHED_VERSIONS {
+            self.versions.clear();
+        }
+        let key = (loaded.version.name.clone(), loaded.version.version);
+        self.versions.insert(key, loaded);
     }
 
     /// Settings of `spec` the runtime accepts but does not apply.
@@ -276,6 +289,11 @@ impl Catalog {
         name: &str,
         version: u32,
     ) -> Result<Arc<LoadedFunction>, RegistryError> {
+        if let Some(current) = self.current.get(name) {
+            if current.version.version == version {
+                return Ok(current.clone());
+            }
+        }
         if let Some(loaded) = self.versions.get(&(name.to_owned(), version)) {
             return Ok(loaded.clone());
         }
@@ -285,8 +303,7 @@ impl Catalog {
             .await?
             .ok_or_else(|| RegistryError::VersionNotFound(name.to_owned(), version))?;
         let loaded = Arc::new(LoadedFunction::load(stored).map_err(RegistryError::Invalid)?);
-        self.versions
-            .insert((name.to_owned(), version), loaded.clone());
+        self.cache_version(loaded.clone());
         Ok(loaded)
     }
 

@@ -150,11 +150,10 @@ async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<()
         .map_err(|err| Failure::fatal(format!("recovery failed: {err}")))?;
     tracing::info!(
         orphans_stopped = recovered.orphans_stopped,
-        requeued = recovered.requeued,
         retried = recovered.retried,
         failed = recovered.failed,
         deferred = recovered.deferred,
-        "recovered the previous run's executions"
+        "settled the previous run's started executions"
     );
     dispatcher.prewarm().await;
     state.ready.store(true, Ordering::Relaxed);

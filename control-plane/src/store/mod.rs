@@ -262,6 +262,17 @@ impl Execution {
     }
 }
 
+/// Which unfinished executions [`Store::list_unfinished`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unfinished {
+    /// Queued ones.
+    Queued,
+    /// Starting or running ones.
+    Started,
+    /// Both.
+    All,
+}
+
 /// What [`Store::redrive`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Redrive {
@@ -339,6 +350,8 @@ pub struct ExecutionFilter {
     pub before_id: Option<Uuid>,
     /// Most records answered.
     pub limit: u32,
+    /// Read `input` and `output` too (otherwise they come back as `null`).
+    pub with_payloads: bool,
 }
 
 /// Which output stream a log line came from.
@@ -499,8 +512,15 @@ pub trait Store: Send + Sync + 'static {
     async fn list_executions(&self, filter: &ExecutionFilter)
         -> Result<Vec<Execution>, StoreError>;
 
-    /// Every execution that is queued, starting or running, oldest first.
-    async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError>;
+    /// Up to `limit` unfinished executions of the `which` kind after `after`, oldest
+    /// first, without their payloads (`input` and `output` answer `null`): recovery pages
+    /// through them without holding every input in memory.
+    async fn list_unfinished(
+        &self,
+        which: Unfinished,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Execution>, StoreError>;
 
     /// Moves an unfinished execution (queued, starting or running) to `running` with
     /// `started`. `false`, and no change, if it is already terminal.

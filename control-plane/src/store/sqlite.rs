@@ -32,7 +32,7 @@ use self::exec_sql::{ExecutionRow, FinishedRow};
 use self::writer::Writer;
 use super::{
     AttemptFailure, Execution, ExecutionFilter, Finished, LogLine, Redrive, Started, Store,
-    StoreError,
+    StoreError, Unfinished,
 };
 use crate::access::TokenRecord;
 use crate::registry::{FunctionSpec, FunctionVersion};
@@ -360,8 +360,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_unfinished(&self) -> Result<Vec<Execution>, StoreError> {
-        self.read(exec_sql::list_unfinished).await
+    async fn list_unfinished(
+        &self,
+        which: Unfinished,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Execution>, StoreError> {
+        self.read(move |conn| exec_sql::list_unfinished(conn, which, after, limit))
+            .await
     }
 
     async fn mark_running(&self, id: Uuid, started: &Started) -> Result<bool, StoreError> {

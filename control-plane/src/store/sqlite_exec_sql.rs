@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::sql::{db, get, get_id, get_json, get_opt_time, get_time, to_json, to_ms, unknown};
 use crate::store::{
     Execution, ExecutionError, ExecutionFilter, ExecutionStatus, Finished, Redrive, Started,
-    StoreError, Trigger,
+    StoreError, Trigger, Unfinished,
 };
 
 /// Statuses an execution can still leave, as an SQL list.
@@ -273,7 +273,13 @@ pub(super) fn list_executions(
     }
     values.push(Value::Integer(i64::from(filter.limit)));
     let limit = values.len();
-    let mut sql = format!("SELECT {EXECUTION_COLUMNS} FROM executions");
+    let columns = if filter.with_payloads {
+        EXECUTION_COLUMNS.to_owned()
+    } else {
+        // A listing reads no payload it will not answer.
+        EXECUTION_COLUMNS.replacen("input, output,", "'null', NULL,", 1)
+    };
+    let mut sql = format!("SELECT {columns} FROM executions");
     if !clauses.is_empty() {
         sql.push_str(" WHERE ");
         sql.push_str(&clauses.join(" AND "));
@@ -283,11 +289,23 @@ pub(super) fn list_executions(
 }
 
 /// See [`crate::store::Store::list_unfinished`].
-pub(super) fn list_unfinished(conn: &Connection) -> Result<Vec<Execution>, StoreError> {
+pub(super) fn list_unfinished(
+    conn: &Connection,
+    which: Unfinished,
+    after: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Execution>, StoreError> {
+    let statuses = match which {
+        Unfinished::Queued => "('queued')",
+        Unfinished::Started => "('starting', 'running')",
+        Unfinished::All => UNFINISHED,
+    };
+    let columns = EXECUTION_COLUMNS.replacen("input, output,", "'null', NULL,", 1);
     let sql = format!(
-        "SELECT {EXECUTION_COLUMNS} FROM executions WHERE status IN {UNFINISHED} ORDER BY id"
+        "SELECT {columns} FROM executions WHERE status IN {statuses} AND id > ?1 ORDER BY id LIMIT ?2"
     );
-    query_executions(conn, &sql, [])
+    let after = after.map_or([0u8; 16], Uuid::into_bytes);
+    query_executions(conn, &sql, params![after, limit])
 }
 
 /// Runs `UPDATE executions SET {set}` on execution `?1` if it is unfinished; answers

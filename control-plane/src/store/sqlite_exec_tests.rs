@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::tests::{create, execution, fresh, hold_writer, ms};
 use crate::store::{
     Execution, ExecutionError, ExecutionFilter, ExecutionStatus, Finished, Redrive, Started, Store,
-    StoreError, Trigger,
+    StoreError, Trigger, Unfinished,
 };
 
 fn started(instance: &str) -> Started {
@@ -280,10 +280,20 @@ async fn list_executions_filters_and_pages_newest_first() {
     };
     let filter = ExecutionFilter {
         limit: 100,
+        with_payloads: true,
         ..ExecutionFilter::default()
     };
 
     assert_eq!(list(filter.clone()).await, all);
+    let bare = list(ExecutionFilter {
+        with_payloads: false,
+        ..filter.clone()
+    })
+    .await;
+    assert!(
+        bare.iter().all(|e| e.input.is_null() && e.output.is_none()),
+        "a listing without payloads reads none"
+    );
     let only_a = list(ExecutionFilter {
         function: Some("a".into()),
         ..filter.clone()
@@ -383,14 +393,34 @@ async fn list_unfinished_answers_open_executions_oldest_first() {
             expected.push(e.id);
         }
     }
-    let unfinished: Vec<Uuid> = store
-        .list_unfinished()
+    let ids = |found: Vec<Execution>| found.into_iter().map(|e| e.id).collect::<Vec<Uuid>>();
+    let unfinished = store
+        .list_unfinished(Unfinished::All, None, 100)
         .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
-    assert_eq!(unfinished, expected);
+        .unwrap();
+    assert!(unfinished.iter().all(|e| e.input.is_null()), "no payloads");
+    assert_eq!(ids(unfinished), expected);
+    // In pages, and by kind.
+    let first = store
+        .list_unfinished(Unfinished::All, None, 2)
+        .await
+        .unwrap();
+    assert_eq!(ids(first), expected[..2]);
+    let rest = store
+        .list_unfinished(Unfinished::All, Some(expected[1]), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(rest), expected[2..]);
+    let queued = store
+        .list_unfinished(Unfinished::Queued, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 2);
+    let started = store
+        .list_unfinished(Unfinished::Started, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(started.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,7 +467,11 @@ async fn many_concurrent_inserts_all_land() {
     assert_eq!(listed.len(), TASKS * EACH);
     assert_eq!(listed_ids, inserted);
     assert!(listed.windows(2).all(|pair| pair[0].id > pair[1].id));
-    assert_eq!(store.list_unfinished().await.unwrap().len(), TASKS * EACH);
+    let unfinished = store
+        .list_unfinished(Unfinished::All, None, 100_000)
+        .await
+        .unwrap();
+    assert_eq!(unfinished.len(), TASKS * EACH);
 }
 
 #[tokio::test]
@@ -452,7 +486,7 @@ async fn an_execution_of_a_closed_store_is_refused() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Closed), "{err}");
     assert!(matches!(
-        store.list_unfinished().await,
+        store.list_unfinished(Unfinished::All, None, 1).await,
         Err(StoreError::Closed)
     ));
 }

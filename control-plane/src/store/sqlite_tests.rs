@@ -415,7 +415,9 @@ async fn bad_stored_data_is_corrupt_not_a_panic() {
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     }
     assert!(matches!(
-        store.list_unfinished().await,
+        store
+            .list_unfinished(crate::store::Unfinished::All, None, 10)
+            .await,
         Err(StoreError::Corrupt { .. })
     ));
     assert!(matches!(
