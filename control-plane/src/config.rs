@@ -96,6 +96,17 @@ pub struct ServeArgs {
     /// connections idle that long between requests are closed.
     #[arg(long, env = "GANTRY_HEADER_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(100..))]
     pub header_timeout_ms: u64,
+    /// How long finished executions and their logs are kept (`7d`, `12h`, `30m`); a
+    /// function's `retention` overrides it. They are deleted in the background.
+    #[arg(long, env = "GANTRY_RETENTION", default_value = "7d", value_parser = crate::retention::parse_duration)]
+    pub retention: std::time::Duration,
+    /// Versions of a function kept (its current one and those unfinished executions run
+    /// on are always kept).
+    #[arg(long, env = "GANTRY_KEEP_VERSIONS", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_versions: u32,
+    /// Time between retention rounds, in milliseconds.
+    #[arg(long, env = "GANTRY_PRUNE_INTERVAL_MS", default_value_t = 60_000, value_parser = clap::value_parser!(u64).range(100..))]
+    pub prune_interval_ms: u64,
     /// Largest request body, in bytes (inputs and manifests).
     #[arg(long, env = "GANTRY_MAX_BODY_BYTES", default_value_t = 6 * 1024 * 1024)]
     pub max_body_bytes: usize,

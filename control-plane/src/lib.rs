@@ -24,6 +24,7 @@ pub mod logs;
 pub mod metrics;
 pub mod pool;
 pub mod registry;
+pub mod retention;
 pub mod runtime;
 pub mod schema;
 pub mod secrets;

@@ -70,6 +70,7 @@ mod tests {
             (Method::GET, "/v1/executions/e/logs", Some(Read)),
             (Method::POST, "/v1/executions/e:cancel", Some(Invoke)),
             (Method::POST, "/v1/executions/e:retry", Some(Invoke)),
+            (Method::DELETE, "/v1/executions/e", Some(Invoke)),
             (Method::POST, "/v1/events", Some(Invoke)),
             (Method::GET, "/v1/secrets", Some(Deploy)),
             (Method::PUT, "/v1/secrets/db", Some(Deploy)),

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::{parse_id, split_action, AppState};
-use crate::store::{Execution, ExecutionFilter, ExecutionStatus};
+use crate::store::{Deletion, Execution, ExecutionFilter, ExecutionStatus};
 
 /// Page size when `limit` is absent.
 const DEFAULT_LIMIT: u32 = 50;
@@ -185,6 +185,22 @@ pub async fn get(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))
+}
+
+/// `DELETE /v1/executions/{id}`: 204; the record and its logs are gone. 409 while it
+/// has not finished (cancel it first).
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    match state.store.delete_execution(id).await? {
+        Deletion::Deleted => Ok(StatusCode::NO_CONTENT),
+        Deletion::NotFound => Err(ApiError::not_found(format!("execution {id} not found"))),
+        Deletion::Unfinished => Err(ApiError::conflict(format!(
+            "execution {id} has not finished; cancel it first"
+        ))),
+    }
 }
 
 /// `POST /v1/executions/{id}:cancel`: the final record; 409 if it had already finished.

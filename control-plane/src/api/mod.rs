@@ -83,7 +83,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/executions", get(executions::list))
         .route(
             "/executions/{id}",
-            get(executions::get).post(executions::action),
+            get(executions::get)
+                .post(executions::action)
+                .delete(executions::delete),
         )
         .route("/executions/{id}/logs", get(logs::logs))
         .route("/executions/{id}/chain", get(executions::chain))

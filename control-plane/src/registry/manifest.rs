@@ -269,6 +269,10 @@ pub struct FunctionSpec {
     /// Environment variable ← stored secret (its value, or a file holding it).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, SecretRef>,
+    /// How long its finished executions are kept (`3d`, `12h`); the server's
+    /// `--retention` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<String>,
     /// Free-form labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -297,6 +301,13 @@ impl FunctionSpec {
     /// Executions waiting at once.
     pub fn max_queue(&self) -> u32 {
         self.concurrency.max_queue.unwrap_or(DEFAULT_MAX_QUEUE)
+    }
+
+    /// How long its finished executions are kept, when the manifest says.
+    pub fn retention_duration(&self) -> Option<std::time::Duration> {
+        self.retention
+            .as_deref()
+            .and_then(|text| crate::retention::parse_duration(text).ok())
     }
 
     /// Attempts allowed by the retry policy (1 without one).
@@ -437,6 +448,13 @@ pub fn problems(spec: &FunctionSpec) -> Vec<String> {
         }
     }
     problems.extend(secret_ref::problems(&spec.secrets, &spec.env));
+    if let Some(retention) = &spec.retention {
+        match crate::retention::parse_duration(retention) {
+            Ok(keep) if keep.as_secs() >= 1 => {}
+            Ok(_) => problems.push("retention must be at least 1s".into()),
+            Err(problem) => problems.push(format!("retention: {problem}")),
+        }
+    }
     resource_problems(&spec.resources, &mut problems);
     if let Some(warm) = &spec.warm {
         if warm.max_instances == 0 {

@@ -166,6 +166,16 @@ async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<()
     );
     let grace = Duration::from_millis(args.shutdown_grace_ms);
     let stopped = tokio_util::sync::CancellationToken::new();
+    crate::retention::start(
+        state.store.clone(),
+        state.catalog.clone(),
+        crate::retention::RetentionSettings {
+            keep: args.retention,
+            interval: Duration::from_millis(args.prune_interval_ms),
+            keep_versions: args.keep_versions,
+        },
+        stopped.clone(),
+    );
     if let Some(listener) = instance_listener {
         let (stopped, router) = (stopped.clone(), api::internal_app(state.clone()));
         tokio::spawn(async move {

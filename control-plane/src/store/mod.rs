@@ -13,8 +13,8 @@ use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 
 pub use model::{
-    codes, AttemptFailure, Execution, ExecutionError, ExecutionFilter, ExecutionStatus, Finished,
-    LogLine, LogStream, Redrive, Started, Trigger, Unfinished,
+    codes, AttemptFailure, Deletion, Execution, ExecutionError, ExecutionFilter, ExecutionStatus,
+    Finished, LogLine, LogStream, PruneScope, Redrive, Started, Trigger, Unfinished,
 };
 pub use sqlite::SqliteStore;
 
@@ -226,6 +226,25 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes secret `name`; `false` if there was none.
     async fn delete_secret(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Deletes up to `limit` finished executions (and their logs) that finished before
+    /// `before`, of the functions `scope` names; answers how many.
+    async fn prune_executions(
+        &self,
+        scope: &PruneScope,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<usize, StoreError>;
+
+    /// Deletes finished execution `id` and its logs.
+    async fn delete_execution(&self, id: Uuid) -> Result<Deletion, StoreError>;
+
+    /// Deletes the versions of every function beyond its newest `keep`, but never its
+    /// current one nor one an unfinished execution runs on; answers how many.
+    async fn prune_versions(&self, keep: u32) -> Result<usize, StoreError>;
+
+    /// Returns free space to the file system, a little at a time.
+    async fn compact(&self) -> Result<(), StoreError>;
 
     /// A server setting kept in the store (`None` if never set).
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError>;

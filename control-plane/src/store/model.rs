@@ -256,7 +256,7 @@ impl Execution {
     }
 }
 
-/// Which unfinished executions [`Store::list_unfinished`] answers.
+/// Which unfinished executions [`super::Store::list_unfinished`] answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unfinished {
     /// Queued ones.
@@ -267,7 +267,27 @@ pub enum Unfinished {
     All,
 }
 
-/// What [`Store::redrive`] did.
+/// Which functions' executions [`super::Store::prune_executions`] deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PruneScope {
+    /// This function's.
+    Function(String),
+    /// Every function's but these.
+    AllBut(Vec<String>),
+}
+
+/// What [`super::Store::delete_execution`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// It is gone, with its logs.
+    Deleted,
+    /// There is no such execution.
+    NotFound,
+    /// It has not finished: it stays.
+    Unfinished,
+}
+
+/// What [`super::Store::redrive`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Redrive {
     /// The re-drive is stored.

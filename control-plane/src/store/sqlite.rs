@@ -11,6 +11,8 @@
 mod access_sql;
 #[path = "sqlite_exec_sql.rs"]
 mod exec_sql;
+#[path = "sqlite_retention_sql.rs"]
+mod retention_sql;
 #[path = "sqlite_schema.rs"]
 mod schema;
 #[path = "sqlite_sql.rs"]
@@ -31,8 +33,8 @@ use uuid::Uuid;
 use self::exec_sql::{ExecutionRow, FinishedRow};
 use self::writer::Writer;
 use super::{
-    AttemptFailure, Execution, ExecutionFilter, Finished, LogLine, Redrive, Started, Store,
-    StoreError, Unfinished,
+    AttemptFailure, Deletion, Execution, ExecutionFilter, Finished, LogLine, PruneScope, Redrive,
+    Started, Store, StoreError, Unfinished,
 };
 use crate::access::TokenRecord;
 use crate::registry::{FunctionSpec, FunctionVersion};
@@ -501,6 +503,31 @@ impl Store for SqliteStore {
         let name = name.to_owned();
         self.write(move |conn| access_sql::delete_secret(conn, &name))
             .await
+    }
+
+    async fn prune_executions(
+        &self,
+        scope: &PruneScope,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<usize, StoreError> {
+        let scope = scope.clone();
+        self.write(move |conn| retention_sql::prune_executions(conn, &scope, before, limit))
+            .await
+    }
+
+    async fn delete_execution(&self, id: Uuid) -> Result<Deletion, StoreError> {
+        self.write(move |conn| retention_sql::delete_execution(conn, id))
+            .await
+    }
+
+    async fn prune_versions(&self, keep: u32) -> Result<usize, StoreError> {
+        self.write(move |conn| retention_sql::prune_versions(conn, keep))
+            .await
+    }
+
+    async fn compact(&self) -> Result<(), StoreError> {
+        self.write(retention_sql::compact).await
     }
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {

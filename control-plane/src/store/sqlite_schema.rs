@@ -114,6 +114,11 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE executions ADD COLUMN redriven_by BLOB;
     ",
+    // Retention finds finished executions by when they finished.
+    "
+    CREATE INDEX IF NOT EXISTS executions_finished ON executions (finished_at)
+        WHERE finished_at IS NOT NULL;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -179,6 +184,12 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
                 "the database has schema version {current}; this build knows up to {SCHEMA_VERSION}"
             ),
         });
+    }
+    if current == 0 {
+        // A new database gives the pages retention frees back to the file system
+        // (`compact`); only possible before its first table.
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+            .map_err(db("set auto_vacuum"))?;
     }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction().map_err(db("begin migration"))?;
