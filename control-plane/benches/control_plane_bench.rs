@@ -1,14 +1,17 @@
 //! `make bench-control-plane`: measures the control plane against the performance
 //! targets — cold start of a no-op STDIO function through the process runtime
 //! (end-to-end `:invoke`, ≤ 5 ms p50) and durable enqueue throughput (`:enqueue` → 202,
-//! ≥ 20,000/s) — each against baselines taken in the same run, prints the report and
-//! refreshes the control-plane section of BENCHMARKS.md.
+//! ≥ 20,000/s) — each against baselines taken in the same run — and a restart with a
+//! million queued executions (ready ≤ 1 s), prints the report and refreshes the
+//! control-plane section of BENCHMARKS.md.
 //!
 //! It runs the release `gantry serve` (`GANTRY_BIN`; default: the binary cargo built for
 //! this bench, target/release/gantry) with the static watchdog (`WATCHDOG_BIN`; default
 //! target/static/watchdog). `GANTRY_BENCH_QUICK=1` makes a short smoke run and leaves
 //! BENCHMARKS.md alone; `GANTRY_BENCH_NO_WRITE=1` only prints the report.
 
+#[path = "control_plane_bench/backlog.rs"]
+mod backlog;
 #[path = "control_plane_bench/client.rs"]
 mod client;
 #[path = "control_plane_bench/cold_start.rs"]
@@ -47,6 +50,8 @@ pub struct Settings {
     pub enqueue_duration: Duration,
     /// Length of one variant's warm-up.
     pub enqueue_warm_up: Duration,
+    /// Queued executions of the restart with a backlog.
+    pub backlog: u64,
 }
 
 impl Settings {
@@ -60,6 +65,7 @@ impl Settings {
             enqueue_rounds: 3,
             enqueue_duration: Duration::from_secs(5),
             enqueue_warm_up: Duration::from_secs(1),
+            backlog: 1_000_000,
         };
         options.scale(full, |full| Settings {
             invoke_rounds: 2,
@@ -67,6 +73,7 @@ impl Settings {
             invoke_warm_up: 5,
             enqueue_rounds: 1,
             enqueue_duration: Duration::from_secs(1),
+            backlog: 20_000,
             ..full
         })
     }
@@ -111,17 +118,22 @@ fn run() -> BenchResult<()> {
         }
     }
 
-    println!("[1/2] cold start: `:invoke` of a no-op STDIO function (`cat`)");
+    println!("[1/3] cold start: `:invoke` of a no-op STDIO function (`cat`)");
     let cold = cold_start::run(&rt, &settings)?;
     let after_cold = report::CpuUse::now();
     print_others(&start.cpu_before, &after_cold);
 
-    println!("[2/2] durable enqueue: `:enqueue` → 202 under load, then a restart");
+    println!("[2/3] durable enqueue: `:enqueue` → 202 under load, then a restart");
     let enqueue = enqueue::run(&rt, &settings)?;
-    print_others(&after_cold, &report::CpuUse::now());
+    let after_enqueue = report::CpuUse::now();
+    print_others(&after_cold, &after_enqueue);
+
+    println!("[3/3] restart with {} queued executions", settings.backlog);
+    let backlog = backlog::run(&rt, settings.backlog)?;
+    print_others(&after_enqueue, &report::CpuUse::now());
 
     let (load_after, cpu_after) = (report::load_average(), report::CpuUse::now());
-    let section = report::markdown(&start, &cold, &enqueue, &load_after, &cpu_after)?;
+    let section = report::markdown(&start, &cold, &enqueue, &backlog, &load_after, &cpu_after)?;
     report::SECTION.publish(&section, options)
 }
 

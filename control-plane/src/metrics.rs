@@ -114,6 +114,8 @@ pub struct Metrics {
     queue_wait: Family<FunctionLabel, Histogram, fn() -> Histogram>,
     store_failures: Counter,
     log_lines_lost: Counter,
+    recovery_requeued: Counter,
+    recovery_active: Gauge,
 }
 
 impl Default for Metrics {
@@ -199,10 +201,24 @@ impl Metrics {
             "Captured log lines the store could not take",
             log_lines_lost.clone(),
         );
+        let recovery_requeued = Counter::default();
+        let recovery_active = Gauge::default();
+        registry.register(
+            "recovery_requeued",
+            "Queued executions of an earlier run that start-up recovery has queued again",
+            recovery_requeued.clone(),
+        );
+        registry.register(
+            "recovery_active",
+            "1 while start-up recovery is still queueing an earlier run's executions again",
+            recovery_active.clone(),
+        );
         Metrics {
             registry,
             store_failures,
             log_lines_lost,
+            recovery_requeued,
+            recovery_active,
             invocations,
             durations,
             queue_depth,
@@ -224,6 +240,16 @@ impl Metrics {
     /// Counts `lines` captured log lines the store could not take.
     pub fn log_lines_lost(&self, lines: usize) {
         self.log_lines_lost.inc_by(lines as u64);
+    }
+
+    /// Marks start-up recovery as queueing (`true`) or done (`false`).
+    pub fn recovery_active(&self, active: bool) {
+        self.recovery_active.set(i64::from(active));
+    }
+
+    /// Counts `executions` an earlier run left queued that recovery queued again.
+    pub fn recovery_requeued(&self, executions: usize) {
+        self.recovery_requeued.inc_by(executions as u64);
     }
 
     /// Counts a finished execution of `function` with `status`, which ran `seconds`.

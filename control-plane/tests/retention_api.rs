@@ -156,3 +156,66 @@ async fn old_versions_go_beyond_the_kept_count() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(current["version"], 5);
 }
+
+/// Executions of `function` the list route answers with `query` added.
+async fn listed(server: &Server, query: &str) -> usize {
+    let (status, _, body) = server
+        .call(server.request(Method::GET, &format!("/v1/executions?limit=1&{query}")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["executions"].as_array().map_or(0, Vec::len)
+}
+
+/// Bytes of the database and its write-ahead log.
+fn database_bytes(server: &Server) -> u64 {
+    ["gantry.db", "gantry.db-wal"]
+        .iter()
+        .filter_map(|file| std::fs::metadata(server.data_dir.join(file)).ok())
+        .map(|meta| meta.len())
+        .sum()
+}
+
+#[tokio::test]
+async fn the_database_stops_growing_under_a_steady_load() {
+    let server = Server::start_with(ServerOptions {
+        args: ["--retention", "1s", "--prune-interval-ms", "200"]
+            .map(String::from)
+            .to_vec(),
+        ..ServerOptions::default()
+    })
+    .await;
+    server
+        .deploy(stdio_function(
+            "steady",
+            "cat",
+            json!({"concurrency": {"max_in_flight": 8, "max_queue": 1000}}),
+        ))
+        .await;
+    // Each round stores about 200 × 2 × 32 KiB (input and output) = 12.5 MiB.
+    let payload = json!({"blob": "x".repeat(32 * 1024)});
+    let mut sizes = Vec::new();
+    for round in 0..6 {
+        for _ in 0..200 {
+            server.enqueue("steady", payload.clone()).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while listed(&server, "function=steady").await > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: its executions were not all run and pruned within 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        sizes.push(database_bytes(&server));
+    }
+    eprintln!("database bytes after each round: {sizes:?}");
+    let bound = sizes[1] + sizes[1] / 4 + (1 << 20);
+    assert!(
+        sizes[5] <= bound,
+        "the database kept growing round after round: {sizes:?} (bytes)"
+    );
+    assert!(
+        sizes[5] < 6 * 12 * (1 << 20),
+        "six rounds would fill at least 72 MiB without retention: {sizes:?}"
+    );
+}

@@ -99,10 +99,15 @@ async fn send_with_retry(
     build: impl Fn() -> Request<Full<Bytes>>,
 ) -> Result<Bytes, ControlPlaneError> {
     let mut last = String::new();
+    let mut attempts = 0;
     for attempt in 1..=policy.attempts {
         if attempt > 1 {
+            if crate::supervise::stop_asked() {
+                break;
+            }
             tokio::time::sleep(policy.backoff(attempt - 1)).await;
         }
+        attempts = attempt;
         let answer =
             tokio::time::timeout(policy.attempt_timeout, client.request(build(), body_limit)).await;
         match answer {
@@ -123,7 +128,7 @@ async fn send_with_retry(
     }
     Err(ControlPlaneError::Unreachable {
         url: url.to_string(),
-        attempts: policy.attempts,
+        attempts,
         last,
     })
 }

@@ -3,6 +3,7 @@
 //! group outlives the grace period after such a signal.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -11,6 +12,16 @@ use tokio::time::{sleep_until, Instant};
 
 use crate::diag;
 use crate::process::signal_group;
+
+/// Set once the watchdog received SIGTERM or SIGINT.
+static STOP_ASKED: AtomicBool = AtomicBool::new(false);
+
+/// Whether the watchdog was asked to stop. Its report then gets one delivery attempt,
+/// not a series of retries: whoever stops it (a server shutting down, or the next
+/// server clearing up after a crash) must not wait for a control plane that may be gone.
+pub fn stop_asked() -> bool {
+    STOP_ASKED.load(Ordering::Relaxed)
+}
 
 /// SIGTERM and SIGINT listeners; installing them replaces the default (terminating)
 /// action, so the watchdog outlives the signal long enough to report.
@@ -30,10 +41,12 @@ impl ForwardedSignals {
 
     /// The next SIGTERM or SIGINT.
     pub async fn recv(&mut self) -> Signal {
-        tokio::select! {
+        let signal = tokio::select! {
             _ = self.term.recv() => Signal::SIGTERM,
             _ = self.int.recv() => Signal::SIGINT,
-        }
+        };
+        STOP_ASKED.store(true, Ordering::Relaxed);
+        signal
     }
 }
 

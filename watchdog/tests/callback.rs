@@ -51,3 +51,33 @@ async fn an_unreachable_control_plane_is_retried_a_bounded_number_of_times() {
     );
     assert_eq!(finished.report()["output"], 42);
 }
+
+#[tokio::test]
+async fn a_watchdog_asked_to_stop_makes_one_attempt_to_report() {
+    // As after a crash of the control plane: the next server SIGTERMs what the last one
+    // left, and nobody listens on the old callback address any more.
+    let support::Watchdog {
+        mut command,
+        marker,
+    } = watchdog("STDIO", r#"sh -c "echo ready >&2; exec sleep 300""#)
+        .env("EXECUTION_ID", "stopped")
+        .env("CALLBACK_URL", refusing_url());
+    let _cleanup = support::MarkerGuard(marker.clone());
+    let mut child = command.spawn().unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut line)
+        .await
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    let pid = nix::unistd::Pid::from_raw(child.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut rest = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut rest)
+        .await
+        .unwrap();
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(75), "{rest}");
+    assert!(rest.contains("failed 1 times"), "{rest}");
+    support::assert_no_leftovers(&marker).await;
+}

@@ -203,6 +203,7 @@ pub fn run(rt: &Runtime, settings: &Settings) -> BenchResult<Enqueue> {
         )
         .into());
     }
+    rt.block_on(crate::backlog::wait_requeued(&restarted))?;
     let metrics = rt.block_on(restarted.get("/metrics"))?.text();
     let recovered = stored(&metrics, "sink");
     if recovered != accepted_sink {
@@ -250,7 +251,7 @@ pub fn run(rt: &Runtime, settings: &Settings) -> BenchResult<Enqueue> {
 
 /// Executions of `function` a freshly started server holds: queued, running, and those
 /// recovery failed (`gantry_invocations_total`).
-fn stored(metrics: &str, function: &str) -> u64 {
+pub fn stored(metrics: &str, function: &str) -> u64 {
     let gauge = |name: &str| {
         crate::cold_start::metric(metrics, &format!("{name}{{function=\"{function}\"}}"))
             .unwrap_or(0.0)
@@ -297,7 +298,7 @@ async fn check_ids(server: &Server, ids: &[HeaderValue]) -> BenchResult<usize> {
 }
 
 /// Bytes of gantry.db, its WAL and shared-memory file.
-fn database_size(data_dir: &Path) -> u64 {
+pub fn database_size(data_dir: &Path) -> u64 {
     std::fs::read_dir(data_dir)
         .into_iter()
         .flatten()

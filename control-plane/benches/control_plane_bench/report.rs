@@ -335,13 +335,14 @@ pub fn markdown(
     start: &Conditions,
     cold: &ColdStart,
     enqueue: &Enqueue,
+    backlog: &crate::backlog::Backlog,
     load_after: &str,
     cpu_after: &CpuUse,
 ) -> BenchResult<String> {
     let machine = &start.machine;
     let (others, steal) = start.cpu_before.others(cpu_after, machine.cpus);
     Ok(SECTION.wrap(&format!(
-        "## Control plane\n\nMeasured {} by `make bench-control-plane` (release `gantry serve` with the static watchdog, process runtime, port 0, a fresh temporary data directory). The machine is shared: during the run, processes other than the bench's kept {:.0} % of its {} cores busy (/proc/stat busy time minus the bench's own process tree) and the hypervisor stole {:.0} %; load average (1, 5, 15 min) {} before, {load_after} after. That is why every baseline is measured in the same run, interleaved with what it is compared to, and every figure is a median.\n\n{}\n{}",
+        "## Control plane\n\nMeasured {} by `make bench-control-plane` (release `gantry serve` with the static watchdog, process runtime, port 0, a fresh temporary data directory). The machine is shared: during the run, processes other than the bench's kept {:.0} % of its {} cores busy (/proc/stat busy time minus the bench's own process tree) and the hypervisor stole {:.0} %; load average (1, 5, 15 min) {} before, {load_after} after. That is why every baseline is measured in the same run, interleaved with what it is compared to, and every figure is a median.\n\n{}\n{}\n{}",
         machine.describe(),
         others * 100.0,
         machine.cpus,
@@ -349,5 +350,6 @@ pub fn markdown(
         start.load_before,
         cold_start_table(cold)?,
         enqueue_table(enqueue)?,
+        crate::backlog::table(backlog),
     )))
 }

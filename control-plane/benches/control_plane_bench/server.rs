@@ -206,6 +206,23 @@ impl Drop for Server {
     }
 }
 
+/// Peak resident memory of process `pid` (VmHWM), in bytes.
+pub fn peak_rss(pid: u32) -> BenchResult<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .ok_or_else(|| format!("no VmHWM in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
+}
+
 /// Pids of the live processes marked `GANTRY_OWNER=<DATA_DIR/owner-id>`: what a server
 /// on that data directory started (watchdogs and functions).
 pub fn marked(data_dir: &Path) -> Vec<u32> {

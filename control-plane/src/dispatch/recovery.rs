@@ -70,8 +70,11 @@ impl Dispatcher {
             }
         }
         let dispatcher = self.clone();
+        self.metrics.recovery_active(true);
         tokio::spawn(async move {
-            match dispatcher.requeue_queued().await {
+            let requeued = dispatcher.requeue_queued().await;
+            dispatcher.metrics.recovery_active(false);
+            match requeued {
                 Ok(requeued) => {
                     tracing::info!(requeued, "queued the earlier run's executions again")
                 }
@@ -138,6 +141,7 @@ impl Dispatcher {
                 return Ok(requeued);
             };
             after = Some(last);
+            self.metrics.recovery_requeued(page.len());
             for execution in page {
                 requeued += 1;
                 if execution.run_at.is_some_and(|run_at| run_at > now) {
