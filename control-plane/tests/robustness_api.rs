@@ -333,3 +333,41 @@ async fn listings_answer_payloads_only_when_asked() {
     let (status, body) = server.list_executions(&[("include", "everything")]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+#[tokio::test]
+async fn a_storm_of_concurrent_redrives_starts_one_run() {
+    let server = Server::start().await;
+    let temp = support::function_tempdir();
+    let count = temp.path().join("runs");
+    server
+        .deploy(stdio_function(
+            "fails",
+            "python3 flaky.py",
+            json!({"env": {"COUNT_FILE": count.to_str().unwrap(), "FAIL_TIMES": "1"}}),
+        ))
+        .await;
+    let (status, failed) = server.invoke("fails", json!({"n": 1})).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{failed}");
+    let id = failed["executionId"].as_str().unwrap();
+    let calls = (0..32).map(|_| {
+        server.call(server.request(reqwest::Method::POST, &format!("/v1/executions/{id}:retry")))
+    });
+    let answers = futures_util::future::join_all(calls).await;
+    let accepted: Vec<_> = answers
+        .iter()
+        .filter(|(status, _, _)| status.is_success())
+        .collect();
+    assert_eq!(accepted.len(), 1, "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|(status, _, body)| status.is_success()
+                || body["error"]["code"] == "ALREADY_REDRIVEN"),
+        "{answers:?}"
+    );
+    let redriven = accepted[0].2["executionId"].as_str().unwrap();
+    server
+        .wait_terminal(redriven, std::time::Duration::from_secs(30))
+        .await;
+    assert_eq!(runs(&count), 2, "the call and one re-drive ran");
+}
