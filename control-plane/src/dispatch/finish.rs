@@ -65,7 +65,13 @@ impl Dispatcher {
                 + chrono::Duration::from_std(wait).unwrap_or(chrono::TimeDelta::zero());
             match self
                 .store
-                .schedule_retry(execution.id, execution.attempt + 1, run_at, &failure)
+                .schedule_retry(
+                    execution.id,
+                    &self.settings.owner,
+                    execution.attempt + 1,
+                    run_at,
+                    &failure,
+                )
                 .await
             {
                 Ok(true) => {
@@ -127,7 +133,7 @@ impl Dispatcher {
         loop {
             let err = match self
                 .store
-                .finish_with_children(id, finished, children)
+                .finish_with_children(id, &self.settings.owner, finished, children)
                 .await
             {
                 Ok(applied) => return applied,
@@ -281,33 +287,6 @@ impl Dispatcher {
             children.push(child);
         }
         children
-    }
-
-    /// Runs a stored queued execution when its `run_at` comes (at once without one).
-    /// A server that stops before then leaves it queued; the next start schedules it.
-    pub(super) fn schedule(self: &Arc<Self>, execution: &Execution) {
-        if execution.status != ExecutionStatus::Queued {
-            return;
-        }
-        let wait = execution
-            .run_at
-            .map(|run_at| {
-                (run_at - crate::store::now())
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-            })
-            .unwrap_or(Duration::ZERO);
-        let this = self.clone();
-        let (function, id) = (execution.function.clone(), execution.id);
-        tokio::spawn(async move {
-            if !wait.is_zero() {
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = this.shutdown.cancelled() => return,
-                }
-            }
-            this.enqueue_stored(&function, id).await;
-        });
     }
 
     /// Queues stored execution `id` of `function` for a slot, past `max_queue` (it was

@@ -5,8 +5,10 @@
 mod accept;
 mod admission;
 mod compose;
+mod due;
 mod error;
 mod finish;
+mod leases;
 mod recovery;
 mod retry;
 mod run;
@@ -74,6 +76,8 @@ pub struct DispatchSettings {
     pub max_chain_depth: u32,
     /// Largest output of a function (every instance's MAX_OUTPUT_BYTES).
     pub max_output_bytes: usize,
+    /// This node's id: the owner of the executions it claims.
+    pub owner: String,
 }
 
 /// Room a result report needs beside its output (its envelope, an error message).
@@ -156,6 +160,8 @@ pub struct Dispatcher {
     settings: DispatchSettings,
     shutdown: CancellationToken,
     closing: AtomicBool,
+    /// Wakes the due task when an execution with a `run_at` was stored.
+    due_wake: tokio::sync::Notify,
 }
 
 /// SHA-256 of a callback token, hex.
@@ -195,6 +201,7 @@ impl Dispatcher {
             settings,
             shutdown: CancellationToken::new(),
             closing: AtomicBool::new(false),
+            due_wake: tokio::sync::Notify::new(),
         })
     }
 

@@ -46,10 +46,11 @@ pub struct Recovered {
 }
 
 impl Dispatcher {
-    /// Stops the earlier run's instances, then settles the executions that had started:
-    /// retried where their policy allows another attempt, else failed. Queued ones are
-    /// queued again in the background (those with a later `run_at`, delayed chains and
-    /// scheduled retries, at their time). Call it once, before serving.
+    /// Stops the earlier run's instances, then settles the executions this node had
+    /// started: retried where their policy allows another attempt, else failed. Queued
+    /// ones are queued again in the background; due work (a later `run_at`: delayed
+    /// chains, scheduled retries) is taken by the due task at its time, and leases are
+    /// kept from now on. Call it once, before serving.
     pub async fn recover(self: &Arc<Self>) -> Result<Recovered, StoreError> {
         let mut recovered = Recovered {
             orphans_stopped: self.runtime.remove_orphans().await,
@@ -59,7 +60,7 @@ impl Dispatcher {
         loop {
             let page = self
                 .store
-                .list_unfinished(Unfinished::Started, after, PAGE)
+                .list_unfinished(Unfinished::HeldBy(self.settings.owner.clone()), after, PAGE)
                 .await?;
             let Some(last) = page.last().map(|execution| execution.id) else {
                 break;
@@ -69,6 +70,10 @@ impl Dispatcher {
                 self.settle_started(execution, &mut recovered).await;
             }
         }
+        // Due work (delayed chains, scheduled retries) is the due task's, whenever it
+        // was scheduled.
+        self.take_due_work();
+        self.keep_leases();
         let dispatcher = self.clone();
         self.metrics.recovery_active(true);
         tokio::spawn(async move {
@@ -87,7 +92,11 @@ impl Dispatcher {
     }
 
     /// An execution that was starting or running when the earlier run stopped.
-    async fn settle_started(self: &Arc<Self>, execution: Execution, recovered: &mut Recovered) {
+    pub(super) async fn settle_started(
+        self: &Arc<Self>,
+        execution: Execution,
+        recovered: &mut Recovered,
+    ) {
         let function = match self
             .catalog
             .version(&execution.function, execution.version)
@@ -105,7 +114,7 @@ impl Dispatcher {
         if execution.attempt < max_attempts {
             if let Err(err) = self
                 .store
-                .requeue(execution.id, execution.attempt + 1)
+                .requeue(execution.id, &self.settings.owner, execution.attempt + 1)
                 .await
             {
                 // Left as it is for the next start; this one keeps serving.
@@ -129,7 +138,6 @@ impl Dispatcher {
 
     /// Queues every queued execution again, a page at a time; answers how many.
     async fn requeue_queued(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let now = crate::store::now();
         let mut after: Option<Uuid> = None;
         let mut requeued = 0;
         loop {
@@ -144,12 +152,7 @@ impl Dispatcher {
             self.metrics.recovery_requeued(page.len());
             for execution in page {
                 requeued += 1;
-                if execution.run_at.is_some_and(|run_at| run_at > now) {
-                    // A delayed chain or a scheduled retry: it runs at its time.
-                    self.schedule(&execution);
-                } else {
-                    self.enqueue_stored(&execution.function, execution.id).await;
-                }
+                self.enqueue_stored(&execution.function, execution.id).await;
             }
         }
     }

@@ -36,25 +36,55 @@ enum Event {
 }
 
 impl Dispatcher {
-    /// Runs execution `id` of `function` (`fresh` when the caller has the record).
+    /// Claims and runs execution `id` of `function` (`fresh` when the caller has the
+    /// record). An execution another runner claimed, or that was cancelled, is left
+    /// alone.
     pub(super) async fn run(self: Arc<Self>, function: String, id: Uuid, fresh: Option<Execution>) {
-        let execution = match fresh {
-            Some(execution) => Some(execution),
-            None => match self.store.get_execution(id).await {
-                Ok(Some(execution)) if !execution.status.is_terminal() => Some(execution),
-                Ok(_) => None,
-                Err(err) => {
-                    tracing::error!(execution = %id, "cannot load the execution to run it: {err}");
-                    None
-                }
-            },
-        };
-        if let Some(execution) = execution {
+        if let Some(execution) = self.claim_to_run(id, fresh).await {
             self.run_loaded(execution).await;
         }
         let (start, load) = self.admission.finished(&function);
         self.metrics.set_load(&function, load.queued, load.running);
         self.start_queued(&function, start);
+    }
+
+    /// Claims queued execution `id` for this node and answers its record, now
+    /// `starting`; `None` when it is not there to claim.
+    async fn claim_to_run(&self, id: Uuid, fresh: Option<Execution>) -> Option<Execution> {
+        if self.closing.load(Ordering::SeqCst) {
+            // Stays queued for the next start; a caller waiting for it gets the record
+            // as it is.
+            if let Ok(Some(record)) = self.store.get_execution(id).await {
+                self.notify(&record);
+            }
+            return None;
+        }
+        let claim = self.claim();
+        match self.store.claim(id, &claim).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(err) => {
+                // Left queued: the next start (or another node) runs it.
+                tracing::error!(execution = %id, "cannot claim the execution to run it: {err}");
+                return None;
+            }
+        }
+        let mut execution = match fresh {
+            Some(execution) => execution,
+            None => match self.store.get_execution(id).await {
+                Ok(Some(execution)) => execution,
+                Ok(None) => return None,
+                Err(err) => {
+                    // Left claimed by this node: its next start settles it.
+                    tracing::error!(execution = %id, "cannot load the execution to run it: {err}");
+                    return None;
+                }
+            },
+        };
+        execution.status = ExecutionStatus::Starting;
+        execution.owner = Some(claim.owner);
+        execution.lease_until = Some(claim.lease_until);
+        Some(execution)
     }
 
     async fn run_loaded(self: &Arc<Self>, mut execution: Execution) {
@@ -63,8 +93,7 @@ impl Dispatcher {
         if let Ok(current) = self.catalog.current(&execution.function).await {
             if current.spec().warm.is_some() {
                 if self.closing.load(Ordering::SeqCst) {
-                    // Stays queued for the next start.
-                    self.notify(&execution);
+                    self.unclaim(&mut execution).await;
                     return;
                 }
                 self.run_warm(&mut execution, &current, None, Record::Stored)
@@ -155,7 +184,7 @@ impl Dispatcher {
         std::sync::atomic::fence(Ordering::SeqCst);
         if self.closing.load(Ordering::SeqCst) {
             self.active.remove(&id);
-            self.notify(&execution);
+            self.unclaim(&mut execution).await;
             return;
         }
         let (sink, writer) = LogSink::start(
@@ -194,7 +223,11 @@ impl Dispatcher {
             callback_token_hash: token_hash,
             started_at: crate::store::now(),
         };
-        match self.store.mark_running(id, &start_record).await {
+        match self
+            .store
+            .mark_running(id, &self.settings.owner, &start_record)
+            .await
+        {
             Ok(true) => {
                 execution.status = ExecutionStatus::Running;
                 execution.instance_id = Some(start_record.instance_id.clone());
@@ -323,6 +356,28 @@ impl Dispatcher {
                 }
             }
         }
+    }
+
+    /// Gives back the claim on an execution that did not start (the server is
+    /// stopping): it is queued again for the next start, and a caller waiting for it
+    /// gets the record as it is.
+    async fn unclaim(&self, execution: &mut Execution) {
+        let owner = &self.settings.owner;
+        match self
+            .store
+            .requeue(execution.id, owner, execution.attempt)
+            .await
+        {
+            Ok(_) => {
+                execution.status = ExecutionStatus::Queued;
+                execution.owner = None;
+                execution.lease_until = None;
+            }
+            Err(err) => {
+                tracing::warn!(execution = %execution.id, "cannot give back the claim: {err}")
+            }
+        }
+        self.notify(execution);
     }
 
     fn cleanup(&self, id: Uuid) {

@@ -327,7 +327,8 @@ impl Dispatcher {
                     callback_token_hash: String::new(),
                     started_at: execution.started_at.unwrap_or_else(crate::store::now),
                 };
-                match self.store.mark_running(execution.id, &started).await {
+                let owner = &self.settings.owner;
+                match self.store.mark_running(execution.id, owner, &started).await {
                     Ok(applied) => applied,
                     Err(err) => {
                         tracing::warn!(execution = %execution.id, "cannot record the start: {err}");

@@ -117,6 +117,7 @@ async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<()
             callback_base: format!("{}/v1/internal/executions", advertise.trim_end_matches('/')),
             log_cap_bytes: args.log_cap_bytes,
             max_env_payload_bytes: MAX_ENV_PAYLOAD_BYTES,
+            owner: owner.clone(),
             warm: Supervision {
                 health_interval: Duration::from_millis(args.health_interval_ms),
                 ready_timeout: Duration::from_millis(args.ready_timeout_ms),

@@ -1,6 +1,8 @@
 //! Durable state: function versions, execution records and captured logs, behind the
 //! [`Store`] trait. [`sqlite::SqliteStore`] is the embedded default.
 
+#[cfg(test)]
+pub(crate) mod contract;
 mod model;
 pub mod sqlite;
 
@@ -13,8 +15,9 @@ use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 
 pub use model::{
-    codes, AttemptFailure, Deletion, Execution, ExecutionError, ExecutionFilter, ExecutionStatus,
-    Finished, LogLine, LogStream, PruneScope, Redrive, Started, Trigger, Unfinished,
+    codes, AttemptFailure, Claim, Deletion, Execution, ExecutionError, ExecutionFilter,
+    ExecutionStatus, Finished, LogLine, LogStream, PruneScope, Redrive, Started, Trigger,
+    Unfinished,
 };
 pub use sqlite::SqliteStore;
 
@@ -143,18 +146,34 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Execution>, StoreError>;
 
-    /// Moves an unfinished execution (queued, starting or running) to `running` with
-    /// `started`. `false`, and no change, if it is already terminal.
-    async fn mark_running(&self, id: Uuid, started: &Started) -> Result<bool, StoreError>;
+    /// Claims a queued execution that may run now for `claim.owner`: `queued` →
+    /// `starting`, atomically, so exactly one runner gets it. `false`, and no change,
+    /// if it is not queued or its `run_at` is still ahead.
+    async fn claim(&self, id: Uuid, claim: &Claim) -> Result<bool, StoreError>;
 
-    /// Moves an unfinished execution back to `queued` for attempt `attempt`, clearing
-    /// its start fields and token. `false` if it is terminal.
-    async fn requeue(&self, id: Uuid, attempt: u32) -> Result<bool, StoreError>;
+    /// `starting` → `running` with `started`, if `owner` holds the execution. `false`,
+    /// and no change, otherwise (cancelled, reclaimed, finished).
+    async fn mark_running(
+        &self,
+        id: Uuid,
+        owner: &str,
+        started: &Started,
+    ) -> Result<bool, StoreError>;
 
-    /// Moves an unfinished execution to a terminal status. `false`, and no change, if it
-    /// is already terminal: a terminal status is never overwritten.
-    async fn finish_execution(&self, id: Uuid, finished: &Finished) -> Result<bool, StoreError> {
-        self.finish_with_children(id, finished, &[]).await
+    /// Moves an execution `owner` holds (or a queued one) back to `queued` for attempt
+    /// `attempt`, clearing its claim, start fields and token. `false` otherwise.
+    async fn requeue(&self, id: Uuid, owner: &str, attempt: u32) -> Result<bool, StoreError>;
+
+    /// Moves an execution `owner` holds, or a queued one, to a terminal status. `false`,
+    /// and no change, otherwise: a terminal status is never overwritten, and a node
+    /// never finishes what another holds.
+    async fn finish_execution(
+        &self,
+        id: Uuid,
+        owner: &str,
+        finished: &Finished,
+    ) -> Result<bool, StoreError> {
+        self.finish_with_children(id, owner, finished, &[]).await
     }
 
     /// [`Store::finish_execution`], and in the same transaction, only if it applied, the
@@ -163,19 +182,56 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_with_children(
         &self,
         id: Uuid,
+        owner: &str,
         finished: &Finished,
         children: &[Execution],
     ) -> Result<bool, StoreError>;
 
-    /// Moves an unfinished execution back to `queued` for attempt `attempt`, to run at
-    /// `run_at`, keeping how the attempt before failed. `false` if it is terminal.
+    /// Moves an execution `owner` holds (or a queued one) back to `queued` for attempt
+    /// `attempt`, to run at `run_at` (due work), keeping how the attempt before failed.
+    /// `false` otherwise.
     async fn schedule_retry(
         &self,
         id: Uuid,
+        owner: &str,
         attempt: u32,
         run_at: DateTime<Utc>,
         failure: &AttemptFailure,
     ) -> Result<bool, StoreError>;
+
+    /// Extends to `until` the lease of every execution `owner` holds; answers how many.
+    async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    /// Up to `limit` starting or running executions held by another owner than `owner`
+    /// whose lease lapsed before `now`, oldest first, without their payloads.
+    async fn list_expired(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Execution>, StoreError>;
+
+    /// Takes over execution `id` from `from`, whose lease lapsed before `now`, for
+    /// `claim.owner`. `false`, and no change, if `from` no longer holds it or renewed.
+    async fn reclaim(
+        &self,
+        id: Uuid,
+        from: &str,
+        now: DateTime<Utc>,
+        claim: &Claim,
+    ) -> Result<bool, StoreError>;
+
+    /// Due work: clears the `run_at` of up to `limit` queued executions whose time came
+    /// (`run_at <= now`) and answers their ids and functions, each to one caller only;
+    /// they are then claimable like any queued execution.
+    async fn take_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, String)>, StoreError>;
+
+    /// The earliest `run_at` of a queued execution, if any.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// Takes failed execution `id` off the dead-letter list, records that `retry` re-drove
     /// it and stores `retry`, in one transaction. A failure is re-driven once: nothing is

@@ -219,6 +219,13 @@ pub struct Execution {
     /// The execution that re-drove this failed one (`:retry`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redriven_by: Option<Uuid>,
+    /// The node that claimed it, while it is starting or running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Until when its owner's claim holds unless renewed; past it another node may
+    /// reclaim it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<DateTime<Utc>>,
 }
 
 impl Execution {
@@ -252,19 +259,33 @@ impl Execution {
             attempts: Vec::new(),
             callback_token_hash: None,
             redriven_by: None,
+            owner: None,
+            lease_until: None,
         }
     }
 }
 
 /// Which unfinished executions [`super::Store::list_unfinished`] answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unfinished {
-    /// Queued ones.
+    /// Queued ones that may run now (no `run_at`: those are due work, see
+    /// [`super::Store::take_due`]).
     Queued,
-    /// Starting or running ones.
-    Started,
-    /// Both.
+    /// Starting or running ones this owner holds (or that no owner holds: records
+    /// written before claims existed).
+    HeldBy(String),
+    /// Every unfinished one.
     All,
+}
+
+/// A runner's claim on an execution: who runs it, and until when the claim holds
+/// unless renewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The claiming node's id.
+    pub owner: String,
+    /// When the claim lapses.
+    pub lease_until: DateTime<Utc>,
 }
 
 /// Which functions' executions [`super::Store::prune_executions`] deletes.

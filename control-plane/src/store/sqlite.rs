@@ -9,6 +9,8 @@
 
 #[path = "sqlite_access_sql.rs"]
 mod access_sql;
+#[path = "sqlite_claim_sql.rs"]
+mod claim_sql;
 #[path = "sqlite_exec_sql.rs"]
 mod exec_sql;
 #[path = "sqlite_retention_sql.rs"]
@@ -33,8 +35,8 @@ use uuid::Uuid;
 use self::exec_sql::{ExecutionRow, FinishedRow};
 use self::writer::Writer;
 use super::{
-    AttemptFailure, Deletion, Execution, ExecutionFilter, Finished, LogLine, PruneScope, Redrive,
-    Started, Store, StoreError, Unfinished,
+    AttemptFailure, Claim, Deletion, Execution, ExecutionFilter, Finished, LogLine, PruneScope,
+    Redrive, Started, Store, StoreError, Unfinished,
 };
 use crate::access::TokenRecord;
 use crate::registry::{FunctionSpec, FunctionVersion};
@@ -372,20 +374,33 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn mark_running(&self, id: Uuid, started: &Started) -> Result<bool, StoreError> {
-        let started = started.clone();
-        self.write(move |conn| exec_sql::mark_running(conn, id, &started))
+    async fn claim(&self, id: Uuid, claim: &Claim) -> Result<bool, StoreError> {
+        let (claim, now) = (claim.clone(), sql::to_ms(super::now()));
+        self.write(move |conn| claim_sql::claim(conn, id, &claim, now))
             .await
     }
 
-    async fn requeue(&self, id: Uuid, attempt: u32) -> Result<bool, StoreError> {
-        self.write(move |conn| exec_sql::requeue(conn, id, attempt))
+    async fn mark_running(
+        &self,
+        id: Uuid,
+        owner: &str,
+        started: &Started,
+    ) -> Result<bool, StoreError> {
+        let (owner, started) = (owner.to_owned(), started.clone());
+        self.write(move |conn| exec_sql::mark_running(conn, id, &owner, &started))
+            .await
+    }
+
+    async fn requeue(&self, id: Uuid, owner: &str, attempt: u32) -> Result<bool, StoreError> {
+        let owner = owner.to_owned();
+        self.write(move |conn| exec_sql::requeue(conn, id, &owner, attempt))
             .await
     }
 
     async fn finish_with_children(
         &self,
         id: Uuid,
+        owner: &str,
         finished: &Finished,
         children: &[Execution],
     ) -> Result<bool, StoreError> {
@@ -394,8 +409,9 @@ impl Store for SqliteStore {
             .iter()
             .map(ExecutionRow::new)
             .collect::<Result<Vec<_>, _>>()?;
+        let owner = owner.to_owned();
         self.write(move |conn| {
-            let applied = exec_sql::finish_execution(conn, id, &row)?;
+            let applied = exec_sql::finish_execution(conn, id, &owner, &row)?;
             if applied {
                 for child in &children {
                     exec_sql::insert_execution(conn, child)?;
@@ -409,14 +425,61 @@ impl Store for SqliteStore {
     async fn schedule_retry(
         &self,
         id: Uuid,
+        owner: &str,
         attempt: u32,
         run_at: DateTime<Utc>,
         failure: &AttemptFailure,
     ) -> Result<bool, StoreError> {
         let failure = sql::to_json(failure, "attempt failure")?;
-        let run_at = sql::to_ms(run_at);
-        self.write(move |conn| exec_sql::schedule_retry(conn, id, attempt, run_at, &failure))
+        let (owner, run_at) = (owner.to_owned(), sql::to_ms(run_at));
+        self.write(move |conn| {
+            exec_sql::schedule_retry(conn, id, &owner, attempt, run_at, &failure)
+        })
+        .await
+    }
+
+    async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<usize, StoreError> {
+        let (owner, until) = (owner.to_owned(), sql::to_ms(until));
+        self.write(move |conn| claim_sql::renew_leases(conn, &owner, until))
             .await
+    }
+
+    async fn list_expired(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Execution>, StoreError> {
+        let (owner, now) = (owner.to_owned(), sql::to_ms(now));
+        self.read(move |conn| claim_sql::list_expired(conn, &owner, now, limit))
+            .await
+    }
+
+    async fn reclaim(
+        &self,
+        id: Uuid,
+        from: &str,
+        now: DateTime<Utc>,
+        claim: &Claim,
+    ) -> Result<bool, StoreError> {
+        let (from, now, claim) = (from.to_owned(), sql::to_ms(now), claim.clone());
+        self.write(move |conn| claim_sql::reclaim(conn, id, &from, now, &claim))
+            .await
+    }
+
+    async fn take_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+        let now = sql::to_ms(now);
+        self.write(move |conn| claim_sql::take_due(conn, now, limit))
+            .await
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let due = self.read(claim_sql::next_due).await?;
+        Ok(due.and_then(DateTime::from_timestamp_millis))
     }
 
     async fn redrive(&self, id: Uuid, retry: &Execution) -> Result<Redrive, StoreError> {
@@ -550,3 +613,19 @@ mod tests;
 #[cfg(test)]
 #[path = "sqlite_exec_tests.rs"]
 mod exec_tests;
+
+#[cfg(test)]
+mod contract {
+    use std::sync::Arc;
+
+    use crate::store::contract::Subject;
+    use crate::store::SqliteStore;
+
+    fn sqlite() -> Subject {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path()).expect("open store");
+        (Box::new(dir), Arc::new(store))
+    }
+
+    crate::store_contract!(sqlite());
+}

@@ -10,14 +10,16 @@ use crate::store::{
     StoreError, Trigger, Unfinished,
 };
 
-/// Statuses an execution can still leave, as an SQL list.
-const UNFINISHED: &str = "('queued', 'starting', 'running')";
+/// An execution that owner `?2` may move: queued, or starting or running and held by
+/// `?2` (or by no owner: a record from before claims).
+const HELD: &str = "(status = 'queued' OR (status IN ('starting', 'running') \
+    AND (owner IS NULL OR owner = ?2)))";
 
 /// Columns of `executions`, in [`decode_execution`]'s order.
 const EXECUTION_COLUMNS: &str = "id, function, version, status, input, output, error, attempt, \
     parent_id, root_id, depth, triggered_by, trace_id, idempotency_key, timeout_ms, created_at, \
     started_at, finished_at, duration_ms, cold_start, instance_id, exit_code, dead_letter, \
-    callback_token_hash, run_at, attempts, redriven_by";
+    callback_token_hash, run_at, attempts, redriven_by, owner, lease_until";
 
 /// An execution encoded for its row, prepared by the caller so the writer thread only
 /// binds values.
@@ -48,6 +50,8 @@ pub(super) struct ExecutionRow {
     callback_token_hash: Option<String>,
     run_at: Option<i64>,
     attempts: Option<String>,
+    owner: Option<String>,
+    lease_until: Option<i64>,
 }
 
 impl ExecutionRow {
@@ -92,11 +96,18 @@ impl ExecutionRow {
             } else {
                 Some(to_json(&e.attempts, "execution attempts")?)
             },
+            owner: e.owner.clone(),
+            lease_until: e.lease_until.map(to_ms),
         })
     }
 }
 
-fn decode_execution(row: &Row<'_>) -> Result<Execution, StoreError> {
+/// [`EXECUTION_COLUMNS`] with `input` and `output` read as `null`: for pages of many
+/// records whose payloads are not needed.
+pub(super) static PAYLOADLESS_COLUMNS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| EXECUTION_COLUMNS.replacen("input, output,", "'null', NULL,", 1));
+
+pub(super) fn decode_execution(row: &Row<'_>) -> Result<Execution, StoreError> {
     let status: String = get(row, 3, "execution status")?;
     let trigger: String = get(row, 11, "execution trigger")?;
     Ok(Execution {
@@ -129,10 +140,12 @@ fn decode_execution(row: &Row<'_>) -> Result<Execution, StoreError> {
         run_at: get_opt_time(row, 24, "execution run_at")?,
         attempts: get_json(row, 25, "execution attempts")?.unwrap_or_default(),
         redriven_by: get_id(row, 26, "execution redriven_by")?,
+        owner: get(row, 27, "execution owner")?,
+        lease_until: get_opt_time(row, 28, "execution lease_until")?,
     })
 }
 
-fn query_executions(
+pub(super) fn query_executions(
     conn: &Connection,
     sql: &str,
     params: impl rusqlite::Params,
@@ -155,9 +168,10 @@ pub(super) fn insert_execution(conn: &Connection, e: &ExecutionRow) -> Result<()
             "INSERT INTO executions (id, function, version, status, input, output, error,
                 attempt, parent_id, root_id, depth, triggered_by, trace_id, idempotency_key,
                 timeout_ms, created_at, started_at, finished_at, duration_ms, cold_start,
-                instance_id, exit_code, dead_letter, callback_token_hash, run_at, attempts)
+                instance_id, exit_code, dead_letter, callback_token_hash, run_at, attempts,
+                owner, lease_until)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+                ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -187,6 +201,8 @@ pub(super) fn insert_execution(conn: &Connection, e: &ExecutionRow) -> Result<()
                 e.callback_token_hash,
                 e.run_at,
                 e.attempts,
+                e.owner,
+                e.lease_until,
             ])
         });
     let err = match inserted {
@@ -295,28 +311,42 @@ pub(super) fn list_unfinished(
     after: Option<Uuid>,
     limit: u32,
 ) -> Result<Vec<Execution>, StoreError> {
-    let statuses = match which {
-        Unfinished::Queued => "('queued')",
-        Unfinished::Started => "('starting', 'running')",
-        Unfinished::All => UNFINISHED,
+    let (condition, owner) = match which {
+        Unfinished::Queued => ("status = 'queued' AND run_at IS NULL", None),
+        Unfinished::HeldBy(owner) => (
+            "status IN ('starting', 'running') AND (owner IS NULL OR owner = ?3)",
+            Some(owner),
+        ),
+        Unfinished::All => ("status IN ('queued', 'starting', 'running')", None),
     };
-    let columns = EXECUTION_COLUMNS.replacen("input, output,", "'null', NULL,", 1);
-    let sql = format!(
-        "SELECT {columns} FROM executions WHERE status IN {statuses} AND id > ?1 ORDER BY id LIMIT ?2"
-    );
+    let columns = PAYLOADLESS_COLUMNS.as_str();
     let after = after.map_or([0u8; 16], Uuid::into_bytes);
-    query_executions(conn, &sql, params![after, limit])
+    match owner {
+        Some(owner) => {
+            let sql = format!(
+                "SELECT {columns} FROM executions WHERE {condition} AND id > ?1 ORDER BY id LIMIT ?2"
+            );
+            query_executions(conn, &sql, params![after, limit, owner])
+        }
+        None => {
+            let sql = format!(
+                "SELECT {columns} FROM executions WHERE {condition} AND id > ?1 ORDER BY id LIMIT ?2"
+            );
+            query_executions(conn, &sql, params![after, limit])
+        }
+    }
 }
 
-/// Runs `UPDATE executions SET {set}` on execution `?1` if it is unfinished; answers
-/// whether it was: a terminal status is never overwritten.
-fn update_unfinished(
+/// Runs `UPDATE executions SET {set}` on execution `?1` if it is queued or held by owner
+/// `?2` (or by no owner: a record from before claims); answers whether it was. A
+/// terminal status is never overwritten, and a node never moves what another holds.
+fn update_held(
     conn: &Connection,
     operation: &'static str,
     set: &str,
     params: impl rusqlite::Params,
 ) -> Result<bool, StoreError> {
-    let sql = format!("UPDATE executions SET {set} WHERE id = ?1 AND status IN {UNFINISHED}");
+    let sql = format!("UPDATE executions SET {set} WHERE id = ?1 AND {HELD}");
     let changed = conn
         .prepare_cached(&sql)
         .and_then(|mut stmt| stmt.execute(params))
@@ -328,31 +358,43 @@ fn update_unfinished(
 pub(super) fn mark_running(
     conn: &Connection,
     id: Uuid,
+    owner: &str,
     started: &Started,
 ) -> Result<bool, StoreError> {
-    update_unfinished(
-        conn,
-        "mark execution running",
-        "status = 'running', started_at = ?2, instance_id = ?3, cold_start = ?4,
-            callback_token_hash = ?5",
-        params![
-            id.into_bytes(),
-            to_ms(started.started_at),
-            started.instance_id,
-            started.cold_start,
-            started.callback_token_hash,
-        ],
-    )
+    let changed = conn
+        .prepare_cached(
+            "UPDATE executions SET status = 'running', started_at = ?3, instance_id = ?4,
+                cold_start = ?5, callback_token_hash = ?6
+             WHERE id = ?1 AND status = 'starting' AND owner = ?2",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id.into_bytes(),
+                owner,
+                to_ms(started.started_at),
+                started.instance_id,
+                started.cold_start,
+                started.callback_token_hash,
+            ])
+        })
+        .map_err(db("mark execution running"))?;
+    Ok(changed > 0)
 }
 
 /// See [`crate::store::Store::requeue`].
-pub(super) fn requeue(conn: &Connection, id: Uuid, attempt: u32) -> Result<bool, StoreError> {
-    update_unfinished(
+pub(super) fn requeue(
+    conn: &Connection,
+    id: Uuid,
+    owner: &str,
+    attempt: u32,
+) -> Result<bool, StoreError> {
+    update_held(
         conn,
         "requeue execution",
-        "status = 'queued', attempt = ?2, run_at = NULL, started_at = NULL,
-            instance_id = NULL, cold_start = NULL, callback_token_hash = NULL",
-        params![id.into_bytes(), attempt],
+        "status = 'queued', attempt = ?3, run_at = NULL, started_at = NULL,
+            instance_id = NULL, cold_start = NULL, callback_token_hash = NULL,
+            owner = NULL, lease_until = NULL",
+        params![id.into_bytes(), owner, attempt],
     )
 }
 
@@ -394,15 +436,17 @@ impl FinishedRow {
 pub(super) fn finish_execution(
     conn: &Connection,
     id: Uuid,
+    owner: &str,
     f: &FinishedRow,
 ) -> Result<bool, StoreError> {
-    update_unfinished(
+    update_held(
         conn,
         "finish execution",
-        "status = ?2, output = ?3, error = ?4, exit_code = ?5, duration_ms = ?6,
-            finished_at = ?7, dead_letter = ?8, run_at = NULL",
+        "status = ?3, output = ?4, error = ?5, exit_code = ?6, duration_ms = ?7,
+            finished_at = ?8, dead_letter = ?9, run_at = NULL, lease_until = NULL",
         params![
             id.into_bytes(),
+            owner,
             f.status,
             f.output,
             f.error,
@@ -419,18 +463,19 @@ pub(super) fn finish_execution(
 pub(super) fn schedule_retry(
     conn: &Connection,
     id: Uuid,
+    owner: &str,
     attempt: u32,
     run_at: i64,
     failure: &str,
 ) -> Result<bool, StoreError> {
-    update_unfinished(
+    update_held(
         conn,
         "schedule a retry",
-        "status = 'queued', attempt = ?2, run_at = ?3,
-            attempts = json_insert(coalesce(attempts, '[]'), '$[#]', json(?4)),
+        "status = 'queued', attempt = ?3, run_at = ?4,
+            attempts = json_insert(coalesce(attempts, '[]'), '$[#]', json(?5)),
             started_at = NULL, instance_id = NULL, cold_start = NULL,
-            callback_token_hash = NULL",
-        params![id.into_bytes(), attempt, run_at, failure],
+            callback_token_hash = NULL, owner = NULL, lease_until = NULL",
+        params![id.into_bytes(), owner, attempt, run_at, failure],
     )
 }
 

@@ -11,8 +11,8 @@ use uuid::Uuid;
 
 use super::tests::{create, execution, fresh, hold_writer, ms};
 use crate::store::{
-    Execution, ExecutionError, ExecutionFilter, ExecutionStatus, Finished, Redrive, Started, Store,
-    StoreError, Trigger, Unfinished,
+    Claim, Execution, ExecutionError, ExecutionFilter, ExecutionStatus, Finished, Redrive, Started,
+    Store, StoreError, Trigger, Unfinished,
 };
 
 fn started(instance: &str) -> Started {
@@ -21,6 +21,17 @@ fn started(instance: &str) -> Started {
         cold_start: true,
         callback_token_hash: "ab".repeat(32),
         started_at: ms(Utc::now()),
+    }
+}
+
+/// The node the tests claim executions for.
+const NODE: &str = "node-a";
+
+/// A claim for `owner`, lapsing `seconds` from now.
+fn claim_for(owner: &str, seconds: i64) -> Claim {
+    Claim {
+        owner: owner.into(),
+        lease_until: ms(Utc::now() + chrono::TimeDelta::seconds(seconds)),
     }
 }
 
@@ -171,7 +182,12 @@ async fn a_terminal_status_is_never_overwritten() {
     store.insert_execution(&e).await.unwrap();
 
     let start = started("inst-1");
-    assert!(store.mark_running(e.id, &start).await.unwrap());
+    assert!(
+        !store.mark_running(e.id, NODE, &start).await.unwrap(),
+        "only a claimed execution starts running"
+    );
+    assert!(store.claim(e.id, &claim_for(NODE, 30)).await.unwrap());
+    assert!(store.mark_running(e.id, NODE, &start).await.unwrap());
     let running = store.get_execution(e.id).await.unwrap().unwrap();
     assert_eq!(running.status, ExecutionStatus::Running);
     assert_eq!(running.started_at, Some(start.started_at));
@@ -181,23 +197,38 @@ async fn a_terminal_status_is_never_overwritten() {
         running.callback_token_hash,
         Some(start.callback_token_hash.clone())
     );
-    // Marking a running execution running again applies (same attempt, new instance).
-    assert!(store.mark_running(e.id, &started("inst-2")).await.unwrap());
+    assert!(
+        !store
+            .mark_running(e.id, NODE, &started("inst-2"))
+            .await
+            .unwrap(),
+        "a running execution is not started again"
+    );
 
     let success = finished(ExecutionStatus::Success);
-    assert!(store.finish_execution(e.id, &success).await.unwrap());
+    assert!(
+        !store
+            .finish_execution(e.id, "node-b", &success)
+            .await
+            .unwrap(),
+        "another node cannot finish what this one holds"
+    );
+    assert!(store.finish_execution(e.id, NODE, &success).await.unwrap());
     for status in [
         ExecutionStatus::Error,
         ExecutionStatus::Timeout,
         ExecutionStatus::Cancelled,
     ] {
         assert!(!store
-            .finish_execution(e.id, &finished(status))
+            .finish_execution(e.id, NODE, &finished(status))
             .await
             .unwrap());
     }
-    assert!(!store.mark_running(e.id, &started("inst-3")).await.unwrap());
-    assert!(!store.requeue(e.id, 2).await.unwrap());
+    assert!(!store
+        .mark_running(e.id, NODE, &started("inst-3"))
+        .await
+        .unwrap());
+    assert!(!store.requeue(e.id, NODE, 2).await.unwrap());
 
     let done = store.get_execution(e.id).await.unwrap().unwrap();
     assert_eq!(done.status, ExecutionStatus::Success);
@@ -206,16 +237,25 @@ async fn a_terminal_status_is_never_overwritten() {
     assert_eq!(done.exit_code, Some(0));
     assert_eq!(done.duration_ms, Some(5));
     assert_eq!(done.finished_at, Some(success.finished_at));
-    assert_eq!(done.instance_id.as_deref(), Some("inst-2"));
+    assert_eq!(done.instance_id.as_deref(), Some("inst-1"));
+    assert_eq!(
+        done.owner.as_deref(),
+        Some(NODE),
+        "the record says who ran it"
+    );
+    assert_eq!(done.lease_until, None);
     assert_eq!(done.attempt, 1);
 
     // A queued execution can be finished directly (a cancel), then stays cancelled.
     let queued = execution(&function);
     store.insert_execution(&queued).await.unwrap();
     let cancel = finished(ExecutionStatus::Cancelled);
-    assert!(store.finish_execution(queued.id, &cancel).await.unwrap());
+    assert!(store
+        .finish_execution(queued.id, "node-b", &cancel)
+        .await
+        .unwrap());
     assert!(!store
-        .finish_execution(queued.id, &finished(ExecutionStatus::Success))
+        .finish_execution(queued.id, NODE, &finished(ExecutionStatus::Success))
         .await
         .unwrap());
     let cancelled = store.get_execution(queued.id).await.unwrap().unwrap();
@@ -226,20 +266,28 @@ async fn a_terminal_status_is_never_overwritten() {
 
     // Unknown ids change nothing.
     let unknown = Uuid::now_v7();
-    assert!(!store.mark_running(unknown, &start).await.unwrap());
-    assert!(!store.requeue(unknown, 2).await.unwrap());
-    assert!(!store.finish_execution(unknown, &success).await.unwrap());
+    assert!(!store.claim(unknown, &claim_for(NODE, 30)).await.unwrap());
+    assert!(!store.mark_running(unknown, NODE, &start).await.unwrap());
+    assert!(!store.requeue(unknown, NODE, 2).await.unwrap());
+    assert!(!store
+        .finish_execution(unknown, NODE, &success)
+        .await
+        .unwrap());
 }
 
 #[tokio::test]
 async fn requeue_clears_the_start_fields() {
     let (_dir, store) = fresh();
     let function = create(&store, "hello").await;
-    let mut e = execution(&function);
-    e.status = ExecutionStatus::Starting;
+    let e = execution(&function);
     store.insert_execution(&e).await.unwrap();
-    assert!(store.mark_running(e.id, &started("inst-1")).await.unwrap());
-    assert!(store.requeue(e.id, 2).await.unwrap());
+    assert!(store.claim(e.id, &claim_for(NODE, 30)).await.unwrap());
+    assert!(store
+        .mark_running(e.id, NODE, &started("inst-1"))
+        .await
+        .unwrap());
+    assert!(!store.requeue(e.id, "node-b", 2).await.unwrap());
+    assert!(store.requeue(e.id, NODE, 2).await.unwrap());
 
     let requeued = store.get_execution(e.id).await.unwrap().unwrap();
     assert_eq!(requeued.status, ExecutionStatus::Queued);
@@ -248,8 +296,9 @@ async fn requeue_clears_the_start_fields() {
     assert_eq!(requeued.instance_id, None);
     assert_eq!(requeued.callback_token_hash, None);
     assert_eq!(requeued.cold_start, None);
+    assert_eq!((requeued.owner, requeued.lease_until), (None, None));
     // A queued execution may be requeued again (attempt bookkeeping only).
-    assert!(store.requeue(e.id, 3).await.unwrap());
+    assert!(store.requeue(e.id, "node-b", 3).await.unwrap());
     assert_eq!(store.get_execution(e.id).await.unwrap().unwrap().attempt, 3);
 }
 
@@ -417,10 +466,14 @@ async fn list_unfinished_answers_open_executions_oldest_first() {
         .unwrap();
     assert_eq!(queued.len(), 2);
     let started = store
-        .list_unfinished(Unfinished::Started, None, 10)
+        .list_unfinished(Unfinished::HeldBy(NODE.into()), None, 10)
         .await
         .unwrap();
-    assert_eq!(started.len(), 2);
+    assert_eq!(
+        started.len(),
+        2,
+        "records without an owner count as this node's"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -552,7 +605,7 @@ async fn children_are_stored_once_with_the_finish_and_retries_keep_each_failure(
         };
         let run_at = ms(Utc::now()) + chrono::Duration::seconds(5);
         assert!(store
-            .schedule_retry(parent.id, attempt + 1, run_at, &failure)
+            .schedule_retry(parent.id, NODE, attempt + 1, run_at, &failure)
             .await
             .unwrap());
         let stored = store.get_execution(parent.id).await.unwrap().unwrap();
@@ -568,14 +621,14 @@ async fn children_are_stored_once_with_the_finish_and_retries_keep_each_failure(
     child.depth = 1;
     let done = finished(ExecutionStatus::Success);
     assert!(store
-        .finish_with_children(parent.id, &done, std::slice::from_ref(&child))
+        .finish_with_children(parent.id, NODE, &done, std::slice::from_ref(&child))
         .await
         .unwrap());
     // A second report changes nothing and starts no second child.
     let mut other = child.clone();
     other.id = Uuid::now_v7();
     assert!(!store
-        .finish_with_children(parent.id, &done, &[other])
+        .finish_with_children(parent.id, NODE, &done, &[other])
         .await
         .unwrap());
     let tree = store.chain_tree(parent.id, None, 10).await.unwrap();
@@ -609,7 +662,7 @@ async fn a_failure_is_redriven_once() {
         Redrive::NotFailed
     );
     assert!(store
-        .finish_execution(failed.id, &finished(ExecutionStatus::Error))
+        .finish_execution(failed.id, NODE, &finished(ExecutionStatus::Error))
         .await
         .unwrap());
     assert_eq!(

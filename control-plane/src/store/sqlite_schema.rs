@@ -119,6 +119,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS executions_finished ON executions (finished_at)
         WHERE finished_at IS NOT NULL;
     ",
+    // The work queue: who holds a claimed execution and until when; due work by time.
+    "
+    ALTER TABLE executions ADD COLUMN owner TEXT;
+    ALTER TABLE executions ADD COLUMN lease_until INTEGER;
+    CREATE INDEX IF NOT EXISTS executions_due ON executions (run_at)
+        WHERE status = 'queued' AND run_at IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS executions_held ON executions (owner, lease_until)
+        WHERE status IN ('starting', 'running');
+    ",
 ];
 
 /// The schema version this build writes.

@@ -309,7 +309,7 @@ async fn data_survives_drop_and_reopen() {
             dead_letter: false,
         };
         assert!(store
-            .finish_execution(execution.id, &finished)
+            .finish_execution(execution.id, "node-a", &finished)
             .await
             .unwrap());
         execution.status = ExecutionStatus::Success;

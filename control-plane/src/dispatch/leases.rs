@@ -1,0 +1,82 @@
+//! Claims and their leases: every execution this node runs is claimed in the store with
+//! a lease that a background task renews; executions whose owner stopped renewing are
+//! reclaimed and settled like the ones a restart finds (run again under their retry
+//! policy, else failed).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::recovery::Recovered;
+use super::Dispatcher;
+use crate::store::Claim;
+
+/// How long a claim holds without renewal.
+pub(super) const LEASE: Duration = Duration::from_secs(30);
+/// Time between two renewals (and two looks for lapsed claims of other owners).
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// Lapsed executions reclaimed per round.
+const RECLAIM_PAGE: u32 = 100;
+
+impl Dispatcher {
+    /// A claim for this node, valid for [`LEASE`] from now.
+    pub(super) fn claim(&self) -> Claim {
+        Claim {
+            owner: self.settings.owner.clone(),
+            lease_until: crate::store::now() + lease(),
+        }
+    }
+
+    /// Starts the task that renews this node's leases and reclaims lapsed ones until
+    /// shutdown.
+    pub(super) fn keep_leases(self: &Arc<Self>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(RENEW_EVERY) => {}
+                    () = this.shutdown.cancelled() => return,
+                }
+                let until = crate::store::now() + lease();
+                if let Err(err) = this.store.renew_leases(&this.settings.owner, until).await {
+                    tracing::warn!("cannot renew the leases of running executions: {err}");
+                }
+                this.reclaim_lapsed().await;
+            }
+        });
+    }
+
+    /// Takes over and settles executions whose owner's lease lapsed.
+    async fn reclaim_lapsed(self: &Arc<Self>) {
+        let now = crate::store::now();
+        let owner = &self.settings.owner;
+        let lapsed = match self.store.list_expired(owner, now, RECLAIM_PAGE).await {
+            Ok(lapsed) => lapsed,
+            Err(err) => {
+                tracing::warn!("cannot look for lapsed claims: {err}");
+                return;
+            }
+        };
+        let mut settled = Recovered::default();
+        for execution in lapsed {
+            let Some(from) = execution.owner.clone() else {
+                continue;
+            };
+            match self
+                .store
+                .reclaim(execution.id, &from, now, &self.claim())
+                .await
+            {
+                Ok(true) => {
+                    tracing::warn!(execution = %execution.id, owner = %from, "reclaimed an execution whose owner stopped renewing its lease");
+                    self.settle_started(execution, &mut settled).await;
+                }
+                Ok(false) => {}
+                Err(err) => tracing::warn!(execution = %execution.id, "cannot reclaim: {err}"),
+            }
+        }
+    }
+}
+
+fn lease() -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(LEASE).unwrap_or(chrono::TimeDelta::MAX)
+}

@@ -1,0 +1,175 @@
+//! Contract: the store as a work queue. Claims are exclusive under contention, due work
+//! is taken once at its time, leases lapse and are reclaimed, renewed ones are not.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{TimeDelta, Utc};
+use uuid::Uuid;
+
+use super::{claim_for, create, ms, queued};
+use crate::store::{ExecutionStatus, Store};
+
+/// Many tasks race to claim one queued execution: exactly one wins, and the record
+/// names it as owner with its lease.
+pub(crate) async fn a_queued_execution_is_claimed_by_one_runner(store: Arc<dyn Store>) {
+    let function = create(&*store, "claimed").await;
+    let execution = queued(&function);
+    store.insert_execution(&execution).await.unwrap();
+    let mut racers = Vec::new();
+    for n in 0..16 {
+        let store = store.clone();
+        racers.push(tokio::spawn(async move {
+            let claim = claim_for(&format!("node-{n}"), 30);
+            store
+                .claim(execution.id, &claim)
+                .await
+                .unwrap()
+                .then_some(claim)
+        }));
+    }
+    let mut winners = Vec::new();
+    for racer in racers {
+        winners.extend(racer.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    let record = store.get_execution(execution.id).await.unwrap().unwrap();
+    assert_eq!(record.status, ExecutionStatus::Starting);
+    assert_eq!(record.owner.as_deref(), Some(winners[0].owner.as_str()));
+    assert_eq!(record.lease_until, Some(winners[0].lease_until));
+    assert!(
+        !store
+            .claim(execution.id, &claim_for("late", 30))
+            .await
+            .unwrap(),
+        "a claimed execution is not claimed again"
+    );
+}
+
+/// Four runners claim from the same 200 queued executions: each is claimed once.
+pub(crate) async fn many_runners_claim_each_execution_once(store: Arc<dyn Store>) {
+    let function = create(&*store, "many").await;
+    let mut ids = Vec::new();
+    for _ in 0..200 {
+        let execution = queued(&function);
+        store.insert_execution(&execution).await.unwrap();
+        ids.push(execution.id);
+    }
+    let ids = Arc::new(ids);
+    let mut runners = Vec::new();
+    for n in 0..4 {
+        let (store, ids) = (store.clone(), ids.clone());
+        runners.push(tokio::spawn(async move {
+            let claim = claim_for(&format!("runner-{n}"), 30);
+            let mut mine = Vec::new();
+            for &id in ids.iter() {
+                if store.claim(id, &claim).await.unwrap() {
+                    mine.push(id);
+                }
+            }
+            mine
+        }));
+    }
+    let mut claimed: Vec<Uuid> = Vec::new();
+    for runner in runners {
+        claimed.extend(runner.await.unwrap());
+    }
+    let distinct: HashSet<Uuid> = claimed.iter().copied().collect();
+    assert_eq!(claimed.len(), 200, "every execution claimed once");
+    assert_eq!(distinct.len(), 200);
+}
+
+/// An execution with a `run_at` cannot be claimed before then; `take_due` answers it
+/// once its time came, to one caller only, and `next_due` names the earliest time.
+pub(crate) async fn due_work_is_taken_once_when_its_time_comes(store: Arc<dyn Store>) {
+    let function = create(&*store, "later").await;
+    let now = ms(Utc::now());
+    let mut past = queued(&function);
+    past.run_at = Some(now - TimeDelta::seconds(1));
+    let mut future = queued(&function);
+    future.run_at = Some(now + TimeDelta::seconds(60));
+    let plain = queued(&function);
+    for execution in [&past, &future, &plain] {
+        store.insert_execution(execution).await.unwrap();
+    }
+    assert_eq!(store.next_due().await.unwrap(), past.run_at);
+    assert!(
+        !store
+            .claim(future.id, &claim_for("node-a", 30))
+            .await
+            .unwrap(),
+        "not before its time"
+    );
+    let (first, second) = tokio::join!(store.take_due(now, 10), store.take_due(now, 10));
+    let mut taken = first.unwrap();
+    taken.extend(second.unwrap());
+    assert_eq!(taken, vec![(past.id, "later".to_owned())], "taken once");
+    let record = store.get_execution(past.id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.run_at),
+        (ExecutionStatus::Queued, None)
+    );
+    assert!(store
+        .claim(past.id, &claim_for("node-a", 30))
+        .await
+        .unwrap());
+    assert_eq!(store.next_due().await.unwrap(), future.run_at);
+    assert!(store.take_due(now, 10).await.unwrap().is_empty());
+}
+
+/// A claim whose lease lapsed is listed for other owners and reclaimable by one of
+/// them; a renewed lease is neither.
+pub(crate) async fn a_lapsed_lease_is_reclaimable_and_a_renewed_one_is_not(store: Arc<dyn Store>) {
+    let function = create(&*store, "leased").await;
+    let (lapsed, renewed) = (queued(&function), queued(&function));
+    for execution in [&lapsed, &renewed] {
+        store.insert_execution(execution).await.unwrap();
+    }
+    assert!(store
+        .claim(lapsed.id, &claim_for("lost", -5))
+        .await
+        .unwrap());
+    assert!(store
+        .claim(renewed.id, &claim_for("alive", -5))
+        .await
+        .unwrap());
+    let until = ms(Utc::now() + TimeDelta::seconds(30));
+    assert_eq!(store.renew_leases("alive", until).await.unwrap(), 1);
+    let now = ms(Utc::now());
+    let listed = store.list_expired("node-b", now, 10).await.unwrap();
+    let ids: Vec<Uuid> = listed.iter().map(|execution| execution.id).collect();
+    assert_eq!(
+        ids,
+        vec![lapsed.id],
+        "only the lapsed one, without its input"
+    );
+    assert!(listed[0].input.is_null());
+    assert!(
+        store
+            .list_expired("lost", now, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "an owner never reclaims from itself"
+    );
+    let taker = claim_for("node-b", 30);
+    assert!(!store
+        .reclaim(renewed.id, "alive", now, &taker)
+        .await
+        .unwrap());
+    assert!(!store
+        .reclaim(lapsed.id, "someone-else", now, &taker)
+        .await
+        .unwrap());
+    assert!(store.reclaim(lapsed.id, "lost", now, &taker).await.unwrap());
+    assert!(
+        !store
+            .reclaim(lapsed.id, "lost", now, &claim_for("node-c", 30))
+            .await
+            .unwrap(),
+        "reclaimed once"
+    );
+    let record = store.get_execution(lapsed.id).await.unwrap().unwrap();
+    assert_eq!(record.owner.as_deref(), Some("node-b"));
+    assert_eq!(record.lease_until, Some(taker.lease_until));
+}

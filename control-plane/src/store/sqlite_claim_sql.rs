@@ -1,0 +1,126 @@
+//! The SQL of the work queue: claims (`queued` → `starting` for one owner), leases and
+//! their renewal, reclaiming what a lapsed owner held, and due work (`run_at`).
+
+use rusqlite::{params, Connection, OptionalExtension};
+use uuid::Uuid;
+
+use super::exec_sql::{query_executions, PAYLOADLESS_COLUMNS};
+use super::sql::{db, to_ms};
+use crate::store::{Claim, Execution, StoreError};
+
+/// See [`crate::store::Store::claim`].
+pub(super) fn claim(
+    conn: &Connection,
+    id: Uuid,
+    claim: &Claim,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE executions SET status = 'starting', owner = ?2, lease_until = ?3
+             WHERE id = ?1 AND status = 'queued' AND (run_at IS NULL OR run_at <= ?4)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id.into_bytes(),
+                claim.owner,
+                to_ms(claim.lease_until),
+                now
+            ])
+        })
+        .map_err(db("claim execution"))?;
+    Ok(changed > 0)
+}
+
+/// See [`crate::store::Store::renew_leases`].
+pub(super) fn renew_leases(
+    conn: &Connection,
+    owner: &str,
+    until: i64,
+) -> Result<usize, StoreError> {
+    conn.prepare_cached(
+        "UPDATE executions SET lease_until = ?2
+         WHERE owner = ?1 AND status IN ('starting', 'running')",
+    )
+    .and_then(|mut stmt| stmt.execute(params![owner, until]))
+    .map_err(db("renew leases"))
+}
+
+/// See [`crate::store::Store::list_expired`].
+pub(super) fn list_expired(
+    conn: &Connection,
+    owner: &str,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<Execution>, StoreError> {
+    let sql = format!(
+        "SELECT {} FROM executions
+         WHERE status IN ('starting', 'running') AND owner IS NOT NULL AND owner <> ?1
+            AND lease_until < ?2
+         ORDER BY id LIMIT ?3",
+        PAYLOADLESS_COLUMNS.as_str()
+    );
+    query_executions(conn, &sql, params![owner, now, limit])
+}
+
+/// See [`crate::store::Store::reclaim`].
+pub(super) fn reclaim(
+    conn: &Connection,
+    id: Uuid,
+    from: &str,
+    now: i64,
+    claim: &Claim,
+) -> Result<bool, StoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE executions SET owner = ?4, lease_until = ?5
+             WHERE id = ?1 AND status IN ('starting', 'running') AND owner = ?2
+                AND lease_until < ?3",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id.into_bytes(),
+                from,
+                now,
+                claim.owner,
+                to_ms(claim.lease_until)
+            ])
+        })
+        .map_err(db("reclaim execution"))?;
+    Ok(changed > 0)
+}
+
+/// See [`crate::store::Store::take_due`].
+pub(super) fn take_due(
+    conn: &Connection,
+    now: i64,
+    limit: u32,
+) -> Result<Vec<(Uuid, String)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE executions SET run_at = NULL
+             WHERE id IN (SELECT id FROM executions
+                 WHERE status = 'queued' AND run_at IS NOT NULL AND run_at <= ?1
+                 ORDER BY run_at LIMIT ?2)
+             RETURNING id, function",
+        )
+        .map_err(db("take due executions"))?;
+    let rows = stmt
+        .query_map(params![now, limit], |row| {
+            Ok((Uuid::from_bytes(row.get::<_, [u8; 16]>(0)?), row.get(1)?))
+        })
+        .map_err(db("take due executions"))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(db("read due executions"))
+}
+
+/// See [`crate::store::Store::next_due`]: milliseconds since the epoch.
+pub(super) fn next_due(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    conn.prepare_cached(
+        "SELECT min(run_at) FROM executions WHERE status = 'queued' AND run_at IS NOT NULL",
+    )
+    .and_then(|mut stmt| stmt.query_row([], |row| row.get::<_, Option<i64>>(0)))
+    .optional()
+    .map(Option::flatten)
+    .map_err(db("find the next due execution"))
+}
