@@ -1,10 +1,11 @@
 //! Gantry's control plane (`gantry serve`) and its command-line client, as a library so
 //! tests and benchmarks drive the same code the `gantry` binary runs.
 //!
+//! - [`domain`]: executions, statuses, triggers, claims, error codes, log lines.
 //! - [`registry`]: function manifests, their validation, versions and content hashes.
 //! - [`store`]: durable state behind the [`store::Store`] trait (SQLite by default).
 //! - [`dispatch`]: admission, per-function queues and concurrency, running executions.
-//! - [`runtime`]: where instances run (`process` today).
+//! - [`runtime`]: where instances run (host processes, docker containers).
 //! - [`schema`]: JSON Schema checks of inputs and outputs.
 //! - [`logs`]: captured stdout/stderr, capped per execution, followed live.
 //! - [`access`]: API tokens, roles and what each route needs.
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod datadir;
 pub mod dispatch;
+pub mod domain;
 pub mod logs;
 pub mod metrics;
 pub mod pool;

@@ -117,17 +117,18 @@ async fn orphans_are_reaped_by_the_watchdog_as_pid_1_of_a_pid_namespace() {
 
 #[tokio::test]
 async fn outside_a_namespace_the_watchdog_adopts_orphans_and_reaps_them() {
-    // As a child subreaper the watchdog adopts the orphaned `sleep 0.6` (rather than the
+    // As a child subreaper the watchdog adopts the orphaned `sleep 2` (rather than the
     // host's init), then reaps it when it exits: no zombie child of the watchdog remains.
+    // (Two seconds leave the scan of /proc time to find it on a loaded machine.)
     let function = r#"sh -c '
-        (exec sleep 0.6 &)
+        (exec sleep 2 &)
         sleep 0.2
         adopter=none
         for d in /proc/[0-9]*; do
-            [ "$(tr "\0" " " < $d/cmdline 2>/dev/null)" = "sleep 0.6 " ] || continue
+            [ "$(tr "\0" " " < $d/cmdline 2>/dev/null)" = "sleep 2 " ] || continue
             set -- $(cat $d/stat); adopter=$4
         done
-        sleep 1
+        sleep 2.5
         zombies=0
         for s in /proc/[0-9]*/stat; do
             set -- $(cat "$s" 2>/dev/null) || continue

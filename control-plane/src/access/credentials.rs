@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use super::{
     check_token_name, constant_time_eq, generate_token, hash_token, Permission, Role, TokenRecord,
 };
-use crate::store::{now, Store, StoreError};
+use crate::domain::now;
+use crate::store::{Store, StoreError};
 
 /// How stale a token's stored `last_used_at` may get: one write per token per minute.
 const TOUCH_EVERY_MS: i64 = 60_000;

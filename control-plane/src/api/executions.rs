@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::{parse_id, split_action, AppState};
-use crate::store::{Deletion, Execution, ExecutionFilter, ExecutionStatus};
+use crate::domain::{Execution, ExecutionStatus};
+use crate::store::{Deletion, ExecutionFilter};
 
 /// Page size when `limit` is absent.
 const DEFAULT_LIMIT: u32 = 50;

@@ -13,8 +13,8 @@ use serde_json::json;
 use super::error::{ApiError, JsonBody};
 use super::{split_action, AppState};
 use crate::dispatch::InvokeRequest;
+use crate::domain::{Execution, ExecutionStatus, Trigger};
 use crate::registry::manifest::MAX_TIMEOUT_MS;
-use crate::store::{Execution, ExecutionStatus, Trigger};
 
 /// `Idempotency-Key`.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";

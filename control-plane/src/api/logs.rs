@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::{parse_id, AppState};
-use crate::store::LogLine;
+use crate::domain::LogLine;
 
 /// Lines answered per page when not following.
 const PAGE: u32 = 10_000;

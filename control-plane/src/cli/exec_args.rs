@@ -5,7 +5,7 @@ use clap::builder::TypedValueParser;
 use clap::{Args, Subcommand};
 
 use super::exec_cmd;
-use crate::store::ExecutionStatus;
+use crate::domain::ExecutionStatus;
 
 /// `gantry exec ...`
 #[derive(Debug, Subcommand)]

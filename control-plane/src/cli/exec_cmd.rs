@@ -337,7 +337,7 @@ fn handle_event(ctx: &Ctx, id: &str, event: &SseEvent, timestamps: bool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ExecutionStatus;
+    use crate::domain::ExecutionStatus;
     use serde_json::json;
 
     #[test]

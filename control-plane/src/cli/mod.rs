@@ -429,7 +429,7 @@ pub fn out_json(value: &Value) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::ExecutionStatus;
+    use crate::domain::ExecutionStatus;
     use clap::CommandFactory;
 
     #[test]

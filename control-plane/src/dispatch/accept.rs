@@ -8,8 +8,9 @@ use uuid::Uuid;
 
 use super::admission::Admit;
 use super::{DispatchError, Dispatcher};
+use crate::domain::Execution;
 use crate::registry::FunctionSpec;
-use crate::store::{Execution, Redrive};
+use crate::store::Redrive;
 
 /// How an admitted execution is stored.
 #[derive(Debug, Clone, Copy)]

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::accept::Storing;
 use super::{DispatchError, Dispatcher, InvokeRequest};
-use crate::store::{Execution, ExecutionError, ExecutionStatus, Trigger};
+use crate::domain::{Execution, ExecutionError, ExecutionStatus, Trigger};
 
 /// A function an event started, or why it did not.
 #[derive(Debug, Clone, Serialize)]

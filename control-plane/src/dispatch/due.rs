@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Dispatcher;
-use crate::store::Execution;
+use crate::domain::Execution;
 
 /// Executions taken per round.
 const PAGE: u32 = 1_000;
@@ -21,7 +21,7 @@ impl Dispatcher {
     /// Queues `execution` (queued, just stored) for a slot now, or leaves it to the due
     /// task when it has a `run_at`.
     pub(super) fn schedule(self: &Arc<Self>, execution: &Execution) {
-        if execution.status != crate::store::ExecutionStatus::Queued {
+        if execution.status != crate::domain::ExecutionStatus::Queued {
             return;
         }
         if execution.run_at.is_some() {
@@ -53,7 +53,7 @@ impl Dispatcher {
     /// Queues what is due now; answers how long to sleep before the next look.
     async fn take_due_round(self: &Arc<Self>) -> Duration {
         loop {
-            match self.store.take_due(crate::store::now(), PAGE).await {
+            match self.store.take_due(crate::domain::now(), PAGE).await {
                 Ok(due) => {
                     let full = due.len() == PAGE as usize;
                     for (id, function) in due {
@@ -70,7 +70,7 @@ impl Dispatcher {
             }
         }
         match self.store.next_due().await {
-            Ok(Some(at)) => (at - crate::store::now())
+            Ok(Some(at)) => (at - crate::domain::now())
                 .to_std()
                 .unwrap_or(Duration::ZERO)
                 .min(IDLE_LOOK),

@@ -13,11 +13,11 @@ use uuid::Uuid;
 
 use super::retry::next_attempt;
 use super::{apply_finished, Dispatcher, Recorded};
+use crate::domain::{
+    codes, AttemptFailure, ErrorCode, Execution, ExecutionError, ExecutionStatus, Finished, Trigger,
+};
 use crate::registry::catalog::LoadedFunction;
 use crate::registry::manifest::DEFAULT_MAX_IN_FLIGHT;
-use crate::store::{
-    codes, AttemptFailure, Execution, ExecutionError, ExecutionStatus, Finished, Trigger,
-};
 
 /// First pause before a result the store refused is written again.
 const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -61,7 +61,7 @@ impl Dispatcher {
         if let Some(wait) = function.and_then(|function| retry_wait(function, execution, &finished))
         {
             let failure = attempt_failure(execution.attempt, &finished);
-            let run_at = crate::store::now()
+            let run_at = crate::domain::now()
                 + chrono::Duration::from_std(wait).unwrap_or(chrono::TimeDelta::zero());
             match self
                 .store
@@ -234,7 +234,7 @@ impl Dispatcher {
                         if !violations.is_empty() {
                             fail(
                                 &mut child,
-                                "INVALID_INPUT",
+                                codes::INVALID_INPUT,
                                 format!(
                                     "the chained input does not match the input_schema of {:?}: {}",
                                     chain.target,
@@ -264,7 +264,7 @@ impl Dispatcher {
             child.root_id = Some(parent.root_id.unwrap_or(parent.id));
             child.depth = depth;
             child.trace_id = parent.trace_id.clone();
-            child.created_at = crate::store::now();
+            child.created_at = crate::domain::now();
             if child.status == ExecutionStatus::Queued {
                 if depth > self.settings.max_chain_depth {
                     fail(
@@ -277,7 +277,7 @@ impl Dispatcher {
                     );
                 } else if chain.delay_ms > 0 {
                     child.run_at = Some(
-                        crate::store::now()
+                        crate::domain::now()
                             + chrono::Duration::milliseconds(
                                 i64::try_from(chain.delay_ms).unwrap_or(i64::MAX),
                             ),
@@ -338,8 +338,8 @@ pub(super) fn attempt_failure(attempt: u32, finished: &Finished) -> AttemptFailu
 }
 
 /// Makes a new child execution a failure that never runs.
-fn fail(child: &mut Execution, code: &str, message: String) {
-    let now = crate::store::now();
+fn fail(child: &mut Execution, code: ErrorCode, message: String) {
+    let now = crate::domain::now();
     child.status = ExecutionStatus::Error;
     child.error = Some(ExecutionError::new(code, message));
     child.finished_at = Some(now);

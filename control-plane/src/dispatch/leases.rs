@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::recovery::Recovered;
 use super::Dispatcher;
-use crate::store::Claim;
+use crate::domain::Claim;
 
 /// How long a claim holds without renewal.
 pub(super) const LEASE: Duration = Duration::from_secs(30);
@@ -22,7 +22,7 @@ impl Dispatcher {
     pub(super) fn claim(&self) -> Claim {
         Claim {
             owner: self.settings.owner.clone(),
-            lease_until: crate::store::now() + lease(),
+            lease_until: crate::domain::now() + lease(),
         }
     }
 
@@ -36,7 +36,7 @@ impl Dispatcher {
                     () = tokio::time::sleep(RENEW_EVERY) => {}
                     () = this.shutdown.cancelled() => return,
                 }
-                let until = crate::store::now() + lease();
+                let until = crate::domain::now() + lease();
                 if let Err(err) = this.store.renew_leases(&this.settings.owner, until).await {
                     tracing::warn!("cannot renew the leases of running executions: {err}");
                 }
@@ -47,7 +47,7 @@ impl Dispatcher {
 
     /// Takes over and settles executions whose owner's lease lapsed.
     async fn reclaim_lapsed(self: &Arc<Self>) {
-        let now = crate::store::now();
+        let now = crate::domain::now();
         let owner = &self.settings.owner;
         let lapsed = match self.store.list_expired(owner, now, RECLAIM_PAGE).await {
             Ok(lapsed) => lapsed,

@@ -31,15 +31,14 @@ pub use admission::{Admission, Load};
 pub use compose::{ChainNode, ChainPage, EventTarget};
 pub use error::DispatchError;
 
+use crate::domain::{codes, Execution, ExecutionError, ExecutionStatus, Finished, Trigger};
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::pool::{Pools, Supervision};
 use crate::registry::catalog::{Catalog, LoadedFunction};
 use crate::runtime::Runtime;
 use crate::secrets::Vault;
-use crate::store::{
-    codes, Execution, ExecutionError, ExecutionStatus, Finished, Store, StoreError, Trigger,
-};
+use crate::store::{Store, StoreError};
 
 /// The watchdog's callback body, read leniently: unknown error codes from a newer
 /// watchdog are kept as sent.
@@ -347,7 +346,7 @@ impl Dispatcher {
             )),
             exit_code: None,
             duration_ms: None,
-            finished_at: crate::store::now(),
+            finished_at: crate::domain::now(),
             dead_letter: false,
         };
         let function = self

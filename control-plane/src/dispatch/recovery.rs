@@ -10,10 +10,9 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::Dispatcher;
+use crate::domain::{codes, Execution, ExecutionError, ExecutionStatus, Finished};
 use crate::registry::catalog::LoadedFunction;
-use crate::store::{
-    codes, Execution, ExecutionError, ExecutionStatus, Finished, StoreError, Unfinished,
-};
+use crate::store::{StoreError, Unfinished};
 
 /// Executions read per page of the store.
 const PAGE: u32 = 10_000;
@@ -26,7 +25,7 @@ fn restarted(message: String) -> Finished {
         error: Some(ExecutionError::new(codes::CONTROL_PLANE_RESTARTED, message)),
         exit_code: None,
         duration_ms: None,
-        finished_at: crate::store::now(),
+        finished_at: crate::domain::now(),
         dead_letter: false,
     }
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::domain::{codes, ExecutionError};
 use crate::registry::manifest::RetrySpec;
-use crate::store::{codes, ExecutionError};
 
 /// The wait before attempt `attempt + 1` when attempt `attempt` (1-based) failed with
 /// `error` and `exit_code`; `None` when the policy does not retry it.
@@ -35,7 +35,7 @@ fn retries(policy: &RetrySpec, error: &ExecutionError, exit_code: Option<i32>) -
         return error.code != codes::OUTPUT_SCHEMA_VIOLATION && error.code != codes::CANCELLED;
     }
     policy.retry_on.iter().any(|entry| match entry {
-        Value::String(code) => *code == error.code,
+        Value::String(code) => error.code == code.as_str(),
         Value::Number(number) => {
             exit_code.is_some_and(|exit| number.as_i64() == Some(i64::from(exit)))
         }

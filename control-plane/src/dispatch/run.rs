@@ -13,11 +13,11 @@ use uuid::Uuid;
 use super::finish::Ending;
 use super::warm::Record;
 use super::{hash_token, ActiveRun, CallbackReport, Dispatcher, Recorded, ReportDelivery};
+use crate::domain::{codes, Execution, ExecutionError, ExecutionStatus, Finished, Started};
 use crate::logs::LogSink;
 use crate::registry::catalog::LoadedFunction;
 use crate::runtime::{Instance, InstanceExit, Launch};
 use crate::secrets::Masker;
-use crate::store::{codes, Execution, ExecutionError, ExecutionStatus, Finished, Started};
 
 /// Time the control plane grants beyond the watchdog's own deadline and kill grace
 /// before it stops the instance itself.
@@ -221,7 +221,7 @@ impl Dispatcher {
             instance_id: instance.id().to_owned(),
             cold_start: true,
             callback_token_hash: token_hash,
-            started_at: crate::store::now(),
+            started_at: crate::domain::now(),
         };
         match self
             .store
@@ -411,7 +411,7 @@ impl Dispatcher {
                         )),
                         exit_code: report.exit_code,
                         duration_ms,
-                        finished_at: crate::store::now(),
+                        finished_at: crate::domain::now(),
                         dead_letter: false,
                     };
                 }
@@ -422,13 +422,13 @@ impl Dispatcher {
                 error: None,
                 exit_code: report.exit_code,
                 duration_ms,
-                finished_at: crate::store::now(),
+                finished_at: crate::domain::now(),
                 dead_letter: false,
             };
         }
         let error = report.error.unwrap_or_else(|| {
             ExecutionError::new(
-                "FUNCTION_ERROR",
+                codes::FUNCTION_ERROR,
                 "the watchdog reported a failure without a reason",
             )
         });
@@ -443,7 +443,7 @@ impl Dispatcher {
             error: Some(error),
             exit_code: report.exit_code,
             duration_ms,
-            finished_at: crate::store::now(),
+            finished_at: crate::domain::now(),
             dead_letter: false,
         }
     }
@@ -520,7 +520,7 @@ pub(super) fn failed(
         error: Some(error),
         exit_code: None,
         duration_ms: elapsed.map(|elapsed| elapsed.as_millis() as u64),
-        finished_at: crate::store::now(),
+        finished_at: crate::domain::now(),
         dead_letter: false,
     }
 }

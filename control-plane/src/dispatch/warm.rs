@@ -18,10 +18,10 @@ use super::run::{failed, masked};
 use super::{
     apply_finished, check_input, CallbackReport, DispatchError, Dispatcher, InvokeRequest,
 };
+use crate::domain::{codes, Execution, ExecutionError, ExecutionStatus, Finished, Started};
 use crate::pool::client::{CallError, InvokeCall};
 use crate::pool::{Lease, PoolError, Queueing};
 use crate::registry::catalog::LoadedFunction;
-use crate::store::{codes, Execution, ExecutionError, ExecutionStatus, Finished, Started};
 
 /// Time the control plane grants beyond a call's timeout and the watchdog's kill grace
 /// before it gives up on the instance.
@@ -293,7 +293,7 @@ impl Dispatcher {
         acquired.map_err(|err| {
             let (status, code) = match &err {
                 PoolError::Timeout { .. } => (ExecutionStatus::Timeout, codes::TIMEOUT),
-                PoolError::StartFailed { code, .. } => (ExecutionStatus::Error, *code),
+                PoolError::StartFailed { code, .. } => (ExecutionStatus::Error, code.clone()),
                 PoolError::QueueFull { .. } => (ExecutionStatus::Error, codes::QUEUE_FULL),
                 PoolError::Retired(_) | PoolError::ShuttingDown => {
                     (ExecutionStatus::Error, codes::SPAWN_ERROR)
@@ -314,7 +314,7 @@ impl Dispatcher {
         execution.status = ExecutionStatus::Running;
         execution.instance_id = Some(lease.instance_id().to_owned());
         execution.cold_start = Some(lease.cold_start());
-        execution.started_at = Some(crate::store::now());
+        execution.started_at = Some(crate::domain::now());
         match record {
             Record::Behind => {
                 self.store.hold(execution);
@@ -325,7 +325,7 @@ impl Dispatcher {
                     instance_id: lease.instance_id().to_owned(),
                     cold_start: lease.cold_start(),
                     callback_token_hash: String::new(),
-                    started_at: execution.started_at.unwrap_or_else(crate::store::now),
+                    started_at: execution.started_at.unwrap_or_else(crate::domain::now),
                 };
                 let owner = &self.settings.owner;
                 match self.store.mark_running(execution.id, owner, &started).await {

@@ -11,9 +11,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::domain::{LogLine, LogStream};
 use crate::metrics::Metrics;
 use crate::secrets::Masker;
-use crate::store::{LogLine, LogStream, Store};
+use crate::store::Store;
 
 /// Longest line kept; longer ones are split.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
@@ -305,7 +306,7 @@ async fn write_lines(
                 batch.push(LogLine {
                     seq,
                     stream,
-                    time: crate::store::now(),
+                    time: crate::domain::now(),
                     line,
                 });
             }
@@ -345,7 +346,7 @@ fn lost_note(seq: u64, lost: usize) -> LogLine {
     LogLine {
         seq,
         stream: LogStream::System,
-        time: crate::store::now(),
+        time: crate::domain::now(),
         line: format!(
             "{lost} earlier log lines could not be stored (the server's store failed) and are missing"
         ),

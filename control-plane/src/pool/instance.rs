@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 use super::client::Connections;
 use super::FunctionPool;
+use crate::domain::codes;
 use crate::runtime::{Instance, InstanceExit, WarmLaunch, WarmStarted};
 use crate::secrets::Masker;
-use crate::store::codes;
 
 /// Consecutive failed health checks after which a ready instance is replaced.
 const HEALTH_FAILURES: u32 = 3;

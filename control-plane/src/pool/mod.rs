@@ -62,7 +62,7 @@ pub enum PoolError {
     #[error("{message}")]
     StartFailed {
         /// SPAWN_ERROR or STARTUP_ERROR.
-        code: &'static str,
+        code: crate::domain::ErrorCode,
         /// What happened.
         message: String,
     },
@@ -433,7 +433,7 @@ impl FunctionPool {
             phase: Phase::Starting,
             in_flight: 0,
             invocations: 0,
-            started_at: crate::store::now(),
+            started_at: crate::domain::now(),
             last_used: None,
             idle_since: Instant::now(),
             stopping: false,
@@ -489,7 +489,12 @@ impl FunctionPool {
     }
 
     /// Instance `key` could not be started.
-    fn start_failed(self: &Arc<Self>, key: uuid::Uuid, code: &'static str, message: String) {
+    fn start_failed(
+        self: &Arc<Self>,
+        key: uuid::Uuid,
+        code: crate::domain::ErrorCode,
+        message: String,
+    ) {
         tracing::warn!(function = %self.name, "a warm instance failed to start: {message}");
         let mut state = self.lock();
         if let Some(index) = state.index_of(key) {
@@ -499,7 +504,7 @@ impl FunctionPool {
         if state.live() == 0 {
             for waiter in state.waiters.drain(..) {
                 let _ = waiter.sender.send(Err(PoolError::StartFailed {
-                    code,
+                    code: code.clone(),
                     message: message.clone(),
                 }));
             }

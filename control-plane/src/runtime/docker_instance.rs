@@ -27,8 +27,8 @@ use super::docker::{
     is_connection_error, is_not_found, unreachable, DockerRuntime, OOM_EVENT_WAIT,
 };
 use super::{Instance, InstanceExit, RuntimeError};
+use crate::domain::LogStream;
 use crate::logs::LogSink;
-use crate::store::LogStream;
 
 /// Whether the engine reported an OOM kill in the container.
 #[derive(Default)]

@@ -18,9 +18,9 @@ use tokio::task::JoinHandle;
 use super::function_user::{self, FunctionUser};
 use super::orphans;
 use super::{Instance, InstanceExit, Launch, Runtime, RuntimeError, WarmLaunch, WarmStarted};
+use crate::domain::LogStream;
 use crate::logs::LogSink;
 use crate::registry::{FunctionSpec, Mode};
-use crate::store::LogStream;
 
 /// Variable that marks every process started by one data directory's control plane.
 pub const OWNER_VAR: &str = "GANTRY_OWNER";

@@ -10,15 +10,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::domain::{AttemptFailure, Claim, Execution, Finished, LogLine, Started};
+
 use crate::access::TokenRecord;
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 
-pub use model::{
-    codes, AttemptFailure, Claim, Deletion, Execution, ExecutionError, ExecutionFilter,
-    ExecutionStatus, Finished, LogLine, LogStream, PruneScope, Redrive, Started, Trigger,
-    Unfinished,
-};
+pub use model::{Deletion, ExecutionFilter, PruneScope, Redrive, Unfinished};
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in the store.
@@ -343,11 +341,4 @@ impl StoreError {
             _ => None,
         }
     }
-}
-
-/// The current time at the store's precision (milliseconds), so a record read back
-/// equals the one written.
-pub fn now() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }

@@ -34,11 +34,9 @@ use uuid::Uuid;
 
 use self::exec_sql::{ExecutionRow, FinishedRow};
 use self::writer::Writer;
-use super::{
-    AttemptFailure, Claim, Deletion, Execution, ExecutionFilter, Finished, LogLine, PruneScope,
-    Redrive, Started, Store, StoreError, Unfinished,
-};
+use super::{Deletion, ExecutionFilter, PruneScope, Redrive, Store, StoreError, Unfinished};
 use crate::access::TokenRecord;
+use crate::domain::{AttemptFailure, Claim, Execution, Finished, LogLine, Started};
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 use chrono::{DateTime, Utc};
@@ -375,7 +373,7 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, id: Uuid, claim: &Claim) -> Result<bool, StoreError> {
-        let (claim, now) = (claim.clone(), sql::to_ms(super::now()));
+        let (claim, now) = (claim.clone(), sql::to_ms(crate::domain::now()));
         self.write(move |conn| claim_sql::claim(conn, id, &claim, now))
             .await
     }

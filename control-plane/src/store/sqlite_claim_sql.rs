@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use super::exec_sql::{query_executions, PAYLOADLESS_COLUMNS};
 use super::sql::{db, to_ms};
-use crate::store::{Claim, Execution, StoreError};
+use crate::domain::{Claim, Execution};
+use crate::store::StoreError;
 
 /// See [`crate::store::Store::claim`].
 pub(super) fn claim(

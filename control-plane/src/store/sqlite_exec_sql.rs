@@ -5,10 +5,8 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 use uuid::Uuid;
 
 use super::sql::{db, get, get_id, get_json, get_opt_time, get_time, to_json, to_ms, unknown};
-use crate::store::{
-    Execution, ExecutionError, ExecutionFilter, ExecutionStatus, Finished, Redrive, Started,
-    StoreError, Trigger, Unfinished,
-};
+use crate::domain::{Execution, ExecutionError, ExecutionStatus, Finished, Started, Trigger};
+use crate::store::{ExecutionFilter, Redrive, StoreError, Unfinished};
 
 /// An execution that owner `?2` may move: queued, or starting or running and held by
 /// `?2` (or by no owner: a record from before claims).

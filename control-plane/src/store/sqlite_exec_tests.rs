@@ -10,10 +10,10 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::tests::{create, execution, fresh, hold_writer, ms};
-use crate::store::{
-    Claim, Execution, ExecutionError, ExecutionFilter, ExecutionStatus, Finished, Redrive, Started,
-    Store, StoreError, Trigger, Unfinished,
+use crate::domain::{
+    Claim, Execution, ExecutionError, ExecutionStatus, Finished, Started, Trigger,
 };
+use crate::store::{ExecutionFilter, Redrive, Store, StoreError, Unfinished};
 
 fn started(instance: &str) -> Started {
     Started {
@@ -596,7 +596,7 @@ async fn children_are_stored_once_with_the_finish_and_retries_keep_each_failure(
     store.insert_execution(&parent).await.unwrap();
     // A failed attempt scheduled again keeps its failure, twice over.
     for attempt in 1..=2 {
-        let failure = crate::store::AttemptFailure {
+        let failure = crate::domain::AttemptFailure {
             attempt,
             status: ExecutionStatus::Error,
             error: Some(ExecutionError::new("FUNCTION_ERROR", "exit 1")),

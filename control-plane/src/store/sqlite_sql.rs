@@ -7,8 +7,9 @@ use rusqlite::types::FromSql;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use uuid::Uuid;
 
+use crate::domain::{LogLine, LogStream};
 use crate::registry::{FunctionSpec, FunctionVersion};
-use crate::store::{LogLine, LogStream, StoreError};
+use crate::store::StoreError;
 
 /// Maps a rusqlite error to [`StoreError::Database`] for `operation`.
 pub(super) fn db(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {

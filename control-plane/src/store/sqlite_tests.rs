@@ -10,10 +10,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::SqliteStore;
+use crate::domain::{Execution, ExecutionStatus, Finished, LogLine, LogStream, Trigger};
 use crate::registry::{content_hash, parse_manifest, FunctionSpec, FunctionVersion};
-use crate::store::{
-    Execution, ExecutionStatus, Finished, LogLine, LogStream, Store, StoreError, Trigger,
-};
+use crate::store::{Store, StoreError};
 
 /// A function `name` running `command`.
 pub(super) fn spec(name: &str, command: &str) -> FunctionSpec {

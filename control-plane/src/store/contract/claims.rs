@@ -8,7 +8,8 @@ use chrono::{TimeDelta, Utc};
 use uuid::Uuid;
 
 use super::{claim_for, create, ms, queued};
-use crate::store::{ExecutionStatus, Store};
+use crate::domain::ExecutionStatus;
+use crate::store::Store;
 
 /// Many tasks race to claim one queued execution: exactly one wins, and the record
 /// names it as owner with its lease.

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use crate::domain::{Claim, Execution, Trigger};
 use crate::registry::{content_hash, parse_manifest, FunctionVersion};
-use crate::store::{Claim, Execution, Store, Trigger};
+use crate::store::Store;
 
 /// A store under test with what keeps it alive (a temporary directory, a server).
 pub(crate) type Subject = (Box<dyn std::any::Any + Send>, Arc<dyn Store>);

@@ -1,0 +1,276 @@
+//! An execution's record and what moves it along: its status, trigger and attempts,
+//! the claim a runner holds on it, and the updates that start and finish it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{now, ExecutionError};
+use crate::registry::FunctionVersion;
+
+/// Where an execution is in its life. The last four are terminal and final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionStatus {
+    /// Stored, waiting for a free slot.
+    Queued,
+    /// An instance is being started for it.
+    Starting,
+    /// Its function is running.
+    Running,
+    /// Finished with an output.
+    Success,
+    /// Finished with an error.
+    Error,
+    /// Ran past its deadline.
+    Timeout,
+    /// Stopped by a user.
+    Cancelled,
+}
+
+impl ExecutionStatus {
+    /// Every status, in life order.
+    pub const ALL: [ExecutionStatus; 7] = [
+        ExecutionStatus::Queued,
+        ExecutionStatus::Starting,
+        ExecutionStatus::Running,
+        ExecutionStatus::Success,
+        ExecutionStatus::Error,
+        ExecutionStatus::Timeout,
+        ExecutionStatus::Cancelled,
+    ];
+
+    /// Whether the status is final.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ExecutionStatus::Success
+                | ExecutionStatus::Error
+                | ExecutionStatus::Timeout
+                | ExecutionStatus::Cancelled
+        )
+    }
+
+    /// The lowercase name used in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Queued => "queued",
+            ExecutionStatus::Starting => "starting",
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Success => "success",
+            ExecutionStatus::Error => "error",
+            ExecutionStatus::Timeout => "timeout",
+            ExecutionStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a lowercase name.
+    pub fn parse(text: &str) -> Option<ExecutionStatus> {
+        ExecutionStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+    }
+}
+
+/// What started an execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// `:invoke` or `:enqueue`.
+    Api,
+    /// A published event.
+    Event,
+    /// A chained function.
+    Chain,
+    /// A retry of a failed attempt.
+    Retry,
+}
+
+impl Trigger {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Api => "api",
+            Trigger::Event => "event",
+            Trigger::Chain => "chain",
+            Trigger::Retry => "retry",
+        }
+    }
+
+    /// Parses a lowercase name.
+    pub fn parse(text: &str) -> Option<Trigger> {
+        [Trigger::Api, Trigger::Event, Trigger::Chain, Trigger::Retry]
+            .into_iter()
+            .find(|trigger| trigger.as_str() == text)
+    }
+}
+
+/// One execution record, as stored and as answered by the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execution {
+    /// UUID v7: ordered by creation time.
+    pub id: Uuid,
+    /// The function's name.
+    pub function: String,
+    /// The function version it runs on.
+    pub version: u32,
+    /// Where it is.
+    pub status: ExecutionStatus,
+    /// The input.
+    pub input: Value,
+    /// The output, once finished with success.
+    pub output: Option<Value>,
+    /// Why it failed.
+    pub error: Option<ExecutionError>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The execution whose chain started this one.
+    pub parent_id: Option<Uuid>,
+    /// The first execution of the chain.
+    pub root_id: Option<Uuid>,
+    /// Chain depth (0 for a direct call).
+    pub depth: u32,
+    /// What started it.
+    pub trigger: Trigger,
+    /// Trace id, given with `X-Trace-Id` or generated.
+    pub trace_id: Option<String>,
+    /// `Idempotency-Key` of the request that created it.
+    pub idempotency_key: Option<String>,
+    /// Per-invocation timeout in effect.
+    pub timeout_ms: u64,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When its instance started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached a terminal status.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Run time reported by the watchdog, else measured by the control plane.
+    pub duration_ms: Option<u64>,
+    /// Whether an instance was started for it.
+    pub cold_start: Option<bool>,
+    /// The instance that ran it.
+    pub instance_id: Option<String>,
+    /// The function's exit code, when it exited on its own.
+    pub exit_code: Option<i32>,
+    /// Failed for good with a retry policy (attempts exhausted or not retryable): in
+    /// the dead-letter list until re-driven.
+    #[serde(default)]
+    pub dead_letter: bool,
+    /// Not to run before this time (a delayed chain, a scheduled retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<DateTime<Utc>>,
+    /// The failures of the earlier attempts, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptFailure>,
+    /// SHA-256 (hex) of the callback token of the running attempt. Never answered.
+    #[serde(skip)]
+    pub callback_token_hash: Option<String>,
+    /// The execution that re-drove this failed one (`:retry`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redriven_by: Option<Uuid>,
+    /// The node that claimed it, while it is starting or running.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Until when its owner's claim holds unless renewed; past it another node may
+    /// reclaim it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<DateTime<Utc>>,
+}
+
+impl Execution {
+    /// A queued execution of `version` with `input`, triggered by `trigger`.
+    pub fn queued(function: &FunctionVersion, input: Value, trigger: Trigger) -> Execution {
+        Execution {
+            id: Uuid::now_v7(),
+            function: function.name.clone(),
+            version: function.version,
+            status: ExecutionStatus::Queued,
+            input,
+            output: None,
+            error: None,
+            attempt: 1,
+            parent_id: None,
+            root_id: None,
+            depth: 0,
+            trigger,
+            trace_id: None,
+            idempotency_key: None,
+            timeout_ms: function.spec.timeout_ms(),
+            created_at: now(),
+            started_at: None,
+            finished_at: None,
+            duration_ms: None,
+            cold_start: None,
+            instance_id: None,
+            exit_code: None,
+            dead_letter: false,
+            run_at: None,
+            attempts: Vec::new(),
+            callback_token_hash: None,
+            redriven_by: None,
+            owner: None,
+            lease_until: None,
+        }
+    }
+}
+
+/// A runner's claim on an execution: who runs it, and until when the claim holds
+/// unless renewed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The claiming node's id.
+    pub owner: String,
+    /// When the claim lapses.
+    pub lease_until: DateTime<Utc>,
+}
+
+/// The update that moves an execution to `running`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Started {
+    /// The instance it runs on.
+    pub instance_id: String,
+    /// Whether the instance was started for it.
+    pub cold_start: bool,
+    /// SHA-256 (hex) of the attempt's callback token.
+    pub callback_token_hash: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// How one attempt that was retried failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptFailure {
+    /// Which attempt (1 for the first).
+    pub attempt: u32,
+    /// Its status (error or timeout).
+    pub status: ExecutionStatus,
+    /// Why it failed.
+    pub error: Option<ExecutionError>,
+    /// The function's exit code, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+}
+
+/// The update that moves an execution to a terminal status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// A terminal status.
+    pub status: ExecutionStatus,
+    /// The output, on success.
+    pub output: Option<Value>,
+    /// The reason, on failure.
+    pub error: Option<ExecutionError>,
+    /// The function's exit code, if known.
+    pub exit_code: Option<i32>,
+    /// Run time in milliseconds.
+    pub duration_ms: Option<u64>,
+    /// When it finished.
+    pub finished_at: DateTime<Utc>,
+    /// Whether it goes to the dead-letter list.
+    pub dead_letter: bool,
+}
