@@ -4,11 +4,13 @@
 
 mod accept;
 mod admission;
+mod attempt;
 mod compose;
 mod due;
 mod error;
 mod finish;
 mod leases;
+mod outcome;
 mod recovery;
 mod retry;
 mod run;
@@ -31,7 +33,7 @@ pub use admission::{Admission, Load};
 pub use compose::{ChainNode, ChainPage, EventTarget};
 pub use error::DispatchError;
 
-use crate::domain::{codes, Execution, ExecutionError, ExecutionStatus, Finished, Trigger};
+use crate::domain::{Execution, ExecutionError, ExecutionStatus, Finished, Trigger};
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::pool::{Pools, Supervision};
@@ -337,18 +339,7 @@ impl Dispatcher {
         let (removed, load) = self.admission.remove_queued(&execution.function, id);
         self.metrics
             .set_load(&execution.function, load.queued, load.running);
-        let finished = Finished {
-            status: ExecutionStatus::Cancelled,
-            output: None,
-            error: Some(ExecutionError::new(
-                codes::CANCELLED,
-                "cancelled before it started",
-            )),
-            exit_code: None,
-            duration_ms: None,
-            finished_at: crate::domain::now(),
-            dead_letter: false,
-        };
+        let finished = outcome::cancelled("before it started");
         let function = self
             .catalog
             .version(&execution.function, execution.version)

@@ -10,25 +10,12 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::Dispatcher;
-use crate::domain::{codes, Execution, ExecutionError, ExecutionStatus, Finished};
+use crate::domain::{Execution, Finished};
 use crate::registry::catalog::LoadedFunction;
 use crate::store::{StoreError, Unfinished};
 
 /// Executions read per page of the store.
 const PAGE: u32 = 10_000;
-
-/// The failure of an execution the restart cannot resume.
-fn restarted(message: String) -> Finished {
-    Finished {
-        status: ExecutionStatus::Error,
-        output: None,
-        error: Some(ExecutionError::new(codes::CONTROL_PLANE_RESTARTED, message)),
-        exit_code: None,
-        duration_ms: None,
-        finished_at: crate::domain::now(),
-        dead_letter: false,
-    }
-}
 
 /// What recovery did before serving.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -103,7 +90,8 @@ impl Dispatcher {
         {
             Ok(function) => function,
             Err(err) => {
-                let finished = restarted(format!("cannot resume after a restart: {err}"));
+                let finished =
+                    super::outcome::restarted(format!("cannot resume after a restart: {err}"));
                 self.conclude_in_background(execution.id, finished, None);
                 recovered.failed += 1;
                 return;
@@ -125,7 +113,7 @@ impl Dispatcher {
             self.enqueue_stored(&execution.function, execution.id).await;
             return;
         }
-        let finished = restarted(format!(
+        let finished = super::outcome::restarted(format!(
             "the control plane stopped while attempt {} was {}; it was not run again because its retry policy allows {} attempt(s)",
             execution.attempt,
             execution.status.as_str(),

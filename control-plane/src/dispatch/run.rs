@@ -1,6 +1,7 @@
 //! One execution's run: start an instance, wait for its report (or its death, the
 //! deadline, a cancel, shutdown), record the result durably, clean up, start the next.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,29 +11,79 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::attempt::{self, Bounds, Ended, Running, EXIT_AFTER_REPORT, STOP_GRACE};
 use super::finish::Ending;
+use super::outcome::{self, exit_outcome, failed, masked, oom_checked, oom_error, report_outcome};
 use super::warm::Record;
 use super::{hash_token, ActiveRun, CallbackReport, Dispatcher, Recorded, ReportDelivery};
-use crate::domain::{codes, Execution, ExecutionError, ExecutionStatus, Finished, Started};
+use crate::domain::{codes, Execution, ExecutionStatus, Finished, Started};
 use crate::logs::LogSink;
 use crate::registry::catalog::LoadedFunction;
 use crate::runtime::{Instance, InstanceExit, Launch};
 use crate::secrets::Masker;
 
-/// Time the control plane grants beyond the watchdog's own deadline and kill grace
-/// before it stops the instance itself.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(1_000);
-/// Grace between SIGTERM and SIGKILL when the control plane stops an instance.
-const STOP_GRACE: Duration = Duration::from_millis(1_000);
-/// How long an instance may take to exit after it reported.
-const EXIT_AFTER_REPORT: Duration = Duration::from_millis(3_000);
-
-enum Event {
+/// What a cold instance answers: its watchdog's report, or its end.
+enum ColdAnswer {
     Report(CallbackReport, oneshot::Sender<Recorded>),
     Exited(InstanceExit),
-    Cancelled,
-    Deadline,
-    Shutdown,
+}
+
+/// A cold attempt: an instance started for one execution, which reports through the
+/// callback route.
+struct ColdRun {
+    instance: Box<dyn Instance>,
+    reports: mpsc::Receiver<ReportDelivery>,
+    masker: Masker,
+    function: Arc<LoadedFunction>,
+}
+
+impl Running for ColdRun {
+    type Answer = ColdAnswer;
+
+    fn answer(&mut self) -> impl Future<Output = ColdAnswer> + Send {
+        let (reports, instance) = (&mut self.reports, &mut self.instance);
+        async move {
+            tokio::select! {
+                biased;
+                Some((report, ack)) = reports.recv() => ColdAnswer::Report(report, ack),
+                exit = instance.wait() => ColdAnswer::Exited(exit),
+            }
+        }
+    }
+
+    async fn outcome(&mut self, answer: ColdAnswer, elapsed: Duration) -> Ended {
+        let (report, ack) = match answer {
+            ColdAnswer::Report(report, ack) => (report, ack),
+            ColdAnswer::Exited(exit) => match self.reports.try_recv() {
+                Ok(delivery) => delivery,
+                Err(_) => return Ended::Finished(self.exited(exit, elapsed).await, None),
+            },
+        };
+        let report = masked(&self.masker, report);
+        let report = oom_checked(self.instance.as_mut(), report).await;
+        let finished = report_outcome(&self.function, report, elapsed).await;
+        Ended::Finished(finished, Some(ack))
+    }
+
+    async fn stop(&mut self) {
+        // A report that arrives now is answered at once, so the watchdog is not held.
+        refuse_reports(&mut self.reports);
+        self.instance.kill(STOP_GRACE).await;
+    }
+}
+
+impl ColdRun {
+    /// The watchdog is gone without reporting (crashed, killed): the function's process
+    /// group, which only the watchdog would have stopped, may live on, so whatever
+    /// carries the execution's marks is stopped first.
+    async fn exited(&mut self, exit: InstanceExit, elapsed: Duration) -> Finished {
+        self.instance.kill(STOP_GRACE).await;
+        if self.instance.oom_killed().await {
+            failed(ExecutionStatus::Error, oom_error(), Some(elapsed))
+        } else {
+            exit_outcome(&self.function, &self.masker, exit, elapsed).await
+        }
+    }
 }
 
 impl Dispatcher {
@@ -108,11 +159,11 @@ impl Dispatcher {
         {
             Ok(function) => function,
             Err(err) => {
-                let error = ExecutionError::new(
+                let finished = outcome::error(
                     codes::SPAWN_ERROR,
                     format!("cannot load the function: {err}"),
+                    None,
                 );
-                let finished = failed(ExecutionStatus::Error, error, None);
                 self.conclude(&mut execution, finished, None, None).await;
                 self.notify(&execution);
                 return;
@@ -121,11 +172,11 @@ impl Dispatcher {
         let secrets = match self.vault.resolve(&function.spec().secrets).await {
             Ok(secrets) => secrets,
             Err(err) => {
-                let error = ExecutionError::new(
+                let finished = outcome::error(
                     codes::SPAWN_ERROR,
                     format!("cannot read the function's secrets: {err}"),
+                    None,
                 );
-                let finished = failed(ExecutionStatus::Error, error, None);
                 let ending = self
                     .conclude(&mut execution, finished, Some(&function), None)
                     .await;
@@ -135,7 +186,7 @@ impl Dispatcher {
         };
         let token = hex::encode(rand::random::<[u8; 32]>());
         let token_hash = hash_token(&token);
-        let (reports_tx, mut reports) = mpsc::channel(4);
+        let (reports_tx, reports) = mpsc::channel(4);
         let cancel = CancellationToken::new();
         let input = serde_json::to_string(&execution.input).unwrap_or_else(|_| "null".into());
         let mut launch_env = vec![
@@ -206,8 +257,7 @@ impl Dispatcher {
         let mut instance = match self.runtime.start(launch).await {
             Ok(instance) => instance,
             Err(err) => {
-                let error = ExecutionError::new(codes::SPAWN_ERROR, err.to_string());
-                let finished = failed(ExecutionStatus::Error, error, None);
+                let finished = outcome::error(codes::SPAWN_ERROR, err.to_string(), None);
                 let ending = self
                     .conclude(&mut execution, finished, Some(&function), None)
                     .await;
@@ -246,79 +296,26 @@ impl Dispatcher {
             }
             Err(err) => tracing::warn!(execution = %id, "cannot record the start: {err}"),
         }
-        let deadline = Duration::from_millis(execution.timeout_ms + env::defaults::KILL_GRACE_MS)
-            + DEADLINE_MARGIN;
-        let event = tokio::select! {
-            biased;
-            Some((report, ack)) = reports.recv() => Event::Report(report, ack),
-            _ = cancel.cancelled() => Event::Cancelled,
-            _ = self.shutdown.cancelled() => Event::Shutdown,
-            exit = instance.wait() => Event::Exited(exit),
-            _ = tokio::time::sleep(deadline) => Event::Deadline,
+        let mut cold = ColdRun {
+            instance,
+            reports,
+            masker,
+            function: function.clone(),
         };
-        let elapsed = started.elapsed();
-        let (finished, ack) = match event {
-            Event::Report(report, ack) => {
-                let report = oom_checked(instance.as_mut(), masked(&masker, report)).await;
-                (
-                    Self::report_outcome(&function, report, elapsed).await,
-                    Some(ack),
-                )
-            }
-            Event::Exited(exit) => match reports.try_recv() {
-                Ok((report, ack)) => {
-                    let report = oom_checked(instance.as_mut(), masked(&masker, report)).await;
-                    (
-                        Self::report_outcome(&function, report, elapsed).await,
-                        Some(ack),
-                    )
-                }
-                Err(_) => {
-                    // The watchdog is gone without reporting (crashed, killed): the
-                    // function's process group, which only the watchdog would have
-                    // stopped, may live on. Stop whatever carries the execution's marks.
-                    instance.kill(STOP_GRACE).await;
-                    if instance.oom_killed().await {
-                        (
-                            failed(ExecutionStatus::Error, oom_error(), Some(elapsed)),
-                            None,
-                        )
-                    } else {
-                        (
-                            Self::exit_outcome(&function, &masker, exit, elapsed).await,
-                            None,
-                        )
-                    }
-                }
-            },
-            Event::Cancelled => {
-                // Answer a report that arrives now at once, so the watchdog is not held.
-                refuse_reports(&mut reports);
-                instance.kill(STOP_GRACE).await;
-                let error = ExecutionError::new(
-                    codes::CANCELLED,
-                    "cancelled while running; its instance was stopped",
-                );
-                (
-                    failed(ExecutionStatus::Cancelled, error, Some(elapsed)),
-                    None,
-                )
-            }
-            Event::Deadline => {
-                refuse_reports(&mut reports);
-                instance.kill(STOP_GRACE).await;
-                let error = ExecutionError::new(
-                    codes::TIMEOUT,
-                    format!(
-                        "no result within {} ms; the control plane stopped the instance",
-                        execution.timeout_ms
-                    ),
-                );
-                (failed(ExecutionStatus::Timeout, error, Some(elapsed)), None)
-            }
-            Event::Shutdown => {
-                refuse_reports(&mut reports);
-                instance.kill(STOP_GRACE).await;
+        let bounds = Bounds {
+            cancel: &cancel,
+            shutdown: &self.shutdown,
+            limit: attempt::hard_limit(
+                tokio::time::Instant::now() + Duration::from_millis(execution.timeout_ms),
+            ),
+            timeout_ms: execution.timeout_ms,
+            instance: "instance",
+            started,
+        };
+        let (finished, ack) = match attempt::drive(&mut cold, bounds).await {
+            Ended::Finished(finished, ack) => (finished, ack),
+            Ended::Refused(finished) => (finished, None),
+            Ended::Abandoned => {
                 writer.finish().await;
                 self.cleanup(id);
                 self.notify(&execution);
@@ -330,15 +327,15 @@ impl Dispatcher {
             .await;
         // The result is final: a repeated or late report is answered at once (not
         // applied) instead of waiting until the instance is gone.
-        refuse_reports(&mut reports);
+        refuse_reports(&mut cold.reports);
         // The report is durable; now let the instance exit and its output drain.
-        if tokio::time::timeout(EXIT_AFTER_REPORT, instance.wait())
+        if tokio::time::timeout(EXIT_AFTER_REPORT, cold.instance.wait())
             .await
             .is_err()
         {
-            instance.kill(STOP_GRACE).await;
+            cold.instance.kill(STOP_GRACE).await;
         }
-        drop(instance);
+        drop(cold);
         writer.finish().await;
         self.cleanup(id);
         self.after(ending, &execution).await;
@@ -384,120 +381,6 @@ impl Dispatcher {
         self.active.remove(&id);
         self.logs.close(id);
     }
-
-    pub(super) async fn report_outcome(
-        function: &LoadedFunction,
-        report: CallbackReport,
-        elapsed: Duration,
-    ) -> Finished {
-        let duration_ms = report.duration_ms.or(Some(elapsed.as_millis() as u64));
-        if report.success {
-            let output = report.output.unwrap_or(serde_json::Value::Null);
-            if let Some(schema) = &function.output_schema {
-                let violations = schema
-                    .check(&output)
-                    .await
-                    .unwrap_or_else(|slow| vec![slow.to_string()]);
-                if !violations.is_empty() {
-                    return Finished {
-                        status: ExecutionStatus::Error,
-                        output: Some(output),
-                        error: Some(ExecutionError::new(
-                            codes::OUTPUT_SCHEMA_VIOLATION,
-                            format!(
-                                "the output does not match the output_schema: {}",
-                                violations.join("; ")
-                            ),
-                        )),
-                        exit_code: report.exit_code,
-                        duration_ms,
-                        finished_at: crate::domain::now(),
-                        dead_letter: false,
-                    };
-                }
-            }
-            return Finished {
-                status: ExecutionStatus::Success,
-                output: Some(output),
-                error: None,
-                exit_code: report.exit_code,
-                duration_ms,
-                finished_at: crate::domain::now(),
-                dead_letter: false,
-            };
-        }
-        let error = report.error.unwrap_or_else(|| {
-            ExecutionError::new(
-                codes::FUNCTION_ERROR,
-                "the watchdog reported a failure without a reason",
-            )
-        });
-        let status = if error.code == codes::TIMEOUT {
-            ExecutionStatus::Timeout
-        } else {
-            ExecutionStatus::Error
-        };
-        Finished {
-            status,
-            output: None,
-            error: Some(error),
-            exit_code: report.exit_code,
-            duration_ms,
-            finished_at: crate::domain::now(),
-            dead_letter: false,
-        }
-    }
-
-    async fn exit_outcome(
-        function: &LoadedFunction,
-        masker: &Masker,
-        exit: InstanceExit,
-        elapsed: Duration,
-    ) -> Finished {
-        // Exit 75: the watchdog could not deliver its report and printed it on stdout.
-        if exit.code == Some(75) {
-            if let Some(report) = exit
-                .last_stdout_line
-                .as_deref()
-                .and_then(|line| serde_json::from_str::<CallbackReport>(line).ok())
-            {
-                return Self::report_outcome(function, masked(masker, report), elapsed).await;
-            }
-        }
-        let error = ExecutionError::new(
-            codes::RUNTIME_CRASHED,
-            format!("the watchdog ended with {exit} without reporting a result"),
-        );
-        failed(ExecutionStatus::Error, error, Some(elapsed))
-    }
-}
-
-/// `report` with the function's secret values hidden in its output and error message.
-pub(super) fn masked(masker: &Masker, mut report: CallbackReport) -> CallbackReport {
-    if masker.is_empty() {
-        return report;
-    }
-    report.output = report.output.map(|output| masker.json(output));
-    if let Some(error) = &mut report.error {
-        error.message = masker.text(&error.message);
-    }
-    report
-}
-
-/// The error of an instance its memory limit killed.
-fn oom_error() -> ExecutionError {
-    ExecutionError::new(
-        codes::OOM_KILLED,
-        "the function ran out of its memory limit (resources.memory_mb) and was killed",
-    )
-}
-
-/// A failure report of an instance that was OOM-killed becomes an OOM_KILLED error.
-async fn oom_checked(instance: &mut dyn Instance, mut report: CallbackReport) -> CallbackReport {
-    if !report.success && instance.oom_killed().await {
-        report.error = Some(oom_error());
-    }
-    report
 }
 
 /// Closes an execution's report channel: later reports are answered at once as not
@@ -506,21 +389,5 @@ fn refuse_reports(reports: &mut mpsc::Receiver<ReportDelivery>) {
     reports.close();
     while let Ok((_, ack)) = reports.try_recv() {
         let _ = ack.send(Recorded::AlreadyFinal);
-    }
-}
-
-pub(super) fn failed(
-    status: ExecutionStatus,
-    error: ExecutionError,
-    elapsed: Option<Duration>,
-) -> Finished {
-    Finished {
-        status,
-        output: None,
-        error: Some(error),
-        exit_code: None,
-        duration_ms: elapsed.map(|elapsed| elapsed.as_millis() as u64),
-        finished_at: crate::domain::now(),
-        dead_letter: false,
     }
 }

@@ -4,17 +4,18 @@
 //! Stored executions (`:enqueue`, recovery, idempotent calls) run on the same pool with
 //! their records written as usual. Failed attempts are retried by the retry policy.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gantry_protocol::env;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::attempt::{self, Bounds, Ended, Running};
 use super::finish::{attempt_failure, retry_wait};
-use super::run::{failed, masked};
+use super::outcome;
 use super::{
     apply_finished, check_input, CallbackReport, DispatchError, Dispatcher, InvokeRequest,
 };
@@ -23,9 +24,6 @@ use crate::pool::client::{CallError, InvokeCall};
 use crate::pool::{Lease, PoolError, Queueing};
 use crate::registry::catalog::LoadedFunction;
 
-/// Time the control plane grants beyond a call's timeout and the watchdog's kill grace
-/// before it gives up on the instance.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(1_000);
 /// Refusals (instance draining or full) a call takes before it fails.
 const MAX_REFUSALS: u32 = 8;
 
@@ -38,12 +36,71 @@ pub(super) enum Record {
     Stored,
 }
 
-/// What ended one attempt.
-enum Attempt {
-    Answer(Result<Bytes, CallError>),
-    Cancelled,
-    Deadline,
-    Shutdown,
+/// A warm attempt: one call on a leased instance, which answers with its report.
+struct WarmCall<'a> {
+    call: InvokeCall<'a>,
+    input: Bytes,
+    /// The function version of the instance.
+    ran_on: Arc<LoadedFunction>,
+    /// Taken when the call is done with the instance (given back or discarded).
+    lease: Option<Lease>,
+}
+
+impl Running for WarmCall<'_> {
+    type Answer = Result<Bytes, CallError>;
+
+    fn answer(&mut self) -> impl Future<Output = Self::Answer> + Send {
+        let (lease, call, input) = (self.lease.as_ref(), &self.call, self.input.clone());
+        async move {
+            match lease {
+                Some(lease) => lease.invoke(call, input).await,
+                None => Err(CallError::Refused {
+                    status: 503,
+                    body: "no instance".into(),
+                }),
+            }
+        }
+    }
+
+    async fn outcome(&mut self, answer: Self::Answer, elapsed: Duration) -> Ended {
+        let Some(lease) = self.lease.take() else {
+            return Ended::Refused(outcome::crashed("no instance".into(), elapsed));
+        };
+        match answer {
+            Ok(body) => match serde_json::from_slice::<CallbackReport>(&body) {
+                Ok(report) => {
+                    let report = outcome::masked(&lease.masker(), report);
+                    drop(lease);
+                    let finished = outcome::report_outcome(&self.ran_on, report, elapsed).await;
+                    Ended::Finished(finished, None)
+                }
+                Err(err) => {
+                    lease.discard();
+                    let message =
+                        format!("the warm instance answered something that is not a report: {err}");
+                    Ended::Finished(outcome::crashed(message, elapsed), None)
+                }
+            },
+            // The instance refused the call (draining, full) or was not there to take it.
+            Err(err @ (CallError::Refused { .. } | CallError::Connect { .. })) => {
+                lease.discard();
+                let message = format!("warm instances kept refusing the call: {err}");
+                Ended::Refused(outcome::crashed(message, elapsed))
+            }
+            Err(err) => {
+                let instance = lease.instance_id().to_owned();
+                lease.discard();
+                let message = format!("the warm instance {instance} failed during the call: {err}");
+                Ended::Finished(outcome::crashed(message, elapsed), None)
+            }
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(lease) = self.lease.take() {
+            lease.discard();
+        }
+    }
 }
 
 impl Dispatcher {
@@ -159,95 +216,50 @@ impl Dispatcher {
                 }
                 return;
             }
-            let started = std::time::Instant::now();
-            let call = InvokeCall {
-                execution_id: id,
-                trace_id: execution.trace_id.as_deref(),
-                timeout_ms: deadline
-                    .saturating_duration_since(Instant::now())
-                    .as_millis()
-                    .max(1) as u64,
-            };
-            let limit =
-                deadline + Duration::from_millis(env::defaults::KILL_GRACE_MS) + DEADLINE_MARGIN;
-            let ended = tokio::select! {
-                biased;
-                answer = lease.invoke(&call, input.clone()) => Attempt::Answer(answer),
-                () = cancel.cancelled() => Attempt::Cancelled,
-                () = self.shutdown.cancelled() => Attempt::Shutdown,
-                () = tokio::time::sleep_until(limit) => Attempt::Deadline,
-            };
-            let elapsed = started.elapsed();
             let ran_on = lease.function().clone();
-            let outcome = match ended {
-                Attempt::Answer(Ok(body)) => {
-                    match serde_json::from_slice::<CallbackReport>(&body) {
-                        Ok(report) => {
-                            let report = masked(&lease.masker(), report);
-                            drop(lease);
-                            Self::report_outcome(&ran_on, report, elapsed).await
-                        }
-                        Err(err) => {
-                            lease.discard();
-                            crashed(format!("the warm instance answered something that is not a report: {err}"), elapsed)
-                        }
-                    }
-                }
-                // The call never ran: the instance refused it (draining, full) or was
-                // not there to take it. Another instance takes it; no attempt is used.
-                Attempt::Answer(Err(
-                    err @ (CallError::Refused { .. } | CallError::Connect { .. }),
-                )) => {
-                    lease.discard();
+            let mut call = WarmCall {
+                call: InvokeCall {
+                    execution_id: id,
+                    trace_id: execution.trace_id.as_deref(),
+                    timeout_ms: deadline
+                        .saturating_duration_since(Instant::now())
+                        .as_millis()
+                        .max(1) as u64,
+                },
+                input: input.clone(),
+                ran_on: ran_on.clone(),
+                lease: Some(lease),
+            };
+            let bounds = Bounds {
+                cancel: &cancel,
+                shutdown: &self.shutdown,
+                limit: attempt::hard_limit(deadline),
+                timeout_ms: execution.timeout_ms,
+                instance: "warm instance",
+                started: std::time::Instant::now(),
+            };
+            let outcome = match attempt::drive(&mut call, bounds).await {
+                Ended::Finished(finished, _) => finished,
+                // The call never ran: another instance takes it; no attempt is used.
+                Ended::Refused(finished) => {
                     refusals += 1;
                     if refusals < MAX_REFUSALS {
                         continue;
                     }
-                    crashed(
-                        format!("warm instances kept refusing the call: {err}"),
-                        elapsed,
-                    )
+                    finished
                 }
-                Attempt::Answer(Err(err)) => {
-                    let instance = lease.instance_id().to_owned();
-                    lease.discard();
-                    crashed(
-                        format!("the warm instance {instance} failed during the call: {err}"),
-                        elapsed,
-                    )
+                Ended::Abandoned if record == Record::Stored => {
+                    // Left running in the store: the next start settles it.
+                    self.warm_active.remove(&id);
+                    self.notify(execution);
+                    return;
                 }
-                Attempt::Cancelled => {
-                    lease.discard();
-                    let error = ExecutionError::new(
-                        codes::CANCELLED,
-                        "cancelled while running; its warm instance was stopped",
-                    );
-                    break failed(ExecutionStatus::Cancelled, error, Some(elapsed));
-                }
-                Attempt::Deadline => {
-                    lease.discard();
-                    let error = ExecutionError::new(
-                        codes::TIMEOUT,
-                        format!(
-                            "no result within {} ms; the control plane stopped the warm instance",
-                            execution.timeout_ms
-                        ),
-                    );
-                    break failed(ExecutionStatus::Timeout, error, Some(elapsed));
-                }
-                Attempt::Shutdown => {
-                    lease.discard();
-                    if record == Record::Stored {
-                        // Left running in the store: the next start recovers it.
-                        self.warm_active.remove(&id);
-                        self.notify(execution);
-                        return;
-                    }
-                    let error = ExecutionError::new(
+                Ended::Abandoned => {
+                    break outcome::error(
                         codes::CONTROL_PLANE_RESTARTED,
                         "the server stopped while the call ran",
-                    );
-                    break failed(ExecutionStatus::Error, error, Some(elapsed));
+                        None,
+                    )
                 }
             };
             // A stored execution's retry is scheduled durably when it is concluded; a
@@ -265,10 +277,7 @@ impl Dispatcher {
                 .push(attempt_failure(execution.attempt, &outcome));
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = cancel.cancelled() => {
-                    let error = ExecutionError::new(codes::CANCELLED, "cancelled while waiting to retry");
-                    break failed(ExecutionStatus::Cancelled, error, None);
-                }
+                () = cancel.cancelled() => break outcome::cancelled("while waiting to retry"),
             }
             execution.attempt += 1;
         };
@@ -285,10 +294,7 @@ impl Dispatcher {
     ) -> Result<Lease, Finished> {
         let acquired = tokio::select! {
             acquired = self.pools.acquire(function, Queueing::Unbounded, deadline) => acquired,
-            () = cancel.cancelled() => {
-                let error = ExecutionError::new(codes::CANCELLED, "cancelled while waiting for a warm instance");
-                return Err(failed(ExecutionStatus::Cancelled, error, None));
-            }
+            () = cancel.cancelled() => return Err(outcome::cancelled("while waiting for a warm instance")),
         };
         acquired.map_err(|err| {
             let (status, code) = match &err {
@@ -299,7 +305,7 @@ impl Dispatcher {
                     (ExecutionStatus::Error, codes::SPAWN_ERROR)
                 }
             };
-            failed(status, ExecutionError::new(code, err.to_string()), None)
+            outcome::failed(status, ExecutionError::new(code, err.to_string()), None)
         })
     }
 
@@ -366,12 +372,4 @@ impl Dispatcher {
             }
         }
     }
-}
-
-fn crashed(message: String, elapsed: Duration) -> Finished {
-    failed(
-        ExecutionStatus::Error,
-        ExecutionError::new(codes::RUNTIME_CRASHED, message),
-        Some(elapsed),
-    )
 }
