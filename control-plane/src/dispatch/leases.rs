@@ -47,7 +47,11 @@ impl Dispatcher {
 
     /// Takes over and settles executions whose owner's lease lapsed.
     async fn reclaim_lapsed(self: &Arc<Self>) {
-        let now = crate::domain::now();
+        self.reclaim_lapsed_at(crate::domain::now()).await;
+    }
+
+    /// [`Dispatcher::reclaim_lapsed`] as if it were `now`.
+    pub(super) async fn reclaim_lapsed_at(self: &Arc<Self>, now: chrono::DateTime<chrono::Utc>) {
         let owner = &self.settings.owner;
         let lapsed = match self.store.list_expired(owner, now, RECLAIM_PAGE).await {
             Ok(lapsed) => lapsed,

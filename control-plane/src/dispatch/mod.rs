@@ -14,6 +14,8 @@ mod outcome;
 mod recovery;
 mod retry;
 mod run;
+#[cfg(test)]
+mod tests;
 mod warm;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -334,7 +336,7 @@ impl Dispatcher {
             .or_else(|| self.warm_active.get(&id).map(|cancel| cancel.clone()));
         if let Some(cancel) = active_cancel {
             cancel.cancel();
-            return self.wait_final(id).await;
+            return cancelled_or_finished(self.wait_final(id).await?);
         }
         let (removed, load) = self.admission.remove_queued(&execution.function, id);
         self.metrics
@@ -360,12 +362,7 @@ impl Dispatcher {
                 cancel.cancel();
             }
         }
-        let now = self.wait_final(id).await?;
-        if now.status == ExecutionStatus::Cancelled {
-            Ok(now)
-        } else {
-            Err(DispatchError::AlreadyFinished(id, now.status.as_str()))
-        }
+        cancelled_or_finished(self.wait_final(id).await?)
     }
 
     /// Takes the watchdog's report for execution `id`, authenticated by `token`. Answers
@@ -459,6 +456,19 @@ impl Dispatcher {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.pools.shutdown(grace.max(Duration::from_secs(5))).await;
+    }
+}
+
+/// The record of a cancelled execution, or the conflict of one that finished otherwise
+/// first (its result came before the cancel).
+fn cancelled_or_finished(record: Execution) -> Result<Execution, DispatchError> {
+    if record.status == ExecutionStatus::Cancelled {
+        Ok(record)
+    } else {
+        Err(DispatchError::AlreadyFinished(
+            record.id,
+            record.status.as_str(),
+        ))
     }
 }
 

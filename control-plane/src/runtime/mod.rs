@@ -12,6 +12,8 @@ mod docker_warm;
 pub mod function_user;
 pub mod orphans;
 pub mod process;
+#[cfg(test)]
+pub mod scripted;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,321 @@
+//! The dispatcher on fakes: a scripted runtime (the test plays the watchdog) over a real
+//! store, so the run state machine, claims, leases, cancel, retries, chains and shutdown
+//! are checked in milliseconds, with two nodes sharing one store where it matters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{CallbackReport, DispatchSettings, Dispatcher, InvokeRequest};
+use crate::domain::{codes, Execution, ExecutionStatus, Trigger};
+use crate::logs::LogHub;
+use crate::metrics::Metrics;
+use crate::pool::Supervision;
+use crate::registry::catalog::Catalog;
+use crate::runtime::scripted::{ScriptedRuntime, Started};
+use crate::secrets::{SecretKey, Vault};
+use crate::store::{SqliteStore, Store};
+
+/// Longest a test waits for something that takes milliseconds.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One control-plane node: a dispatcher on its own scripted runtime.
+struct Node {
+    dispatcher: Arc<Dispatcher>,
+    runtime: Arc<ScriptedRuntime>,
+    catalog: Arc<Catalog>,
+}
+
+/// A store in a temporary directory.
+fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open(dir.path()).expect("open store");
+    (dir, Arc::new(store))
+}
+
+async fn node(store: &Arc<dyn Store>, owner: &str) -> Node {
+    let runtime = ScriptedRuntime::new();
+    let key = SecretKey::parse(&"ab".repeat(32), "test").expect("key");
+    let vault = Arc::new(Vault::open(store.clone(), &key).await.expect("vault"));
+    let catalog = Arc::new(Catalog::new(store.clone(), runtime.clone(), vault.clone()));
+    let metrics = Arc::new(Metrics::new());
+    let settings = DispatchSettings {
+        callback_base: "http://127.0.0.1:9/v1/internal/executions".into(),
+        log_cap_bytes: 1 << 20,
+        max_env_payload_bytes: 64 * 1024,
+        warm: Supervision {
+            health_interval: Duration::from_secs(1),
+            ready_timeout: Duration::from_secs(5),
+            stop_grace: Duration::from_millis(100),
+            max_output_bytes: 1 << 20,
+        },
+        max_chain_depth: 16,
+        max_output_bytes: 1 << 20,
+        owner: owner.into(),
+    };
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        runtime.clone(),
+        catalog.clone(),
+        vault,
+        Arc::new(LogHub::with_metrics(metrics.clone())),
+        metrics,
+        settings,
+    );
+    dispatcher.recover().await.expect("recover");
+    Node {
+        dispatcher,
+        runtime,
+        catalog,
+    }
+}
+
+impl Node {
+    async fn deploy(&self, manifest: Value) {
+        self.catalog.create(manifest).await.expect("deploy");
+    }
+
+    async fn enqueue(&self, function: &str, input: Value) -> Execution {
+        let request = InvokeRequest {
+            function: function.into(),
+            input,
+            trace_id: None,
+            idempotency_key: None,
+            timeout_ms: None,
+            trigger: Trigger::Api,
+        };
+        self.dispatcher
+            .submit(request)
+            .await
+            .expect("submit")
+            .execution
+    }
+
+    async fn next_start(&self) -> Started {
+        tokio::time::timeout(WAIT, self.runtime.next_start())
+            .await
+            .expect("an instance starts")
+    }
+
+    /// Reports for the instance as its watchdog would; answers whether it applied.
+    async fn report(&self, started: &Started, report: Value) -> bool {
+        let (id, token) = started.execution();
+        let report: CallbackReport = serde_json::from_value(report).expect("a report");
+        self.dispatcher
+            .complete(id, Some(&token), report)
+            .await
+            .expect("the callback is taken")
+    }
+
+    async fn final_record(&self, id: Uuid) -> Execution {
+        tokio::time::timeout(WAIT, self.dispatcher.wait_final(id))
+            .await
+            .expect("it ends")
+            .expect("its record")
+    }
+}
+
+fn success(output: Value) -> Value {
+    json!({"success": true, "output": output, "duration_ms": 1, "exit_code": 0})
+}
+
+fn failure() -> Value {
+    json!({"success": false, "error": {"code": "FUNCTION_ERROR", "message": "exit 1"}, "exit_code": 1})
+}
+
+#[tokio::test]
+async fn a_run_is_claimed_before_it_starts_and_its_report_recorded() {
+    let (_dir, store) = store();
+    let node = node(&store, "node-a").await;
+    node.deploy(json!({"name": "f", "command": "true"})).await;
+    let execution = node.enqueue("f", json!({"n": 1})).await;
+    let started = node.next_start().await;
+    let claimed = store.get_execution(execution.id).await.unwrap().unwrap();
+    assert_eq!(claimed.owner.as_deref(), Some("node-a"));
+    assert!(claimed.lease_until.is_some());
+    assert!(node.report(&started, success(json!(42))).await);
+    assert!(
+        !node.report(&started, success(json!(43))).await,
+        "a second report changes nothing"
+    );
+    let done = node.final_record(execution.id).await;
+    assert_eq!(done.status, ExecutionStatus::Success);
+    assert_eq!(done.output, Some(json!(42)));
+    assert_eq!(done.owner.as_deref(), Some("node-a"));
+}
+
+#[tokio::test]
+async fn two_nodes_never_start_one_execution_twice() {
+    let (_dir, store) = store();
+    let (a, b) = (node(&store, "node-a").await, node(&store, "node-b").await);
+    a.deploy(json!({"name": "f", "command": "true"})).await;
+    let function = a.catalog.current("f").await.unwrap();
+    for _ in 0..20 {
+        let execution = Execution::queued(&function.version, json!(null), Trigger::Api);
+        store.insert_execution(&execution).await.unwrap();
+        let runs = [a.dispatcher.clone(), b.dispatcher.clone()]
+            .map(|dispatcher| tokio::spawn(dispatcher.run("f".into(), execution.id, None)));
+        // The run that won the claim ends when its instance does.
+        let started = tokio::select! {
+            started = a.runtime.next_start() => started,
+            started = b.runtime.next_start() => started,
+        };
+        started.exit(0);
+        for run in runs {
+            tokio::time::timeout(WAIT, run).await.unwrap().unwrap();
+        }
+    }
+    assert_eq!(
+        a.runtime.started() + b.runtime.started(),
+        20,
+        "each execution started once across both nodes"
+    );
+}
+
+#[tokio::test]
+async fn a_lapsed_claim_is_reclaimed_and_the_old_runner_cannot_record() {
+    let (_dir, store) = store();
+    let (a, b) = (node(&store, "node-a").await, node(&store, "node-b").await);
+    a.deploy(json!({"name": "f", "command": "true"})).await;
+    let execution = a.enqueue("f", json!(null)).await;
+    let started = a.next_start().await;
+    // Node A stops renewing; 60 s later node B finds the lapsed claim and settles it.
+    let later = crate::domain::now() + chrono::TimeDelta::seconds(60);
+    b.dispatcher.reclaim_lapsed_at(later).await;
+    let settled = b.final_record(execution.id).await;
+    assert_eq!(settled.status, ExecutionStatus::Error);
+    assert_eq!(
+        settled.error.as_ref().map(|error| &error.code),
+        Some(&codes::CONTROL_PLANE_RESTARTED)
+    );
+    assert_eq!(settled.owner.as_deref(), Some("node-b"));
+    assert!(
+        !a.report(&started, success(json!("late"))).await,
+        "the old runner's result is not applied"
+    );
+    let kept = store.get_execution(execution.id).await.unwrap().unwrap();
+    assert_eq!(kept.status, ExecutionStatus::Error, "{kept:?}");
+}
+
+#[tokio::test]
+async fn a_cancel_racing_the_report_ends_the_execution_once() {
+    let (_dir, store) = store();
+    let node = node(&store, "node-a").await;
+    node.deploy(json!({"name": "f", "command": "true"})).await;
+    for _ in 0..10 {
+        let execution = node.enqueue("f", json!(null)).await;
+        let started = node.next_start().await;
+        let (applied, cancelled) = tokio::join!(
+            async {
+                let applied = node.report(&started, success(json!("done"))).await;
+                started.exit(0);
+                applied
+            },
+            node.dispatcher.cancel(execution.id)
+        );
+        let done = node.final_record(execution.id).await;
+        match done.status {
+            ExecutionStatus::Success => {
+                assert!(applied);
+                assert!(cancelled.is_err(), "the cancel came too late");
+            }
+            ExecutionStatus::Cancelled => {
+                assert!(!applied, "the report came too late");
+                assert_eq!(cancelled.expect("cancelled").status, done.status);
+                assert!(started.kills() > 0, "its instance was stopped");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_failed_attempt_runs_again_when_its_retry_is_due() {
+    let (_dir, store) = store();
+    let node = node(&store, "node-a").await;
+    node.deploy(json!({
+        "name": "flaky", "command": "true",
+        "retry": {"max_attempts": 2, "initial_backoff_ms": 50, "max_backoff_ms": 50}
+    }))
+    .await;
+    let execution = node.enqueue("flaky", json!(null)).await;
+    let first = node.next_start().await;
+    assert!(node.report(&first, failure()).await);
+    first.exit(1);
+    let waiting = store.get_execution(execution.id).await.unwrap().unwrap();
+    assert_eq!(
+        (waiting.status, waiting.attempt),
+        (ExecutionStatus::Queued, 2)
+    );
+    assert!(waiting.run_at.is_some(), "the retry waits in the store");
+    let second = node.next_start().await;
+    assert!(node.report(&second, success(json!("ok"))).await);
+    let done = node.final_record(execution.id).await;
+    assert_eq!((done.status, done.attempt), (ExecutionStatus::Success, 2));
+    assert_eq!(done.attempts.len(), 1, "the first failure is kept");
+}
+
+#[tokio::test]
+async fn a_chained_child_runs_after_its_parent_succeeds() {
+    let (_dir, store) = store();
+    let node = node(&store, "node-a").await;
+    node.deploy(json!({"name": "child", "command": "true"}))
+        .await;
+    node.deploy(json!({"name": "parent", "command": "true", "chains": [{"target": "child"}]}))
+        .await;
+    let parent = node.enqueue("parent", json!({"n": 1})).await;
+    let first = node.next_start().await;
+    assert!(node.report(&first, success(json!({"total": 3}))).await);
+    let second = node.next_start().await;
+    let (child_id, _) = second.execution();
+    let child = store.get_execution(child_id).await.unwrap().unwrap();
+    assert_eq!(child.parent_id, Some(parent.id));
+    assert_eq!(child.input, json!({"total": 3}));
+    assert!(node.report(&second, success(json!("child done"))).await);
+    assert_eq!(
+        node.final_record(child_id).await.status,
+        ExecutionStatus::Success
+    );
+}
+
+#[tokio::test]
+async fn shutdown_abandons_what_runs_and_leaves_the_queue_for_the_next_start() {
+    let (_dir, store) = store();
+    let node = node(&store, "node-a").await;
+    node.deploy(json!({"name": "one", "command": "true", "concurrency": {"max_in_flight": 1}}))
+        .await;
+    let running = node.enqueue("one", json!(1)).await;
+    let waiting = node.enqueue("one", json!(2)).await;
+    let started = node.next_start().await;
+    node.dispatcher.shutdown(Duration::ZERO).await;
+    assert!(started.kills() > 0, "its instance was stopped");
+    let running = store.get_execution(running.id).await.unwrap().unwrap();
+    assert_eq!(running.status, ExecutionStatus::Running);
+    assert_eq!(
+        running.owner.as_deref(),
+        Some("node-a"),
+        "settled by the next start"
+    );
+    let waiting = store.get_execution(waiting.id).await.unwrap().unwrap();
+    assert_eq!(
+        (waiting.status, waiting.owner),
+        (ExecutionStatus::Queued, None)
+    );
+    assert_eq!(node.runtime.started(), 1);
+}
+
+#[tokio::test]
+async fn an_instance_that_cannot_start_fails_its_execution() {
+    let (_dir, store) = store();
+    let node = node(&store, "node-a").await;
+    node.deploy(json!({"name": "f", "command": "true"})).await;
+    node.runtime.fail_starts("no such file");
+    let execution = node.enqueue("f", json!(null)).await;
+    let done = node.final_record(execution.id).await;
+    assert_eq!(done.status, ExecutionStatus::Error);
+    let error = done.error.expect("an error");
+    assert_eq!(error.code, codes::SPAWN_ERROR);
+    assert!(error.message.contains("no such file"), "{error:?}");
+}
