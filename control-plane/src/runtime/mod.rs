@@ -1,17 +1,15 @@
 //! Where instances run. A [`Runtime`] starts a one-shot instance for an execution or a
 //! warm instance (the watchdog in WARM mode) for a pool, stops them, and removes what an
 //! earlier run of the control plane left behind.
-//! [`process::ProcessRuntime`] (host processes under the watchdog) is the default.
+//! [`process::ProcessRuntime`] (host processes under the watchdog) is the default;
+//! [`docker::DockerRuntime`] runs images; a [`registry::RuntimeRegistry`] holds the
+//! ones a server offers and sends each function to the one that runs it.
 
 pub mod docker;
-mod docker_instance;
-pub mod docker_network;
-mod docker_sandbox;
-pub mod docker_select;
-mod docker_warm;
 pub mod function_user;
 pub mod orphans;
 pub mod process;
+pub mod registry;
 #[cfg(test)]
 pub mod scripted;
 
@@ -129,6 +127,13 @@ pub enum RuntimeError {
 pub trait Runtime: Send + Sync + 'static {
     /// `process`, `docker`.
     fn name(&self) -> &'static str;
+
+    /// Whether `function` is of the kind this runtime runs (an image, a host command…);
+    /// the registry sends it to the first runtime that answers yes.
+    fn runs(&self, function: &crate::registry::FunctionSpec) -> bool {
+        let _ = function;
+        true
+    }
 
     /// Problems that stop `function` from running here (empty when it can).
     fn problems(&self, function: &crate::registry::FunctionSpec) -> Vec<String>;

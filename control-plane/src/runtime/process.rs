@@ -214,6 +214,10 @@ impl Runtime for ProcessRuntime {
         "process"
     }
 
+    fn runs(&self, function: &FunctionSpec) -> bool {
+        function.image.is_none()
+    }
+
     fn problems(&self, function: &FunctionSpec) -> Vec<String> {
         let mut problems = Vec::new();
         if function.command.is_none() {

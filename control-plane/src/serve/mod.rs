@@ -1,28 +1,21 @@
-//! `gantry serve`: checks the settings, prepares the private data directory, opens the
-//! store, the secrets and the tokens, recovers what a previous run left, and serves the
-//! API until SIGINT or SIGTERM, then drains.
+//! `gantry serve` in three steps: the settings checked (flags, descriptor limit, the
+//! private data directory and its owner id), the app built ([`app::App::build`]: store,
+//! secrets, tokens, runtimes, dispatcher, recovery) and the app run until SIGINT or
+//! SIGTERM, then drained.
 
 mod access;
+mod app;
 mod runtimes;
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::api::{self, AppState, HostPolicy};
+use self::app::App;
+use crate::api::HostPolicy;
 use crate::config::{ServeArgs, EXIT_CONFIG};
 use crate::datadir;
-use crate::dispatch::{DispatchSettings, Dispatcher};
-use crate::logs::LogHub;
-use crate::metrics::Metrics;
-use crate::pool::Supervision;
-use crate::registry::catalog::Catalog;
-use crate::store::{SqliteStore, Store};
 
 /// Inputs up to this size travel in INVOCATION_PAYLOAD; larger ones via PAYLOAD_URL.
 const MAX_ENV_PAYLOAD_BYTES: usize = 64 * 1024;
@@ -79,125 +72,32 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<(), Failure> {
-    check_args(&args)?;
-    raise_descriptor_limit();
-    prepare_data_dir(&mut args)?;
-    let owner = owner_id(&args.data_dir).map_err(|err| {
-        Failure::config(format!(
-            "GANTRY_DATA_DIR (--data-dir) {} is not writable: {err}",
-            args.data_dir.display()
-        ))
-    })?;
-    let runtimes = runtimes::RuntimeSetup::new(&args, &owner).await?;
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&args.data_dir).map_err(|err| Failure::fatal(err.to_string()))?);
-    let vault = access::open_vault(&store, &args.data_dir).await?;
-    let credentials = access::open_credentials(&store, operator_token.as_deref(), &args).await?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|err| Failure::fatal(format!("cannot listen on {}: {err}", args.listen)))?;
-    let local = listener.local_addr().unwrap_or(args.listen);
-    let (advertise, instance_listener) = runtimes.advertise(&args, local).await?;
-    let runtime = runtimes.runtime.clone();
-    let catalog = Arc::new(
-        Catalog::new(store.clone(), runtime.clone(), vault.clone())
-            .with_max_chains(args.max_chains as usize),
-    );
-    let metrics = Arc::new(Metrics::new());
-    let logs = Arc::new(LogHub::with_metrics(metrics.clone()));
-    let dispatcher = Dispatcher::new(
-        store.clone(),
-        runtime.clone(),
-        catalog.clone(),
-        vault.clone(),
-        logs.clone(),
-        metrics.clone(),
-        DispatchSettings {
-            callback_base: format!("{}/v1/internal/executions", advertise.trim_end_matches('/')),
-            log_cap_bytes: args.log_cap_bytes,
-            max_env_payload_bytes: MAX_ENV_PAYLOAD_BYTES,
-            owner: owner.clone(),
-            warm: Supervision {
-                health_interval: Duration::from_millis(args.health_interval_ms),
-                ready_timeout: Duration::from_millis(args.ready_timeout_ms),
-                stop_grace: Duration::from_millis(2_000),
-                max_output_bytes: args.max_output_bytes,
-            },
-            max_chain_depth: args.max_chain_depth,
-            max_output_bytes: args.max_output_bytes,
-        },
-    );
-    let state = Arc::new(AppState {
-        store,
-        catalog,
-        dispatcher: dispatcher.clone(),
-        logs,
-        metrics,
-        credentials,
-        vault,
-        hosts: host_policy(&args, &advertise),
-        ready: AtomicBool::new(false),
-        max_body_bytes: args.max_body_bytes,
-        max_report_bytes: args.max_output_bytes + crate::dispatch::REPORT_ENVELOPE_BYTES,
-        limits: api::listener::Limits {
-            max_connections: args.max_connections,
-            header_timeout: Duration::from_millis(args.header_timeout_ms),
-        },
-    });
-    let recovered = dispatcher
-        .recover()
-        .await
-        .map_err(|err| Failure::fatal(format!("recovery failed: {err}")))?;
-    tracing::info!(
-        orphans_stopped = recovered.orphans_stopped,
-        retried = recovered.retried,
-        failed = recovered.failed,
-        deferred = recovered.deferred,
-        "settled the previous run's started executions"
-    );
-    dispatcher.prewarm().await;
-    state.ready.store(true, Ordering::Relaxed);
-    access::announce(&state.credentials, &args, operator_token.is_some());
-    eprintln!(
-        "gantry listening on http://{local} (runtime {}, {}, data dir {}, advertised to instances as {advertise})",
-        runtime.name(),
-        runtimes.describe(),
-        args.data_dir.display()
-    );
-    let grace = Duration::from_millis(args.shutdown_grace_ms);
-    let stopped = tokio_util::sync::CancellationToken::new();
-    crate::retention::start(
-        state.store.clone(),
-        state.catalog.clone(),
-        crate::retention::RetentionSettings {
-            keep: args.retention,
-            interval: Duration::from_millis(args.prune_interval_ms),
-            keep_versions: args.keep_versions,
-        },
-        stopped.clone(),
-    );
-    if let Some(listener) = instance_listener {
-        let (stopped, router) = (stopped.clone(), api::internal_app(state.clone()));
-        tokio::spawn(async move {
-            let limits = api::listener::Limits::default();
-            let shutdown = stopped.cancelled_owned();
-            if let Err(err) = api::listener::serve(listener, router, limits, shutdown).await {
-                tracing::error!("the listener for instances failed: {err}");
-            }
-        });
+async fn serve(args: ServeArgs, operator_token: Option<String>) -> Result<(), Failure> {
+    let settings = Settings::check(args)?;
+    let app = App::build(settings, operator_token).await?;
+    app.run().await
+}
+
+/// Flags that passed every check, with the data directory prepared and its owner id.
+struct Settings {
+    args: ServeArgs,
+    owner: String,
+}
+
+impl Settings {
+    /// Checks the flags, raises the descriptor limit and prepares the data directory.
+    fn check(mut args: ServeArgs) -> Result<Settings, Failure> {
+        check_args(&args)?;
+        raise_descriptor_limit();
+        prepare_data_dir(&mut args)?;
+        let owner = owner_id(&args.data_dir).map_err(|err| {
+            Failure::config(format!(
+                "GANTRY_DATA_DIR (--data-dir) {} is not writable: {err}",
+                args.data_dir.display()
+            ))
+        })?;
+        Ok(Settings { args, owner })
     }
-    let shutdown = async move {
-        wait_for_signal().await;
-        tracing::info!("stopping: waiting up to {grace:?} for running executions");
-        dispatcher.shutdown(grace).await;
-        // Exited containers are removed in the background; let that finish.
-        runtime.drain(Duration::from_secs(10)).await;
-        stopped.cancel();
-    };
-    api::run(listener, state, shutdown)
-        .await
-        .map_err(|err| Failure::fatal(err.to_string()))
 }
 
 /// The checks that need nothing but the flags.

@@ -10,15 +10,15 @@ use tokio::net::TcpListener;
 use super::Failure;
 use crate::config::{RuntimeKind, ServeArgs};
 use crate::runtime::docker::{ContainerDefaults, DockerRuntime};
-use crate::runtime::docker_select::RuntimeSelector;
 use crate::runtime::function_user::{self, FunctionUser};
 use crate::runtime::process::{locate_watchdog, ProcessRuntime};
+use crate::runtime::registry::RuntimeRegistry;
 use crate::runtime::Runtime;
 
 /// The runtime and what start-up needs to know about it.
 pub(super) struct RuntimeSetup {
-    /// Where instances run.
-    pub runtime: Arc<dyn Runtime>,
+    /// Where instances run: every runtime this server offers.
+    pub runtime: Arc<RuntimeRegistry>,
     watchdog: Option<PathBuf>,
     function_user: Option<FunctionUser>,
     /// The Docker network's gateway and name, with the docker runtime.
@@ -36,45 +36,30 @@ impl RuntimeSetup {
             Err(_) if !host_processes && args.watchdog.is_none() => None,
             Err(message) => return Err(Failure::config(message)),
         };
-        let (process, function_user) = match (&watchdog, host_processes) {
+        let (mut process, function_user) = match (&watchdog, host_processes) {
             (Some(watchdog), true) => {
                 let (process, user) = process_runtime(args, owner, watchdog.clone())?;
-                (Some(process), user)
+                (Some(Arc::new(process) as Arc<dyn Runtime>), user)
             }
             _ => (None, None),
         };
-        let (runtime, docker_network): (Arc<dyn Runtime>, _) = match args.runtime {
+        let (primary, docker_network): (Arc<dyn Runtime>, _) = match args.runtime {
             RuntimeKind::Docker => {
-                let defaults = ContainerDefaults {
-                    memory_mb: args.docker_memory_mb,
-                    pids: args.docker_pids,
-                    cpus: args.docker_cpus,
-                };
-                let docker = DockerRuntime::connect(
-                    owner.to_owned(),
-                    args.docker_network.clone(),
-                    args.docker_sandboxes,
-                    defaults,
-                )
-                .await
-                .map_err(|message| {
-                    Failure::fatal(format!(
-                        "{message}; start the engine or use --runtime process"
-                    ))
-                })?;
+                let docker = docker_runtime(args, owner).await?;
                 let network = (docker.gateway(), docker.network().to_owned());
-                (
-                    Arc::new(RuntimeSelector::new(docker, process)),
-                    Some(network),
-                )
+                (Arc::new(docker), Some(network))
             }
-            RuntimeKind::Process => match process {
-                Some(process) => (Arc::new(process), None),
+            RuntimeKind::Process => match process.take() {
+                Some(process) => (process, None),
                 None => return Err(Failure::config("no runtime is available")),
             },
         };
+        // Beside docker, `command`-only functions run as host processes when allowed.
+        let runtime = process
+            .into_iter()
+            .fold(RuntimeRegistry::new(primary), RuntimeRegistry::with);
         Ok(RuntimeSetup {
-            runtime,
+            runtime: Arc::new(runtime),
             watchdog,
             function_user,
             docker_network,
@@ -129,6 +114,27 @@ impl RuntimeSetup {
         };
         Ok((format!("http://{address}"), listener))
     }
+}
+
+/// The docker runtime on the engine the flags name, with its network ready.
+async fn docker_runtime(args: &ServeArgs, owner: &str) -> Result<DockerRuntime, Failure> {
+    let defaults = ContainerDefaults {
+        memory_mb: args.docker_memory_mb,
+        pids: args.docker_pids,
+        cpus: args.docker_cpus,
+    };
+    DockerRuntime::connect(
+        owner.to_owned(),
+        args.docker_network.clone(),
+        args.docker_sandboxes,
+        defaults,
+    )
+    .await
+    .map_err(|message| {
+        Failure::fatal(format!(
+            "{message}; start the engine or use --runtime process"
+        ))
+    })
 }
 
 /// The process runtime: as the server's user, or, for a server running as root, with

@@ -18,7 +18,7 @@ use bollard::query_parameters::{CreateContainerOptionsBuilder, StartContainerOpt
 use bollard::Docker;
 use tokio_util::task::TaskTracker;
 
-use super::docker::{DockerRuntime, OWNER_LABEL};
+use super::{DockerRuntime, OWNER_LABEL};
 
 /// Image the sandboxes run: the FROM scratch watchdog image (`make watchdog-image`).
 pub const SANDBOX_IMAGE: &str = "gantry/watchdog:latest";

@@ -15,7 +15,7 @@ use bollard::models::{Network, NetworkCreateRequest};
 use bollard::query_parameters::InspectNetworkOptions;
 use bollard::Docker;
 
-use super::docker::{engine_address, is_not_found, unreachable, NETWORK_LABEL, SOCKET};
+use super::{engine_address, is_not_found, unreachable, NETWORK_LABEL, SOCKET};
 
 /// Bridge option that stops containers on the network from reaching each other.
 const ISOLATE: (&str, &str) = ("com.docker.network.bridge.enable_icc", "false");

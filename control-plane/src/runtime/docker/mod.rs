@@ -7,7 +7,12 @@
 //! the user's code as an unprivileged user, and sit on a private bridge network whose
 //! gateway reaches the control plane. Every container is force-removed after its
 //! execution (or, for a warm instance, once stopped), whatever the outcome. Warm
-//! instances are in [`super::docker_warm`].
+//! instances are in [`warm`].
+
+mod instance;
+pub mod network;
+mod sandbox;
+mod warm;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,9 +27,9 @@ use bollard::Docker;
 use gantry_protocol::env;
 use tokio_util::task::TaskTracker;
 
-use super::docker_instance::DockerInstance;
-use super::docker_network;
-use super::docker_sandbox::Sandboxes;
+use self::instance::DockerInstance;
+use self::network as docker_network;
+use self::sandbox::Sandboxes;
 use super::{Instance, Launch, Runtime, RuntimeError, WarmLaunch, WarmStarted};
 use crate::logs::LogSink;
 use crate::registry::{FunctionSpec, FunctionVersion, Mode};
@@ -41,7 +46,7 @@ pub const SOCKET: &str = "unix:///var/run/docker.sock";
 const MIN_MEMORY_MB: u64 = 6;
 /// How long a failed execution waits for the engine's OOM event (it may trail the
 /// watchdog's report of its killed function by a few milliseconds).
-pub(super) const OOM_EVENT_WAIT: Duration = Duration::from_millis(300);
+const OOM_EVENT_WAIT: Duration = Duration::from_millis(300);
 /// The port HTTP-mode runtimes listen on inside their container.
 const HTTP_RUNTIME_URL: &str = "http://127.0.0.1:8080/invoke";
 
@@ -66,14 +71,14 @@ const DEFAULT_FUNCTION_USER: &str = "65534:65534";
 
 /// Runs executions as containers on the local Docker engine.
 pub struct DockerRuntime {
-    pub(super) docker: Docker,
+    docker: Docker,
     owner: String,
     network: String,
     gateway: IpAddr,
     defaults: ContainerDefaults,
     /// Removals of exited containers, which run after the result is answered.
     removals: TaskTracker,
-    /// Network sandboxes kept ready (see [`super::docker_sandbox`]); set up by the
+    /// Network sandboxes kept ready (see [`sandbox`]); set up by the
     /// start-up orphan removal, so that removal does not take them.
     sandboxes: tokio::sync::OnceCell<Option<Arc<Sandboxes>>>,
     keep_ready: usize,
@@ -88,14 +93,14 @@ pub fn engine_address() -> String {
 }
 
 /// The message for an engine that does not answer.
-pub(super) fn unreachable(err: &DockerError) -> String {
+fn unreachable(err: &DockerError) -> String {
     format!(
         "the Docker engine at {} is unreachable: {err}",
         engine_address()
     )
 }
 
-pub(super) fn is_not_found(err: &DockerError) -> bool {
+fn is_not_found(err: &DockerError) -> bool {
     matches!(
         err,
         DockerError::DockerResponseServerError {
@@ -106,7 +111,7 @@ pub(super) fn is_not_found(err: &DockerError) -> bool {
 }
 
 /// Whether `err` is the engine not answering (rather than refusing something).
-pub(super) fn is_connection_error(err: &DockerError) -> bool {
+fn is_connection_error(err: &DockerError) -> bool {
     !matches!(
         err,
         DockerError::DockerResponseServerError { .. }
@@ -116,7 +121,7 @@ pub(super) fn is_connection_error(err: &DockerError) -> bool {
 
 impl DockerRuntime {
     /// Connects to the engine, checks it answers, creates the private `network` if it is
-    /// missing and verifies its firewall (see [`super::docker_network`]). The error says
+    /// missing and verifies its firewall (see [`network`]). The error says
     /// what failed (for `gantry serve` to print).
     /// `keep_ready` network sandboxes are kept started ahead of calls (0: none).
     pub async fn connect(
@@ -170,7 +175,7 @@ impl DockerRuntime {
     /// The container's environment: the variables `spec` implies (WATCHDOG_CMD, the FILE
     /// paths, RUNTIME_URL = `runtime_url` unless the manifest sets it), then `vars` in
     /// order. A variable set twice keeps its last value.
-    pub(super) fn container_env(
+    fn container_env(
         spec: &FunctionSpec,
         runtime_url: &str,
         vars: impl IntoIterator<Item = (String, String)>,
@@ -204,7 +209,7 @@ impl DockerRuntime {
     /// Creates and starts a container of `function` with the runtime's hardening and
     /// limits, `env` and `role`'s label, streaming its output into `logs`; in
     /// `sandbox`'s network namespace when given (the sandbox is then removed with it).
-    pub(super) async fn start_container(
+    async fn start_container(
         &self,
         name: &str,
         function: &FunctionVersion,
@@ -309,7 +314,7 @@ impl DockerRuntime {
         self.sandboxes.get().and_then(Option::as_ref)?.take()
     }
 
-    pub(super) async fn remove(docker: &Docker, id: &str) {
+    async fn remove(docker: &Docker, id: &str) {
         let options = RemoveContainerOptionsBuilder::new()
             .force(true)
             .v(true)
@@ -326,6 +331,10 @@ impl DockerRuntime {
 impl Runtime for DockerRuntime {
     fn name(&self) -> &'static str {
         "docker"
+    }
+
+    fn runs(&self, function: &FunctionSpec) -> bool {
+        function.image.is_some()
     }
 
     fn problems(&self, function: &FunctionSpec) -> Vec<String> {

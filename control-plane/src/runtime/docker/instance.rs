@@ -23,12 +23,10 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::task::TaskTracker;
 
-use super::docker::{
-    is_connection_error, is_not_found, unreachable, DockerRuntime, OOM_EVENT_WAIT,
-};
-use super::{Instance, InstanceExit, RuntimeError};
+use super::{is_connection_error, is_not_found, unreachable, DockerRuntime, OOM_EVENT_WAIT};
 use crate::domain::LogStream;
 use crate::logs::LogSink;
+use crate::runtime::{Instance, InstanceExit, RuntimeError};
 
 /// Whether the engine reported an OOM kill in the container.
 #[derive(Default)]
@@ -52,7 +50,7 @@ pub(super) struct DockerInstance {
     exit: Option<InstanceExit>,
     removed: bool,
     /// Where the removal runs once the container has exited: after the result, off the
-    /// caller's path, and awaited by [`super::Runtime::drain`] when the server stops.
+    /// caller's path, and awaited by [`crate::runtime::Runtime::drain`] when the server stops.
     removals: TaskTracker,
     /// The network sandbox the container joined, removed with it.
     sandbox: Option<String>,
@@ -186,7 +184,7 @@ impl DockerInstance {
     }
 
     /// Removes the container (and its network sandbox) in the background on `handle`,
-    /// tracked by `removals` so that [`super::Runtime::drain`] waits for it.
+    /// tracked by `removals` so that [`crate::runtime::Runtime::drain`] waits for it.
     fn remove_later(&mut self, handle: &tokio::runtime::Handle) {
         let (docker, container) = (self.docker.clone(), self.container.clone());
         let sandbox = self.sandbox.take();

@@ -14,8 +14,8 @@ use bollard::models::EndpointSettings;
 use bollard::query_parameters::InspectContainerOptions;
 use gantry_protocol::env::{self, defaults};
 
-use super::docker::{is_connection_error, unreachable, DockerRuntime};
-use super::{Instance, RuntimeError, WarmLaunch, WarmStarted};
+use super::{is_connection_error, unreachable, DockerRuntime};
+use crate::runtime::{Instance, RuntimeError, WarmLaunch, WarmStarted};
 
 /// Label naming the warm instance a container runs (the pool's key).
 pub(super) const INSTANCE_LABEL: &str = "gantry.instance";

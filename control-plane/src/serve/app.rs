@@ -1,0 +1,204 @@
+//! The server as one value: [`App::build`] opens the store, the secrets, the tokens and
+//! the runtimes, wires the dispatcher and the API, and settles what a previous run left;
+//! [`App::run`] serves until SIGINT or SIGTERM, then drains.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::runtimes::RuntimeSetup;
+use super::{access, host_policy, wait_for_signal, Failure, Settings, MAX_ENV_PAYLOAD_BYTES};
+use crate::api::{self, AppState};
+use crate::config::ServeArgs;
+use crate::dispatch::{DispatchSettings, Dispatcher};
+use crate::logs::LogHub;
+use crate::metrics::Metrics;
+use crate::pool::Supervision;
+use crate::registry::catalog::Catalog;
+use crate::runtime::Runtime;
+use crate::store::{SqliteStore, Store};
+
+/// A built server, recovered and ready to serve.
+pub(super) struct App {
+    args: ServeArgs,
+    state: Arc<AppState>,
+    dispatcher: Arc<Dispatcher>,
+    runtimes: RuntimeSetup,
+    listener: TcpListener,
+    local: SocketAddr,
+    advertise: String,
+    instance_listener: Option<TcpListener>,
+    operator_token_given: bool,
+}
+
+impl App {
+    /// Opens everything the server needs and settles the previous run's executions.
+    pub async fn build(settings: Settings, operator_token: Option<String>) -> Result<App, Failure> {
+        let Settings { args, owner } = settings;
+        let runtimes = RuntimeSetup::new(&args, &owner).await?;
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(&args.data_dir).map_err(|err| Failure::fatal(err.to_string()))?,
+        );
+        let vault = access::open_vault(&store, &args.data_dir).await?;
+        let credentials =
+            access::open_credentials(&store, operator_token.as_deref(), &args).await?;
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .map_err(|err| Failure::fatal(format!("cannot listen on {}: {err}", args.listen)))?;
+        let local = listener.local_addr().unwrap_or(args.listen);
+        let (advertise, instance_listener) = runtimes.advertise(&args, local).await?;
+        let runtime: Arc<dyn Runtime> = runtimes.runtime.clone();
+        let catalog = Arc::new(
+            Catalog::new(store.clone(), runtime.clone(), vault.clone())
+                .with_max_chains(args.max_chains as usize),
+        );
+        let metrics = Arc::new(Metrics::new());
+        let logs = Arc::new(LogHub::with_metrics(metrics.clone()));
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            runtime,
+            catalog.clone(),
+            vault.clone(),
+            logs.clone(),
+            metrics.clone(),
+            dispatch_settings(&args, &advertise, owner),
+        );
+        let state = Arc::new(AppState {
+            store,
+            catalog,
+            dispatcher: dispatcher.clone(),
+            logs,
+            metrics,
+            credentials,
+            vault,
+            hosts: host_policy(&args, &advertise),
+            ready: AtomicBool::new(false),
+            max_body_bytes: args.max_body_bytes,
+            max_report_bytes: args.max_output_bytes + crate::dispatch::REPORT_ENVELOPE_BYTES,
+            limits: api::listener::Limits {
+                max_connections: args.max_connections,
+                header_timeout: Duration::from_millis(args.header_timeout_ms),
+            },
+        });
+        recover(&dispatcher).await?;
+        Ok(App {
+            args,
+            state,
+            dispatcher,
+            runtimes,
+            listener,
+            local,
+            advertise,
+            instance_listener,
+            operator_token_given: operator_token.is_some(),
+        })
+    }
+
+    /// Serves the API (and the instances' listener) until a signal, then lets running
+    /// executions finish for the shutdown grace and stops.
+    pub async fn run(self) -> Result<(), Failure> {
+        let App {
+            args,
+            state,
+            dispatcher,
+            runtimes,
+            ..
+        } = &self;
+        state.ready.store(true, Ordering::Relaxed);
+        access::announce(&state.credentials, args, self.operator_token_given);
+        eprintln!(
+            "gantry listening on http://{} (runtime {}, {}, data dir {}, advertised to instances as {})",
+            self.local,
+            runtimes.runtime.name(),
+            runtimes.describe(),
+            args.data_dir.display(),
+            self.advertise,
+        );
+        let stopped = CancellationToken::new();
+        crate::retention::start(
+            state.store.clone(),
+            state.catalog.clone(),
+            crate::retention::RetentionSettings {
+                keep: args.retention,
+                interval: Duration::from_millis(args.prune_interval_ms),
+                keep_versions: args.keep_versions,
+            },
+            stopped.clone(),
+        );
+        let grace = Duration::from_millis(args.shutdown_grace_ms);
+        let (dispatcher, runtime) = (dispatcher.clone(), runtimes.runtime.clone());
+        let App {
+            state,
+            listener,
+            instance_listener,
+            ..
+        } = self;
+        if let Some(listener) = instance_listener {
+            serve_instances(listener, &state, stopped.clone());
+        }
+        let shutdown = async move {
+            wait_for_signal().await;
+            tracing::info!("stopping: waiting up to {grace:?} for running executions");
+            dispatcher.shutdown(grace).await;
+            // Exited containers are removed in the background; let that finish.
+            runtime.drain(Duration::from_secs(10)).await;
+            stopped.cancel();
+        };
+        api::run(listener, state, shutdown)
+            .await
+            .map_err(|err| Failure::fatal(err.to_string()))
+    }
+}
+
+/// How the dispatcher runs executions, from the flags.
+fn dispatch_settings(args: &ServeArgs, advertise: &str, owner: String) -> DispatchSettings {
+    DispatchSettings {
+        callback_base: format!("{}/v1/internal/executions", advertise.trim_end_matches('/')),
+        log_cap_bytes: args.log_cap_bytes,
+        max_env_payload_bytes: MAX_ENV_PAYLOAD_BYTES,
+        owner,
+        warm: Supervision {
+            health_interval: Duration::from_millis(args.health_interval_ms),
+            ready_timeout: Duration::from_millis(args.ready_timeout_ms),
+            stop_grace: Duration::from_millis(2_000),
+            max_output_bytes: args.max_output_bytes,
+        },
+        max_chain_depth: args.max_chain_depth,
+        max_output_bytes: args.max_output_bytes,
+    }
+}
+
+/// Settles the executions a previous run of this node left started, then starts the
+/// warm pools' minimum instances.
+async fn recover(dispatcher: &Arc<Dispatcher>) -> Result<(), Failure> {
+    let recovered = dispatcher
+        .recover()
+        .await
+        .map_err(|err| Failure::fatal(format!("recovery failed: {err}")))?;
+    tracing::info!(
+        orphans_stopped = recovered.orphans_stopped,
+        retried = recovered.retried,
+        failed = recovered.failed,
+        deferred = recovered.deferred,
+        "settled the previous run's started executions"
+    );
+    dispatcher.prewarm().await;
+    Ok(())
+}
+
+/// Serves the callback and payload routes on the instances' own listener until
+/// `stopped`.
+fn serve_instances(listener: TcpListener, state: &Arc<AppState>, stopped: CancellationToken) {
+    let router = api::internal_app(state.clone());
+    tokio::spawn(async move {
+        let limits = api::listener::Limits::default();
+        let shutdown = stopped.cancelled_owned();
+        if let Err(err) = api::listener::serve(listener, router, limits, shutdown).await {
+            tracing::error!("the listener for instances failed: {err}");
+        }
+    });
+}
