@@ -210,6 +210,19 @@ impl Client {
         Ok(self.call(self.request(Method::GET, url)).await?.1)
     }
 
+    /// `GET` of `segments` with a typed query (one of [`crate::wire`]'s), expecting JSON.
+    pub async fn get_query<Q: serde::Serialize + ?Sized>(
+        &self,
+        segments: &[&str],
+        query: &Q,
+    ) -> Result<Value> {
+        let url = self.url(segments, &[]);
+        Ok(self
+            .call(self.request(Method::GET, url).query(query))
+            .await?
+            .1)
+    }
+
     /// `POST` of `body` as JSON to `segments`, expecting JSON.
     pub async fn post_json<B: serde::Serialize + ?Sized>(
         &self,

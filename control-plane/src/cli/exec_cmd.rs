@@ -12,7 +12,7 @@ use super::sse::{SseEvent, SseParser};
 use super::table::{duration_ms, json_block, key_values, opt, time, Table};
 use super::{exec_chain, out, out_json, Ctx, ExecCommand, ExecListArgs};
 use crate::domain::{Execution, LogLine, LogStream};
-use crate::wire::{ExecutionPage, LogEnd, LogPage};
+use crate::wire::{ExecutionPage, ExecutionQuery, LogEnd, LogPage};
 
 /// Carries out one `gantry exec` subcommand.
 pub async fn run(ctx: &Ctx, command: ExecCommand) -> Result<()> {
@@ -71,38 +71,26 @@ pub fn parse_time(text: &str) -> Result<String, String> {
 }
 
 /// The query of `exec list`.
-pub fn list_query(args: &ExecListArgs) -> Vec<(&'static str, String)> {
-    let mut query = Vec::new();
-    if let Some(function) = &args.function {
-        query.push(("function", function.clone()));
+pub fn list_query(args: &ExecListArgs) -> ExecutionQuery {
+    let statuses: Vec<&str> = args.status.iter().map(|s| s.as_str()).collect();
+    ExecutionQuery {
+        function: args.function.clone(),
+        status: (!statuses.is_empty()).then(|| statuses.join(",")),
+        since: args.since.clone(),
+        until: args.until.clone(),
+        // Without the flag the server lists every execution, dead-lettered or not.
+        dead_letter: args.dead_letter.then_some(true),
+        limit: args.limit,
+        cursor: args.cursor.clone(),
+        include: None,
     }
-    if !args.status.is_empty() {
-        let statuses: Vec<&str> = args.status.iter().map(|s| s.as_str()).collect();
-        query.push(("status", statuses.join(",")));
-    }
-    for (key, value) in [
-        ("since", &args.since),
-        ("until", &args.until),
-        ("cursor", &args.cursor),
-    ] {
-        if let Some(value) = value {
-            query.push((key, value.clone()));
-        }
-    }
-    if args.dead_letter {
-        query.push(("dead_letter", "true".to_string()));
-    }
-    if let Some(limit) = args.limit {
-        query.push(("limit", limit.to_string()));
-    }
-    query
 }
 
 /// `exec list`.
 async fn list(ctx: &Ctx, args: &ExecListArgs) -> Result<()> {
     let body = ctx
         .client
-        .get(&["v1", "executions"], &list_query(args))
+        .get_query(&["v1", "executions"], &list_query(args))
         .await?;
     if ctx.json() {
         return out_json(&body);
@@ -369,17 +357,29 @@ mod tests {
             limit: Some(5),
             cursor: Some("abc".into()),
         };
+        let client = super::super::Client::new("http://127.0.0.1:1", None).unwrap();
+        let request = client
+            .request(Method::GET, client.url(&["v1", "executions"], &[]))
+            .query(&list_query(&args))
+            .build()
+            .unwrap();
         assert_eq!(
-            list_query(&args),
-            vec![
-                ("function", "echo".to_string()),
-                ("status", "error,timeout".to_string()),
-                ("since", "2025-01-01T00:00:00Z".to_string()),
-                ("cursor", "abc".to_string()),
-                ("dead_letter", "true".to_string()),
-                ("limit", "5".to_string()),
-            ]
+            request.url().query(),
+            Some(
+                "function=echo&status=error%2Ctimeout&since=2025-01-01T00%3A00%3A00Z\
+                 &dead_letter=true&limit=5&cursor=abc"
+            )
         );
+        let none = ExecListArgs {
+            function: None,
+            status: Vec::new(),
+            since: None,
+            until: None,
+            dead_letter: false,
+            limit: None,
+            cursor: None,
+        };
+        assert_eq!(list_query(&none), ExecutionQuery::default());
     }
 
     /// An execution record: the given fields over a queued one's.
