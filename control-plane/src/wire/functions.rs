@@ -76,24 +76,21 @@ pub struct ScaleRequest {
     pub max_instances: Option<u32>,
 }
 
-/// The parts of a spec a client shows in its tables, read without refusing the fields
-/// it does not know; every part is optional, as a spec may leave it out.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// The parts of a spec a client shows in its tables, read one by one from the spec's
+/// JSON ([`SpecSummary::of`]) so that fields it does not know, or a part of a shape it
+/// does not expect, never hide the rest; every part is optional, as a spec may leave
+/// it out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpecSummary {
     /// `HTTP`, `STDIO` or `FILE`; absent means `HTTP`.
-    #[serde(default)]
     pub mode: Option<String>,
     /// The command (process runtime).
-    #[serde(default)]
     pub command: Option<CommandSpec>,
     /// The image (docker runtime).
-    #[serde(default)]
     pub image: Option<String>,
     /// `false` for a disabled function.
-    #[serde(default)]
     pub enabled: Option<bool>,
     /// The warm pool's bounds.
-    #[serde(default)]
     pub warm: Option<WarmLimits>,
 }
 
@@ -127,4 +124,75 @@ fn field<T: serde::de::DeserializeOwned>(object: &serde_json::Value, key: &str) 
         .as_object()?
         .get(key)
         .and_then(|value| T::deserialize(value).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn version() -> FunctionVersion {
+        serde_json::from_value(json!({
+            "name": "echo", "version": 2, "contentHash": "sha256:ab12",
+            "spec": {"name": "echo", "command": ["cat"], "mode": "STDIO",
+                     "warm": {"min_instances": 1}},
+            "createdAt": "2025-03-04T05:06:07.890Z"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_plain_answer_is_the_stored_version() {
+        let version = version();
+        let answer = FunctionAnswer::from(version.clone());
+        assert_eq!(
+            serde_json::to_value(&answer).unwrap(),
+            serde_json::to_value(&version).unwrap()
+        );
+        let mut answer = answer;
+        answer.warnings = vec!["resources.cpu is not applied".into()];
+        answer.changed = Some(false);
+        let json = serde_json::to_value(&answer).unwrap();
+        assert_eq!(json["warnings"][0], "resources.cpu is not applied");
+        assert_eq!(json["changed"], false);
+        assert!(json.get("pool").is_none());
+    }
+
+    #[test]
+    fn a_client_keeps_a_newer_servers_spec_as_sent() {
+        let mut json = serde_json::to_value(FunctionAnswer::from(version())).unwrap();
+        json["spec"]["from_the_future"] = json!(true);
+        json["fromTheFuture"] = json!(1);
+        assert!(serde_json::from_value::<FunctionAnswer>(json.clone()).is_err());
+        let answer: FunctionAnswer<Value> = serde_json::from_value(json).unwrap();
+        assert_eq!(answer.spec["from_the_future"], true);
+        let summary = SpecSummary::of(&answer.spec);
+        assert_eq!(summary.mode.as_deref(), Some("STDIO"));
+        assert_eq!(summary.command.map(|c| c.to_line()).as_deref(), Some("cat"));
+        assert_eq!(summary.warm.and_then(|w| w.min_instances), Some(1));
+        assert_eq!(summary.enabled, Some(true));
+    }
+
+    #[test]
+    fn a_summary_skips_parts_of_an_unexpected_shape() {
+        let summary = SpecSummary::of(&json!({"mode": 3, "image": "x:1", "enabled": false}));
+        assert_eq!(summary.mode, None);
+        assert_eq!(summary.image.as_deref(), Some("x:1"));
+        assert_eq!(summary.enabled, Some(false));
+        assert_eq!(SpecSummary::of(&Value::Null), SpecSummary::default());
+    }
+
+    #[test]
+    fn a_scale_request_sends_only_the_bounds_given() {
+        let request = ScaleRequest {
+            min_instances: Some(0),
+            max_instances: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&request).unwrap(),
+            r#"{"min_instances":0}"#
+        );
+        let refused = serde_json::from_value::<ScaleRequest>(json!({"min": 1}));
+        assert!(refused.is_err());
+    }
 }

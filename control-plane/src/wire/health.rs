@@ -32,3 +32,24 @@ impl Health {
         Health { status }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_as_before() {
+        for (status, text) in [
+            (HealthStatus::Ok, r#"{"status":"ok"}"#),
+            (HealthStatus::Starting, r#"{"status":"starting"}"#),
+            (HealthStatus::Ready, r#"{"status":"ready"}"#),
+            (
+                HealthStatus::StoreUnavailable,
+                r#"{"status":"store unavailable"}"#,
+            ),
+        ] {
+            assert_eq!(serde_json::to_string(&Health::of(status)).unwrap(), text);
+            assert_eq!(serde_json::from_str::<Health>(text).unwrap().status, status);
+        }
+    }
+}
