@@ -12,7 +12,7 @@ use super::sse::{SseEvent, SseParser};
 use super::table::{duration_ms, json_block, key_values, opt, time, Table};
 use super::{exec_chain, out, out_json, Ctx, ExecCommand, ExecListArgs};
 use crate::domain::{Execution, LogLine, LogStream};
-use crate::wire::{ExecutionPage, ExecutionQuery, LogEnd, LogPage};
+use crate::wire::{ExecutionPage, ExecutionQuery, LogEnd, LogPage, LogsQuery};
 
 /// Carries out one `gantry exec` subcommand.
 pub async fn run(ctx: &Ctx, command: ExecCommand) -> Result<()> {
@@ -266,14 +266,16 @@ pub fn follow_step(event: &SseEvent, json: bool, timestamps: bool) -> FollowStep
 /// `exec logs ID --follow`: prints lines as they arrive until the `end` event.
 async fn follow_logs(ctx: &Ctx, id: &str, timestamps: bool) -> Result<()> {
     let client = &ctx.client;
-    let url = client.url(
-        &["v1", "executions", id, "logs"],
-        &[("follow", "true".to_string())],
-    );
+    let url = client.url(&["v1", "executions", id, "logs"], &[]);
+    let query = LogsQuery {
+        follow: true,
+        after: 0,
+    };
     let response = client
         .send(
             client
                 .request(Method::GET, url)
+                .query(&query)
                 .header(ACCEPT, "text/event-stream"),
         )
         .await?;
