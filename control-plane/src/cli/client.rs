@@ -326,6 +326,11 @@ mod tests {
         let body = json!({"error": {"code": "NOT_FOUND", "message": "function \"foo\" not found"}});
         let err = ApiError::from_parts(StatusCode::NOT_FOUND, None, body.to_string().as_bytes());
         assert_eq!(err.to_string(), "404 NOT_FOUND: function \"foo\" not found");
+        // Fields a newer server adds are ignored.
+        let body = json!({"error": {"code": "NOT_FOUND", "message": "gone", "hint": "h"},
+            "requestId": 7});
+        let err = ApiError::from_parts(StatusCode::NOT_FOUND, None, body.to_string().as_bytes());
+        assert_eq!(err.to_string(), "404 NOT_FOUND: gone");
 
         let body = json!({"error": {"code": "SCHEMA_VIOLATION", "message": "bad input",
             "details": ["/a: expected integer", {"path": "/b"}]}});
