@@ -12,6 +12,7 @@
 //! - [`secrets`]: sealed secret values and their masking.
 //! - [`datadir`]: the data directory's private permissions.
 //! - [`api`]: the HTTP API (`app`, `run`).
+//! - [`wire`]: the JSON bodies the API and the CLI exchange.
 //! - [`config`]: `gantry serve` settings.
 //! - [`cli`]: the client commands.
 
@@ -32,3 +33,4 @@ pub mod schema;
 pub mod secrets;
 pub mod serve;
 pub mod store;
+pub mod wire;

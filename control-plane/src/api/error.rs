@@ -6,12 +6,12 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use gantry_protocol::ApiErrorBody;
 use serde_json::Value;
 
 use crate::dispatch::DispatchError;
 use crate::registry::catalog::RegistryError;
 use crate::store::StoreError;
+use crate::wire::{ErrorBody, ErrorDetail, RedrivenDetails};
 
 /// An HTTP error answer.
 #[derive(Debug)]
@@ -77,8 +77,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ApiErrorBody {
-            error: gantry_protocol::ApiError {
+        let body = ErrorBody {
+            error: ErrorDetail {
                 code: self.code.to_owned(),
                 message: self.message,
                 details: self.details,
@@ -202,13 +202,18 @@ impl From<DispatchError> for ApiError {
             DispatchError::Internal(cause) => ApiError::internal(&cause),
             DispatchError::AlreadyRedriven { by, .. } => {
                 ApiError::new(StatusCode::CONFLICT, "ALREADY_REDRIVEN", message)
-                    .with_details(serde_json::json!({ "redrivenBy": by }))
+                    .with_details(details(&RedrivenDetails { redriven_by: by }))
             }
             DispatchError::NotFailed(..) => {
                 ApiError::new(StatusCode::CONFLICT, "CONFLICT", message)
             }
         }
     }
+}
+
+/// Structured `details` as JSON (`null` in the unlikely case they do not serialize).
+fn details(details: &impl serde::Serialize) -> Value {
+    serde_json::to_value(details).unwrap_or(Value::Null)
 }
 
 /// A JSON request body: an empty body is `null`; bad JSON or a body over the limit is a

@@ -6,24 +6,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::error::{ApiError, JsonBody};
 use super::AppState;
+use crate::wire::{EventAnswer, EventRequest};
 
 /// Longest event type.
 const MAX_TYPE_LEN: usize = 256;
-
-/// The body of `POST /v1/events`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Event {
-    #[serde(rename = "type")]
-    event_type: String,
-    #[serde(default)]
-    data: Value,
-}
 
 /// `POST /v1/events` with `{type, data}`: 202 with the executions it started (each
 /// stored before the answer) and the matching functions that refused it.
@@ -31,7 +20,7 @@ pub async fn publish(
     State(state): State<Arc<AppState>>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let event: Event = serde_json::from_value(body).map_err(|err| {
+    let event: EventRequest = serde_json::from_value(body).map_err(|err| {
         ApiError::bad_request(format!(
             "an event is {{\"type\": \"name\", \"data\": <any JSON>}}: {err}"
         ))
@@ -46,6 +35,10 @@ pub async fn publish(
     let (started, refused): (Vec<_>, Vec<_>) = targets
         .into_iter()
         .partition(|target| target.execution_id.is_some());
-    let body = json!({"type": event_type, "executions": started, "refused": refused});
+    let body = EventAnswer {
+        event_type: event_type.to_owned(),
+        executions: started,
+        refused,
+    };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }

@@ -8,33 +8,19 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, TimeZone, Utc};
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::error::ApiError;
 use super::{parse_id, split_action, AppState};
 use crate::domain::{Execution, ExecutionStatus};
 use crate::store::{Deletion, ExecutionFilter};
+use crate::wire::{
+    ChainPage, ChainQuery, ExecutionPage, ExecutionQuery, ListedExecution, RetryAnswer,
+};
 
 /// Page size when `limit` is absent.
 const DEFAULT_LIMIT: u32 = 50;
 /// Largest page.
 const MAX_LIMIT: u32 = 1_000;
-
-/// Query of `GET /v1/executions`.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    function: Option<String>,
-    /// Comma-separated statuses.
-    status: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    dead_letter: Option<bool>,
-    limit: Option<u32>,
-    cursor: Option<String>,
-    /// `input`, `output` or both (comma-separated): the payloads to answer.
-    include: Option<String>,
-}
 
 /// Largest answer of a listing with payloads: a page stops early past it (its
 /// `nextCursor` continues where it stopped).
@@ -70,8 +56,8 @@ impl Include {
 /// outputs only with `include=input,output`.
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+    query: Result<Query<ExecutionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ExecutionPage>, ApiError> {
     let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
     let include = Include::parse(query.include.as_deref())?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
@@ -122,32 +108,30 @@ pub async fn list(
     let mut executions = state.store.list_executions(&filter).await?;
     let mut more = executions.len() > limit as usize;
     executions.truncate(limit as usize);
-    let mut listed = Vec::with_capacity(executions.len());
+    let mut listed: Vec<ListedExecution> = Vec::with_capacity(executions.len());
     let mut size = 0usize;
-    for execution in executions {
-        let mut value = serde_json::to_value(&execution).map_err(|err| ApiError::internal(&err))?;
-        if let Some(fields) = value.as_object_mut() {
-            if !include.input {
-                fields.remove("input");
-            }
-            if !include.output {
-                fields.remove("output");
-            }
-        }
-        size += value.to_string().len();
+    for record in executions {
+        let execution = ListedExecution {
+            record,
+            with_input: include.input,
+            with_output: include.output,
+        };
+        size += serde_json::to_vec(&execution)
+            .map_err(|err| ApiError::internal(&err))?
+            .len();
         if size > MAX_LIST_BYTES && !listed.is_empty() {
             more = true;
             break;
         }
-        listed.push((execution.id, value));
+        listed.push(execution);
     }
     let next_cursor = more
-        .then(|| listed.last().map(|(id, _)| id.to_string()))
+        .then(|| listed.last().map(|execution| execution.record.id))
         .flatten();
-    let executions: Vec<Value> = listed.into_iter().map(|(_, value)| value).collect();
-    Ok(Json(
-        json!({ "executions": executions, "nextCursor": next_cursor }),
-    ))
+    Ok(Json(ExecutionPage {
+        executions: listed,
+        next_cursor,
+    }))
 }
 
 /// RFC 3339 (`2026-11-23T10:00:00Z`) or milliseconds since the epoch.
@@ -215,7 +199,11 @@ pub async fn action(
         (id, Some("retry")) => {
             let id = parse_id(id)?;
             let retry = state.dispatcher.redrive(id).await?;
-            let body = json!({"executionId": retry.id, "status": retry.status, "retryOf": id});
+            let body = RetryAnswer {
+                execution_id: retry.id,
+                status: retry.status,
+                retry_of: id,
+            };
             Ok((StatusCode::ACCEPTED, Json(body)).into_response())
         }
         (id, Some("cancel")) => {
@@ -233,13 +221,6 @@ pub async fn action(
     }
 }
 
-/// Query of `GET /v1/executions/{id}/chain`.
-#[derive(Debug, Deserialize)]
-pub struct ChainQuery {
-    limit: Option<u32>,
-    cursor: Option<String>,
-}
-
 /// Page size of a chain tree when `limit` is absent.
 const DEFAULT_CHAIN_LIMIT: u32 = 1_000;
 /// Largest page of a chain tree.
@@ -251,7 +232,7 @@ pub async fn chain(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     query: Result<Query<ChainQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<crate::dispatch::ChainPage>, ApiError> {
+) -> Result<Json<ChainPage>, ApiError> {
     let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
     let id = parse_id(&id)?;
     let limit = query.limit.unwrap_or(DEFAULT_CHAIN_LIMIT);

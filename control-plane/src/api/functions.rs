@@ -6,11 +6,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::error::{ApiError, JsonBody};
 use super::{split_action, AppState};
 use crate::registry::FunctionVersion;
+use crate::wire::{FunctionAnswer, FunctionList, ScaleRequest, VersionList};
 
 /// `POST /v1/functions`: 201 with the first version, 409 if the name is taken.
 pub async fn create(
@@ -19,57 +20,35 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let created = state.catalog.create(manifest).await?;
     state.dispatcher.deployed(&created);
-    let body = with_warnings(&state, &created.version)?;
+    let body = with_warnings(&state, &created.version);
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-/// A version as JSON, plus `warnings` naming settings the runtime does not apply.
-fn with_warnings(state: &AppState, version: &FunctionVersion) -> Result<Value, ApiError> {
-    let mut body = serde_json::to_value(version).map_err(|err| ApiError::internal(&err))?;
-    let ignored = state.catalog.ignored(&version.spec);
-    if !ignored.is_empty() {
-        body["warnings"] = Value::from(ignored);
-    }
-    Ok(body)
+/// A version as answered, with `warnings` naming settings the runtime does not apply.
+fn with_warnings(state: &AppState, version: &FunctionVersion) -> FunctionAnswer {
+    let mut body = FunctionAnswer::from(version.clone());
+    body.warnings = state.catalog.ignored(&version.spec);
+    body
 }
 
 /// `GET /v1/functions`.
-pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<FunctionList>, ApiError> {
     let functions = state.catalog.list().await?;
-    Ok(Json(json!({ "functions": functions })))
+    Ok(Json(FunctionList {
+        functions: functions.into_iter().map(FunctionAnswer::from).collect(),
+    }))
 }
 
 /// `GET /v1/functions/{name}`: the current version, with `pool` for a warm function.
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FunctionAnswer>, ApiError> {
     let name = plain_name(&name)?;
     let function = state.catalog.current(name).await?;
-    let mut body =
-        serde_json::to_value(function.version.as_ref()).map_err(|err| ApiError::internal(&err))?;
-    with_pool(&state, name, &mut body)?;
+    let mut body = FunctionAnswer::from(function.version.as_ref().clone());
+    body.pool = state.dispatcher.pools().status(name);
     Ok(Json(body))
-}
-
-/// Adds `pool` (the warm pool's state) to a function's JSON when it has one.
-fn with_pool(state: &AppState, name: &str, body: &mut Value) -> Result<(), ApiError> {
-    if let Some(pool) = state.dispatcher.pools().status(name) {
-        body["pool"] = serde_json::to_value(pool).map_err(|err| ApiError::internal(&err))?;
-    }
-    Ok(())
-}
-
-/// The body of `POST /v1/functions/{name}:scale`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScaleRequest {
-    /// New `warm.min_instances`.
-    #[serde(default)]
-    min_instances: Option<u32>,
-    /// New `warm.max_instances`.
-    #[serde(default)]
-    max_instances: Option<u32>,
 }
 
 /// `POST /v1/functions/{name}:scale`: a new version with the warm pool's bounds changed
@@ -99,9 +78,9 @@ pub async fn scale(state: Arc<AppState>, name: &str, body: Value) -> Result<Resp
     let manifest = serde_json::to_value(&spec).map_err(|err| ApiError::internal(&err))?;
     let (function, changed) = state.catalog.replace(name, manifest).await?;
     state.dispatcher.deployed(&function);
-    let mut body = with_warnings(&state, &function.version)?;
-    body["changed"] = Value::Bool(changed);
-    with_pool(&state, name, &mut body)?;
+    let mut body = with_warnings(&state, &function.version);
+    body.changed = Some(changed);
+    body.pool = state.dispatcher.pools().status(name);
     Ok(Json(body).into_response())
 }
 
@@ -110,14 +89,14 @@ pub async fn replace(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     JsonBody(manifest): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FunctionAnswer>, ApiError> {
     let name = plain_name(&name)?;
     let (function, changed) = state.catalog.replace(name, manifest).await?;
     if changed {
         state.dispatcher.deployed(&function);
     }
-    let mut body = with_warnings(&state, &function.version)?;
-    body["changed"] = Value::Bool(changed);
+    let mut body = with_warnings(&state, &function.version);
+    body.changed = Some(changed);
     Ok(Json(body))
 }
 
@@ -136,9 +115,11 @@ pub async fn delete(
 pub async fn versions(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<VersionList>, ApiError> {
     let versions = state.catalog.history(&name).await?;
-    Ok(Json(json!({ "versions": versions })))
+    Ok(Json(VersionList {
+        versions: versions.into_iter().map(FunctionAnswer::from).collect(),
+    }))
 }
 
 fn plain_name(segment: &str) -> Result<&str, ApiError> {

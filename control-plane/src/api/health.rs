@@ -8,13 +8,13 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use super::AppState;
+use crate::wire::{Health, HealthStatus};
 
 /// `GET /healthz`.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+pub async fn healthz() -> Json<Health> {
+    Json(Health::of(HealthStatus::Ok))
 }
 
 /// `GET /readyz`: 503 until start-up recovery is done or while the store fails.
@@ -22,17 +22,17 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     if !state.ready.load(Ordering::Relaxed) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "starting"})),
+            Json(Health::of(HealthStatus::Starting)),
         )
             .into_response();
     }
     match state.store.get_function("readyz-probe").await {
-        Ok(_) => Json(json!({"status": "ready"})).into_response(),
+        Ok(_) => Json(Health::of(HealthStatus::Ready)).into_response(),
         Err(err) => {
             tracing::error!("readiness check: {err}");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "store unavailable"})),
+                Json(Health::of(HealthStatus::StoreUnavailable)),
             )
                 .into_response()
         }

@@ -9,11 +9,11 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use serde_json::json;
 
 use super::error::{parse_json_body, ApiError};
 use super::{bearer, parse_id, split_action, AppState};
 use crate::dispatch::{CallbackReport, DispatchError};
+use crate::wire::CompletionAnswer;
 
 /// `POST /v1/internal/executions/{id}:complete`: 200 `{"applied": bool}`; `false` when
 /// the execution was already final (a repeated or late report changes nothing).
@@ -35,7 +35,7 @@ pub async fn action(
     let report: CallbackReport = serde_json::from_value(parse_json_body(body)?)
         .map_err(|err| ApiError::bad_request(format!("invalid completion report: {err}")))?;
     let applied = state.dispatcher.complete(id, Some(token), report).await?;
-    Ok((StatusCode::OK, Json(json!({ "applied": applied }))).into_response())
+    Ok((StatusCode::OK, Json(CompletionAnswer { applied })).into_response())
 }
 
 /// `GET /v1/internal/executions/{id}/payload`: the input of a running execution.

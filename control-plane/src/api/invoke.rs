@@ -8,13 +8,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gantry_protocol::headers;
-use serde_json::json;
 
 use super::error::{ApiError, JsonBody};
 use super::{split_action, AppState};
 use crate::dispatch::InvokeRequest;
 use crate::domain::{Execution, ExecutionStatus, Trigger};
 use crate::registry::manifest::MAX_TIMEOUT_MS;
+use crate::wire::{Accepted, InvokeAnswer};
 
 /// `Idempotency-Key`.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -58,8 +58,10 @@ pub async fn action(
     };
     if !wait {
         let accepted = state.dispatcher.submit(request).await?;
-        let body =
-            json!({"executionId": accepted.execution.id, "status": accepted.execution.status});
+        let body = Accepted {
+            execution_id: accepted.execution.id,
+            status: accepted.execution.status,
+        };
         return Ok(with_id(
             (StatusCode::ACCEPTED, Json(body)).into_response(),
             &accepted.execution,
@@ -95,13 +97,7 @@ fn sync_answer(execution: &Execution) -> Response {
             .into_response()
         }
     };
-    let body = json!({
-        "executionId": execution.id,
-        "status": execution.status,
-        "output": execution.output,
-        "error": execution.error,
-    });
-    (status, Json(body)).into_response()
+    (status, Json(InvokeAnswer::from(execution))).into_response()
 }
 
 fn with_id(mut response: Response, execution: &Execution) -> Response {

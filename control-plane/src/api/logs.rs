@@ -10,8 +10,6 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
-use serde::Deserialize;
-use serde_json::json;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
@@ -19,21 +17,12 @@ use uuid::Uuid;
 use super::error::ApiError;
 use super::{parse_id, AppState};
 use crate::domain::LogLine;
+use crate::wire::{LogEnd, LogPage, LogsQuery};
 
 /// Lines answered per page when not following.
 const PAGE: u32 = 10_000;
 /// How often a follower checks whether a queued execution has started.
 const START_POLL: Duration = Duration::from_millis(100);
-
-/// Query of the logs route.
-#[derive(Debug, Deserialize)]
-pub struct LogsQuery {
-    #[serde(default)]
-    follow: bool,
-    /// Only lines after this sequence number.
-    #[serde(default)]
-    after: u64,
-}
 
 /// `GET /v1/executions/{id}/logs`.
 pub async fn logs(
@@ -48,7 +37,11 @@ pub async fn logs(
     }
     if !query.follow {
         let lines = state.store.read_logs(id, query.after, PAGE).await?;
-        return Ok(Json(json!({ "executionId": id, "lines": lines })).into_response());
+        return Ok(Json(LogPage {
+            execution_id: id,
+            lines,
+        })
+        .into_response());
     }
     let (sender, receiver) = mpsc::channel(256);
     tokio::spawn(follow(state, id, query.after, sender));
@@ -104,7 +97,7 @@ async fn follow(state: Arc<AppState>, id: Uuid, mut last: u64, events: mpsc::Sen
                     }
                     let end = Event::default()
                         .event("end")
-                        .json_data(json!({ "status": status }))
+                        .json_data(LogEnd { status })
                         .unwrap_or_else(|_| Event::default().event("end"));
                     let _ = events.send(end).await;
                     return;

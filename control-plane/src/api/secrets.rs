@@ -4,30 +4,14 @@
 
 use std::sync::Arc;
 
+use super::error::{typed_body, ApiError, JsonBody};
+use super::AppState;
+use crate::secrets::VaultError;
+use crate::wire::{PutSecretRequest, SecretList, SecretMeta};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
-
-use super::error::{typed_body, ApiError, JsonBody};
-use super::AppState;
-use crate::secrets::{SecretMeta, VaultError};
-
-/// The body of `PUT /v1/secrets/{name}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PutSecretRequest {
-    /// The new value.
-    pub value: String,
-}
-
-/// The answer of `GET /v1/secrets`.
-#[derive(Debug, Serialize)]
-pub struct SecretList {
-    /// Every secret's metadata, by name.
-    pub secrets: Vec<SecretMeta>,
-}
 
 impl From<VaultError> for ApiError {
     fn from(err: VaultError) -> ApiError {

@@ -3,70 +3,14 @@
 
 use std::sync::Arc;
 
+use super::error::{typed_body, ApiError, JsonBody};
+use super::AppState;
+use crate::access::credentials::CreateTokenError;
+use crate::wire::{CreateTokenRequest, CreatedToken, TokenInfo, TokenList};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
-use super::error::{typed_body, ApiError, JsonBody};
-use super::AppState;
-use crate::access::credentials::CreateTokenError;
-use crate::access::{Role, TokenRecord};
-
-/// The body of `POST /v1/tokens`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTokenRequest {
-    /// Unique name.
-    pub name: String,
-    /// `admin`, `deploy`, `invoke` or `read`.
-    pub role: Role,
-}
-
-/// A token as listed: never its text.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TokenInfo {
-    /// Its name.
-    pub name: String,
-    /// Its role.
-    pub role: Role,
-    /// When it was created.
-    pub created_at: DateTime<Utc>,
-    /// When it was last used (to about a minute).
-    pub last_used_at: Option<DateTime<Utc>>,
-}
-
-impl From<TokenRecord> for TokenInfo {
-    fn from(record: TokenRecord) -> TokenInfo {
-        TokenInfo {
-            name: record.name,
-            role: record.role,
-            created_at: record.created_at,
-            last_used_at: record.last_used_at,
-        }
-    }
-}
-
-/// The answer of `POST /v1/tokens`: the only time the token's text is shown.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CreatedToken {
-    /// The token's metadata.
-    #[serde(flatten)]
-    pub info: TokenInfo,
-    /// The token itself.
-    pub token: String,
-}
-
-/// The answer of `GET /v1/tokens`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TokenList {
-    /// Every token, by name.
-    pub tokens: Vec<TokenInfo>,
-}
 
 /// `POST /v1/tokens`: 201 with the new token, 409 if the name is taken.
 pub async fn create(

@@ -7,11 +7,14 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{ArgGroup, Args, Subcommand};
 use reqwest::Method;
-use serde_json::{json, Value};
 
-use super::table::{cell, time, Table};
+use super::client::decode;
+use super::table::{time, Table};
 use super::{out, out_json, Ctx, UsageError};
 use crate::access::Role;
+use crate::wire::{
+    CreateTokenRequest, CreatedToken, PutSecretRequest, SecretList, SecretMeta, TokenList,
+};
 
 /// `gantry token ...`
 #[derive(Debug, Subcommand)]
@@ -82,29 +85,34 @@ pub async fn run_token(ctx: &Ctx, command: TokenCommand) -> Result<()> {
     let client = &ctx.client;
     match command {
         TokenCommand::Create(args) => {
-            let body = json!({"name": args.name, "role": args.role});
+            let body = CreateTokenRequest {
+                name: args.name.clone(),
+                role: args.role,
+            };
             let created = client.post_json(&["v1", "tokens"], &body).await?;
             if ctx.json() {
                 return out_json(&created);
             }
+            let created: CreatedToken = decode(created)?;
             eprintln!(
                 "created token {} (role {}); it is shown once, store it now:",
                 args.name, args.role
             );
-            out(&format!("{}\n", cell(created.get("token"))))
+            out(&format!("{}\n", created.token))
         }
         TokenCommand::List => {
             let listed = client.get(&["v1", "tokens"], &[]).await?;
             if ctx.json() {
                 return out_json(&listed);
             }
+            let listed: TokenList = decode(listed)?;
             let mut table = Table::new(&["NAME", "ROLE", "CREATED", "LAST USED"]);
-            for token in items(&listed, "tokens") {
+            for token in listed.tokens {
                 table.row(vec![
-                    cell(token.get("name")),
-                    cell(token.get("role")),
-                    time(token.get("createdAt")),
-                    time(token.get("lastUsedAt")),
+                    token.name,
+                    token.role.to_string(),
+                    time(Some(token.created_at)),
+                    time(token.last_used_at),
                 ]);
             }
             out(&table.render())
@@ -134,28 +142,27 @@ pub async fn run_secret(ctx: &Ctx, command: SecretCommand) -> Result<()> {
             let url = client.url(&["v1", "secrets", &name], &[]);
             let request = client
                 .request(Method::PUT, url)
-                .json(&json!({ "value": value }));
+                .json(&PutSecretRequest { value });
             let (_, meta) = client.call(request).await?;
             if ctx.json() {
                 return out_json(&meta);
             }
-            out(&format!(
-                "set secret {name} (version {})\n",
-                cell(meta.get("version"))
-            ))
+            let meta: SecretMeta = decode(meta)?;
+            out(&format!("set secret {name} (version {})\n", meta.version))
         }
         SecretCommand::List => {
             let listed = client.get(&["v1", "secrets"], &[]).await?;
             if ctx.json() {
                 return out_json(&listed);
             }
+            let listed: SecretList = decode(listed)?;
             let mut table = Table::new(&["NAME", "VERSION", "CREATED", "UPDATED"]);
-            for secret in items(&listed, "secrets") {
+            for secret in listed.secrets {
                 table.row(vec![
-                    cell(secret.get("name")),
-                    cell(secret.get("version")),
-                    time(secret.get("createdAt")),
-                    time(secret.get("updatedAt")),
+                    secret.name,
+                    secret.version.to_string(),
+                    time(Some(secret.created_at)),
+                    time(Some(secret.updated_at)),
                 ]);
             }
             out(&table.render())
@@ -166,12 +173,6 @@ pub async fn run_secret(ctx: &Ctx, command: SecretCommand) -> Result<()> {
             out(&format!("deleted secret {name}\n"))
         }
     }
-}
-
-fn items<'a>(body: &'a Value, key: &str) -> &'a [Value] {
-    body.get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
 }
 
 /// A secret value from `path` (`-`: stdin), without one trailing newline.

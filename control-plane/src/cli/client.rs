@@ -5,9 +5,11 @@ use std::fmt;
 
 use anyhow::{Context, Result};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::UsageError;
+use crate::wire::ErrorBody;
 
 /// An error answer of the API (`{"error": {"code", "message", "details"?}}`), or any
 /// other non-success answer.
@@ -33,24 +35,15 @@ impl ApiError {
             .canonical_reason()
             .map(|r| r.to_ascii_uppercase().replace([' ', '-'], "_"))
             .unwrap_or_else(|| "HTTP_ERROR".to_string());
-        let parsed: Option<Value> = serde_json::from_slice(body).ok();
-        let error = parsed.as_ref().and_then(|v| v.get("error"));
-        match error {
-            Some(error) if error.is_object() => Self {
+        match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(ErrorBody { error }) => Self {
                 status: status.as_u16(),
-                code: error
-                    .get("code")
-                    .and_then(Value::as_str)
-                    .map_or(fallback_code, str::to_string),
-                message: error
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                details: error.get("details").filter(|d| !d.is_null()).cloned(),
+                code: error.code,
+                message: error.message,
+                details: error.details.filter(|d| !d.is_null()),
                 retry_after,
             },
-            _ => {
+            Err(_) => {
                 let text = String::from_utf8_lossy(body);
                 let first = text.lines().map(str::trim).find(|l| !l.is_empty());
                 Self {
@@ -217,8 +210,25 @@ impl Client {
         Ok(self.call(self.request(Method::GET, url)).await?.1)
     }
 
+    /// `GET` of `segments` with a typed query (one of [`crate::wire`]'s), expecting JSON.
+    pub async fn get_query<Q: serde::Serialize + ?Sized>(
+        &self,
+        segments: &[&str],
+        query: &Q,
+    ) -> Result<Value> {
+        let url = self.url(segments, &[]);
+        Ok(self
+            .call(self.request(Method::GET, url).query(query))
+            .await?
+            .1)
+    }
+
     /// `POST` of `body` as JSON to `segments`, expecting JSON.
-    pub async fn post_json(&self, segments: &[&str], body: &Value) -> Result<Value> {
+    pub async fn post_json<B: serde::Serialize + ?Sized>(
+        &self,
+        segments: &[&str],
+        body: &B,
+    ) -> Result<Value> {
         let url = self.url(segments, &[]);
         Ok(self
             .call(self.request(Method::POST, url).json(body))
@@ -274,6 +284,12 @@ pub fn header(response: &Response, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A success answer read as its typed shape `T` (one of [`crate::wire`]'s); fields a
+/// newer server added are ignored.
+pub fn decode<T: DeserializeOwned>(body: Value) -> Result<T> {
+    serde_json::from_value(body).context("the server's answer does not have the expected shape")
+}
+
 /// A success body as JSON; empty is `Null`.
 pub fn parse_json(body: &[u8]) -> Result<Value> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -310,6 +326,11 @@ mod tests {
         let body = json!({"error": {"code": "NOT_FOUND", "message": "function \"foo\" not found"}});
         let err = ApiError::from_parts(StatusCode::NOT_FOUND, None, body.to_string().as_bytes());
         assert_eq!(err.to_string(), "404 NOT_FOUND: function \"foo\" not found");
+        // Fields a newer server adds are ignored.
+        let body = json!({"error": {"code": "NOT_FOUND", "message": "gone", "hint": "h"},
+            "requestId": 7});
+        let err = ApiError::from_parts(StatusCode::NOT_FOUND, None, body.to_string().as_bytes());
+        assert_eq!(err.to_string(), "404 NOT_FOUND: gone");
 
         let body = json!({"error": {"code": "SCHEMA_VIOLATION", "message": "bad input",
             "details": ["/a: expected integer", {"path": "/b"}]}});

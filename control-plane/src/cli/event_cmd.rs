@@ -7,11 +7,13 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
-use super::fn_cmd::{list_of, read_data};
-use super::table::{cell, Table};
-use super::{out, out_json, Ctx};
+use super::client::decode;
+use super::fn_cmd::read_data;
+use super::table::{opt, Table};
+use super::{out, out_json, Ctx, UsageError};
+use crate::wire::{EventAnswer, EventRequest};
 
 /// `gantry event ...`
 #[derive(Debug, Subcommand)]
@@ -73,9 +75,14 @@ pub async fn run(ctx: &Ctx, command: EventCommand) -> Result<()> {
 
 /// The body of `POST /v1/events`: `{"type", "data"}` with the data as the user wrote
 /// it (already checked to be JSON), so large numbers keep their digits.
-pub fn event_body(event_type: &str, data: &str) -> String {
-    let event_type = Value::String(event_type.to_string());
-    format!("{{\"type\":{event_type},\"data\":{data}}}")
+pub fn event_body(event_type: &str, data: &str) -> Result<String> {
+    let data = RawValue::from_string(data.to_string())
+        .map_err(|err| UsageError(format!("the event's data is not JSON: {err}")))?;
+    let body = EventRequest {
+        event_type: event_type.to_string(),
+        data,
+    };
+    Ok(serde_json::to_string(&body)?)
 }
 
 /// `event publish TYPE -d DATA`.
@@ -86,12 +93,13 @@ async fn publish(ctx: &Ctx, args: &PublishArgs) -> Result<()> {
     let request = client
         .request(Method::POST, url)
         .header(CONTENT_TYPE, "application/json")
-        .body(event_body(&args.event_type, &data));
+        .body(event_body(&args.event_type, &data)?);
     let (_, body) = client.call(request).await?;
-    let report = PublishReport::of(&body, &args.event_type);
     if ctx.json() {
         out_json(&body)?;
-    } else {
+    }
+    let report = PublishReport::of(&decode(body)?, &args.event_type);
+    if !ctx.json() {
         if !report.table.is_empty() {
             out(&report.table.render())?;
         }
@@ -119,28 +127,27 @@ pub struct PublishReport {
 impl PublishReport {
     /// Reads the answer `{type, executions: [{function, executionId}], refused:
     /// [{function, error}]}` of publishing `event_type`.
-    pub fn of(body: &Value, event_type: &str) -> Self {
-        let event_type = match cell(body.get("type")) {
-            t if t.is_empty() => event_type.to_string(),
-            t => t,
+    pub fn of(body: &EventAnswer, event_type: &str) -> Self {
+        let event_type = match body.event_type.as_str() {
+            "" => event_type.to_string(),
+            t => t.to_string(),
         };
-        let started = list_of(body, "executions");
-        let refused = list_of(body, "refused");
+        let (started, refused) = (&body.executions, &body.refused);
         let mut table = Table::new(&["FUNCTION", "EXECUTION"]);
         for execution in started {
             table.row(vec![
-                cell(execution.get("function")),
-                cell(execution.get("executionId")),
+                execution.function.clone(),
+                opt(execution.execution_id),
             ]);
         }
         let mut notes: Vec<String> = refused
             .iter()
             .map(|target| {
-                let why = match cell(target.get("error")) {
-                    why if why.is_empty() => "no reason given".to_string(),
-                    why => why,
+                let why = match target.error.as_deref() {
+                    Some(why) if !why.is_empty() => why,
+                    _ => "no reason given",
                 };
-                format!("refused by {}: {why}", cell(target.get("function")))
+                format!("refused by {}: {why}", target.function)
             })
             .collect();
         if started.is_empty() && refused.is_empty() {
@@ -205,27 +212,34 @@ mod tests {
 
     #[test]
     fn body_keeps_the_data_as_written() {
-        let body = event_body("a \"b\"", "{\"n\": 12345678901234567890}");
+        let body = event_body("a \"b\"", "{\"n\": 12345678901234567890}").unwrap();
         assert_eq!(
             body,
             "{\"type\":\"a \\\"b\\\"\",\"data\":{\"n\": 12345678901234567890}}"
         );
-        let parsed: Value = serde_json::from_str(&body).unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(parsed["type"], "a \"b\"");
+    }
+
+    const E1: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a51";
+    const E2: &str = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a52";
+
+    fn report(body: serde_json::Value, event_type: &str) -> PublishReport {
+        PublishReport::of(&decode(body).unwrap(), event_type)
     }
 
     #[test]
     fn started_and_refused_functions() {
-        let report = PublishReport::of(
-            &json!({"type": "order.created",
-                "executions": [{"function": "bill", "executionId": "e1"},
-                               {"function": "ship", "executionId": "e2"}],
+        let report = report(
+            json!({"type": "order.created",
+                "executions": [{"function": "bill", "executionId": E1},
+                               {"function": "ship", "executionId": E2}],
                 "refused": [{"function": "audit", "error": "queue is full"}]}),
             "order.created",
         );
         assert_eq!(
             report.table.render(),
-            "FUNCTION  EXECUTION\nbill      e1\nship      e2\n"
+            format!("FUNCTION  EXECUTION\nbill      {E1}\nship      {E2}\n")
         );
         assert_eq!(report.notes, ["refused by audit: queue is full"]);
         assert_eq!(
@@ -236,18 +250,19 @@ mod tests {
 
     #[test]
     fn nothing_matched_is_said_but_not_an_error() {
-        let report = PublishReport::of(
-            &json!({"type": "order.created", "executions": [], "refused": []}),
+        let nothing = report(
+            json!({"type": "order.created", "executions": [], "refused": []}),
             " order.created",
         );
-        assert!(report.table.is_empty());
+        assert!(nothing.table.is_empty());
         assert_eq!(
-            report.notes,
+            nothing.notes,
             ["no function has a trigger for \"order.created\""]
         );
-        assert!(report.refused.is_none());
-        let all_started = PublishReport::of(
-            &json!({"executions": [{"function": "f", "executionId": "e"}]}),
+        assert!(nothing.refused.is_none());
+        let all_started = report(
+            json!({"type": "t", "executions": [{"function": "f", "executionId": E1}],
+                   "refused": [], "fromTheFuture": 1}),
             "t",
         );
         assert!(all_started.notes.is_empty() && all_started.refused.is_none());

@@ -3,11 +3,12 @@
 
 use anyhow::Result;
 use reqwest::Method;
-use serde_json::Value;
 
-use super::fn_cmd::list_of;
-use super::table::{cell, time, truncate, Table};
+use super::client::decode;
+use super::table::{opt, time, truncate, Table};
 use super::{out, out_json, tree_view, Ctx};
+use crate::domain::{AttemptFailure, ExecutionError};
+use crate::wire::{ChainPage, RetryAnswer};
 
 /// Longest error text in the attempts table.
 const ERROR_WIDTH: usize = 80;
@@ -21,7 +22,8 @@ pub async fn tree(ctx: &Ctx, id: &str) -> Result<()> {
     if ctx.json() {
         return out_json(&body);
     }
-    out(&tree_view::render_tree(&body))
+    let page: ChainPage = decode(body)?;
+    out(&tree_view::render_tree(&page.tree))
 }
 
 /// `exec retry ID`: re-drives a failed execution and prints the new one's ID.
@@ -32,24 +34,24 @@ pub async fn retry(ctx: &Ctx, id: &str) -> Result<()> {
     if ctx.json() {
         return out_json(&body);
     }
-    out(&format!("{}\n", cell(body.get("executionId"))))
+    let retry: RetryAnswer = decode(body)?;
+    out(&format!("{}\n", retry.execution_id))
 }
 
 /// The `attempts:` block of `exec get`: how each earlier attempt failed, as a table
 /// indented by two spaces; empty when the execution has no earlier attempts.
-pub fn attempts_block(execution: &Value) -> String {
-    let attempts = list_of(execution, "attempts");
+pub fn attempts_block(attempts: &[AttemptFailure]) -> String {
     if attempts.is_empty() {
         return String::new();
     }
     let mut table = Table::new(&["ATTEMPT", "STATUS", "EXIT", "FINISHED", "ERROR"]);
     for attempt in attempts {
         table.row(vec![
-            cell(attempt.get("attempt")),
-            cell(attempt.get("status")),
-            cell(attempt.get("exitCode")),
-            time(attempt.get("finishedAt")),
-            error_text(attempt.get("error")),
+            attempt.attempt.to_string(),
+            attempt.status.as_str().to_string(),
+            opt(attempt.exit_code),
+            time(Some(attempt.finished_at)),
+            error_text(attempt.error.as_ref()),
         ]);
     }
     let mut text = String::from("attempts:\n");
@@ -62,12 +64,12 @@ pub fn attempts_block(execution: &Value) -> String {
 }
 
 /// An `{code, message}` error as `CODE: message` on one line, cut to [`ERROR_WIDTH`].
-fn error_text(error: Option<&Value>) -> String {
-    let Some(error) = error.filter(|e| e.is_object()) else {
-        return cell(error);
+fn error_text(error: Option<&ExecutionError>) -> String {
+    let Some(error) = error else {
+        return String::new();
     };
-    let code = cell(error.get("code"));
-    let message = cell(error.get("message"));
+    let code = error.code.to_string();
+    let message = &error.message;
     let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
     let text = match (code.is_empty(), message.is_empty()) {
         (_, true) => code,
@@ -84,21 +86,21 @@ mod tests {
 
     #[test]
     fn no_attempts_no_block() {
-        assert_eq!(attempts_block(&json!({"id": "e1"})), "");
-        assert_eq!(attempts_block(&json!({"attempts": []})), "");
+        assert_eq!(attempts_block(&[]), "");
     }
 
     #[test]
     fn attempts_table_lists_earlier_failures() {
-        let execution = json!({"attempts": [
+        let attempts: Vec<AttemptFailure> = serde_json::from_value(json!([
             {"attempt": 1, "status": "error", "exitCode": 3,
              "error": {"code": "EXIT_CODE", "message": "exited with\ncode 3"},
              "finishedAt": "2026-11-23T09:10:00.5Z"},
             {"attempt": 2, "status": "timeout", "error": {"code": "TIMEOUT", "message": ""},
              "finishedAt": "2026-11-23T09:10:02Z"},
-        ]});
+        ]))
+        .unwrap();
         assert_eq!(
-            attempts_block(&execution),
+            attempts_block(&attempts),
             "attempts:\n  \
              ATTEMPT  STATUS   EXIT  FINISHED              ERROR\n  \
              1        error    3     2026-11-23T09:10:00Z  EXIT_CODE: exited with code 3\n  \
@@ -108,10 +110,10 @@ mod tests {
 
     #[test]
     fn long_errors_are_cut() {
-        let text = error_text(Some(&json!({"code": "E", "message": "m".repeat(200)})));
+        let text = error_text(Some(&ExecutionError::new("E", "m".repeat(200))));
         assert_eq!(text.chars().count(), ERROR_WIDTH);
         assert!(text.starts_with("E: mmm") && text.ends_with('…'), "{text}");
-        assert_eq!(error_text(Some(&json!({"message": "only"}))), "only");
+        assert_eq!(error_text(Some(&ExecutionError::new("", "only"))), "only");
         assert_eq!(error_text(None), "");
     }
 }

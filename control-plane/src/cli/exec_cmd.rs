@@ -7,10 +7,12 @@ use reqwest::header::ACCEPT;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::fn_cmd::list_of;
+use super::client::decode;
 use super::sse::{SseEvent, SseParser};
-use super::table::{cell, duration_ms, json_block, key_values, time, Table};
+use super::table::{duration_ms, json_block, key_values, opt, time, Table};
 use super::{exec_chain, out, out_json, Ctx, ExecCommand, ExecListArgs};
+use crate::domain::{Execution, LogLine, LogStream};
+use crate::wire::{ExecutionPage, ExecutionQuery, LogEnd, LogPage, LogsQuery};
 
 /// Carries out one `gantry exec` subcommand.
 pub async fn run(ctx: &Ctx, command: ExecCommand) -> Result<()> {
@@ -69,43 +71,33 @@ pub fn parse_time(text: &str) -> Result<String, String> {
 }
 
 /// The query of `exec list`.
-pub fn list_query(args: &ExecListArgs) -> Vec<(&'static str, String)> {
-    let mut query = Vec::new();
-    if let Some(function) = &args.function {
-        query.push(("function", function.clone()));
+pub fn list_query(args: &ExecListArgs) -> ExecutionQuery {
+    let statuses: Vec<&str> = args.status.iter().map(|s| s.as_str()).collect();
+    ExecutionQuery {
+        function: args.function.clone(),
+        status: (!statuses.is_empty()).then(|| statuses.join(",")),
+        since: args.since.clone(),
+        until: args.until.clone(),
+        // Without the flag the server lists every execution, dead-lettered or not.
+        dead_letter: args.dead_letter.then_some(true),
+        limit: args.limit,
+        cursor: args.cursor.clone(),
+        include: None,
     }
-    if !args.status.is_empty() {
-        let statuses: Vec<&str> = args.status.iter().map(|s| s.as_str()).collect();
-        query.push(("status", statuses.join(",")));
-    }
-    for (key, value) in [
-        ("since", &args.since),
-        ("until", &args.until),
-        ("cursor", &args.cursor),
-    ] {
-        if let Some(value) = value {
-            query.push((key, value.clone()));
-        }
-    }
-    if args.dead_letter {
-        query.push(("dead_letter", "true".to_string()));
-    }
-    if let Some(limit) = args.limit {
-        query.push(("limit", limit.to_string()));
-    }
-    query
 }
 
 /// `exec list`.
 async fn list(ctx: &Ctx, args: &ExecListArgs) -> Result<()> {
     let body = ctx
         .client
-        .get(&["v1", "executions"], &list_query(args))
+        .get_query(&["v1", "executions"], &list_query(args))
         .await?;
     if ctx.json() {
         return out_json(&body);
     }
-    let table = executions_table(list_of(&body, "executions"));
+    let page: ExecutionPage = decode(body)?;
+    let executions: Vec<Execution> = page.executions.into_iter().map(|e| e.record).collect();
+    let table = executions_table(&executions);
     if table.is_empty() {
         // The server hands out a cursor whenever a page is full, so the page after
         // one may be empty: that is the end of the listing, not an empty one.
@@ -119,23 +111,23 @@ async fn list(ctx: &Ctx, args: &ExecListArgs) -> Result<()> {
     } else {
         out(&table.render())?;
     }
-    if let Some(cursor) = body.get("nextCursor").and_then(Value::as_str) {
+    if let Some(cursor) = page.next_cursor {
         eprintln!("more executions: repeat with --cursor {cursor}");
     }
     Ok(())
 }
 
 /// The `exec list` table of Execution records.
-pub fn executions_table(executions: &[Value]) -> Table {
+pub fn executions_table(executions: &[Execution]) -> Table {
     let mut table = Table::new(&["ID", "FUNCTION", "STATUS", "ATTEMPT", "DURATION", "CREATED"]);
     for execution in executions {
         table.row(vec![
-            cell(execution.get("id")),
-            cell(execution.get("function")),
-            cell(execution.get("status")),
-            cell(execution.get("attempt")),
-            duration_ms(execution.get("durationMs")),
-            time(execution.get("createdAt")),
+            execution.id.to_string(),
+            execution.function.clone(),
+            execution.status.as_str().to_string(),
+            execution.attempt.to_string(),
+            duration_ms(execution.duration_ms),
+            time(Some(execution.created_at)),
         ]);
     }
     table
@@ -147,56 +139,49 @@ async fn get(ctx: &Ctx, id: &str) -> Result<()> {
     if ctx.json() {
         return out_json(&body);
     }
-    out(&execution_details(&body))
+    out(&execution_details(&decode(body)?))
 }
 
 /// The `exec get` text of an Execution: `key: value` lines (empty fields left out),
 /// the earlier attempts' failures when it was retried, then the input and output as
 /// pretty JSON.
-pub fn execution_details(execution: &Value) -> String {
-    let field = |key: &str| cell(execution.get(key));
-    let error = match execution.get("error") {
-        Some(error) if error.is_object() => {
-            let code = cell(error.get("code"));
-            match cell(error.get("message")) {
-                message if message.is_empty() => code,
-                message => format!("{code}: {message}"),
-            }
-        }
-        other => cell(other),
+pub fn execution_details(execution: &Execution) -> String {
+    let error = match &execution.error {
+        Some(error) if error.message.is_empty() => error.code.to_string(),
+        Some(error) => format!("{}: {}", error.code, error.message),
+        None => String::new(),
     };
-    let flag = |key: &str| match execution.get(key) {
-        Some(Value::Bool(true)) => "yes".to_string(),
-        _ => String::new(),
-    };
+    let flag = |set: bool| if set { "yes" } else { "" }.to_string();
     let mut text = key_values(&[
-        ("id", field("id")),
-        ("function", field("function")),
-        ("version", field("version")),
-        ("status", field("status")),
+        ("id", execution.id.to_string()),
+        ("function", execution.function.clone()),
+        ("version", execution.version.to_string()),
+        ("status", execution.status.as_str().to_string()),
         ("error", error),
-        ("exitCode", field("exitCode")),
-        ("attempt", field("attempt")),
-        ("deadLetter", flag("deadLetter")),
-        ("trigger", field("trigger")),
-        ("traceId", field("traceId")),
-        ("idempotencyKey", field("idempotencyKey")),
-        ("parentId", field("parentId")),
-        ("rootId", field("rootId")),
-        ("depth", field("depth")),
-        ("runAt", time(execution.get("runAt"))),
-        ("timeoutMs", field("timeoutMs")),
-        ("createdAt", time(execution.get("createdAt"))),
-        ("startedAt", time(execution.get("startedAt"))),
-        ("finishedAt", time(execution.get("finishedAt"))),
-        ("duration", duration_ms(execution.get("durationMs"))),
-        ("coldStart", field("coldStart")),
-        ("instanceId", field("instanceId")),
+        ("exitCode", opt(execution.exit_code)),
+        ("attempt", execution.attempt.to_string()),
+        ("deadLetter", flag(execution.dead_letter)),
+        ("trigger", execution.trigger.as_str().to_string()),
+        ("traceId", opt(execution.trace_id.as_deref())),
+        ("idempotencyKey", opt(execution.idempotency_key.as_deref())),
+        ("parentId", opt(execution.parent_id)),
+        ("rootId", opt(execution.root_id)),
+        ("depth", execution.depth.to_string()),
+        ("runAt", time(execution.run_at)),
+        ("timeoutMs", execution.timeout_ms.to_string()),
+        ("createdAt", time(Some(execution.created_at))),
+        ("startedAt", time(execution.started_at)),
+        ("finishedAt", time(execution.finished_at)),
+        ("duration", duration_ms(execution.duration_ms)),
+        ("coldStart", opt(execution.cold_start)),
+        ("instanceId", opt(execution.instance_id.as_deref())),
     ]);
-    text.push_str(&exec_chain::attempts_block(execution));
-    for key in ["input", "output"] {
-        text.push_str(&json_block(key, execution.get(key).unwrap_or(&Value::Null)));
-    }
+    text.push_str(&exec_chain::attempts_block(&execution.attempts));
+    text.push_str(&json_block("input", &execution.input));
+    text.push_str(&json_block(
+        "output",
+        execution.output.as_ref().unwrap_or(&Value::Null),
+    ));
     text
 }
 
@@ -208,7 +193,8 @@ async fn cancel(ctx: &Ctx, id: &str) -> Result<()> {
     if ctx.json() {
         return out_json(&body);
     }
-    out(&format!("execution {id}: {}\n", cell(body.get("status"))))
+    let execution: Execution = decode(body)?;
+    out(&format!("execution {id}: {}\n", execution.status.as_str()))
 }
 
 /// `exec logs ID` without following.
@@ -220,27 +206,28 @@ async fn logs(ctx: &Ctx, id: &str, timestamps: bool) -> Result<()> {
     if ctx.json() {
         return out_json(&body);
     }
-    let mut text = String::new();
-    for line in list_of(&body, "lines") {
-        text.push_str(&log_line(line, timestamps));
-    }
+    let page: LogPage = decode(body)?;
+    let text: String = page
+        .lines
+        .iter()
+        .map(|line| log_line(line, timestamps))
+        .collect();
     out(&text)
 }
 
 /// One captured line as printed: `[stderr] ` / `[system] ` prefixes, stdout bare,
 /// optionally after the capture time.
-pub fn log_line(record: &Value, timestamps: bool) -> String {
+pub fn log_line(record: &LogLine, timestamps: bool) -> String {
     let mut text = String::new();
     if timestamps {
-        text.push_str(&time(record.get("time")));
+        text.push_str(&time(Some(record.time)));
         text.push(' ');
     }
-    match record.get("stream").and_then(Value::as_str) {
-        Some("stdout") | None => {}
-        Some(stream) => text.push_str(&format!("[{stream}] ")),
+    if record.stream != LogStream::Stdout {
+        text.push_str(&format!("[{}] ", record.stream.as_str()));
     }
-    let line = cell(record.get("line"));
-    text.push_str(line.strip_suffix('\n').unwrap_or(&line));
+    let line = &record.line;
+    text.push_str(line.strip_suffix('\n').unwrap_or(line));
     text.push('\n');
     text
 }
@@ -258,17 +245,20 @@ pub enum FollowStep {
 
 /// Interprets one event of `logs?follow=true`.
 pub fn follow_step(event: &SseEvent, json: bool, timestamps: bool) -> FollowStep {
-    let data: Option<Value> = serde_json::from_str(&event.data).ok();
     match event.event.as_str() {
-        "log" | "message" => match data {
-            Some(record) if json => FollowStep::Print(format!("{record}\n")),
-            Some(record) if record.is_object() => FollowStep::Print(log_line(&record, timestamps)),
-            _ => FollowStep::Print(format!("{}\n", event.data)),
+        "log" | "message" if json => match serde_json::from_str::<Value>(&event.data) {
+            // The server's JSON as sent, compacted to one line.
+            Ok(record) => FollowStep::Print(format!("{record}\n")),
+            Err(_) => FollowStep::Print(format!("{}\n", event.data)),
         },
-        "end" => FollowStep::End(
-            data.and_then(|d| d.get("status").and_then(Value::as_str).map(str::to_string))
-                .unwrap_or_else(|| "finished".to_string()),
-        ),
+        "log" | "message" => match serde_json::from_str::<LogLine>(&event.data) {
+            Ok(record) => FollowStep::Print(log_line(&record, timestamps)),
+            Err(_) => FollowStep::Print(format!("{}\n", event.data)),
+        },
+        "end" => FollowStep::End(serde_json::from_str::<LogEnd>(&event.data).map_or_else(
+            |_| "finished".to_string(),
+            |end| end.status.as_str().to_string(),
+        )),
         _ => FollowStep::Skip,
     }
 }
@@ -276,14 +266,16 @@ pub fn follow_step(event: &SseEvent, json: bool, timestamps: bool) -> FollowStep
 /// `exec logs ID --follow`: prints lines as they arrive until the `end` event.
 async fn follow_logs(ctx: &Ctx, id: &str, timestamps: bool) -> Result<()> {
     let client = &ctx.client;
-    let url = client.url(
-        &["v1", "executions", id, "logs"],
-        &[("follow", "true".to_string())],
-    );
+    let url = client.url(&["v1", "executions", id, "logs"], &[]);
+    let query = LogsQuery {
+        follow: true,
+        after: 0,
+    };
     let response = client
         .send(
             client
                 .request(Method::GET, url)
+                .query(&query)
                 .header(ACCEPT, "text/event-stream"),
         )
         .await?;
@@ -295,7 +287,9 @@ async fn follow_logs(ctx: &Ctx, id: &str, timestamps: bool) -> Result<()> {
         if ctx.json() {
             return out_json(&body);
         }
-        let lines: String = list_of(&body, "lines")
+        let page: LogPage = decode(body)?;
+        let lines: String = page
+            .lines
             .iter()
             .map(|line| log_line(line, timestamps))
             .collect();
@@ -365,62 +359,86 @@ mod tests {
             limit: Some(5),
             cursor: Some("abc".into()),
         };
+        let client = super::super::Client::new("http://127.0.0.1:1", None).unwrap();
+        let request = client
+            .request(Method::GET, client.url(&["v1", "executions"], &[]))
+            .query(&list_query(&args))
+            .build()
+            .unwrap();
         assert_eq!(
-            list_query(&args),
-            vec![
-                ("function", "echo".to_string()),
-                ("status", "error,timeout".to_string()),
-                ("since", "2025-01-01T00:00:00Z".to_string()),
-                ("cursor", "abc".to_string()),
-                ("dead_letter", "true".to_string()),
-                ("limit", "5".to_string()),
-            ]
+            request.url().query(),
+            Some(
+                "function=echo&status=error%2Ctimeout&since=2025-01-01T00%3A00%3A00Z\
+                 &dead_letter=true&limit=5&cursor=abc"
+            )
         );
+        let none = ExecListArgs {
+            function: None,
+            status: Vec::new(),
+            since: None,
+            until: None,
+            dead_letter: false,
+            limit: None,
+            cursor: None,
+        };
+        assert_eq!(list_query(&none), ExecutionQuery::default());
+    }
+
+    /// An execution record: the given fields over a queued one's.
+    fn execution(fields: Value) -> Execution {
+        let mut record = json!({
+            "id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "function": "echo", "version": 3,
+            "status": "queued", "input": null, "output": null, "error": null, "attempt": 1,
+            "parentId": null, "rootId": null, "depth": 0, "trigger": "api", "traceId": null,
+            "idempotencyKey": null, "timeoutMs": 30000, "createdAt": "2025-01-02T03:04:05Z",
+            "startedAt": null, "finishedAt": null, "durationMs": null, "coldStart": null,
+            "instanceId": null, "exitCode": null, "deadLetter": false
+        });
+        for (key, value) in fields.as_object().unwrap() {
+            record[key] = value.clone();
+        }
+        decode(record).unwrap()
     }
 
     #[test]
     fn executions_table_columns() {
         let table = executions_table(&[
-            json!({
-                "id": "0190", "function": "echo", "status": "success", "attempt": 1,
-                "durationMs": 1500, "createdAt": "2025-01-02T03:04:05Z"
-            }),
-            json!({"id": "0191", "function": "echo", "status": "queued", "attempt": 1}),
+            execution(json!({"status": "success", "durationMs": 1500})),
+            execution(json!({"id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c", "attempt": 2})),
         ]);
         assert_eq!(
             table.render(),
-            "ID    FUNCTION  STATUS   ATTEMPT  DURATION  CREATED\n\
-             0190  echo      success  1        1.5s      2025-01-02T03:04:05Z\n\
-             0191  echo      queued   1\n"
+            "ID                                    FUNCTION  STATUS   ATTEMPT  DURATION  CREATED\n\
+             0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b  echo      success  1        1.5s      2025-01-02T03:04:05Z\n\
+             0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c  echo      queued   2                  2025-01-02T03:04:05Z\n"
         );
     }
 
     #[test]
     fn execution_details_skips_empty_fields() {
-        let text = execution_details(&json!({
-            "id": "e1", "function": "echo", "version": 3, "status": "error",
-            "error": {"code": "EXIT_CODE", "message": "exited with 2"}, "exitCode": 2,
-            "attempt": 1, "deadLetter": false, "traceId": null, "input": {"a": 1},
-            "output": null, "durationMs": 12
-        }));
+        let text = execution_details(&execution(json!({
+            "status": "error", "error": {"code": "EXIT_CODE", "message": "exited with 2"},
+            "exitCode": 2, "input": {"a": 1}, "durationMs": 12
+        })));
         assert_eq!(
             text,
-            "id:       e1\nfunction: echo\nversion:  3\nstatus:   error\n\
-             error:    EXIT_CODE: exited with 2\nexitCode: 2\nattempt:  1\nduration: 12ms\n\
+            "id:        0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\nfunction:  echo\n\
+             version:   3\nstatus:    error\nerror:     EXIT_CODE: exited with 2\n\
+             exitCode:  2\nattempt:   1\ntrigger:   api\ndepth:     0\n\
+             timeoutMs: 30000\ncreatedAt: 2025-01-02T03:04:05Z\nduration:  12ms\n\
              input:\n  {\n    \"a\": 1\n  }\noutput:\n  null\n"
         );
     }
 
     #[test]
     fn execution_details_show_dead_letters_and_attempts() {
-        let text = execution_details(&json!({
-            "id": "e1", "status": "error", "attempt": 2, "deadLetter": true,
+        let text = execution_details(&execution(json!({
+            "status": "error", "attempt": 2, "deadLetter": true,
             "error": {"code": "EXIT_CODE", "message": "exited with 3"},
             "attempts": [{"attempt": 1, "status": "error", "exitCode": 3,
                 "error": {"code": "EXIT_CODE", "message": "exited with 3"},
-                "finishedAt": "2026-11-23T09:10:00Z"}],
-            "input": null
-        }));
+                "finishedAt": "2026-11-23T09:10:00Z"}]
+        })));
         assert!(text.contains("deadLetter: yes\n"), "{text}");
         assert!(
             text.contains(
@@ -433,9 +451,11 @@ mod tests {
 
     #[test]
     fn log_lines() {
-        let out =
-            json!({"seq": 1, "stream": "stdout", "time": "2025-01-02T03:04:05.5Z", "line": "hi"});
-        let err = json!({"seq": 2, "stream": "stderr", "line": "oops\n"});
+        let line = |record: Value| -> LogLine { serde_json::from_value(record).unwrap() };
+        let out = line(json!({"seq": 1, "stream": "stdout",
+            "time": "2025-01-02T03:04:05.5Z", "line": "hi"}));
+        let err = line(json!({"seq": 2, "stream": "stderr",
+            "time": "2025-01-02T03:04:06Z", "line": "oops\n"}));
         assert_eq!(log_line(&out, false), "hi\n");
         assert_eq!(log_line(&out, true), "2025-01-02T03:04:05Z hi\n");
         assert_eq!(log_line(&err, false), "[stderr] oops\n");
@@ -447,7 +467,10 @@ mod tests {
             event: name.into(),
             data: data.into(),
         };
-        let log = event("log", r#"{"seq":1,"stream":"system","line":"cold start"}"#);
+        let log = event(
+            "log",
+            r#"{"seq":1,"stream":"system","time":"2025-01-02T03:04:05Z","line":"cold start"}"#,
+        );
         assert_eq!(
             follow_step(&log, false, false),
             FollowStep::Print("[system] cold start\n".into())

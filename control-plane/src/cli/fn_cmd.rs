@@ -5,13 +5,21 @@ use std::fmt;
 use anyhow::{anyhow, Result};
 use reqwest::header::{HeaderValue, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::client::{header, ApiError};
-use super::table::{cell, command_line, json_block, key_values, time, truncate, Table};
+use super::client::{decode, header, ApiError};
+use super::table::{json_block, key_values, time, truncate, Table};
 use super::{
     input, out, out_json, pool_view, Ctx, EnqueueArgs, FnCommand, InvokeArgs, ScaleArgs, UsageError,
 };
+use crate::domain::ExecutionStatus;
+use crate::wire::{
+    Accepted, FunctionAnswer, FunctionList, InvokeAnswer, ScaleRequest, SpecSummary, VersionList,
+};
+
+/// A function version as the CLI reads it: the spec kept as the server sent it.
+pub type Function = FunctionAnswer<Value>;
 
 /// A function call that ran and failed (or timed out): exit code 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,50 +76,38 @@ async fn deploy(ctx: &Ctx, file: &std::path::Path) -> Result<()> {
     let response = client
         .send(client.request(Method::POST, url).json(&manifest.json))
         .await?;
-    let (body, changed) = if response.status() == StatusCode::CONFLICT {
+    let body = if response.status() == StatusCode::CONFLICT {
         let url = client.url(&["v1", "functions", &manifest.name], &[]);
         let (_, body) = client
             .call(client.request(Method::PUT, url).json(&manifest.json))
             .await?;
-        let changed = body.get("changed").and_then(Value::as_bool).unwrap_or(true);
-        (body, changed)
+        body
     } else {
-        (client.read(response).await?.1, true)
+        client.read(response).await?.1
     };
     if ctx.json() {
         return out_json(&body);
     }
-    print_warnings(&body);
-    out(&format!(
-        "{}\n",
-        deploy_message(&body, &manifest.name, changed)
-    ))
+    let function: Function = decode(body)?;
+    print_warnings(&function);
+    out(&format!("{}\n", deploy_message(&function)))
 }
 
-/// Prints the `warnings` of a FunctionVersion answer on stderr.
-fn print_warnings(body: &Value) {
-    for warning in body
-        .get("warnings")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
+/// Prints the `warnings` of a function answer on stderr.
+fn print_warnings(function: &Function) {
+    for warning in &function.warnings {
         eprintln!("warning: {warning}");
     }
 }
 
-/// The line `fn deploy` prints.
-pub fn deploy_message(version: &Value, fallback_name: &str, changed: bool) -> String {
-    let name = version
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or(fallback_name);
-    let number = cell(version.get("version"));
-    if changed {
+/// The line `fn deploy` prints. A create answers no `changed`: it always makes a
+/// version.
+pub fn deploy_message(function: &Function) -> String {
+    let (name, number) = (&function.name, function.version);
+    if function.changed.unwrap_or(true) {
         format!(
             "deployed {name} version {number} ({})",
-            cell(version.get("contentHash"))
+            function.content_hash
         )
     } else {
         format!("{name} unchanged (version {number})")
@@ -124,7 +120,8 @@ async fn list(ctx: &Ctx) -> Result<()> {
     if ctx.json() {
         return out_json(&body);
     }
-    let table = functions_table(list_of(&body, "functions"));
+    let listed: FunctionList<Value> = decode(body)?;
+    let table = functions_table(&listed.functions);
     if table.is_empty() {
         eprintln!("no functions deployed (gantry fn deploy -f FILE)");
         return Ok(());
@@ -133,28 +130,28 @@ async fn list(ctx: &Ctx) -> Result<()> {
 }
 
 /// The `fn list` table of FunctionVersion records.
-pub fn functions_table(functions: &[Value]) -> Table {
+pub fn functions_table(functions: &[Function]) -> Table {
     let mut table = Table::new(&["NAME", "VERSION", "MODE", "COMMAND/IMAGE", "UPDATED"]);
     for function in functions {
-        let spec = function.get("spec").unwrap_or(&Value::Null);
-        let mode = match cell(spec.get("mode")) {
-            m if m.is_empty() => "HTTP".to_string(),
-            m => m.to_ascii_uppercase(),
+        let spec = SpecSummary::of(&function.spec);
+        let mode = match spec.mode {
+            Some(mode) if !mode.is_empty() => mode.to_ascii_uppercase(),
+            _ => "HTTP".to_string(),
         };
-        let runs = match spec.get("command").filter(|c| !c.is_null()) {
-            Some(command) => command_line(Some(command)),
-            None => cell(spec.get("image")),
+        let runs = match (&spec.command, spec.image) {
+            (Some(command), _) => command.to_line(),
+            (None, image) => image.unwrap_or_default(),
         };
-        let mut name = cell(function.get("name"));
-        if spec.get("enabled") == Some(&Value::Bool(false)) {
+        let mut name = function.name.clone();
+        if spec.enabled == Some(false) {
             name.push_str(" (disabled)");
         }
         table.row(vec![
             name,
-            cell(function.get("version")),
+            function.version.to_string(),
             mode,
             truncate(&runs, 60),
-            time(function.get("createdAt")),
+            time(Some(function.created_at)),
         ]);
     }
     table
@@ -166,47 +163,39 @@ async fn get(ctx: &Ctx, name: &str) -> Result<()> {
     if ctx.json() {
         return out_json(&body);
     }
-    out(&function_details(&body))
+    out(&function_details(&decode(body)?))
 }
 
-/// The `fn get` text of a FunctionVersion, with its pool when it has one.
-pub fn function_details(function: &Value) -> String {
+/// The `fn get` text of a function version, with its pool when it has one.
+pub fn function_details(function: &Function) -> String {
     let mut text = key_values(&[
-        ("name", cell(function.get("name"))),
-        ("version", cell(function.get("version"))),
-        ("contentHash", cell(function.get("contentHash"))),
-        ("createdAt", time(function.get("createdAt"))),
+        ("name", function.name.clone()),
+        ("version", function.version.to_string()),
+        ("contentHash", function.content_hash.clone()),
+        ("createdAt", time(Some(function.created_at))),
     ]);
-    text.push_str(&json_block(
-        "spec",
-        function.get("spec").unwrap_or(&Value::Null),
-    ));
-    text.push_str(&pool_view::pool_details(function));
+    text.push_str(&json_block("spec", &function.spec));
+    text.push_str(&pool_view::pool_details(function.pool.as_ref()));
     text
 }
 
 /// `fn scale NAME --min N --max M`.
 async fn scale(ctx: &Ctx, args: ScaleArgs) -> Result<()> {
-    let mut limits = serde_json::Map::new();
-    if let Some(min) = args.min {
-        limits.insert("min_instances".into(), min.into());
-    }
-    if let Some(max) = args.max {
-        limits.insert("max_instances".into(), max.into());
-    }
+    let limits = ScaleRequest {
+        min_instances: args.min,
+        max_instances: args.max,
+    };
     let action = format!("{}:scale", args.name);
     let body = ctx
         .client
-        .post_json(&["v1", "functions", &action], &Value::Object(limits))
+        .post_json(&["v1", "functions", &action], &limits)
         .await?;
     if ctx.json() {
         return out_json(&body);
     }
-    print_warnings(&body);
-    out(&format!(
-        "{}\n",
-        pool_view::scale_message(&body, &args.name)
-    ))
+    let function: Function = decode(body)?;
+    print_warnings(&function);
+    out(&format!("{}\n", pool_view::scale_message(&function)))
 }
 
 /// `fn delete NAME`.
@@ -229,12 +218,13 @@ async fn versions(ctx: &Ctx, name: &str) -> Result<()> {
     if ctx.json() {
         return out_json(&body);
     }
+    let listed: VersionList<Value> = decode(body)?;
     let mut table = Table::new(&["VERSION", "HASH", "CREATED"]);
-    for version in list_of(&body, "versions") {
+    for version in listed.versions {
         table.row(vec![
-            cell(version.get("version")),
-            cell(version.get("contentHash")),
-            time(version.get("createdAt")),
+            version.version.to_string(),
+            version.content_hash,
+            time(Some(version.created_at)),
         ]);
     }
     out(&table.render())
@@ -261,65 +251,50 @@ async fn invoke(ctx: &Ctx, args: InvokeArgs) -> Result<()> {
     let response = client.send(request).await?;
     let status = response.status();
     let retry_after = header(&response, "retry-after");
-    let execution_header = header(&response, "x-execution-id");
     let bytes = client.body(response).await?;
     let parsed: Option<Value> = serde_json::from_slice(&bytes).ok();
-    let result = match parsed {
-        Some(body) if is_invocation_result(&body) => body,
-        Some(body) if status.is_success() => return out_json(&body),
-        _ if status.is_success() => {
+    let (body, result) = match parsed {
+        Some(body) => match invocation_result(&body) {
+            Some(result) => (body, result),
+            None if status.is_success() => return out_json(&body),
+            None => return Err(ApiError::from_parts(status, retry_after, &bytes).into()),
+        },
+        None if status.is_success() => {
             return Err(anyhow!(
                 "the server answered the call with something that is not JSON"
             ))
         }
-        _ => return Err(ApiError::from_parts(status, retry_after, &bytes).into()),
+        None => return Err(ApiError::from_parts(status, retry_after, &bytes).into()),
     };
     if ctx.json() {
-        out_json(&result)?;
+        out_json(&body)?;
     }
-    match invocation_failure(&result, execution_header.as_deref()) {
+    match invocation_failure(&result) {
         Some(failure) => Err(failure.into()),
         None if ctx.json() => Ok(()),
-        None => out_json(result.get("output").unwrap_or(&Value::Null)),
+        None => out_json(result.output.as_ref().unwrap_or(&Value::Null)),
     }
 }
 
-/// Whether `body` is an invocation result (`{executionId, status, ...}`) rather than
-/// an API error.
-fn is_invocation_result(body: &Value) -> bool {
-    body.get("executionId").is_some() && body.get("status").is_some_and(Value::is_string)
+/// `body` as an invocation result (`{executionId, status, output, error}`), or `None`
+/// for anything else (an API error).
+fn invocation_result(body: &Value) -> Option<InvokeAnswer> {
+    InvokeAnswer::deserialize(body).ok()
 }
 
 /// The failure an invocation result reports, if its status is not `success`.
-pub fn invocation_failure(
-    result: &Value,
-    execution_header: Option<&str>,
-) -> Option<FunctionFailed> {
-    let status = result
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown");
-    if status == "success" {
+pub fn invocation_failure(result: &InvokeAnswer) -> Option<FunctionFailed> {
+    if result.status == ExecutionStatus::Success {
         return None;
     }
-    let error = result.get("error").filter(|e| e.is_object());
-    let code = error
-        .and_then(|e| e.get("code"))
-        .and_then(Value::as_str)
-        .map_or_else(|| status.to_ascii_uppercase(), str::to_string);
-    let message = error
-        .and_then(|e| e.get("message"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let execution_id = match result.get("executionId") {
-        Some(Value::String(id)) => id.clone(),
-        _ => execution_header.unwrap_or("?").to_string(),
+    let (code, message) = match &result.error {
+        Some(error) => (error.code.to_string(), error.message.clone()),
+        None => (result.status.as_str().to_ascii_uppercase(), String::new()),
     };
     Some(FunctionFailed {
         code,
         message,
-        execution_id,
+        execution_id: result.execution_id.to_string(),
     })
 }
 
@@ -339,7 +314,8 @@ async fn enqueue(ctx: &Ctx, args: EnqueueArgs) -> Result<()> {
     if ctx.json() {
         return out_json(&body);
     }
-    out(&format!("{}\n", cell(body.get("executionId"))))
+    let accepted: Accepted = decode(body)?;
+    out(&format!("{}\n", accepted.execution_id))
 }
 
 /// `-d`, reading stdin only for `@-` (also used by `event publish`).
@@ -361,31 +337,27 @@ fn header_value(flag: &str, value: &str) -> Result<HeaderValue> {
     })
 }
 
-/// The array under `key` of a list answer (empty when missing).
-pub fn list_of<'a>(body: &'a Value, key: &str) -> &'a [Value] {
-    body.get(key)
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
-    fn version(name: &str, spec: Value) -> Value {
-        json!({"name": name, "version": 2, "contentHash": "sha256:ab12",
-               "spec": spec, "createdAt": "2025-03-04T05:06:07.890Z"})
+    fn version(name: &str, spec: Value) -> Function {
+        decode(
+            json!({"name": name, "version": 2, "contentHash": "sha256:ab12",
+               "spec": spec, "createdAt": "2025-03-04T05:06:07.890Z"}),
+        )
+        .unwrap()
     }
 
     #[test]
     fn deploy_messages() {
-        let v = version("echo", json!({}));
-        assert_eq!(
-            deploy_message(&v, "x", true),
-            "deployed echo version 2 (sha256:ab12)"
-        );
-        assert_eq!(deploy_message(&v, "x", false), "echo unchanged (version 2)");
+        let mut v = version("echo", json!({}));
+        assert_eq!(deploy_message(&v), "deployed echo version 2 (sha256:ab12)");
+        v.changed = Some(true);
+        assert_eq!(deploy_message(&v), "deployed echo version 2 (sha256:ab12)");
+        v.changed = Some(false);
+        assert_eq!(deploy_message(&v), "echo unchanged (version 2)");
     }
 
     #[test]
@@ -393,12 +365,17 @@ mod tests {
         let table = functions_table(&[
             version("echo", json!({"mode": "STDIO", "command": ["cat"]})),
             version("web", json!({"image": "ghcr.io/x/web:1", "enabled": false})),
+            version(
+                "new",
+                json!({"command": "python3 'my handler.py'", "from_the_future": 1}),
+            ),
         ]);
         assert_eq!(
             table.render(),
-            "NAME            VERSION  MODE   COMMAND/IMAGE    UPDATED\n\
-             echo            2        STDIO  cat              2025-03-04T05:06:07Z\n\
-             web (disabled)  2        HTTP   ghcr.io/x/web:1  2025-03-04T05:06:07Z\n"
+            "NAME            VERSION  MODE   COMMAND/IMAGE            UPDATED\n\
+             echo            2        STDIO  cat                      2025-03-04T05:06:07Z\n\
+             web (disabled)  2        HTTP   ghcr.io/x/web:1          2025-03-04T05:06:07Z\n\
+             new             2        HTTP   python3 'my handler.py'  2025-03-04T05:06:07Z\n"
         );
     }
 
@@ -417,23 +394,30 @@ mod tests {
 
     #[test]
     fn invocation_failures() {
-        let ok = json!({"executionId": "e1", "status": "success", "output": 1, "error": null});
-        assert!(is_invocation_result(&ok));
-        assert_eq!(invocation_failure(&ok, None), None);
+        let id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+        let ok = json!({"executionId": id, "status": "success", "output": 1, "error": null});
+        let ok = invocation_result(&ok).unwrap();
+        assert_eq!(ok.output, Some(json!(1)));
+        assert_eq!(invocation_failure(&ok), None);
 
-        let failed = json!({"executionId": "e2", "status": "timeout", "output": null,
+        let failed = json!({"executionId": id, "status": "timeout", "output": null,
                             "error": {"code": "TIMEOUT", "message": "took longer than 1000ms"}});
         assert_eq!(
-            invocation_failure(&failed, None).unwrap().to_string(),
-            "TIMEOUT: took longer than 1000ms (execution e2)"
+            invocation_failure(&invocation_result(&failed).unwrap())
+                .unwrap()
+                .to_string(),
+            format!("TIMEOUT: took longer than 1000ms (execution {id})")
         );
-        let bare = json!({"executionId": null, "status": "error", "error": null});
+        let bare = json!({"executionId": id, "status": "error", "output": null, "error": null,
+                          "fromTheFuture": true});
         assert_eq!(
-            invocation_failure(&bare, Some("e3")).unwrap().to_string(),
-            "ERROR (execution e3)"
+            invocation_failure(&invocation_result(&bare).unwrap())
+                .unwrap()
+                .to_string(),
+            format!("ERROR (execution {id})")
         );
         let api_error = json!({"error": {"code": "NOT_FOUND", "message": "nope"}});
-        assert!(!is_invocation_result(&api_error));
+        assert!(invocation_result(&api_error).is_none());
     }
 
     #[test]

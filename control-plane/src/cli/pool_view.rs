@@ -1,40 +1,31 @@
 //! Human output of warm pools: the `pool:` summary and instance table of `gantry fn get`,
 //! and the line `gantry fn scale` prints.
 
-use serde_json::Value;
+use super::fn_cmd::Function;
+use super::table::{time, Table};
+use crate::wire::{PoolStatus, SpecSummary};
 
-use super::table::{cell, time, Table};
-
-/// A count of the pool object (`?` when the server left it out).
-fn count(pool: &Value, key: &str) -> String {
-    match cell(pool.get(key)) {
-        text if text.is_empty() => "?".to_string(),
-        text => text,
-    }
-}
-
-/// The one-line summary of a `pool` object: instances by state, the queue, cold starts
-/// and the limits.
-pub fn pool_summary(pool: &Value) -> String {
-    let c = |key| count(pool, key);
+/// The one-line summary of a pool: instances by state, the queue, cold starts and the
+/// limits.
+pub fn pool_summary(pool: &PoolStatus) -> String {
     format!(
         "pool: {} idle, {} busy, {} starting, {} draining; {} queued, {} in flight; \
          {} cold starts; min {}, max {}, concurrency {} per instance",
-        c("idle"),
-        c("busy"),
-        c("starting"),
-        c("draining"),
-        c("queued"),
-        c("inFlight"),
-        c("coldStarts"),
-        c("minInstances"),
-        c("maxInstances"),
-        c("concurrencyPerInstance"),
+        pool.idle,
+        pool.busy,
+        pool.starting,
+        pool.draining,
+        pool.queued,
+        pool.in_flight,
+        pool.cold_starts,
+        pool.min_instances,
+        pool.max_instances,
+        pool.concurrency_per_instance,
     )
 }
 
-/// The table of a pool's `instances` (a never used instance shows `-` as LAST USED).
-pub fn instances_table(pool: &Value) -> Table {
+/// The table of a pool's instances (a never used instance shows `-` as LAST USED).
+pub fn instances_table(pool: &PoolStatus) -> Table {
     let mut table = Table::new(&[
         "ID",
         "VERSION",
@@ -44,19 +35,18 @@ pub fn instances_table(pool: &Value) -> Table {
         "STARTED",
         "LAST USED",
     ]);
-    let instances = pool.get("instances").and_then(Value::as_array);
-    for instance in instances.into_iter().flatten() {
-        let last_used = match time(instance.get("lastUsedAt")) {
-            text if text.is_empty() => "-".to_string(),
-            text => text,
+    for instance in &pool.instances {
+        let last_used = match instance.last_used_at {
+            Some(at) => time(Some(at)),
+            None => "-".to_string(),
         };
         table.row(vec![
-            cell(instance.get("id")),
-            cell(instance.get("version")),
-            cell(instance.get("state")),
-            cell(instance.get("inFlight")),
-            cell(instance.get("invocations")),
-            time(instance.get("startedAt")),
+            instance.id.clone(),
+            instance.version.to_string(),
+            instance.state.as_str().to_string(),
+            instance.in_flight.to_string(),
+            instance.invocations.to_string(),
+            time(Some(instance.started_at)),
             last_used,
         ]);
     }
@@ -64,9 +54,9 @@ pub fn instances_table(pool: &Value) -> Table {
 }
 
 /// The pool section of `fn get`: the summary line, then the instance table when there
-/// are instances. Empty when `function` has no `pool`.
-pub fn pool_details(function: &Value) -> String {
-    let Some(pool) = function.get("pool").filter(|p| p.is_object()) else {
+/// are instances. Empty for a function without a pool.
+pub fn pool_details(pool: Option<&PoolStatus>) -> String {
+    let Some(pool) = pool else {
         return String::new();
     };
     let mut text = pool_summary(pool);
@@ -81,24 +71,18 @@ pub fn pool_details(function: &Value) -> String {
 /// The line `fn scale` prints for the server's answer: `scaled NAME: min 1, max 4
 /// (version 5)`, or `NAME already at min 1, max 4 (version 5)` when nothing changed.
 /// The limits come from the new version's `spec.warm`, else from `pool`.
-pub fn scale_message(version: &Value, fallback_name: &str) -> String {
-    let name = version
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or(fallback_name);
-    let warm = version.pointer("/spec/warm");
-    let pool = version.get("pool");
-    let limit = |spec_key: &str, pool_key: &str| {
-        let from_spec = warm.and_then(|w| w.get(spec_key)).filter(|v| !v.is_null());
-        match cell(from_spec.or_else(|| pool.and_then(|p| p.get(pool_key)))) {
-            text if text.is_empty() => "?".to_string(),
-            text => text,
-        }
+pub fn scale_message(function: &Function) -> String {
+    let warm = SpecSummary::of(&function.spec).warm.unwrap_or_default();
+    let pool = function.pool.as_ref();
+    let limit = |from_spec: Option<u32>, from_pool: Option<u32>| {
+        from_spec
+            .or(from_pool)
+            .map_or_else(|| "?".to_string(), |n| n.to_string())
     };
-    let min = limit("min_instances", "minInstances");
-    let max = limit("max_instances", "maxInstances");
-    let number = cell(version.get("version"));
-    if version.get("changed") == Some(&Value::Bool(false)) {
+    let min = limit(warm.min_instances, pool.map(|p| p.min_instances));
+    let max = limit(warm.max_instances, pool.map(|p| p.max_instances));
+    let (name, number) = (&function.name, function.version);
+    if function.changed == Some(false) {
         format!("{name} already at min {min}, max {max} (version {number})")
     } else {
         format!("scaled {name}: min {min}, max {max} (version {number})")
@@ -112,8 +96,8 @@ mod tests {
     use clap::Parser;
     use serde_json::json;
 
-    fn pool() -> Value {
-        json!({
+    fn pool() -> PoolStatus {
+        serde_json::from_value(json!({
             "minInstances": 1, "maxInstances": 4, "concurrencyPerInstance": 1,
             "idleTimeoutMs": 300000, "maxInvocations": 0,
             "starting": 0, "idle": 1, "busy": 1, "draining": 0,
@@ -126,7 +110,17 @@ mod tests {
                  "invocations": 0, "startedAt": "2026-11-23T10:00:00+01:00",
                  "lastUsedAt": null}
             ]
-        })
+        }))
+        .unwrap()
+    }
+
+    fn function(fields: serde_json::Value) -> Function {
+        let mut body = json!({"name": "f", "version": 5, "contentHash": "sha256:ab",
+            "spec": {}, "createdAt": "2026-11-23T09:00:00Z"});
+        for (key, value) in fields.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        serde_json::from_value(body).unwrap()
     }
 
     #[test]
@@ -135,11 +129,6 @@ mod tests {
             pool_summary(&pool()),
             "pool: 1 idle, 1 busy, 0 starting, 0 draining; 0 queued, 1 in flight; \
              3 cold starts; min 1, max 4, concurrency 1 per instance"
-        );
-        assert_eq!(
-            pool_summary(&json!({"idle": 2})),
-            "pool: 2 idle, ? busy, ? starting, ? draining; ? queued, ? in flight; \
-             ? cold starts; min ?, max ?, concurrency ? per instance"
         );
     }
 
@@ -151,40 +140,47 @@ mod tests {
              process-1234  3        idle   0          12           2026-11-23T09:00:00Z  2026-11-23T09:01:00Z\n\
              process-99    3        busy   1          0            2026-11-23T09:00:00Z  -\n"
         );
-        assert!(instances_table(&json!({"idle": 0})).is_empty());
+        let mut empty = pool();
+        empty.instances.clear();
+        assert!(instances_table(&empty).is_empty());
     }
 
     #[test]
     fn pool_details_only_with_a_pool() {
-        assert_eq!(pool_details(&json!({"name": "f"})), "");
-        assert_eq!(pool_details(&json!({"name": "f", "pool": null})), "");
-        let text = pool_details(&json!({"pool": pool()}));
+        assert_eq!(pool_details(None), "");
+        assert_eq!(
+            pool_details(function(json!({"pool": null})).pool.as_ref()),
+            ""
+        );
+        let text = pool_details(Some(&pool()));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         assert!(lines[0].starts_with("pool: 1 idle, 1 busy"), "{text}");
         assert!(lines[1].starts_with("ID "), "{text}");
-        let empty = json!({"pool": {"idle": 0, "instances": []}});
-        assert_eq!(pool_details(&empty).lines().count(), 1);
+        let mut empty = pool();
+        empty.instances.clear();
+        assert_eq!(pool_details(Some(&empty)).lines().count(), 1);
     }
 
     #[test]
     fn scale_messages() {
-        let body = json!({"name": "f", "version": 5, "changed": true,
-            "spec": {"warm": {"min_instances": 1, "max_instances": 4}},
-            "pool": {"minInstances": 0, "maxInstances": 9}});
+        let mut pool = pool();
+        pool.min_instances = 0;
+        pool.max_instances = 9;
+        let mut body = function(json!({"changed": true,
+            "spec": {"warm": {"min_instances": 1, "max_instances": 4}}}));
+        body.pool = Some(pool.clone());
+        assert_eq!(scale_message(&body), "scaled f: min 1, max 4 (version 5)");
+        (pool.min_instances, pool.max_instances) = (2, 3);
+        let mut body = function(json!({"name": "g", "version": 6, "changed": false}));
+        body.pool = Some(pool);
         assert_eq!(
-            scale_message(&body, "x"),
-            "scaled f: min 1, max 4 (version 5)"
-        );
-        let body = json!({"version": 6, "changed": false, "spec": {},
-            "pool": {"minInstances": 2, "maxInstances": 3}});
-        assert_eq!(
-            scale_message(&body, "g"),
+            scale_message(&body),
             "g already at min 2, max 3 (version 6)"
         );
         assert_eq!(
-            scale_message(&json!({"name": "h"}), "x"),
-            "scaled h: min ?, max ? (version )"
+            scale_message(&function(json!({"name": "h"}))),
+            "scaled h: min ?, max ? (version 5)"
         );
     }
 

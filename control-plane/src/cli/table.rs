@@ -1,6 +1,7 @@
 //! Human output: aligned tables, `key: value` blocks and the small formatters they use
 //! (times, durations, commands).
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 /// A table with a header row; columns are padded to their widest cell and separated by
@@ -87,35 +88,23 @@ pub fn json_block(title: &str, value: &Value) -> String {
     out
 }
 
-/// A scalar JSON value as a cell: strings without quotes, null and absent as empty,
-/// anything else as compact JSON.
-pub fn cell(value: Option<&Value>) -> String {
-    match value {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
+/// An optional value as a cell: empty when absent.
+pub fn opt<T: std::fmt::Display>(value: Option<T>) -> String {
+    value.map(|value| value.to_string()).unwrap_or_default()
 }
 
-/// An RFC 3339 time as `2025-01-02T03:04:05Z` (UTC, whole seconds); anything that does
-/// not parse is shown as is.
-pub fn time(value: Option<&Value>) -> String {
-    let text = cell(value);
-    match chrono::DateTime::parse_from_rfc3339(&text) {
-        Ok(t) => t
-            .with_timezone(&chrono::Utc)
-            .format("%Y-%m-%dT%H:%M:%SZ")
-            .to_string(),
-        Err(_) => text,
-    }
+/// A time as `2025-01-02T03:04:05Z` (UTC, whole seconds); empty when absent.
+pub fn time(value: Option<DateTime<Utc>>) -> String {
+    value
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_default()
 }
 
 /// Milliseconds as `850ms`, `1.25s`, `2m03s` or `1h02m`; empty when absent.
-pub fn duration_ms(value: Option<&Value>) -> String {
-    let Some(ms) = value.and_then(Value::as_f64) else {
+pub fn duration_ms(value: Option<u64>) -> String {
+    let Some(ms) = value else {
         return String::new();
     };
-    let ms = ms.max(0.0).round() as u64;
     if ms < 1_000 {
         format!("{ms}ms")
     } else if ms < 60_000 {
@@ -125,17 +114,6 @@ pub fn duration_ms(value: Option<&Value>) -> String {
         format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
     } else {
         format!("{}h{:02}m", ms / 3_600_000, (ms % 3_600_000) / 60_000)
-    }
-}
-
-/// A manifest's `command` (a string or a list of arguments) as one shell-quoted line.
-pub fn command_line(value: Option<&Value>) -> String {
-    match value {
-        Some(Value::Array(args)) => {
-            let args: Vec<String> = args.iter().map(|a| cell(Some(a))).collect();
-            shlex::try_join(args.iter().map(String::as_str)).unwrap_or_else(|_| args.join(" "))
-        }
-        other => cell(other),
     }
 }
 
@@ -189,26 +167,18 @@ mod tests {
 
     #[test]
     fn formatters() {
-        assert_eq!(cell(Some(&json!("x"))), "x");
-        assert_eq!(cell(Some(&json!(3))), "3");
-        assert_eq!(cell(Some(&Value::Null)), "");
-        assert_eq!(cell(None), "");
-        assert_eq!(
-            time(Some(&json!("2025-01-02T04:04:05.123+01:00"))),
-            "2025-01-02T03:04:05Z"
-        );
-        assert_eq!(time(Some(&json!("yesterday"))), "yesterday");
-        assert_eq!(duration_ms(Some(&json!(850))), "850ms");
-        assert_eq!(duration_ms(Some(&json!(1250))), "1.25s");
-        assert_eq!(duration_ms(Some(&json!(2000))), "2s");
-        assert_eq!(duration_ms(Some(&json!(123_456))), "2m03s");
-        assert_eq!(duration_ms(Some(&json!(3_720_000))), "1h02m");
+        assert_eq!(opt(Some("x")), "x");
+        assert_eq!(opt(Some(3)), "3");
+        assert_eq!(opt(None::<u32>), "");
+        let t = DateTime::parse_from_rfc3339("2025-01-02T04:04:05.123+01:00").unwrap();
+        assert_eq!(time(Some(t.with_timezone(&Utc))), "2025-01-02T03:04:05Z");
+        assert_eq!(time(None), "");
+        assert_eq!(duration_ms(Some(850)), "850ms");
+        assert_eq!(duration_ms(Some(1250)), "1.25s");
+        assert_eq!(duration_ms(Some(2000)), "2s");
+        assert_eq!(duration_ms(Some(123_456)), "2m03s");
+        assert_eq!(duration_ms(Some(3_720_000)), "1h02m");
         assert_eq!(duration_ms(None), "");
-        assert_eq!(
-            command_line(Some(&json!(["python3", "my handler.py"]))),
-            "python3 'my handler.py'"
-        );
-        assert_eq!(command_line(Some(&json!("node index.js"))), "node index.js");
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(truncate("abc", 4), "abc");
     }

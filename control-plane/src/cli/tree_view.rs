@@ -2,9 +2,9 @@
 //! drawn one execution per line, children indented under their parent with box-drawing
 //! branches.
 
-use serde_json::Value;
-
-use super::table::{cell, time, truncate};
+use super::table::{time, truncate};
+use crate::domain::ExecutionStatus;
+use crate::wire::ChainNode;
 
 /// Longest error message shown on a tree line (the full one is in `gantry exec get`).
 const MESSAGE_WIDTH: usize = 100;
@@ -17,7 +17,7 @@ const MESSAGE_WIDTH: usize = 100;
 /// │  └─ 0190…b7 store error CHAIN_DEPTH_EXCEEDED (chain): depth 17 is over the cap
 /// └─ 0190…c9 notify queued, runs at 2026-11-23T09:10:00Z (chain)
 /// ```
-pub fn render_tree(root: &Value) -> String {
+pub fn render_tree(root: &ChainNode) -> String {
     let mut text = node_line(root);
     text.push('\n');
     render_children(root, "", &mut text);
@@ -26,8 +26,8 @@ pub fn render_tree(root: &Value) -> String {
 
 /// Appends the children of `node`, each line starting with `prefix` (the rails of the
 /// ancestors that have more children below).
-fn render_children(node: &Value, prefix: &str, text: &mut String) {
-    let children = children(node);
+fn render_children(node: &ChainNode, prefix: &str, text: &mut String) {
+    let children = &node.children;
     for (i, child) in children.iter().enumerate() {
         let last = i + 1 == children.len();
         text.push_str(prefix);
@@ -39,52 +39,36 @@ fn render_children(node: &Value, prefix: &str, text: &mut String) {
     }
 }
 
-/// The `children` of a tree node (none when missing).
-fn children(node: &Value) -> &[Value] {
-    node.get("children")
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
-}
-
 /// One execution as a tree line (without branches):
 /// `ID FUNCTION STATUS[ CODE][, attempt N][, dead letter][, runs at TIME] (TRIGGER)[: MESSAGE]`.
 ///
 /// The attempt is shown past the first only; `runs at` only while the execution is
 /// still queued (a delayed chain or a scheduled retry).
-pub fn node_line(node: &Value) -> String {
-    let status = cell(node.get("status"));
-    let mut line = [
-        cell(node.get("id")),
-        cell(node.get("function")),
-        status.clone(),
-    ]
-    .into_iter()
-    .filter(|part| !part.is_empty())
-    .collect::<Vec<_>>()
-    .join(" ");
-    let error = node.get("error").filter(|e| e.is_object());
-    let code = cell(error.and_then(|e| e.get("code")));
-    if !code.is_empty() {
-        line.push(' ');
-        line.push_str(&code);
-    }
-    if let Some(attempt) = node.get("attempt").and_then(Value::as_u64) {
-        if attempt > 1 {
-            line.push_str(&format!(", attempt {attempt}"));
+pub fn node_line(node: &ChainNode) -> String {
+    let mut line = format!("{} {} {}", node.id, node.function, node.status.as_str());
+    if let Some(error) = &node.error {
+        let code = error.code.as_str();
+        if !code.is_empty() {
+            line.push(' ');
+            line.push_str(code);
         }
     }
-    if node.get("deadLetter") == Some(&Value::Bool(true)) {
+    if node.attempt > 1 {
+        line.push_str(&format!(", attempt {}", node.attempt));
+    }
+    if node.dead_letter {
         line.push_str(", dead letter");
     }
-    let run_at = time(node.get("runAt"));
-    if !run_at.is_empty() && status == "queued" {
-        line.push_str(&format!(", runs at {run_at}"));
+    if node.status == ExecutionStatus::Queued {
+        if let Some(run_at) = node.run_at {
+            line.push_str(&format!(", runs at {}", time(Some(run_at))));
+        }
     }
-    let trigger = cell(node.get("trigger"));
-    if !trigger.is_empty() {
-        line.push_str(&format!(" ({trigger})"));
-    }
-    let message = cell(error.and_then(|e| e.get("message")));
+    line.push_str(&format!(" ({})", node.trigger.as_str()));
+    let message = node
+        .error
+        .as_ref()
+        .map_or("", |error| error.message.as_str());
     let message = message.split_whitespace().collect::<Vec<_>>().join(" ");
     if !message.is_empty() {
         line.push_str(": ");
@@ -96,20 +80,45 @@ pub fn node_line(node: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
-    fn node(id: &str, function: &str, status: &str, trigger: &str, children: Value) -> Value {
-        json!({"id": id, "function": function, "status": status, "depth": 0,
+    /// The short names the tests give executions.
+    const LABELS: [&str; 9] = ["e1", "e2", "e3", "e4", "e5", "a", "d", "g", "r"];
+
+    /// The execution id a test calls `label`.
+    fn id(label: &str) -> String {
+        let n = label.bytes().fold(0u128, |n, b| (n << 8) | u128::from(b));
+        uuid::Uuid::from_u128(n).to_string()
+    }
+
+    /// `text` with the tests' ids shown as their short names.
+    fn short(text: String) -> String {
+        LABELS
+            .iter()
+            .fold(text, |text, label| text.replace(&id(label), label))
+    }
+
+    fn tree(root: &Value) -> String {
+        short(render_tree(&serde_json::from_value(root.clone()).unwrap()))
+    }
+
+    fn line(node: &Value) -> String {
+        short(node_line(&serde_json::from_value(node.clone()).unwrap()))
+    }
+
+    fn node(label: &str, function: &str, status: &str, trigger: &str, children: Value) -> Value {
+        json!({"id": id(label), "function": function, "status": status, "depth": 0,
                "trigger": trigger, "attempt": 1, "deadLetter": false, "children": children})
     }
 
     #[test]
     fn a_lone_execution_is_one_line() {
         let root = node("e1", "shout", "success", "api", json!([]));
-        assert_eq!(render_tree(&root), "e1 shout success (api)\n");
-        // No children key at all is the same.
-        let bare = json!({"id": "e1", "function": "shout", "status": "running"});
-        assert_eq!(render_tree(&bare), "e1 shout running\n");
+        assert_eq!(tree(&root), "e1 shout success (api)\n");
+        // A newer server's fields are ignored.
+        let mut newer = node("e1", "shout", "running", "api", json!([]));
+        newer["fromTheFuture"] = json!({"x": 1});
+        assert_eq!(tree(&newer), "e1 shout running (api)\n");
     }
 
     #[test]
@@ -122,7 +131,7 @@ mod tests {
         let mut notify = node("e4", "notify", "queued", "chain", json!([deep]));
         notify["runAt"] = json!("2026-11-23T10:10:00.250+01:00");
         let root = node("e1", "shout", "success", "api", json!([enrich, notify]));
-        let text = render_tree(&root);
+        let text = tree(&root);
         assert!(text.ends_with('\n'), "{text:?}");
         assert_eq!(
             text.lines().collect::<Vec<_>>(),
@@ -142,7 +151,7 @@ mod tests {
         let first = node("a", "b", "success", "chain", json!([grandchild.clone()]));
         let second = node("d", "b", "success", "chain", json!([grandchild]));
         let root = node("r", "f", "success", "event", json!([first, second]));
-        let text = render_tree(&root);
+        let text = tree(&root);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines,
@@ -163,12 +172,12 @@ mod tests {
         failed["deadLetter"] = json!(true);
         failed["error"] = json!({"code": "EXIT_CODE", "message": "exited\nwith  code 3"});
         assert_eq!(
-            node_line(&failed),
+            line(&failed),
             "e1 charge error EXIT_CODE, attempt 3, dead letter (api): exited with code 3"
         );
         let mut long = node("e2", "f", "timeout", "retry", json!([]));
         long["error"] = json!({"code": "TIMEOUT", "message": "x".repeat(300)});
-        let line = node_line(&long);
+        let line = line(&long);
         assert!(
             line.starts_with("e2 f timeout TIMEOUT (retry): xxx"),
             "{line}"
@@ -182,10 +191,10 @@ mod tests {
         waiting["attempt"] = json!(2);
         waiting["runAt"] = json!("2026-11-23T09:10:00Z");
         assert_eq!(
-            node_line(&waiting),
+            line(&waiting),
             "e1 f queued, attempt 2, runs at 2026-11-23T09:10:00Z (retry)"
         );
         waiting["status"] = json!("running");
-        assert_eq!(node_line(&waiting), "e1 f running, attempt 2 (retry)");
+        assert_eq!(line(&waiting), "e1 f running, attempt 2 (retry)");
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -14,7 +14,7 @@ use super::{DispatchError, Dispatcher, InvokeRequest};
 use crate::domain::{Execution, ExecutionError, ExecutionStatus, Trigger};
 
 /// A function an event started, or why it did not.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventTarget {
     /// The function.
@@ -28,7 +28,7 @@ pub struct EventTarget {
 }
 
 /// One node of a chain tree.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainNode {
     /// The execution.
@@ -173,7 +173,7 @@ impl Dispatcher {
 }
 
 /// A page of a chain tree.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainPage {
     /// The execution asked for, with this page's members below it.

@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 pub use instance::Supervision;
 pub use lease::Lease;
-pub use status::{InstanceStatus, PoolStatus};
+pub use status::{InstanceState, InstanceStatus, PoolStatus};
 
 use self::instance::InstanceHandle;
 use self::slots::{Phase, PoolState, Slot, Waiter};

@@ -1,12 +1,12 @@
 //! The state of a pool as the API shows it (`pool` in `GET /v1/functions/{name}`).
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::slots::{Phase, PoolState};
 
 /// A pool: its settings, counts and instances.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolStatus {
     /// `warm.min_instances`.
@@ -38,15 +38,15 @@ pub struct PoolStatus {
 }
 
 /// One instance.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceStatus {
     /// The runtime's id.
     pub id: String,
     /// The function version it was started for.
     pub version: u32,
-    /// starting, idle, busy or draining.
-    pub state: &'static str,
+    /// Where it is in its life.
+    pub state: InstanceState,
     /// Calls running on it.
     pub in_flight: u32,
     /// Calls it took.
@@ -55,6 +55,32 @@ pub struct InstanceStatus {
     pub started_at: DateTime<Utc>,
     /// When it last finished a call.
     pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// Where a warm instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    /// Being started.
+    Starting,
+    /// Ready, with no call.
+    Idle,
+    /// Ready, with calls.
+    Busy,
+    /// Draining or stopping: takes no new call.
+    Draining,
+}
+
+impl InstanceState {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Starting => "starting",
+            InstanceState::Idle => "idle",
+            InstanceState::Busy => "busy",
+            InstanceState::Draining => "draining",
+        }
+    }
 }
 
 impl PoolStatus {
@@ -80,10 +106,10 @@ impl PoolStatus {
                     id: slot.handle.id().to_owned(),
                     version: slot.version,
                     state: match slot.phase {
-                        Phase::Starting => "starting",
-                        Phase::Ready if slot.in_flight == 0 => "idle",
-                        Phase::Ready => "busy",
-                        Phase::Draining => "draining",
+                        Phase::Starting => InstanceState::Starting,
+                        Phase::Ready if slot.in_flight == 0 => InstanceState::Idle,
+                        Phase::Ready => InstanceState::Busy,
+                        Phase::Draining => InstanceState::Draining,
                     },
                     in_flight: slot.in_flight,
                     invocations: slot.invocations,

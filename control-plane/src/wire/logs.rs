@@ -1,0 +1,35 @@
+//! `GET /v1/executions/{id}/logs`: its query, the page of lines, and the data of the
+//! follow stream's `end` event (its `log` events carry one [`LogLine`] each).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::{ExecutionStatus, LogLine};
+
+/// The query of the logs route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsQuery {
+    /// Stream the lines as server-sent events until the execution finishes.
+    #[serde(default)]
+    pub follow: bool,
+    /// Only lines after this sequence number.
+    #[serde(default)]
+    pub after: u64,
+}
+
+/// The captured lines of an execution (without `follow`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogPage {
+    /// The execution.
+    pub execution_id: Uuid,
+    /// Its lines, oldest first.
+    pub lines: Vec<LogLine>,
+}
+
+/// The data of the `end` event that closes a followed log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogEnd {
+    /// The execution's final status.
+    pub status: ExecutionStatus,
+}
