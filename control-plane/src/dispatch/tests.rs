@@ -16,7 +16,7 @@ use crate::pool::Supervision;
 use crate::registry::catalog::Catalog;
 use crate::runtime::scripted::{ScriptedRuntime, Started};
 use crate::secrets::{SecretKey, Vault};
-use crate::store::{SqliteStore, Store};
+use crate::store::{MemoryStore, Store, WriteBehind};
 
 /// Longest a test waits for something that takes milliseconds.
 const WAIT: Duration = Duration::from_secs(10);
@@ -28,18 +28,19 @@ struct Node {
     catalog: Arc<Catalog>,
 }
 
-/// A store in a temporary directory.
-fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(dir.path()).expect("open store");
-    (dir, Arc::new(store))
+/// A memory store (kept for fault injection) and the decorator the nodes share.
+fn store() -> (Arc<MemoryStore>, Arc<WriteBehind>) {
+    let memory = Arc::new(MemoryStore::new());
+    let store = Arc::new(WriteBehind::new(memory.clone()));
+    (memory, store)
 }
 
-async fn node(store: &Arc<dyn Store>, owner: &str) -> Node {
+async fn node(store: &Arc<WriteBehind>, owner: &str) -> Node {
+    let shared: Arc<dyn Store> = store.clone();
     let runtime = ScriptedRuntime::new();
     let key = SecretKey::parse(&"ab".repeat(32), "test").expect("key");
-    let vault = Arc::new(Vault::open(store.clone(), &key).await.expect("vault"));
-    let catalog = Arc::new(Catalog::new(store.clone(), runtime.clone(), vault.clone()));
+    let vault = Arc::new(Vault::open(shared.clone(), &key).await.expect("vault"));
+    let catalog = Arc::new(Catalog::new(shared, runtime.clone(), vault.clone()));
     let metrics = Arc::new(Metrics::new());
     let settings = DispatchSettings {
         callback_base: "http://127.0.0.1:9/v1/internal/executions".into(),

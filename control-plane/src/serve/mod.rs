@@ -22,10 +22,12 @@ use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::pool::Supervision;
 use crate::registry::catalog::Catalog;
-use crate::store::{SqliteStore, Store};
+use crate::store::{SqliteStore, Store, WriteBehind};
 
 /// Inputs up to this size travel in INVOCATION_PAYLOAD; larger ones via PAYLOAD_URL.
 const MAX_ENV_PAYLOAD_BYTES: usize = 64 * 1024;
+/// Longest a stop waits for records written behind that the store still refuses.
+const WRITE_BEHIND_GRACE: Duration = Duration::from_secs(10);
 
 /// A start-up failure: what to print and the exit code.
 struct Failure {
@@ -90,8 +92,11 @@ async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<()
         ))
     })?;
     let runtimes = runtimes::RuntimeSetup::new(&args, &owner).await?;
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&args.data_dir).map_err(|err| Failure::fatal(err.to_string()))?);
+    let sqlite =
+        SqliteStore::open(&args.data_dir).map_err(|err| Failure::fatal(err.to_string()))?;
+    // Everything reads through the decorator, so records written behind are seen.
+    let behind = Arc::new(WriteBehind::new(Arc::new(sqlite)));
+    let store: Arc<dyn Store> = behind.clone();
     let vault = access::open_vault(&store, &args.data_dir).await?;
     let credentials = access::open_credentials(&store, operator_token.as_deref(), &args).await?;
     let listener = TcpListener::bind(args.listen)
@@ -107,7 +112,7 @@ async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<()
     let metrics = Arc::new(Metrics::new());
     let logs = Arc::new(LogHub::with_metrics(metrics.clone()));
     let dispatcher = Dispatcher::new(
-        store.clone(),
+        behind.clone(),
         runtime.clone(),
         catalog.clone(),
         vault.clone(),
@@ -195,9 +200,12 @@ async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<()
         runtime.drain(Duration::from_secs(10)).await;
         stopped.cancel();
     };
-    api::run(listener, state, shutdown)
+    let served = api::run(listener, state, shutdown)
         .await
-        .map_err(|err| Failure::fatal(err.to_string()))
+        .map_err(|err| Failure::fatal(err.to_string()));
+    // A clean stop writes what was written behind before the store closes.
+    behind.close(WRITE_BEHIND_GRACE).await;
+    served
 }
 
 /// The checks that need nothing but the flags.

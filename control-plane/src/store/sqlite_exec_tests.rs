@@ -545,50 +545,6 @@ async fn an_execution_of_a_closed_store_is_refused() {
 }
 
 #[tokio::test]
-async fn written_behind_records_are_readable_at_once_and_committed_by_close() {
-    let (dir, store) = fresh();
-    let function = create(&store, "hello").await;
-    let mut held = execution(&function);
-    held.status = ExecutionStatus::Running;
-    store.hold(&held);
-    assert_eq!(
-        store.get_execution(held.id).await.unwrap(),
-        Some(held.clone())
-    );
-    let mut done = Vec::new();
-    for n in 0..50 {
-        let mut record = execution(&function);
-        record.status = ExecutionStatus::Success;
-        record.output = Some(json!({ "n": n }));
-        record.finished_at = Some(ms(Utc::now()));
-        store.write_behind(record.clone(), Vec::new());
-        done.push(record);
-    }
-    for record in &done {
-        assert_eq!(
-            store.get_execution(record.id).await.unwrap().as_ref(),
-            Some(record),
-            "readable before the commit"
-        );
-    }
-    store.close().await;
-    drop(store);
-    let reopened = super::SqliteStore::open(dir.path()).expect("reopen");
-    for record in &done {
-        assert_eq!(
-            reopened.get_execution(record.id).await.unwrap().as_ref(),
-            Some(record),
-            "committed by close"
-        );
-    }
-    assert_eq!(
-        reopened.get_execution(held.id).await.unwrap(),
-        None,
-        "a held record is only in memory"
-    );
-}
-
-#[tokio::test]
 async fn children_are_stored_once_with_the_finish_and_retries_keep_each_failure() {
     let (_dir, store) = fresh();
     let function = create(&store, "hello").await;
