@@ -88,7 +88,7 @@ impl State {
     }
 
     pub(super) fn list_versions(&self, name: &str) -> Vec<FunctionVersion> {
-        if !self.functions.get(name).is_some_and(|f| !f.deleted) {
+        if self.functions.get(name).is_none_or(|f| f.deleted) {
             return Vec::new();
         }
         self.versions
