@@ -28,7 +28,9 @@ pub use sqlite::SqliteStore;
 pub use write_behind::WriteBehind;
 
 /// Durable state of the control plane. Every method that returns `Ok` has made its write
-/// durable (survives a kill -9 of the process).
+/// durable (survives a kill -9 of the process) — for a store that persists at all: the
+/// memory store keeps its state only as long as the process. The behaviour every store
+/// must show is checked by the contract suite in `contract/`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores the first version of a new function. [`StoreError::FunctionExists`] if a
