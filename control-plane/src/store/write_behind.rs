@@ -30,6 +30,8 @@ use crate::domain::Execution;
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 /// Longest pause between those attempts.
 const RETRY_MAX: Duration = Duration::from_secs(5);
+/// How long a close waits for the last attempts once its grace is over.
+const LAST_ATTEMPT: Duration = Duration::from_secs(5);
 
 /// A [`Store`] that answers every call from `inner`, except that it also holds records
 /// not written yet (warm calls in flight, finished ones being written):
@@ -128,13 +130,18 @@ impl WriteBehind {
             }
         }
         self.shared.stopped.cancel();
-        while self.unwritten() > 0 {
-            let settled = self.shared.settled.notified();
-            if self.unwritten() == 0 {
-                break;
+        // Each task now makes one last attempt; a store that hangs does not hold the
+        // stop up for long.
+        let _ = tokio::time::timeout(LAST_ATTEMPT, async {
+            loop {
+                let settled = self.shared.settled.notified();
+                if self.unwritten() == 0 {
+                    return;
+                }
+                settled.await;
             }
-            let _ = tokio::time::timeout(Duration::from_millis(50), settled).await;
-        }
+        })
+        .await;
     }
 }
 
