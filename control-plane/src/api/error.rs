@@ -256,3 +256,32 @@ pub fn typed_body<T: serde::de::DeserializeOwned>(body: Value, shape: &str) -> R
     serde_json::from_value(body)
         .map_err(|err| ApiError::bad_request(format!("the body must be {shape}: {err}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Fault;
+
+    /// A store failure answers by its fault, whatever the database behind it.
+    #[test]
+    fn store_faults_map_to_their_statuses() {
+        let answer = |fault| ApiError::from(StoreError::database("probe", fault, "failed"));
+        let full = answer(Fault::Full);
+        assert_eq!(
+            (full.status, full.code),
+            (StatusCode::INSUFFICIENT_STORAGE, "INSUFFICIENT_STORAGE")
+        );
+        let down = answer(Fault::Unavailable);
+        assert_eq!(
+            (down.status, down.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE")
+        );
+        assert_eq!(
+            ApiError::from(StoreError::Closed).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        for fault in [Fault::Conflict, Fault::Corrupt, Fault::Other] {
+            assert_eq!(answer(fault).status, StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    }
+}

@@ -26,7 +26,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response();
     }
-    match state.store.get_function("readyz-probe").await {
+    match state.store.ping().await {
         Ok(_) => Json(Health::of(HealthStatus::Ready)).into_response(),
         Err(err) => {
             tracing::error!("readiness check: {err}");

@@ -11,6 +11,7 @@ use super::{DispatchError, Dispatcher};
 use crate::domain::Execution;
 use crate::registry::FunctionSpec;
 use crate::store::Redrive;
+use crate::store::Store;
 
 /// How an admitted execution is stored.
 #[derive(Debug, Clone, Copy)]

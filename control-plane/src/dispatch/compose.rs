@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::accept::Storing;
 use super::{DispatchError, Dispatcher, InvokeRequest};
 use crate::domain::{Execution, ExecutionError, ExecutionStatus, Trigger};
+use crate::store::Store;
 
 /// A function an event started, or why it did not.
 #[derive(Debug, Clone, Serialize, Deserialize)]

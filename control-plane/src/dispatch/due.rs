@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use super::Dispatcher;
 use crate::domain::Execution;
+use crate::store::Store;
 
 /// Executions taken per round.
 const PAGE: u32 = 1_000;

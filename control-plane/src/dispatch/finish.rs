@@ -18,6 +18,7 @@ use crate::domain::{
 };
 use crate::registry::catalog::LoadedFunction;
 use crate::registry::manifest::DEFAULT_MAX_IN_FLIGHT;
+use crate::store::Store;
 
 /// First pause before a result the store refused is written again.
 const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);

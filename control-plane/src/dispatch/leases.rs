@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::recovery::Recovered;
 use super::Dispatcher;
 use crate::domain::Claim;
+use crate::store::Store;
 
 /// How long a claim holds without renewal.
 pub(super) const LEASE: Duration = Duration::from_secs(30);

@@ -42,7 +42,7 @@ use crate::pool::{Pools, Supervision};
 use crate::registry::catalog::{Catalog, LoadedFunction};
 use crate::runtime::Runtime;
 use crate::secrets::Vault;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WriteBehind};
 
 /// The watchdog's callback body, read leniently: unknown error codes from a newer
 /// watchdog are kept as sent.
@@ -148,7 +148,8 @@ struct ActiveRun {
 
 /// Runs executions: the heart of the control plane.
 pub struct Dispatcher {
-    store: Arc<dyn Store>,
+    /// The store, with the write-behind of sync warm calls in front of it.
+    store: Arc<WriteBehind>,
     runtime: Arc<dyn Runtime>,
     catalog: Arc<Catalog>,
     vault: Arc<Vault>,
@@ -173,9 +174,10 @@ pub(crate) fn hash_token(token: &str) -> String {
 }
 
 impl Dispatcher {
-    /// A dispatcher running on `runtime`, recording in `store`.
+    /// A dispatcher running on `runtime`, recording in `store` (the same decorator the
+    /// API reads through, so it sees the records written behind).
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<WriteBehind>,
         runtime: Arc<dyn Runtime>,
         catalog: Arc<Catalog>,
         vault: Arc<Vault>,

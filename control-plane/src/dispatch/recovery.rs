@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::Dispatcher;
 use crate::domain::{Execution, Finished};
 use crate::registry::catalog::LoadedFunction;
+use crate::store::Store;
 use crate::store::{StoreError, Unfinished};
 
 /// Executions read per page of the store.

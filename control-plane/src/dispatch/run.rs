@@ -21,6 +21,7 @@ use crate::logs::LogSink;
 use crate::registry::catalog::LoadedFunction;
 use crate::runtime::{Instance, InstanceExit, Launch};
 use crate::secrets::Masker;
+use crate::store::Store;
 
 /// What a cold instance answers: its watchdog's report, or its end.
 enum ColdAnswer {

@@ -1,6 +1,8 @@
-//! The dispatcher on fakes: a scripted runtime (the test plays the watchdog) over a real
-//! store, so the run state machine, claims, leases, cancel, retries, chains and shutdown
-//! are checked in milliseconds, with two nodes sharing one store where it matters.
+//! The dispatcher on fakes: a scripted runtime (the test plays the watchdog) over the
+//! memory store behind the write-behind decorator, so the run state machine, claims,
+//! leases, deadlines, cancel, retries, chains, store failures and shutdown are checked
+//! in milliseconds (on paused time where they wait), with two nodes sharing one store
+//! where it matters.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use crate::pool::Supervision;
 use crate::registry::catalog::Catalog;
 use crate::runtime::scripted::{ScriptedRuntime, Started};
 use crate::secrets::{SecretKey, Vault};
-use crate::store::{SqliteStore, Store};
+use crate::store::{MemoryStore, Store, WriteBehind};
 
 /// Longest a test waits for something that takes milliseconds.
 const WAIT: Duration = Duration::from_secs(10);
@@ -28,18 +30,19 @@ struct Node {
     catalog: Arc<Catalog>,
 }
 
-/// A store in a temporary directory.
-fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open(dir.path()).expect("open store");
-    (dir, Arc::new(store))
+/// A memory store (kept for fault injection) and the decorator the nodes share.
+fn store() -> (Arc<MemoryStore>, Arc<WriteBehind>) {
+    let memory = Arc::new(MemoryStore::new());
+    let store = Arc::new(WriteBehind::new(memory.clone()));
+    (memory, store)
 }
 
-async fn node(store: &Arc<dyn Store>, owner: &str) -> Node {
+async fn node(store: &Arc<WriteBehind>, owner: &str) -> Node {
+    let shared: Arc<dyn Store> = store.clone();
     let runtime = ScriptedRuntime::new();
     let key = SecretKey::parse(&"ab".repeat(32), "test").expect("key");
-    let vault = Arc::new(Vault::open(store.clone(), &key).await.expect("vault"));
-    let catalog = Arc::new(Catalog::new(store.clone(), runtime.clone(), vault.clone()));
+    let vault = Arc::new(Vault::open(shared.clone(), &key).await.expect("vault"));
+    let catalog = Arc::new(Catalog::new(shared, runtime.clone(), vault.clone()));
     let metrics = Arc::new(Metrics::new());
     let settings = DispatchSettings {
         callback_base: "http://127.0.0.1:9/v1/internal/executions".into(),
@@ -127,7 +130,7 @@ fn failure() -> Value {
 
 #[tokio::test]
 async fn a_run_is_claimed_before_it_starts_and_its_report_recorded() {
-    let (_dir, store) = store();
+    let (_memory, store) = store();
     let node = node(&store, "node-a").await;
     node.deploy(json!({"name": "f", "command": "true"})).await;
     let execution = node.enqueue("f", json!({"n": 1})).await;
@@ -148,7 +151,7 @@ async fn a_run_is_claimed_before_it_starts_and_its_report_recorded() {
 
 #[tokio::test]
 async fn two_nodes_never_start_one_execution_twice() {
-    let (_dir, store) = store();
+    let (_memory, store) = store();
     let (a, b) = (node(&store, "node-a").await, node(&store, "node-b").await);
     a.deploy(json!({"name": "f", "command": "true"})).await;
     let function = a.catalog.current("f").await.unwrap();
@@ -176,7 +179,7 @@ async fn two_nodes_never_start_one_execution_twice() {
 
 #[tokio::test]
 async fn a_lapsed_claim_is_reclaimed_and_the_old_runner_cannot_record() {
-    let (_dir, store) = store();
+    let (_memory, store) = store();
     let (a, b) = (node(&store, "node-a").await, node(&store, "node-b").await);
     a.deploy(json!({"name": "f", "command": "true"})).await;
     let execution = a.enqueue("f", json!(null)).await;
@@ -201,7 +204,7 @@ async fn a_lapsed_claim_is_reclaimed_and_the_old_runner_cannot_record() {
 
 #[tokio::test]
 async fn a_cancel_racing_the_report_ends_the_execution_once() {
-    let (_dir, store) = store();
+    let (_memory, store) = store();
     let node = node(&store, "node-a").await;
     node.deploy(json!({"name": "f", "command": "true"})).await;
     for _ in 0..10 {
@@ -232,34 +235,156 @@ async fn a_cancel_racing_the_report_ends_the_execution_once() {
 }
 
 #[tokio::test]
-async fn a_failed_attempt_runs_again_when_its_retry_is_due() {
-    let (_dir, store) = store();
+async fn a_failed_attempt_is_due_after_its_backoff_and_runs_again() {
+    let (_memory, store) = store();
     let node = node(&store, "node-a").await;
     node.deploy(json!({
         "name": "flaky", "command": "true",
-        "retry": {"max_attempts": 2, "initial_backoff_ms": 50, "max_backoff_ms": 50}
+        "retry": {"max_attempts": 2, "initial_backoff_ms": 500, "max_backoff_ms": 500}
     }))
     .await;
     let execution = node.enqueue("flaky", json!(null)).await;
     let first = node.next_start().await;
+    let before = crate::domain::now();
     assert!(node.report(&first, failure()).await);
+    let after = crate::domain::now();
     first.exit(1);
     let waiting = store.get_execution(execution.id).await.unwrap().unwrap();
     assert_eq!(
         (waiting.status, waiting.attempt),
         (ExecutionStatus::Queued, 2)
     );
-    assert!(waiting.run_at.is_some(), "the retry waits in the store");
+    // 500 ms with the policy's ±20 % jitter, counted from the report.
+    let run_at = waiting.run_at.expect("the retry waits in the store");
+    let (earliest, latest) = (
+        before + chrono::TimeDelta::milliseconds(399),
+        after + chrono::TimeDelta::milliseconds(601),
+    );
+    assert!(
+        earliest <= run_at && run_at <= latest,
+        "{run_at} not in {earliest}..{latest}"
+    );
     let second = node.next_start().await;
+    assert!(
+        crate::domain::now() >= run_at,
+        "the retry ran before it was due"
+    );
+    assert_eq!(node.runtime.started(), 2);
     assert!(node.report(&second, success(json!("ok"))).await);
     let done = node.final_record(execution.id).await;
     assert_eq!((done.status, done.attempt), (ExecutionStatus::Success, 2));
     assert_eq!(done.attempts.len(), 1, "the first failure is kept");
+    assert_eq!(done.attempts[0].attempt, 1);
+    assert_eq!(done.attempts[0].status, ExecutionStatus::Error);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_past_its_hard_limit_ends_as_a_timeout() {
+    let (_memory, store) = store();
+    let node = node(&store, "node-a").await;
+    node.deploy(json!({"name": "slow", "command": "true", "resources": {"timeout_ms": 1000}}))
+        .await;
+    let begun = tokio::time::Instant::now();
+    let execution = node.enqueue("slow", json!(null)).await;
+    // The instance never reports nor exits: its watchdog is gone.
+    let started = node.next_start().await;
+    let done = tokio::time::timeout(
+        Duration::from_secs(60),
+        node.dispatcher.wait_final(execution.id),
+    )
+    .await
+    .expect("the hard limit ends it")
+    .expect("its record");
+    let waited = begun.elapsed();
+    assert_eq!(done.status, ExecutionStatus::Timeout, "{done:?}");
+    assert_eq!(
+        done.error.as_ref().map(|error| &error.code),
+        Some(&codes::TIMEOUT)
+    );
+    // The deadline, then the watchdog's kill grace and the control plane's margin.
+    let limit = Duration::from_millis(1000 + gantry_protocol::env::defaults::KILL_GRACE_MS)
+        + super::attempt::DEADLINE_MARGIN;
+    assert!(
+        waited >= limit,
+        "ended after {waited:?}, before the hard limit {limit:?}"
+    );
+    assert!(started.kills() > 0, "its instance was stopped");
+    let stored = store.get_execution(execution.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, ExecutionStatus::Timeout);
+}
+
+#[tokio::test]
+async fn a_lease_that_lapses_mid_run_moves_the_run_to_another_node() {
+    let (_memory, store) = store();
+    let (a, b) = (node(&store, "node-a").await, node(&store, "node-b").await);
+    a.deploy(json!({
+        "name": "f", "command": "true",
+        "retry": {"max_attempts": 2, "initial_backoff_ms": 10, "max_backoff_ms": 10}
+    }))
+    .await;
+    let execution = a.enqueue("f", json!(null)).await;
+    let on_a = a.next_start().await;
+    let running = store.get_execution(execution.id).await.unwrap().unwrap();
+    assert_eq!(running.status, ExecutionStatus::Running);
+    // Node A stops renewing mid-run; once its lease lapsed node B takes the execution
+    // over and, the policy allowing another attempt, runs it again itself.
+    let later = crate::domain::now() + chrono::TimeDelta::seconds(60);
+    b.dispatcher.reclaim_lapsed_at(later).await;
+    let on_b = b.next_start().await;
+    assert_eq!(on_b.execution().0, execution.id);
+    let moved = store.get_execution(execution.id).await.unwrap().unwrap();
+    assert_eq!(moved.owner.as_deref(), Some("node-b"));
+    assert_eq!(moved.attempt, 2);
+    assert!(
+        !a.report(&on_a, success(json!("from a"))).await,
+        "the old runner's result is refused"
+    );
+    assert!(b.report(&on_b, success(json!("from b"))).await);
+    let done = b.final_record(execution.id).await;
+    assert_eq!(done.status, ExecutionStatus::Success);
+    assert_eq!(done.output, Some(json!("from b")));
+    assert_eq!((done.owner.as_deref(), done.attempt), (Some("node-b"), 2));
+    assert_eq!(a.runtime.started() + b.runtime.started(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_result_the_store_refuses_is_kept_and_recorded_when_it_is_back() {
+    let (memory, store) = store();
+    let node = node(&store, "node-a").await;
+    node.deploy(json!({"name": "f", "command": "true"})).await;
+    let execution = node.enqueue("f", json!(null)).await;
+    let started = node.next_start().await;
+    let waiter = {
+        let dispatcher = node.dispatcher.clone();
+        tokio::spawn(async move { dispatcher.wait_final(execution.id).await })
+    };
+    tokio::task::yield_now().await;
+    memory.set_fault(Some(crate::store::Fault::Full));
+    let (id, token) = started.execution();
+    let report: CallbackReport = serde_json::from_value(success(json!(7))).unwrap();
+    let refused = node.dispatcher.complete(id, Some(&token), report).await;
+    assert!(
+        matches!(refused, Err(super::DispatchError::StoreUnavailable(_))),
+        "the watchdog is told to report again: {refused:?}"
+    );
+    let waited = waiter.await.unwrap();
+    assert!(
+        matches!(waited, Err(super::DispatchError::StoreUnavailable(_))),
+        "a waiting caller learns the store fails: {waited:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let kept = memory.get_execution(execution.id).await.unwrap().unwrap();
+    assert_eq!(kept.status, ExecutionStatus::Running, "not recorded yet");
+    memory.set_fault(None);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let done = node.final_record(execution.id).await;
+    assert_eq!(done.status, ExecutionStatus::Success);
+    assert_eq!(done.output, Some(json!(7)), "the kept result, not lost");
 }
 
 #[tokio::test]
 async fn a_chained_child_runs_after_its_parent_succeeds() {
-    let (_dir, store) = store();
+    let (_memory, store) = store();
     let node = node(&store, "node-a").await;
     node.deploy(json!({"name": "child", "command": "true"}))
         .await;
@@ -282,7 +407,7 @@ async fn a_chained_child_runs_after_its_parent_succeeds() {
 
 #[tokio::test]
 async fn shutdown_abandons_what_runs_and_leaves_the_queue_for_the_next_start() {
-    let (_dir, store) = store();
+    let (_memory, store) = store();
     let node = node(&store, "node-a").await;
     node.deploy(json!({"name": "one", "command": "true", "concurrency": {"max_in_flight": 1}}))
         .await;
@@ -308,7 +433,7 @@ async fn shutdown_abandons_what_runs_and_leaves_the_queue_for_the_next_start() {
 
 #[tokio::test]
 async fn an_instance_that_cannot_start_fails_its_execution() {
-    let (_dir, store) = store();
+    let (_memory, store) = store();
     let node = node(&store, "node-a").await;
     node.deploy(json!({"name": "f", "command": "true"})).await;
     node.runtime.fail_starts("no such file");

@@ -23,6 +23,7 @@ use crate::domain::{codes, Execution, ExecutionError, ExecutionStatus, Finished,
 use crate::pool::client::{CallError, InvokeCall};
 use crate::pool::{Lease, PoolError, Queueing};
 use crate::registry::catalog::LoadedFunction;
+use crate::store::Store;
 
 /// Refusals (instance draining or full) a call takes before it fails.
 const MAX_REFUSALS: u32 = 8;

@@ -20,12 +20,16 @@ use crate::metrics::Metrics;
 use crate::pool::Supervision;
 use crate::registry::catalog::Catalog;
 use crate::runtime::Runtime;
-use crate::store::{SqliteStore, Store};
+use crate::store::{SqliteStore, Store, WriteBehind};
+
+/// Longest a stop waits for records written behind that the store still refuses.
+const WRITE_BEHIND_GRACE: Duration = Duration::from_secs(10);
 
 /// A built server, recovered and ready to serve.
 pub(super) struct App {
     args: ServeArgs,
     state: Arc<AppState>,
+    behind: Arc<WriteBehind>,
     dispatcher: Arc<Dispatcher>,
     runtimes: RuntimeSetup,
     listener: TcpListener,
@@ -40,9 +44,11 @@ impl App {
     pub async fn build(settings: Settings, operator_token: Option<String>) -> Result<App, Failure> {
         let Settings { args, owner } = settings;
         let runtimes = RuntimeSetup::new(&args, &owner).await?;
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(&args.data_dir).map_err(|err| Failure::fatal(err.to_string()))?,
-        );
+        let sqlite =
+            SqliteStore::open(&args.data_dir).map_err(|err| Failure::fatal(err.to_string()))?;
+        // Everything reads through the decorator, so records written behind are seen.
+        let behind = Arc::new(WriteBehind::new(Arc::new(sqlite)));
+        let store: Arc<dyn Store> = behind.clone();
         let vault = access::open_vault(&store, &args.data_dir).await?;
         let credentials =
             access::open_credentials(&store, operator_token.as_deref(), &args).await?;
@@ -59,7 +65,7 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         let logs = Arc::new(LogHub::with_metrics(metrics.clone()));
         let dispatcher = Dispatcher::new(
-            store.clone(),
+            behind.clone(),
             runtime,
             catalog.clone(),
             vault.clone(),
@@ -88,6 +94,7 @@ impl App {
         Ok(App {
             args,
             state,
+            behind,
             dispatcher,
             runtimes,
             listener,
@@ -135,6 +142,7 @@ impl App {
             state,
             listener,
             instance_listener,
+            behind,
             ..
         } = self;
         if let Some(listener) = instance_listener {
@@ -148,9 +156,12 @@ impl App {
             runtime.drain(Duration::from_secs(10)).await;
             stopped.cancel();
         };
-        api::run(listener, state, shutdown)
+        let served = api::run(listener, state, shutdown)
             .await
-            .map_err(|err| Failure::fatal(err.to_string()))
+            .map_err(|err| Failure::fatal(err.to_string()));
+        // A clean stop writes what was written behind before the store closes.
+        behind.close(WRITE_BEHIND_GRACE).await;
+        served
     }
 }
 

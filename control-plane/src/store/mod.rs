@@ -1,10 +1,15 @@
 //! Durable state: function versions, execution records and captured logs, behind the
-//! [`Store`] trait. [`sqlite::SqliteStore`] is the embedded default.
+//! [`Store`] trait. [`sqlite::SqliteStore`] is the embedded default,
+//! [`memory::MemoryStore`] the fast one for tests, and [`WriteBehind`] a decorator over
+//! either that records finished warm calls without making their caller wait.
 
 #[cfg(test)]
 pub(crate) mod contract;
+mod error;
+pub mod memory;
 mod model;
 pub mod sqlite;
+mod write_behind;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -16,54 +21,16 @@ use crate::access::TokenRecord;
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 
+pub use error::{Fault, StoreError};
+pub use memory::MemoryStore;
 pub use model::{Deletion, ExecutionFilter, PruneScope, Redrive, Unfinished};
 pub use sqlite::SqliteStore;
-
-/// What can go wrong in the store.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database failed (I/O, corruption, full disk).
-    #[error("database error during {operation}: {source}")]
-    Database {
-        /// What the store was doing.
-        operation: &'static str,
-        /// The underlying error.
-        #[source]
-        source: rusqlite::Error,
-    },
-    /// A stored value could not be decoded.
-    #[error("stored {what} is corrupt: {detail}")]
-    Corrupt {
-        /// Which value.
-        what: &'static str,
-        /// Why.
-        detail: String,
-    },
-    /// A function with this name already exists.
-    #[error("function {0} already exists")]
-    FunctionExists(String),
-    /// No function with this name.
-    #[error("function {0} not found")]
-    FunctionNotFound(String),
-    /// Another execution of the function already has this idempotency key.
-    #[error("idempotency key already used by execution {0}")]
-    DuplicateIdempotencyKey(Uuid),
-    /// The store was shut down.
-    #[error("the store is closed")]
-    Closed,
-    /// The data directory could not be prepared.
-    #[error("cannot open the data directory {path}: {source}")]
-    DataDir {
-        /// The directory.
-        path: String,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-}
+pub use write_behind::WriteBehind;
 
 /// Durable state of the control plane. Every method that returns `Ok` has made its write
-/// durable (survives a kill -9 of the process).
+/// durable (survives a kill -9 of the process) — for a store that persists at all: the
+/// memory store keeps its state only as long as the process. The behaviour every store
+/// must show is checked by the contract suite in `contract/`.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores the first version of a new function. [`StoreError::FunctionExists`] if a
@@ -108,17 +75,14 @@ pub trait Store: Send + Sync + 'static {
     /// idempotency key is already used by an execution of the same function.
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError>;
 
-    /// Makes `execution` (a warm call in flight, not yet written) readable through
-    /// [`Store::get_execution`] without writing it.
-    fn hold(&self, execution: &Execution);
-
-    /// Stores a new execution, already finished, without waiting for the write: it is
-    /// readable through [`Store::get_execution`] at once and committed with the next
-    /// batch. Write-behind is for records nobody was promised durability for (a sync
-    /// warm call answers after the result is known); a clean shutdown commits every
-    /// queued record, a kill -9 may lose the last few milliseconds of them.
-    /// `children` (the executions its chains start) are stored in the same transaction.
-    fn write_behind(&self, execution: Execution, children: Vec<Execution>);
+    /// Stores a new execution that may already be finished, and in the same transaction
+    /// `children` (the executions its chains start): all of them or none.
+    /// [`StoreError::DuplicateIdempotencyKey`] as [`Store::insert_execution`].
+    async fn insert_with_children(
+        &self,
+        execution: &Execution,
+        children: &[Execution],
+    ) -> Result<(), StoreError>;
 
     /// One execution.
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError>;
@@ -305,40 +269,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Sets a server setting.
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError>;
-}
 
-impl StoreError {
-    /// Whether the disk under the store is full.
-    pub fn is_full(&self) -> bool {
-        self.sqlite_code() == Some(rusqlite::ErrorCode::DiskFull)
-    }
-
-    /// Whether the store cannot write now but may later (full disk, read-only or failing
-    /// file system, a lock held too long, the store shut down): the caller may retry.
-    pub fn is_unavailable(&self) -> bool {
-        use rusqlite::ErrorCode::*;
-        matches!(self, StoreError::Closed)
-            || matches!(
-                self.sqlite_code(),
-                Some(
-                    DiskFull
-                        | ReadOnly
-                        | SystemIoFailure
-                        | CannotOpen
-                        | DatabaseBusy
-                        | DatabaseLocked
-                        | OutOfMemory
-                )
-            )
-    }
-
-    fn sqlite_code(&self) -> Option<rusqlite::ErrorCode> {
-        match self {
-            StoreError::Database {
-                source: rusqlite::Error::SqliteFailure(error, _),
-                ..
-            } => Some(error.code),
-            _ => None,
-        }
-    }
+    /// Whether the store answers now (readiness): `Ok` if it can serve reads.
+    async fn ping(&self) -> Result<(), StoreError>;
 }

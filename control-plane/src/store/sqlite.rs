@@ -13,6 +13,8 @@ mod access_sql;
 mod claim_sql;
 #[path = "sqlite_exec_sql.rs"]
 mod exec_sql;
+#[path = "sqlite_readers.rs"]
+mod readers;
 #[path = "sqlite_retention_sql.rs"]
 mod retention_sql;
 #[path = "sqlite_schema.rs"]
@@ -22,17 +24,17 @@ mod sql;
 #[path = "sqlite_writer.rs"]
 mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use dashmap::DashMap;
 use rusqlite::Connection;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use self::exec_sql::{ExecutionRow, FinishedRow};
+use self::readers::Readers;
 use self::writer::Writer;
 use super::{Deletion, ExecutionFilter, PruneScope, Redrive, Store, StoreError, Unfinished};
 use crate::access::TokenRecord;
@@ -40,11 +42,6 @@ use crate::domain::{AttemptFailure, Claim, Execution, Finished, LogLine, Started
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 use chrono::{DateTime, Utc};
-
-/// First pause before written-behind records the store refused are written again.
-const BEHIND_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
-/// Longest pause between those attempts.
-const BEHIND_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Read-only connections kept open for reads.
 const READERS: usize = 4;
@@ -55,9 +52,6 @@ pub struct SqliteStore {
     writer: Arc<Writer>,
     readers: Arc<Readers>,
     closed: Arc<AtomicBool>,
-    /// Records held in memory (warm calls in flight) or written behind and not yet
-    /// committed; [`Store::get_execution`] answers them first.
-    unwritten: Arc<DashMap<Uuid, Execution>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -90,7 +84,6 @@ impl SqliteStore {
                 permits: Semaphore::new(READERS),
             }),
             closed: Arc::new(AtomicBool::new(false)),
-            unwritten: Arc::new(DashMap::new()),
         })
     }
 
@@ -131,113 +124,6 @@ impl Drop for SqliteStore {
     fn drop(&mut self) {
         // Blocks until the queued writes are committed.
         self.writer.join();
-    }
-}
-
-/// Records written behind: held in memory (readable) until committed; a batch the
-/// store refuses (a full or failing disk) is written again with backoff until it is
-/// committed or the store closes, so a sync call's record is not lost to a passing fault.
-struct Behind {
-    writer: Arc<Writer>,
-    unwritten: Arc<DashMap<Uuid, Execution>>,
-    closed: Arc<AtomicBool>,
-    runtime: Option<tokio::runtime::Handle>,
-    rows: Arc<Vec<ExecutionRow>>,
-    ids: Arc<Vec<Uuid>>,
-}
-
-impl Behind {
-    fn submit(self, pause: std::time::Duration) {
-        let rows = Arc::clone(&self.rows);
-        let writer = Arc::clone(&self.writer);
-        writer.write_behind(
-            move |conn| {
-                rows.iter()
-                    .try_for_each(|row| exec_sql::insert_execution(conn, row))
-            },
-            move |result| match result {
-                Ok(()) => self.forget(),
-                Err(err) => self.retry(err, pause),
-            },
-        );
-    }
-
-    fn retry(self, err: String, pause: std::time::Duration) {
-        let runtime = self.runtime.clone();
-        match runtime {
-            Some(runtime) if !self.closed.load(Ordering::SeqCst) => {
-                tracing::error!(execution = %self.ids[0], "could not store the record yet, keeping it: {err}");
-                runtime.spawn(async move {
-                    tokio::time::sleep(pause).await;
-                    self.submit((pause * 2).min(BEHIND_RETRY_MAX));
-                });
-            }
-            _ => {
-                tracing::error!(execution = %self.ids[0], "could not store the record: {err}");
-                self.forget();
-            }
-        }
-    }
-
-    fn forget(&self) {
-        for id in self.ids.iter() {
-            self.unwritten.remove(id);
-        }
-    }
-}
-
-/// The pool of read-only connections.
-struct Readers {
-    dir: PathBuf,
-    idle: Mutex<Vec<Connection>>,
-    /// One permit per connection.
-    permits: Semaphore,
-}
-
-impl Readers {
-    /// Runs `work` on an idle connection in a blocking thread.
-    async fn read<T, F>(pool: &Arc<Readers>, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let permit = pool
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        let pool_ref = Arc::clone(pool);
-        let joined = tokio::task::spawn_blocking(move || {
-            let conn = match pool_ref.take() {
-                Some(conn) => conn,
-                // A connection is lost only if a read panicked: open another.
-                None => schema::open_reader(&pool_ref.dir)?,
-            };
-            let result = work(&conn);
-            pool_ref.give(conn);
-            result
-        })
-        .await;
-        drop(permit);
-        match joined {
-            Ok(result) => result,
-            Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-            Err(_) => Err(StoreError::Closed),
-        }
-    }
-
-    fn take(&self) -> Option<Connection> {
-        match self.idle.lock() {
-            Ok(mut idle) => idle.pop(),
-            Err(poisoned) => poisoned.into_inner().pop(),
-        }
-    }
-
-    fn give(&self, conn: Connection) {
-        match self.idle.lock() {
-            Ok(mut idle) => idle.push(conn),
-            Err(poisoned) => poisoned.into_inner().push(conn),
-        }
     }
 }
 
@@ -301,44 +187,23 @@ impl Store for SqliteStore {
             .await
     }
 
-    fn hold(&self, execution: &Execution) {
-        self.unwritten.insert(execution.id, execution.clone());
-    }
-
-    fn write_behind(&self, execution: Execution, children: Vec<Execution>) {
-        let ids: Vec<Uuid> = std::iter::once(execution.id)
-            .chain(children.iter().map(|child| child.id))
-            .collect();
-        let rows = match std::iter::once(&execution)
-            .chain(&children)
+    async fn insert_with_children(
+        &self,
+        execution: &Execution,
+        children: &[Execution],
+    ) -> Result<(), StoreError> {
+        let rows = std::iter::once(execution)
+            .chain(children)
             .map(ExecutionRow::new)
-            .collect::<Result<Vec<_>, _>>()
-        {
-            Ok(rows) => rows,
-            Err(err) => {
-                tracing::error!(execution = %execution.id, "cannot encode the record to store it: {err}");
-                self.unwritten.remove(&execution.id);
-                return;
-            }
-        };
-        for record in std::iter::once(execution).chain(children) {
-            self.unwritten.insert(record.id, record);
-        }
-        Behind {
-            writer: Arc::clone(&self.writer),
-            unwritten: Arc::clone(&self.unwritten),
-            closed: Arc::clone(&self.closed),
-            runtime: tokio::runtime::Handle::try_current().ok(),
-            rows: Arc::new(rows),
-            ids: Arc::new(ids),
-        }
-        .submit(BEHIND_RETRY_FIRST);
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write(move |conn| {
+            rows.iter()
+                .try_for_each(|row| exec_sql::insert_execution(conn, row))
+        })
+        .await
     }
 
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
-        if let Some(execution) = self.unwritten.get(&id) {
-            return Ok(Some(execution.clone()));
-        }
         self.read(move |conn| exec_sql::get_execution(conn, id))
             .await
     }
@@ -601,6 +466,14 @@ impl Store for SqliteStore {
         let (key, value) = (key.to_owned(), value.to_owned());
         self.write(move |conn| access_sql::put_setting(conn, &key, &value))
             .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(sql::db("ping"))
+        })
+        .await
     }
 }
 

@@ -225,10 +225,7 @@ pub(super) fn insert_execution(conn: &Connection, e: &ExecutionRow) -> Result<()
             }
         }
     }
-    Err(StoreError::Database {
-        operation: "insert execution",
-        source: err,
-    })
+    Err(super::sql::database("insert execution", err))
 }
 
 /// See [`crate::store::Store::get_execution`].

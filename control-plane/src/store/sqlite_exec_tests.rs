@@ -13,7 +13,7 @@ use super::tests::{create, execution, fresh, hold_writer, ms};
 use crate::domain::{
     Claim, Execution, ExecutionError, ExecutionStatus, Finished, Started, Trigger,
 };
-use crate::store::{ExecutionFilter, Redrive, Store, StoreError, Unfinished};
+use crate::store::{ExecutionFilter, Store, StoreError, Unfinished};
 
 fn started(instance: &str) -> Started {
     Started {
@@ -303,124 +303,6 @@ async fn requeue_clears_the_start_fields() {
 }
 
 #[tokio::test]
-async fn list_executions_filters_and_pages_newest_first() {
-    let (_dir, store) = fresh();
-    let a = create(&store, "a").await;
-    let b = create(&store, "b").await;
-    let base = ms(Utc::now());
-    let mut all = Vec::new();
-    for i in 0..10 {
-        let mut e = execution(if i % 2 == 0 { &a } else { &b });
-        e.created_at = base + chrono::Duration::seconds(i);
-        e.status = [
-            ExecutionStatus::Queued,
-            ExecutionStatus::Success,
-            ExecutionStatus::Error,
-        ][i as usize % 3];
-        e.dead_letter = i == 4 || i == 7;
-        store.insert_execution(&e).await.unwrap();
-        all.push(e);
-    }
-    all.reverse(); // newest first
-    let ids = |list: &[Execution]| list.iter().map(|e| e.id).collect::<Vec<_>>();
-    let list = |filter: ExecutionFilter| {
-        let store = &store;
-        async move { store.list_executions(&filter).await.unwrap() }
-    };
-    let filter = ExecutionFilter {
-        limit: 100,
-        with_payloads: true,
-        ..ExecutionFilter::default()
-    };
-
-    assert_eq!(list(filter.clone()).await, all);
-    let bare = list(ExecutionFilter {
-        with_payloads: false,
-        ..filter.clone()
-    })
-    .await;
-    assert!(
-        bare.iter().all(|e| e.input.is_null() && e.output.is_none()),
-        "a listing without payloads reads none"
-    );
-    let only_a = list(ExecutionFilter {
-        function: Some("a".into()),
-        ..filter.clone()
-    })
-    .await;
-    assert_eq!(
-        ids(&only_a),
-        ids(&all
-            .iter()
-            .filter(|e| e.function == "a")
-            .cloned()
-            .collect::<Vec<_>>())
-    );
-    let statuses = vec![ExecutionStatus::Success, ExecutionStatus::Error];
-    let failed_or_ok = list(ExecutionFilter {
-        statuses: statuses.clone(),
-        ..filter.clone()
-    })
-    .await;
-    assert_eq!(failed_or_ok.len(), 6);
-    assert!(failed_or_ok.iter().all(|e| statuses.contains(&e.status)));
-    let window = list(ExecutionFilter {
-        since: Some(base + chrono::Duration::seconds(3)),
-        until: Some(base + chrono::Duration::seconds(6)),
-        ..filter.clone()
-    })
-    .await;
-    assert_eq!(ids(&window), ids(&all[4..7]), "created at 5, 4 and 3 s");
-    let dead = list(ExecutionFilter {
-        dead_letter: Some(true),
-        ..filter.clone()
-    })
-    .await;
-    assert_eq!(ids(&dead), vec![all[2].id, all[5].id]);
-    let alive = list(ExecutionFilter {
-        dead_letter: Some(false),
-        ..filter.clone()
-    })
-    .await;
-    assert_eq!(alive.len(), 8);
-    let combined = list(ExecutionFilter {
-        function: Some("b".into()),
-        statuses: vec![ExecutionStatus::Queued],
-        ..filter.clone()
-    })
-    .await;
-    assert_eq!(ids(&combined), vec![all[0].id, all[6].id], "b at 9 and 3 s");
-    assert!(list(ExecutionFilter {
-        limit: 0,
-        ..filter.clone()
-    })
-    .await
-    .is_empty());
-
-    // Paging by before_id walks every record once, in order.
-    let mut pages = Vec::new();
-    let mut seen = Vec::new();
-    let mut before_id = None;
-    loop {
-        let page = list(ExecutionFilter {
-            limit: 3,
-            before_id,
-            ..filter.clone()
-        })
-        .await;
-        if page.is_empty() {
-            break;
-        }
-        pages.push(page.len());
-        assert!(pages.len() <= 4, "paging does not end: {pages:?}");
-        before_id = page.last().map(|e| e.id);
-        seen.extend(ids(&page));
-    }
-    assert_eq!(pages, vec![3, 3, 3, 1]);
-    assert_eq!(seen, ids(&all));
-}
-
-#[tokio::test]
 async fn list_unfinished_answers_open_executions_oldest_first() {
     let (_dir, store) = fresh();
     let function = create(&store, "hello").await;
@@ -545,50 +427,6 @@ async fn an_execution_of_a_closed_store_is_refused() {
 }
 
 #[tokio::test]
-async fn written_behind_records_are_readable_at_once_and_committed_by_close() {
-    let (dir, store) = fresh();
-    let function = create(&store, "hello").await;
-    let mut held = execution(&function);
-    held.status = ExecutionStatus::Running;
-    store.hold(&held);
-    assert_eq!(
-        store.get_execution(held.id).await.unwrap(),
-        Some(held.clone())
-    );
-    let mut done = Vec::new();
-    for n in 0..50 {
-        let mut record = execution(&function);
-        record.status = ExecutionStatus::Success;
-        record.output = Some(json!({ "n": n }));
-        record.finished_at = Some(ms(Utc::now()));
-        store.write_behind(record.clone(), Vec::new());
-        done.push(record);
-    }
-    for record in &done {
-        assert_eq!(
-            store.get_execution(record.id).await.unwrap().as_ref(),
-            Some(record),
-            "readable before the commit"
-        );
-    }
-    store.close().await;
-    drop(store);
-    let reopened = super::SqliteStore::open(dir.path()).expect("reopen");
-    for record in &done {
-        assert_eq!(
-            reopened.get_execution(record.id).await.unwrap().as_ref(),
-            Some(record),
-            "committed by close"
-        );
-    }
-    assert_eq!(
-        reopened.get_execution(held.id).await.unwrap(),
-        None,
-        "a held record is only in memory"
-    );
-}
-
-#[tokio::test]
 async fn children_are_stored_once_with_the_finish_and_retries_keep_each_failure() {
     let (_dir, store) = fresh();
     let function = create(&store, "hello").await;
@@ -648,36 +486,4 @@ async fn children_are_stored_once_with_the_finish_and_retries_keep_each_failure(
         .await
         .unwrap()
         .is_empty());
-}
-
-#[tokio::test]
-async fn a_failure_is_redriven_once() {
-    let (_dir, store) = fresh();
-    let function = create(&store, "redriven").await;
-    let failed = execution(&function);
-    store.insert_execution(&failed).await.unwrap();
-    let retry = execution(&function);
-    assert_eq!(
-        store.redrive(failed.id, &retry).await.unwrap(),
-        Redrive::NotFailed
-    );
-    assert!(store
-        .finish_execution(failed.id, NODE, &finished(ExecutionStatus::Error))
-        .await
-        .unwrap());
-    assert_eq!(
-        store.redrive(failed.id, &retry).await.unwrap(),
-        Redrive::Done
-    );
-    let again = execution(&function);
-    assert_eq!(
-        store.redrive(failed.id, &again).await.unwrap(),
-        Redrive::Already(retry.id)
-    );
-    assert!(
-        store.get_execution(again.id).await.unwrap().is_none(),
-        "nothing stored"
-    );
-    let record = store.get_execution(failed.id).await.unwrap().unwrap();
-    assert_eq!(record.redriven_by, Some(retry.id));
 }

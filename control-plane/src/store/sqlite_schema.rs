@@ -151,10 +151,10 @@ pub(super) fn open_writer(dir: &Path) -> Result<Connection, StoreError> {
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
         .map_err(db("enable WAL"))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Database {
-            operation: "enable WAL",
-            source: failure(format!("the database stayed in journal mode {mode}")),
-        });
+        return Err(super::sql::database(
+            "enable WAL",
+            failure(format!("the database stayed in journal mode {mode}")),
+        ));
     }
     conn.execute_batch(
         "PRAGMA synchronous = NORMAL;

@@ -9,11 +9,34 @@ use uuid::Uuid;
 
 use crate::domain::{LogLine, LogStream};
 use crate::registry::{FunctionSpec, FunctionVersion};
-use crate::store::StoreError;
+use crate::store::{Fault, StoreError};
 
 /// Maps a rusqlite error to [`StoreError::Database`] for `operation`.
 pub(super) fn db(operation: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
-    move |source| StoreError::Database { operation, source }
+    move |source| database(operation, source)
+}
+
+/// `source` as a [`StoreError::Database`] of `operation`, its SQLite code classified
+/// into the [`Fault`] callers act on.
+pub(super) fn database(operation: &'static str, source: rusqlite::Error) -> StoreError {
+    StoreError::database(operation, classify(&source), source)
+}
+
+/// The kind of failure an SQLite error is.
+fn classify(error: &rusqlite::Error) -> Fault {
+    use rusqlite::ErrorCode::*;
+    let rusqlite::Error::SqliteFailure(error, _) = error else {
+        return Fault::Other;
+    };
+    match error.code {
+        DiskFull => Fault::Full,
+        ReadOnly | SystemIoFailure | CannotOpen | DatabaseBusy | DatabaseLocked | OutOfMemory => {
+            Fault::Unavailable
+        }
+        ConstraintViolation => Fault::Conflict,
+        DatabaseCorrupt | NotADatabase => Fault::Corrupt,
+        _ => Fault::Other,
+    }
 }
 
 /// Milliseconds since the epoch.

@@ -132,28 +132,6 @@ async fn replace_function_adds_versions_unless_the_hash_is_unchanged() {
 }
 
 #[tokio::test]
-async fn list_functions_answers_current_versions_by_name() {
-    let (_dir, store) = fresh();
-    create(&store, "zeta").await;
-    create(&store, "alpha").await;
-    create(&store, "mid").await;
-    let changed = spec("alpha", "python3 v2.py");
-    store
-        .replace_function(&changed, &content_hash(&changed))
-        .await
-        .unwrap();
-    store.delete_function("mid").await.unwrap();
-    let listed: Vec<(String, u32)> = store
-        .list_functions()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|v| (v.name, v.version))
-        .collect();
-    assert_eq!(listed, vec![("alpha".into(), 2), ("zeta".into(), 1)]);
-}
-
-#[tokio::test]
 async fn delete_hides_a_function_and_recreating_continues_its_versions() {
     let (_dir, store) = fresh();
     create(&store, "hello").await;
@@ -471,4 +449,40 @@ async fn the_database_is_in_wal_mode_with_normal_sync() {
         .unwrap();
     assert_eq!(mode, "wal");
     assert_eq!(sync, 1, "synchronous=NORMAL");
+}
+
+#[test]
+fn sqlite_errors_are_classified_into_faults_the_callers_act_on() {
+    use crate::store::Fault;
+    use rusqlite::ffi;
+    let fault = |code| {
+        let err = super::sql::database(
+            "probe",
+            rusqlite::Error::SqliteFailure(ffi::Error::new(code), None),
+        );
+        (err.fault(), err.is_full(), err.is_unavailable())
+    };
+    assert_eq!(fault(ffi::SQLITE_FULL), (Some(Fault::Full), true, true));
+    assert_eq!(
+        fault(ffi::SQLITE_BUSY),
+        (Some(Fault::Unavailable), false, true)
+    );
+    assert_eq!(
+        fault(ffi::SQLITE_IOERR),
+        (Some(Fault::Unavailable), false, true)
+    );
+    assert_eq!(
+        fault(ffi::SQLITE_READONLY),
+        (Some(Fault::Unavailable), false, true)
+    );
+    assert_eq!(
+        fault(ffi::SQLITE_CONSTRAINT),
+        (Some(Fault::Conflict), false, false)
+    );
+    assert_eq!(
+        fault(ffi::SQLITE_CORRUPT),
+        (Some(Fault::Corrupt), false, false)
+    );
+    assert_eq!(fault(ffi::SQLITE_ERROR), (Some(Fault::Other), false, false));
+    assert!(StoreError::Closed.is_unavailable());
 }

@@ -9,7 +9,6 @@
 
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use rusqlite::{ffi, Connection};
 use tokio::sync::oneshot;
@@ -18,8 +17,6 @@ use crate::store::StoreError;
 
 /// Most jobs committed in one transaction (bounds the latency of the first of them).
 const MAX_BATCH: usize = 4096;
-/// Longest a batch of write-behind jobs waits for company before it is committed.
-const LINGER: Duration = Duration::from_millis(2);
 
 /// A write, run by the writer thread inside a batch transaction.
 pub(super) trait Job: Send {
@@ -30,10 +27,6 @@ pub(super) trait Job: Send {
     fn fail(&mut self, source: rusqlite::Error);
     /// Answers the caller.
     fn reply(self: Box<Self>);
-    /// Whether a caller waits for the commit (write-behind jobs: no).
-    fn waited_for(&self) -> bool {
-        true
-    }
 }
 
 /// A [`Job`] made of a closure and the channel of its caller.
@@ -59,73 +52,15 @@ where
     }
 
     fn fail(&mut self, source: rusqlite::Error) {
-        self.result = Some(Err(StoreError::Database {
-            operation: "commit writes",
-            source,
-        }));
+        self.result = Some(Err(super::sql::database("commit writes", source)));
     }
 
     fn reply(self: Box<Self>) {
-        let result = self.result.unwrap_or_else(|| {
-            Err(StoreError::Database {
-                operation: "commit writes",
-                source: aborted(),
-            })
-        });
+        let result = self
+            .result
+            .unwrap_or_else(|| Err(super::sql::database("commit writes", aborted())));
         // The caller may have given up waiting; nothing to do then.
         let _ = self.reply.send(result);
-    }
-}
-
-/// A write nobody waits for: `done` learns whether it was committed.
-struct Behind<F, D> {
-    work: Option<F>,
-    committed: bool,
-    done: Option<D>,
-}
-
-impl<F, D> Job for Behind<F, D>
-where
-    F: FnOnce(&Connection) -> Result<(), StoreError> + Send,
-    D: FnOnce(Result<(), String>) + Send,
-{
-    fn waited_for(&self) -> bool {
-        false
-    }
-
-    fn run(&mut self, conn: &Connection) -> bool {
-        let Some(work) = self.work.take() else {
-            return false;
-        };
-        match work(conn) {
-            Ok(()) => {
-                self.committed = true;
-                true
-            }
-            Err(err) => {
-                if let Some(done) = self.done.take() {
-                    done(Err(err.to_string()));
-                }
-                false
-            }
-        }
-    }
-
-    fn fail(&mut self, source: rusqlite::Error) {
-        self.committed = false;
-        if let Some(done) = self.done.take() {
-            done(Err(format!("the commit failed: {source}")));
-        }
-    }
-
-    fn reply(mut self: Box<Self>) {
-        if let Some(done) = self.done.take() {
-            done(if self.committed {
-                Ok(())
-            } else {
-                Err("the write was not committed".into())
-            });
-        }
     }
 }
 
@@ -150,9 +85,11 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("gantry-store-writer".into())
             .spawn(move || run(conn, receiver))
-            .map_err(|err| StoreError::Database {
-                operation: "start the writer thread",
-                source: super::schema::failure(err.to_string()),
+            .map_err(|err| {
+                super::sql::database(
+                    "start the writer thread",
+                    super::schema::failure(err.to_string()),
+                )
             })?;
         Ok(Writer {
             sender,
@@ -179,27 +116,6 @@ impl Writer {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Queues `work` for the next batch without waiting; `done` runs on the writer
-    /// thread once the batch is committed (or the write failed). Writes queued before a
-    /// shutdown are committed before the thread stops.
-    pub(super) fn write_behind<F, D>(&self, work: F, done: D)
-    where
-        F: FnOnce(&Connection) -> Result<(), StoreError> + Send + 'static,
-        D: FnOnce(Result<(), String>) + Send + 'static,
-    {
-        let job = Behind {
-            work: Some(work),
-            committed: false,
-            done: Some(done),
-        };
-        if let Err(mpsc::SendError(Message::Job(mut job))) =
-            self.sender.send(Message::Job(Box::new(job)))
-        {
-            job.fail(aborted());
-            job.reply();
-        }
-    }
-
     /// Asks the thread to stop after the writes queued so far; answers when they are
     /// committed (at once if it had already stopped).
     pub(super) async fn shutdown(&self) {
@@ -224,43 +140,22 @@ impl Writer {
     }
 }
 
-/// The writer thread: batches until told to stop or every sender is gone. A batch of
-/// write-behind jobs only (nobody waits for them) lingers up to [`LINGER`] for more, so
-/// a trickle of warm calls shares commits instead of paying one each.
+/// The writer thread: batches until told to stop or every sender is gone.
 fn run(conn: Connection, receiver: Receiver<Message>) {
     let mut jobs: Vec<Box<dyn Job>> = Vec::new();
     while let Ok(first) = receiver.recv() {
         let mut next = Some(first);
         let mut stop: Option<Option<oneshot::Sender<()>>> = None;
-        let mut linger_until: Option<Instant> = None;
-        loop {
-            while let Some(message) = next.take() {
-                match message {
-                    Message::Job(job) => jobs.push(job),
-                    Message::Shutdown(done) => {
-                        stop = Some(done);
-                        break;
-                    }
-                }
-                if jobs.len() < MAX_BATCH {
-                    next = receiver.try_recv().ok();
+        while let Some(message) = next.take() {
+            match message {
+                Message::Job(job) => jobs.push(job),
+                Message::Shutdown(done) => {
+                    stop = Some(done);
+                    break;
                 }
             }
-            let lingering = stop.is_none()
-                && jobs.len() < MAX_BATCH
-                && !jobs.is_empty()
-                && jobs.iter().all(|job| !job.waited_for());
-            if !lingering {
-                break;
-            }
-            let until = *linger_until.get_or_insert_with(|| Instant::now() + LINGER);
-            let left = until.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            match receiver.recv_timeout(left) {
-                Ok(message) => next = Some(message),
-                Err(_) => break,
+            if jobs.len() < MAX_BATCH {
+                next = receiver.try_recv().ok();
             }
         }
         if !jobs.is_empty() {

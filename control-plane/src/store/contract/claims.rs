@@ -174,3 +174,61 @@ pub(crate) async fn a_lapsed_lease_is_reclaimable_and_a_renewed_one_is_not(store
     assert_eq!(record.owner.as_deref(), Some("node-b"));
     assert_eq!(record.lease_until, Some(taker.lease_until));
 }
+
+/// `take_due` answers the earliest due work first, at most `limit` at a time.
+pub(crate) async fn due_work_is_taken_in_time_order_a_page_at_a_time(store: Arc<dyn Store>) {
+    let function = create(&*store, "paged-due").await;
+    let now = ms(Utc::now());
+    let mut expected = Vec::new();
+    for seconds in [3, 1, 2] {
+        let mut execution = queued(&function);
+        execution.run_at = Some(now - TimeDelta::seconds(seconds));
+        store.insert_execution(&execution).await.unwrap();
+        expected.push((seconds, execution.id));
+    }
+    expected.sort();
+    expected.reverse();
+    let first = store.take_due(now, 2).await.unwrap();
+    let second = store.take_due(now, 2).await.unwrap();
+    let taken: Vec<Uuid> = first.iter().chain(&second).map(|(id, _)| *id).collect();
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        taken,
+        expected.iter().map(|(_, id)| *id).collect::<Vec<_>>(),
+        "oldest run_at first"
+    );
+    assert_eq!(store.next_due().await.unwrap(), None);
+}
+
+/// Renewing extends the lease of what the owner holds (starting or running), nothing
+/// else, and answers how many.
+pub(crate) async fn renewal_extends_only_what_the_owner_holds(store: Arc<dyn Store>) {
+    let function = create(&*store, "renewed").await;
+    let mine = super::claimed(&*store, &function, "node-a").await;
+    let running = super::claimed(&*store, &function, "node-a").await;
+    assert!(store
+        .mark_running(running.id, "node-a", &super::started("i-1"))
+        .await
+        .unwrap());
+    let done = super::claimed(&*store, &function, "node-a").await;
+    assert!(store
+        .finish_execution(
+            done.id,
+            "node-a",
+            &super::finished(ExecutionStatus::Success)
+        )
+        .await
+        .unwrap());
+    let theirs = super::claimed(&*store, &function, "node-b").await;
+    let until = ms(Utc::now() + TimeDelta::seconds(90));
+    assert_eq!(store.renew_leases("node-a", until).await.unwrap(), 2);
+    for id in [mine.id, running.id] {
+        let record = store.get_execution(id).await.unwrap().unwrap();
+        assert_eq!(record.lease_until, Some(until));
+    }
+    let record = store.get_execution(theirs.id).await.unwrap().unwrap();
+    assert_eq!(record.lease_until, theirs.lease_until);
+    let record = store.get_execution(done.id).await.unwrap().unwrap();
+    assert_eq!(record.lease_until, None);
+    assert_eq!(store.renew_leases("nobody", until).await.unwrap(), 0);
+}

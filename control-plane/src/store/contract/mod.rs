@@ -2,14 +2,19 @@
 //! `Arc<dyn Store>` and run for each store (see the `store_contract!` invocations beside
 //! each implementation).
 
+pub(crate) mod catalog;
 pub(crate) mod claims;
+pub(crate) mod records;
+pub(crate) mod transitions;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::domain::{Claim, Execution, Trigger};
+use crate::domain::{
+    Claim, Execution, ExecutionError, ExecutionStatus, Finished, Started, Trigger,
+};
 use crate::registry::{content_hash, parse_manifest, FunctionVersion};
 use crate::store::Store;
 
@@ -46,6 +51,45 @@ pub(crate) fn claim_for(owner: &str, seconds: i64) -> Claim {
     }
 }
 
+/// A terminal update to `status`.
+pub(crate) fn finished(status: ExecutionStatus) -> Finished {
+    let success = status == ExecutionStatus::Success;
+    Finished {
+        status,
+        output: success.then(|| json!({ "ok": true })),
+        error: (!success).then(|| ExecutionError::new("FUNCTION_ERROR", "exit 1")),
+        exit_code: Some(i32::from(!success)),
+        duration_ms: Some(12),
+        finished_at: ms(Utc::now()),
+        dead_letter: false,
+    }
+}
+
+/// The start of an attempt on instance `instance`.
+pub(crate) fn started(instance: &str) -> Started {
+    Started {
+        instance_id: instance.into(),
+        cold_start: true,
+        callback_token_hash: format!("hash-of-{instance}"),
+        started_at: ms(Utc::now()),
+    }
+}
+
+/// Inserts a queued execution of `function` and claims it for `owner`.
+pub(crate) async fn claimed(
+    store: &dyn Store,
+    function: &FunctionVersion,
+    owner: &str,
+) -> Execution {
+    let execution = queued(function);
+    store.insert_execution(&execution).await.unwrap();
+    assert!(store
+        .claim(execution.id, &claim_for(owner, 30))
+        .await
+        .unwrap());
+    store.get_execution(execution.id).await.unwrap().unwrap()
+}
+
 /// Declares one `#[tokio::test]` per contract test, each on a fresh store from `$make`
 /// (an expression answering a [`Subject`]).
 #[macro_export]
@@ -55,7 +99,33 @@ macro_rules! store_contract {
             claims::a_queued_execution_is_claimed_by_one_runner,
             claims::many_runners_claim_each_execution_once,
             claims::due_work_is_taken_once_when_its_time_comes,
+            claims::due_work_is_taken_in_time_order_a_page_at_a_time,
             claims::a_lapsed_lease_is_reclaimable_and_a_renewed_one_is_not,
+            claims::renewal_extends_only_what_the_owner_holds,
+            transitions::only_the_claiming_owner_marks_a_start,
+            transitions::one_result_wins_a_race_of_reports,
+            transitions::a_node_never_moves_what_another_holds,
+            transitions::a_requeue_clears_the_claim_and_the_start,
+            transitions::a_scheduled_retry_keeps_each_failure_and_waits,
+            transitions::a_record_without_owner_is_movable_by_any_node,
+            records::a_record_reads_back_as_written,
+            records::an_idempotency_key_is_used_once_per_function,
+            records::a_finish_writes_its_children_once_under_contention,
+            records::children_are_written_all_or_none,
+            records::listings_filter_and_page_newest_first,
+            records::unfinished_work_pages_oldest_first_without_payloads,
+            records::a_failure_is_redriven_once_under_contention,
+            records::a_chain_tree_pages_by_id,
+            catalog::functions_are_versioned_by_content,
+            catalog::a_deleted_function_keeps_its_versions_for_its_executions,
+            catalog::logs_append_once_per_sequence_and_page,
+            catalog::tokens_are_unique_by_name,
+            catalog::secrets_count_their_versions,
+            catalog::settings_are_kept_and_replaced,
+            catalog::retention_prunes_only_old_finished_executions,
+            catalog::a_delete_takes_only_finished_executions_and_their_logs,
+            catalog::version_pruning_keeps_current_and_used_versions,
+            catalog::a_healthy_store_answers_ping_and_compacts,
         );
     };
     (@tests $make:expr; $($module:ident :: $test:ident),+ $(,)?) => {

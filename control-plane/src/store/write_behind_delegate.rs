@@ -1,0 +1,276 @@
+//! [`Store`] for [`WriteBehind`]: every call goes to the store underneath; reads of
+//! one execution answer a held record first.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::WriteBehind;
+use crate::access::TokenRecord;
+use crate::domain::{AttemptFailure, Claim, Execution, Finished, LogLine, Started};
+use crate::registry::{FunctionSpec, FunctionVersion};
+use crate::secrets::{Sealed, SecretRecord};
+use crate::store::{Deletion, ExecutionFilter, PruneScope, Redrive, Store, StoreError, Unfinished};
+
+#[async_trait]
+impl Store for WriteBehind {
+    async fn create_function(
+        &self,
+        spec: &FunctionSpec,
+        content_hash: &str,
+    ) -> Result<FunctionVersion, StoreError> {
+        self.inner.create_function(spec, content_hash).await
+    }
+
+    async fn replace_function(
+        &self,
+        spec: &FunctionSpec,
+        content_hash: &str,
+    ) -> Result<(FunctionVersion, bool), StoreError> {
+        self.inner.replace_function(spec, content_hash).await
+    }
+
+    async fn get_function(&self, name: &str) -> Result<Option<FunctionVersion>, StoreError> {
+        self.inner.get_function(name).await
+    }
+
+    async fn get_function_version(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<FunctionVersion>, StoreError> {
+        self.inner.get_function_version(name, version).await
+    }
+
+    async fn list_functions(&self) -> Result<Vec<FunctionVersion>, StoreError> {
+        self.inner.list_functions().await
+    }
+
+    async fn list_versions(&self, name: &str) -> Result<Vec<FunctionVersion>, StoreError> {
+        self.inner.list_versions(name).await
+    }
+
+    async fn delete_function(&self, name: &str) -> Result<bool, StoreError> {
+        self.inner.delete_function(name).await
+    }
+
+    async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
+        self.inner.insert_execution(execution).await
+    }
+
+    async fn insert_with_children(
+        &self,
+        execution: &Execution,
+        children: &[Execution],
+    ) -> Result<(), StoreError> {
+        self.inner.insert_with_children(execution, children).await
+    }
+
+    async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
+        if let Some(held) = self.shared.held.get(&id) {
+            return Ok(Some(held.clone()));
+        }
+        self.inner.get_execution(id).await
+    }
+
+    async fn find_by_idempotency_key(
+        &self,
+        function: &str,
+        key: &str,
+    ) -> Result<Option<Execution>, StoreError> {
+        self.inner.find_by_idempotency_key(function, key).await
+    }
+
+    async fn list_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<Vec<Execution>, StoreError> {
+        self.inner.list_executions(filter).await
+    }
+
+    async fn list_unfinished(
+        &self,
+        which: Unfinished,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Execution>, StoreError> {
+        self.inner.list_unfinished(which, after, limit).await
+    }
+
+    async fn claim(&self, id: Uuid, claim: &Claim) -> Result<bool, StoreError> {
+        self.inner.claim(id, claim).await
+    }
+
+    async fn mark_running(
+        &self,
+        id: Uuid,
+        owner: &str,
+        started: &Started,
+    ) -> Result<bool, StoreError> {
+        self.inner.mark_running(id, owner, started).await
+    }
+
+    async fn requeue(&self, id: Uuid, owner: &str, attempt: u32) -> Result<bool, StoreError> {
+        self.inner.requeue(id, owner, attempt).await
+    }
+
+    async fn finish_execution(
+        &self,
+        id: Uuid,
+        owner: &str,
+        finished: &Finished,
+    ) -> Result<bool, StoreError> {
+        self.inner.finish_execution(id, owner, finished).await
+    }
+
+    async fn finish_with_children(
+        &self,
+        id: Uuid,
+        owner: &str,
+        finished: &Finished,
+        children: &[Execution],
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .finish_with_children(id, owner, finished, children)
+            .await
+    }
+
+    async fn schedule_retry(
+        &self,
+        id: Uuid,
+        owner: &str,
+        attempt: u32,
+        run_at: DateTime<Utc>,
+        failure: &AttemptFailure,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .schedule_retry(id, owner, attempt, run_at, failure)
+            .await
+    }
+
+    async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.inner.renew_leases(owner, until).await
+    }
+
+    async fn list_expired(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Execution>, StoreError> {
+        self.inner.list_expired(owner, now, limit).await
+    }
+
+    async fn reclaim(
+        &self,
+        id: Uuid,
+        from: &str,
+        now: DateTime<Utc>,
+        claim: &Claim,
+    ) -> Result<bool, StoreError> {
+        self.inner.reclaim(id, from, now, claim).await
+    }
+
+    async fn take_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+        self.inner.take_due(now, limit).await
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner.next_due().await
+    }
+
+    async fn redrive(&self, id: Uuid, retry: &Execution) -> Result<Redrive, StoreError> {
+        self.inner.redrive(id, retry).await
+    }
+
+    async fn chain_tree(
+        &self,
+        root: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Execution>, StoreError> {
+        self.inner.chain_tree(root, after, limit).await
+    }
+
+    async fn append_logs(&self, id: Uuid, lines: &[LogLine]) -> Result<(), StoreError> {
+        self.inner.append_logs(id, lines).await
+    }
+
+    async fn read_logs(
+        &self,
+        id: Uuid,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        self.inner.read_logs(id, after_seq, limit).await
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+        self.inner.insert_token(token).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.inner.list_tokens().await
+    }
+
+    async fn delete_token(&self, name: &str) -> Result<bool, StoreError> {
+        self.inner.delete_token(name).await
+    }
+
+    async fn touch_token(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.touch_token(name, at).await
+    }
+
+    async fn put_secret(&self, name: &str, sealed: &Sealed) -> Result<SecretRecord, StoreError> {
+        self.inner.put_secret(name, sealed).await
+    }
+
+    async fn get_secret(&self, name: &str) -> Result<Option<SecretRecord>, StoreError> {
+        self.inner.get_secret(name).await
+    }
+
+    async fn list_secrets(&self) -> Result<Vec<SecretRecord>, StoreError> {
+        self.inner.list_secrets().await
+    }
+
+    async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        self.inner.delete_secret(name).await
+    }
+
+    async fn prune_executions(
+        &self,
+        scope: &PruneScope,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<usize, StoreError> {
+        self.inner.prune_executions(scope, before, limit).await
+    }
+
+    async fn delete_execution(&self, id: Uuid) -> Result<Deletion, StoreError> {
+        self.inner.delete_execution(id).await
+    }
+
+    async fn prune_versions(&self, keep: u32) -> Result<usize, StoreError> {
+        self.inner.prune_versions(keep).await
+    }
+
+    async fn compact(&self) -> Result<(), StoreError> {
+        self.inner.compact().await
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.inner.get_setting(key).await
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.inner.put_setting(key, value).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
