@@ -5,6 +5,8 @@
 mod accept;
 mod admission;
 mod attempt;
+mod callback;
+mod cancel;
 mod compose;
 mod due;
 mod error;
@@ -23,19 +25,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use serde::Deserialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use accept::Storing;
 pub use admission::{Admission, Load};
+pub(crate) use callback::hash_token;
+pub use callback::CallbackReport;
 pub use compose::{ChainNode, ChainPage, EventTarget};
 pub use error::DispatchError;
 
-use crate::domain::{Execution, ExecutionError, ExecutionStatus, Finished, Trigger};
+use crate::domain::{Execution, Finished, Trigger};
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::pool::{Pools, Supervision};
@@ -43,26 +45,6 @@ use crate::registry::catalog::{Catalog, LoadedFunction};
 use crate::runtime::Runtime;
 use crate::secrets::Vault;
 use crate::store::{Store, StoreError, WriteBehind};
-
-/// The watchdog's callback body, read leniently: unknown error codes from a newer
-/// watchdog are kept as sent.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CallbackReport {
-    /// Whether the function produced a result.
-    pub success: bool,
-    /// Its JSON result.
-    #[serde(default)]
-    pub output: Option<Value>,
-    /// Why it failed.
-    #[serde(default)]
-    pub error: Option<ExecutionError>,
-    /// Run time measured by the watchdog.
-    #[serde(default)]
-    pub duration_ms: Option<u64>,
-    /// The function's exit code.
-    #[serde(default)]
-    pub exit_code: Option<i32>,
-}
 
 /// Settings of the dispatcher.
 #[derive(Debug, Clone)]
@@ -166,11 +148,6 @@ pub struct Dispatcher {
     closing: AtomicBool,
     /// Wakes the due task when an execution with a `run_at` was stored.
     due_wake: tokio::sync::Notify,
-}
-
-/// SHA-256 of a callback token, hex.
-pub(crate) fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 impl Dispatcher {
@@ -317,116 +294,6 @@ impl Dispatcher {
         }
     }
 
-    /// Cancels an execution: a queued one leaves its queue, a running one has its
-    /// instance killed. Answers the final record.
-    pub async fn cancel(self: &Arc<Self>, id: Uuid) -> Result<Execution, DispatchError> {
-        let execution = self
-            .store
-            .get_execution(id)
-            .await?
-            .ok_or(DispatchError::ExecutionNotFound(id))?;
-        if execution.status.is_terminal() {
-            return Err(DispatchError::AlreadyFinished(
-                id,
-                execution.status.as_str(),
-            ));
-        }
-        let active_cancel = self
-            .active
-            .get(&id)
-            .map(|run| run.cancel.clone())
-            .or_else(|| self.warm_active.get(&id).map(|cancel| cancel.clone()));
-        if let Some(cancel) = active_cancel {
-            cancel.cancel();
-            return cancelled_or_finished(self.wait_final(id).await?);
-        }
-        let (removed, load) = self.admission.remove_queued(&execution.function, id);
-        self.metrics
-            .set_load(&execution.function, load.queued, load.running);
-        let finished = outcome::cancelled("before it started");
-        let function = self
-            .catalog
-            .version(&execution.function, execution.version)
-            .await
-            .ok();
-        let mut done = execution;
-        if self
-            .conclude(&mut done, finished, function.as_deref(), None)
-            .await
-            == finish::Ending::Final(true)
-        {
-            self.notify(&done);
-            return Ok(done);
-        }
-        if !removed {
-            // It started in the meantime: cancel the run instead.
-            if let Some(cancel) = self.active.get(&id).map(|run| run.cancel.clone()) {
-                cancel.cancel();
-            }
-        }
-        cancelled_or_finished(self.wait_final(id).await?)
-    }
-
-    /// Takes the watchdog's report for execution `id`, authenticated by `token`. Answers
-    /// whether it was applied (`false`: the execution was already final).
-    pub async fn complete(
-        &self,
-        id: Uuid,
-        token: Option<&str>,
-        report: CallbackReport,
-    ) -> Result<bool, DispatchError> {
-        let token = token.ok_or(DispatchError::MissingToken)?;
-        let hash = hash_token(token);
-        let delivery = self.active.get(&id).map(|run| {
-            (
-                constant_time_eq(run.token_hash.as_bytes(), hash.as_bytes()),
-                run.reports.clone(),
-            )
-        });
-        match delivery {
-            Some((false, _)) => Err(DispatchError::WrongToken(id)),
-            Some((true, reports)) => {
-                let (ack, recorded) = oneshot::channel();
-                if reports.send((report, ack)).await.is_err() {
-                    return Ok(false);
-                }
-                match recorded.await {
-                    Ok(Recorded::Applied) => Ok(true),
-                    Ok(Recorded::AlreadyFinal) | Err(_) => Ok(false),
-                    Ok(Recorded::Unavailable) => Err(DispatchError::StoreUnavailable(id)),
-                }
-            }
-            None => {
-                let execution = self
-                    .store
-                    .get_execution(id)
-                    .await?
-                    .ok_or(DispatchError::ExecutionNotFound(id))?;
-                match &execution.callback_token_hash {
-                    Some(stored) if constant_time_eq(stored.as_bytes(), hash.as_bytes()) => {
-                        Ok(false)
-                    }
-                    _ => Err(DispatchError::WrongToken(id)),
-                }
-            }
-        }
-    }
-
-    /// The input of a running execution, for its watchdog's PAYLOAD_URL fetch.
-    pub fn payload(&self, id: Uuid, token: Option<&str>) -> Result<Arc<String>, DispatchError> {
-        let token = token.ok_or(DispatchError::MissingToken)?;
-        let run = self
-            .active
-            .get(&id)
-            .ok_or(DispatchError::ExecutionNotFound(id))?;
-        if !constant_time_eq(run.token_hash.as_bytes(), hash_token(token).as_bytes()) {
-            return Err(DispatchError::WrongToken(id));
-        }
-        run.large_payload
-            .clone()
-            .ok_or(DispatchError::ExecutionNotFound(id))
-    }
-
     /// Queued and running executions of `function`.
     pub fn load(&self, function: &str) -> Load {
         self.admission.load(function)
@@ -458,19 +325,6 @@ impl Dispatcher {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.pools.shutdown(grace.max(Duration::from_secs(5))).await;
-    }
-}
-
-/// The record of a cancelled execution, or the conflict of one that finished otherwise
-/// first (its result came before the cancel).
-fn cancelled_or_finished(record: Execution) -> Result<Execution, DispatchError> {
-    if record.status == ExecutionStatus::Cancelled {
-        Ok(record)
-    } else {
-        Err(DispatchError::AlreadyFinished(
-            record.id,
-            record.status.as_str(),
-        ))
     }
 }
 
@@ -520,8 +374,4 @@ pub(crate) fn apply_finished(execution: &mut Execution, finished: &Finished) {
     execution.exit_code = finished.exit_code;
     execution.duration_ms = finished.duration_ms;
     execution.finished_at = Some(finished.finished_at);
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
