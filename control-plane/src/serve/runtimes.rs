@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use super::Failure;
 use crate::config::{RuntimeKind, ServeArgs};
+use crate::runtime::cgroup::Cgroups;
 use crate::runtime::docker::{ContainerDefaults, DockerRuntime};
 use crate::runtime::docker_select::RuntimeSelector;
 use crate::runtime::function_user::{self, FunctionUser};
@@ -155,5 +156,37 @@ fn process_runtime(
         }
     };
     let runtime = ProcessRuntime::new(watchdog, owner.to_owned(), scratch_root, user);
-    Ok((runtime, user))
+    Ok((contained(runtime, args, owner), user))
+}
+
+/// `runtime` with its instances in cgroups, where the host offers them and they are not
+/// turned off; the log says which.
+fn contained(runtime: ProcessRuntime, args: &ServeArgs, owner: &str) -> ProcessRuntime {
+    let cgroups = Cgroups::setup(args.cgroups, owner);
+    let gantry = std::env::current_exe();
+    match (cgroups, gantry) {
+        (Ok(cgroups), Ok(gantry)) => {
+            tracing::info!(
+                "process runtime: every instance runs in a cgroup of its own, cgroups {}",
+                cgroups.describe()
+            );
+            runtime.with_cgroups(Arc::new(cgroups), gantry)
+        }
+        (Err(reason), _) => {
+            without_cgroups(&reason.to_string());
+            runtime
+        }
+        (_, Err(err)) => {
+            without_cgroups(&format!(
+                "cannot find the gantry binary for the cgroup trampoline: {err}"
+            ));
+            runtime
+        }
+    }
+}
+
+fn without_cgroups(reason: &str) {
+    tracing::warn!(
+        "process runtime without cgroups ({reason}): a process that leaves its execution's process group and environment can outlive it, and resources.memory_mb, pids and cpu are not enforced"
+    );
 }
