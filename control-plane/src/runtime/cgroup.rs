@@ -12,13 +12,11 @@
 use std::path::{Path, PathBuf};
 
 use super::cgroup_fs::{self as fs, Mount};
+pub use super::cgroup_instance::Cgroup;
 
 /// Environment variable that makes the server behave as on a host without cgroups
 /// (`1`), for tests of that path.
 pub const DISABLE_VAR: &str = "GANTRY_TEST_NO_CGROUPS";
-
-/// Period of the CPU quota, in microseconds (the kernel's default).
-const CPU_PERIOD_US: u64 = 100_000;
 
 /// What can go wrong with cgroups.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +84,7 @@ pub enum Controller {
 }
 
 impl Controller {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Controller::Memory => "memory",
             Controller::Pids => "pids",
@@ -109,9 +107,9 @@ pub struct Limits {
 
 /// A cgroup directory in one hierarchy and the controllers it has there.
 #[derive(Debug, Clone)]
-struct Node {
-    dir: PathBuf,
-    controllers: Vec<Controller>,
+pub(super) struct Node {
+    pub dir: PathBuf,
+    pub controllers: Vec<Controller>,
 }
 
 /// The server's cgroups: where its instances' cgroups are made.
@@ -153,17 +151,29 @@ impl Cgroups {
             })
             .collect();
         if !v1.is_empty() {
+            // A hierarchy this server cannot use (read-only, not delegated) is left out;
+            // the others still contain the instances.
             let mut parents = Vec::new();
+            let mut refused = Vec::new();
             for (mount, controllers) in v1 {
                 let wanted = controllers[0].name();
                 let base = base_dir(mount, own_path_or_root(&own, Some(wanted)), root);
                 let dir = base.join(&name);
-                fs::make_dir(&dir)?;
+                if let Err(err) = fs::make_dir(&dir) {
+                    tracing::warn!("cgroup hierarchy {} left out: {err}", mount.dir.display());
+                    refused.push(err);
+                    continue;
+                }
                 if controllers.contains(&Controller::Memory) {
                     // Limits are per instance, counted across its whole subtree.
                     let _ = fs::write(&dir.join("memory.use_hierarchy"), "1");
                 }
                 parents.push(Node { dir, controllers });
+            }
+            if parents.is_empty() {
+                return Err(refused
+                    .pop()
+                    .unwrap_or_else(|| CgroupError::NotMounted("no v1 hierarchy".into())));
             }
             return Ok(Cgroups {
                 unified: false,
@@ -217,7 +227,7 @@ impl Cgroups {
 
     /// Whether `controller` is available to instances.
     pub fn has(&self, controller: Controller) -> bool {
-        self.unified && controller == Controller::Freezer
+        (self.unified && controller == Controller::Freezer)
             || self
                 .parents
                 .iter()
@@ -235,21 +245,10 @@ impl Cgroups {
                 controllers: parent.controllers.clone(),
             });
         }
-        let cgroup = Cgroup {
-            unified: self.unified,
-            nodes,
-        };
-        if cgroup.nodes.iter().any(|node| node.dir.exists()) {
-            cgroup.destroy()?;
-        }
-        for node in &cgroup.nodes {
-            if let Err(err) = std::fs::create_dir(&node.dir) {
-                let err = CgroupError::io("create", &node.dir, err);
-                let _ = cgroup.destroy();
-                return Err(err);
-            }
-        }
-        cgroup.apply(limits);
+        let cgroup = Cgroup::new(self.unified, nodes);
+        // A leftover of an earlier attempt with this name goes first.
+        cgroup.destroy()?;
+        cgroup.make(limits)?;
         Ok(cgroup)
     }
 
@@ -265,22 +264,33 @@ impl Cgroups {
         names.sort();
         names.dedup();
         for name in &names {
-            let cgroup = Cgroup {
-                unified: self.unified,
-                nodes: self
-                    .parents
-                    .iter()
-                    .map(|parent| Node {
-                        dir: parent.dir.join(name),
-                        controllers: parent.controllers.clone(),
-                    })
-                    .collect(),
-            };
+            let nodes = self
+                .parents
+                .iter()
+                .map(|parent| Node {
+                    dir: parent.dir.join(name),
+                    controllers: parent.controllers.clone(),
+                })
+                .collect();
+            let cgroup = Cgroup::new(self.unified, nodes);
             if let Err(err) = cgroup.destroy() {
                 tracing::warn!("cannot remove a leftover cgroup: {err}");
             }
         }
         names.len()
+    }
+}
+
+impl Cgroups {
+    /// Removes the instance cgroups that are empty, then the parents if nothing is left
+    /// in them (when the server stops: a cgroup still in use stays for the next start).
+    pub fn remove_empty(&self) {
+        for parent in &self.parents {
+            for child in fs::children(&parent.dir) {
+                let _ = std::fs::remove_dir(child);
+            }
+            let _ = std::fs::remove_dir(&parent.dir);
+        }
     }
 }
 
@@ -303,169 +313,99 @@ fn own_path_or_root(own: &str, controller: Option<&str>) -> String {
     fs::own_path(own, controller).unwrap_or_else(|| "/".into())
 }
 
-/// One instance's cgroup.
-#[derive(Debug, Clone)]
-pub struct Cgroup {
-    unified: bool,
-    nodes: Vec<Node>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
 
-impl Cgroup {
-    fn dir_of(&self, controller: Controller) -> Option<&Path> {
-        self.nodes
-            .iter()
-            .find(|node| node.controllers.contains(&controller))
-            .map(|node| node.dir.as_path())
-    }
-
-    /// The files a process writes its pid to to join this cgroup (one per hierarchy).
-    pub fn procs_files(&self) -> Vec<PathBuf> {
-        self.nodes
-            .iter()
-            .map(|node| node.dir.join("cgroup.procs"))
-            .collect()
-    }
-
-    /// Where the limit files of `controller` are, for tests and diagnostics.
-    pub fn controller_dir(&self, controller: Controller) -> Option<PathBuf> {
-        if self.unified {
-            return self.nodes.first().map(|node| node.dir.clone());
+    /// The cgroups of every kind this host lets the test make: the server's choice
+    /// (v1 controllers here, or v2) and, beside v1, the unified hierarchy (kill and
+    /// freeze only). Empty where the test does not run as root.
+    fn hierarchies(owner: &str) -> Vec<Cgroups> {
+        if !nix::unistd::Uid::effective().is_root() {
+            eprintln!("skipped: making cgroups needs root");
+            return Vec::new();
         }
-        self.dir_of(controller).map(Path::to_path_buf)
-    }
-
-    fn apply(&self, limits: &Limits) {
-        let set = |controller: Controller, file: &str, value: String| {
-            let Some(dir) = self.dir_of(controller) else {
-                tracing::warn!(
-                    "resources.{} is not enforced: the host has no {} cgroup controller",
-                    match controller {
-                        Controller::Memory => "memory_mb",
-                        Controller::Pids => "pids",
-                        _ => "cpu",
-                    },
-                    controller.name()
-                );
-                return false;
-            };
-            match fs::write(&dir.join(file), &value) {
-                Ok(()) => true,
-                Err(err) => {
-                    tracing::warn!("a limit of {} is not applied: {err}", dir.display());
-                    false
-                }
-            }
-        };
-        if let Some(mb) = limits.memory_mb {
-            let bytes = (mb.saturating_mul(1024 * 1024)).to_string();
-            if self.unified {
-                set(Controller::Memory, "memory.max", bytes);
-                // Without swap a hog is OOM-killed instead of crawling on.
-                if self.has_file(Controller::Memory, "memory.swap.max") {
-                    set(Controller::Memory, "memory.swap.max", "0".into());
-                }
-            } else if set(Controller::Memory, "memory.limit_in_bytes", bytes.clone()) {
-                if self.has_file(Controller::Memory, "memory.memsw.limit_in_bytes") {
-                    set(Controller::Memory, "memory.memsw.limit_in_bytes", bytes);
-                } else {
-                    set(Controller::Memory, "memory.swappiness", "0".into());
-                }
-            }
-        }
-        if let Some(pids) = limits.pids {
-            set(Controller::Pids, "pids.max", pids.to_string());
-        }
-        if let Some(cpu) = limits.cpu {
-            // At least a millisecond per period: the kernel refuses less.
-            let quota = ((cpu * CPU_PERIOD_US as f64).round() as u64).max(1_000);
-            if self.unified {
-                set(
-                    Controller::Cpu,
-                    "cpu.max",
-                    format!("{quota} {CPU_PERIOD_US}"),
-                );
-            } else if set(
-                Controller::Cpu,
-                "cpu.cfs_period_us",
-                CPU_PERIOD_US.to_string(),
-            ) {
-                set(Controller::Cpu, "cpu.cfs_quota_us", quota.to_string());
-            }
-        }
-    }
-
-    fn has_file(&self, controller: Controller, file: &str) -> bool {
-        self.dir_of(controller)
-            .is_some_and(|dir| dir.join(file).exists())
-    }
-
-    /// How many processes its memory limit has killed (0 without a memory controller).
-    pub fn oom_kills(&self) -> u64 {
-        let Some(dir) = self.dir_of(Controller::Memory) else {
-            return 0;
-        };
-        let (file, key) = if self.unified {
-            ("memory.events", "oom_kill")
-        } else {
-            ("memory.oom_control", "oom_kill")
-        };
-        match fs::read(&dir.join(file)) {
-            Ok(text) => match fs::keyed_value(&text, key) {
-                Some(kills) => kills,
-                // Kernels before 4.13 do not count kills: a limit that was hit is the
-                // best sign there is.
-                None => fs::read(&dir.join("memory.failcnt"))
-                    .ok()
-                    .and_then(|count| count.parse::<u64>().ok())
-                    .map_or(0, |count| u64::from(count > 0)),
-            },
-            Err(_) => 0,
-        }
-    }
-
-    /// Kills every process in the cgroup and removes it (blocking: at most a few
-    /// seconds). A cgroup that is already gone is fine.
-    pub fn destroy(&self) -> Result<(), CgroupError> {
-        let dirs: Vec<PathBuf> = self
-            .nodes
-            .iter()
-            .map(|node| node.dir.clone())
-            .filter(|dir| dir.exists())
+        let mut found: Vec<Cgroups> = Cgroups::setup(CgroupMode::Auto, owner)
+            .into_iter()
             .collect();
-        if dirs.is_empty() {
-            return Ok(());
-        }
-        let freezer = if self.unified {
-            dirs.first().map(|dir| (dir.as_path(), true))
-        } else {
-            self.dir_of(Controller::Freezer)
-                .filter(|dir| dir.exists())
-                .map(|dir| (dir, false))
-        };
-        let emptied = fs::empty(&dirs, freezer);
-        let mut removed = Ok(());
-        for dir in &dirs {
-            if let Err(err) = fs::remove_dir(dir) {
-                removed = Err(err);
+        let mounts = fs::parse_mounts(&std::fs::read_to_string("/proc/self/mounts").unwrap());
+        if let Some(unified) = mounts.iter().find(|mount| mount.unified) {
+            if found.iter().all(|cgroups| !cgroups.unified) {
+                let dir = unified.dir.join(format!("gantry-{owner}-v2"));
+                if fs::make_dir(&dir).is_ok() {
+                    found.push(Cgroups {
+                        unified: true,
+                        parents: vec![Node {
+                            dir,
+                            controllers: Vec::new(),
+                        }],
+                    });
+                }
             }
         }
-        emptied.and(removed)
+        found
     }
 
-    /// [`Cgroup::destroy`] off the async runtime's threads.
-    pub async fn destroy_async(&self) -> Result<(), CgroupError> {
-        let cgroup = self.clone();
-        match tokio::task::spawn_blocking(move || cgroup.destroy()).await {
-            Ok(result) => result,
-            Err(err) => Err(CgroupError::io(
-                "empty",
-                &self
-                    .nodes
-                    .first()
-                    .map(|node| node.dir.clone())
-                    .unwrap_or_default(),
-                std::io::Error::other(err.to_string()),
-            )),
+    fn alive(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+    }
+
+    #[test]
+    fn destroying_a_cgroup_kills_what_left_the_session_and_removes_it() {
+        let owner = format!("unit-{}", uuid::Uuid::new_v4().simple());
+        for cgroups in hierarchies(&owner) {
+            eprintln!("cgroups {}", cgroups.describe());
+            let limits = Limits {
+                memory_mb: Some(64),
+                pids: Some(32),
+                cpu: Some(0.5),
+            };
+            let cgroup = cgroups.create("exec-1", &limits).unwrap();
+            // The shell waits before it forks, so its children start inside.
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", "sleep 0.3; setsid sleep 30 & exec sleep 30"])
+                .spawn()
+                .unwrap();
+            for file in cgroup.procs_files() {
+                std::fs::write(file, child.id().to_string()).unwrap();
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let dir = cgroup.procs_files()[0].parent().unwrap().to_path_buf();
+            let pids = loop {
+                let pids = fs::procs(&dir);
+                if pids.len() >= 2 {
+                    break pids;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{}: {pids:?}",
+                    cgroups.describe()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            if cgroups.has(Controller::Pids) {
+                let pids_dir = cgroup.controller_dir(Controller::Pids).unwrap();
+                assert_eq!(fs::read(&pids_dir.join("pids.max")).unwrap(), "32");
+            }
+            cgroup.destroy().unwrap();
+            let _ = child.wait();
+            for pid in &pids {
+                assert!(!alive(*pid), "{pid} survived in {}", cgroups.describe());
+            }
+            assert!(!dir.exists());
+            assert_eq!(cgroup.oom_kills(), 0);
+            // A leftover is found and removed; then the parents are removed too.
+            let leftover = cgroups.create("warm-2", &Limits::default()).unwrap();
+            assert_eq!(cgroups.remove_leftovers(), 1);
+            assert!(leftover.procs_files().iter().all(|file| !file.exists()));
+            for parent in &cgroups.parents {
+                fs::remove_dir(&parent.dir).unwrap();
+            }
         }
     }
 }

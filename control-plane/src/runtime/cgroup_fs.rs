@@ -198,16 +198,15 @@ pub(super) fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(err) if Instant::now() < deadline && err.raw_os_error() == Some(libc_ebusy()) => {
+            Err(err)
+                if Instant::now() < deadline
+                    && err.raw_os_error() == Some(nix::errno::Errno::EBUSY as i32) =>
+            {
                 std::thread::sleep(Duration::from_millis(10));
             }
             Err(source) => return Err(CgroupError::io("remove", dir, source)),
         }
     }
-}
-
-fn libc_ebusy() -> i32 {
-    nix::errno::Errno::EBUSY as i32
 }
 
 /// The directories under `dir` (cgroups below it), sorted; none when it cannot be read.

@@ -74,5 +74,8 @@ impl Runtime for RuntimeSelector {
 
     async fn drain(&self, limit: std::time::Duration) {
         self.docker.drain(limit).await;
+        if let Some(process) = &self.process {
+            process.drain(limit).await;
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod cgroup;
 mod cgroup_fs;
+mod cgroup_instance;
 pub mod cgroup_join;
 pub mod docker;
 mod docker_instance;

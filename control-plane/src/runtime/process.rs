@@ -398,6 +398,13 @@ impl Runtime for ProcessRuntime {
         })
     }
 
+    async fn drain(&self, _limit: Duration) {
+        if let Some(containment) = &self.containment {
+            let cgroups = containment.cgroups.clone();
+            let _ = tokio::task::spawn_blocking(move || cgroups.remove_empty()).await;
+        }
+    }
+
     async fn remove_orphans(&self) -> usize {
         // The cgroups hold everything an earlier run started, whatever it did to its
         // environment; the marker scan finds what ran without them (--cgroups off).
