@@ -207,8 +207,8 @@ impl Cgroups {
         })
     }
 
-    /// `v1 (memory, pids, cpu, freezer) under /sys/fs/cgroup/memory/gantry-…` for the
-    /// start-up line.
+    /// `v1 (memory, pids, cpu, freezer) in /sys/fs/cgroup/memory/gantry-…, …` for the
+    /// start-up log.
     pub fn describe(&self) -> String {
         let mut names: Vec<&str> = self
             .parents
@@ -234,22 +234,17 @@ impl Cgroups {
                 .any(|node| node.controllers.contains(&controller))
     }
 
-    /// Creates the cgroup `name` for one instance with `limits`. A leftover of the same
-    /// name is emptied and replaced. A limit whose controller or file is missing is
-    /// skipped with a logged reason.
-    pub fn create(&self, name: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
-        let mut nodes = Vec::with_capacity(self.parents.len());
-        for parent in &self.parents {
-            nodes.push(Node {
+    /// The cgroup `name` of one instance, not created yet (see [`Cgroup::create`]).
+    pub fn cgroup(&self, name: &str) -> Cgroup {
+        let nodes = self
+            .parents
+            .iter()
+            .map(|parent| Node {
                 dir: parent.dir.join(name),
                 controllers: parent.controllers.clone(),
-            });
-        }
-        let cgroup = Cgroup::new(self.unified, nodes);
-        // A leftover of an earlier attempt with this name goes first.
-        cgroup.destroy()?;
-        cgroup.make(limits)?;
-        Ok(cgroup)
+            })
+            .collect();
+        Cgroup::new(self.unified, nodes)
     }
 
     /// Empties and removes every cgroup under this data directory's parents (what an
@@ -264,24 +259,14 @@ impl Cgroups {
         names.sort();
         names.dedup();
         for name in &names {
-            let nodes = self
-                .parents
-                .iter()
-                .map(|parent| Node {
-                    dir: parent.dir.join(name),
-                    controllers: parent.controllers.clone(),
-                })
-                .collect();
-            let cgroup = Cgroup::new(self.unified, nodes);
+            let cgroup = self.cgroup(&name.to_string_lossy());
             if let Err(err) = cgroup.destroy() {
                 tracing::warn!("cannot remove a leftover cgroup: {err}");
             }
         }
         names.len()
     }
-}
 
-impl Cgroups {
     /// Removes the instance cgroups that are empty, then the parents if nothing is left
     /// in them (when the server stops: a cgroup still in use stays for the next start).
     pub fn remove_empty(&self) {
@@ -365,7 +350,8 @@ mod tests {
                 pids: Some(32),
                 cpu: Some(0.5),
             };
-            let cgroup = cgroups.create("exec-1", &limits).unwrap();
+            let cgroup = cgroups.cgroup("exec-1");
+            cgroup.create(&limits).unwrap();
             // The shell waits before it forks, so its children start inside.
             let mut child = std::process::Command::new("sh")
                 .args(["-c", "sleep 0.3; setsid sleep 30 & exec sleep 30"])
@@ -400,7 +386,8 @@ mod tests {
             assert!(!dir.exists());
             assert_eq!(cgroup.oom_kills(), 0);
             // A leftover is found and removed; then the parents are removed too.
-            let leftover = cgroups.create("warm-2", &Limits::default()).unwrap();
+            let leftover = cgroups.cgroup("warm-2");
+            leftover.create(&Limits::default()).unwrap();
             assert_eq!(cgroups.remove_leftovers(), 1);
             assert!(leftover.procs_files().iter().all(|file| !file.exists()));
             for parent in &cgroups.parents {

@@ -21,8 +21,11 @@ impl Cgroup {
         Cgroup { unified, nodes }
     }
 
-    /// Creates the directories and applies `limits`; on failure nothing is left.
-    pub(super) fn make(&self, limits: &Limits) -> Result<(), CgroupError> {
+    /// Creates the cgroup with `limits`; on failure nothing is left. A leftover of the
+    /// same name (an earlier attempt's) is emptied and replaced. A limit whose
+    /// controller or file is missing is skipped with a logged reason.
+    pub fn create(&self, limits: &Limits) -> Result<(), CgroupError> {
+        self.destroy()?;
         for node in &self.nodes {
             if let Err(err) = std::fs::create_dir(&node.dir) {
                 let err = CgroupError::io("create", &node.dir, err);

@@ -116,23 +116,27 @@ impl ProcessRuntime {
         self
     }
 
-    /// The cgroup `name` for an instance of `spec`, when instances run in cgroups.
-    fn cgroup(&self, name: String, spec: &FunctionSpec) -> Result<Option<Cgroup>, RuntimeError> {
-        let Some(containment) = &self.containment else {
-            return Ok(None);
+    /// The cgroup `name` of an instance, when instances run in cgroups (created by
+    /// [`ProcessRuntime::create_cgroup`] right before the instance starts).
+    fn cgroup(&self, name: &str) -> Option<Cgroup> {
+        self.containment
+            .as_ref()
+            .map(|containment| containment.cgroups.cgroup(name))
+    }
+
+    /// Creates `cgroup` with the limits of `spec`.
+    fn create_cgroup(cgroup: Option<&Cgroup>, spec: &FunctionSpec) -> Result<(), RuntimeError> {
+        let Some(cgroup) = cgroup else {
+            return Ok(());
         };
         let limits = Limits {
             memory_mb: spec.resources.memory_mb,
             pids: spec.resources.pids,
             cpu: spec.resources.cpu,
         };
-        containment
-            .cgroups
-            .create(&name, &limits)
-            .map(Some)
-            .map_err(|err| {
-                RuntimeError::Spawn(format!("cannot prepare the instance's cgroup: {err}"))
-            })
+        cgroup.create(&limits).map_err(|err| {
+            RuntimeError::Spawn(format!("cannot prepare the instance's cgroup: {err}"))
+        })
     }
 
     fn owner_marker(&self) -> String {
@@ -336,7 +340,7 @@ impl Runtime for ProcessRuntime {
         let spec = &launch.function.spec;
         let scratch = self.scratch_root.join(launch.execution_id.to_string());
         let marker = format!("{}={}", env::EXECUTION_ID, launch.execution_id);
-        let cgroup = self.cgroup(format!("exec-{}", launch.execution_id), spec)?;
+        let cgroup = self.cgroup(&format!("exec-{}", launch.execution_id));
         let mut cmd = self
             .watchdog_command(spec, &scratch, &launch.env, &marker, cgroup.as_ref())
             .await?;
@@ -354,6 +358,7 @@ impl Runtime for ProcessRuntime {
             }
             Mode::Stdio => {}
         }
+        Self::create_cgroup(cgroup.as_ref(), spec)?;
         let instance = self.spawn(
             cmd,
             launch.logs,
@@ -369,7 +374,7 @@ impl Runtime for ProcessRuntime {
         let spec = &launch.function.spec;
         let scratch = self.scratch_root.join(format!("warm-{}", launch.key));
         let marker = format!("{INSTANCE_VAR}={}", launch.key);
-        let cgroup = self.cgroup(format!("warm-{}", launch.key), spec)?;
+        let cgroup = self.cgroup(&format!("warm-{}", launch.key));
         let mut cmd = self
             .watchdog_command(spec, &scratch, &launch.env, &marker, cgroup.as_ref())
             .await?;
@@ -391,6 +396,7 @@ impl Runtime for ProcessRuntime {
             Mode::Stdio => {}
         }
         cmd.env(INSTANCE_VAR, launch.key.to_string());
+        Self::create_cgroup(cgroup.as_ref(), spec)?;
         let instance = self.spawn(cmd, launch.logs, marker, scratch, ports, cgroup)?;
         Ok(WarmStarted {
             instance: Box::new(instance),
