@@ -249,7 +249,10 @@ async fn a_warm_instance_reports_the_oom_kill_of_a_call_and_serves_on() {
     manifest["warm"] = json!({"min_instances": 1, "max_instances": 1});
     server.deploy(manifest).await;
     wait_pool(&server, "warm-hog", "an idle instance", |p| p["idle"] == 1).await;
-    assert_eq!(instance_cgroups(&owner).len(), parents(&owner).len());
+    assert!(
+        !instance_cgroups(&owner).is_empty(),
+        "the instance has a cgroup"
+    );
     let (status, body) = server.invoke("warm-hog", json!({"hog": true})).await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["error"]["code"], "OOM_KILLED", "{body}");

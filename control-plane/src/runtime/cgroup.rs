@@ -105,6 +105,18 @@ pub struct Limits {
     pub cpu: Option<f64>,
 }
 
+impl Limits {
+    /// Whether one of the limits needs `controller`.
+    fn limits(&self, controller: Controller) -> bool {
+        match controller {
+            Controller::Memory => self.memory_mb.is_some(),
+            Controller::Pids => self.pids.is_some(),
+            Controller::Cpu => self.cpu.is_some(),
+            Controller::Freezer => false,
+        }
+    }
+}
+
 /// A cgroup directory in one hierarchy and the controllers it has there.
 #[derive(Debug, Clone)]
 pub(super) struct Node {
@@ -234,12 +246,32 @@ impl Cgroups {
                 .any(|node| node.controllers.contains(&controller))
     }
 
-    /// The cgroup `name` of one instance, not created yet (see [`Cgroup::create`]).
-    pub fn cgroup(&self, name: &str) -> Cgroup {
+    /// The cgroup `name` of an instance with `limits`, not created yet (see
+    /// [`Cgroup::create`]). With v1 it spans the hierarchies of the limits that are set
+    /// and one that tracks its processes (the freezer's where there is one): each
+    /// hierarchy costs a directory made and removed per cold start.
+    pub fn cgroup(&self, name: &str, limits: &Limits) -> Cgroup {
+        let tracker = [Controller::Freezer, Controller::Pids]
+            .iter()
+            .find_map(|wanted| {
+                self.parents
+                    .iter()
+                    .position(|parent| parent.controllers.contains(wanted))
+            })
+            .unwrap_or(0);
+        self.named(name, |index, parent| {
+            self.unified || index == tracker || parent.controllers.iter().any(|c| limits.limits(*c))
+        })
+    }
+
+    /// The cgroup `name` in the parents `keep` picks.
+    fn named(&self, name: &str, keep: impl Fn(usize, &Node) -> bool) -> Cgroup {
         let nodes = self
             .parents
             .iter()
-            .map(|parent| Node {
+            .enumerate()
+            .filter(|(index, parent)| keep(*index, parent))
+            .map(|(_, parent)| Node {
                 dir: parent.dir.join(name),
                 controllers: parent.controllers.clone(),
             })
@@ -259,7 +291,7 @@ impl Cgroups {
         names.sort();
         names.dedup();
         for name in &names {
-            let cgroup = self.cgroup(&name.to_string_lossy());
+            let cgroup = self.named(&name.to_string_lossy(), |_, _| true);
             if let Err(err) = cgroup.destroy() {
                 tracing::warn!("cannot remove a leftover cgroup: {err}");
             }
@@ -350,7 +382,7 @@ mod tests {
                 pids: Some(32),
                 cpu: Some(0.5),
             };
-            let cgroup = cgroups.cgroup("exec-1");
+            let cgroup = cgroups.cgroup("exec-1", &limits);
             cgroup.create(&limits).unwrap();
             // The shell waits before it forks, so its children start inside.
             let mut child = std::process::Command::new("sh")
@@ -386,7 +418,7 @@ mod tests {
             assert!(!dir.exists());
             assert_eq!(cgroup.oom_kills(), 0);
             // A leftover is found and removed; then the parents are removed too.
-            let leftover = cgroups.cgroup("warm-2");
+            let leftover = cgroups.cgroup("warm-2", &Limits::default());
             leftover.create(&Limits::default()).unwrap();
             assert_eq!(cgroups.remove_leftovers(), 1);
             assert!(leftover.procs_files().iter().all(|file| !file.exists()));

@@ -36,6 +36,7 @@ impl Cgroup {
         self.apply(limits);
         Ok(())
     }
+
     fn dir_of(&self, controller: Controller) -> Option<&Path> {
         self.nodes
             .iter()

@@ -116,12 +116,11 @@ impl ProcessRuntime {
         self
     }
 
-    /// The cgroup `name` of an instance, when instances run in cgroups (created by
-    /// [`ProcessRuntime::create_cgroup`] right before the instance starts).
-    fn cgroup(&self, name: &str) -> Option<Cgroup> {
-        self.containment
-            .as_ref()
-            .map(|containment| containment.cgroups.cgroup(name))
+    /// The cgroup `name` of an instance of `spec`, when instances run in cgroups
+    /// (created by [`ProcessRuntime::create_cgroup`] right before the instance starts).
+    fn cgroup(&self, name: &str, spec: &FunctionSpec) -> Option<Cgroup> {
+        let containment = self.containment.as_ref()?;
+        Some(containment.cgroups.cgroup(name, &limits(spec)))
     }
 
     /// Creates `cgroup` with the limits of `spec`.
@@ -129,12 +128,7 @@ impl ProcessRuntime {
         let Some(cgroup) = cgroup else {
             return Ok(());
         };
-        let limits = Limits {
-            memory_mb: spec.resources.memory_mb,
-            pids: spec.resources.pids,
-            cpu: spec.resources.cpu,
-        };
-        cgroup.create(&limits).map_err(|err| {
+        cgroup.create(&limits(spec)).map_err(|err| {
             RuntimeError::Spawn(format!("cannot prepare the instance's cgroup: {err}"))
         })
     }
@@ -268,6 +262,15 @@ impl ProcessRuntime {
     }
 }
 
+/// The cgroup limits of `spec`'s `resources`.
+fn limits(spec: &FunctionSpec) -> Limits {
+    Limits {
+        memory_mb: spec.resources.memory_mb,
+        pids: spec.resources.pids,
+        cpu: spec.resources.cpu,
+    }
+}
+
 /// RUNTIME_URL of an HTTP runtime on `port`.
 fn runtime_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}/invoke")
@@ -340,7 +343,7 @@ impl Runtime for ProcessRuntime {
         let spec = &launch.function.spec;
         let scratch = self.scratch_root.join(launch.execution_id.to_string());
         let marker = format!("{}={}", env::EXECUTION_ID, launch.execution_id);
-        let cgroup = self.cgroup(&format!("exec-{}", launch.execution_id));
+        let cgroup = self.cgroup(&format!("exec-{}", launch.execution_id), spec);
         let mut cmd = self
             .watchdog_command(spec, &scratch, &launch.env, &marker, cgroup.as_ref())
             .await?;
@@ -374,7 +377,7 @@ impl Runtime for ProcessRuntime {
         let spec = &launch.function.spec;
         let scratch = self.scratch_root.join(format!("warm-{}", launch.key));
         let marker = format!("{INSTANCE_VAR}={}", launch.key);
-        let cgroup = self.cgroup(&format!("warm-{}", launch.key));
+        let cgroup = self.cgroup(&format!("warm-{}", launch.key), spec);
         let mut cmd = self
             .watchdog_command(spec, &scratch, &launch.env, &marker, cgroup.as_ref())
             .await?;
