@@ -33,6 +33,11 @@ async fn contained_server() -> Server {
         "the server runs without cgroups: {}",
         server.stderr()
     );
+    assert!(
+        server.stderr().contains(", cgroups v"),
+        "{}",
+        server.stderr()
+    );
     server
 }
 

@@ -25,6 +25,11 @@ async fn check_without_cgroups(server: &Server, reason: &str) {
         log.contains("process runtime without cgroups") && log.contains(reason),
         "{log}"
     );
+    let listening = log
+        .lines()
+        .find(|line| line.contains("listening on"))
+        .unwrap();
+    assert!(listening.contains("no cgroups"), "{listening}");
     let deployed = server
         .deploy(stdio_function(
             "limited",

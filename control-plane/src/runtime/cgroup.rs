@@ -237,6 +237,11 @@ impl Cgroups {
         format!("{version} ({}) in {}", names.join(", "), dirs.join(", "))
     }
 
+    /// Whether this is the unified (v2) hierarchy.
+    pub fn is_unified(&self) -> bool {
+        self.unified
+    }
+
     /// Whether `controller` is available to instances.
     pub fn has(&self, controller: Controller) -> bool {
         (self.unified && controller == Controller::Freezer)

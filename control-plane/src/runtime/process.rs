@@ -116,6 +116,16 @@ impl ProcessRuntime {
         self
     }
 
+    /// How instances are contained, for the start-up line: `cgroups v1`, `cgroups v2`
+    /// or `no cgroups`.
+    pub fn containment(&self) -> &'static str {
+        match &self.containment {
+            Some(containment) if containment.cgroups.is_unified() => "cgroups v2",
+            Some(_) => "cgroups v1",
+            None => "no cgroups",
+        }
+    }
+
     /// The cgroup `name` of an instance of `spec`, when instances run in cgroups
     /// (created by [`ProcessRuntime::create_cgroup`] right before the instance starts).
     fn cgroup(&self, name: &str, spec: &FunctionSpec) -> Option<Cgroup> {

@@ -22,6 +22,8 @@ pub(super) struct RuntimeSetup {
     pub runtime: Arc<dyn Runtime>,
     watchdog: Option<PathBuf>,
     function_user: Option<FunctionUser>,
+    /// How host processes are contained (`cgroups v1`, `no cgroups`), when they run.
+    containment: Option<&'static str>,
     /// The Docker network's gateway and name, with the docker runtime.
     docker_network: Option<(std::net::IpAddr, String)>,
 }
@@ -37,9 +39,11 @@ impl RuntimeSetup {
             Err(_) if !host_processes && args.watchdog.is_none() => None,
             Err(message) => return Err(Failure::config(message)),
         };
+        let mut containment = None;
         let (process, function_user) = match (&watchdog, host_processes) {
             (Some(watchdog), true) => {
                 let (process, user) = process_runtime(args, owner, watchdog.clone())?;
+                containment = Some(process.containment());
                 (Some(process), user)
             }
             _ => (None, None),
@@ -78,6 +82,7 @@ impl RuntimeSetup {
             runtime,
             watchdog,
             function_user,
+            containment,
             docker_network,
         })
     }
@@ -89,10 +94,14 @@ impl RuntimeSetup {
             .watchdog
             .as_ref()
             .map_or_else(|| "none".to_owned(), |path| path.display().to_string());
-        match self.function_user {
-            Some(user) => format!("watchdog {watchdog}, functions run as uid {}", user.uid),
-            None => format!("watchdog {watchdog}"),
+        let mut described = format!("watchdog {watchdog}");
+        if let Some(user) = self.function_user {
+            described.push_str(&format!(", functions run as uid {}", user.uid));
         }
+        if let Some(containment) = self.containment {
+            described.push_str(&format!(", {containment}"));
+        }
+        described
     }
 
     /// The base URL instances reach this server on, and the listener that serves them
