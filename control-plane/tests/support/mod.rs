@@ -412,7 +412,7 @@ impl Drop for Server {
 
 /// Kills what is left in the cgroups of data directory `owner` and removes them (the
 /// server, killed at the end of a test, cannot).
-fn remove_cgroups(owner: &str) {
+pub fn remove_cgroups(owner: &str) {
     let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
         return;
     };
