@@ -1,7 +1,9 @@
 //! The process runtime: each execution runs the watchdog as a host child process, in a
 //! process group of its own, with the function's command, env and working directory.
 //! The child gets a clean environment (nothing of the server's, tokens included),
-//! per-execution scratch files for FILE mode and a free port for HTTP mode.
+//! per-execution scratch files for FILE mode and a free port for HTTP mode. Where the
+//! server has cgroups, each instance also runs in a cgroup of its own
+//! ([`super::cgroup`]), which holds its limits and stops everything it started.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

@@ -89,11 +89,13 @@ async fn serve(mut args: ServeArgs, operator_token: Option<String>) -> Result<()
             args.data_dir.display()
         ))
     })?;
-    let runtimes = runtimes::RuntimeSetup::new(&args, &owner).await?;
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&args.data_dir).map_err(|err| Failure::fatal(err.to_string()))?);
     let vault = access::open_vault(&store, &args.data_dir).await?;
     let credentials = access::open_credentials(&store, operator_token.as_deref(), &args).await?;
+    // After the settings that can still be refused: it makes the cgroups and logs how
+    // functions run, which a start refused with one line of reason must not do.
+    let runtimes = runtimes::RuntimeSetup::new(&args, &owner).await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .map_err(|err| Failure::fatal(format!("cannot listen on {}: {err}", args.listen)))?;
