@@ -168,8 +168,10 @@ impl Cgroups {
             let mut parents = Vec::new();
             let mut refused = Vec::new();
             for (mount, controllers) in v1 {
-                let wanted = controllers[0].name();
-                let base = base_dir(mount, own_path_or_root(&own, Some(wanted)), root);
+                let Some(first) = controllers.first() else {
+                    continue;
+                };
+                let base = base_dir(mount, own_path_or_root(&own, Some(first.name())), root);
                 let dir = base.join(&name);
                 if let Err(err) = fs::make_dir(&dir) {
                     tracing::warn!("cgroup hierarchy {} left out: {err}", mount.dir.display());
