@@ -76,6 +76,11 @@ pub struct ServeArgs {
     /// port, where the server then listens too.
     #[arg(long, env = "GANTRY_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
+    /// Process runtime: `auto` runs every execution and warm instance in a cgroup of its
+    /// own where the host offers cgroups (everything it starts is stopped with it, and
+    /// `memory_mb`, `pids` and `cpu` are enforced); `off` never does.
+    #[arg(long, env = "GANTRY_CGROUPS", value_enum, default_value = "auto")]
+    pub cgroups: crate::runtime::cgroup::CgroupMode,
     /// The watchdog binary the process runtime starts. Default: `watchdog` next to
     /// this executable, then on PATH.
     #[arg(long, env = "GANTRY_WATCHDOG")]

@@ -5,7 +5,7 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use support::{error_code, error_message, stdio_function, Server};
+use support::{error_code, error_message, stdio_function, Server, ServerOptions};
 
 fn echo(name: &str) -> Value {
     stdio_function(name, "python3 echo.py", json!({}))
@@ -308,7 +308,12 @@ async fn accepted_executions_run_the_version_they_were_accepted_for() {
 
 #[tokio::test]
 async fn settings_the_process_runtime_does_not_apply_come_back_as_warnings() {
-    let server = Server::start().await;
+    // As on a host without cgroups, where the process runtime cannot enforce limits.
+    let server = Server::start_with(ServerOptions {
+        env: vec![("GANTRY_TEST_NO_CGROUPS".into(), "1".into())],
+        ..ServerOptions::default()
+    })
+    .await;
     let plain = server
         .deploy(stdio_function("plain", "python3 echo.py", json!({})))
         .await;

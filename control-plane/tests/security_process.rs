@@ -206,4 +206,7 @@ async fn the_data_directory_is_private_whatever_the_umask() {
         assert!(data.join(file).exists(), "{file} exists");
     }
     let _ = child.kill().await;
+    // The killed server cannot remove its cgroups.
+    let owner = std::fs::read_to_string(data.join("owner-id")).unwrap();
+    support::remove_cgroups(owner.trim());
 }

@@ -45,6 +45,9 @@ struct WarmCall<'a> {
     ran_on: Arc<LoadedFunction>,
     /// Taken when the call is done with the instance (given back or discarded).
     lease: Option<Lease>,
+    /// The instance's OOM kills before the call: one more after it means the memory
+    /// limit killed a process of the call.
+    oom_before: u64,
 }
 
 impl Running for WarmCall<'_> {
@@ -67,10 +70,14 @@ impl Running for WarmCall<'_> {
         let Some(lease) = self.lease.take() else {
             return Ended::Refused(outcome::crashed("no instance".into(), elapsed));
         };
+        let oom = lease.oom_kills() > self.oom_before;
         match answer {
             Ok(body) => match serde_json::from_slice::<CallbackReport>(&body) {
                 Ok(report) => {
-                    let report = outcome::masked(&lease.masker(), report);
+                    let mut report = outcome::masked(&lease.masker(), report);
+                    if oom && !report.success {
+                        report.error = Some(outcome::oom_error());
+                    }
                     drop(lease);
                     let finished = outcome::report_outcome(&self.ran_on, report, elapsed).await;
                     Ended::Finished(finished, None)
@@ -87,6 +94,12 @@ impl Running for WarmCall<'_> {
                 lease.discard();
                 let message = format!("warm instances kept refusing the call: {err}");
                 Ended::Refused(outcome::crashed(message, elapsed))
+            }
+            Err(_) if oom => {
+                lease.discard();
+                let error = outcome::oom_error();
+                let failed = outcome::failed(ExecutionStatus::Error, error, Some(elapsed));
+                Ended::Finished(failed, None)
             }
             Err(err) => {
                 let instance = lease.instance_id().to_owned();
@@ -229,6 +242,7 @@ impl Dispatcher {
                 },
                 input: input.clone(),
                 ran_on: ran_on.clone(),
+                oom_before: lease.oom_kills(),
                 lease: Some(lease),
             };
             let bounds = Bounds {

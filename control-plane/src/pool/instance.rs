@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::client::Connections;
 use super::FunctionPool;
 use crate::domain::codes;
-use crate::runtime::{Instance, InstanceExit, WarmLaunch, WarmStarted};
+use crate::runtime::{Instance, InstanceExit, OomProbe, WarmLaunch, WarmStarted};
 use crate::secrets::Masker;
 
 /// Consecutive failed health checks after which a ready instance is replaced.
@@ -34,6 +34,7 @@ pub struct InstanceHandle {
     id: OnceLock<String>,
     connections: OnceLock<Connections>,
     masker: OnceLock<Masker>,
+    oom: OnceLock<OomProbe>,
     stop: CancellationToken,
 }
 
@@ -46,6 +47,7 @@ impl InstanceHandle {
             id: OnceLock::new(),
             connections: OnceLock::new(),
             masker: OnceLock::new(),
+            oom: OnceLock::new(),
             stop: CancellationToken::new(),
         }
     }
@@ -64,6 +66,12 @@ impl InstanceHandle {
     /// until it is known.
     pub fn id(&self) -> &str {
         self.id.get().map_or("starting", String::as_str)
+    }
+
+    /// How many processes the instance's memory limit has killed so far (0 where the
+    /// runtime cannot say).
+    pub fn oom_kills(&self) -> u64 {
+        self.oom.get().map_or(0, OomProbe::kills)
     }
 
     /// Its connections, once it is started.
@@ -135,6 +143,9 @@ pub async fn supervise(
         }
     };
     let _ = handle.id.set(instance.id().to_owned());
+    if let Some(probe) = instance.oom_probe() {
+        let _ = handle.oom.set(probe);
+    }
     let answer_limit = timing.max_output_bytes + crate::dispatch::REPORT_ENVELOPE_BYTES;
     let connections = match Connections::new(&endpoint, handle.credential(), answer_limit) {
         Ok(connections) => handle.connections.get_or_init(|| connections),

@@ -52,6 +52,11 @@ impl Lease {
         self.handle.masker()
     }
 
+    /// How many processes the instance's memory limit has killed so far.
+    pub fn oom_kills(&self) -> u64 {
+        self.handle.oom_kills()
+    }
+
     /// Whether the call waited for this instance to start.
     pub fn cold_start(&self) -> bool {
         self.cold_start

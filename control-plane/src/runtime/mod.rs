@@ -5,10 +5,16 @@
 //! [`docker::DockerRuntime`] runs images; a [`registry::RuntimeRegistry`] holds the
 //! ones a server offers and sends each function to the one that runs it.
 
+pub mod cgroup;
+mod cgroup_fs;
+mod cgroup_instance;
+pub mod cgroup_join;
 pub mod docker;
 pub mod function_user;
 pub mod orphans;
 pub mod process;
+mod process_instance;
+mod process_ports;
 pub mod registry;
 #[cfg(test)]
 pub mod scripted;
@@ -98,6 +104,35 @@ pub trait Instance: Send {
     /// knows; others answer `false`). May wait briefly for the engine to say.
     async fn oom_killed(&mut self) -> bool {
         false
+    }
+
+    /// A reader of how many processes the instance's memory limit has killed so far,
+    /// for runtimes that can say at any time (a warm instance outlives the OOM kill of
+    /// one call's process). `None` where the runtime cannot.
+    fn oom_probe(&self) -> Option<OomProbe> {
+        None
+    }
+}
+
+/// Reads how many processes an instance's memory limit has killed so far.
+#[derive(Clone)]
+pub struct OomProbe(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl OomProbe {
+    /// A probe answering what `read` answers.
+    pub fn new(read: impl Fn() -> u64 + Send + Sync + 'static) -> OomProbe {
+        OomProbe(Arc::new(read))
+    }
+
+    /// The kills so far.
+    pub fn kills(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for OomProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OomProbe")
     }
 }
 

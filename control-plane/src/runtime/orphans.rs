@@ -7,6 +7,9 @@
 //! of the control plane) started, even after the watchdog itself was SIGKILLed. The
 //! watchdog hides its own environment (it holds the execution's token), so it also
 //! carries the markers in its `argv[0]`, which `/proc/*/cmdline` shows to everyone.
+//! A process that clears its environment (`env -i`) escapes the scan: where the server
+//! has cgroups, an instance's cgroup finds it instead ([`super::cgroup`]), and this scan
+//! only covers what ran without them.
 
 use std::time::Duration;
 

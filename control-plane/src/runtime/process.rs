@@ -1,23 +1,26 @@
 //! The process runtime: each execution runs the watchdog as a host child process, in a
 //! process group of its own, with the function's command, env and working directory.
 //! The child gets a clean environment (nothing of the server's, tokens included),
-//! per-execution scratch files for FILE mode and a free port for HTTP mode.
+//! per-execution scratch files for FILE mode and a free port for HTTP mode. Where the
+//! server has cgroups, each instance also runs in a cgroup of its own
+//! ([`super::cgroup`]), which holds its limits and stops everything it started.
 
-use std::collections::HashSet;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use gantry_protocol::env;
-use tokio::process::{Child, Command};
-use tokio::task::JoinHandle;
+use tokio::process::Command;
 
+use super::cgroup::{Cgroup, Cgroups, Controller, Limits};
+use super::cgroup_join;
 use super::function_user::{self, FunctionUser};
 use super::orphans;
-use super::{Instance, InstanceExit, Launch, Runtime, RuntimeError, WarmLaunch, WarmStarted};
+use super::process_instance::ProcessInstance;
+use super::process_ports::{PortLease, PortLeases};
+use super::{Instance, Launch, Runtime, RuntimeError, WarmLaunch, WarmStarted};
 use crate::domain::LogStream;
 use crate::logs::LogSink;
 use crate::registry::{FunctionSpec, Mode};
@@ -77,6 +80,14 @@ pub struct ProcessRuntime {
     function_user: Option<FunctionUser>,
     kill_grace: Duration,
     ports: PortLeases,
+    containment: Option<Containment>,
+}
+
+/// The cgroups instances run in, and the `gantry` binary whose trampoline puts them
+/// there.
+struct Containment {
+    cgroups: Arc<Cgroups>,
+    gantry: PathBuf,
 }
 
 impl ProcessRuntime {
@@ -96,7 +107,42 @@ impl ProcessRuntime {
             function_user,
             kill_grace: Duration::from_millis(env::defaults::KILL_GRACE_MS),
             ports: PortLeases::default(),
+            containment: None,
         }
+    }
+
+    /// Runs every instance in a cgroup of its own under `cgroups`, joined through the
+    /// trampoline of the `gantry` binary at `gantry` before the watchdog starts.
+    pub fn with_cgroups(mut self, cgroups: Arc<Cgroups>, gantry: PathBuf) -> ProcessRuntime {
+        self.containment = Some(Containment { cgroups, gantry });
+        self
+    }
+
+    /// How instances are contained, for the start-up line: `cgroups v1`, `cgroups v2`
+    /// or `no cgroups`.
+    pub fn containment(&self) -> &'static str {
+        match &self.containment {
+            Some(containment) if containment.cgroups.is_unified() => "cgroups v2",
+            Some(_) => "cgroups v1",
+            None => "no cgroups",
+        }
+    }
+
+    /// The cgroup `name` of an instance of `spec`, when instances run in cgroups
+    /// (created by [`ProcessRuntime::create_cgroup`] right before the instance starts).
+    fn cgroup(&self, name: &str, spec: &FunctionSpec) -> Option<Cgroup> {
+        let containment = self.containment.as_ref()?;
+        Some(containment.cgroups.cgroup(name, &limits(spec)))
+    }
+
+    /// Creates `cgroup` with the limits of `spec`.
+    fn create_cgroup(cgroup: Option<&Cgroup>, spec: &FunctionSpec) -> Result<(), RuntimeError> {
+        let Some(cgroup) = cgroup else {
+            return Ok(());
+        };
+        cgroup.create(&limits(spec)).map_err(|err| {
+            RuntimeError::Spawn(format!("cannot prepare the instance's cgroup: {err}"))
+        })
     }
 
     fn owner_marker(&self) -> String {
@@ -116,6 +162,8 @@ impl ProcessRuntime {
         spec: &FunctionSpec,
         scratch: &Path,
         launch_env: &[(String, String)],
+        marker: &str,
+        cgroup: Option<&Cgroup>,
     ) -> Result<Command, RuntimeError> {
         let command = spec.command.as_ref().ok_or_else(|| {
             RuntimeError::Unsupported("the process runtime needs a `command`".into())
@@ -126,7 +174,22 @@ impl ProcessRuntime {
                 path: scratch.display().to_string(),
                 source,
             })?;
-        let mut cmd = Command::new(&self.watchdog);
+        // The markers are in argv[0] too: the watchdog hides its environment.
+        let argv0 =
+            orphans::marked_argv0("gantry-watchdog", &[self.owner_marker(), marker.to_owned()]);
+        let mut cmd = match (&self.containment, cgroup) {
+            (Some(containment), Some(cgroup)) => Command::from(cgroup_join::command(
+                &containment.gantry,
+                &cgroup.procs_files(),
+                &argv0,
+                &self.watchdog,
+            )),
+            _ => {
+                let mut cmd = Command::new(&self.watchdog);
+                cmd.arg0(argv0);
+                cmd
+            }
+        };
         cmd.env_clear();
         for name in PASSED_ENV {
             if let Some(value) = std::env::var_os(name) {
@@ -168,7 +231,7 @@ impl ProcessRuntime {
     }
 
     /// Spawns `cmd` and copies its output into `logs`. `marker` (beside the owner's)
-    /// finds every process of the instance when it is stopped.
+    /// finds every process of the instance when it is stopped without a cgroup.
     fn spawn(
         &self,
         mut cmd: Command,
@@ -176,15 +239,21 @@ impl ProcessRuntime {
         marker: String,
         scratch: PathBuf,
         ports: Vec<PortLease>,
+        cgroup: Option<Cgroup>,
     ) -> Result<ProcessInstance, RuntimeError> {
         let markers = vec![self.owner_marker(), marker];
-        cmd.arg0(orphans::marked_argv0("gantry-watchdog", &markers));
-        let mut child = cmd.spawn().map_err(|err| {
-            RuntimeError::Spawn(format!(
-                "could not run the watchdog {}: {err}",
-                self.watchdog.display()
-            ))
-        })?;
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(err) => {
+                if let Some(cgroup) = cgroup {
+                    let _ = cgroup.destroy();
+                }
+                return Err(RuntimeError::Spawn(format!(
+                    "could not run the watchdog {}: {err}",
+                    self.watchdog.display()
+                )));
+            }
+        };
         let pid = child.id().unwrap_or_default();
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -199,7 +268,18 @@ impl ProcessRuntime {
             markers: Arc::new(markers),
             scratch,
             _ports: ports,
+            cgroup,
+            oom_seen: false,
         })
+    }
+}
+
+/// The cgroup limits of `spec`'s `resources`.
+fn limits(spec: &FunctionSpec) -> Limits {
+    Limits {
+        memory_mb: spec.resources.memory_mb,
+        pids: spec.resources.pids,
+        cpu: spec.resources.cpu,
     }
 }
 
@@ -246,15 +326,27 @@ impl Runtime for ProcessRuntime {
     fn ignored(&self, function: &FunctionSpec) -> Vec<String> {
         let resources = &function.resources;
         let mut ignored = Vec::new();
-        for (field, set) in [
-            ("memory_mb", resources.memory_mb.is_some()),
-            ("cpu", resources.cpu.is_some()),
-            ("pids", resources.pids.is_some()),
+        let cgroups = self.containment.as_ref().map(|c| &c.cgroups);
+        for (field, set, controller) in [
+            (
+                "memory_mb",
+                resources.memory_mb.is_some(),
+                Controller::Memory,
+            ),
+            ("cpu", resources.cpu.is_some(), Controller::Cpu),
+            ("pids", resources.pids.is_some(), Controller::Pids),
         ] {
-            if set {
-                ignored.push(format!(
-                    "resources.{field} is not enforced by the process runtime (the docker runtime enforces it)"
-                ));
+            if !set {
+                continue;
+            }
+            match cgroups {
+                Some(cgroups) if cgroups.has(controller) => {}
+                Some(_) => ignored.push(format!(
+                    "resources.{field} is not enforced by the process runtime: this host has no cgroup controller for it (the docker runtime enforces it)"
+                )),
+                None => ignored.push(format!(
+                    "resources.{field} is not enforced by the process runtime: this server runs without cgroups (the docker runtime enforces it)"
+                )),
             }
         }
         if function.image.is_some() {
@@ -266,7 +358,11 @@ impl Runtime for ProcessRuntime {
     async fn start(&self, launch: Launch) -> Result<Box<dyn Instance>, RuntimeError> {
         let spec = &launch.function.spec;
         let scratch = self.scratch_root.join(launch.execution_id.to_string());
-        let mut cmd = self.watchdog_command(spec, &scratch, &launch.env).await?;
+        let marker = format!("{}={}", env::EXECUTION_ID, launch.execution_id);
+        let cgroup = self.cgroup(&format!("exec-{}", launch.execution_id), spec);
+        let mut cmd = self
+            .watchdog_command(spec, &scratch, &launch.env, &marker, cgroup.as_ref())
+            .await?;
         cmd.env(env::EXECUTION_MODE, spec.mode.as_env());
         let mut port = None;
         match spec.mode {
@@ -281,13 +377,14 @@ impl Runtime for ProcessRuntime {
             }
             Mode::Stdio => {}
         }
-        let marker = format!("{}={}", env::EXECUTION_ID, launch.execution_id);
+        Self::create_cgroup(cgroup.as_ref(), spec)?;
         let instance = self.spawn(
             cmd,
             launch.logs,
             marker,
             scratch,
             port.into_iter().collect(),
+            cgroup,
         )?;
         Ok(Box::new(instance))
     }
@@ -295,7 +392,11 @@ impl Runtime for ProcessRuntime {
     async fn start_warm(&self, launch: WarmLaunch) -> Result<WarmStarted, RuntimeError> {
         let spec = &launch.function.spec;
         let scratch = self.scratch_root.join(format!("warm-{}", launch.key));
-        let mut cmd = self.watchdog_command(spec, &scratch, &launch.env).await?;
+        let marker = format!("{INSTANCE_VAR}={}", launch.key);
+        let cgroup = self.cgroup(&format!("warm-{}", launch.key), spec);
+        let mut cmd = self
+            .watchdog_command(spec, &scratch, &launch.env, &marker, cgroup.as_ref())
+            .await?;
         let warm = self.lease_port("the warm instance")?;
         cmd.env(env::WARM_HOST, "127.0.0.1")
             .env(env::WARM_PORT, warm.port.to_string());
@@ -313,159 +414,38 @@ impl Runtime for ProcessRuntime {
             }
             Mode::Stdio => {}
         }
-        let marker = format!("{INSTANCE_VAR}={}", launch.key);
         cmd.env(INSTANCE_VAR, launch.key.to_string());
-        let instance = self.spawn(cmd, launch.logs, marker, scratch, ports)?;
+        Self::create_cgroup(cgroup.as_ref(), spec)?;
+        let instance = self.spawn(cmd, launch.logs, marker, scratch, ports, cgroup)?;
         Ok(WarmStarted {
             instance: Box::new(instance),
             endpoint,
         })
     }
 
+    async fn drain(&self, _limit: Duration) {
+        if let Some(containment) = &self.containment {
+            let cgroups = containment.cgroups.clone();
+            let _ = tokio::task::spawn_blocking(move || cgroups.remove_empty()).await;
+        }
+    }
+
     async fn remove_orphans(&self) -> usize {
-        let stopped = orphans::stop_marked(&[self.owner_marker()], self.kill_grace).await;
+        // The cgroups hold everything an earlier run started, whatever it did to its
+        // environment; the marker scan finds what ran without them (--cgroups off).
+        let mut stopped = 0;
+        if let Some(containment) = &self.containment {
+            let cgroups = containment.cgroups.clone();
+            stopped += tokio::task::spawn_blocking(move || cgroups.remove_leftovers())
+                .await
+                .unwrap_or_default();
+        }
+        stopped += orphans::stop_marked(&[self.owner_marker()], self.kill_grace).await;
         if let Ok(mut entries) = tokio::fs::read_dir(&self.scratch_root).await {
             while let Ok(Some(entry)) = entries.next_entry().await {
                 let _ = tokio::fs::remove_dir_all(entry.path()).await;
             }
         }
         stopped
-    }
-}
-
-/// A port nobody listens on now (the kernel picks it; the runtime binds it right after).
-fn free_port() -> std::io::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
-}
-
-/// Ports handed to live HTTP-mode instances. Between [`free_port`] and the runtime's
-/// own bind the port is free again, so the kernel could offer it to a second instance
-/// starting at the same time, whose watchdog would then talk to the first one's runtime.
-#[derive(Clone, Default)]
-struct PortLeases(Arc<Mutex<HashSet<u16>>>);
-
-/// A port leased to one instance until it is dropped.
-struct PortLease {
-    port: u16,
-    leases: PortLeases,
-}
-
-impl PortLeases {
-    /// A free port that no live instance holds.
-    fn lease(&self) -> std::io::Result<PortLease> {
-        for _ in 0..64 {
-            let port = free_port()?;
-            let mut leased = self
-                .0
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if leased.insert(port) {
-                return Ok(PortLease {
-                    port,
-                    leases: self.clone(),
-                });
-            }
-        }
-        Err(std::io::Error::new(
-            std::io::ErrorKind::AddrInUse,
-            "every free port the kernel offered is held by another instance",
-        ))
-    }
-}
-
-impl Drop for PortLease {
-    fn drop(&mut self) {
-        let mut leased = self
-            .leases
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        leased.remove(&self.port);
-    }
-}
-
-struct ProcessInstance {
-    id: String,
-    child: Child,
-    stdout_task: Option<JoinHandle<Option<String>>>,
-    stderr_task: Option<JoinHandle<Option<String>>>,
-    exit: Option<InstanceExit>,
-    markers: Arc<Vec<String>>,
-    scratch: PathBuf,
-    /// Ports of its WARM server and HTTP runtime, held until the instance is gone.
-    _ports: Vec<PortLease>,
-}
-
-#[async_trait]
-impl Instance for ProcessInstance {
-    fn id(&self) -> &str {
-        &self.id
-    }
-
-    async fn wait(&mut self) -> InstanceExit {
-        if let Some(exit) = &self.exit {
-            return exit.clone();
-        }
-        let status = self.child.wait().await;
-        let last_stdout_line = match self.stdout_task.take() {
-            Some(task) => task.await.ok().flatten(),
-            None => None,
-        };
-        if let Some(task) = self.stderr_task.take() {
-            let _ = task.await;
-        }
-        let exit = match status {
-            Ok(status) => InstanceExit {
-                code: status.code(),
-                signal: status.signal(),
-                last_stdout_line,
-            },
-            Err(_) => InstanceExit {
-                code: None,
-                signal: None,
-                last_stdout_line,
-            },
-        };
-        self.exit = Some(exit.clone());
-        let _ = tokio::fs::remove_dir_all(&self.scratch).await;
-        exit
-    }
-
-    async fn kill(&mut self, grace: Duration) {
-        // The watchdog forwards SIGTERM to the function's group; whatever still carries
-        // the execution's markers after the grace period gets SIGKILL.
-        orphans::stop_marked(&self.markers, grace).await;
-        let _ = self.child.start_kill();
-        self.wait().await;
-    }
-}
-
-impl Drop for ProcessInstance {
-    fn drop(&mut self) {
-        if self.exit.is_none() {
-            // Never leave a process behind, even on a path that forgot to wait.
-            let pids = orphans::find_marked(&self.markers);
-            orphans::signal_all(&pids, nix::sys::signal::Signal::SIGKILL);
-            let _ = self.child.start_kill();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_leased_port_is_never_leased_twice_until_dropped() {
-        let leases = PortLeases::default();
-        let held: Vec<PortLease> = (0..20).map(|_| leases.lease().unwrap()).collect();
-        let ports: HashSet<u16> = held.iter().map(|lease| lease.port).collect();
-        assert_eq!(ports.len(), held.len(), "every live lease has its own port");
-        drop(held);
-        assert!(
-            leases.0.lock().unwrap().is_empty(),
-            "dropping a lease frees its port"
-        );
     }
 }

@@ -43,7 +43,6 @@ impl App {
     /// Opens everything the server needs and settles the previous run's executions.
     pub async fn build(settings: Settings, operator_token: Option<String>) -> Result<App, Failure> {
         let Settings { args, owner } = settings;
-        let runtimes = RuntimeSetup::new(&args, &owner).await?;
         let sqlite =
             SqliteStore::open(&args.data_dir).map_err(|err| Failure::fatal(err.to_string()))?;
         // Everything reads through the decorator, so records written behind are seen.
@@ -52,6 +51,9 @@ impl App {
         let vault = access::open_vault(&store, &args.data_dir).await?;
         let credentials =
             access::open_credentials(&store, operator_token.as_deref(), &args).await?;
+        // After the settings that can still be refused: it makes the cgroups and logs how
+        // functions run, which a start refused with one line of reason must not do.
+        let runtimes = RuntimeSetup::new(&args, &owner).await?;
         let listener = TcpListener::bind(args.listen)
             .await
             .map_err(|err| Failure::fatal(format!("cannot listen on {}: {err}", args.listen)))?;

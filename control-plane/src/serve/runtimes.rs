@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use super::Failure;
 use crate::config::{RuntimeKind, ServeArgs};
+use crate::runtime::cgroup::Cgroups;
 use crate::runtime::docker::{ContainerDefaults, DockerRuntime};
 use crate::runtime::function_user::{self, FunctionUser};
 use crate::runtime::process::{locate_watchdog, ProcessRuntime};
@@ -21,6 +22,8 @@ pub(super) struct RuntimeSetup {
     pub runtime: Arc<RuntimeRegistry>,
     watchdog: Option<PathBuf>,
     function_user: Option<FunctionUser>,
+    /// How host processes are contained (`cgroups v1`, `no cgroups`), when they run.
+    containment: Option<&'static str>,
     /// The Docker network's gateway and name, with the docker runtime.
     docker_network: Option<(std::net::IpAddr, String)>,
 }
@@ -36,9 +39,11 @@ impl RuntimeSetup {
             Err(_) if !host_processes && args.watchdog.is_none() => None,
             Err(message) => return Err(Failure::config(message)),
         };
+        let mut containment = None;
         let (mut process, function_user) = match (&watchdog, host_processes) {
             (Some(watchdog), true) => {
                 let (process, user) = process_runtime(args, owner, watchdog.clone())?;
+                containment = Some(process.containment());
                 (Some(Arc::new(process) as Arc<dyn Runtime>), user)
             }
             _ => (None, None),
@@ -62,6 +67,7 @@ impl RuntimeSetup {
             runtime: Arc::new(runtime),
             watchdog,
             function_user,
+            containment,
             docker_network,
         })
     }
@@ -73,10 +79,14 @@ impl RuntimeSetup {
             .watchdog
             .as_ref()
             .map_or_else(|| "none".to_owned(), |path| path.display().to_string());
-        match self.function_user {
-            Some(user) => format!("watchdog {watchdog}, functions run as uid {}", user.uid),
-            None => format!("watchdog {watchdog}"),
+        let mut described = format!("watchdog {watchdog}");
+        if let Some(user) = self.function_user {
+            described.push_str(&format!(", functions run as uid {}", user.uid));
         }
+        if let Some(containment) = self.containment {
+            described.push_str(&format!(", {containment}"));
+        }
+        described
     }
 
     /// The base URL instances reach this server on, and the listener that serves them
@@ -161,5 +171,37 @@ fn process_runtime(
         }
     };
     let runtime = ProcessRuntime::new(watchdog, owner.to_owned(), scratch_root, user);
-    Ok((runtime, user))
+    Ok((contained(runtime, args, owner), user))
+}
+
+/// `runtime` with its instances in cgroups, where the host offers them and they are not
+/// turned off; the log says which.
+fn contained(runtime: ProcessRuntime, args: &ServeArgs, owner: &str) -> ProcessRuntime {
+    let cgroups = Cgroups::setup(args.cgroups, owner);
+    let gantry = std::env::current_exe();
+    match (cgroups, gantry) {
+        (Ok(cgroups), Ok(gantry)) => {
+            tracing::info!(
+                "process runtime: every instance runs in a cgroup of its own, cgroups {}",
+                cgroups.describe()
+            );
+            runtime.with_cgroups(Arc::new(cgroups), gantry)
+        }
+        (Err(reason), _) => {
+            without_cgroups(&reason.to_string());
+            runtime
+        }
+        (_, Err(err)) => {
+            without_cgroups(&format!(
+                "cannot find the gantry binary for the cgroup trampoline: {err}"
+            ));
+            runtime
+        }
+    }
+}
+
+fn without_cgroups(reason: &str) {
+    tracing::warn!(
+        "process runtime without cgroups ({reason}): a process that leaves its execution's process group and environment can outlive it, and resources.memory_mb, pids and cpu are not enforced"
+    );
 }

@@ -309,6 +309,16 @@ impl ManualServer {
     }
 }
 
+impl Drop for ManualServer {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        // The killed server cannot remove its cgroups.
+        if let Ok(owner) = std::fs::read_to_string(&self.owner_file) {
+            crate::support::remove_cgroups(owner.trim());
+        }
+    }
+}
+
 /// Reads `reader` line by line until a line satisfying `want` arrives (at most
 /// `within`); answers every line read, the matching one last.
 pub async fn read_until<R>(

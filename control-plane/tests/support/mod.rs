@@ -389,6 +389,7 @@ impl Drop for Server {
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
+            remove_cgroups(owner.trim());
             if self.docker {
                 let filter = format!("label=gantry.owner={}", owner.trim());
                 let listed = std::process::Command::new("docker")
@@ -406,6 +407,44 @@ impl Drop for Server {
                 }
             }
         }
+    }
+}
+
+/// Kills what is left in the cgroups of data directory `owner` and removes them (the
+/// server, killed at the end of a test, cannot).
+pub fn remove_cgroups(owner: &str) {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    let mut parents: Vec<PathBuf> = hierarchies
+        .flatten()
+        .map(|entry| entry.path().join(format!("gantry-{owner}")))
+        .collect();
+    parents.push(Path::new("/sys/fs/cgroup").join(format!("gantry-{owner}")));
+    for parent in parents.into_iter().filter(|dir| dir.is_dir()) {
+        let children: Vec<PathBuf> = std::fs::read_dir(&parent)
+            .map(|entries| entries.flatten().map(|entry| entry.path()))
+            .into_iter()
+            .flatten()
+            .filter(|path| path.is_dir())
+            .collect();
+        for child in children {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while std::fs::remove_dir(&child).is_err() && Instant::now() < deadline {
+                let procs = std::fs::read_to_string(child.join("cgroup.procs")).unwrap_or_default();
+                for pid in procs
+                    .lines()
+                    .filter_map(|line| line.trim().parse::<i32>().ok())
+                {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let _ = std::fs::remove_dir(&parent);
     }
 }
 
