@@ -83,11 +83,9 @@ pub struct ProcessRuntime {
     containment: Option<Containment>,
 }
 
-/// The cgroups instances run in, and the `gantry` binary whose trampoline puts them
-/// there.
+/// The cgroups instances run in.
 struct Containment {
     cgroups: Arc<Cgroups>,
-    gantry: PathBuf,
 }
 
 impl ProcessRuntime {
@@ -111,10 +109,10 @@ impl ProcessRuntime {
         }
     }
 
-    /// Runs every instance in a cgroup of its own under `cgroups`, joined through the
-    /// trampoline of the `gantry` binary at `gantry` before the watchdog starts.
-    pub fn with_cgroups(mut self, cgroups: Arc<Cgroups>, gantry: PathBuf) -> ProcessRuntime {
-        self.containment = Some(Containment { cgroups, gantry });
+    /// Runs every instance in a cgroup of its own under `cgroups`, joined by the child
+    /// before it execs the watchdog.
+    pub fn with_cgroups(mut self, cgroups: Arc<Cgroups>) -> ProcessRuntime {
+        self.containment = Some(Containment { cgroups });
         self
     }
 
@@ -135,13 +133,22 @@ impl ProcessRuntime {
         Some(containment.cgroups.cgroup(name, &limits(spec)))
     }
 
-    /// Creates `cgroup` with the limits of `spec`.
-    fn create_cgroup(cgroup: Option<&Cgroup>, spec: &FunctionSpec) -> Result<(), RuntimeError> {
+    /// Creates `cgroup` with the limits of `spec` and makes `cmd`'s child join it before
+    /// it execs.
+    fn create_cgroup(
+        cmd: &mut Command,
+        cgroup: Option<&Cgroup>,
+        spec: &FunctionSpec,
+    ) -> Result<(), RuntimeError> {
         let Some(cgroup) = cgroup else {
             return Ok(());
         };
         cgroup.create(&limits(spec)).map_err(|err| {
             RuntimeError::Spawn(format!("cannot prepare the instance's cgroup: {err}"))
+        })?;
+        cgroup_join::join_before_exec(cmd, &cgroup.procs_files()).map_err(|err| {
+            let _ = cgroup.destroy();
+            RuntimeError::Spawn(err.to_string())
         })
     }
 
@@ -163,7 +170,6 @@ impl ProcessRuntime {
         scratch: &Path,
         launch_env: &[(String, String)],
         marker: &str,
-        cgroup: Option<&Cgroup>,
     ) -> Result<Command, RuntimeError> {
         let command = spec.command.as_ref().ok_or_else(|| {
             RuntimeError::Unsupported("the process runtime needs a `command`".into())
@@ -177,19 +183,8 @@ impl ProcessRuntime {
         // The markers are in argv[0] too: the watchdog hides its environment.
         let argv0 =
             orphans::marked_argv0("gantry-watchdog", &[self.owner_marker(), marker.to_owned()]);
-        let mut cmd = match (&self.containment, cgroup) {
-            (Some(containment), Some(cgroup)) => Command::from(cgroup_join::command(
-                &containment.gantry,
-                &cgroup.procs_files(),
-                &argv0,
-                &self.watchdog,
-            )),
-            _ => {
-                let mut cmd = Command::new(&self.watchdog);
-                cmd.arg0(argv0);
-                cmd
-            }
-        };
+        let mut cmd = Command::new(&self.watchdog);
+        cmd.arg0(argv0);
         cmd.env_clear();
         for name in PASSED_ENV {
             if let Some(value) = std::env::var_os(name) {
@@ -361,7 +356,7 @@ impl Runtime for ProcessRuntime {
         let marker = format!("{}={}", env::EXECUTION_ID, launch.execution_id);
         let cgroup = self.cgroup(&format!("exec-{}", launch.execution_id), spec);
         let mut cmd = self
-            .watchdog_command(spec, &scratch, &launch.env, &marker, cgroup.as_ref())
+            .watchdog_command(spec, &scratch, &launch.env, &marker)
             .await?;
         cmd.env(env::EXECUTION_MODE, spec.mode.as_env());
         let mut port = None;
@@ -377,7 +372,7 @@ impl Runtime for ProcessRuntime {
             }
             Mode::Stdio => {}
         }
-        Self::create_cgroup(cgroup.as_ref(), spec)?;
+        Self::create_cgroup(&mut cmd, cgroup.as_ref(), spec)?;
         let instance = self.spawn(
             cmd,
             launch.logs,
@@ -395,7 +390,7 @@ impl Runtime for ProcessRuntime {
         let marker = format!("{INSTANCE_VAR}={}", launch.key);
         let cgroup = self.cgroup(&format!("warm-{}", launch.key), spec);
         let mut cmd = self
-            .watchdog_command(spec, &scratch, &launch.env, &marker, cgroup.as_ref())
+            .watchdog_command(spec, &scratch, &launch.env, &marker)
             .await?;
         let warm = self.lease_port("the warm instance")?;
         cmd.env(env::WARM_HOST, "127.0.0.1")
@@ -415,7 +410,7 @@ impl Runtime for ProcessRuntime {
             Mode::Stdio => {}
         }
         cmd.env(INSTANCE_VAR, launch.key.to_string());
-        Self::create_cgroup(cgroup.as_ref(), spec)?;
+        Self::create_cgroup(&mut cmd, cgroup.as_ref(), spec)?;
         let instance = self.spawn(cmd, launch.logs, marker, scratch, ports, cgroup)?;
         Ok(WarmStarted {
             instance: Box::new(instance),

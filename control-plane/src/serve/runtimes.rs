@@ -177,24 +177,16 @@ fn process_runtime(
 /// `runtime` with its instances in cgroups, where the host offers them and they are not
 /// turned off; the log says which.
 fn contained(runtime: ProcessRuntime, args: &ServeArgs, owner: &str) -> ProcessRuntime {
-    let cgroups = Cgroups::setup(args.cgroups, owner);
-    let gantry = std::env::current_exe();
-    match (cgroups, gantry) {
-        (Ok(cgroups), Ok(gantry)) => {
+    match Cgroups::setup(args.cgroups, owner) {
+        Ok(cgroups) => {
             tracing::info!(
                 "process runtime: every instance runs in a cgroup of its own, cgroups {}",
                 cgroups.describe()
             );
-            runtime.with_cgroups(Arc::new(cgroups), gantry)
+            runtime.with_cgroups(Arc::new(cgroups))
         }
-        (Err(reason), _) => {
+        Err(reason) => {
             without_cgroups(&reason.to_string());
-            runtime
-        }
-        (_, Err(err)) => {
-            without_cgroups(&format!(
-                "cannot find the gantry binary for the cgroup trampoline: {err}"
-            ));
             runtime
         }
     }
