@@ -12,6 +12,7 @@ mod finish;
 mod leases;
 mod outcome;
 mod recovery;
+mod report;
 mod retry;
 mod run;
 #[cfg(test)]
@@ -23,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -34,8 +34,9 @@ use accept::Storing;
 pub use admission::{Admission, Load};
 pub use compose::{ChainNode, ChainPage, EventTarget};
 pub use error::DispatchError;
+pub use report::{CallbackReport, MAX_OUTPUT_DEPTH};
 
-use crate::domain::{Execution, ExecutionError, ExecutionStatus, Finished, Trigger};
+use crate::domain::{Execution, ExecutionStatus, Finished, Trigger};
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::pool::{Pools, Supervision};
@@ -43,26 +44,6 @@ use crate::registry::catalog::{Catalog, LoadedFunction};
 use crate::runtime::Runtime;
 use crate::secrets::Vault;
 use crate::store::{Store, StoreError};
-
-/// The watchdog's callback body, read leniently: unknown error codes from a newer
-/// watchdog are kept as sent.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CallbackReport {
-    /// Whether the function produced a result.
-    pub success: bool,
-    /// Its JSON result.
-    #[serde(default)]
-    pub output: Option<Value>,
-    /// Why it failed.
-    #[serde(default)]
-    pub error: Option<ExecutionError>,
-    /// Run time measured by the watchdog.
-    #[serde(default)]
-    pub duration_ms: Option<u64>,
-    /// The function's exit code.
-    #[serde(default)]
-    pub exit_code: Option<i32>,
-}
 
 /// Settings of the dispatcher.
 #[derive(Debug, Clone)]
