@@ -25,7 +25,6 @@ fuzz_target!(|data: &[u8]| {
         Ok(read) => read,
         Err(err) => panic!("the control plane cannot read the watchdog's report: {err}"),
     };
-    assert!(read.success == read.output.is_some() || !report.success);
     if report.success != read.success {
         let code = read.error.as_ref().map(|error| error.code.to_string());
         assert_eq!(code.as_deref(), Some("INVALID_OUTPUT"));
