@@ -179,25 +179,29 @@ impl LogSink {
                 Ok(0) | Err(_) => eof = true,
                 Ok(read) => pending.extend_from_slice(&chunk[..read]),
             }
+            // Lines are taken from `start` on and the consumed bytes dropped once per
+            // read: dropping them per line would copy the rest of the buffer each time.
+            let mut start = 0;
             loop {
-                let end = match next_line_end(&pending) {
+                let unread = &pending[start..];
+                let end = match next_line_end(unread) {
                     Some(end) => end,
-                    None if eof && !pending.is_empty() => {
-                        let line = pending.len().min(MAX_LINE_BYTES);
+                    None if eof && !unread.is_empty() => {
+                        let line = unread.len().min(MAX_LINE_BYTES);
                         LineEnd { line, next: line }
                     }
                     None => break,
                 };
-                let rest = pending.split_off(end.next);
-                pending.truncate(end.line);
-                whole.push(&pending);
+                let piece = &unread[..end.line];
+                whole.push(piece);
                 // A piece cut at MAX_LINE_BYTES continues on the next one.
-                if end.next > end.line || eof && rest.is_empty() {
+                if end.next > end.line || eof && end.next == unread.len() {
                     whole.end();
                 }
-                self.line(stream, String::from_utf8_lossy(&pending).into_owned());
-                pending = rest;
+                self.line(stream, String::from_utf8_lossy(piece).into_owned());
+                start += end.next;
             }
+            pending.drain(..start);
         }
         // A stream that ends right after a piece cut at MAX_LINE_BYTES ends its line.
         whole.end();
