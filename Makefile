@@ -7,7 +7,7 @@ GNU_TARGET := x86_64-unknown-linux-gnu
 STATIC_WATCHDOG := target/static/watchdog
 WATCHDOG_IMAGE ?= gantry/watchdog:latest
 
-.PHONY: help build test lint fmt watchdog-static check-static watchdog-image docker-up check-image base-images runtime-images check-runtime-images run bench bench-watchdog bench-control-plane bench-docker bench-warm clean
+.PHONY: help build test lint fmt fuzz fuzz-ci watchdog-static check-static watchdog-image docker-up check-image base-images runtime-images check-runtime-images run bench bench-watchdog bench-control-plane bench-docker bench-warm clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -15,8 +15,9 @@ help: ## list targets
 build: ## debug build of every crate
 	$(CARGO) build --workspace
 
-test: lint check-static ## the whole test suite: fmt, clippy, unit and integration tests, static build, images
+test: lint check-static ## the whole test suite: fmt, clippy, unit and integration tests, fuzz replay, static build, images
 	$(CARGO) test --workspace
+	$(MAKE) --no-print-directory fuzz-ci
 	$(MAKE) --no-print-directory check-image
 	$(MAKE) --no-print-directory check-runtime-images
 
@@ -26,6 +27,12 @@ lint: ## rustfmt and clippy, warnings are errors
 
 fmt: ## format the code
 	$(CARGO) fmt --all
+
+fuzz: ## every fuzz target for FUZZ_SECONDS each (default 60); see scripts/fuzz.sh
+	scripts/fuzz.sh
+
+fuzz-ci: ## every fuzz target over its corpus, then briefly (FUZZ_SECONDS, default 15, no sanitizer); fails on any crash
+	scripts/fuzz.sh --ci
 
 watchdog-static: ## build the static, size-tuned watchdog into target/static/watchdog
 	@mkdir -p target/static

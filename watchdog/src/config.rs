@@ -303,6 +303,18 @@ impl<F: Fn(&'static str) -> Result<Option<String>, ConfigError>> Vars<F> {
         Ok(value)
     }
 
+    /// A value the watchdog sends in a header (a token, a trace id), trimmed: a control
+    /// character in it would make every request carrying it unbuildable.
+    fn header_text(&self, var: &'static str) -> Result<Option<String>, ConfigError> {
+        match self.get(var)? {
+            Some(value) if !is_header_text(value.trim()) => Err(ConfigError::Invalid {
+                var,
+                reason: "contains a control character; it is sent as an HTTP header".into(),
+            }),
+            value => Ok(value.map(|value| value.trim().to_owned())),
+        }
+    }
+
     fn url(&self, var: &'static str) -> Result<Option<Uri>, ConfigError> {
         self.get(var)?
             .map(|value| parse_http_url(var, value))
@@ -389,6 +401,13 @@ pub fn parse_command(value: &str) -> Result<CommandLine, ConfigError> {
         program,
         args: words,
     })
+}
+
+/// Whether `value` can be sent as an HTTP header value: no control characters but tab.
+pub fn is_header_text(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= b' ' && b != 0x7f))
 }
 
 /// Whether `name` can be an environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
@@ -616,7 +635,7 @@ impl Config {
             command,
             execution_id,
             callback_url,
-            callback_token: vars.get(env::CALLBACK_TOKEN)?.map(Secret),
+            callback_token: vars.header_text(env::CALLBACK_TOKEN)?.map(Secret),
             payload,
             timeout: vars.positive_millis(env::TIMEOUT_MS, defaults::TIMEOUT_MS)?,
             kill_grace: vars.millis(env::KILL_GRACE_MS, defaults::KILL_GRACE_MS)?,
@@ -631,7 +650,7 @@ impl Config {
                 .into(),
             warm,
             max_output_bytes,
-            trace_id: vars.get(env::TRACE_ID)?,
+            trace_id: vars.header_text(env::TRACE_ID)?,
             run_as,
             warm_token: vars
                 .get(env::WARM_TOKEN)?

@@ -209,3 +209,24 @@ fn tokens_and_secret_values_never_show() {
         assert!(!format!("{err:?}").contains("s3cret"), "{err:?}");
     }
 }
+
+#[test]
+fn header_values_with_control_characters_are_refused() {
+    // Sent as `Authorization` and `X-Trace-Id`: a control character would make building
+    // the callback request fail after the function ran.
+    for var in [env::CALLBACK_TOKEN, env::TRACE_ID] {
+        for bad in ["to\nken", "a\u{1}b", "x\u{7f}"] {
+            let err = parse(&[(var, bad)]).unwrap_err();
+            assert_eq!(err.variable(), var, "{bad:?}");
+            assert!(!err.to_string().contains(bad), "{err}");
+        }
+    }
+    // A trailing newline (a value read from a file) is trimmed, tabs and UTF-8 are fine.
+    let config = parse(&[
+        (env::CALLBACK_TOKEN, "tok\n"),
+        (env::TRACE_ID, "t\tr\u{e9}"),
+    ])
+    .unwrap();
+    assert_eq!(config.callback_token, Some(Secret::new("tok")));
+    assert_eq!(config.trace_id.as_deref(), Some("t\tr\u{e9}"));
+}

@@ -11,7 +11,7 @@ use crate::http_client::HttpClient;
 use crate::logs::{self, Target};
 use crate::modes::file::FilePaths;
 use crate::modes::{file, http, stdio, Invocation, RunContext};
-use crate::outcome::Outcome;
+use crate::outcome::{self, Outcome};
 use crate::supervise::ForwardedSignals;
 use crate::{diag, exit_code};
 
@@ -111,7 +111,7 @@ pub async fn run(config: &Config) -> i32 {
         callback::deliver(&client, target, &report, callback::RETRY).await
     };
     let (delivered, ()) = tokio::join!(deliver, stop_runtime);
-    let report_json = serde_json::to_vec(&report).expect("a report always serializes");
+    let report_json = outcome::report_line(&report);
     let code = match delivered {
         Ok(()) if config.callback_url.is_some() => exit_code::for_result(succeeded),
         Ok(()) => {

@@ -80,6 +80,19 @@ pub fn process_failure(status: ExitStatus, last_stderr: Option<&str>) -> Functio
     FunctionError::new(code, message)
 }
 
+/// `report` as one line of JSON, for stdout, where the control plane reads the last
+/// line. The output is forwarded as the function wrote it and may span lines; its line
+/// breaks can only be whitespace (inside strings they are escaped), so they become spaces.
+pub fn report_line(report: &CompletionReport) -> Vec<u8> {
+    let mut line = serde_json::to_vec(report).expect("a report always serializes");
+    for byte in &mut line {
+        if matches!(*byte, b'\n' | b'\r') {
+            *byte = b' ';
+        }
+    }
+    line
+}
+
 /// Output bytes that were read up to a limit.
 #[derive(Debug)]
 pub struct TooLarge;
@@ -208,6 +221,19 @@ mod tests {
         let err = process_failure(ExitStatus::Signal(9), None);
         assert_eq!(err.code, ErrorCode::RuntimeCrashed);
         assert_eq!(err.message, "function was killed by signal 9 (SIGKILL)");
+    }
+
+    #[test]
+    fn a_report_of_multi_line_output_is_one_line() {
+        let parsed =
+            parse_output(b"{\r\n  \"a\": \"x\\ny\",\n  \"b\": [1,\n2]\n}\n", "stdout").unwrap();
+        let line = report_line(&CompletionReport::success(parsed.value));
+        assert!(!line.contains(&b'\n') && !line.contains(&b'\r'));
+        let report: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(
+            report["output"],
+            serde_json::json!({"a": "x\ny", "b": [1, 2]})
+        );
     }
 
     #[tokio::test]

@@ -25,6 +25,11 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// The HTTP status it answers with.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
     /// An error with `status`, a stable `code` and a `message` for humans.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
@@ -231,7 +236,17 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
 /// The JSON in a read body: empty is `null`; a read failure or bad JSON is a 400, a body
 /// over the limit a 413, both in the usual error shape.
 pub fn parse_json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, ApiError> {
-    let bytes = body.map_err(|rejection| {
+    let bytes = parse_body(body)?;
+    if bytes.trim_ascii().is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))
+}
+
+/// The bytes of a read body: a read failure is a 400, a body over the limit a 413.
+pub fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
         let status = rejection.status();
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
@@ -242,12 +257,7 @@ pub fn parse_json_body(body: Result<Bytes, BytesRejection>) -> Result<Value, Api
         } else {
             ApiError::bad_request(format!("cannot read the request body: {rejection}"))
         }
-    })?;
-    if bytes.trim_ascii().is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|err| ApiError::bad_request(format!("the body is not valid JSON: {err}")))
+    })
 }
 
 /// `body` read as a `T`; a body of another shape is a 400 that says which shape was

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
 
-use super::error::{parse_json_body, ApiError};
+use super::error::{parse_body, ApiError};
 use super::{bearer, parse_id, split_action, AppState};
 use crate::dispatch::{CallbackReport, DispatchError};
 use crate::wire::CompletionAnswer;
@@ -32,10 +32,18 @@ pub async fn action(
     let Some(token) = bearer(&headers) else {
         return Err(DispatchError::MissingToken.into());
     };
-    let report: CallbackReport = serde_json::from_value(parse_json_body(body)?)
-        .map_err(|err| ApiError::bad_request(format!("invalid completion report: {err}")))?;
+    let body = parse_body(body)?;
+    let report = parse_report(&body)?;
     let applied = state.dispatcher.complete(id, Some(token), report).await?;
     Ok((StatusCode::OK, Json(CompletionAnswer { applied })).into_response())
+}
+
+/// Reads a callback body: a report the control plane cannot use is a 400. Read from the
+/// bytes, not through a JSON value: an output a value cannot hold (`1e400`) becomes an
+/// INVALID_OUTPUT failure (see [`CallbackReport`]), not a refused report.
+pub fn parse_report(body: &[u8]) -> Result<CallbackReport, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::bad_request(format!("invalid completion report: {err}")))
 }
 
 /// `GET /v1/internal/executions/{id}/payload`: the input of a running execution.

@@ -48,12 +48,17 @@ pub async fn action(
             ))
         }
     };
+    let InvokeHeaders {
+        trace_id,
+        idempotency_key,
+        timeout_ms,
+    } = invoke_headers(&request_headers)?;
     let request = InvokeRequest {
         function: name.to_owned(),
         input,
-        trace_id: text_header(&request_headers, headers::TRACE_ID)?,
-        idempotency_key: text_header(&request_headers, IDEMPOTENCY_KEY)?,
-        timeout_ms: timeout_header(&request_headers)?,
+        trace_id,
+        idempotency_key,
+        timeout_ms,
         trigger: Trigger::Api,
     };
     if !wait {
@@ -76,6 +81,26 @@ pub async fn action(
         );
     }
     Ok(response)
+}
+
+/// What an invocation's headers ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvokeHeaders {
+    /// `X-Trace-Id`.
+    pub trace_id: Option<String>,
+    /// `Idempotency-Key`.
+    pub idempotency_key: Option<String>,
+    /// `X-Timeout-Ms`.
+    pub timeout_ms: Option<u64>,
+}
+
+/// Reads `X-Trace-Id`, `Idempotency-Key` and `X-Timeout-Ms`; a bad one is a 400 naming it.
+pub fn invoke_headers(request_headers: &HeaderMap) -> Result<InvokeHeaders, ApiError> {
+    Ok(InvokeHeaders {
+        trace_id: text_header(request_headers, headers::TRACE_ID)?,
+        idempotency_key: text_header(request_headers, IDEMPOTENCY_KEY)?,
+        timeout_ms: timeout_header(request_headers)?,
+    })
 }
 
 fn sync_answer(execution: &Execution) -> Response {

@@ -28,6 +28,8 @@ use tokio::net::TcpListener;
 
 pub use error::ApiError;
 pub use guard::HostPolicy;
+pub use internal::parse_report;
+pub use invoke::{invoke_headers, InvokeHeaders};
 
 use crate::access::Credentials;
 use crate::dispatch::Dispatcher;

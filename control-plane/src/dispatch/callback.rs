@@ -3,35 +3,12 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use super::{DispatchError, Dispatcher, Recorded};
-use crate::domain::ExecutionError;
+use super::{CallbackReport, DispatchError, Dispatcher, Recorded};
 use crate::store::Store;
-
-/// The watchdog's callback body, read leniently: unknown error codes from a newer
-/// watchdog are kept as sent.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CallbackReport {
-    /// Whether the function produced a result.
-    pub success: bool,
-    /// Its JSON result.
-    #[serde(default)]
-    pub output: Option<Value>,
-    /// Why it failed.
-    #[serde(default)]
-    pub error: Option<ExecutionError>,
-    /// Run time measured by the watchdog.
-    #[serde(default)]
-    pub duration_ms: Option<u64>,
-    /// The function's exit code.
-    #[serde(default)]
-    pub exit_code: Option<i32>,
-}
 
 /// SHA-256 of a callback token, hex.
 pub(crate) fn hash_token(token: &str) -> String {

@@ -14,6 +14,7 @@ mod finish;
 mod leases;
 mod outcome;
 mod recovery;
+mod report;
 mod retry;
 mod run;
 #[cfg(test)]
@@ -33,9 +34,9 @@ use uuid::Uuid;
 use accept::Storing;
 pub use admission::{Admission, Load};
 pub(crate) use callback::hash_token;
-pub use callback::CallbackReport;
 pub use compose::{ChainNode, ChainPage, EventTarget};
 pub use error::DispatchError;
+pub use report::{CallbackReport, MAX_OUTPUT_DEPTH};
 
 use crate::domain::{Execution, Finished, Trigger};
 use crate::logs::LogHub;

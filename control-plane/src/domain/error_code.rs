@@ -132,6 +132,9 @@ pub mod codes {
     pub const STARTUP_ERROR: ErrorCode = ErrorCode::Watchdog(WatchdogCode::StartupError);
     /// The function reported a failure.
     pub const FUNCTION_ERROR: ErrorCode = ErrorCode::Watchdog(WatchdogCode::FunctionError);
+    /// The output cannot be kept: not JSON the control plane can hold (a number out of
+    /// range, nesting too deep).
+    pub const INVALID_OUTPUT: ErrorCode = ErrorCode::Watchdog(WatchdogCode::InvalidOutput);
     /// The input was refused (its schema, or unreadable).
     pub const INVALID_INPUT: ErrorCode = ErrorCode::Watchdog(WatchdogCode::InvalidInput);
     /// A chain's target function no longer exists.

@@ -179,26 +179,32 @@ impl LogSink {
                 Ok(0) | Err(_) => eof = true,
                 Ok(read) => pending.extend_from_slice(&chunk[..read]),
             }
+            // Lines are taken from `start` on and the consumed bytes dropped once per
+            // read: dropping them per line would copy the rest of the buffer each time.
+            let mut start = 0;
             loop {
-                let end = match next_line_end(&pending) {
+                let unread = &pending[start..];
+                let end = match next_line_end(unread) {
                     Some(end) => end,
-                    None if eof && !pending.is_empty() => LineEnd {
-                        line: pending.len(),
-                        next: pending.len(),
-                    },
+                    None if eof && !unread.is_empty() => {
+                        let line = unread.len().min(MAX_LINE_BYTES);
+                        LineEnd { line, next: line }
+                    }
                     None => break,
                 };
-                let rest = pending.split_off(end.next);
-                pending.truncate(end.line);
-                whole.push(&pending);
+                let piece = &unread[..end.line];
+                whole.push(piece);
                 // A piece cut at MAX_LINE_BYTES continues on the next one.
-                if end.next > end.line || eof && rest.is_empty() {
+                if end.next > end.line || eof && end.next == unread.len() {
                     whole.end();
                 }
-                self.line(stream, String::from_utf8_lossy(&pending).into_owned());
-                pending = rest;
+                self.line(stream, String::from_utf8_lossy(piece).into_owned());
+                start += end.next;
             }
+            pending.drain(..start);
         }
+        // A stream that ends right after a piece cut at MAX_LINE_BYTES ends its line.
+        whole.end();
         whole.last
     }
 }
@@ -208,6 +214,9 @@ struct LastLine {
     limit: usize,
     current: Vec<u8>,
     too_long: bool,
+    /// Whether a piece of the current line had more than whitespace; decides for a line
+    /// too long to keep (a blank line does not replace the last one, however long).
+    too_long_text: bool,
     last: Option<String>,
 }
 
@@ -217,25 +226,35 @@ impl LastLine {
             limit,
             current: Vec::new(),
             too_long: false,
+            too_long_text: false,
             last: None,
         }
     }
 
     fn push(&mut self, piece: &[u8]) {
-        if self.current.len() + piece.len() > self.limit {
+        self.too_long_text |= !String::from_utf8_lossy(piece).trim().is_empty();
+        if self.too_long || self.current.len() + piece.len() > self.limit {
             self.too_long = true;
+            self.current = Vec::new();
         } else {
             self.current.extend_from_slice(piece);
         }
     }
 
     fn end(&mut self) {
-        let line = String::from_utf8_lossy(&self.current).into_owned();
-        if !line.trim().is_empty() {
-            self.last = (!self.too_long).then_some(line);
+        if self.too_long {
+            if self.too_long_text {
+                self.last = None;
+            }
+        } else {
+            let line = String::from_utf8_lossy(&self.current);
+            if !line.trim().is_empty() {
+                self.last = Some(line.into_owned());
+            }
         }
         self.current.clear();
         self.too_long = false;
+        self.too_long_text = false;
     }
 }
 
@@ -251,24 +270,32 @@ struct LineEnd {
     next: usize,
 }
 
-/// Where the first line of `buf` ends: at a newline, or at [`MAX_LINE_BYTES`].
+/// Where the first line of `buf` ends: at a newline, or at [`MAX_LINE_BYTES`]. A line of
+/// exactly MAX_LINE_BYTES ends at its own newline (or `\r\n`), which is looked for
+/// that far, so it is not followed by an empty line of its own.
 fn next_line_end(buf: &[u8]) -> Option<LineEnd> {
-    match buf.iter().take(MAX_LINE_BYTES).position(|&b| b == b'\n') {
+    const LOOK: usize = MAX_LINE_BYTES + 2;
+    let cut = LineEnd {
+        line: MAX_LINE_BYTES,
+        next: MAX_LINE_BYTES,
+    };
+    match buf.iter().take(LOOK).position(|&b| b == b'\n') {
         Some(pos) => {
             let line = if pos > 0 && buf[pos - 1] == b'\r' {
                 pos - 1
             } else {
                 pos
             };
-            Some(LineEnd {
-                line,
-                next: pos + 1,
+            Some(if line <= MAX_LINE_BYTES {
+                LineEnd {
+                    line,
+                    next: pos + 1,
+                }
+            } else {
+                cut
             })
         }
-        None if buf.len() >= MAX_LINE_BYTES => Some(LineEnd {
-            line: MAX_LINE_BYTES,
-            next: MAX_LINE_BYTES,
-        }),
+        None if buf.len() >= LOOK => Some(cut),
         None => None,
     }
 }
@@ -365,6 +392,34 @@ mod tests {
         let long = vec![b'x'; MAX_LINE_BYTES + 5];
         let end = next_line_end(&long).unwrap();
         assert_eq!((end.line, end.next), (MAX_LINE_BYTES, MAX_LINE_BYTES));
+        // Exactly the limit: the line ends at its newline, with or without \r.
+        let mut exact = vec![b'x'; MAX_LINE_BYTES];
+        assert!(
+            next_line_end(&exact).is_none(),
+            "its end has not arrived yet"
+        );
+        exact.extend_from_slice(b"\r\nnext");
+        let end = next_line_end(&exact).unwrap();
+        assert_eq!((end.line, end.next), (MAX_LINE_BYTES, MAX_LINE_BYTES + 2));
+        exact.remove(MAX_LINE_BYTES);
+        let end = next_line_end(&exact).unwrap();
+        assert_eq!((end.line, end.next), (MAX_LINE_BYTES, MAX_LINE_BYTES + 1));
+    }
+
+    #[tokio::test]
+    async fn a_line_of_exactly_the_limit_is_one_line_and_the_last_one() {
+        let exact = "x".repeat(MAX_LINE_BYTES);
+        for text in [
+            format!("a\n{exact}"),
+            format!("a\n{exact}\n"),
+            format!("a\n{exact}\r\n"),
+            format!("a\n{}", "y".repeat(2 * MAX_LINE_BYTES)),
+        ] {
+            let sink = LogSink::to_tracing("test".into()).keeping_last_line(1 << 20);
+            let last = sink.copy_lines(LogStream::Stdout, text.as_bytes()).await;
+            let expected = text.trim_end().rsplit('\n').next().unwrap();
+            assert_eq!(last.as_deref(), Some(expected), "{}", text.len());
+        }
     }
 
     #[tokio::test]

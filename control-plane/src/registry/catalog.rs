@@ -87,6 +87,34 @@ pub const MAX_CACHED_VERSIONS: usize = 1024;
 /// Chains a function may have unless the server says otherwise.
 pub const DEFAULT_MAX_CHAINS: usize = 16;
 
+/// The checks of a manifest that need no server state: its fields, at most
+/// `max_chains` chains, and its schemas. Every problem found is listed.
+pub fn check_definition(manifest: &Value, max_chains: usize) -> Result<FunctionSpec, Vec<String>> {
+    let spec = manifest::from_json(manifest).map_err(|err| vec![err])?;
+    let mut problems = manifest::problems(&spec);
+    if spec.chains.len() > max_chains {
+        problems.push(format!(
+            "chains: {} chains, at most {max_chains} per function (the server's --max-chains): each finished execution would start that many",
+            spec.chains.len(),
+        ));
+    }
+    for (field, schema) in [
+        ("input_schema", &spec.input_schema),
+        ("output_schema", &spec.output_schema),
+    ] {
+        if let Some(schema) = schema {
+            if let Err(problem) = CompiledSchema::compile(field, schema) {
+                problems.push(problem);
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(spec)
+    } else {
+        Err(problems)
+    }
+}
+
 /// Function definitions: validated, stored, cached.
 pub struct Catalog {
     store: Arc<dyn Store>,
@@ -120,29 +148,8 @@ impl Catalog {
     /// Parses and checks a manifest given as JSON. Whether its chains' targets are
     /// deployed is checked by [`Catalog::create`] and [`Catalog::replace`].
     pub fn validate(&self, manifest: Value) -> Result<FunctionSpec, RegistryError> {
-        let spec =
-            manifest::from_json(&manifest).map_err(|err| RegistryError::Invalid(vec![err]))?;
-        let mut problems = manifest::problems(&spec);
-        if spec.chains.len() > self.max_chains {
-            problems.push(format!(
-                "chains: {} chains, at most {} per function (the server's --max-chains): each finished execution would start that many",
-                spec.chains.len(),
-                self.max_chains
-            ));
-        }
-        for (field, schema) in [
-            ("input_schema", &spec.input_schema),
-            ("output_schema", &spec.output_schema),
-        ] {
-            if let Some(schema) = schema {
-                if let Err(problem) = CompiledSchema::compile(field, schema) {
-                    problems.push(problem);
-                }
-            }
-        }
-        if problems.is_empty() {
-            problems.extend(self.runtime.problems(&spec));
-        }
+        let spec = check_definition(&manifest, self.max_chains).map_err(RegistryError::Invalid)?;
+        let problems = self.runtime.problems(&spec);
         if problems.is_empty() {
             Ok(spec)
         } else {

@@ -25,7 +25,7 @@ use super::lifecycle::Refusal;
 use super::runtime::RuntimeState;
 use super::Warm;
 use crate::callback::{self, Callback};
-use crate::config::Secret;
+use crate::config::{is_header_text, Secret};
 use crate::diag;
 use crate::http_client::{read_body, BodyError};
 use crate::modes::Invocation;
@@ -271,20 +271,22 @@ async fn invoke(warm: &Warm, request: Request<Incoming>) -> HttpResponse {
 
 /// What a request may not change, fixed when the instance starts.
 #[derive(Debug, Clone, Copy)]
-struct Fixed<'a> {
+pub struct Fixed<'a> {
     /// TIMEOUT_MS: the default timeout and the largest a request may ask for.
-    timeout: Duration,
+    pub timeout: Duration,
     /// CALLBACK_URL: the only callback target.
-    callback_url: Option<&'a str>,
+    pub callback_url: Option<&'a str>,
 }
 
 /// An `/invoke` request, parsed.
 #[derive(Debug)]
-struct InvokeRequest {
-    invocation: Invocation,
+pub struct InvokeRequest {
+    /// What to run.
+    pub invocation: Invocation,
     /// Whether the result also goes to CALLBACK_URL (the request named it).
-    callback: bool,
-    callback_token: Option<Secret>,
+    pub callback: bool,
+    /// The envelope's `callback_token`, if any.
+    pub callback_token: Option<Secret>,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, String> {
@@ -333,8 +335,9 @@ fn check_callback_url(
 }
 
 /// Either the envelope `{execution_id, payload, ...}`, or (with `X-Execution-Id`) the
-/// raw payload with `X-Trace-Id`, `X-Timeout-Ms` and `X-Callback-Url` headers.
-fn parse_invoke(
+/// raw payload with `X-Trace-Id`, `X-Timeout-Ms` and `X-Callback-Url` headers. The
+/// error is the message of a 400.
+pub fn parse_invoke(
     headers: &HeaderMap,
     body: Bytes,
     fixed: &Fixed<'_>,
@@ -372,6 +375,18 @@ fn parse_invoke(
     })?;
     if envelope.execution_id.trim().is_empty() {
         return Err("execution_id must not be empty".into());
+    }
+    // Both go out as headers of the callback; a control character would make that
+    // request unbuildable after the function ran.
+    for (field, value) in [
+        ("trace_id", &envelope.trace_id),
+        ("callback_token", &envelope.callback_token),
+    ] {
+        if value.as_deref().is_some_and(|value| !is_header_text(value)) {
+            return Err(format!(
+                "{field} contains a control character; it is sent as an HTTP header"
+            ));
+        }
     }
     Ok(InvokeRequest {
         invocation: Invocation {
@@ -495,6 +510,18 @@ mod tests {
         let body = Bytes::from_static(br#"{"execution_id":"e","callback_url":"ftp://x"}"#);
         let err = parse_invoke(&HeaderMap::new(), body, &with_callback(configured)).unwrap_err();
         assert!(err.contains("callback_url"), "{err}");
+    }
+
+    #[test]
+    fn control_characters_in_header_bound_fields_are_a_400() {
+        let fixed = with_callback("http://cp/v1/internal/executions");
+        for field in ["trace_id", "callback_token"] {
+            let body = format!(
+                r#"{{"execution_id":"e","callback_url":"http://cp/v1/internal/executions","{field}":"a\u0001b"}}"#
+            );
+            let err = parse_invoke(&HeaderMap::new(), Bytes::from(body), &fixed).unwrap_err();
+            assert!(err.contains(field), "{err}");
+        }
     }
 
     #[test]
