@@ -17,6 +17,8 @@ use crate::store::{StoreError, Unfinished};
 
 /// Executions read per page of the store.
 const PAGE: u32 = 10_000;
+/// Executions queued again between two yields to the runtime.
+const YIELD_EVERY: usize = 256;
 
 /// What recovery did before serving.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -138,9 +140,14 @@ impl Dispatcher {
             };
             after = Some(last);
             self.metrics.recovery_requeued(page.len());
-            for execution in page {
+            for (index, execution) in page.into_iter().enumerate() {
                 requeued += 1;
                 self.enqueue_stored(&execution.function, execution.id).await;
+                // Queueing a page does not otherwise wait: let the calls being served in
+                // the meantime run.
+                if index % YIELD_EVERY == YIELD_EVERY - 1 {
+                    tokio::task::yield_now().await;
+                }
             }
         }
     }

@@ -91,6 +91,11 @@ pub(super) fn reclaim(
     Ok(changed > 0)
 }
 
+// The due queries name their index: without statistics SQLite prefers the index on
+// `status`, which walks every queued execution (a backlog of 300,000 held the writer for
+// over 100 ms a round). `INDEXED BY` makes a query that cannot use the index an error,
+// so the tests that take due work also prove it is used.
+
 /// See [`crate::store::Store::take_due`].
 pub(super) fn take_due(
     conn: &Connection,
@@ -100,7 +105,7 @@ pub(super) fn take_due(
     let mut stmt = conn
         .prepare_cached(
             "UPDATE executions SET run_at = NULL
-             WHERE id IN (SELECT id FROM executions
+             WHERE id IN (SELECT id FROM executions INDEXED BY executions_due
                  WHERE status = 'queued' AND run_at IS NOT NULL AND run_at <= ?1
                  ORDER BY run_at LIMIT ?2)
              RETURNING id, function",
@@ -118,7 +123,8 @@ pub(super) fn take_due(
 /// See [`crate::store::Store::next_due`]: milliseconds since the epoch.
 pub(super) fn next_due(conn: &Connection) -> Result<Option<i64>, StoreError> {
     conn.prepare_cached(
-        "SELECT min(run_at) FROM executions WHERE status = 'queued' AND run_at IS NOT NULL",
+        "SELECT min(run_at) FROM executions INDEXED BY executions_due
+         WHERE status = 'queued' AND run_at IS NOT NULL",
     )
     .and_then(|mut stmt| stmt.query_row([], |row| row.get::<_, Option<i64>>(0)))
     .optional()
