@@ -14,7 +14,8 @@ use uuid::Uuid;
 use super::retry::next_attempt;
 use super::{apply_finished, Dispatcher, Recorded};
 use crate::domain::{
-    codes, AttemptFailure, ErrorCode, Execution, ExecutionError, ExecutionStatus, Finished, Trigger,
+    codes, AttemptFailure, ErrorCode, Execution, ExecutionError, ExecutionStatus, Finished, Holder,
+    Trigger,
 };
 use crate::registry::catalog::LoadedFunction;
 use crate::registry::manifest::DEFAULT_MAX_IN_FLIGHT;
@@ -99,8 +100,14 @@ impl Dispatcher {
             Some(function) => self.chain_children(&done, function).await,
             None => Vec::new(),
         };
+        // One this node never claimed is ended only while it is still queued.
+        let holder = if execution.status == ExecutionStatus::Queued {
+            Holder::Queue
+        } else {
+            Holder::Owner(&self.settings.owner)
+        };
         let applied = self
-            .record_final(execution.id, &finished, &children, &mut ack)
+            .record_final(execution.id, holder, &finished, &children, &mut ack)
             .await;
         if let Some(ack) = ack {
             let _ = ack.send(if applied {
@@ -125,6 +132,7 @@ impl Dispatcher {
     async fn record_final(
         &self,
         id: Uuid,
+        holder: Holder<'_>,
         finished: &Finished,
         children: &[Execution],
         ack: &mut Option<oneshot::Sender<Recorded>>,
@@ -134,7 +142,7 @@ impl Dispatcher {
         loop {
             let err = match self
                 .store
-                .finish_with_children(id, &self.settings.owner, finished, children)
+                .finish_with_children(id, holder, finished, children)
                 .await
             {
                 Ok(applied) => return applied,

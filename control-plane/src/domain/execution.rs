@@ -226,6 +226,19 @@ pub struct Claim {
     pub lease_until: DateTime<Utc>,
 }
 
+/// Who may end an execution: the queue, for one that never started (a cancel or an
+/// admission refusal before any claim), or the runner that holds its claim. A runner's
+/// late report can thus never end an execution that went back to the queue, and the
+/// queue never ends one that a runner holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder<'a> {
+    /// The execution must still be queued.
+    Queue,
+    /// The execution must be starting or running and held by this owner (or by no
+    /// owner: a record from before claims).
+    Owner(&'a str),
+}
+
 /// The update that moves an execution to `running`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Started {

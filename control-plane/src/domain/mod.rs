@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error_code::{codes, ErrorCode};
 pub use execution::{
-    AttemptFailure, Claim, Execution, ExecutionStatus, Finished, Started, Trigger,
+    AttemptFailure, Claim, Execution, ExecutionStatus, Finished, Holder, Started, Trigger,
 };
 pub use logs::{LogLine, LogStream};
 

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{Deletion, ExecutionFilter, Fault, PruneScope, Redrive, Store, StoreError, Unfinished};
 use crate::access::TokenRecord;
-use crate::domain::{AttemptFailure, Claim, Execution, Finished, LogLine, Started};
+use crate::domain::{AttemptFailure, Claim, Execution, Finished, Holder, LogLine, Started};
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 
@@ -230,12 +230,12 @@ impl Store for MemoryStore {
     async fn finish_with_children(
         &self,
         id: Uuid,
-        owner: &str,
+        holder: Holder<'_>,
         finished: &Finished,
         children: &[Execution],
     ) -> Result<bool, StoreError> {
         self.write("finish execution", |s| {
-            s.finish(id, owner, finished, children)
+            s.finish(id, holder, finished, children)
         })
     }
 

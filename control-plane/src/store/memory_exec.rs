@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{ms, State};
-use crate::domain::{AttemptFailure, Claim, Execution, ExecutionStatus, Finished, Started};
+use crate::domain::{AttemptFailure, Claim, Execution, ExecutionStatus, Finished, Holder, Started};
 use crate::store::{ExecutionFilter, Fault, Redrive, StoreError, Unfinished};
 
 /// Whether `status` is one a runner holds.
@@ -146,9 +146,16 @@ impl State {
     /// Execution `id` if `owner` may move it: queued, or starting or running and held
     /// by `owner` (or by no owner: a record from before claims).
     fn held_by(&mut self, id: Uuid, owner: &str) -> Option<&mut Execution> {
-        self.executions.get_mut(&id).filter(|e| {
-            e.status == ExecutionStatus::Queued
-                || (is_held_status(e.status) && e.owner.as_deref().is_none_or(|o| o == owner))
+        self.endable_by(id, Holder::Owner(owner))
+    }
+
+    /// Execution `id` if `holder` may move it (see [`Holder`]).
+    fn endable_by(&mut self, id: Uuid, holder: Holder<'_>) -> Option<&mut Execution> {
+        self.executions.get_mut(&id).filter(|e| match holder {
+            Holder::Queue => e.status == ExecutionStatus::Queued,
+            Holder::Owner(owner) => {
+                is_held_status(e.status) && e.owner.as_deref().is_none_or(|o| o == owner)
+            }
         })
     }
 
@@ -204,15 +211,15 @@ impl State {
     pub(super) fn finish(
         &mut self,
         id: Uuid,
-        owner: &str,
+        holder: Holder<'_>,
         finished: &Finished,
         children: &[Execution],
     ) -> Result<bool, StoreError> {
-        if self.held_by(id, owner).is_none() {
+        if self.endable_by(id, holder).is_none() {
             return Ok(false);
         }
         self.check_insert(&children.iter().collect::<Vec<_>>())?;
-        if let Some(e) = self.held_by(id, owner) {
+        if let Some(e) = self.endable_by(id, holder) {
             e.status = finished.status;
             e.output = finished.output.clone();
             e.error = finished.error.clone();

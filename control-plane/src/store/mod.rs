@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::{AttemptFailure, Claim, Execution, Finished, LogLine, Started};
+use crate::domain::{AttemptFailure, Claim, Execution, Finished, Holder, LogLine, Started};
 
 use crate::access::TokenRecord;
 use crate::registry::{FunctionSpec, FunctionVersion};
@@ -122,20 +122,21 @@ pub trait Store: Send + Sync + 'static {
         started: &Started,
     ) -> Result<bool, StoreError>;
 
-    /// Moves an execution `owner` holds (or a queued one) back to `queued` for attempt
-    /// `attempt`, clearing its claim, start fields and token. `false` otherwise.
+    /// Moves an execution `owner` holds back to `queued` for attempt `attempt`, clearing
+    /// its claim, start fields and token. `false` otherwise.
     async fn requeue(&self, id: Uuid, owner: &str, attempt: u32) -> Result<bool, StoreError>;
 
-    /// Moves an execution `owner` holds, or a queued one, to a terminal status. `false`,
-    /// and no change, otherwise: a terminal status is never overwritten, and a node
-    /// never finishes what another holds.
+    /// Moves an execution to a terminal status if `holder` may end it (see [`Holder`]).
+    /// `false`, and no change, otherwise: a terminal status is never overwritten, a node
+    /// never finishes what another holds, a runner never finishes what went back to the
+    /// queue.
     async fn finish_execution(
         &self,
         id: Uuid,
-        owner: &str,
+        holder: Holder<'_>,
         finished: &Finished,
     ) -> Result<bool, StoreError> {
-        self.finish_with_children(id, owner, finished, &[]).await
+        self.finish_with_children(id, holder, finished, &[]).await
     }
 
     /// [`Store::finish_execution`], and in the same transaction, only if it applied, the
@@ -144,14 +145,13 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_with_children(
         &self,
         id: Uuid,
-        owner: &str,
+        holder: Holder<'_>,
         finished: &Finished,
         children: &[Execution],
     ) -> Result<bool, StoreError>;
 
-    /// Moves an execution `owner` holds (or a queued one) back to `queued` for attempt
-    /// `attempt`, to run at `run_at` (due work), keeping how the attempt before failed.
-    /// `false` otherwise.
+    /// Moves an execution `owner` holds back to `queued` for attempt `attempt`, to run at
+    /// `run_at` (due work), keeping how the attempt before failed. `false` otherwise.
     async fn schedule_retry(
         &self,
         id: Uuid,

@@ -38,7 +38,7 @@ use self::readers::Readers;
 use self::writer::Writer;
 use super::{Deletion, ExecutionFilter, PruneScope, Redrive, Store, StoreError, Unfinished};
 use crate::access::TokenRecord;
-use crate::domain::{AttemptFailure, Claim, Execution, Finished, LogLine, Started};
+use crate::domain::{AttemptFailure, Claim, Execution, Finished, Holder, LogLine, Started};
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 use chrono::{DateTime, Utc};
@@ -263,7 +263,7 @@ impl Store for SqliteStore {
     async fn finish_with_children(
         &self,
         id: Uuid,
-        owner: &str,
+        holder: Holder<'_>,
         finished: &Finished,
         children: &[Execution],
     ) -> Result<bool, StoreError> {
@@ -272,9 +272,13 @@ impl Store for SqliteStore {
             .iter()
             .map(ExecutionRow::new)
             .collect::<Result<Vec<_>, _>>()?;
-        let owner = owner.to_owned();
+        let owner = match holder {
+            Holder::Queue => None,
+            Holder::Owner(owner) => Some(owner.to_owned()),
+        };
         self.write(move |conn| {
-            let applied = exec_sql::finish_execution(conn, id, &owner, &row)?;
+            let holder = owner.as_deref().map_or(Holder::Queue, Holder::Owner);
+            let applied = exec_sql::finish_execution(conn, id, holder, &row)?;
             if applied {
                 for child in &children {
                     exec_sql::insert_execution(conn, child)?;

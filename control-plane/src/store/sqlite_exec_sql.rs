@@ -5,13 +5,16 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, Row};
 use uuid::Uuid;
 
 use super::sql::{db, get, get_id, get_json, get_opt_time, get_time, to_json, to_ms, unknown};
-use crate::domain::{Execution, ExecutionError, ExecutionStatus, Finished, Started, Trigger};
+use crate::domain::{
+    Execution, ExecutionError, ExecutionStatus, Finished, Holder, Started, Trigger,
+};
 use crate::store::{ExecutionFilter, Redrive, StoreError, Unfinished};
 
-/// An execution that owner `?2` may move: queued, or starting or running and held by
-/// `?2` (or by no owner: a record from before claims).
-const HELD: &str = "(status = 'queued' OR (status IN ('starting', 'running') \
-    AND (owner IS NULL OR owner = ?2)))";
+/// An execution that owner `?2` holds: starting or running and claimed by `?2` (or by no
+/// owner: a record from before claims).
+const HELD: &str = "status IN ('starting', 'running') AND (owner IS NULL OR owner = ?2)";
+/// An execution that no runner has claimed yet (`?2`, the owner, is bound but unused).
+const QUEUED: &str = "status = 'queued'";
 
 /// Columns of `executions`, in [`decode_execution`]'s order.
 const EXECUTION_COLUMNS: &str = "id, function, version, status, input, output, error, attempt, \
@@ -332,16 +335,28 @@ pub(super) fn list_unfinished(
     }
 }
 
-/// Runs `UPDATE executions SET {set}` on execution `?1` if it is queued or held by owner
-/// `?2` (or by no owner: a record from before claims); answers whether it was. A
-/// terminal status is never overwritten, and a node never moves what another holds.
+/// Runs `UPDATE executions SET {set}` on execution `?1` if owner `?2` holds it (see
+/// [`HELD`]); answers whether it did. A terminal status is never overwritten, and a node
+/// never moves what another holds.
 fn update_held(
     conn: &Connection,
     operation: &'static str,
     set: &str,
     params: impl rusqlite::Params,
 ) -> Result<bool, StoreError> {
-    let sql = format!("UPDATE executions SET {set} WHERE id = ?1 AND {HELD}");
+    update_where(conn, operation, set, HELD, params)
+}
+
+/// Runs `UPDATE executions SET {set}` on execution `?1` if it matches `condition`;
+/// answers whether it did.
+fn update_where(
+    conn: &Connection,
+    operation: &'static str,
+    set: &str,
+    condition: &str,
+    params: impl rusqlite::Params,
+) -> Result<bool, StoreError> {
+    let sql = format!("UPDATE executions SET {set} WHERE id = ?1 AND {condition}");
     let changed = conn
         .prepare_cached(&sql)
         .and_then(|mut stmt| stmt.execute(params))
@@ -431,14 +446,19 @@ impl FinishedRow {
 pub(super) fn finish_execution(
     conn: &Connection,
     id: Uuid,
-    owner: &str,
+    holder: Holder<'_>,
     f: &FinishedRow,
 ) -> Result<bool, StoreError> {
-    update_held(
+    let (condition, owner) = match holder {
+        Holder::Queue => (QUEUED, ""),
+        Holder::Owner(owner) => (HELD, owner),
+    };
+    update_where(
         conn,
         "finish execution",
         "status = ?3, output = ?4, error = ?5, exit_code = ?6, duration_ms = ?7,
             finished_at = ?8, dead_letter = ?9, run_at = NULL, lease_until = NULL",
+        condition,
         params![
             id.into_bytes(),
             owner,

@@ -1,6 +1,7 @@
 //! Tests of [`SqliteStore`]'s executions: round trips, idempotency keys, status rules,
 //! listing and paging, and many concurrent inserts.
 
+use crate::domain::Holder;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -208,19 +209,22 @@ async fn a_terminal_status_is_never_overwritten() {
     let success = finished(ExecutionStatus::Success);
     assert!(
         !store
-            .finish_execution(e.id, "node-b", &success)
+            .finish_execution(e.id, Holder::Owner("node-b"), &success)
             .await
             .unwrap(),
         "another node cannot finish what this one holds"
     );
-    assert!(store.finish_execution(e.id, NODE, &success).await.unwrap());
+    assert!(store
+        .finish_execution(e.id, Holder::Owner(NODE), &success)
+        .await
+        .unwrap());
     for status in [
         ExecutionStatus::Error,
         ExecutionStatus::Timeout,
         ExecutionStatus::Cancelled,
     ] {
         assert!(!store
-            .finish_execution(e.id, NODE, &finished(status))
+            .finish_execution(e.id, Holder::Owner(NODE), &finished(status))
             .await
             .unwrap());
     }
@@ -246,16 +250,25 @@ async fn a_terminal_status_is_never_overwritten() {
     assert_eq!(done.lease_until, None);
     assert_eq!(done.attempt, 1);
 
-    // A queued execution can be finished directly (a cancel), then stays cancelled.
+    // A queued execution is ended through the queue (a cancel), then stays cancelled;
+    // no runner ends what it does not hold.
     let queued = execution(&function);
     store.insert_execution(&queued).await.unwrap();
     let cancel = finished(ExecutionStatus::Cancelled);
+    assert!(!store
+        .finish_execution(queued.id, Holder::Owner(NODE), &cancel)
+        .await
+        .unwrap());
     assert!(store
-        .finish_execution(queued.id, "node-b", &cancel)
+        .finish_execution(queued.id, Holder::Queue, &cancel)
         .await
         .unwrap());
     assert!(!store
-        .finish_execution(queued.id, NODE, &finished(ExecutionStatus::Success))
+        .finish_execution(
+            queued.id,
+            Holder::Queue,
+            &finished(ExecutionStatus::Success)
+        )
         .await
         .unwrap());
     let cancelled = store.get_execution(queued.id).await.unwrap().unwrap();
@@ -270,7 +283,7 @@ async fn a_terminal_status_is_never_overwritten() {
     assert!(!store.mark_running(unknown, NODE, &start).await.unwrap());
     assert!(!store.requeue(unknown, NODE, 2).await.unwrap());
     assert!(!store
-        .finish_execution(unknown, NODE, &success)
+        .finish_execution(unknown, Holder::Queue, &success)
         .await
         .unwrap());
 }
@@ -297,9 +310,9 @@ async fn requeue_clears_the_start_fields() {
     assert_eq!(requeued.callback_token_hash, None);
     assert_eq!(requeued.cold_start, None);
     assert_eq!((requeued.owner, requeued.lease_until), (None, None));
-    // A queued execution may be requeued again (attempt bookkeeping only).
-    assert!(store.requeue(e.id, "node-b", 3).await.unwrap());
-    assert_eq!(store.get_execution(e.id).await.unwrap().unwrap().attempt, 3);
+    // A queued execution is held by nobody: it is not requeued again.
+    assert!(!store.requeue(e.id, NODE, 3).await.unwrap());
+    assert_eq!(store.get_execution(e.id).await.unwrap().unwrap().attempt, 2);
 }
 
 #[tokio::test]
@@ -434,6 +447,7 @@ async fn children_are_stored_once_with_the_finish_and_retries_keep_each_failure(
     store.insert_execution(&parent).await.unwrap();
     // A failed attempt scheduled again keeps its failure, twice over.
     for attempt in 1..=2 {
+        assert!(store.claim(parent.id, &claim_for(NODE, 30)).await.unwrap());
         let failure = crate::domain::AttemptFailure {
             attempt,
             status: ExecutionStatus::Error,
@@ -441,7 +455,8 @@ async fn children_are_stored_once_with_the_finish_and_retries_keep_each_failure(
             exit_code: Some(1),
             finished_at: ms(Utc::now()),
         };
-        let run_at = ms(Utc::now()) + chrono::Duration::seconds(5);
+        // Already due, so the next round can claim it.
+        let run_at = ms(Utc::now()) - chrono::Duration::seconds(1);
         assert!(store
             .schedule_retry(parent.id, NODE, attempt + 1, run_at, &failure)
             .await
@@ -458,15 +473,21 @@ async fn children_are_stored_once_with_the_finish_and_retries_keep_each_failure(
     child.root_id = Some(parent.id);
     child.depth = 1;
     let done = finished(ExecutionStatus::Success);
+    assert!(store.claim(parent.id, &claim_for(NODE, 30)).await.unwrap());
     assert!(store
-        .finish_with_children(parent.id, NODE, &done, std::slice::from_ref(&child))
+        .finish_with_children(
+            parent.id,
+            Holder::Owner(NODE),
+            &done,
+            std::slice::from_ref(&child)
+        )
         .await
         .unwrap());
     // A second report changes nothing and starts no second child.
     let mut other = child.clone();
     other.id = Uuid::now_v7();
     assert!(!store
-        .finish_with_children(parent.id, NODE, &done, &[other])
+        .finish_with_children(parent.id, Holder::Owner(NODE), &done, &[other])
         .await
         .unwrap());
     let tree = store.chain_tree(parent.id, None, 10).await.unwrap();

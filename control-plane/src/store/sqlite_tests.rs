@@ -1,6 +1,7 @@
 //! Tests of [`SqliteStore`]: functions, logs, group commit, persistence and corrupt data
 //! (executions are in `sqlite_exec_tests.rs`), plus the helpers both files use.
 
+use crate::domain::Holder;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -286,7 +287,7 @@ async fn data_survives_drop_and_reopen() {
             dead_letter: false,
         };
         assert!(store
-            .finish_execution(execution.id, "node-a", &finished)
+            .finish_execution(execution.id, Holder::Queue, &finished)
             .await
             .unwrap());
         execution.status = ExecutionStatus::Success;

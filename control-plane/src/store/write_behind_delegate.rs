@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::WriteBehind;
 use crate::access::TokenRecord;
-use crate::domain::{AttemptFailure, Claim, Execution, Finished, LogLine, Started};
+use crate::domain::{AttemptFailure, Claim, Execution, Finished, Holder, LogLine, Started};
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 use crate::store::{Deletion, ExecutionFilter, PruneScope, Redrive, Store, StoreError, Unfinished};
@@ -117,21 +117,21 @@ impl Store for WriteBehind {
     async fn finish_execution(
         &self,
         id: Uuid,
-        owner: &str,
+        holder: Holder<'_>,
         finished: &Finished,
     ) -> Result<bool, StoreError> {
-        self.inner.finish_execution(id, owner, finished).await
+        self.inner.finish_execution(id, holder, finished).await
     }
 
     async fn finish_with_children(
         &self,
         id: Uuid,
-        owner: &str,
+        holder: Holder<'_>,
         finished: &Finished,
         children: &[Execution],
     ) -> Result<bool, StoreError> {
         self.inner
-            .finish_with_children(id, owner, finished, children)
+            .finish_with_children(id, holder, finished, children)
             .await
     }
 

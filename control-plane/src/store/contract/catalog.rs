@@ -1,6 +1,7 @@
 //! Contract: everything beside executions (functions and their versions, logs, API
 //! tokens, secrets, settings) and retention (pruning and deleting records).
 
+use crate::domain::Holder;
 use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
@@ -271,7 +272,7 @@ pub(crate) async fn a_delete_takes_only_finished_executions_and_their_logs(store
     store.insert_execution(&done).await.unwrap();
     let ended = finished(ExecutionStatus::Success);
     assert!(store
-        .finish_execution(done.id, "node-a", &ended)
+        .finish_execution(done.id, Holder::Queue, &ended)
         .await
         .unwrap());
     store.append_logs(done.id, &[line(1, "bye")]).await.unwrap();

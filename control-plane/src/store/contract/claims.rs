@@ -1,6 +1,7 @@
 //! Contract: the store as a work queue. Claims are exclusive under contention, due work
 //! is taken once at its time, leases lapse and are reclaimed, renewed ones are not.
 
+use crate::domain::Holder;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -214,7 +215,7 @@ pub(crate) async fn renewal_extends_only_what_the_owner_holds(store: Arc<dyn Sto
     assert!(store
         .finish_execution(
             done.id,
-            "node-a",
+            Holder::Owner("node-a"),
             &super::finished(ExecutionStatus::Success)
         )
         .await

@@ -105,6 +105,7 @@ macro_rules! store_contract {
             transitions::only_the_claiming_owner_marks_a_start,
             transitions::one_result_wins_a_race_of_reports,
             transitions::a_node_never_moves_what_another_holds,
+            transitions::a_runner_never_ends_what_went_back_to_the_queue,
             transitions::a_requeue_clears_the_claim_and_the_start,
             transitions::a_scheduled_retry_keeps_each_failure_and_waits,
             transitions::a_record_without_owner_is_movable_by_any_node,

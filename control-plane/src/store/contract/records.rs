@@ -2,6 +2,7 @@
 //! per function; chained children are written with their parent's result, once and all
 //! or none; listings filter and page; a failure is re-driven once.
 
+use crate::domain::Holder;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -94,7 +95,12 @@ pub(crate) async fn a_finish_writes_its_children_once_under_contention(store: Ar
             child.depth = 1;
             let done = finished(ExecutionStatus::Success);
             store
-                .finish_with_children(parent.id, "node-a", &done, std::slice::from_ref(&child))
+                .finish_with_children(
+                    parent.id,
+                    Holder::Owner("node-a"),
+                    &done,
+                    std::slice::from_ref(&child),
+                )
                 .await
                 .unwrap()
                 .then_some(child.id)
@@ -132,7 +138,12 @@ pub(crate) async fn children_are_written_all_or_none(store: Arc<dyn Store>) {
     let running = claimed(&*store, &function, "node-a").await;
     let done = finished(ExecutionStatus::Success);
     assert!(store
-        .finish_with_children(running.id, "node-a", &done, &[good.clone(), bad])
+        .finish_with_children(
+            running.id,
+            Holder::Owner("node-a"),
+            &done,
+            &[good.clone(), bad]
+        )
         .await
         .is_err());
     assert_eq!(store.get_execution(good.id).await.unwrap(), None);
@@ -289,7 +300,7 @@ pub(crate) async fn a_failure_is_redriven_once_under_contention(store: Arc<dyn S
     );
     assert_eq!(store.get_execution(early.id).await.unwrap(), None);
     assert!(store
-        .finish_execution(failed.id, "node-a", &dead)
+        .finish_execution(failed.id, Holder::Owner("node-a"), &dead)
         .await
         .unwrap());
     let mut racers = Vec::new();
@@ -322,7 +333,7 @@ pub(crate) async fn a_failure_is_redriven_once_under_contention(store: Arc<dyn S
     let success = claimed(&*store, &function, "node-a").await;
     let ok = finished(ExecutionStatus::Success);
     assert!(store
-        .finish_execution(success.id, "node-a", &ok)
+        .finish_execution(success.id, Holder::Owner("node-a"), &ok)
         .await
         .unwrap());
     let retry = queued(&function);

@@ -2,6 +2,7 @@
 //! starts, finishes, requeues or reschedules it; a terminal status is never overwritten;
 //! of many racing reports exactly one applies.
 
+use crate::domain::Holder;
 use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
@@ -69,7 +70,7 @@ pub(crate) async fn one_result_wins_a_race_of_reports(store: Arc<dyn Store>) {
         let update = finished(statuses[n % statuses.len()]);
         racers.push(tokio::spawn(async move {
             let applied = store
-                .finish_execution(execution.id, "node-a", &update)
+                .finish_execution(execution.id, Holder::Owner("node-a"), &update)
                 .await
                 .unwrap();
             applied.then_some(update)
@@ -92,7 +93,7 @@ pub(crate) async fn one_result_wins_a_race_of_reports(store: Arc<dyn Store>) {
     );
     for status in statuses {
         assert!(!store
-            .finish_execution(execution.id, "node-a", &finished(status))
+            .finish_execution(execution.id, Holder::Owner("node-a"), &finished(status))
             .await
             .unwrap());
     }
@@ -117,7 +118,11 @@ pub(crate) async fn a_node_never_moves_what_another_holds(store: Arc<dyn Store>)
     let later = ms(Utc::now() + TimeDelta::seconds(5));
     let id = execution.id;
     assert!(!store
-        .finish_execution(id, "node-b", &finished(ExecutionStatus::Success))
+        .finish_execution(
+            id,
+            Holder::Owner("node-b"),
+            &finished(ExecutionStatus::Success)
+        )
         .await
         .unwrap());
     assert!(!store.requeue(id, "node-b", 2).await.unwrap());
@@ -129,16 +134,70 @@ pub(crate) async fn a_node_never_moves_what_another_holds(store: Arc<dyn Store>)
         .mark_running(id, "node-b", &started("i"))
         .await
         .unwrap());
+    assert!(
+        !store
+            .finish_execution(id, Holder::Queue, &finished(ExecutionStatus::Cancelled))
+            .await
+            .unwrap(),
+        "the queue does not end what a runner holds"
+    );
     assert_eq!(
         store.get_execution(id).await.unwrap().unwrap(),
         execution,
         "untouched"
     );
-    // A queued execution is anyone's to finish (a cancel before it started).
+    // A queued execution is ended through the queue (a cancel before it started), by
+    // any node.
     let waiting = queued(&function);
     store.insert_execution(&waiting).await.unwrap();
     assert!(store
-        .finish_execution(waiting.id, "node-b", &finished(ExecutionStatus::Cancelled))
+        .finish_execution(
+            waiting.id,
+            Holder::Queue,
+            &finished(ExecutionStatus::Cancelled)
+        )
+        .await
+        .unwrap());
+}
+
+/// A runner's report that comes after its claim was given back (the execution went back
+/// to the queue, for a retry or a restart) ends nothing, and neither does a stale
+/// requeue or retry: only the next claim's runner, or the queue, moves it on.
+pub(crate) async fn a_runner_never_ends_what_went_back_to_the_queue(store: Arc<dyn Store>) {
+    let function = create(&*store, "stale").await;
+    let execution = claimed(&*store, &function, "node-a").await;
+    let id = execution.id;
+    assert!(store.requeue(id, "node-a", 2).await.unwrap());
+    let late = finished(ExecutionStatus::Success);
+    assert!(!store
+        .finish_execution(id, Holder::Owner("node-a"), &late)
+        .await
+        .unwrap());
+    assert!(!store.requeue(id, "node-a", 3).await.unwrap());
+    let failure = AttemptFailure {
+        attempt: 1,
+        status: ExecutionStatus::Error,
+        error: None,
+        exit_code: None,
+        finished_at: ms(Utc::now()),
+    };
+    assert!(!store
+        .schedule_retry(id, "node-a", 3, ms(Utc::now()), &failure)
+        .await
+        .unwrap());
+    let record = store.get_execution(id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.status, record.attempt, record.owner),
+        (ExecutionStatus::Queued, 2, None)
+    );
+    // The next claim's runner ends it; the earlier one's report still does not.
+    assert!(store.claim(id, &claim_for("node-b", 30)).await.unwrap());
+    assert!(!store
+        .finish_execution(id, Holder::Owner("node-a"), &late)
+        .await
+        .unwrap());
+    assert!(store
+        .finish_execution(id, Holder::Owner("node-b"), &late)
         .await
         .unwrap());
 }
@@ -165,8 +224,8 @@ pub(crate) async fn a_requeue_clears_the_claim_and_the_start(store: Arc<dyn Stor
     assert_eq!(record.callback_token_hash, None);
     assert_eq!(record.run_at, None);
     assert!(
-        store.requeue(execution.id, "node-b", 2).await.unwrap(),
-        "a queued execution is nobody's: any node may requeue it"
+        !store.requeue(execution.id, "node-a", 3).await.unwrap(),
+        "a queued execution is held by nobody: it is not requeued again"
     );
     assert!(store
         .claim(execution.id, &claim_for("node-b", 30))
@@ -219,7 +278,11 @@ pub(crate) async fn a_scheduled_retry_keeps_each_failure_and_waits(store: Arc<dy
             .unwrap());
     }
     assert!(store
-        .finish_execution(execution.id, "node-a", &finished(ExecutionStatus::Error))
+        .finish_execution(
+            execution.id,
+            Holder::Owner("node-a"),
+            &finished(ExecutionStatus::Error)
+        )
         .await
         .unwrap());
     let failure = failures[0].clone();
@@ -245,7 +308,11 @@ pub(crate) async fn a_record_without_owner_is_movable_by_any_node(store: Arc<dyn
     other.status = ExecutionStatus::Starting;
     store.insert_execution(&other).await.unwrap();
     assert!(store
-        .finish_execution(other.id, "node-y", &finished(ExecutionStatus::Error))
+        .finish_execution(
+            other.id,
+            Holder::Owner("node-y"),
+            &finished(ExecutionStatus::Error)
+        )
         .await
         .unwrap());
 }
