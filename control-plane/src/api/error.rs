@@ -195,7 +195,7 @@ impl From<DispatchError> for ApiError {
                 error
             }
             DispatchError::Store(err) => err.into(),
-            DispatchError::StoreUnavailable(_) => {
+            DispatchError::StoreUnavailable(_) | DispatchError::ResultsUnwritten(_) => {
                 let mut error = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "STORE_UNAVAILABLE",

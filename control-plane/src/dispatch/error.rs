@@ -65,6 +65,10 @@ pub enum DispatchError {
     /// keeps the result and records it when the store is back.
     #[error("the result of execution {0} could not be recorded yet (the server's store fails); it is kept and recorded when the store is back: see GET /v1/executions/{0}")]
     StoreUnavailable(Uuid),
+    /// Too many warm results wait for the store to take them (it fails or is slow):
+    /// new warm calls are refused until it catches up.
+    #[error("{0} results of warm calls are still waiting for the server's store to take them; new warm calls are refused until it catches up")]
+    ResultsUnwritten(usize),
     /// The failure was re-driven already (once is the rule).
     #[error("execution {failed} was already re-driven as execution {by}")]
     AlreadyRedriven {

@@ -347,6 +347,49 @@ async fn a_lease_that_lapses_mid_run_moves_the_run_to_another_node() {
     assert_eq!(a.runtime.started() + b.runtime.started(), 2);
 }
 
+/// While the store refuses what warm calls wrote behind, their records wait in memory:
+/// past the bound, new warm calls are refused at once (the caller may try again) instead
+/// of piling up more; once the store takes them, warm calls are served again.
+#[tokio::test(start_paused = true)]
+async fn warm_calls_are_refused_while_too_many_results_wait_for_the_store() {
+    let memory = Arc::new(MemoryStore::new());
+    let store = Arc::new(WriteBehind::bounded(memory.clone(), 2));
+    let node = node(&store, "node-a").await;
+    node.deploy(json!({
+        "name": "w", "mode": "HTTP", "command": "serve",
+        "warm": {"min_instances": 0, "max_instances": 1},
+    }))
+    .await;
+    let function = node.catalog.current("w").await.expect("deployed");
+    memory.set_fault(Some(crate::store::Fault::Unavailable));
+    for n in 0..2 {
+        let mut record = Execution::queued(&function.version, json!(n), Trigger::Api);
+        record.status = ExecutionStatus::Success;
+        store.write_behind(record, Vec::new());
+    }
+    let request = || InvokeRequest {
+        function: "w".into(),
+        input: json!(null),
+        trace_id: None,
+        idempotency_key: None,
+        timeout_ms: Some(50),
+        trigger: Trigger::Api,
+    };
+    let refused = node.dispatcher.invoke(request()).await;
+    assert!(
+        matches!(refused, Err(super::DispatchError::ResultsUnwritten(2))),
+        "{refused:?}"
+    );
+    memory.set_fault(None);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(store.unwritten(), 0, "the store took the waiting records");
+    let served = node.dispatcher.invoke(request()).await;
+    assert!(
+        !matches!(served, Err(super::DispatchError::ResultsUnwritten(_))),
+        "served again: {served:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_result_the_store_refuses_is_kept_and_recorded_when_it_is_back() {
     let (memory, store) = store();

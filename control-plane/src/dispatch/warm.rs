@@ -133,6 +133,11 @@ impl Dispatcher {
             return self.wait_final(accepted.execution.id).await;
         }
         check_input(&function, &request).await?;
+        // Its record is written behind the answer: while the store falls behind (or
+        // fails), held records must not pile up in memory without bound.
+        if self.store.is_full() {
+            return Err(DispatchError::ResultsUnwritten(self.store.unwritten()));
+        }
         let mut execution = Execution::queued(&function.version, request.input, request.trigger);
         execution.trace_id = Some(
             request

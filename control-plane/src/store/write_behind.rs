@@ -32,6 +32,10 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// How long a close waits for the last attempts once its grace is over.
 const LAST_ATTEMPT: Duration = Duration::from_secs(5);
+/// Records written behind and not yet taken beyond which [`WriteBehind::is_full`]: each
+/// holds its result in memory, so while the store refuses them their number must stay
+/// bounded.
+pub const DEFAULT_MAX_UNWRITTEN: usize = 1024;
 
 /// A [`Store`] that answers every call from `inner`, except that it also holds records
 /// not written yet (warm calls in flight, finished ones being written):
@@ -39,6 +43,7 @@ const LAST_ATTEMPT: Duration = Duration::from_secs(5);
 pub struct WriteBehind {
     inner: Arc<dyn Store>,
     shared: Arc<Shared>,
+    max_unwritten: usize,
 }
 
 /// What the writing tasks share with the decorator.
@@ -64,10 +69,16 @@ impl std::fmt::Debug for WriteBehind {
 }
 
 impl WriteBehind {
-    /// Wraps `inner`.
+    /// Wraps `inner`, full at [`DEFAULT_MAX_UNWRITTEN`] records.
     pub fn new(inner: Arc<dyn Store>) -> WriteBehind {
+        WriteBehind::bounded(inner, DEFAULT_MAX_UNWRITTEN)
+    }
+
+    /// Wraps `inner`, full once `max_unwritten` records wait for it.
+    pub fn bounded(inner: Arc<dyn Store>, max_unwritten: usize) -> WriteBehind {
         WriteBehind {
             inner,
+            max_unwritten,
             shared: Arc::new(Shared {
                 held: DashMap::new(),
                 pending: AtomicUsize::new(0),
@@ -114,6 +125,12 @@ impl WriteBehind {
     /// Records written behind and not yet taken by the store.
     pub fn unwritten(&self) -> usize {
         self.shared.pending.load(Ordering::SeqCst)
+    }
+
+    /// Whether so many records wait for the store that no more should be made: callers
+    /// refuse new work that would be written behind until the store catches up.
+    pub fn is_full(&self) -> bool {
+        self.unwritten() >= self.max_unwritten
     }
 
     /// Waits up to `grace` for every record written behind to be taken by the store,
