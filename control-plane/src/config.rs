@@ -28,6 +28,13 @@ pub struct ServeArgs {
     /// Directory of the embedded database and per-execution scratch files.
     #[arg(long, env = "GANTRY_DATA_DIR", default_value = "./gantry-data")]
     pub data_dir: PathBuf,
+    /// This node's id (letters, digits, `.`, `_`, `-`; at most 64): the owner of every
+    /// execution it claims, shown by `gantry node list`. Default: an id generated on
+    /// first start and kept in the data directory. Keep it stable across restarts, and
+    /// unique among the nodes sharing a database: a restarted node settles what its id
+    /// held.
+    #[arg(long, env = "GANTRY_NODE_ID")]
+    pub node_id: Option<String>,
     /// Where instances run. `docker` runs functions with an `image` as containers on
     /// the local engine (DOCKER_HOST or /var/run/docker.sock); `command`-only functions
     /// are refused there unless --allow-host-commands.

@@ -25,6 +25,7 @@ pub mod dispatch;
 pub mod domain;
 pub mod logs;
 pub mod metrics;
+pub mod nodes;
 pub mod pool;
 pub mod registry;
 pub mod retention;

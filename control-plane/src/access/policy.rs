@@ -76,6 +76,7 @@ mod tests {
             (Method::PUT, "/v1/secrets/db", Some(Deploy)),
             (Method::DELETE, "/v1/secrets/db", Some(Deploy)),
             (Method::GET, "/v1/tokens", Some(Admin)),
+            (Method::GET, "/v1/nodes", Some(Read)),
             (Method::POST, "/v1/tokens", Some(Admin)),
             (Method::DELETE, "/v1/tokens/ci", Some(Admin)),
             (Method::GET, "/v1/nothing", Some(Read)),

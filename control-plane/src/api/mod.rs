@@ -12,6 +12,7 @@ mod internal;
 mod invoke;
 pub mod listener;
 mod logs;
+mod nodes;
 mod secrets;
 mod tokens;
 
@@ -92,6 +93,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/executions/{id}/logs", get(logs::logs))
         .route("/executions/{id}/chain", get(executions::chain))
         .route("/events", post(events::publish))
+        .route("/nodes", get(nodes::list))
         .route("/tokens", post(tokens::create).get(tokens::list))
         .route("/tokens/{name}", delete(tokens::revoke))
         .route("/secrets", get(secrets::list))

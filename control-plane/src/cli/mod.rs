@@ -16,6 +16,7 @@ pub mod exec_chain;
 pub mod exec_cmd;
 pub mod fn_cmd;
 pub mod input;
+pub mod node_cmd;
 pub mod pool_view;
 pub mod sse;
 pub mod table;
@@ -146,6 +147,9 @@ pub enum Command {
     /// Set, list and delete secrets functions get in their environment.
     #[command(subcommand)]
     Secret(SecretCommand),
+    /// List the control-plane nodes sharing the server's store.
+    #[command(subcommand)]
+    Node(node_cmd::NodeCommand),
 }
 
 /// `gantry fn ...`
@@ -384,6 +388,7 @@ pub async fn run(global: GlobalArgs, command: Command) -> ExitCode {
             Command::Event(cmd) => event_cmd::run(&ctx, cmd).await,
             Command::Token(cmd) => access_cmd::run_token(&ctx, cmd).await,
             Command::Secret(cmd) => access_cmd::run_secret(&ctx, cmd).await,
+            Command::Node(cmd) => node_cmd::run_node(&ctx, cmd).await,
             Command::Serve(_) => Ok(()),
         }
     }

@@ -1,18 +1,18 @@
 //! Claims and their leases: every execution this node runs is claimed in the store with
 //! a lease that a background task renews; executions whose owner stopped renewing are
 //! reclaimed and settled like the ones a restart finds (run again under their retry
-//! policy, else failed).
+//! policy, else ended `NODE_LOST`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::recovery::Recovered;
+use super::recovery::{Interrupted, Recovered};
 use super::Dispatcher;
 use crate::domain::Claim;
 use crate::store::Store;
 
 /// How long a claim holds without renewal.
-pub(super) const LEASE: Duration = Duration::from_secs(30);
+pub const LEASE: Duration = Duration::from_secs(30);
 /// Time between two renewals (and two looks for lapsed claims of other owners).
 const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// Lapsed executions reclaimed per round.
@@ -73,7 +73,8 @@ impl Dispatcher {
             {
                 Ok(true) => {
                     tracing::warn!(execution = %execution.id, owner = %from, "reclaimed an execution whose owner stopped renewing its lease");
-                    self.settle_started(execution, &mut settled).await;
+                    let why = Interrupted::NodeLost(&from);
+                    self.settle_started(execution, why, &mut settled).await;
                 }
                 Ok(false) => {}
                 Err(err) => tracing::warn!(execution = %execution.id, "cannot reclaim: {err}"),

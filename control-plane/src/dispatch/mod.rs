@@ -36,6 +36,7 @@ pub use admission::{Admission, Load};
 pub(crate) use callback::hash_token;
 pub use compose::{ChainNode, ChainPage, EventTarget};
 pub use error::DispatchError;
+pub use leases::LEASE;
 pub use report::{CallbackReport, MAX_OUTPUT_DEPTH};
 
 use crate::domain::{Execution, Finished, Trigger};
@@ -298,6 +299,11 @@ impl Dispatcher {
     /// Queued and running executions of `function`.
     pub fn load(&self, function: &str) -> Load {
         self.admission.load(function)
+    }
+
+    /// This node's id: the owner of the executions it claims.
+    pub fn node_id(&self) -> &str {
+        &self.settings.owner
     }
 
     /// Executions with a live instance.

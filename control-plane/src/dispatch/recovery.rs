@@ -10,7 +10,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::Dispatcher;
-use crate::domain::{Execution, Finished};
+use crate::domain::{codes, Execution, Finished};
 use crate::registry::catalog::LoadedFunction;
 use crate::store::Store;
 use crate::store::{StoreError, Unfinished};
@@ -19,6 +19,15 @@ use crate::store::{StoreError, Unfinished};
 const PAGE: u32 = 10_000;
 /// Executions queued again between two yields to the runtime.
 const YIELD_EVERY: usize = 256;
+
+/// Why a started execution is settled by a node that did not see it end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Interrupted<'a> {
+    /// This node stopped while it ran (a crash, a kill, a stop past its grace).
+    Restart,
+    /// Node `.0` held it and stopped heart-beating; this node took its claim over.
+    NodeLost(&'a str),
+}
 
 /// What recovery did before serving.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -56,7 +65,8 @@ impl Dispatcher {
             };
             after = Some(last);
             for execution in page {
-                self.settle_started(execution, &mut recovered).await;
+                self.settle_started(execution, Interrupted::Restart, &mut recovered)
+                    .await;
             }
         }
         // Due work (delayed chains, scheduled retries) is the due task's, whenever it
@@ -80,10 +90,13 @@ impl Dispatcher {
         Ok(recovered)
     }
 
-    /// An execution that was starting or running when the earlier run stopped.
+    /// An execution that was starting or running when its runner stopped: run again
+    /// where its retry policy allows, else ended `CONTROL_PLANE_RESTARTED` (this node
+    /// restarted) or `NODE_LOST` (another node was lost).
     pub(super) async fn settle_started(
         self: &Arc<Self>,
         execution: Execution,
+        why: Interrupted<'_>,
         recovered: &mut Recovered,
     ) {
         let function = match self
@@ -93,8 +106,7 @@ impl Dispatcher {
         {
             Ok(function) => function,
             Err(err) => {
-                let finished =
-                    super::outcome::restarted(format!("cannot resume after a restart: {err}"));
+                let finished = interrupted(why, format!("cannot run it again: {err}"));
                 self.conclude_in_background(execution.id, finished, None);
                 recovered.failed += 1;
                 return;
@@ -116,8 +128,12 @@ impl Dispatcher {
             self.enqueue_stored(&execution.function, execution.id).await;
             return;
         }
-        let finished = super::outcome::restarted(format!(
-            "the control plane stopped while attempt {} was {}; it was not run again because its retry policy allows {} attempt(s)",
+        let stopped = match why {
+            Interrupted::Restart => "the control plane stopped".to_owned(),
+            Interrupted::NodeLost(node) => format!("node {node} stopped heart-beating"),
+        };
+        let finished = interrupted(why, format!(
+            "{stopped} while attempt {} was {}; it was not run again because its retry policy allows {} attempt(s)",
             execution.attempt,
             execution.status.as_str(),
             max_attempts
@@ -176,5 +192,13 @@ impl Dispatcher {
                 .await;
             dispatcher.after(ending, &execution).await;
         });
+    }
+}
+
+/// The end of an execution interrupted by `why`, saying `message`.
+fn interrupted(why: Interrupted<'_>, message: String) -> Finished {
+    match why {
+        Interrupted::Restart => super::outcome::restarted(message),
+        Interrupted::NodeLost(_) => super::outcome::error(codes::NODE_LOST, message, None),
     }
 }

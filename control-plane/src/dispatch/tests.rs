@@ -191,7 +191,7 @@ async fn a_lapsed_claim_is_reclaimed_and_the_old_runner_cannot_record() {
     assert_eq!(settled.status, ExecutionStatus::Error);
     assert_eq!(
         settled.error.as_ref().map(|error| &error.code),
-        Some(&codes::CONTROL_PLANE_RESTARTED)
+        Some(&codes::NODE_LOST)
     );
     assert_eq!(settled.owner.as_deref(), Some("node-b"));
     assert!(

@@ -30,12 +30,15 @@ pub enum ErrorCode {
     /// The control plane stopped while the execution ran and its retry policy does not
     /// allow running it again.
     ControlPlaneRestarted,
+    /// The node that ran the execution stopped heart-beating (killed, cut off) and its
+    /// retry policy does not allow running it again; another node ended it.
+    NodeLost,
     /// A code this build does not know, kept as sent.
     Unknown(String),
 }
 
 /// The control plane's own codes, with their wire names.
-const OWN: [(ErrorCode, &str); 8] = [
+const OWN: [(ErrorCode, &str); 9] = [
     (ErrorCode::OutputSchemaViolation, "OUTPUT_SCHEMA_VIOLATION"),
     (ErrorCode::Cancelled, "CANCELLED"),
     (ErrorCode::ChainTargetMissing, "CHAIN_TARGET_MISSING"),
@@ -44,6 +47,7 @@ const OWN: [(ErrorCode, &str); 8] = [
     (ErrorCode::FunctionDisabled, "FUNCTION_DISABLED"),
     (ErrorCode::OomKilled, "OOM_KILLED"),
     (ErrorCode::ControlPlaneRestarted, "CONTROL_PLANE_RESTARTED"),
+    (ErrorCode::NodeLost, "NODE_LOST"),
 ];
 
 impl ErrorCode {
@@ -149,6 +153,8 @@ pub mod codes {
     pub const OOM_KILLED: ErrorCode = ErrorCode::OomKilled;
     /// The control plane stopped while the execution ran.
     pub const CONTROL_PLANE_RESTARTED: ErrorCode = ErrorCode::ControlPlaneRestarted;
+    /// The node that ran the execution was lost.
+    pub const NODE_LOST: ErrorCode = ErrorCode::NodeLost;
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! The domain model: executions, their statuses, triggers, claims and attempts, why one
-//! failed, and captured log lines. It depends on nothing that stores, runs or serves
+//! failed, captured log lines, and the nodes that run them. It depends on nothing that stores, runs or serves
 //! them; the store, the runtimes, the dispatcher and the API all speak it.
 
 mod error_code;
 mod execution;
 mod logs;
+mod node;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,7 @@ pub use execution::{
     AttemptFailure, Claim, Execution, ExecutionStatus, Finished, Holder, Started, Trigger,
 };
 pub use logs::{LogLine, LogStream};
+pub use node::{NodeRecord, NodeState};
 
 /// Why an execution failed: a typed code and a sentence for humans.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,6 +15,7 @@ use super::{access, host_policy, wait_for_signal, Failure, Settings, MAX_ENV_PAY
 use crate::api::{self, AppState};
 use crate::config::ServeArgs;
 use crate::dispatch::{DispatchSettings, Dispatcher};
+use crate::domain::NodeRecord;
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::pool::Supervision;
@@ -138,6 +139,22 @@ impl App {
             },
             stopped.clone(),
         );
+        let started_at = crate::domain::now();
+        let heartbeat = crate::nodes::keep_heartbeat(
+            state.store.clone(),
+            dispatcher.clone(),
+            NodeRecord {
+                id: dispatcher.node_id().to_owned(),
+                address: format!("http://{}", self.local),
+                runtime: runtimes.runtime.name().to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+                started_at,
+                heartbeat_at: started_at,
+                running: 0,
+                stopped_at: None,
+            },
+            stopped.child_token(),
+        );
         let grace = Duration::from_millis(args.shutdown_grace_ms);
         let (dispatcher, runtime) = (dispatcher.clone(), runtimes.runtime.clone());
         let App {
@@ -150,6 +167,7 @@ impl App {
         if let Some(listener) = instance_listener {
             serve_instances(listener, &state, stopped.clone());
         }
+        let stop_heartbeat = stopped.clone();
         let shutdown = async move {
             wait_for_signal().await;
             tracing::info!("stopping: waiting up to {grace:?} for running executions");
@@ -161,6 +179,9 @@ impl App {
         let served = api::run(listener, state, shutdown)
             .await
             .map_err(|err| Failure::fatal(err.to_string()));
+        // Its last record says it stopped (not lost), even when serving failed.
+        stop_heartbeat.cancel();
+        let _ = heartbeat.await;
         // A clean stop writes what was written behind before the store closes.
         behind.close(WRITE_BEHIND_GRACE).await;
         served

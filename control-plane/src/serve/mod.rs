@@ -90,12 +90,15 @@ impl Settings {
         check_args(&args)?;
         raise_descriptor_limit();
         prepare_data_dir(&mut args)?;
-        let owner = owner_id(&args.data_dir).map_err(|err| {
-            Failure::config(format!(
-                "GANTRY_DATA_DIR (--data-dir) {} is not writable: {err}",
-                args.data_dir.display()
-            ))
-        })?;
+        let owner = match &args.node_id {
+            Some(id) => id.clone(),
+            None => owner_id(&args.data_dir).map_err(|err| {
+                Failure::config(format!(
+                    "GANTRY_DATA_DIR (--data-dir) {} is not writable: {err}",
+                    args.data_dir.display()
+                ))
+            })?,
+        };
         Ok(Settings { args, owner })
     }
 }
@@ -115,6 +118,9 @@ fn check_args(args: &ServeArgs) -> Result<(), Failure> {
             )));
         }
     }
+    if let Some(id) = &args.node_id {
+        check_node_id(id)?;
+    }
     if args.log_cap_bytes == 0 {
         return Err(Failure::config(
             "GANTRY_LOG_CAP_BYTES (--log-cap-bytes) must be above 0",
@@ -124,6 +130,17 @@ fn check_args(args: &ServeArgs) -> Result<(), Failure> {
     if cpus.is_nan() || cpus <= 0.0 || cpus > 1024.0 {
         return Err(Failure::config(format!(
             "GANTRY_DOCKER_CPUS (--docker-cpus) must be above 0 and at most 1024, got {cpus}"
+        )));
+    }
+    Ok(())
+}
+
+/// A node id names processes, containers and cgroups: a short word of safe characters.
+fn check_node_id(id: &str) -> Result<(), Failure> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if id.is_empty() || id.len() > 64 || !id.chars().all(safe) {
+        return Err(Failure::config(format!(
+            "GANTRY_NODE_ID (--node-id) must be 1 to 64 letters, digits, '.', '_' or '-', got {id:?}"
         )));
     }
     Ok(())

@@ -17,7 +17,9 @@ use uuid::Uuid;
 
 use super::{Deletion, ExecutionFilter, Fault, PruneScope, Redrive, Store, StoreError, Unfinished};
 use crate::access::TokenRecord;
-use crate::domain::{AttemptFailure, Claim, Execution, Finished, Holder, LogLine, Started};
+use crate::domain::{
+    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeRecord, Started,
+};
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 
@@ -46,6 +48,7 @@ struct State {
     tokens: BTreeMap<String, TokenRecord>,
     secrets: BTreeMap<String, SecretRecord>,
     settings: HashMap<String, String>,
+    nodes: BTreeMap<String, NodeRecord>,
 }
 
 /// The in-memory store. One lock guards all of it and is never held across an await,
@@ -377,6 +380,27 @@ impl Store for MemoryStore {
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.read("read setting", |s| s.settings.get(key).cloned())
+    }
+
+    async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError> {
+        let mut node = node.clone();
+        node.started_at = ms(node.started_at);
+        node.heartbeat_at = ms(node.heartbeat_at);
+        node.stopped_at = node.stopped_at.map(ms);
+        self.write("record a heartbeat", |s| {
+            s.nodes.insert(node.id.clone(), node);
+            Ok(())
+        })
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.read("list nodes", |s| {
+            s.nodes
+                .values()
+                .take(super::MAX_NODES as usize)
+                .cloned()
+                .collect()
+        })
     }
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {

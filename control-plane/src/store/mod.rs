@@ -15,7 +15,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::{AttemptFailure, Claim, Execution, Finished, Holder, LogLine, Started};
+use crate::domain::{
+    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeRecord, Started,
+};
 
 use crate::access::TokenRecord;
 use crate::registry::{FunctionSpec, FunctionVersion};
@@ -272,4 +274,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether the store answers now (readiness): `Ok` if it can serve reads.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Writes what node `node.id` says about itself, replacing its earlier record.
+    async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError>;
+
+    /// Every node the store knows, by id (at most [`MAX_NODES`]).
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
 }
+
+/// Most nodes [`Store::list_nodes`] answers.
+pub const MAX_NODES: u32 = 1_000;

@@ -13,6 +13,8 @@ mod access_sql;
 mod claim_sql;
 #[path = "sqlite_exec_sql.rs"]
 mod exec_sql;
+#[path = "sqlite_nodes_sql.rs"]
+mod nodes_sql;
 #[path = "sqlite_readers.rs"]
 mod readers;
 #[path = "sqlite_retention_sql.rs"]
@@ -38,7 +40,9 @@ use self::readers::Readers;
 use self::writer::Writer;
 use super::{Deletion, ExecutionFilter, PruneScope, Redrive, Store, StoreError, Unfinished};
 use crate::access::TokenRecord;
-use crate::domain::{AttemptFailure, Claim, Execution, Finished, Holder, LogLine, Started};
+use crate::domain::{
+    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeRecord, Started,
+};
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 use chrono::{DateTime, Utc};
@@ -478,6 +482,16 @@ impl Store for SqliteStore {
                 .map_err(sql::db("ping"))
         })
         .await
+    }
+
+    async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError> {
+        let node = node.clone();
+        self.write(move |conn| nodes_sql::heartbeat(conn, &node))
+            .await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.read(nodes_sql::list_nodes).await
     }
 }
 

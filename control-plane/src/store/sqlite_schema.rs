@@ -128,6 +128,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS executions_held ON executions (owner, lease_until)
         WHERE status IN ('starting', 'running');
     ",
+    // The nodes sharing the store, each with its latest heartbeat.
+    "
+    CREATE TABLE IF NOT EXISTS nodes (
+        id TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        runtime TEXT NOT NULL,
+        version TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        heartbeat_at INTEGER NOT NULL,
+        running INTEGER NOT NULL,
+        stopped_at INTEGER
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -7,7 +7,9 @@ use uuid::Uuid;
 
 use super::WriteBehind;
 use crate::access::TokenRecord;
-use crate::domain::{AttemptFailure, Claim, Execution, Finished, Holder, LogLine, Started};
+use crate::domain::{
+    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeRecord, Started,
+};
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 use crate::store::{Deletion, ExecutionFilter, PruneScope, Redrive, Store, StoreError, Unfinished};
@@ -268,6 +270,14 @@ impl Store for WriteBehind {
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
         self.inner.put_setting(key, value).await
+    }
+
+    async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError> {
+        self.inner.heartbeat(node).await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        self.inner.list_nodes().await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -7,6 +7,7 @@ mod executions;
 mod functions;
 mod health;
 mod logs;
+mod nodes;
 
 pub use access::{
     CreateTokenRequest, CreatedToken, PutSecretRequest, SecretList, SecretMeta, TokenInfo,
@@ -24,3 +25,4 @@ pub use functions::{
 };
 pub use health::{Health, HealthStatus};
 pub use logs::{LogEnd, LogPage, LogsQuery};
+pub use nodes::{NodeInfo, NodeList};

@@ -4,6 +4,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod claims;
+pub(crate) mod nodes;
 pub(crate) mod records;
 pub(crate) mod transitions;
 
@@ -126,6 +127,7 @@ macro_rules! store_contract {
             catalog::retention_prunes_only_old_finished_executions,
             catalog::a_delete_takes_only_finished_executions_and_their_logs,
             catalog::version_pruning_keeps_current_and_used_versions,
+            nodes::a_heartbeat_replaces_the_record_and_nodes_list_by_id,
             catalog::a_healthy_store_answers_ping_and_compacts,
         );
     };
