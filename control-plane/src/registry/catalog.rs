@@ -279,6 +279,16 @@ impl Catalog {
         }
     }
 
+    /// The store the catalog reads.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Drops every cached current version: the next use reads it from the store.
+    pub fn forget_current(&self) {
+        self.current.clear();
+    }
+
     /// The current version of `name`.
     pub async fn current(&self, name: &str) -> Result<Arc<LoadedFunction>, RegistryError> {
         if let Some(loaded) = self.current.get(name) {

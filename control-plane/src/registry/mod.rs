@@ -5,6 +5,7 @@
 
 pub mod catalog;
 pub mod chain;
+pub mod freshness;
 pub mod manifest;
 pub mod secret_ref;
 

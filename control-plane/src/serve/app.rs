@@ -139,6 +139,7 @@ impl App {
             },
             stopped.clone(),
         );
+        state.catalog.keep_fresh(stopped.clone());
         let started_at = crate::domain::now();
         let heartbeat = crate::nodes::keep_heartbeat(
             state.store.clone(),

@@ -49,6 +49,8 @@ struct State {
     secrets: BTreeMap<String, SecretRecord>,
     settings: HashMap<String, String>,
     nodes: BTreeMap<String, NodeRecord>,
+    /// Bumped by every change of a function (see [`Store::catalog_generation`]).
+    catalog_generation: i64,
 }
 
 /// The in-memory store. One lock guards all of it and is never held across an await,
@@ -391,6 +393,10 @@ impl Store for MemoryStore {
             s.nodes.insert(node.id.clone(), node);
             Ok(())
         })
+    }
+
+    async fn catalog_generation(&self) -> Result<i64, StoreError> {
+        self.read("read the catalog generation", |s| s.catalog_generation)
     }
 
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {

@@ -40,6 +40,7 @@ impl State {
         };
         self.versions
             .insert((stored.name.clone(), version), stored.clone());
+        self.catalog_generation += 1;
         self.functions.insert(
             stored.name.clone(),
             FunctionRow {
@@ -101,6 +102,7 @@ impl State {
         match self.functions.get_mut(name) {
             Some(row) if !row.deleted => {
                 row.deleted = true;
+                self.catalog_generation += 1;
                 true
             }
             _ => false,

@@ -275,6 +275,11 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store answers now (readiness): `Ok` if it can serve reads.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// A number that changes whenever a function is created, replaced (a new version:
+    /// a deploy, a scale) or deleted, through any node: nodes that cache functions
+    /// compare it to know when to read them again.
+    async fn catalog_generation(&self) -> Result<i64, StoreError>;
+
     /// Writes what node `node.id` says about itself, replacing its earlier record.
     async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError>;
 

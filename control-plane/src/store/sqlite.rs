@@ -484,6 +484,16 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn catalog_generation(&self) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            conn.query_row("SELECT generation FROM catalog_changes", [], |row| {
+                row.get(0)
+            })
+            .map_err(sql::db("read the catalog generation"))
+        })
+        .await
+    }
+
     async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError> {
         let node = node.clone();
         self.write(move |conn| nodes_sql::heartbeat(conn, &node))

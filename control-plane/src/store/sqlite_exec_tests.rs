@@ -1,7 +1,6 @@
 //! Tests of [`SqliteStore`]'s executions: round trips, idempotency keys, status rules,
 //! listing and paging, and many concurrent inserts.
 
-use crate::domain::Holder;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use uuid::Uuid;
 
 use super::tests::{create, execution, fresh, hold_writer, ms};
 use crate::domain::{
-    Claim, Execution, ExecutionError, ExecutionStatus, Finished, Started, Trigger,
+    Claim, Execution, ExecutionError, ExecutionStatus, Finished, Holder, Started, Trigger,
 };
 use crate::store::{ExecutionFilter, Store, StoreError, Unfinished};
 

@@ -141,6 +141,23 @@ const MIGRATIONS: &[&str] = &[
         stopped_at INTEGER
     );
     ",
+    // A counter every change of a function bumps, in the same transaction (triggers),
+    // so nodes caching functions see another node's deploy, scale or delete.
+    "
+    CREATE TABLE IF NOT EXISTS catalog_changes (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        generation INTEGER NOT NULL
+    );
+    INSERT OR IGNORE INTO catalog_changes (id, generation) VALUES (1, 0);
+    CREATE TRIGGER IF NOT EXISTS catalog_version_added AFTER INSERT ON function_versions
+    BEGIN
+        UPDATE catalog_changes SET generation = generation + 1;
+    END;
+    CREATE TRIGGER IF NOT EXISTS catalog_function_changed AFTER UPDATE ON functions
+    BEGIN
+        UPDATE catalog_changes SET generation = generation + 1;
+    END;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -1,7 +1,6 @@
 //! Tests of [`SqliteStore`]: functions, logs, group commit, persistence and corrupt data
 //! (executions are in `sqlite_exec_tests.rs`), plus the helpers both files use.
 
-use crate::domain::Holder;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +10,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::SqliteStore;
-use crate::domain::{Execution, ExecutionStatus, Finished, LogLine, LogStream, Trigger};
+use crate::domain::{Execution, ExecutionStatus, Finished, Holder, LogLine, LogStream, Trigger};
 use crate::registry::{content_hash, parse_manifest, FunctionSpec, FunctionVersion};
 use crate::store::{Store, StoreError};
 

@@ -272,6 +272,10 @@ impl Store for WriteBehind {
         self.inner.put_setting(key, value).await
     }
 
+    async fn catalog_generation(&self) -> Result<i64, StoreError> {
+        self.inner.catalog_generation().await
+    }
+
     async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError> {
         self.inner.heartbeat(node).await
     }

@@ -1,7 +1,6 @@
 //! Contract: everything beside executions (functions and their versions, logs, API
 //! tokens, secrets, settings) and retention (pruning and deleting records).
 
-use crate::domain::Holder;
 use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
@@ -10,7 +9,7 @@ use uuid::Uuid;
 
 use super::{claimed, create, finished, ms, queued};
 use crate::access::{Role, TokenRecord};
-use crate::domain::{ExecutionStatus, LogLine, LogStream};
+use crate::domain::{ExecutionStatus, Holder, LogLine, LogStream};
 use crate::registry::{content_hash, parse_manifest, FunctionSpec};
 use crate::secrets::Sealed;
 use crate::store::{Deletion, PruneScope, Store, StoreError};
@@ -341,4 +340,36 @@ pub(crate) async fn version_pruning_keeps_current_and_used_versions(store: Arc<d
 pub(crate) async fn a_healthy_store_answers_ping_and_compacts(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
     store.compact().await.unwrap();
+}
+
+/// The catalog generation changes with every deploy, new version and delete, and with
+/// nothing else.
+pub(crate) async fn the_catalog_generation_moves_with_every_function_change(store: Arc<dyn Store>) {
+    let start = store.catalog_generation().await.unwrap();
+    let first = create(&*store, "gen").await;
+    let created = store.catalog_generation().await.unwrap();
+    assert_ne!(created, start, "a create changes it");
+    let execution = queued(&first);
+    store.insert_execution(&execution).await.unwrap();
+    store.put_setting("k", "v").await.unwrap();
+    assert_eq!(
+        store.catalog_generation().await.unwrap(),
+        created,
+        "executions and settings leave it"
+    );
+    let mut spec = first.spec.clone();
+    spec.description = Some("second".into());
+    let (_, changed) = store
+        .replace_function(&spec, &content_hash(&spec))
+        .await
+        .unwrap();
+    assert!(changed);
+    let replaced = store.catalog_generation().await.unwrap();
+    assert_ne!(replaced, created, "a new version changes it");
+    assert!(store.delete_function("gen").await.unwrap());
+    assert_ne!(
+        store.catalog_generation().await.unwrap(),
+        replaced,
+        "a delete changes it"
+    );
 }

@@ -1,7 +1,6 @@
 //! Contract: the store as a work queue. Claims are exclusive under contention, due work
 //! is taken once at its time, leases lapse and are reclaimed, renewed ones are not.
 
-use crate::domain::Holder;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -9,7 +8,7 @@ use chrono::{TimeDelta, Utc};
 use uuid::Uuid;
 
 use super::{claim_for, create, ms, queued};
-use crate::domain::ExecutionStatus;
+use crate::domain::{ExecutionStatus, Holder};
 use crate::store::Store;
 
 /// Many tasks race to claim one queued execution: exactly one wins, and the record

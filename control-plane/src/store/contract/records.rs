@@ -2,7 +2,6 @@
 //! per function; chained children are written with their parent's result, once and all
 //! or none; listings filter and page; a failure is re-driven once.
 
-use crate::domain::Holder;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -11,7 +10,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{claimed, create, finished, ms, queued};
-use crate::domain::{AttemptFailure, ExecutionError, ExecutionStatus, Trigger};
+use crate::domain::{AttemptFailure, ExecutionError, ExecutionStatus, Holder, Trigger};
 use crate::store::{ExecutionFilter, Redrive, Store, StoreError, Unfinished};
 
 /// Every field of a record survives the round trip.

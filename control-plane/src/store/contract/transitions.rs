@@ -2,13 +2,12 @@
 //! starts, finishes, requeues or reschedules it; a terminal status is never overwritten;
 //! of many racing reports exactly one applies.
 
-use crate::domain::Holder;
 use std::sync::Arc;
 
 use chrono::{TimeDelta, Utc};
 
 use super::{claim_for, claimed, create, finished, ms, queued, started};
-use crate::domain::{AttemptFailure, ExecutionError, ExecutionStatus};
+use crate::domain::{AttemptFailure, ExecutionError, ExecutionStatus, Holder};
 use crate::store::Store;
 
 /// `starting` → `running` only for the claim's owner, once, with the start recorded.

@@ -1,0 +1,82 @@
+//! Keeps a node's cache of current function versions fresh when other nodes share the
+//! store: the store's catalog generation is read every [`LOOK_EVERY`], and when another
+//! node deployed, scaled or deleted a function the cache is dropped and read again on
+//! demand. Versions by number never change, so only the current ones are dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::catalog::Catalog;
+
+/// Time between two looks at the store's catalog generation: a change on another node
+/// is seen within it.
+pub const LOOK_EVERY: Duration = Duration::from_millis(500);
+
+impl Catalog {
+    /// Drops the cached current versions whenever the store's catalog generation
+    /// changes, looking every [`LOOK_EVERY`] until `stop`.
+    pub fn keep_fresh(self: &Arc<Self>, stop: CancellationToken) -> JoinHandle<()> {
+        let catalog = self.clone();
+        tokio::spawn(async move {
+            let mut seen = catalog.store().catalog_generation().await.ok();
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(LOOK_EVERY) => {}
+                    () = stop.cancelled() => return,
+                }
+                match catalog.store().catalog_generation().await {
+                    Ok(now) if Some(now) != seen => {
+                        catalog.forget_current();
+                        seen = Some(now);
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!("cannot look for function changes: {err}"),
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use tokio_util::sync::CancellationToken;
+
+    use super::LOOK_EVERY;
+    use crate::registry::catalog::Catalog;
+    use crate::runtime::scripted::ScriptedRuntime;
+    use crate::secrets::{SecretKey, Vault};
+    use crate::store::{MemoryStore, Store};
+
+    async fn catalog(store: &Arc<dyn Store>) -> Arc<Catalog> {
+        let key = SecretKey::parse(&"ab".repeat(32), "test").expect("key");
+        let vault = Arc::new(Vault::open(store.clone(), &key).await.expect("vault"));
+        Arc::new(Catalog::new(store.clone(), ScriptedRuntime::new(), vault))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_on_another_node_is_seen_within_a_look() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let (here, there) = (catalog(&store).await, catalog(&store).await);
+        here.create(json!({"name": "f", "command": "one"}))
+            .await
+            .expect("deploy");
+        let _watch = here.keep_fresh(CancellationToken::new());
+        tokio::task::yield_now().await;
+        assert_eq!(here.current("f").await.unwrap().version.version, 1);
+        there
+            .replace("f", json!({"name": "f", "command": "two"}))
+            .await
+            .expect("replace");
+        tokio::time::sleep(LOOK_EVERY * 2).await;
+        assert_eq!(here.current("f").await.unwrap().version.version, 2);
+        assert!(there.delete("f").await.is_ok());
+        tokio::time::sleep(LOOK_EVERY * 2).await;
+        assert!(here.current("f").await.is_err(), "the delete is seen");
+    }
+}
