@@ -65,6 +65,9 @@ pub struct DispatchSettings {
     pub max_output_bytes: usize,
     /// This node's id: the owner of the executions it claims.
     pub owner: String,
+    /// When other nodes share the store, how often a caller waiting for a result reads
+    /// the record (another node may run it); `None` when this node runs everything.
+    pub poll_results: Option<Duration>,
 }
 
 /// Room a result report needs beside its output (its envelope, an error message).
@@ -266,7 +269,26 @@ impl Dispatcher {
                 Some(Waited::StoreUnavailable) => return Err(DispatchError::StoreUnavailable(id)),
                 None => {}
             }
-            if receiver.changed().await.is_err() {
+            let changed = match self.settings.poll_results {
+                None => receiver.changed().await,
+                Some(every) => tokio::select! {
+                    changed = receiver.changed() => changed,
+                    () = tokio::time::sleep(every) => {
+                        // Another node may have run it: its end is only in the store.
+                        match self.store.get_execution(id).await? {
+                            Some(now) if now.status.is_terminal() => {
+                                drop(receiver);
+                                self.waiters
+                                    .remove_if(&id, |_, sender| sender.receiver_count() == 0);
+                                return Ok(now);
+                            }
+                            Some(_) => continue,
+                            None => return Err(DispatchError::ExecutionNotFound(id)),
+                        }
+                    }
+                },
+            };
+            if changed.is_err() {
                 // The entry was replaced or dropped: read the record as it is now.
                 return self
                     .store

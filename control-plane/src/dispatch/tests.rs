@@ -57,6 +57,7 @@ async fn node(store: &Arc<WriteBehind>, owner: &str) -> Node {
         max_chain_depth: 16,
         max_output_bytes: 1 << 20,
         owner: owner.into(),
+        poll_results: Some(Duration::from_millis(200)),
     };
     let dispatcher = Dispatcher::new(
         store.clone(),
@@ -175,6 +176,30 @@ async fn two_nodes_never_start_one_execution_twice() {
         20,
         "each execution started once across both nodes"
     );
+}
+
+/// A caller waiting on one node for an execution another node runs gets its result:
+/// the end is only in the shared store, which the waiting node reads.
+#[tokio::test]
+async fn a_waiter_on_one_node_gets_the_result_another_node_recorded() {
+    let (_memory, store) = store();
+    let (a, b) = (node(&store, "node-a").await, node(&store, "node-b").await);
+    b.deploy(json!({"name": "f", "command": "true"})).await;
+    let execution = b.enqueue("f", json!(null)).await;
+    let started = b.next_start().await;
+    let waiter = {
+        let dispatcher = a.dispatcher.clone();
+        tokio::spawn(async move { dispatcher.wait_final(execution.id).await })
+    };
+    tokio::task::yield_now().await;
+    assert!(b.report(&started, success(json!("from b"))).await);
+    let waited = tokio::time::timeout(WAIT, waiter)
+        .await
+        .expect("the waiter on node A wakes")
+        .unwrap()
+        .expect("the record");
+    assert_eq!(waited.status, ExecutionStatus::Success);
+    assert_eq!(waited.output, Some(json!("from b")));
 }
 
 #[tokio::test]

@@ -196,6 +196,8 @@ fn dispatch_settings(args: &ServeArgs, advertise: &str, owner: String) -> Dispat
         log_cap_bytes: args.log_cap_bytes,
         max_env_payload_bytes: MAX_ENV_PAYLOAD_BYTES,
         owner,
+        // One node on its own database runs every execution it is asked about.
+        poll_results: None,
         warm: Supervision {
             health_interval: Duration::from_millis(args.health_interval_ms),
             ready_timeout: Duration::from_millis(args.ready_timeout_ms),
