@@ -19,8 +19,28 @@ pub(super) fn db(operation: &'static str) -> impl FnOnce(tokio_postgres::Error) 
 /// `source` as a [`StoreError::Database`] of `operation`, classified into the [`Fault`]
 /// callers act on.
 pub(super) fn database(operation: &'static str, source: tokio_postgres::Error) -> StoreError {
-    StoreError::database(operation, classify(&source), source)
+    StoreError::database(operation, classify(&source), Driver(source))
 }
+
+/// A driver error whose message tells the whole story: the driver's own names only its
+/// kind ("error connecting to server") and leaves why to its causes.
+#[derive(Debug)]
+struct Driver(tokio_postgres::Error);
+
+impl std::fmt::Display for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = std::error::Error::source(&self.0);
+        while let Some(err) = cause {
+            write!(f, ": {err}")?;
+            cause = err.source();
+        }
+        Ok(())
+    }
+}
+
+/// The causes are in the message already.
+impl std::error::Error for Driver {}
 
 /// Maps a pool error (no connection to be had) to a [`StoreError`] for `operation`.
 pub(super) fn pool(operation: &'static str) -> impl FnOnce(PoolError) -> StoreError {
@@ -33,7 +53,7 @@ pub(super) fn pool(operation: &'static str) -> impl FnOnce(PoolError) -> StoreEr
                 Fault::Other => Fault::Unavailable,
                 fault => fault,
             };
-            StoreError::database(operation, fault, err)
+            StoreError::database(operation, fault, Driver(err))
         }
         PoolError::Timeout(_) => StoreError::database(operation, Fault::Unavailable, source),
         other => StoreError::database(operation, Fault::Other, other),
@@ -250,6 +270,24 @@ mod tests {
         assert_eq!(classify_state(&SqlState::UNIQUE_VIOLATION), Fault::Conflict);
         assert_eq!(classify_state(&SqlState::DATA_CORRUPTED), Fault::Corrupt);
         assert_eq!(classify_state(&SqlState::SYNTAX_ERROR), Fault::Other);
+    }
+
+    #[tokio::test]
+    async fn a_driver_error_says_why() {
+        let config: tokio_postgres::Config = "host=127.0.0.1 port=1 user=u connect_timeout=5"
+            .parse()
+            .unwrap();
+        let Err(err) = config.connect(tokio_postgres::NoTls).await else {
+            panic!("nothing listens on port 1");
+        };
+        let err = database("connect", err);
+        assert_eq!(err.fault(), Some(Fault::Unavailable));
+        let message = err.to_string();
+        assert!(
+            message.contains("error connecting to server: "),
+            "{message}"
+        );
+        assert!(message.to_lowercase().contains("refused"), "{message}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::codec::failure;
+use super::codec::{self, failure};
 use crate::store::{Fault, StoreError};
 
 /// Connections the pool keeps at most.
@@ -51,7 +51,7 @@ pub(super) fn describe(config: &tokio_postgres::Config) -> String {
 pub(super) fn parse(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     let mut config: tokio_postgres::Config = url
         .parse()
-        .map_err(|err| StoreError::database("read the database URL", Fault::Other, err))?;
+        .map_err(|err| codec::database("read the database URL", err))?;
     if !names_sslmode(url) {
         // The driver's default is `prefer`; plain unless asked is what we document.
         config.ssl_mode(SslMode::Disable);

@@ -50,11 +50,9 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 /// Where a connection URL points (hosts, ports, database), without its password, for
-/// messages; `None` if it cannot be read.
-pub fn describe_url(url: &str) -> Option<String> {
-    connect::parse(url)
-        .ok()
-        .map(|config| connect::describe(&config))
+/// messages; why not if it cannot be read.
+pub fn describe_url(url: &str) -> Result<String, StoreError> {
+    connect::parse(url).map(|config| connect::describe(&config))
 }
 
 impl PostgresStore {
