@@ -55,10 +55,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GANTRY_DATA_DIR", default_value = "./gantry-data")]
     pub data_dir: PathBuf,
     /// Keep state in this PostgreSQL database instead of the embedded SQLite one:
-    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`. Add `?sslmode=require` for TLS
-    /// (the server's certificate is checked against the system's trusted CAs, or
-    /// SSL_CERT_FILE), `?sslmode=prefer` for TLS when the server offers it; without
-    /// `sslmode` the connection is plain. The schema is created or upgraded at start.
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`. Add `?sslmode=require` for TLS,
+    /// `?sslmode=prefer` for TLS when the server offers it; without `sslmode` the
+    /// connection is plain. The server's certificate is checked against the CA file of
+    /// `&sslrootcert=FILE`, or else the system's trusted CAs. The schema is created or upgraded at start.
     /// The data directory still holds this node's own files (owner id, secret key,
     /// scratch files). Prefer the environment variable: a flag's value shows in `ps`.
     #[arg(

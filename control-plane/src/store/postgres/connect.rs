@@ -1,10 +1,13 @@
 //! Reaching the PostgreSQL server: the connection URL read (and described without its
 //! password), TLS as its `sslmode` asks, and the pool of connections the store uses.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -45,14 +48,24 @@ pub(super) fn describe(config: &tokio_postgres::Config) -> String {
     format!("{hosts}, database {database}")
 }
 
+/// A connection URL, read: the driver's settings and the CA file to trust, if named.
+pub(super) struct Target {
+    /// What the driver connects with.
+    pub(super) config: tokio_postgres::Config,
+    /// `sslrootcert`: PEM certificates to trust instead of the system's.
+    pub(super) root_cert: Option<PathBuf>,
+}
+
 /// Reads a connection URL (`postgres://user:password@host:port/database?sslmode=...`,
 /// or libpq's `key=value` form). Without an `sslmode` the connection is plain; with no
-/// `connect_timeout` it gives up after ten seconds.
-pub(super) fn parse(url: &str) -> Result<tokio_postgres::Config, StoreError> {
+/// `connect_timeout` it gives up after ten seconds. `sslrootcert=FILE` (which the driver
+/// does not know) names the CA certificates to trust.
+pub(super) fn parse(url: &str) -> Result<Target, StoreError> {
+    let (url, root_cert) = take_root_cert(url);
     let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|err| codec::database("read the database URL", err))?;
-    if !names_sslmode(url) {
+    if !names_sslmode(&url) {
         // The driver's default is `prefer`; plain unless asked is what we document.
         config.ssl_mode(SslMode::Disable);
     }
@@ -62,13 +75,18 @@ pub(super) fn parse(url: &str) -> Result<tokio_postgres::Config, StoreError> {
     if config.get_application_name().is_none() {
         config.application_name("gantry");
     }
-    Ok(config)
+    Ok(Target { config, root_cert })
+}
+
+/// Whether `url` is the URL form rather than `key=value` pairs.
+fn is_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// Whether `url` sets `sslmode` (in a URL's query or as a `key=value` pair).
 fn names_sslmode(url: &str) -> bool {
     let is_sslmode = |pair: &str| pair.trim_start().starts_with("sslmode=");
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_url(url) {
         url.split_once('?')
             .is_some_and(|(_, query)| query.split('&').any(is_sslmode))
     } else {
@@ -76,23 +94,87 @@ fn names_sslmode(url: &str) -> bool {
     }
 }
 
-/// The TLS connector for `mode`: the server's certificate checked against the
-/// system's trusted certificates (or `SSL_CERT_FILE` / `SSL_CERT_DIR` when set) and the
-/// host name, with ring as the crypto provider.
-pub(super) fn tls(mode: SslMode) -> Result<MakeRustlsConnect, StoreError> {
+/// `url` without its `sslrootcert` parameter, and that parameter's value.
+fn take_root_cert(url: &str) -> (String, Option<PathBuf>) {
+    const KEY: &str = "sslrootcert=";
+    let mut root_cert = None;
+    if is_url(url) {
+        let Some((base, query)) = url.split_once('?') else {
+            return (url.to_owned(), None);
+        };
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| match pair.strip_prefix(KEY) {
+                Some(value) => {
+                    let value = percent_encoding::percent_decode_str(value).decode_utf8_lossy();
+                    root_cert = Some(PathBuf::from(value.as_ref()));
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        let url = if kept.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        (url, root_cert)
+    } else {
+        let kept: Vec<&str> = url
+            .split_whitespace()
+            .filter(|pair| match pair.strip_prefix(KEY) {
+                Some(value) => {
+                    root_cert = Some(PathBuf::from(value));
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        (kept.join(" "), root_cert)
+    }
+}
+
+/// The TLS connector for `mode`: the server's certificate checked, host name included,
+/// against `root_cert`'s certificates or else the system's trusted ones (or
+/// `SSL_CERT_FILE` / `SSL_CERT_DIR` when set), with ring as the crypto provider.
+pub(super) fn tls(
+    mode: SslMode,
+    root_cert: Option<&Path>,
+) -> Result<MakeRustlsConnect, StoreError> {
     let mut roots = rustls::RootCertStore::empty();
-    if mode != SslMode::Disable {
-        let found = rustls_native_certs::load_native_certs();
-        for err in &found.errors {
-            tracing::warn!("cannot read a trusted certificate for the database: {err}");
+    match (mode, root_cert) {
+        (SslMode::Disable, _) => {}
+        (_, Some(file)) => {
+            let unreadable = |err: &dyn std::fmt::Display| {
+                failure(
+                    "read sslrootcert",
+                    Fault::Other,
+                    format!("cannot read the certificates in {}: {err}", file.display()),
+                )
+            };
+            let certs = CertificateDer::pem_file_iter(file)
+                .map_err(|err| unreadable(&err))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|err| unreadable(&err))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(unreadable(&"no certificate in it"));
+            }
         }
-        let (added, ignored) = roots.add_parsable_certificates(found.certs);
-        if added == 0 {
-            tracing::warn!(
-                ignored,
-                "no trusted certificate found: TLS connections to the database will fail \
-                 (set SSL_CERT_FILE to the CA that signed the server's certificate)"
-            );
+        (_, None) => {
+            let found = rustls_native_certs::load_native_certs();
+            for err in &found.errors {
+                tracing::warn!("cannot read a trusted certificate for the database: {err}");
+            }
+            let (added, ignored) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                tracing::warn!(
+                    ignored,
+                    "no trusted certificate found: TLS connections to the database will \
+                     fail (name the CA that signed the server's certificate with \
+                     sslrootcert in the URL, or SSL_CERT_FILE)"
+                );
+            }
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -104,9 +186,10 @@ pub(super) fn tls(mode: SslMode) -> Result<MakeRustlsConnect, StoreError> {
     Ok(MakeRustlsConnect::new(config))
 }
 
-/// The pool of connections to `config`'s server; it connects lazily, on first use.
-pub(super) fn pool(config: tokio_postgres::Config) -> Result<Pool, StoreError> {
-    let tls = tls(config.get_ssl_mode())?;
+/// The pool of connections to `target`'s server; it connects lazily, on first use.
+pub(super) fn pool(target: Target) -> Result<Pool, StoreError> {
+    let Target { config, root_cert } = target;
+    let tls = tls(config.get_ssl_mode(), root_cert.as_deref())?;
     let connect = config
         .get_connect_timeout()
         .copied()
@@ -137,31 +220,53 @@ mod tests {
     #[test]
     fn a_url_is_described_without_its_password() {
         let config = parse("postgres://gantry:s3cret@db.example:6543/jobs").unwrap();
-        let described = describe(&config);
+        let described = describe(&config.config);
         assert_eq!(described, "db.example:6543, database jobs");
         assert!(!described.contains("s3cret"));
         let config = parse("host=/run/pg user=me password=hidden").unwrap();
-        assert_eq!(describe(&config), "/run/pg/.s.PGSQL.5432, database me");
+        assert_eq!(
+            describe(&config.config),
+            "/run/pg/.s.PGSQL.5432, database me"
+        );
     }
 
     #[test]
     fn tls_is_off_unless_the_url_asks_for_it() {
-        let plain = parse("postgres://u@h/db").unwrap();
+        let plain = parse("postgres://u@h/db").unwrap().config;
         assert_eq!(plain.get_ssl_mode(), SslMode::Disable);
-        let required = parse("postgres://u@h/db?connect_timeout=3&sslmode=require").unwrap();
+        let required = parse("postgres://u@h/db?connect_timeout=3&sslmode=require")
+            .unwrap()
+            .config;
         assert_eq!(required.get_ssl_mode(), SslMode::Require);
         assert_eq!(
             required.get_connect_timeout(),
             Some(&Duration::from_secs(3))
         );
-        let preferred = parse("host=h sslmode=prefer").unwrap();
+        let preferred = parse("host=h sslmode=prefer").unwrap().config;
         assert_eq!(preferred.get_ssl_mode(), SslMode::Prefer);
         assert!(parse("postgres://u@h/db?sslmode=sometimes").is_err());
     }
 
     #[test]
+    fn sslrootcert_is_taken_out_of_the_url_for_tls_to_use() {
+        let target =
+            parse("postgres://u@h/db?sslrootcert=%2Fetc%2Fca%20x.pem&sslmode=require").unwrap();
+        assert_eq!(target.root_cert, Some(PathBuf::from("/etc/ca x.pem")));
+        assert_eq!(target.config.get_ssl_mode(), SslMode::Require);
+        let target = parse("host=h sslrootcert=/ca.pem user=u").unwrap();
+        assert_eq!(target.root_cert, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(target.config.get_user(), Some("u"));
+        assert_eq!(parse("postgres://u@h/db").unwrap().root_cert, None);
+        let missing = tls(SslMode::Require, Some(Path::new("/nonexistent/ca.pem")));
+        let err = missing.err().expect("an unreadable CA file is refused");
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+    }
+
+    #[test]
     fn a_bad_url_is_refused_without_echoing_it() {
-        let err = parse("postgres://u:pw@h/db?nonsense=1").unwrap_err();
+        let Err(err) = parse("postgres://u:pw@h/db?nonsense=1") else {
+            panic!("an unknown option is refused");
+        };
         assert!(!err.to_string().contains("pw"), "{err}");
     }
 }

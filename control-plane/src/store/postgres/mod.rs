@@ -52,17 +52,18 @@ impl std::fmt::Debug for PostgresStore {
 /// Where a connection URL points (hosts, ports, database), without its password, for
 /// messages; why not if it cannot be read.
 pub fn describe_url(url: &str) -> Result<String, StoreError> {
-    connect::parse(url).map(|config| connect::describe(&config))
+    connect::parse(url).map(|target| connect::describe(&target.config))
 }
 
 impl PostgresStore {
     /// Connects to the server `url` names (`postgres://user:password@host:port/database`,
-    /// `?sslmode=disable|prefer|require`; plain without one), checks it answers and
-    /// brings the schema up to date: several nodes may do this at once.
+    /// `?sslmode=disable|prefer|require`, plain without one; `&sslrootcert=FILE` to trust
+    /// that CA), checks it answers and brings the schema up to date: several nodes may
+    /// do this at once.
     pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
-        let config = connect::parse(url)?;
-        let target = connect::describe(&config);
-        let pool = connect::pool(config)?;
+        let parsed = connect::parse(url)?;
+        let target = connect::describe(&parsed.config);
+        let pool = connect::pool(parsed)?;
         let mut client = pool.get().await.map_err(codec::pool("connect"))?;
         let migrated = schema::migrate(&mut client).await;
         // The migration's session ends here, whatever happened, so no advisory lock

@@ -26,6 +26,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// A running test server.
 pub struct TestPostgres {
     port: u16,
+    /// The CA that signed the server's certificate, when it offers TLS.
+    ca: Option<PathBuf>,
     /// Dropping it (at exit) stops the server; see the module docs.
     _stop: Mutex<ChildStdin>,
     _shell: Mutex<Child>,
@@ -36,10 +38,26 @@ impl TestPostgres {
     /// cannot start (PostgreSQL not installed, most likely).
     pub fn shared() -> &'static TestPostgres {
         static SERVER: OnceLock<Result<TestPostgres, String>> = OnceLock::new();
-        match SERVER.get_or_init(TestPostgres::start) {
+        match SERVER.get_or_init(|| TestPostgres::start(false)) {
             Ok(server) => server,
             Err(why) => panic!("cannot start the test PostgreSQL server: {why}"),
         }
+    }
+
+    /// Another server of this test process, offering TLS with a certificate for
+    /// 127.0.0.1 signed by a CA of its own ([`TestPostgres::ca_file`]); it needs the
+    /// `openssl` command.
+    pub fn shared_tls() -> &'static TestPostgres {
+        static SERVER: OnceLock<Result<TestPostgres, String>> = OnceLock::new();
+        match SERVER.get_or_init(|| TestPostgres::start(true)) {
+            Ok(server) => server,
+            Err(why) => panic!("cannot start the test PostgreSQL server with TLS: {why}"),
+        }
+    }
+
+    /// The PEM file of the CA that signed the server's certificate, if it offers TLS.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca.as_deref()
     }
 
     /// The URL of `database` on this server (superuser `postgres`, no password).
@@ -67,11 +85,11 @@ impl TestPostgres {
 
     /// Initialises a cluster in a new temporary directory and starts it on a free port
     /// (another one if that was taken in between, up to three times).
-    fn start() -> Result<TestPostgres, String> {
+    fn start(tls: bool) -> Result<TestPostgres, String> {
         let bin = find_binaries()?;
         let mut last = String::new();
         for _ in 0..3 {
-            match start_in(&bin) {
+            match start_in(&bin, tls) {
                 Ok(server) => return Ok(server),
                 Err((why, retry)) if retry => last = why,
                 Err((why, _)) => return Err(why),
@@ -151,7 +169,7 @@ fn command(program: &Path, as_nobody: bool) -> Command {
 }
 
 /// One try at starting a server; the error says whether another port may do.
-fn start_in(bin: &Path) -> Result<TestPostgres, (String, bool)> {
+fn start_in(bin: &Path, tls: bool) -> Result<TestPostgres, (String, bool)> {
     let fail = |why: String| (why, false);
     let as_nobody = nix::unistd::geteuid().is_root();
     let root = new_root(as_nobody).map_err(fail)?;
@@ -173,12 +191,17 @@ fn start_in(bin: &Path) -> Result<TestPostgres, (String, bool)> {
             String::from_utf8_lossy(&initdb.stderr)
         )));
     }
+    let ca = if tls {
+        Some(make_certificates(&root, &data, as_nobody).map_err(fail)?)
+    } else {
+        None
+    };
     let port = free_port().map_err(fail)?;
-    // `$1` the directory, `$2` the port, `$3` the postgres binary.
+    // `$1` the directory, `$2` the port, `$3` the postgres binary, `$4` on or off (TLS).
     let script = r#"
         "$3" -D "$1/data" -p "$2" -k "$1" -h 127.0.0.1 \
             -c fsync=off -c synchronous_commit=off -c full_page_writes=off \
-            -c max_connections=200 -c shared_buffers=16MB \
+            -c max_connections=200 -c shared_buffers=16MB -c "ssl=$4" \
             </dev/null >>"$1/postgres.log" 2>&1 &
         server=$!
         read -r _ignored
@@ -193,6 +216,7 @@ fn start_in(bin: &Path) -> Result<TestPostgres, (String, bool)> {
         .arg(&root)
         .arg(port.to_string())
         .arg(bin.join("postgres"))
+        .arg(if tls { "on" } else { "off" })
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -204,6 +228,7 @@ fn start_in(bin: &Path) -> Result<TestPostgres, (String, bool)> {
         .ok_or_else(|| fail("no pipe to the server's shell".into()))?;
     let server = TestPostgres {
         port,
+        ca,
         _stop: Mutex::new(stop),
         _shell: Mutex::new(shell),
     };
@@ -220,6 +245,101 @@ fn start_in(bin: &Path) -> Result<TestPostgres, (String, bool)> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Makes a CA (`ca.crt` in `root`) and a certificate for 127.0.0.1 it signs, with its
+/// key, where the server looks for them (`server.crt` and `server.key` in `data`);
+/// answers the CA's file.
+fn make_certificates(root: &Path, data: &Path, as_nobody: bool) -> Result<PathBuf, String> {
+    let openssl = |args: &[&str]| -> Result<(), String> {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|err| format!("cannot run openssl (install it): {err}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "openssl {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=gantry test CA",
+            ][..],
+            &key,
+            &["-keyout", "ca.key", "-out", "ca.crt"],
+        ]
+        .concat(),
+    )?;
+    openssl(
+        &[
+            &["req", "-new", "-subj", "/CN=127.0.0.1"][..],
+            &key,
+            &["-keyout", "server.key", "-out", "server.csr"],
+        ]
+        .concat(),
+    )?;
+    std::fs::write(
+        root.join("server.ext"),
+        "subjectAltName = IP:127.0.0.1, DNS:localhost\n\
+         basicConstraints = CA:FALSE\n\
+         extendedKeyUsage = serverAuth\n",
+    )
+    .map_err(|err| format!("cannot write the certificate's extensions: {err}"))?;
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.crt",
+    ])?;
+    for name in ["server.crt", "server.key"] {
+        use std::os::unix::fs::PermissionsExt;
+        let to = data.join(name);
+        std::fs::rename(root.join(name), &to)
+            .map_err(|err| format!("cannot move {name} into the data directory: {err}"))?;
+        // PostgreSQL refuses a key others may read.
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))
+            .map_err(|err| format!("cannot make {name} private: {err}"))?;
+        if as_nobody {
+            let (id, group) = (
+                Some(nix::unistd::Uid::from_raw(NOBODY)),
+                Some(nix::unistd::Gid::from_raw(NOBODY)),
+            );
+            nix::unistd::chown(&to, id, group)
+                .map_err(|err| format!("cannot give {name} to nobody: {err}"))?;
+        }
+    }
+    Ok(root.join("ca.crt"))
 }
 
 /// A new private directory for the cluster (owned by `nobody` when it runs as that).

@@ -102,6 +102,47 @@ async fn tls_required_of_a_server_without_it_fails_at_once() {
     store.ping().await.unwrap();
 }
 
+/// With TLS the certificate is checked: against the CA `sslrootcert` names it is
+/// accepted and the session is encrypted; against the system's CAs it is refused, with
+/// `require` and with `prefer` alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_is_used_when_asked_and_the_certificate_checked() {
+    let server = TestPostgres::shared_tls();
+    let url = server.create_database().await;
+    let ca = server.ca_file().expect("a CA").display().to_string();
+    let required = format!("{url}?sslmode=require&sslrootcert={ca}");
+    let store = PostgresStore::open(&required)
+        .await
+        .expect("TLS with our CA");
+    store.ping().await.unwrap();
+    let target = super::connect::parse(&required).unwrap();
+    let tls =
+        super::connect::tls(target.config.get_ssl_mode(), target.root_cert.as_deref()).unwrap();
+    let (client, connection) = target.config.connect(tls).await.expect("connect with TLS");
+    tokio::spawn(connection);
+    let encrypted: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted, "the session is encrypted");
+    for mode in ["require", "prefer"] {
+        let unknown_ca = format!("{url}?sslmode={mode}");
+        let err = PostgresStore::open(&unknown_ca).await.unwrap_err();
+        assert!(err.to_string().contains("certificate"), "{mode}: {err}");
+    }
+    // Asked for nothing, the connection is plain even though the server offers TLS.
+    PostgresStore::open(&url)
+        .await
+        .expect("plain")
+        .ping()
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_server_is_unavailable_and_its_password_unsaid() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
