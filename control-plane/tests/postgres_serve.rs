@@ -52,6 +52,10 @@ async fn serve_on_postgres_finishes_each_execution_once_across_a_kill9() {
     for n in 0..ENQUEUED {
         ids.push(server.enqueue("counted", json!({ "n": n })).await);
     }
+    // 12 runs of 0.2 s one at a time: the last ones are still waiting at the crash,
+    // so only the new start can finish them.
+    let last = server.execution(ids.last().unwrap()).await;
+    assert_eq!(last["status"], "queued", "{last}");
     server.kill9().await;
 
     let mut restarted = server.restart(on_database(&url)).await;
@@ -94,10 +98,6 @@ async fn serve_on_postgres_finishes_each_execution_once_across_a_kill9() {
     }
     let failed = ended.values().filter(|status| *status != "success").count();
     assert!(failed <= 1, "at most max_in_flight were running: {failed}");
-    assert!(
-        ended.len() - failed >= ENQUEUED - 1,
-        "the rest ran after the restart: {ended:?}"
-    );
     // The listing reads the same database: every execution, the first call's included.
     let (status, body) = restarted
         .list_executions(&[("function", "counted"), ("limit", "100")])
