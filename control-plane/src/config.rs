@@ -19,6 +19,32 @@ pub enum RuntimeKind {
     Docker,
 }
 
+/// A database connection URL. It may hold a password: its `Debug` shows none of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL itself, password included.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> DatabaseUrl {
+        DatabaseUrl(url)
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let target = crate::store::postgres::describe_url(&self.0).ok();
+        f.debug_tuple("DatabaseUrl")
+            .field(&target.as_deref().unwrap_or("(unreadable)"))
+            .finish()
+    }
+}
+
 /// Flags of `gantry serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -35,6 +61,20 @@ pub struct ServeArgs {
     /// held.
     #[arg(long, env = "GANTRY_NODE_ID")]
     pub node_id: Option<String>,
+    /// Keep state in this PostgreSQL database instead of the embedded SQLite one:
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`. Add `?sslmode=require` for TLS,
+    /// `?sslmode=prefer` for TLS when the server offers it; without `sslmode` the
+    /// connection is plain. The server's certificate is checked against the CA file of
+    /// `&sslrootcert=FILE`, or else the system's trusted CAs. The schema is created or upgraded at start.
+    /// The data directory still holds this node's own files (owner id, secret key,
+    /// scratch files). Prefer the environment variable: a flag's value shows in `ps`.
+    #[arg(
+        long,
+        env = "GANTRY_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<DatabaseUrl>,
     /// Where instances run. `docker` runs functions with an `image` as containers on
     /// the local engine (DOCKER_HOST or /var/run/docker.sock); `command`-only functions
     /// are refused there unless --allow-host-commands.

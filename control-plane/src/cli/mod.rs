@@ -131,7 +131,7 @@ pub enum OutputFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane: the HTTP API, the dispatcher and the runtime.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Deploy, list, inspect, delete and call functions.
     #[command(name = "fn", subcommand)]
     Function(FnCommand),
@@ -367,7 +367,7 @@ pub async fn run(global: GlobalArgs, command: Command) -> ExitCode {
                 Ok(token) => token,
                 Err(err) => return report(&err),
             };
-            return Box::pin(crate::serve::serve_main(args, token)).await;
+            return Box::pin(crate::serve::serve_main(*args, token)).await;
         }
         other => other,
     };

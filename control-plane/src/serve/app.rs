@@ -21,7 +21,10 @@ use crate::metrics::Metrics;
 use crate::pool::Supervision;
 use crate::registry::catalog::Catalog;
 use crate::runtime::Runtime;
-use crate::store::{SqliteStore, Store, WriteBehind};
+use crate::store::{PostgresStore, SqliteStore, Store, WriteBehind};
+
+/// How often a caller waiting for a result reads it when several nodes share the store.
+const POLL_RESULTS: Duration = Duration::from_millis(250);
 
 /// Longest a stop waits for records written behind that the store still refuses.
 const WRITE_BEHIND_GRACE: Duration = Duration::from_secs(10);
@@ -38,16 +41,17 @@ pub(super) struct App {
     advertise: String,
     instance_listener: Option<TcpListener>,
     operator_token_given: bool,
+    /// Which store keeps the state, for the start line.
+    store_name: String,
 }
 
 impl App {
     /// Opens everything the server needs and settles the previous run's executions.
     pub async fn build(settings: Settings, operator_token: Option<String>) -> Result<App, Failure> {
         let Settings { args, owner } = settings;
-        let sqlite =
-            SqliteStore::open(&args.data_dir).map_err(|err| Failure::fatal(err.to_string()))?;
+        let (durable, store_name) = open_store(&args).await?;
         // Everything reads through the decorator, so records written behind are seen.
-        let behind = Arc::new(WriteBehind::new(Arc::new(sqlite)));
+        let behind = Arc::new(WriteBehind::new(durable));
         let store: Arc<dyn Store> = behind.clone();
         let vault = access::open_vault(&store, &args.data_dir).await?;
         let credentials =
@@ -105,6 +109,7 @@ impl App {
             advertise,
             instance_listener,
             operator_token_given: operator_token.is_some(),
+            store_name,
         })
     }
 
@@ -121,11 +126,12 @@ impl App {
         state.ready.store(true, Ordering::Relaxed);
         access::announce(&state.credentials, args, self.operator_token_given);
         eprintln!(
-            "gantry listening on http://{} (runtime {}, {}, data dir {}, advertised to instances as {})",
+            "gantry listening on http://{} (runtime {}, {}, data dir {}, store {}, advertised to instances as {})",
             self.local,
             runtimes.runtime.name(),
             runtimes.describe(),
             args.data_dir.display(),
+            self.store_name,
             self.advertise,
         );
         let stopped = CancellationToken::new();
@@ -189,6 +195,32 @@ impl App {
     }
 }
 
+/// The durable store: the PostgreSQL database of `--database-url`, or else SQLite in
+/// the data directory. A URL that cannot be read is a bad setting (exit 64); a server
+/// that cannot be reached or refuses us stops the start (exit 1). Messages name the
+/// server, never the password.
+/// Answers it with how to name it at start.
+async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn Store>, String), Failure> {
+    let Some(url) = &args.database_url else {
+        let sqlite =
+            SqliteStore::open(&args.data_dir).map_err(|err| Failure::fatal(err.to_string()))?;
+        return Ok((Arc::new(sqlite), "SQLite in the data dir".to_owned()));
+    };
+    let target = crate::store::postgres::describe_url(url.expose()).map_err(|err| {
+        Failure::config(format!(
+            "GANTRY_DATABASE_URL (--database-url) cannot be read ({err}): expected \
+             postgres://USER:PASSWORD@HOST:PORT/DATABASE, optionally with \
+             ?sslmode=disable|prefer|require"
+        ))
+    })?;
+    let store = PostgresStore::open(url.expose()).await.map_err(|err| {
+        Failure::fatal(format!(
+            "cannot open the PostgreSQL database on {target}: {err}"
+        ))
+    })?;
+    Ok((Arc::new(store), format!("PostgreSQL on {target}")))
+}
+
 /// How the dispatcher runs executions, from the flags.
 fn dispatch_settings(args: &ServeArgs, advertise: &str, owner: String) -> DispatchSettings {
     DispatchSettings {
@@ -196,8 +228,9 @@ fn dispatch_settings(args: &ServeArgs, advertise: &str, owner: String) -> Dispat
         log_cap_bytes: args.log_cap_bytes,
         max_env_payload_bytes: MAX_ENV_PAYLOAD_BYTES,
         owner,
-        // One node on its own database runs every execution it is asked about.
-        poll_results: None,
+        // One node on its own database runs every execution it is asked about; on a
+        // shared one, another node may run it.
+        poll_results: args.database_url.as_ref().map(|_| POLL_RESULTS),
         warm: Supervision {
             health_interval: Duration::from_millis(args.health_interval_ms),
             ready_timeout: Duration::from_millis(args.ready_timeout_ms),

@@ -1,13 +1,15 @@
 //! Durable state: function versions, execution records and captured logs, behind the
 //! [`Store`] trait. [`sqlite::SqliteStore`] is the embedded default,
+//! [`postgres::PostgresStore`] one that several nodes can share,
 //! [`memory::MemoryStore`] the fast one for tests, and [`WriteBehind`] a decorator over
-//! either that records finished warm calls without making their caller wait.
+//! any of them that records finished warm calls without making their caller wait.
 
 #[cfg(test)]
 pub(crate) mod contract;
 mod error;
 pub mod memory;
 mod model;
+pub mod postgres;
 pub mod sqlite;
 mod write_behind;
 
@@ -26,6 +28,7 @@ use crate::secrets::{Sealed, SecretRecord};
 pub use error::{Fault, StoreError};
 pub use memory::MemoryStore;
 pub use model::{Deletion, ExecutionFilter, PruneScope, Redrive, Unfinished};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use write_behind::WriteBehind;
 

@@ -6,6 +6,9 @@
 
 mod api;
 pub mod docker;
+/// A throwaway PostgreSQL server, the one the store's own tests use.
+#[path = "../../src/store/postgres/test_server.rs"]
+pub mod postgres;
 mod procs;
 mod warm;
 

@@ -1,0 +1,426 @@
+//! [`PostgresStore`]: the [`Store`] on a PostgreSQL server, which several nodes can
+//! share.
+//!
+//! Each call takes a connection from a pool (tokio-postgres under deadpool) and runs one
+//! statement, or one transaction where the contract asks for all or nothing (a finish
+//! with its children, a re-drive, a function's new version). Status changes are
+//! compare-and-set `UPDATE … WHERE status …` statements, so of two nodes racing for one
+//! execution exactly one wins; due work is taken with `FOR UPDATE SKIP LOCKED`. The
+//! schema is migrated at open (see `schema.rs`). Timestamps are kept to the millisecond,
+//! as by the SQLite store, and every write is committed before the call answers.
+
+mod access_sql;
+mod catalog_sql;
+mod claim_sql;
+mod codec;
+mod connect;
+mod exec_sql;
+mod nodes_sql;
+mod retention_sql;
+mod schema;
+#[cfg(test)]
+pub(crate) mod test_server;
+#[cfg(test)]
+mod tests;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Object, Pool};
+use uuid::Uuid;
+
+use self::codec::{db, pool, to_json, to_ms};
+use self::exec_sql::{ExecutionRow, FinishedRow};
+use super::{Deletion, ExecutionFilter, PruneScope, Redrive, Store, StoreError, Unfinished};
+use crate::access::TokenRecord;
+use crate::domain::{
+    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeRecord, Started,
+};
+use crate::registry::{FunctionSpec, FunctionVersion};
+use crate::secrets::{Sealed, SecretRecord};
+
+/// The PostgreSQL store. Open it with [`PostgresStore::open`].
+pub struct PostgresStore {
+    pool: Pool,
+    target: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+/// Where a connection URL points (hosts, ports, database), without its password, for
+/// messages; why not if it cannot be read.
+pub fn describe_url(url: &str) -> Result<String, StoreError> {
+    connect::parse(url).map(|target| connect::describe(&target.config))
+}
+
+impl PostgresStore {
+    /// Connects to the server `url` names (`postgres://user:password@host:port/database`,
+    /// `?sslmode=disable|prefer|require`, plain without one; `&sslrootcert=FILE` to trust
+    /// that CA), checks it answers and brings the schema up to date: several nodes may
+    /// do this at once.
+    pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
+        let parsed = connect::parse(url)?;
+        let target = connect::describe(&parsed.config);
+        let pool = connect::pool(parsed)?;
+        let mut client = pool.get().await.map_err(codec::pool("connect"))?;
+        let migrated = schema::migrate(&mut client).await;
+        // The migration's session ends here, whatever happened, so no advisory lock
+        // outlives it.
+        drop(Object::take(client));
+        migrated?;
+        Ok(PostgresStore { pool, target })
+    }
+
+    /// Where the store is (hosts, ports, database), without the password.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// Closes the pool: later calls answer [`StoreError::Closed`].
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    async fn client(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(pool("get a connection"))
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_function(
+        &self,
+        spec: &FunctionSpec,
+        content_hash: &str,
+    ) -> Result<FunctionVersion, StoreError> {
+        let spec_json = to_json(spec, "function spec")?;
+        let mut client = self.client().await?;
+        catalog_sql::create_function(&mut client, spec.clone(), &spec_json, content_hash.into())
+            .await
+    }
+
+    async fn replace_function(
+        &self,
+        spec: &FunctionSpec,
+        content_hash: &str,
+    ) -> Result<(FunctionVersion, bool), StoreError> {
+        let spec_json = to_json(spec, "function spec")?;
+        let mut client = self.client().await?;
+        catalog_sql::replace_function(&mut client, spec.clone(), &spec_json, content_hash.into())
+            .await
+    }
+
+    async fn get_function(&self, name: &str) -> Result<Option<FunctionVersion>, StoreError> {
+        catalog_sql::get_function(&self.client().await?, name).await
+    }
+
+    async fn get_function_version(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<Option<FunctionVersion>, StoreError> {
+        catalog_sql::get_function_version(&self.client().await?, name, version).await
+    }
+
+    async fn list_functions(&self) -> Result<Vec<FunctionVersion>, StoreError> {
+        catalog_sql::list_functions(&self.client().await?).await
+    }
+
+    async fn list_versions(&self, name: &str) -> Result<Vec<FunctionVersion>, StoreError> {
+        catalog_sql::list_versions(&self.client().await?, name).await
+    }
+
+    async fn delete_function(&self, name: &str) -> Result<bool, StoreError> {
+        catalog_sql::delete_function(&self.client().await?, name).await
+    }
+
+    async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
+        let row = ExecutionRow::new(execution)?;
+        exec_sql::insert_execution(&self.client().await?, &row).await
+    }
+
+    async fn insert_with_children(
+        &self,
+        execution: &Execution,
+        children: &[Execution],
+    ) -> Result<(), StoreError> {
+        let rows = std::iter::once(execution)
+            .chain(children)
+            .map(ExecutionRow::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db("begin an insert"))?;
+        for row in &rows {
+            exec_sql::insert_execution(&tx, row).await?;
+        }
+        tx.commit().await.map_err(db("commit an insert"))
+    }
+
+    async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
+        exec_sql::get_execution(&self.client().await?, id).await
+    }
+
+    async fn find_by_idempotency_key(
+        &self,
+        function: &str,
+        key: &str,
+    ) -> Result<Option<Execution>, StoreError> {
+        exec_sql::find_by_idempotency_key(&self.client().await?, function, key).await
+    }
+
+    async fn list_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<Vec<Execution>, StoreError> {
+        exec_sql::list_executions(&self.client().await?, filter).await
+    }
+
+    async fn list_unfinished(
+        &self,
+        which: Unfinished,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Execution>, StoreError> {
+        exec_sql::list_unfinished(&self.client().await?, which, after, limit).await
+    }
+
+    async fn claim(&self, id: Uuid, claim: &Claim) -> Result<bool, StoreError> {
+        let now = to_ms(crate::domain::now());
+        claim_sql::claim(&self.client().await?, id, claim, now).await
+    }
+
+    async fn mark_running(
+        &self,
+        id: Uuid,
+        owner: &str,
+        started: &Started,
+    ) -> Result<bool, StoreError> {
+        claim_sql::mark_running(&self.client().await?, id, owner, started).await
+    }
+
+    async fn requeue(&self, id: Uuid, owner: &str, attempt: u32) -> Result<bool, StoreError> {
+        claim_sql::requeue(&self.client().await?, id, owner, attempt).await
+    }
+
+    async fn finish_with_children(
+        &self,
+        id: Uuid,
+        holder: Holder<'_>,
+        finished: &Finished,
+        children: &[Execution],
+    ) -> Result<bool, StoreError> {
+        let row = FinishedRow::new(finished)?;
+        let children = children
+            .iter()
+            .map(ExecutionRow::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut client = self.client().await?;
+        if children.is_empty() {
+            return exec_sql::finish_execution(&client, id, holder, &row).await;
+        }
+        // The finish locks the row until the commit: a racing finish waits, then finds it
+        // finished and writes no children.
+        let tx = client.transaction().await.map_err(db("begin a finish"))?;
+        let applied = exec_sql::finish_execution(&tx, id, holder, &row).await?;
+        if applied {
+            for child in &children {
+                exec_sql::insert_execution(&tx, child).await?;
+            }
+        }
+        tx.commit().await.map_err(db("commit a finish"))?;
+        Ok(applied)
+    }
+
+    async fn schedule_retry(
+        &self,
+        id: Uuid,
+        owner: &str,
+        attempt: u32,
+        run_at: DateTime<Utc>,
+        failure: &AttemptFailure,
+    ) -> Result<bool, StoreError> {
+        let failure = to_json(failure, "attempt failure")?;
+        let client = self.client().await?;
+        claim_sql::schedule_retry(&client, id, owner, attempt, to_ms(run_at), &failure).await
+    }
+
+    async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<usize, StoreError> {
+        claim_sql::renew_leases(&self.client().await?, owner, to_ms(until)).await
+    }
+
+    async fn list_expired(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Execution>, StoreError> {
+        claim_sql::list_expired(&self.client().await?, owner, to_ms(now), limit).await
+    }
+
+    async fn reclaim(
+        &self,
+        id: Uuid,
+        from: &str,
+        now: DateTime<Utc>,
+        claim: &Claim,
+    ) -> Result<bool, StoreError> {
+        claim_sql::reclaim(&self.client().await?, id, from, to_ms(now), claim).await
+    }
+
+    async fn take_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Uuid, String)>, StoreError> {
+        claim_sql::take_due(&self.client().await?, to_ms(now), limit).await
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let due = claim_sql::next_due(&self.client().await?).await?;
+        due.map(|ms| codec::from_ms(ms, "next run_at")).transpose()
+    }
+
+    async fn redrive(&self, id: Uuid, retry: &Execution) -> Result<Redrive, StoreError> {
+        let row = ExecutionRow::new(retry)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db("begin a re-drive"))?;
+        // Locks the failed execution until the commit: a racing re-drive waits, then
+        // finds it re-driven.
+        let marked = exec_sql::update_where(
+            &tx,
+            "re-drive an execution",
+            "dead_letter = false, redriven_by = $2",
+            "status IN ('error', 'timeout', 'cancelled') AND redriven_by IS NULL",
+            &[&id, &retry.id],
+        )
+        .await?;
+        if !marked {
+            let earlier = tx
+                .query_opt("SELECT redriven_by FROM executions WHERE id = $1", &[&id])
+                .await
+                .map_err(db("read a re-drive"))?;
+            let by: Option<Uuid> = match earlier {
+                Some(row) => codec::get(&row, 0, "execution redriven_by")?,
+                None => None,
+            };
+            return Ok(by.map_or(Redrive::NotFailed, Redrive::Already));
+        }
+        exec_sql::insert_execution(&tx, &row).await?;
+        tx.commit().await.map_err(db("commit a re-drive"))?;
+        Ok(Redrive::Done)
+    }
+
+    async fn chain_tree(
+        &self,
+        root: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<Execution>, StoreError> {
+        exec_sql::chain_tree(&self.client().await?, root, after, limit).await
+    }
+
+    async fn append_logs(&self, id: Uuid, lines: &[LogLine]) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        catalog_sql::append_logs(&self.client().await?, id, lines).await
+    }
+
+    async fn read_logs(
+        &self,
+        id: Uuid,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        catalog_sql::read_logs(&self.client().await?, id, after_seq, limit).await
+    }
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
+        access_sql::insert_token(&self.client().await?, token).await
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        access_sql::list_tokens(&self.client().await?).await
+    }
+
+    async fn delete_token(&self, name: &str) -> Result<bool, StoreError> {
+        access_sql::delete_token(&self.client().await?, name).await
+    }
+
+    async fn touch_token(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        access_sql::touch_token(&self.client().await?, name, at).await
+    }
+
+    async fn put_secret(&self, name: &str, sealed: &Sealed) -> Result<SecretRecord, StoreError> {
+        access_sql::put_secret(&self.client().await?, name, sealed).await
+    }
+
+    async fn get_secret(&self, name: &str) -> Result<Option<SecretRecord>, StoreError> {
+        access_sql::get_secret(&self.client().await?, name).await
+    }
+
+    async fn list_secrets(&self) -> Result<Vec<SecretRecord>, StoreError> {
+        access_sql::list_secrets(&self.client().await?).await
+    }
+
+    async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
+        access_sql::delete_secret(&self.client().await?, name).await
+    }
+
+    async fn prune_executions(
+        &self,
+        scope: &PruneScope,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<usize, StoreError> {
+        retention_sql::prune_executions(&self.client().await?, scope, before, limit).await
+    }
+
+    async fn delete_execution(&self, id: Uuid) -> Result<Deletion, StoreError> {
+        retention_sql::delete_execution(&mut self.client().await?, id).await
+    }
+
+    async fn prune_versions(&self, keep: u32) -> Result<usize, StoreError> {
+        retention_sql::prune_versions(&self.client().await?, keep).await
+    }
+
+    /// Nothing to do: PostgreSQL's autovacuum makes the space of deleted rows reusable
+    /// and gives trailing free pages back to the file system on its own.
+    async fn compact(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
+        access_sql::get_setting(&self.client().await?, key).await
+    }
+
+    async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        access_sql::put_setting(&self.client().await?, key, value).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .simple_query("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(db("ping"))
+    }
+
+    async fn catalog_generation(&self) -> Result<i64, StoreError> {
+        nodes_sql::catalog_generation(&self.client().await?).await
+    }
+
+    async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError> {
+        nodes_sql::heartbeat(&self.client().await?, node).await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        nodes_sql::list_nodes(&self.client().await?).await
+    }
+}
