@@ -1,7 +1,7 @@
 //! Admission control: per function, how many executions run and which wait, with the
 //! limits `max_in_flight` and `max_queue`. Only ids live here; records are in the store.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use uuid::Uuid;
@@ -27,6 +27,9 @@ struct Slots {
     running: usize,
     max_in_flight: usize,
     queue: VecDeque<Uuid>,
+    /// The ids in `queue`, so one found again (recovery, work another node left) is
+    /// not queued twice.
+    queued: HashSet<Uuid>,
     reserved: usize,
 }
 
@@ -38,6 +41,7 @@ impl Slots {
             let Some(id) = self.queue.pop_front() else {
                 break;
             };
+            self.queued.remove(&id);
             self.running += 1;
             start.push(id);
         }
@@ -110,12 +114,15 @@ impl Admission {
     pub fn queue_reserved(&self, function: &str, id: Uuid) -> (Vec<Uuid>, Load) {
         self.with(function, |slots| {
             slots.reserved = slots.reserved.saturating_sub(1);
-            slots.queue.push_back(id);
+            if slots.queued.insert(id) {
+                slots.queue.push_back(id);
+            }
             slots.fill()
         })
     }
 
-    /// Queues an execution found in the store at start-up (no limit applies).
+    /// Queues an execution found in the store (at start-up, due work, work another node
+    /// left): no limit applies, and one already queued here is not queued twice.
     pub fn queue_recovered(
         &self,
         function: &str,
@@ -124,7 +131,9 @@ impl Admission {
     ) -> (Vec<Uuid>, Load) {
         self.with(function, |slots| {
             slots.max_in_flight = max_in_flight as usize;
-            slots.queue.push_back(id);
+            if slots.queued.insert(id) {
+                slots.queue.push_back(id);
+            }
             slots.fill()
         })
     }
@@ -140,9 +149,11 @@ impl Admission {
     /// Takes a queued id out of the queue (cancel). `false` if it was not queued.
     pub fn remove_queued(&self, function: &str, id: Uuid) -> (bool, Load) {
         self.with(function, |slots| {
-            let before = slots.queue.len();
+            if !slots.queued.remove(&id) {
+                return false;
+            }
             slots.queue.retain(|queued| *queued != id);
-            slots.queue.len() != before
+            true
         })
     }
 
@@ -155,6 +166,25 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_found_again_is_queued_once() {
+        let admission = Admission::default();
+        assert_eq!(admission.try_admit("f", 1, 10).0, Ok(Admit::Run));
+        let id = Uuid::now_v7();
+        for _ in 0..3 {
+            let (start, load) = admission.queue_recovered("f", id, 1);
+            assert!(start.is_empty());
+            assert_eq!(load.queued, 1);
+        }
+        let (start, load) = admission.finished("f");
+        assert_eq!((start, load.queued), (vec![id], 0));
+        // Once started it may be found (and queued) again: the claim decides.
+        let (start, _) = admission.queue_recovered("f", id, 1);
+        assert!(start.is_empty());
+        assert!(admission.remove_queued("f", id).0);
+        assert!(!admission.remove_queued("f", id).0);
+    }
 
     #[test]
     fn runs_up_to_the_limit_then_queues_then_refuses() {

@@ -17,6 +17,8 @@ pub const LEASE: Duration = Duration::from_secs(30);
 const RENEW_EVERY: Duration = Duration::from_secs(10);
 /// Lapsed executions reclaimed per round.
 const RECLAIM_PAGE: u32 = 100;
+/// Queued executions made due per round when the store is shared.
+const STALE_PAGE: u32 = 1_000;
 
 impl Dispatcher {
     /// A claim for this node, valid for [`LEASE`] from now.
@@ -42,8 +44,28 @@ impl Dispatcher {
                     tracing::warn!("cannot renew the leases of running executions: {err}");
                 }
                 this.reclaim_lapsed().await;
+                if this.settings.poll_results.is_some() {
+                    this.adopt_stale_at(crate::domain::now()).await;
+                }
             }
         });
+    }
+
+    /// When nodes share the store: queued executions nobody has claimed for two leases
+    /// (a minute) may wait in the memory of a node that is gone, so they are made due
+    /// and the due work of any node (this one's is woken) takes them; the claim lets
+    /// one run each. A backlog that a live node is working through is shared the same
+    /// way.
+    pub(super) async fn adopt_stale_at(self: &Arc<Self>, now: chrono::DateTime<chrono::Utc>) {
+        let before = now - lease() - lease();
+        match self.store.make_stale_due(before, now, STALE_PAGE).await {
+            Ok(0) => {}
+            Ok(made) => {
+                tracing::info!(made, "queued executions unclaimed for a minute were made due; a node holding them may be gone");
+                self.due_wake.notify_one();
+            }
+            Err(err) => tracing::warn!("cannot look for queued executions left unclaimed: {err}"),
+        }
     }
 
     /// Takes over and settles executions whose owner's lease lapsed.

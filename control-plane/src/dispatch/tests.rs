@@ -202,6 +202,45 @@ async fn a_waiter_on_one_node_gets_the_result_another_node_recorded() {
     assert_eq!(waited.output, Some(json!("from b")));
 }
 
+/// An execution another node accepted and then held only in its memory when it was
+/// lost (never claimed): once it has waited for a minute, a live node runs it.
+#[tokio::test]
+async fn queued_work_a_lost_node_left_is_run_by_another() {
+    let (memory, store) = store();
+    let b = node(&store, "node-b").await;
+    b.deploy(json!({"name": "f", "command": "true"})).await;
+    let function = b.catalog.current("f").await.expect("deployed");
+    // Node B's start-up re-queue (of what was queued before it started) is done.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut left = Execution::queued(&function.version, json!("left"), Trigger::Api);
+    let accepted = crate::domain::now() - chrono::TimeDelta::minutes(2);
+    left.id = Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        u64::try_from(accepted.timestamp()).unwrap(),
+        0,
+    ));
+    memory.insert_execution(&left).await.unwrap();
+    let fresh = Execution::queued(&function.version, json!("fresh"), Trigger::Api);
+    memory.insert_execution(&fresh).await.unwrap();
+    b.dispatcher.adopt_stale_at(crate::domain::now()).await;
+    let started = b.next_start().await;
+    assert_eq!(
+        started.execution().0,
+        left.id,
+        "the stale one, not the fresh one"
+    );
+    assert!(b.report(&started, success(json!(1))).await);
+    assert_eq!(
+        b.final_record(left.id).await.status,
+        ExecutionStatus::Success
+    );
+    let untouched = memory.get_execution(fresh.id).await.unwrap().unwrap();
+    assert_eq!(
+        (untouched.status, untouched.run_at),
+        (ExecutionStatus::Queued, None)
+    );
+}
+
 #[tokio::test]
 async fn a_lapsed_claim_is_reclaimed_and_the_old_runner_cannot_record() {
     let (_memory, store) = store();

@@ -99,17 +99,32 @@ impl Vault {
     /// A vault over `store` with `key`, after checking that `key` is the one the stored
     /// secrets were sealed with (and recording it as such when nothing is sealed yet).
     pub async fn open(store: Arc<dyn Store>, key: &SecretKey) -> Result<Vault, VaultError> {
-        let vault = Vault {
+        let vault = Vault::new(store, key);
+        vault.check_key(false).await?;
+        Ok(vault)
+    }
+
+    /// [`Vault::open`] on a store other nodes share: a key that does not open the
+    /// stored check is refused even while there are no secrets, since another node
+    /// seals with the key that wrote it.
+    pub async fn open_shared(store: Arc<dyn Store>, key: &SecretKey) -> Result<Vault, VaultError> {
+        let vault = Vault::new(store, key);
+        vault.check_key(true).await?;
+        Ok(vault)
+    }
+
+    fn new(store: Arc<dyn Store>, key: &SecretKey) -> Vault {
+        Vault {
             store,
             cipher: XChaCha20Poly1305::new(key.bytes().into()),
             origin: key.origin().to_owned(),
             opened: DashMap::new(),
-        };
-        vault.check_key().await?;
-        Ok(vault)
+        }
     }
 
-    async fn check_key(&self) -> Result<(), VaultError> {
+    /// Checks `key` against the stored check, writing one if there is none. Unless
+    /// `strict`, a store without secrets takes a new key.
+    async fn check_key(&self, strict: bool) -> Result<(), VaultError> {
         let stored = self.store.get_setting(KEY_CHECK_SETTING).await?;
         let opens = stored
             .as_deref()
@@ -118,7 +133,7 @@ impl Vault {
         if opens {
             return Ok(());
         }
-        if stored.is_some() && !self.store.list_secrets().await?.is_empty() {
+        if stored.is_some() && (strict || !self.store.list_secrets().await?.is_empty()) {
             return Err(self.wrong_key("the key check"));
         }
         let sealed = self.seal("key-check", KEY_CHECK_TEXT);

@@ -17,12 +17,17 @@ use crate::store::Store;
 pub(super) async fn open_vault(
     store: &Arc<dyn Store>,
     data_dir: &Path,
+    shared: bool,
 ) -> Result<Arc<Vault>, Failure> {
     let configured = std::env::var(KEY_VAR).ok();
     let key = SecretKey::load(configured.as_deref(), data_dir)
         .map_err(|err| Failure::config(err.to_string()))?;
-    Vault::open(store.clone(), &key)
-        .await
+    let opened = if shared {
+        Vault::open_shared(store.clone(), &key).await
+    } else {
+        Vault::open(store.clone(), &key).await
+    };
+    opened
         .map(Arc::new)
         .map_err(|err| Failure::fatal(err.to_string()))
 }

@@ -53,7 +53,7 @@ impl App {
         // Everything reads through the decorator, so records written behind are seen.
         let behind = Arc::new(WriteBehind::new(durable));
         let store: Arc<dyn Store> = behind.clone();
-        let vault = access::open_vault(&store, &args.data_dir).await?;
+        let vault = access::open_vault(&store, &args.data_dir, args.database_url.is_some()).await?;
         let credentials =
             access::open_credentials(&store, operator_token.as_deref(), &args).await?;
         // After the settings that can still be refused: it makes the cgroups and logs how

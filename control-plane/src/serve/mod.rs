@@ -90,15 +90,12 @@ impl Settings {
         check_args(&args)?;
         raise_descriptor_limit();
         prepare_data_dir(&mut args)?;
-        let owner = match &args.node_id {
-            Some(id) => id.clone(),
-            None => owner_id(&args.data_dir).map_err(|err| {
-                Failure::config(format!(
-                    "GANTRY_DATA_DIR (--data-dir) {} is not writable: {err}",
-                    args.data_dir.display()
-                ))
-            })?,
-        };
+        let owner = owner_id(&args.data_dir, args.node_id.as_deref()).map_err(|err| {
+            Failure::config(format!(
+                "GANTRY_DATA_DIR (--data-dir) {} is not writable: {err}",
+                args.data_dir.display()
+            ))
+        })?;
         Ok(Settings { args, owner })
     }
 }
@@ -169,18 +166,21 @@ fn host_policy(args: &ServeArgs, advertise: &str) -> HostPolicy {
     HostPolicy::new(args.allowed_hosts.iter().cloned().chain(advertised))
 }
 
-/// A stable id for `data_dir`, created on first use; it marks the processes this data
-/// directory's server starts, so a later start finds those a crash left behind.
-fn owner_id(data_dir: &Path) -> std::io::Result<String> {
+/// The node id of `data_dir`: `given` (`--node-id`), else the one kept there, else a
+/// new one. It is kept in the data directory, so later starts without the flag keep it;
+/// it marks the processes this node starts, so a later start finds those a crash left
+/// behind.
+fn owner_id(data_dir: &Path, given: Option<&str>) -> std::io::Result<String> {
     let path = data_dir.join("owner-id");
-    match datadir::read_trimmed(&path)? {
-        Some(id) => Ok(id),
-        None => {
-            let id = uuid::Uuid::new_v4().simple().to_string();
-            datadir::write_private(&path, id.as_bytes())?;
-            Ok(id)
-        }
+    let kept = datadir::read_trimmed(&path)?;
+    if let (Some(kept), None) = (&kept, given) {
+        return Ok(kept.clone());
     }
+    let id = given.map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
+    if kept.as_deref() != Some(id.as_str()) {
+        datadir::write_private(&path, id.as_bytes())?;
+    }
+    Ok(id)
 }
 
 /// Raises the open-file limit to its hard limit: every connection and every instance's

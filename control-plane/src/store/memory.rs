@@ -395,6 +395,17 @@ impl Store for MemoryStore {
         })
     }
 
+    async fn make_stale_due(
+        &self,
+        created_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<usize, StoreError> {
+        self.write("make stale queued executions due", |s| {
+            Ok(s.make_stale_due(created_before, now, limit))
+        })
+    }
+
     async fn catalog_generation(&self) -> Result<i64, StoreError> {
         self.read("read the catalog generation", |s| s.catalog_generation)
     }

@@ -314,6 +314,30 @@ impl State {
             .collect()
     }
 
+    pub(super) fn make_stale_due(
+        &mut self,
+        created_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> usize {
+        let before = crate::store::stale_cutoff(created_before);
+        let mut stale: Vec<Uuid> = self
+            .executions
+            .values()
+            .filter(|e| e.status == ExecutionStatus::Queued && e.run_at.is_none())
+            .map(|e| e.id)
+            .filter(|id| *id < before)
+            .collect();
+        stale.sort();
+        stale.truncate(limit as usize);
+        for id in &stale {
+            if let Some(e) = self.executions.get_mut(id) {
+                e.run_at = Some(ms(now));
+            }
+        }
+        stale.len()
+    }
+
     pub(super) fn next_due(&self) -> Option<DateTime<Utc>> {
         self.executions
             .values()

@@ -166,6 +166,18 @@ pub trait Store: Send + Sync + 'static {
         failure: &AttemptFailure,
     ) -> Result<bool, StoreError>;
 
+    /// Makes due now (`run_at` = `now`) the queued executions created before
+    /// `created_before` that wait for no time, oldest first, at most `limit`; answers
+    /// how many. When nodes share the store, such an execution may sit in the memory of
+    /// a node that is gone: once due, any node's due work takes it (the claim still
+    /// lets one run it).
+    async fn make_stale_due(
+        &self,
+        created_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<usize, StoreError>;
+
     /// Extends to `until` the lease of every execution `owner` holds; answers how many.
     async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<usize, StoreError>;
 
@@ -288,6 +300,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every node the store knows, by id (at most [`MAX_NODES`]).
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+}
+
+/// The smallest execution id of `time`'s millisecond: ids are UUIDv7, ordered by the
+/// time they were made, so every id made before `time` sorts below it.
+pub(crate) fn stale_cutoff(time: DateTime<Utc>) -> Uuid {
+    let ms = u128::try_from(time.timestamp_millis()).unwrap_or(0);
+    Uuid::from_u128(ms << 80)
 }
 
 /// Most nodes [`Store::list_nodes`] answers.

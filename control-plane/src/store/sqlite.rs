@@ -348,6 +348,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn make_stale_due(
+        &self,
+        created_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<usize, StoreError> {
+        let (before, now) = (super::stale_cutoff(created_before), sql::to_ms(now));
+        self.write(move |conn| claim_sql::make_stale_due(conn, before, now, limit))
+            .await
+    }
+
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let due = self.read(claim_sql::next_due).await?;
         Ok(due.and_then(DateTime::from_timestamp_millis))

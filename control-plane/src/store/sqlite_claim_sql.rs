@@ -120,6 +120,24 @@ pub(super) fn take_due(
         .map_err(db("read due executions"))
 }
 
+/// See [`crate::store::Store::make_stale_due`]: ids are time-ordered, so `before` (the
+/// smallest id of the cutoff's millisecond) bounds an index range.
+pub(super) fn make_stale_due(
+    conn: &Connection,
+    before: Uuid,
+    now: i64,
+    limit: u32,
+) -> Result<usize, StoreError> {
+    conn.prepare_cached(
+        "UPDATE executions SET run_at = ?2
+         WHERE id IN (SELECT id FROM executions
+             WHERE status = 'queued' AND run_at IS NULL AND id < ?1
+             ORDER BY id LIMIT ?3)",
+    )
+    .and_then(|mut stmt| stmt.execute(params![before.into_bytes(), now, limit]))
+    .map_err(db("make stale queued executions due"))
+}
+
 /// See [`crate::store::Store::next_due`]: milliseconds since the epoch.
 pub(super) fn next_due(conn: &Connection) -> Result<Option<i64>, StoreError> {
     conn.prepare_cached(

@@ -272,6 +272,15 @@ impl Store for WriteBehind {
         self.inner.put_setting(key, value).await
     }
 
+    async fn make_stale_due(
+        &self,
+        created_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<usize, StoreError> {
+        self.inner.make_stale_due(created_before, now, limit).await
+    }
+
     async fn catalog_generation(&self) -> Result<i64, StoreError> {
         self.inner.catalog_generation().await
     }

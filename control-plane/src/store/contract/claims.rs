@@ -232,3 +232,65 @@ pub(crate) async fn renewal_extends_only_what_the_owner_holds(store: Arc<dyn Sto
     assert_eq!(record.lease_until, None);
     assert_eq!(store.renew_leases("nobody", until).await.unwrap(), 0);
 }
+
+/// Queued executions made before the cutoff that wait for no time are made due, oldest
+/// first and a page at a time; fresh, delayed and claimed ones are left alone.
+pub(crate) async fn stale_queued_work_is_made_due_oldest_first(store: Arc<dyn Store>) {
+    let function = create(&*store, "stale").await;
+    let now = ms(Utc::now());
+    let made_at = |minutes_ago: i64| {
+        let at = now - TimeDelta::minutes(minutes_ago);
+        Uuid::new_v7(uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            u64::try_from(at.timestamp()).unwrap(),
+            0,
+        ))
+    };
+    let mut old = Vec::new();
+    for minutes_ago in [5, 4, 3] {
+        let mut execution = queued(&function);
+        execution.id = made_at(minutes_ago);
+        store.insert_execution(&execution).await.unwrap();
+        old.push(execution.id);
+    }
+    let mut delayed = queued(&function);
+    delayed.id = made_at(6);
+    delayed.run_at = Some(now + TimeDelta::hours(1));
+    store.insert_execution(&delayed).await.unwrap();
+    let mut claimed = queued(&function);
+    claimed.id = made_at(7);
+    store.insert_execution(&claimed).await.unwrap();
+    assert!(store
+        .claim(claimed.id, &claim_for("node-a", 30))
+        .await
+        .unwrap());
+    let fresh = queued(&function);
+    store.insert_execution(&fresh).await.unwrap();
+
+    let cutoff = now - TimeDelta::minutes(1);
+    assert_eq!(store.make_stale_due(cutoff, now, 2).await.unwrap(), 2);
+    assert_eq!(store.make_stale_due(cutoff, now, 2).await.unwrap(), 1);
+    assert_eq!(store.make_stale_due(cutoff, now, 2).await.unwrap(), 0);
+    let taken: Vec<Uuid> = store
+        .take_due(now, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let mut expected = old.clone();
+    expected.sort();
+    let mut got = taken.clone();
+    got.sort();
+    assert_eq!(got, expected, "the three stale ones, nothing else");
+    let delayed_now = store.get_execution(delayed.id).await.unwrap().unwrap();
+    assert_eq!(
+        delayed_now.run_at, delayed.run_at,
+        "a delayed one keeps its time"
+    );
+    let fresh_now = store.get_execution(fresh.id).await.unwrap().unwrap();
+    assert_eq!(
+        (fresh_now.status, fresh_now.run_at),
+        (ExecutionStatus::Queued, None)
+    );
+}

@@ -151,6 +151,31 @@ pub(super) async fn reclaim(
 
 /// See [`crate::store::Store::take_due`]: the due rows are locked as they are picked,
 /// skipping those another node is taking, and answered earliest first.
+/// See [`crate::store::Store::make_stale_due`]: ids are time-ordered, so `before` bounds
+/// an index range; rows another node is updating are skipped, not waited for.
+pub(super) async fn make_stale_due(
+    client: &impl GenericClient,
+    before: Uuid,
+    now: i64,
+    limit: u32,
+) -> Result<usize, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "UPDATE executions SET run_at = $2 WHERE id IN (
+                 SELECT id FROM executions
+                 WHERE status = 'queued' AND run_at IS NULL AND id < $1
+                 ORDER BY id LIMIT $3
+                 FOR UPDATE SKIP LOCKED)",
+        )
+        .await
+        .map_err(db("make stale queued executions due"))?;
+    let changed = client
+        .execute(&stmt, &[&before, &now, &i64::from(limit)])
+        .await
+        .map_err(db("make stale queued executions due"))?;
+    Ok(usize::try_from(changed).unwrap_or(usize::MAX))
+}
+
 pub(super) async fn take_due(
     client: &impl GenericClient,
     now: i64,

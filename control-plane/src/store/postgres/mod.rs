@@ -280,6 +280,16 @@ impl Store for PostgresStore {
         claim_sql::take_due(&self.client().await?, to_ms(now), limit).await
     }
 
+    async fn make_stale_due(
+        &self,
+        created_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<usize, StoreError> {
+        let before = super::stale_cutoff(created_before);
+        claim_sql::make_stale_due(&self.client().await?, before, to_ms(now), limit).await
+    }
+
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let due = claim_sql::next_due(&self.client().await?).await?;
         due.map(|ms| codec::from_ms(ms, "next run_at")).transpose()

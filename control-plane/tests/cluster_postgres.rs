@@ -1,0 +1,209 @@
+//! Three `gantry serve` nodes on one PostgreSQL (a server the test starts), each with its
+//! own data directory and port: a deploy on one is seen by the others within a second,
+//! any node answers a call, and when one node is SIGKILLed in the middle of a load
+//! every accepted execution still ends, none runs twice unless its retry policy asked
+//! for it, and the lost node's running executions are re-run by the others.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use support::postgres::TestPostgres;
+use support::{stdio_function, Server, ServerOptions};
+
+const TOKEN: &str = "cluster-test-token";
+/// Every node seals secrets with the same key.
+const SECRET_KEY: &str = "5ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2";
+/// Executions enqueued through the three nodes.
+const ENQUEUED: usize = 90;
+
+fn node(url: &str, id: &str) -> ServerOptions {
+    ServerOptions {
+        token: Some(TOKEN.into()),
+        env: vec![
+            ("GANTRY_DATABASE_URL".into(), url.into()),
+            ("GANTRY_SECRET_KEY".into(), SECRET_KEY.into()),
+        ],
+        args: vec!["--node-id".into(), id.into()],
+    }
+}
+
+/// A function that sleeps, writes its execution id to `runs`, and answers its input
+/// with `mark`.
+fn work(runs: &str, mark: &str) -> Value {
+    stdio_function(
+        "work",
+        r#"sh -c 'sleep 0.3; echo "$EXECUTION_ID" >> "$RUNS"; printf "{\"mark\": \"%s\"}" "$MARK"'"#,
+        json!({
+            "env": {"RUNS": runs, "MARK": mark},
+            "concurrency": {"max_in_flight": 3},
+            "retry": {"max_attempts": 2, "initial_backoff_ms": 50},
+        }),
+    )
+}
+
+async fn status_of(server: &Server, id: &str) -> Value {
+    server.execution(id).await
+}
+
+#[tokio::test]
+async fn three_nodes_share_the_work_and_a_lost_node_loses_nothing() {
+    let url = TestPostgres::shared().create_database().await;
+    let one = Server::start_with(node(&url, "node-1")).await;
+    let two = Server::start_with(node(&url, "node-2")).await;
+    let mut three = Server::start_with(node(&url, "node-3")).await;
+    let temp = support::function_tempdir();
+    let runs = temp.path().join("runs");
+    let runs = runs.to_str().unwrap();
+
+    // Deployed on node 1, called on node 2.
+    one.deploy(work(runs, "v1")).await;
+    let (status, answer) = two.invoke("work", json!({"call": 1})).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["output"]["mark"], "v1", "{answer}");
+
+    // A new version on node 1 reaches node 2 within a second.
+    let replace = one
+        .request(Method::PUT, "/v1/functions/work")
+        .json(&work(runs, "v2"));
+    let (status, _, body) = one.call(replace).await;
+    assert!(status.is_success(), "{body}");
+    let changed = Instant::now();
+    loop {
+        let (status, answer) = two.invoke("work", json!({"call": 2})).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        if answer["output"]["mark"] == "v2" {
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_millis(1_500),
+            "node 2 still runs the old version: {answer}"
+        );
+    }
+
+    // Work through all three, then node 3 dies with some of it running and queued.
+    let mut ids: Vec<String> = Vec::new();
+    for n in 0..ENQUEUED {
+        let node = [&one, &two, &three][n % 3];
+        ids.push(node.enqueue("work", json!({ "n": n })).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    three.kill9().await;
+
+    // The others finish everything: what ran on node 3 once its leases lapse (30 s),
+    // what waited in its memory once it has been unclaimed for a minute.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let mut ended: BTreeMap<String, Value> = BTreeMap::new();
+    for id in &ids {
+        loop {
+            let record = status_of(&one, id).await;
+            let status = record["status"].as_str().unwrap_or_default();
+            if !["queued", "starting", "running"].contains(&status) {
+                ended.insert(id.clone(), record);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} is still {status}: {record}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let text = std::fs::read_to_string(runs).unwrap_or_default();
+    let mut counted: BTreeMap<&str, u32> = BTreeMap::new();
+    for line in text.lines() {
+        *counted.entry(line).or_default() += 1;
+    }
+    let mut lost = 0;
+    for (id, record) in &ended {
+        let attempt = record["attempt"].as_u64().unwrap_or(0) as u32;
+        let ran = counted.get(id.as_str()).copied().unwrap_or(0);
+        assert!(
+            ran <= attempt,
+            "{id} ran {ran} times in {attempt} attempt(s): {record}"
+        );
+        match record["status"].as_str() {
+            Some("success") => {}
+            _ => {
+                assert_eq!(record["error"]["code"], "NODE_LOST", "{record}");
+                lost += 1;
+            }
+        }
+        if attempt > 1 {
+            assert_ne!(record["owner"], "node-3", "re-run elsewhere: {record}");
+        }
+    }
+    // Two attempts each: a run lost with node 3 is run again, so none should end lost.
+    assert_eq!(lost, 0, "executions ended NODE_LOST");
+    let rerun = ended
+        .values()
+        .filter(|record| record["attempt"].as_u64() == Some(2))
+        .count();
+    assert!(
+        rerun > 0,
+        "node 3 was running some when it died; they ran again"
+    );
+
+    // The nodes see each other; node 3 is not stopped cleanly.
+    let (status, _, listed) = two.call(two.request(Method::GET, "/v1/nodes")).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let states: BTreeMap<String, String> = listed["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap().to_owned(),
+                n["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states.get("node-1").map(String::as_str),
+        Some("up"),
+        "{listed}"
+    );
+    assert_eq!(
+        states.get("node-2").map(String::as_str),
+        Some("up"),
+        "{listed}"
+    );
+    assert_eq!(
+        states.get("node-3").map(String::as_str),
+        Some("lost"),
+        "{listed}"
+    );
+
+    // Node 3 comes back: it stops what it left running and settles only what it held.
+    let mut back = three.restart(node(&url, "node-3")).await;
+    for (id, record) in &ended {
+        assert_eq!(
+            &status_of(&back, id).await["status"],
+            &record["status"],
+            "{id}"
+        );
+    }
+    back.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_with_another_secret_key_is_refused() {
+    let url = TestPostgres::shared().create_database().await;
+    // Node ids name cgroups on this host: none shared with the other test.
+    let mut first = Server::start_with(node(&url, "keyed-1")).await;
+    let other_key = "0".repeat(64);
+    let (code, stderr) = support::serve_exits(
+        &["--listen", "127.0.0.1:0", "--node-id", "keyed-2"],
+        &[
+            ("GANTRY_DATABASE_URL", url.as_str()),
+            ("GANTRY_SECRET_KEY", other_key.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("GANTRY_SECRET_KEY"), "{stderr}");
+    first.stop().await;
+}
