@@ -1,6 +1,6 @@
 //! Cancel: a queued execution leaves its queue and is recorded cancelled, a running
-//! one has its instance killed; a cancel that loses the race to the result is a
-//! conflict.
+//! one has its instance killed (by the node that runs it, when that is another); a
+//! cancel that loses the race to the result is a conflict.
 
 use std::sync::Arc;
 
@@ -25,13 +25,18 @@ impl Dispatcher {
                 execution.status.as_str(),
             ));
         }
-        let active_cancel = self
-            .active
-            .get(&id)
-            .map(|run| run.cancel.clone())
-            .or_else(|| self.warm_active.get(&id).map(|cancel| cancel.clone()));
-        if let Some(cancel) = active_cancel {
+        if let Some(cancel) = self.cancel_handle(id) {
             cancel.cancel();
+            return cancelled_or_finished(self.wait_final(id).await?);
+        }
+        let held_elsewhere = execution
+            .owner
+            .as_deref()
+            .is_some_and(|owner| owner != self.settings.owner);
+        if held_elsewhere && execution.status != ExecutionStatus::Queued {
+            // Another node runs it and kills the instance when it sees the request (one
+            // that ended meanwhile is answered as it ended).
+            self.store.request_cancel(id).await?;
             return cancelled_or_finished(self.wait_final(id).await?);
         }
         let (removed, load) = self.admission.remove_queued(&execution.function, id);

@@ -73,6 +73,9 @@ impl Dispatcher {
         // was scheduled.
         self.take_due_work();
         self.keep_leases();
+        if self.settings.poll_results.is_some() {
+            self.take_remote_cancels();
+        }
         let dispatcher = self.clone();
         self.metrics.recovery_active(true);
         tokio::spawn(async move {

@@ -241,6 +241,32 @@ async fn queued_work_a_lost_node_left_is_run_by_another() {
     );
 }
 
+/// A cancel taken by one node for an execution another node runs: the running node
+/// kills its instance and records it cancelled; the first node answers that record.
+#[tokio::test]
+async fn a_cancel_on_one_node_stops_the_run_on_another() {
+    let (_memory, store) = store();
+    let (a, b) = (node(&store, "node-a").await, node(&store, "node-b").await);
+    b.deploy(json!({"name": "f", "command": "sleep"})).await;
+    let execution = b.enqueue("f", json!(null)).await;
+    let started = b.next_start().await;
+    assert_eq!(started.execution().0, execution.id);
+    let cancelled = tokio::time::timeout(WAIT, a.dispatcher.cancel(execution.id))
+        .await
+        .expect("the cancel ends")
+        .expect("it was cancelled");
+    assert_eq!(cancelled.status, ExecutionStatus::Cancelled);
+    assert_eq!(
+        cancelled.owner.as_deref(),
+        Some("node-b"),
+        "node B ended it"
+    );
+    assert!(
+        !b.report(&started, success(json!("late"))).await,
+        "a late report changes nothing"
+    );
+}
+
 #[tokio::test]
 async fn a_lapsed_claim_is_reclaimed_and_the_old_runner_cannot_record() {
     let (_memory, store) = store();

@@ -8,7 +8,7 @@ mod catalog;
 #[path = "memory_exec.rs"]
 mod exec;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -18,7 +18,8 @@ use uuid::Uuid;
 use super::{Deletion, ExecutionFilter, Fault, PruneScope, Redrive, Store, StoreError, Unfinished};
 use crate::access::TokenRecord;
 use crate::domain::{
-    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeRecord, Started,
+    AttemptFailure, Claim, Execution, ExecutionStatus, Finished, Holder, LogLine, NodeRecord,
+    Started,
 };
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
@@ -49,6 +50,8 @@ struct State {
     secrets: BTreeMap<String, SecretRecord>,
     settings: HashMap<String, String>,
     nodes: BTreeMap<String, NodeRecord>,
+    /// Executions another node asked their holder to cancel.
+    cancel_requested: HashSet<Uuid>,
     /// Bumped by every change of a function (see [`Store::catalog_generation`]).
     catalog_generation: i64,
 }
@@ -392,6 +395,42 @@ impl Store for MemoryStore {
         self.write("record a heartbeat", |s| {
             s.nodes.insert(node.id.clone(), node);
             Ok(())
+        })
+    }
+
+    async fn request_cancel(&self, id: Uuid) -> Result<bool, StoreError> {
+        self.write("ask for a cancel", |s| {
+            let held = s.executions.get(&id).is_some_and(|e| {
+                matches!(
+                    e.status,
+                    ExecutionStatus::Starting | ExecutionStatus::Running
+                )
+            });
+            if held {
+                s.cancel_requested.insert(id);
+            }
+            Ok(held)
+        })
+    }
+
+    async fn cancel_requests(&self, owner: &str, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+        self.read("list cancel requests", |s| {
+            let mut ids: Vec<Uuid> = s
+                .cancel_requested
+                .iter()
+                .filter(|id| {
+                    s.executions.get(id).is_some_and(|e| {
+                        matches!(
+                            e.status,
+                            ExecutionStatus::Starting | ExecutionStatus::Running
+                        ) && e.owner.as_deref() == Some(owner)
+                    })
+                })
+                .copied()
+                .collect();
+            ids.sort();
+            ids.truncate(limit as usize);
+            ids
         })
     }
 

@@ -178,6 +178,14 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<usize, StoreError>;
 
+    /// Asks the node that holds execution `id` to cancel it (another node took the
+    /// cancel): `false` when it is not starting or running.
+    async fn request_cancel(&self, id: Uuid) -> Result<bool, StoreError>;
+
+    /// Executions `owner` holds (starting or running) that another node asked it to
+    /// cancel, at most `limit`.
+    async fn cancel_requests(&self, owner: &str, limit: u32) -> Result<Vec<Uuid>, StoreError>;
+
     /// Extends to `until` the lease of every execution `owner` holds; answers how many.
     async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<usize, StoreError>;
 

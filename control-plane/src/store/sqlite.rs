@@ -348,6 +348,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn request_cancel(&self, id: Uuid) -> Result<bool, StoreError> {
+        self.write(move |conn| claim_sql::request_cancel(conn, id))
+            .await
+    }
+
+    async fn cancel_requests(&self, owner: &str, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+        let owner = owner.to_owned();
+        self.read(move |conn| claim_sql::cancel_requests(conn, &owner, limit))
+            .await
+    }
+
     async fn make_stale_due(
         &self,
         created_before: DateTime<Utc>,

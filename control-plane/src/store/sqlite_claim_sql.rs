@@ -120,6 +120,39 @@ pub(super) fn take_due(
         .map_err(db("read due executions"))
 }
 
+/// See [`crate::store::Store::request_cancel`].
+pub(super) fn request_cancel(conn: &Connection, id: Uuid) -> Result<bool, StoreError> {
+    conn.prepare_cached(
+        "UPDATE executions SET cancel_requested = 1
+         WHERE id = ?1 AND status IN ('starting', 'running')",
+    )
+    .and_then(|mut stmt| stmt.execute([id.into_bytes()]))
+    .map(|changed| changed > 0)
+    .map_err(db("ask for a cancel"))
+}
+
+/// See [`crate::store::Store::cancel_requests`].
+pub(super) fn cancel_requests(
+    conn: &Connection,
+    owner: &str,
+    limit: u32,
+) -> Result<Vec<Uuid>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id FROM executions INDEXED BY executions_cancel
+             WHERE cancel_requested = 1 AND status IN ('starting', 'running') AND owner = ?1
+             ORDER BY id LIMIT ?2",
+        )
+        .map_err(db("list cancel requests"))?;
+    let rows = stmt
+        .query_map(params![owner, limit], |row| {
+            Ok(Uuid::from_bytes(row.get::<_, [u8; 16]>(0)?))
+        })
+        .map_err(db("list cancel requests"))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(db("read cancel requests"))
+}
+
 /// See [`crate::store::Store::make_stale_due`]: ids are time-ordered, so `before` (the
 /// smallest id of the cutoff's millisecond) bounds an index range.
 pub(super) fn make_stale_due(

@@ -158,6 +158,12 @@ const MIGRATIONS: &[&str] = &[
         UPDATE catalog_changes SET generation = generation + 1;
     END;
     ",
+    // A cancel taken by a node that does not run the execution, for its holder to act on.
+    "
+    ALTER TABLE executions ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX IF NOT EXISTS executions_cancel ON executions (owner)
+        WHERE cancel_requested = 1 AND status IN ('starting', 'running');
+    ",
 ];
 
 /// The schema version this build writes.

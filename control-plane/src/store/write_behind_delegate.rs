@@ -272,6 +272,14 @@ impl Store for WriteBehind {
         self.inner.put_setting(key, value).await
     }
 
+    async fn request_cancel(&self, id: Uuid) -> Result<bool, StoreError> {
+        self.inner.request_cancel(id).await
+    }
+
+    async fn cancel_requests(&self, owner: &str, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+        self.inner.cancel_requests(owner, limit).await
+    }
+
     async fn make_stale_due(
         &self,
         created_before: DateTime<Utc>,

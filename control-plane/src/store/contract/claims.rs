@@ -294,3 +294,36 @@ pub(crate) async fn stale_queued_work_is_made_due_oldest_first(store: Arc<dyn St
         (ExecutionStatus::Queued, None)
     );
 }
+
+/// A cancel request reaches only a starting or running execution, and only its holder
+/// sees it, until the execution ends.
+pub(crate) async fn a_cancel_request_reaches_only_the_holder(store: Arc<dyn Store>) {
+    let function = create(&*store, "cancelled").await;
+    let waiting = queued(&function);
+    store.insert_execution(&waiting).await.unwrap();
+    assert!(!store.request_cancel(waiting.id).await.unwrap(), "queued");
+    assert!(
+        !store.request_cancel(Uuid::now_v7()).await.unwrap(),
+        "unknown"
+    );
+    let running = super::claimed(&*store, &function, "node-b").await;
+    assert!(store.request_cancel(running.id).await.unwrap());
+    assert_eq!(
+        store.cancel_requests("node-a", 10).await.unwrap(),
+        Vec::<Uuid>::new()
+    );
+    assert_eq!(
+        store.cancel_requests("node-b", 10).await.unwrap(),
+        vec![running.id]
+    );
+    let ended = super::finished(ExecutionStatus::Cancelled);
+    assert!(store
+        .finish_execution(running.id, Holder::Owner("node-b"), &ended)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.cancel_requests("node-b", 10).await.unwrap(),
+        Vec::<Uuid>::new()
+    );
+    assert!(!store.request_cancel(running.id).await.unwrap(), "finished");
+}

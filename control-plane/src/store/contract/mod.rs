@@ -104,6 +104,7 @@ macro_rules! store_contract {
             claims::a_lapsed_lease_is_reclaimable_and_a_renewed_one_is_not,
             claims::renewal_extends_only_what_the_owner_holds,
             claims::stale_queued_work_is_made_due_oldest_first,
+            claims::a_cancel_request_reaches_only_the_holder,
             transitions::only_the_claiming_owner_marks_a_start,
             transitions::one_result_wins_a_race_of_reports,
             transitions::a_node_never_moves_what_another_holds,

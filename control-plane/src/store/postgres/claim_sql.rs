@@ -151,6 +151,40 @@ pub(super) async fn reclaim(
 
 /// See [`crate::store::Store::take_due`]: the due rows are locked as they are picked,
 /// skipping those another node is taking, and answered earliest first.
+/// See [`crate::store::Store::request_cancel`].
+pub(super) async fn request_cancel(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<bool, StoreError> {
+    client
+        .execute(
+            "UPDATE executions SET cancel_requested = true
+             WHERE id = $1 AND status IN ('starting', 'running')",
+            &[&id],
+        )
+        .await
+        .map(|changed| changed > 0)
+        .map_err(db("ask for a cancel"))
+}
+
+/// See [`crate::store::Store::cancel_requests`].
+pub(super) async fn cancel_requests(
+    client: &impl GenericClient,
+    owner: &str,
+    limit: u32,
+) -> Result<Vec<Uuid>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT id FROM executions
+             WHERE cancel_requested AND status IN ('starting', 'running') AND owner = $1
+             ORDER BY id LIMIT $2",
+            &[&owner, &i64::from(limit)],
+        )
+        .await
+        .map_err(db("list cancel requests"))?;
+    rows.iter().map(|row| get(row, 0, "execution id")).collect()
+}
+
 /// See [`crate::store::Store::make_stale_due`]: ids are time-ordered, so `before` bounds
 /// an index range; rows another node is updating are skipped, not waited for.
 pub(super) async fn make_stale_due(

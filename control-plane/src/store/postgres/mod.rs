@@ -280,6 +280,14 @@ impl Store for PostgresStore {
         claim_sql::take_due(&self.client().await?, to_ms(now), limit).await
     }
 
+    async fn request_cancel(&self, id: Uuid) -> Result<bool, StoreError> {
+        claim_sql::request_cancel(&self.client().await?, id).await
+    }
+
+    async fn cancel_requests(&self, owner: &str, limit: u32) -> Result<Vec<Uuid>, StoreError> {
+        claim_sql::cancel_requests(&self.client().await?, owner, limit).await
+    }
+
     async fn make_stale_due(
         &self,
         created_before: DateTime<Utc>,

@@ -134,6 +134,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER catalog_function_changed AFTER UPDATE ON functions
         FOR EACH ROW EXECUTE FUNCTION bump_catalog_generation();
     ",
+    // 3: a cancel taken by a node that does not run the execution, for its holder.
+    "
+    ALTER TABLE executions ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;
+    CREATE INDEX executions_cancel ON executions (owner)
+        WHERE cancel_requested AND status IN ('starting', 'running');
+    ",
 ];
 
 /// The schema version this build writes.
