@@ -2,7 +2,8 @@
 //! own data directory and port: a deploy on one is seen by the others within a second,
 //! any node answers a call, and when one node is SIGKILLed in the middle of a load
 //! every accepted execution still ends, none runs twice unless its retry policy asked
-//! for it, and the lost node's running executions are re-run by the others.
+//! for it, and the lost node's running executions are re-run by the others. Logs are
+//! followed, and runs cancelled, from a node that does not run them.
 
 mod support;
 
@@ -206,4 +207,59 @@ async fn a_node_with_another_secret_key_is_refused() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("GANTRY_SECRET_KEY"), "{stderr}");
     first.stop().await;
+}
+
+#[tokio::test]
+async fn logs_and_cancels_reach_across_nodes() {
+    let url = TestPostgres::shared().create_database().await;
+    let near = Server::start_with(node(&url, "near-1")).await;
+    let far = Server::start_with(node(&url, "far-2")).await;
+    far.deploy(stdio_function(
+        "ticks",
+        r#"sh -c 'for i in 1 2 3 4 5; do echo "tick $i" >&2; sleep 0.2; done; cat'"#,
+        json!({}),
+    ))
+    .await;
+    far.deploy(stdio_function("long", "sleep 60", json!({})))
+        .await;
+
+    // Accepted (and run) by the far node, followed from the near one.
+    let id = far.enqueue("ticks", json!({"t": 1})).await;
+    let events = near
+        .follow_logs(&id)
+        .await
+        .collect(Duration::from_secs(20))
+        .await;
+    let ticks: Vec<&str> = events
+        .iter()
+        .filter(|event| event.event == "log")
+        .filter_map(|event| event.data["line"].as_str())
+        .collect();
+    assert_eq!(
+        ticks,
+        ["tick 1", "tick 2", "tick 3", "tick 4", "tick 5"],
+        "{events:?}"
+    );
+    let end = events.last().expect("events");
+    assert_eq!(
+        (end.event.as_str(), &end.data),
+        ("end", &json!({"status": "success"}))
+    );
+
+    // Running on the far node, cancelled through the near one.
+    let id = far.enqueue("long", json!(null)).await;
+    far.wait_status(&id, "running", Duration::from_secs(10))
+        .await;
+    let asked = Instant::now();
+    let cancel = near.request(Method::POST, &format!("/v1/executions/{id}:cancel"));
+    let (status, _, body) = near.call(cancel).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelled", "{body}");
+    assert_eq!(body["owner"], "far-2", "the far node ended it: {body}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "cancelled within seconds: {:?}",
+        asked.elapsed()
+    );
+    far.assert_no_instances().await;
 }
