@@ -14,7 +14,7 @@ mod finish;
 mod leases;
 mod outcome;
 mod recovery;
-mod remote_cancel;
+mod remote;
 mod report;
 mod retry;
 mod run;

@@ -75,6 +75,7 @@ impl Dispatcher {
         self.keep_leases();
         if self.settings.poll_results.is_some() {
             self.take_remote_cancels();
+            self.take_remote_results();
         }
         let dispatcher = self.clone();
         self.metrics.recovery_active(true);

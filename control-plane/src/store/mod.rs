@@ -303,6 +303,14 @@ pub trait Store: Send + Sync + 'static {
     /// compare it to know when to read them again.
     async fn catalog_generation(&self) -> Result<i64, StoreError>;
 
+    /// Ids of executions that end from now on, through any node, as the store hears of
+    /// them; `None` when it has no such feed (one node: this node ends them itself).
+    /// A subscriber that falls behind misses some, so it is a hint to read the record,
+    /// never the only way to learn of an end.
+    fn finished_feed(&self) -> Option<tokio::sync::broadcast::Receiver<Uuid>> {
+        None
+    }
+
     /// Writes what node `node.id` says about itself, replacing its earlier record.
     async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError>;
 

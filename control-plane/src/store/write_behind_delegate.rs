@@ -293,6 +293,10 @@ impl Store for WriteBehind {
         self.inner.catalog_generation().await
     }
 
+    fn finished_feed(&self) -> Option<tokio::sync::broadcast::Receiver<Uuid>> {
+        self.inner.finished_feed()
+    }
+
     async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError> {
         self.inner.heartbeat(node).await
     }

@@ -49,6 +49,7 @@ pub(super) fn describe(config: &tokio_postgres::Config) -> String {
 }
 
 /// A connection URL, read: the driver's settings and the CA file to trust, if named.
+#[derive(Clone)]
 pub(super) struct Target {
     /// What the driver connects with.
     pub(super) config: tokio_postgres::Config,

@@ -15,6 +15,7 @@ mod claim_sql;
 mod codec;
 mod connect;
 mod exec_sql;
+mod listener;
 mod nodes_sql;
 mod retention_sql;
 mod schema;
@@ -42,6 +43,16 @@ use crate::secrets::{Sealed, SecretRecord};
 pub struct PostgresStore {
     pool: Pool,
     target: String,
+    /// Ids of executions that ended, from the database's notifications.
+    finished: tokio::sync::broadcast::Sender<Uuid>,
+    /// The task listening for them; stopped with the store.
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -66,14 +77,20 @@ impl PostgresStore {
     pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
         let parsed = connect::parse(url)?;
         let target = connect::describe(&parsed.config);
-        let pool = connect::pool(parsed)?;
+        let pool = connect::pool(parsed.clone())?;
         let mut client = pool.get().await.map_err(codec::pool("connect"))?;
         let migrated = schema::migrate(&mut client).await;
         // The migration's session ends here, whatever happened, so no advisory lock
         // outlives it.
         drop(Object::take(client));
         migrated?;
-        Ok(PostgresStore { pool, target })
+        let (finished, listener) = listener::spawn(parsed);
+        Ok(PostgresStore {
+            pool,
+            target,
+            finished,
+            listener,
+        })
     }
 
     /// Where the store is (hosts, ports, database), without the password.
@@ -432,6 +449,10 @@ impl Store for PostgresStore {
 
     async fn catalog_generation(&self) -> Result<i64, StoreError> {
         nodes_sql::catalog_generation(&self.client().await?).await
+    }
+
+    fn finished_feed(&self) -> Option<tokio::sync::broadcast::Receiver<Uuid>> {
+        Some(self.finished.subscribe())
     }
 
     async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError> {

@@ -140,6 +140,25 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX executions_cancel ON executions (owner)
         WHERE cancel_requested AND status IN ('starting', 'running');
     ",
+    // 4: every node hears when an execution ends (at the commit that ends it), so a
+    // caller waiting on another node is answered at once.
+    "
+    CREATE FUNCTION notify_finished() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('gantry_finished', NEW.id::text);
+        RETURN NULL;
+    END;
+    $$;
+    CREATE TRIGGER execution_ended AFTER UPDATE OF status ON executions
+        FOR EACH ROW
+        WHEN (NEW.status IN ('success', 'error', 'timeout', 'cancelled')
+            AND OLD.status IS DISTINCT FROM NEW.status)
+        EXECUTE FUNCTION notify_finished();
+    CREATE TRIGGER execution_stored_ended AFTER INSERT ON executions
+        FOR EACH ROW
+        WHEN (NEW.status IN ('success', 'error', 'timeout', 'cancelled'))
+        EXECUTE FUNCTION notify_finished();
+    ",
 ];
 
 /// The schema version this build writes.

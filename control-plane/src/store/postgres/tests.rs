@@ -199,3 +199,41 @@ async fn nul_characters_round_trip() {
         .unwrap();
     assert_eq!(store.read_logs(id, 0, 10).await.unwrap(), vec![line]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_store_on_the_database_hears_an_execution_end() {
+    let url = TestPostgres::shared().create_database().await;
+    let (here, there) = (
+        PostgresStore::open(&url).await.expect("open"),
+        PostgresStore::open(&url).await.expect("open"),
+    );
+    let mut feed = there.finished_feed().expect("PostgreSQL has a feed");
+    let function = create(&here, "heard").await;
+    let running = crate::store::contract::claimed(&here, &function, "node-a").await;
+    // Listening starts in the background: end another execution until the feed works.
+    let mut heard = None;
+    for _ in 0..50 {
+        let warm_up = queued(&function);
+        here.insert_execution(&warm_up).await.unwrap();
+        let ended = crate::store::contract::finished(crate::domain::ExecutionStatus::Cancelled);
+        here.finish_execution(warm_up.id, crate::domain::Holder::Queue, &ended)
+            .await
+            .unwrap();
+        if let Ok(Ok(id)) = tokio::time::timeout(Duration::from_millis(100), feed.recv()).await {
+            heard = Some(id);
+            break;
+        }
+    }
+    assert!(heard.is_some(), "the feed never spoke");
+    while feed.try_recv().is_ok() {}
+    let ended = crate::store::contract::finished(crate::domain::ExecutionStatus::Success);
+    assert!(here
+        .finish_execution(running.id, crate::domain::Holder::Owner("node-a"), &ended)
+        .await
+        .unwrap());
+    let id = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+        .await
+        .expect("heard within seconds")
+        .expect("an id");
+    assert_eq!(id, running.id);
+}

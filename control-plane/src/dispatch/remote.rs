@@ -1,6 +1,8 @@
-//! Cancel across nodes: a cancel taken by a node that does not run the execution is
-//! written to the store for the node that holds it, which looks for such requests every
-//! [`LOOK_EVERY`] and kills the instance the way a local cancel does.
+//! What other nodes sharing the store tell this one. A cancel taken by a node that does
+//! not run the execution is written to the store for the node that holds it, which looks
+//! for such requests every [`LOOK_EVERY`] and kills the instance the way a local cancel
+//! does. An execution another node ended wakes the callers waiting for it here, when the
+//! store has a feed of ended executions (else they poll).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,37 @@ impl Dispatcher {
                     () = this.shutdown.cancelled() => return,
                 }
                 this.cancel_requested().await;
+            }
+        });
+    }
+
+    /// Starts the task that answers the callers waiting here for executions other
+    /// nodes end, from the store's feed, until shutdown.
+    pub(super) fn take_remote_results(self: &Arc<Self>) {
+        let Some(mut feed) = self.store.finished_feed() else {
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let id = tokio::select! {
+                    received = feed.recv() => match received {
+                        Ok(id) => id,
+                        // Missed ones are found by the waiters' polling.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                    },
+                    () = this.shutdown.cancelled() => return,
+                };
+                if this.waiters.contains_key(&id) {
+                    match this.store.get_execution(id).await {
+                        Ok(Some(record)) if record.status.is_terminal() => this.notify(&record),
+                        Ok(_) => {}
+                        Err(err) => {
+                            tracing::debug!(execution = %id, "cannot read an ended execution: {err}")
+                        }
+                    }
+                }
             }
         });
     }
