@@ -55,10 +55,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GANTRY_DATA_DIR", default_value = "./gantry-data")]
     pub data_dir: PathBuf,
     /// This node's id (letters, digits, `.`, `_`, `-`; at most 64): the owner of every
-    /// execution it claims, shown by `gantry node list`. Default: an id generated on
-    /// first start and kept in the data directory. Keep it stable across restarts, and
-    /// unique among the nodes sharing a database: a restarted node settles what its id
-    /// held.
+    /// execution it claims, shown by `gantry node list`. Default: the data directory's
+    /// own id, generated on first start and kept there. Keep it stable across restarts,
+    /// and unique among the nodes sharing a database: a restarted node settles what its
+    /// id held.
     #[arg(long, env = "GANTRY_NODE_ID")]
     pub node_id: Option<String>,
     /// Keep state in this PostgreSQL database instead of the embedded SQLite one:

@@ -40,7 +40,7 @@ fn work(runs: &str, mark: &str) -> Value {
         r#"sh -c 'sleep 0.3; echo "$EXECUTION_ID" >> "$RUNS"; printf "{\"mark\": \"%s\"}" "$MARK"'"#,
         json!({
             "env": {"RUNS": runs, "MARK": mark},
-            "concurrency": {"max_in_flight": 3},
+            "concurrency": {"max_in_flight": 9},
             "retry": {"max_attempts": 2, "initial_backoff_ms": 50},
         }),
     )
@@ -91,7 +91,17 @@ async fn three_nodes_share_the_work_and_a_lost_node_loses_nothing() {
         let node = [&one, &two, &three][n % 3];
         ids.push(node.enqueue("work", json!({ "n": n })).await);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Killed while it runs some of them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    'running: loop {
+        for id in ids.iter().skip(2).step_by(3) {
+            let record = status_of(&one, id).await;
+            if record["owner"] == "node-3" && record["status"] == "running" {
+                break 'running;
+            }
+        }
+        assert!(Instant::now() < deadline, "node 3 never ran any");
+    }
     three.kill9().await;
 
     // The others finish everything: what ran on node 3 once its leases lapse (30 s),
@@ -262,4 +272,62 @@ async fn logs_and_cancels_reach_across_nodes() {
         asked.elapsed()
     );
     far.assert_no_instances().await;
+}
+
+#[tokio::test]
+async fn max_in_flight_holds_across_the_cluster() {
+    let url = TestPostgres::shared().create_database().await;
+    let nodes = [
+        Server::start_with(node(&url, "lim-1")).await,
+        Server::start_with(node(&url, "lim-2")).await,
+        Server::start_with(node(&url, "lim-3")).await,
+    ];
+    let temp = support::function_tempdir();
+    let spans = temp.path().join("spans");
+    nodes[0]
+        .deploy(stdio_function(
+            "bounded",
+            r#"sh -c 'echo "$EXECUTION_ID start $(date +%s%N)" >> "$SPANS"; sleep 0.3; echo "$EXECUTION_ID end $(date +%s%N)" >> "$SPANS"; cat'"#,
+            json!({
+                "env": {"SPANS": spans.to_str().unwrap()},
+                "concurrency": {"max_in_flight": 2},
+            }),
+        ))
+        .await;
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        ids.push(nodes[n % 3].enqueue("bounded", json!({ "n": n })).await);
+    }
+    for id in &ids {
+        let record = nodes[0].wait_terminal(id, Duration::from_secs(60)).await;
+        assert_eq!(record["status"], "success", "{record}");
+    }
+    // The most runs at once, from the starts and ends the function recorded.
+    let text = std::fs::read_to_string(&spans).unwrap();
+    let mut events: Vec<(u128, i32)> = text
+        .lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let at: u128 = fields[2].parse().unwrap();
+            (at, if fields[1] == "start" { 1 } else { -1 })
+        })
+        .collect();
+    assert_eq!(events.len(), 24, "{text}");
+    events.sort();
+    let (mut running, mut most) = (0, 0);
+    for (_, step) in events {
+        running += step;
+        most = most.max(running);
+    }
+    assert_eq!(
+        most, 2,
+        "at most two at once, and two did run together:\n{text}"
+    );
+    let owners: std::collections::BTreeSet<String> =
+        futures_util::future::join_all(ids.iter().map(|id| nodes[0].execution(id)))
+            .await
+            .iter()
+            .map(|record| record["owner"].as_str().unwrap_or_default().to_owned())
+            .collect();
+    assert!(owners.len() > 1, "more than one node ran them: {owners:?}");
 }

@@ -31,12 +31,17 @@ struct Slots {
     /// not queued twice.
     queued: HashSet<Uuid>,
     reserved: usize,
+    /// Nothing starts while set: the function is at its cluster-wide limit.
+    held_back: bool,
 }
 
 impl Slots {
     /// Moves queued ids into free slots; answers the ids to start.
     fn fill(&mut self) -> Vec<Uuid> {
         let mut start = Vec::new();
+        if self.held_back {
+            return start;
+        }
         while self.running < self.max_in_flight {
             let Some(id) = self.queue.pop_front() else {
                 break;
@@ -86,7 +91,7 @@ impl Admission {
         self.with(function, |slots| {
             slots.max_in_flight = max_in_flight as usize;
             let waiting = slots.queue.len() + slots.reserved;
-            if slots.running < slots.max_in_flight && waiting == 0 {
+            if slots.running < slots.max_in_flight && waiting == 0 && !slots.held_back {
                 slots.running += 1;
                 Ok(Admit::Run)
             } else if waiting < max_queue as usize {
@@ -138,6 +143,27 @@ impl Admission {
         })
     }
 
+    /// The claim of `id` was refused because the function is at its cluster-wide limit:
+    /// `id` goes back to the head of the queue, and nothing more of the function starts
+    /// here until [`Admission::resume`]. (Its slot is freed by [`Admission::finished`].)
+    pub fn hold_back(&self, function: &str, id: Uuid) -> Load {
+        self.with(function, |slots| {
+            slots.held_back = true;
+            if slots.queued.insert(id) {
+                slots.queue.push_front(id);
+            }
+        })
+        .1
+    }
+
+    /// Lets the function start its queued executions again; answers the ids to start.
+    pub fn resume(&self, function: &str) -> (Vec<Uuid>, Load) {
+        self.with(function, |slots| {
+            slots.held_back = false;
+            slots.fill()
+        })
+    }
+
     /// A running execution ended: frees its slot and answers the ids to start.
     pub fn finished(&self, function: &str) -> (Vec<Uuid>, Load) {
         self.with(function, |slots| {
@@ -166,6 +192,26 @@ impl Admission {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_back_function_starts_nothing_until_resumed() {
+        let admission = Admission::default();
+        assert_eq!(admission.try_admit("f", 2, 10).0, Ok(Admit::Run));
+        let refused = Uuid::now_v7();
+        admission.hold_back("f", refused);
+        let (start, load) = admission.finished("f");
+        assert!(start.is_empty(), "held back");
+        assert_eq!((load.queued, load.running), (1, 0));
+        assert_eq!(
+            admission.try_admit("f", 2, 10).0,
+            Ok(Admit::Queue),
+            "new ones wait too"
+        );
+        let later = Uuid::now_v7();
+        admission.queue_reserved("f", later);
+        let (start, _) = admission.resume("f");
+        assert_eq!(start, vec![refused, later], "the refused one first");
+    }
 
     #[test]
     fn an_id_found_again_is_queued_once() {

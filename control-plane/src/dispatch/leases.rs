@@ -26,6 +26,7 @@ impl Dispatcher {
         Claim {
             owner: self.settings.owner.clone(),
             lease_until: crate::domain::now() + lease(),
+            max_in_flight: None,
         }
     }
 

@@ -19,9 +19,24 @@ use super::{hash_token, ActiveRun, CallbackReport, Dispatcher, Recorded, ReportD
 use crate::domain::{codes, Execution, ExecutionStatus, Finished, Started};
 use crate::logs::LogSink;
 use crate::registry::catalog::LoadedFunction;
+use crate::registry::manifest::DEFAULT_MAX_IN_FLIGHT;
 use crate::runtime::{Instance, InstanceExit, Launch};
 use crate::secrets::Masker;
 use crate::store::Store;
+
+/// How long a function at its cluster-wide `max_in_flight` waits before this node tries
+/// to claim its next execution again.
+const CLAIM_RETRY: Duration = Duration::from_millis(200);
+
+/// What became of a claim.
+enum Claimed {
+    /// This node holds the execution now.
+    Yes(Box<Execution>),
+    /// Not there to claim (claimed by another runner, cancelled, finished, stopping).
+    No,
+    /// It still waits, but its function is at its cluster-wide `max_in_flight`.
+    AtLimit,
+}
 
 /// What a cold instance answers: its watchdog's report, or its end.
 enum ColdAnswer {
@@ -92,51 +107,88 @@ impl Dispatcher {
     /// record). An execution another runner claimed, or that was cancelled, is left
     /// alone.
     pub(super) async fn run(self: Arc<Self>, function: String, id: Uuid, fresh: Option<Execution>) {
-        if let Some(execution) = self.claim_to_run(id, fresh).await {
-            self.run_loaded(execution).await;
+        match self.claim_to_run(&function, id, fresh).await {
+            Claimed::Yes(execution) => self.run_loaded(*execution).await,
+            Claimed::No => {}
+            Claimed::AtLimit => self.hold_back(&function, id),
         }
         let (start, load) = self.admission.finished(&function);
         self.metrics.set_load(&function, load.queued, load.running);
         self.start_queued(&function, start);
     }
 
-    /// Claims queued execution `id` for this node and answers its record, now
-    /// `starting`; `None` when it is not there to claim.
-    async fn claim_to_run(&self, id: Uuid, fresh: Option<Execution>) -> Option<Execution> {
+    /// Claims queued execution `id` of `function` for this node and answers its record,
+    /// now `starting`; or why not.
+    async fn claim_to_run(&self, function: &str, id: Uuid, fresh: Option<Execution>) -> Claimed {
         if self.closing.load(Ordering::SeqCst) {
             // Stays queued for the next start; a caller waiting for it gets the record
             // as it is.
             if let Ok(Some(record)) = self.store.get_execution(id).await {
                 self.notify(&record);
             }
-            return None;
+            return Claimed::No;
         }
-        let claim = self.claim();
+        let mut claim = self.claim();
+        if self.settings.poll_results.is_some() {
+            // Other nodes share the store: the function's bound holds for them all.
+            claim.max_in_flight = match self.catalog.current(function).await {
+                Ok(loaded) => Some(loaded.spec().max_in_flight()),
+                Err(_) => Some(DEFAULT_MAX_IN_FLIGHT),
+            };
+        }
         match self.store.claim(id, &claim).await {
             Ok(true) => {}
-            Ok(false) => return None,
+            Ok(false) if claim.max_in_flight.is_some() => return self.why_unclaimed(id).await,
+            Ok(false) => return Claimed::No,
             Err(err) => {
                 // Left queued: the next start (or another node) runs it.
                 tracing::error!(execution = %id, "cannot claim the execution to run it: {err}");
-                return None;
+                return Claimed::No;
             }
         }
         let mut execution = match fresh {
             Some(execution) => execution,
             None => match self.store.get_execution(id).await {
                 Ok(Some(execution)) => execution,
-                Ok(None) => return None,
+                Ok(None) => return Claimed::No,
                 Err(err) => {
                     // Left claimed by this node: its next start settles it.
                     tracing::error!(execution = %id, "cannot load the execution to run it: {err}");
-                    return None;
+                    return Claimed::No;
                 }
             },
         };
         execution.status = ExecutionStatus::Starting;
         execution.owner = Some(claim.owner);
         execution.lease_until = Some(claim.lease_until);
-        Some(execution)
+        Claimed::Yes(Box::new(execution))
+    }
+
+    /// A bounded claim was refused: at the limit if the execution still waits to run.
+    async fn why_unclaimed(&self, id: Uuid) -> Claimed {
+        match self.store.get_execution(id).await {
+            Ok(Some(record))
+                if record.status == ExecutionStatus::Queued
+                    && record.run_at.is_none_or(|at| at <= crate::domain::now()) =>
+            {
+                Claimed::AtLimit
+            }
+            _ => Claimed::No,
+        }
+    }
+
+    /// Puts `id` back at the head of `function`'s queue and starts nothing more of it
+    /// here for [`CLAIM_RETRY`]: the slots are held on other nodes, which this one only
+    /// learns by trying again.
+    fn hold_back(self: &Arc<Self>, function: &str, id: Uuid) {
+        self.admission.hold_back(function, id);
+        let (this, function) = (self.clone(), function.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(CLAIM_RETRY).await;
+            let (start, load) = this.admission.resume(&function);
+            this.metrics.set_load(&function, load.queued, load.running);
+            this.start_queued(&function, start);
+        });
     }
 
     async fn run_loaded(self: &Arc<Self>, mut execution: Execution) {

@@ -224,6 +224,10 @@ pub struct Claim {
     pub owner: String,
     /// When the claim lapses.
     pub lease_until: DateTime<Utc>,
+    /// At most this many executions of the function may be held (starting or running)
+    /// at once, by every node together; `None` when the node's own admission is the
+    /// only bound (one node on its own store).
+    pub max_in_flight: Option<u32>,
 }
 
 /// Who may end an execution: the queue, for one that never started (a cancel or an

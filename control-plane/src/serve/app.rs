@@ -48,7 +48,11 @@ pub(super) struct App {
 impl App {
     /// Opens everything the server needs and settles the previous run's executions.
     pub async fn build(settings: Settings, operator_token: Option<String>) -> Result<App, Failure> {
-        let Settings { args, owner } = settings;
+        let Settings {
+            args,
+            owner,
+            node_id,
+        } = settings;
         let (durable, store_name) = open_store(&args).await?;
         // Everything reads through the decorator, so records written behind are seen.
         let behind = Arc::new(WriteBehind::new(durable));
@@ -78,7 +82,7 @@ impl App {
             vault.clone(),
             logs.clone(),
             metrics.clone(),
-            dispatch_settings(&args, &advertise, owner),
+            dispatch_settings(&args, &advertise, node_id),
         );
         let state = Arc::new(AppState {
             store,
@@ -222,12 +226,12 @@ async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn Store>, String), Failur
 }
 
 /// How the dispatcher runs executions, from the flags.
-fn dispatch_settings(args: &ServeArgs, advertise: &str, owner: String) -> DispatchSettings {
+fn dispatch_settings(args: &ServeArgs, advertise: &str, node_id: String) -> DispatchSettings {
     DispatchSettings {
         callback_base: format!("{}/v1/internal/executions", advertise.trim_end_matches('/')),
         log_cap_bytes: args.log_cap_bytes,
         max_env_payload_bytes: MAX_ENV_PAYLOAD_BYTES,
-        owner,
+        owner: node_id,
         // One node on its own database runs every execution it is asked about; on a
         // shared one, another node may run it.
         poll_results: args.database_url.as_ref().map(|_| POLL_RESULTS),

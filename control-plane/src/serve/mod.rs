@@ -78,10 +78,15 @@ async fn serve(args: ServeArgs, operator_token: Option<String>) -> Result<(), Fa
     app.run().await
 }
 
-/// Flags that passed every check, with the data directory prepared and its owner id.
+/// Flags that passed every check, with the data directory prepared, its owner id and
+/// the node id.
 struct Settings {
     args: ServeArgs,
+    /// The data directory's own id: it marks the processes and names the cgroups this
+    /// node starts, so it is unique on the host whatever the node is called.
     owner: String,
+    /// The node's id in the store: `--node-id`, else the owner id.
+    node_id: String,
 }
 
 impl Settings {
@@ -90,13 +95,18 @@ impl Settings {
         check_args(&args)?;
         raise_descriptor_limit();
         prepare_data_dir(&mut args)?;
-        let owner = owner_id(&args.data_dir, args.node_id.as_deref()).map_err(|err| {
+        let owner = owner_id(&args.data_dir).map_err(|err| {
             Failure::config(format!(
                 "GANTRY_DATA_DIR (--data-dir) {} is not writable: {err}",
                 args.data_dir.display()
             ))
         })?;
-        Ok(Settings { args, owner })
+        let node_id = args.node_id.clone().unwrap_or_else(|| owner.clone());
+        Ok(Settings {
+            args,
+            owner,
+            node_id,
+        })
     }
 }
 
@@ -166,21 +176,19 @@ fn host_policy(args: &ServeArgs, advertise: &str) -> HostPolicy {
     HostPolicy::new(args.allowed_hosts.iter().cloned().chain(advertised))
 }
 
-/// The node id of `data_dir`: `given` (`--node-id`), else the one kept there, else a
-/// new one. It is kept in the data directory, so later starts without the flag keep it;
-/// it marks the processes this node starts, so a later start finds those a crash left
-/// behind.
-fn owner_id(data_dir: &Path, given: Option<&str>) -> std::io::Result<String> {
+/// A stable, random id for `data_dir`, created on first use; it marks the processes
+/// this data directory's server starts, so a later start finds those a crash left
+/// behind, and names its cgroups. It is the node id too, unless `--node-id` names one.
+fn owner_id(data_dir: &Path) -> std::io::Result<String> {
     let path = data_dir.join("owner-id");
-    let kept = datadir::read_trimmed(&path)?;
-    if let (Some(kept), None) = (&kept, given) {
-        return Ok(kept.clone());
+    match datadir::read_trimmed(&path)? {
+        Some(id) => Ok(id),
+        None => {
+            let id = uuid::Uuid::new_v4().simple().to_string();
+            datadir::write_private(&path, id.as_bytes())?;
+            Ok(id)
+        }
     }
-    let id = given.map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned);
-    if kept.as_deref() != Some(id.as_str()) {
-        datadir::write_private(&path, id.as_bytes())?;
-    }
-    Ok(id)
 }
 
 /// Raises the open-file limit to its hard limit: every connection and every instance's

@@ -160,6 +160,19 @@ impl State {
     }
 
     pub(super) fn claim(&mut self, id: Uuid, claim: &Claim, now: DateTime<Utc>) -> bool {
+        let Some(function) = self.executions.get(&id).map(|e| e.function.clone()) else {
+            return false;
+        };
+        if let Some(limit) = claim.max_in_flight {
+            let held = self
+                .executions
+                .values()
+                .filter(|e| e.function == function && is_held_status(e.status))
+                .count();
+            if held >= limit as usize {
+                return false;
+            }
+        }
         let Some(e) = self.executions.get_mut(&id) else {
             return false;
         };

@@ -115,7 +115,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Claims a queued execution that may run now for `claim.owner`: `queued` →
     /// `starting`, atomically, so exactly one runner gets it. `false`, and no change,
-    /// if it is not queued or its `run_at` is still ahead.
+    /// if it is not queued, its `run_at` is still ahead, or `claim.max_in_flight`
+    /// executions of its function are held already (by any node: claims of one
+    /// function are serialized for that count).
     async fn claim(&self, id: Uuid, claim: &Claim) -> Result<bool, StoreError>;
 
     /// `starting` → `running` with `started`, if `owner` holds the execution. `false`,

@@ -19,14 +19,19 @@ pub(super) fn claim(
     let changed = conn
         .prepare_cached(
             "UPDATE executions SET status = 'starting', owner = ?2, lease_until = ?3
-             WHERE id = ?1 AND status = 'queued' AND (run_at IS NULL OR run_at <= ?4)",
+             WHERE id = ?1 AND status = 'queued' AND (run_at IS NULL OR run_at <= ?4)
+                AND (?5 IS NULL OR ?5 > (SELECT count(*) FROM executions AS held
+                    INDEXED BY executions_held_function
+                    WHERE held.function = executions.function
+                        AND held.status IN ('starting', 'running')))",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
                 id.into_bytes(),
                 claim.owner,
                 to_ms(claim.lease_until),
-                now
+                now,
+                claim.max_in_flight,
             ])
         })
         .map_err(db("claim execution"))?;

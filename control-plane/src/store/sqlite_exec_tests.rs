@@ -32,6 +32,7 @@ fn claim_for(owner: &str, seconds: i64) -> Claim {
     Claim {
         owner: owner.into(),
         lease_until: ms(Utc::now() + chrono::TimeDelta::seconds(seconds)),
+        max_in_flight: None,
     }
 }
 

@@ -164,6 +164,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS executions_cancel ON executions (owner)
         WHERE cancel_requested = 1 AND status IN ('starting', 'running');
     ",
+    // Claims bounded by a function's cluster-wide max_in_flight count what it holds.
+    "
+    CREATE INDEX IF NOT EXISTS executions_held_function ON executions (function)
+        WHERE status IN ('starting', 'running');
+    ",
 ];
 
 /// The schema version this build writes.

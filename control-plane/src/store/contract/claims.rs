@@ -327,3 +327,67 @@ pub(crate) async fn a_cancel_request_reaches_only_the_holder(store: Arc<dyn Stor
     );
     assert!(!store.request_cancel(running.id).await.unwrap(), "finished");
 }
+
+/// A claim bounded by `max_in_flight` counts what every owner holds of the function:
+/// under contention exactly the bound is claimed, and a freed slot can be claimed again.
+pub(crate) async fn a_bounded_claim_holds_the_limit_across_owners(store: Arc<dyn Store>) {
+    let function = create(&*store, "bounded").await;
+    let other = create(&*store, "other").await;
+    let busy = super::claimed(&*store, &other, "node-z").await;
+    let mut ids = Vec::new();
+    for _ in 0..16 {
+        let execution = queued(&function);
+        store.insert_execution(&execution).await.unwrap();
+        ids.push(execution.id);
+    }
+    let racers: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let (store, id) = (store.clone(), *id);
+            tokio::spawn(async move {
+                let mut claim = claim_for(&format!("node-{}", n % 3), 30);
+                claim.max_in_flight = Some(2);
+                store.claim(id, &claim).await.unwrap().then_some(id)
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for racer in racers {
+        won.extend(racer.await.unwrap());
+    }
+    assert_eq!(won.len(), 2, "exactly the bound is claimed: {won:?}");
+    assert_eq!(
+        busy.status,
+        ExecutionStatus::Starting,
+        "another function's count apart"
+    );
+    let ended = super::finished(ExecutionStatus::Success);
+    let holder = store
+        .get_execution(won[0])
+        .await
+        .unwrap()
+        .unwrap()
+        .owner
+        .unwrap();
+    assert!(store
+        .finish_execution(won[0], Holder::Owner(&holder), &ended)
+        .await
+        .unwrap());
+    let waiting: Vec<Uuid> = ids.iter().copied().filter(|id| !won.contains(id)).collect();
+    let mut claim = claim_for("node-a", 30);
+    claim.max_in_flight = Some(2);
+    assert!(
+        store.claim(waiting[0], &claim).await.unwrap(),
+        "a freed slot"
+    );
+    assert!(
+        !store.claim(waiting[1], &claim).await.unwrap(),
+        "full again"
+    );
+    claim.max_in_flight = None;
+    assert!(
+        store.claim(waiting[1], &claim).await.unwrap(),
+        "unbounded claims ignore it"
+    );
+}

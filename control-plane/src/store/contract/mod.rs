@@ -49,6 +49,7 @@ pub(crate) fn claim_for(owner: &str, seconds: i64) -> Claim {
     Claim {
         owner: owner.into(),
         lease_until: ms(Utc::now() + chrono::TimeDelta::seconds(seconds)),
+        max_in_flight: None,
     }
 }
 
@@ -105,6 +106,7 @@ macro_rules! store_contract {
             claims::renewal_extends_only_what_the_owner_holds,
             claims::stale_queued_work_is_made_due_oldest_first,
             claims::a_cancel_request_reaches_only_the_holder,
+            claims::a_bounded_claim_holds_the_limit_across_owners,
             transitions::only_the_claiming_owner_marks_a_start,
             transitions::one_result_wins_a_race_of_reports,
             transitions::a_node_never_moves_what_another_holds,

@@ -28,6 +28,50 @@ pub(super) async fn claim(
     .await
 }
 
+/// [`claim`] bounded by `claim.max_in_flight` held executions of the function, inside
+/// the caller's transaction: a transaction lock on the function's name serializes the
+/// count and the claim with every other node's.
+pub(super) async fn claim_within_limit(
+    client: &impl GenericClient,
+    id: Uuid,
+    claim: &Claim,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let Some(row) = client
+        .query_opt("SELECT function FROM executions WHERE id = $1", &[&id])
+        .await
+        .map_err(db("claim an execution"))?
+    else {
+        return Ok(false);
+    };
+    let function: String = get(&row, 0, "execution function")?;
+    client
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtext('gantry:claim:' || $1))",
+            &[&function],
+        )
+        .await
+        .map_err(db("claim an execution"))?;
+    let limit = claim.max_in_flight.map(i64::from);
+    update_where(
+        client,
+        "claim an execution",
+        "status = 'starting', owner = $2, lease_until = $3",
+        "status = 'queued' AND (run_at IS NULL OR run_at <= $4)
+            AND $5 > (SELECT count(*) FROM executions AS held
+                WHERE held.function = $6 AND held.status IN ('starting', 'running'))",
+        &[
+            &id,
+            &claim.owner,
+            &to_ms(claim.lease_until),
+            &now,
+            &limit,
+            &function,
+        ],
+    )
+    .await
+}
+
 /// See [`crate::store::Store::mark_running`].
 pub(super) async fn mark_running(
     client: &impl GenericClient,

@@ -208,7 +208,16 @@ impl Store for PostgresStore {
 
     async fn claim(&self, id: Uuid, claim: &Claim) -> Result<bool, StoreError> {
         let now = to_ms(crate::domain::now());
-        claim_sql::claim(&self.client().await?, id, claim, now).await
+        let mut client = self.client().await?;
+        if claim.max_in_flight.is_none() {
+            return claim_sql::claim(&client, id, claim, now).await;
+        }
+        // Counting what the function holds and claiming must not interleave with another
+        // node's claim of the same function: a lock per function, for this transaction.
+        let tx = client.transaction().await.map_err(db("begin a claim"))?;
+        let claimed = claim_sql::claim_within_limit(&tx, id, claim, now).await?;
+        tx.commit().await.map_err(db("commit a claim"))?;
+        Ok(claimed)
     }
 
     async fn mark_running(

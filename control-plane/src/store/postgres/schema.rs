@@ -159,6 +159,11 @@ const MIGRATIONS: &[&str] = &[
         WHEN (NEW.status IN ('success', 'error', 'timeout', 'cancelled'))
         EXECUTE FUNCTION notify_finished();
     ",
+    // 5: claims bounded by a function's cluster-wide max_in_flight count what it holds.
+    "
+    CREATE INDEX executions_held_function ON executions (function)
+        WHERE status IN ('starting', 'running');
+    ",
 ];
 
 /// The schema version this build writes.
