@@ -658,7 +658,7 @@ fn run() -> BenchResult<()> {
         claims,
         scaling,
     };
-    SECTION.publish(&markdown(&report)?, options)
+    SECTION.publish(&SECTION.wrap(&markdown(&report)?), options)
 }
 
 /// `PostgreSQL 17.x` as the server reports it.
