@@ -5,9 +5,11 @@ MUSL_TARGET := x86_64-unknown-linux-musl
 GNU_TARGET := x86_64-unknown-linux-gnu
 # The static, size-tuned watchdog that function images copy in.
 STATIC_WATCHDOG := target/static/watchdog
+# Where cargo builds: CARGO_TARGET_DIR when set, else target/.
+TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
 WATCHDOG_IMAGE ?= gantry/watchdog:latest
 
-.PHONY: help build test lint fmt fuzz fuzz-ci watchdog-static check-static watchdog-image docker-up check-image base-images runtime-images check-runtime-images run bench bench-watchdog bench-control-plane bench-docker bench-warm clean
+.PHONY: help build test lint fmt fuzz fuzz-ci watchdog-static check-static watchdog-image docker-up check-image base-images runtime-images check-runtime-images run bench bench-watchdog bench-control-plane bench-docker bench-warm bench-cluster clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -39,12 +41,12 @@ watchdog-static: ## build the static, size-tuned watchdog into target/static/wat
 	@if rustup target list --installed 2>/dev/null | grep -qx $(MUSL_TARGET) || rustup target add $(MUSL_TARGET); then \
 		echo "building the watchdog for $(MUSL_TARGET) (profile min-size)"; \
 		$(CARGO) build --profile min-size --target $(MUSL_TARGET) -p gantry-watchdog && \
-		cp target/$(MUSL_TARGET)/min-size/watchdog $(STATIC_WATCHDOG); \
+		cp $(TARGET_DIR)/$(MUSL_TARGET)/min-size/watchdog $(STATIC_WATCHDOG); \
 	else \
 		echo "the musl target is unavailable: falling back to a +crt-static glibc build"; \
 		RUSTFLAGS="-C target-feature=+crt-static -C relocation-model=static" \
 			$(CARGO) build --profile min-size --target $(GNU_TARGET) -p gantry-watchdog && \
-		cp target/$(GNU_TARGET)/min-size/watchdog $(STATIC_WATCHDOG); \
+		cp $(TARGET_DIR)/$(GNU_TARGET)/min-size/watchdog $(STATIC_WATCHDOG); \
 	fi
 	@ls -l $(STATIC_WATCHDOG) | awk '{print "target/static/watchdog: " $$5 " bytes"}'
 
@@ -76,7 +78,7 @@ run: ## start Gantry on its embedded defaults: process runtime, SQLite in ./gant
 	$(CARGO) build -p gantry-watchdog -p gantry-control-plane
 	target/debug/gantry serve
 
-bench: bench-watchdog bench-control-plane bench-docker bench-warm ## every benchmark
+bench: bench-watchdog bench-control-plane bench-docker bench-warm bench-cluster ## every benchmark
 
 bench-watchdog: watchdog-static ## watchdog size, RSS, WARM proxy and STDIO latency; see BENCHMARKS.md
 	WATCHDOG_BIN=$(CURDIR)/$(STATIC_WATCHDOG) $(CARGO) bench -p gantry-watchdog --bench watchdog_bench
@@ -95,6 +97,11 @@ bench-warm: watchdog-static ## warm pool: `:invoke` of a warm no-op function aga
 	$(CARGO) build --release -p gantry-control-plane
 	GANTRY_BIN=$(CURDIR)/target/release/gantry WATCHDOG_BIN=$(CURDIR)/$(STATIC_WATCHDOG) \
 		$(CARGO) bench -p gantry-control-plane --bench warm_bench
+
+bench-cluster: watchdog-static ## 1–3 `gantry serve` nodes on one PostgreSQL (the tests' server): enqueue, claim latency, throughput; see BENCHMARKS.md
+	$(CARGO) build --release -p gantry-control-plane
+	GANTRY_BIN=$(TARGET_DIR)/release/gantry WATCHDOG_BIN=$(CURDIR)/$(STATIC_WATCHDOG) \
+		$(CARGO) bench -p gantry-control-plane --bench cluster_bench
 
 clean: ## remove build output
 	$(CARGO) clean

@@ -59,6 +59,17 @@ impl Server {
     /// --shutdown-grace-ms 0` with the static watchdog and `GANTRY_LOG=warn`, and waits
     /// for its `gantry listening on http://…` line.
     pub fn start(name: &str, data_dir: &Path) -> BenchResult<Server> {
+        Server::start_with(name, data_dir, &[], &[])
+    }
+
+    /// [`Server::start`] with more arguments after the usual ones (`--database-url`,
+    /// `--node-id`, …) and more environment variables (`GANTRY_SECRET_KEY`, …).
+    pub fn start_with(
+        name: &str,
+        data_dir: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+    ) -> BenchResult<Server> {
         std::fs::create_dir_all(log_dir())?;
         let log = log_dir().join(format!("{name}.log"));
         let mut command = Command::new(gantry_bin());
@@ -76,6 +87,8 @@ impl Server {
             .env("GANTRY_WATCHDOG", watchdog_bin())
             .env("GANTRY_TOKEN", crate::client::TOKEN)
             .env("GANTRY_LOG", "warn")
+            .args(args)
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
