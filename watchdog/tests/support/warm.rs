@@ -20,6 +20,8 @@ pub struct WarmWatchdog {
     pub marker: String,
     pub client: reqwest::Client,
     stderr: Arc<Mutex<String>>,
+    /// The task copying stderr; it ends when the pipe closes.
+    stderr_reader: Option<tokio::task::JoinHandle<()>>,
     _cleanup: MarkerGuard,
 }
 
@@ -34,7 +36,7 @@ impl Watchdog {
         let (port_tx, port_rx) = oneshot::channel();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let collected = Arc::clone(&stderr);
-        tokio::spawn(async move {
+        let stderr_reader = tokio::spawn(async move {
             let mut port_tx = Some(port_tx);
             while let Ok(Some(line)) = lines.next_line().await {
                 eprintln!("[watchdog] {line}");
@@ -59,6 +61,7 @@ impl Watchdog {
             marker: self.marker,
             client: reqwest::Client::new(),
             stderr,
+            stderr_reader: Some(stderr_reader),
         }
     }
 }
@@ -157,6 +160,10 @@ impl WarmWatchdog {
                 )
             })
             .unwrap();
+        // Its last lines may still be in the pipe: read them before anyone looks.
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), reader).await;
+        }
         status.code().unwrap_or(-1)
     }
 
