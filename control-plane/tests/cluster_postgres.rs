@@ -46,10 +46,6 @@ fn work(runs: &str, mark: &str) -> Value {
     )
 }
 
-async fn status_of(server: &Server, id: &str) -> Value {
-    server.execution(id).await
-}
-
 #[tokio::test]
 async fn three_nodes_share_the_work_and_a_lost_node_loses_nothing() {
     let url = TestPostgres::shared().create_database().await;
@@ -95,7 +91,7 @@ async fn three_nodes_share_the_work_and_a_lost_node_loses_nothing() {
     let deadline = Instant::now() + Duration::from_secs(30);
     'running: loop {
         for id in ids.iter().skip(2).step_by(3) {
-            let record = status_of(&one, id).await;
+            let record = one.execution(id).await;
             if record["owner"] == "node-3" && record["status"] == "running" {
                 break 'running;
             }
@@ -106,32 +102,12 @@ async fn three_nodes_share_the_work_and_a_lost_node_loses_nothing() {
 
     // The others finish everything: what ran on node 3 once its leases lapse (30 s),
     // what waited in its memory once it has been unclaimed for a minute.
-    let deadline = Instant::now() + Duration::from_secs(150);
-    let mut ended: BTreeMap<String, Value> = BTreeMap::new();
-    for id in &ids {
-        loop {
-            let record = status_of(&one, id).await;
-            let status = record["status"].as_str().unwrap_or_default();
-            if !["queued", "starting", "running"].contains(&status) {
-                ended.insert(id.clone(), record);
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{id} is still {status}: {record}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    let text = std::fs::read_to_string(runs).unwrap_or_default();
-    let mut counted: BTreeMap<&str, u32> = BTreeMap::new();
-    for line in text.lines() {
-        *counted.entry(line).or_default() += 1;
-    }
+    let ended = one.wait_all_terminal(&ids, Duration::from_secs(150)).await;
+    let counted = support::count_lines(std::path::Path::new(runs));
     let mut lost = 0;
     for (id, record) in &ended {
-        let attempt = record["attempt"].as_u64().unwrap_or(0) as u32;
-        let ran = counted.get(id.as_str()).copied().unwrap_or(0);
+        let attempt = record["attempt"].as_u64().unwrap_or(0) as usize;
+        let ran = counted.get(id).copied().unwrap_or(0);
         assert!(
             ran <= attempt,
             "{id} ran {ran} times in {attempt} attempt(s): {record}"
@@ -192,7 +168,7 @@ async fn three_nodes_share_the_work_and_a_lost_node_loses_nothing() {
     let mut back = three.restart(node(&url, "node-3")).await;
     for (id, record) in &ended {
         assert_eq!(
-            &status_of(&back, id).await["status"],
+            &back.execution(id).await["status"],
             &record["status"],
             "{id}"
         );
@@ -298,8 +274,10 @@ async fn max_in_flight_holds_across_the_cluster() {
     for n in 0..12 {
         ids.push(nodes[n % 3].enqueue("bounded", json!({ "n": n })).await);
     }
-    for id in &ids {
-        let record = nodes[0].wait_terminal(id, Duration::from_secs(60)).await;
+    let ended = nodes[0]
+        .wait_all_terminal(&ids, Duration::from_secs(60))
+        .await;
+    for record in ended.values() {
         assert_eq!(record["status"], "success", "{record}");
     }
     // The most runs at once, from the starts and ends the function recorded.
@@ -323,11 +301,9 @@ async fn max_in_flight_holds_across_the_cluster() {
         most, 2,
         "at most two at once, and two did run together:\n{text}"
     );
-    let owners: std::collections::BTreeSet<String> =
-        futures_util::future::join_all(ids.iter().map(|id| nodes[0].execution(id)))
-            .await
-            .iter()
-            .map(|record| record["owner"].as_str().unwrap_or_default().to_owned())
-            .collect();
+    let owners: std::collections::BTreeSet<&str> = ended
+        .values()
+        .map(|record| record["owner"].as_str().unwrap_or_default())
+        .collect();
     assert!(owners.len() > 1, "more than one node ran them: {owners:?}");
 }

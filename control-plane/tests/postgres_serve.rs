@@ -6,7 +6,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -63,30 +63,18 @@ async fn serve_on_postgres_finishes_each_execution_once_across_a_kill9() {
         .call(restarted.request(Method::GET, "/readyz"))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut ended: BTreeMap<String, String> = BTreeMap::new();
-    for id in &ids {
-        loop {
-            let record = restarted.execution(id).await;
-            let status = record["status"].as_str().unwrap_or_default().to_owned();
-            if !["queued", "starting", "running"].contains(&status.as_str()) {
-                ended.insert(id.clone(), status);
-                break;
-            }
-            assert!(Instant::now() < deadline, "{id} is still {status}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    let text = std::fs::read_to_string(&runs).unwrap_or_default();
-    let mut counted: BTreeMap<&str, usize> = BTreeMap::new();
-    for line in text.lines() {
-        *counted.entry(line).or_default() += 1;
-    }
+    let ended: BTreeMap<String, String> = restarted
+        .wait_all_terminal(&ids, Duration::from_secs(120))
+        .await
+        .into_iter()
+        .map(|(id, record)| (id, record["status"].as_str().unwrap_or_default().to_owned()))
+        .collect();
+    let counted = support::count_lines(&runs);
     let twice: Vec<_> = counted.iter().filter(|(_, &n)| n > 1).collect();
     assert!(twice.is_empty(), "executions that ran twice: {twice:?}");
     for (id, status) in &ended {
         if status == "success" {
-            assert_eq!(counted.get(id.as_str()), Some(&1), "{id} succeeded once");
+            assert_eq!(counted.get(id), Some(&1), "{id} succeeded once");
         } else {
             // Only the one running at the crash may have ended otherwise.
             let record = restarted.execution(id).await;

@@ -333,6 +333,22 @@ impl Server {
         }
     }
 
+    /// Waits until every execution of `ids` is terminal, all within `within`; answers
+    /// each final record by id.
+    pub async fn wait_all_terminal(
+        &self,
+        ids: &[String],
+        within: Duration,
+    ) -> std::collections::BTreeMap<String, Value> {
+        let deadline = Instant::now() + within;
+        let mut ended = std::collections::BTreeMap::new();
+        for id in ids {
+            let left = deadline.saturating_duration_since(Instant::now());
+            ended.insert(id.clone(), self.wait_terminal(id, left).await);
+        }
+        ended
+    }
+
     /// Polls execution `id` until its status is `status` (at most `within`).
     pub async fn wait_status(&self, id: &str, status: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
@@ -529,4 +545,15 @@ pub fn stdio_function(name: &str, command: &str, extra: Value) -> Value {
         }
     }
     manifest
+}
+
+/// How many times each line occurs in the file at `path` (none when it is missing):
+/// functions that append their execution id per run count their runs this way.
+pub fn count_lines(path: &Path) -> std::collections::BTreeMap<String, usize> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut counted = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        *counted.entry(line.to_owned()).or_default() += 1;
+    }
+    counted
 }
