@@ -618,18 +618,7 @@ fn run() -> BenchResult<()> {
         "every node, PostgreSQL and this load generator share the machine's {} cores: more nodes add coordination, not capacity",
         machine.cpus
     );
-    for (what, path) in [
-        ("GANTRY_BIN", server::gantry_bin()),
-        ("WATCHDOG_BIN", server::watchdog_bin()),
-    ] {
-        if !path.is_file() {
-            return Err(format!(
-                "{what}: {} does not exist; `make bench-cluster` builds both",
-                path.display()
-            )
-            .into());
-        }
-    }
+    server::check_binaries("make bench-cluster")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

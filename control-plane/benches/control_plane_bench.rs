@@ -105,18 +105,7 @@ fn run() -> BenchResult<()> {
         server::watchdog_bin().display(),
         server::log_dir().display()
     );
-    for (what, path) in [
-        ("GANTRY_BIN", server::gantry_bin()),
-        ("WATCHDOG_BIN", server::watchdog_bin()),
-    ] {
-        if !path.is_file() {
-            return Err(format!(
-                "{what}: {} does not exist; `make bench-control-plane` builds both",
-                path.display()
-            )
-            .into());
-        }
-    }
+    server::check_binaries("make bench-control-plane")?;
 
     println!("[1/3] cold start: `:invoke` of a no-op STDIO function (`cat`)");
     let cold = cold_start::run(&rt, &settings)?;

@@ -100,14 +100,7 @@ fn run() -> BenchResult<()> {
     let load_before = report::load_average();
     println!("warm-pool benchmark: {}", machine.describe());
     println!("load average before: {load_before}");
-    let binaries = [
-        ("GANTRY_BIN", server::gantry_bin()),
-        ("WATCHDOG_BIN", server::watchdog_bin()),
-    ];
-    if let Some((var, missing)) = binaries.iter().find(|(_, path)| !path.is_file()) {
-        let missing = missing.display();
-        return Err(format!("{var}: no {missing}; `make bench-warm` builds both").into());
-    }
+    server::check_binaries("make bench-warm")?;
     println!(
         "gantry: {}; watchdog: {}; logs: {}",
         server::gantry_bin().display(),

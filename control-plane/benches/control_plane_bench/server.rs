@@ -39,6 +39,24 @@ pub fn watchdog_bin() -> PathBuf {
         .unwrap_or_else(|| repository_root().join("target/static/watchdog"))
 }
 
+/// Fails unless the `gantry` and watchdog binaries the servers run are there, naming
+/// `make_target` as what builds them.
+pub fn check_binaries(make_target: &str) -> BenchResult<()> {
+    for (what, path) in [
+        ("GANTRY_BIN", gantry_bin()),
+        ("WATCHDOG_BIN", watchdog_bin()),
+    ] {
+        if !path.is_file() {
+            return Err(format!(
+                "{what}: {} does not exist; `{make_target}` builds both",
+                path.display()
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// A running `gantry serve`; stopped (and its leftovers killed) when dropped.
 pub struct Server {
     /// `http://127.0.0.1:PORT`.
