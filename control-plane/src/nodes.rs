@@ -8,18 +8,18 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatch::{Dispatcher, LEASE};
+use crate::dispatch::Dispatcher;
 use crate::domain::NodeRecord;
 use crate::store::Store;
 
-/// Time between two heartbeats: well inside [`LEASE`], after which a silent node is
+/// Time between two heartbeats: well inside [`LEASE`](crate::dispatch::LEASE), after which a silent node is
 /// shown lost.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 /// How long a node may go without a heartbeat before it is shown lost: as long as a
 /// claim holds without renewal, after which the others take over what it held.
 pub fn lost_after() -> chrono::TimeDelta {
-    chrono::TimeDelta::from_std(LEASE).unwrap_or(chrono::TimeDelta::MAX)
+    crate::dispatch::lease()
 }
 
 /// Writes `node`'s heartbeat now and every [`HEARTBEAT_EVERY`] until `stop`; then one

@@ -106,6 +106,7 @@ impl Dispatcher {
     }
 }
 
-fn lease() -> chrono::TimeDelta {
+/// [`LEASE`] as a time span.
+pub fn lease() -> chrono::TimeDelta {
     chrono::TimeDelta::from_std(LEASE).unwrap_or(chrono::TimeDelta::MAX)
 }

@@ -37,7 +37,7 @@ pub use admission::{Admission, Load};
 pub(crate) use callback::hash_token;
 pub use compose::{ChainNode, ChainPage, EventTarget};
 pub use error::DispatchError;
-pub use leases::LEASE;
+pub use leases::{lease, LEASE};
 pub use report::{CallbackReport, MAX_OUTPUT_DEPTH};
 
 use crate::domain::{Execution, Finished, Trigger};

@@ -18,8 +18,7 @@ use uuid::Uuid;
 use super::{Deletion, ExecutionFilter, Fault, PruneScope, Redrive, Store, StoreError, Unfinished};
 use crate::access::TokenRecord;
 use crate::domain::{
-    AttemptFailure, Claim, Execution, ExecutionStatus, Finished, Holder, LogLine, NodeRecord,
-    Started,
+    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeRecord, Started,
 };
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
@@ -399,39 +398,11 @@ impl Store for MemoryStore {
     }
 
     async fn request_cancel(&self, id: Uuid) -> Result<bool, StoreError> {
-        self.write("ask for a cancel", |s| {
-            let held = s.executions.get(&id).is_some_and(|e| {
-                matches!(
-                    e.status,
-                    ExecutionStatus::Starting | ExecutionStatus::Running
-                )
-            });
-            if held {
-                s.cancel_requested.insert(id);
-            }
-            Ok(held)
-        })
+        self.write("ask for a cancel", |s| Ok(s.request_cancel(id)))
     }
 
     async fn cancel_requests(&self, owner: &str, limit: u32) -> Result<Vec<Uuid>, StoreError> {
-        self.read("list cancel requests", |s| {
-            let mut ids: Vec<Uuid> = s
-                .cancel_requested
-                .iter()
-                .filter(|id| {
-                    s.executions.get(id).is_some_and(|e| {
-                        matches!(
-                            e.status,
-                            ExecutionStatus::Starting | ExecutionStatus::Running
-                        ) && e.owner.as_deref() == Some(owner)
-                    })
-                })
-                .copied()
-                .collect();
-            ids.sort();
-            ids.truncate(limit as usize);
-            ids
-        })
+        self.read("list cancel requests", |s| s.cancel_requests(owner, limit))
     }
 
     async fn make_stale_due(

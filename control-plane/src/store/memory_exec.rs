@@ -327,6 +327,33 @@ impl State {
             .collect()
     }
 
+    pub(super) fn request_cancel(&mut self, id: Uuid) -> bool {
+        let held = self
+            .executions
+            .get(&id)
+            .is_some_and(|e| is_held_status(e.status));
+        if held {
+            self.cancel_requested.insert(id);
+        }
+        held
+    }
+
+    pub(super) fn cancel_requests(&self, owner: &str, limit: u32) -> Vec<Uuid> {
+        let mut ids: Vec<Uuid> = self
+            .cancel_requested
+            .iter()
+            .filter(|id| {
+                self.executions
+                    .get(id)
+                    .is_some_and(|e| is_held_status(e.status) && e.owner.as_deref() == Some(owner))
+            })
+            .copied()
+            .collect();
+        ids.sort();
+        ids.truncate(limit as usize);
+        ids
+    }
+
     pub(super) fn make_stale_due(
         &mut self,
         created_before: DateTime<Utc>,
