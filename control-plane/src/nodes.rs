@@ -12,8 +12,8 @@ use crate::dispatch::Dispatcher;
 use crate::domain::NodeRecord;
 use crate::store::Store;
 
-/// Time between two heartbeats: well inside [`LEASE`](crate::dispatch::LEASE), after which a silent node is
-/// shown lost.
+/// Time between two heartbeats: well inside [`LEASE`](crate::dispatch::LEASE), after
+/// which a silent node is shown lost.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 
 /// How long a node may go without a heartbeat before it is shown lost: as long as a
