@@ -9,7 +9,9 @@
 //!    into an idle node, `startedAt − createdAt` of each record, on PostgreSQL and,
 //!    interleaved, on SQLite;
 //! 3. completed no-op executions per second with one, two and three nodes sharing the
-//!    database, enqueued through every node in turn.
+//!    database, enqueued through every node in turn;
+//! 4. sync calls of a warm function with one instance in the cluster, on the node that
+//!    runs it and on a node that passes them on to it.
 //!
 //! Every node runs on this machine, so the nodes share its cores: figure 3 measures what
 //! coordinating through the database costs, not capacity that nodes add.
@@ -30,6 +32,8 @@ mod postgres;
 #[allow(dead_code, unused_imports)]
 #[path = "control_plane_bench/server.rs"]
 mod server;
+#[path = "cluster_bench/warm_calls.rs"]
+mod warm_calls;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -73,7 +77,7 @@ const NODES: [&str; 3] = ["1 node", "2 nodes", "3 nodes"];
 
 /// Iteration counts and durations.
 #[derive(Debug, Clone, Copy)]
-struct Settings {
+pub(crate) struct Settings {
     /// Keep-alive connections of the enqueue load.
     concurrency: usize,
     /// Measured rounds of each comparison (after one warm-up round).
@@ -91,6 +95,9 @@ struct Settings {
     connections_per_node: usize,
     /// `max_in_flight` of the no-op function (on each node).
     max_in_flight: u32,
+    /// Warm calls per round of each variant, and in the warm-up.
+    warm_calls: usize,
+    warm_calls_warm_up: usize,
 }
 
 impl Settings {
@@ -106,6 +113,8 @@ impl Settings {
             executions_warm_up: 300,
             connections_per_node: 4,
             max_in_flight: 8,
+            warm_calls: 300,
+            warm_calls_warm_up: 50,
         };
         options.scale(full, |full| Settings {
             rounds: 1,
@@ -114,13 +123,15 @@ impl Settings {
             claims_warm_up: 5,
             executions: 200,
             executions_warm_up: 50,
+            warm_calls: 50,
+            warm_calls_warm_up: 10,
             ..full
         })
     }
 }
 
 /// Starts a node on `database` (a PostgreSQL URL) with its own data directory and id.
-fn start_pg_node(
+pub(crate) fn start_pg_node(
     name: &str,
     database: &str,
     data: &tempfile::TempDir,
@@ -137,7 +148,7 @@ fn start_pg_node(
     )
 }
 
-fn temp_dir(what: &str) -> BenchResult<tempfile::TempDir> {
+pub(crate) fn temp_dir(what: &str) -> BenchResult<tempfile::TempDir> {
     Ok(tempfile::Builder::new()
         .prefix(&format!("gantry-bench-cluster-{what}-"))
         .tempdir()?)
@@ -485,6 +496,7 @@ struct Report<'a> {
     enqueue: Vec<Summary>,
     claims: Vec<Summary>,
     scaling: Vec<Summary>,
+    warm: Vec<Summary>,
 }
 
 fn range(summary: &Summary) -> String {
@@ -583,6 +595,24 @@ fn markdown(report: &Report<'_>) -> BenchResult<String> {
             summary.rps() / one
         ));
     }
+
+    out.push_str(&format!(
+        "\n### Warm calls across nodes\n\nA warm function (the tests' Python HTTP runtime) with `max_instances` 1, its instance on one node; {} sync calls per round, \
+         one at a time on one keep-alive connection, to that node (served there) and to another node (which may start no instance, so it passes each call \
+         on and relays the answer). The difference is what passing a call on costs.\n\n",
+        s.warm_calls
+    ));
+    out.push_str("| call | p50 | p99 | calls/s |\n|---|---:|---:|---:|\n");
+    for name in [warm_calls::DIRECT, warm_calls::FORWARDED] {
+        let summary = find(&report.warm, name)?;
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            name,
+            time(summary.p50_us()),
+            time(summary.p99_us()),
+            rps(summary.rps())
+        ));
+    }
     Ok(out)
 }
 
@@ -626,15 +656,18 @@ fn run() -> BenchResult<()> {
     let postgres = rt.block_on(postgres_version(pg))?;
     println!("{postgres} with fsync=off, synchronous_commit=off, full_page_writes=off (the tests' server)");
 
-    println!("[1/3] durable enqueue, one node: PostgreSQL against SQLite");
+    println!("[1/4] durable enqueue, one node: PostgreSQL against SQLite");
     let enqueue = enqueue(&rt, &settings, pg)?;
     print_summaries(&enqueue);
-    println!("[2/3] claim latency, idle node: startedAt − createdAt");
+    println!("[2/4] claim latency, idle node: startedAt − createdAt");
     let claims = claims(&rt, &settings, pg)?;
     print_summaries(&claims);
-    println!("[3/3] completed no-op executions with 1, 2 and 3 nodes on one database");
+    println!("[3/4] completed no-op executions with 1, 2 and 3 nodes on one database");
     let scaling = scaling(&rt, &settings, pg)?;
     print_summaries(&scaling);
+    println!("[4/4] warm calls: on the node with the instance, and passed on by another");
+    let warm = warm_calls::warm_calls(&rt, &settings, pg)?;
+    print_summaries(&warm);
 
     let report = Report {
         machine: &machine,
@@ -646,6 +679,7 @@ fn run() -> BenchResult<()> {
         enqueue,
         claims,
         scaling,
+        warm,
     };
     SECTION.publish(&SECTION.wrap(&markdown(&report)?), options)
 }

@@ -61,6 +61,12 @@ pub struct ServeArgs {
     /// id held.
     #[arg(long, env = "GANTRY_NODE_ID")]
     pub node_id: Option<String>,
+    /// With --database-url: the http:// URL the other nodes reach this node's API at
+    /// (shown by `gantry node list`; a warm call that finds no free instance on its
+    /// node goes to a node that has one, at this URL). Default: http:// and the listen
+    /// address, which other machines cannot use when listening on 0.0.0.0.
+    #[arg(long, env = "GANTRY_NODE_URL", value_name = "URL")]
+    pub node_url: Option<String>,
     /// Keep state in this PostgreSQL database instead of the embedded SQLite one:
     /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`. Add `?sslmode=require` for TLS,
     /// `?sslmode=prefer` for TLS when the server offers it; without `sslmode` the

@@ -4,6 +4,7 @@
 //! - [`domain`]: executions, statuses, triggers, claims, error codes, log lines.
 //! - [`registry`]: function manifests, their validation, versions and content hashes.
 //! - [`store`]: durable state behind the [`store::Store`] trait (SQLite by default).
+//! - [`cluster`]: the other nodes' loads, shared through the store.
 //! - [`dispatch`]: admission, per-function queues and concurrency, running executions.
 //! - [`runtime`]: where instances run (host processes, docker containers).
 //! - [`schema`]: JSON Schema checks of inputs and outputs.
@@ -19,6 +20,7 @@
 pub mod access;
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod datadir;
 pub mod dispatch;

@@ -112,6 +112,7 @@ pub struct Metrics {
     cold_starts: Family<FunctionLabel, Counter>,
     instance_starts: Family<FunctionLabel, Counter>,
     queue_wait: Family<FunctionLabel, Histogram, fn() -> Histogram>,
+    warm_forwarded: Family<FunctionLabel, Counter>,
     store_failures: Counter,
     log_lines_lost: Counter,
     recovery_requeued: Counter,
@@ -189,6 +190,12 @@ impl Metrics {
             "Time calls waited for a warm instance",
             queue_wait.clone(),
         );
+        let warm_forwarded = Family::<FunctionLabel, Counter>::default();
+        registry.register(
+            "warm_forwarded",
+            "Sync warm calls passed on to another node with a free instance",
+            warm_forwarded.clone(),
+        );
         let store_failures = Counter::default();
         let log_lines_lost = Counter::default();
         registry.register(
@@ -229,7 +236,17 @@ impl Metrics {
             cold_starts,
             instance_starts,
             queue_wait,
+            warm_forwarded,
         }
+    }
+
+    /// Counts a sync call of `function` passed on to another node.
+    pub fn warm_forwarded(&self, function: &str) {
+        self.warm_forwarded
+            .get_or_create(&FunctionLabel {
+                function: function.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a result the store could not take at once.

@@ -13,24 +13,10 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::postgres::TestPostgres;
-use support::{stdio_function, Server, ServerOptions};
+use support::{cluster_node, stdio_function, Server};
 
-const TOKEN: &str = "cluster-test-token";
-/// Every node seals secrets with the same key.
-const SECRET_KEY: &str = "5ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2";
 /// Executions enqueued through the three nodes.
 const ENQUEUED: usize = 90;
-
-fn node(url: &str, id: &str) -> ServerOptions {
-    ServerOptions {
-        token: Some(TOKEN.into()),
-        env: vec![
-            ("GANTRY_DATABASE_URL".into(), url.into()),
-            ("GANTRY_SECRET_KEY".into(), SECRET_KEY.into()),
-        ],
-        args: vec!["--node-id".into(), id.into()],
-    }
-}
 
 /// A function that sleeps, writes its execution id to `runs`, and answers its input
 /// with `mark`.
@@ -49,9 +35,9 @@ fn work(runs: &str, mark: &str) -> Value {
 #[tokio::test]
 async fn three_nodes_share_the_work_and_a_lost_node_loses_nothing() {
     let url = TestPostgres::shared().create_database().await;
-    let one = Server::start_with(node(&url, "node-1")).await;
-    let two = Server::start_with(node(&url, "node-2")).await;
-    let mut three = Server::start_with(node(&url, "node-3")).await;
+    let one = Server::start_with(cluster_node(&url, "node-1")).await;
+    let two = Server::start_with(cluster_node(&url, "node-2")).await;
+    let mut three = Server::start_with(cluster_node(&url, "node-3")).await;
     let temp = support::function_tempdir();
     let runs = temp.path().join("runs");
     let runs = runs.to_str().unwrap();
@@ -165,7 +151,7 @@ async fn three_nodes_share_the_work_and_a_lost_node_loses_nothing() {
     );
 
     // Node 3 comes back: it stops what it left running and settles only what it held.
-    let mut back = three.restart(node(&url, "node-3")).await;
+    let mut back = three.restart(cluster_node(&url, "node-3")).await;
     for (id, record) in &ended {
         assert_eq!(
             &back.execution(id).await["status"],
@@ -180,7 +166,7 @@ async fn three_nodes_share_the_work_and_a_lost_node_loses_nothing() {
 async fn a_node_with_another_secret_key_is_refused() {
     let url = TestPostgres::shared().create_database().await;
     // Node ids name cgroups on this host: none shared with the other test.
-    let mut first = Server::start_with(node(&url, "keyed-1")).await;
+    let mut first = Server::start_with(cluster_node(&url, "keyed-1")).await;
     let other_key = "0".repeat(64);
     let (code, stderr) = support::serve_exits(
         &["--listen", "127.0.0.1:0", "--node-id", "keyed-2"],
@@ -198,8 +184,8 @@ async fn a_node_with_another_secret_key_is_refused() {
 #[tokio::test]
 async fn logs_and_cancels_reach_across_nodes() {
     let url = TestPostgres::shared().create_database().await;
-    let near = Server::start_with(node(&url, "near-1")).await;
-    let far = Server::start_with(node(&url, "far-2")).await;
+    let near = Server::start_with(cluster_node(&url, "near-1")).await;
+    let far = Server::start_with(cluster_node(&url, "far-2")).await;
     far.deploy(stdio_function(
         "ticks",
         r#"sh -c 'for i in 1 2 3 4 5; do echo "tick $i" >&2; sleep 0.2; done; cat'"#,
@@ -254,9 +240,9 @@ async fn logs_and_cancels_reach_across_nodes() {
 async fn max_in_flight_holds_across_the_cluster() {
     let url = TestPostgres::shared().create_database().await;
     let nodes = [
-        Server::start_with(node(&url, "lim-1")).await,
-        Server::start_with(node(&url, "lim-2")).await,
-        Server::start_with(node(&url, "lim-3")).await,
+        Server::start_with(cluster_node(&url, "lim-1")).await,
+        Server::start_with(cluster_node(&url, "lim-2")).await,
+        Server::start_with(cluster_node(&url, "lim-3")).await,
     ];
     let temp = support::function_tempdir();
     let spans = temp.path().join("spans");

@@ -53,6 +53,12 @@ pub async fn action(
         idempotency_key,
         timeout_ms,
     } = invoke_headers(&request_headers)?;
+    if wait && idempotency_key.is_none() {
+        let served = super::forward::elsewhere(&state, name, &request_headers, &input).await;
+        if let Some(answer) = served {
+            return answer;
+        }
+    }
     let request = InvokeRequest {
         function: name.to_owned(),
         input,

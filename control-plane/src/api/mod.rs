@@ -5,6 +5,7 @@
 pub mod error;
 mod events;
 mod executions;
+mod forward;
 mod functions;
 pub mod guard;
 mod health;
@@ -28,6 +29,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
+pub use forward::{Forwarder, FORWARDED_BY, SERVED_BY};
 pub use guard::HostPolicy;
 pub use internal::parse_report;
 pub use invoke::{invoke_headers, InvokeHeaders};
@@ -58,6 +60,8 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     /// The names the Host header may carry.
     pub hosts: HostPolicy,
+    /// Passes warm calls this node cannot serve now on to other nodes.
+    pub forwarder: Forwarder,
     /// Set once start-up recovery is done.
     pub ready: AtomicBool,
     /// Largest request body.

@@ -33,9 +33,10 @@ impl Dispatcher {
         storing: Storing,
     ) -> Result<(), DispatchError> {
         let function = &execution.function;
+        let elsewhere = self.cluster.elsewhere(function).queued as usize;
         let (admit, load) =
             self.admission
-                .try_admit(function, spec.max_in_flight(), spec.max_queue());
+                .try_admit(function, spec.max_in_flight(), spec.max_queue(), elsewhere);
         self.metrics.set_load(function, load.queued, load.running);
         let admit = admit.map_err(|full| DispatchError::QueueFull {
             function: function.clone(),

@@ -36,6 +36,13 @@ struct Slots {
 }
 
 impl Slots {
+    fn load(&self) -> Load {
+        Load {
+            queued: self.queue.len() + self.reserved,
+            running: self.running,
+        }
+    }
+
     /// Moves queued ids into free slots; answers the ids to start.
     fn fill(&mut self) -> Vec<Uuid> {
         let mut start = Vec::new();
@@ -74,24 +81,24 @@ impl Admission {
         let mut functions = self.functions.lock().expect("admission lock poisoned");
         let slots = functions.entry(function.to_owned()).or_default();
         let result = f(slots);
-        let load = Load {
-            queued: slots.queue.len() + slots.reserved,
-            running: slots.running,
-        };
-        (result, load)
+        (result, slots.load())
     }
 
-    /// Reserves a slot or a queue place for a new execution of `function`.
+    /// Reserves a slot or a queue place for a new execution of `function`, of whose
+    /// executions `waiting_elsewhere` wait on other nodes (they count against
+    /// `max_queue` too).
     pub fn try_admit(
         &self,
         function: &str,
         max_in_flight: u32,
         max_queue: u32,
+        waiting_elsewhere: usize,
     ) -> (Result<Admit, QueueFull>, Load) {
         self.with(function, |slots| {
             slots.max_in_flight = max_in_flight as usize;
-            let waiting = slots.queue.len() + slots.reserved;
-            if slots.running < slots.max_in_flight && waiting == 0 && !slots.held_back {
+            let waiting_here = slots.queue.len() + slots.reserved;
+            let waiting = waiting_here + waiting_elsewhere;
+            if slots.running < slots.max_in_flight && waiting_here == 0 && !slots.held_back {
                 slots.running += 1;
                 Ok(Admit::Run)
             } else if waiting < max_queue as usize {
@@ -187,6 +194,16 @@ impl Admission {
     pub fn load(&self, function: &str) -> Load {
         self.with(function, |_| ()).1
     }
+
+    /// The load of every function with executions queued or running.
+    pub fn loads(&self) -> Vec<(String, Load)> {
+        let functions = self.functions.lock().expect("admission lock poisoned");
+        functions
+            .iter()
+            .map(|(name, slots)| (name.clone(), slots.load()))
+            .filter(|(_, load)| *load != Load::default())
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -194,16 +211,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn executions_waiting_on_other_nodes_count_against_the_queue_only() {
+        let admission = Admission::default();
+        assert_eq!(
+            admission.try_admit("f", 1, 3, 5).0,
+            Ok(Admit::Run),
+            "a free slot here"
+        );
+        assert_eq!(admission.try_admit("f", 1, 3, 2).0, Ok(Admit::Queue));
+        assert_eq!(
+            admission.try_admit("f", 1, 3, 2).0,
+            Err(QueueFull { queued: 3 }),
+            "one waits here and two elsewhere"
+        );
+        assert_eq!(
+            admission.loads(),
+            vec![(
+                "f".to_owned(),
+                Load {
+                    queued: 1,
+                    running: 1
+                }
+            )]
+        );
+    }
+
+    #[test]
     fn a_held_back_function_starts_nothing_until_resumed() {
         let admission = Admission::default();
-        assert_eq!(admission.try_admit("f", 2, 10).0, Ok(Admit::Run));
+        assert_eq!(admission.try_admit("f", 2, 10, 0).0, Ok(Admit::Run));
         let refused = Uuid::now_v7();
         admission.hold_back("f", refused);
         let (start, load) = admission.finished("f");
         assert!(start.is_empty(), "held back");
         assert_eq!((load.queued, load.running), (1, 0));
         assert_eq!(
-            admission.try_admit("f", 2, 10).0,
+            admission.try_admit("f", 2, 10, 0).0,
             Ok(Admit::Queue),
             "new ones wait too"
         );
@@ -216,7 +259,7 @@ mod tests {
     #[test]
     fn an_id_found_again_is_queued_once() {
         let admission = Admission::default();
-        assert_eq!(admission.try_admit("f", 1, 10).0, Ok(Admit::Run));
+        assert_eq!(admission.try_admit("f", 1, 10, 0).0, Ok(Admit::Run));
         let id = Uuid::now_v7();
         for _ in 0..3 {
             let (start, load) = admission.queue_recovered("f", id, 1);
@@ -235,11 +278,11 @@ mod tests {
     #[test]
     fn runs_up_to_the_limit_then_queues_then_refuses() {
         let admission = Admission::default();
-        assert_eq!(admission.try_admit("f", 2, 1).0, Ok(Admit::Run));
-        assert_eq!(admission.try_admit("f", 2, 1).0, Ok(Admit::Run));
-        assert_eq!(admission.try_admit("f", 2, 1).0, Ok(Admit::Queue));
+        assert_eq!(admission.try_admit("f", 2, 1, 0).0, Ok(Admit::Run));
+        assert_eq!(admission.try_admit("f", 2, 1, 0).0, Ok(Admit::Run));
+        assert_eq!(admission.try_admit("f", 2, 1, 0).0, Ok(Admit::Queue));
         assert_eq!(
-            admission.try_admit("f", 2, 1).0,
+            admission.try_admit("f", 2, 1, 0).0,
             Err(QueueFull { queued: 1 })
         );
         let id = Uuid::now_v7();
@@ -266,8 +309,8 @@ mod tests {
     #[test]
     fn a_reservation_stored_after_a_slot_freed_starts_at_once() {
         let admission = Admission::default();
-        assert_eq!(admission.try_admit("f", 1, 5).0, Ok(Admit::Run));
-        assert_eq!(admission.try_admit("f", 1, 5).0, Ok(Admit::Queue));
+        assert_eq!(admission.try_admit("f", 1, 5, 0).0, Ok(Admit::Run));
+        assert_eq!(admission.try_admit("f", 1, 5, 0).0, Ok(Admit::Queue));
         let (start, _) = admission.finished("f");
         assert!(start.is_empty());
         let id = Uuid::now_v7();
@@ -285,15 +328,15 @@ mod tests {
     #[test]
     fn cancelled_ids_leave_the_queue_and_functions_are_independent() {
         let admission = Admission::default();
-        assert_eq!(admission.try_admit("f", 1, 5).0, Ok(Admit::Run));
-        assert_eq!(admission.try_admit("f", 1, 5).0, Ok(Admit::Queue));
+        assert_eq!(admission.try_admit("f", 1, 5, 0).0, Ok(Admit::Run));
+        assert_eq!(admission.try_admit("f", 1, 5, 0).0, Ok(Admit::Queue));
         let id = Uuid::now_v7();
         admission.queue_reserved("f", id);
         assert!(admission.remove_queued("f", id).0);
         assert!(!admission.remove_queued("f", id).0);
-        assert_eq!(admission.try_admit("g", 1, 0).0, Ok(Admit::Run));
+        assert_eq!(admission.try_admit("g", 1, 0, 0).0, Ok(Admit::Run));
         assert_eq!(
-            admission.try_admit("g", 1, 0).0,
+            admission.try_admit("g", 1, 0, 0).0,
             Err(QueueFull { queued: 0 })
         );
         assert_eq!(admission.finished("f").0, Vec::<Uuid>::new());

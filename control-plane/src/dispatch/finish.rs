@@ -218,7 +218,8 @@ impl Dispatcher {
                 Ok(target) => {
                     let mut child = Execution::queued(&target.version, input, Trigger::Chain);
                     let spec = target.spec();
-                    let queued = self.admission.load(&chain.target).queued;
+                    let queued = self.admission.load(&chain.target).queued
+                        + self.cluster.elsewhere(&chain.target).queued as usize;
                     if !spec.enabled {
                         fail(
                             &mut child,

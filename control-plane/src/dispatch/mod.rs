@@ -22,6 +22,7 @@ mod run;
 mod tests;
 mod warm;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,7 +41,8 @@ pub use error::DispatchError;
 pub use leases::{lease, LEASE};
 pub use report::{CallbackReport, MAX_OUTPUT_DEPTH};
 
-use crate::domain::{Execution, Finished, Trigger};
+use crate::cluster::{ClusterView, LoadSource};
+use crate::domain::{Execution, Finished, FunctionLoad, Trigger};
 use crate::logs::LogHub;
 use crate::metrics::Metrics;
 use crate::pool::{Pools, Supervision};
@@ -154,6 +156,8 @@ pub struct Dispatcher {
     closing: AtomicBool,
     /// Wakes the due task when an execution with a `run_at` was stored.
     due_wake: tokio::sync::Notify,
+    /// What the other nodes sharing the store hold of each function.
+    cluster: Arc<ClusterView>,
 }
 
 impl Dispatcher {
@@ -168,11 +172,13 @@ impl Dispatcher {
         metrics: Arc<Metrics>,
         settings: DispatchSettings,
     ) -> Arc<Dispatcher> {
+        let cluster = Arc::new(ClusterView::new(settings.owner.clone()));
         let pools = Pools::start(
             runtime.clone(),
             vault.clone(),
             metrics.clone(),
             settings.warm,
+            cluster.clone(),
         );
         Arc::new(Dispatcher {
             store,
@@ -190,6 +196,7 @@ impl Dispatcher {
             shutdown: CancellationToken::new(),
             closing: AtomicBool::new(false),
             due_wake: tokio::sync::Notify::new(),
+            cluster,
         })
     }
 
@@ -329,6 +336,11 @@ impl Dispatcher {
         &self.settings.owner
     }
 
+    /// What the other nodes sharing the store hold of each function.
+    pub fn cluster(&self) -> &ClusterView {
+        &self.cluster
+    }
+
     /// Executions with a live instance.
     pub fn running(&self) -> usize {
         self.active.len() + self.warm_active.len()
@@ -404,4 +416,24 @@ pub(crate) fn apply_finished(execution: &mut Execution, finished: &Finished) {
     execution.exit_code = finished.exit_code;
     execution.duration_ms = finished.duration_ms;
     execution.finished_at = Some(finished.finished_at);
+}
+
+impl LoadSource for Dispatcher {
+    fn local_load(&self) -> BTreeMap<String, FunctionLoad> {
+        let mut loads: BTreeMap<String, FunctionLoad> = BTreeMap::new();
+        for (function, load) in self.admission.loads() {
+            let entry = loads.entry(function).or_default();
+            entry.queued = u32::try_from(load.queued).unwrap_or(u32::MAX);
+            entry.running = u32::try_from(load.running).unwrap_or(u32::MAX);
+        }
+        for (function, pool) in self.pools.load() {
+            let entry = loads.entry(function).or_default();
+            *entry = entry.plus(pool);
+        }
+        loads
+    }
+
+    fn view(&self) -> &ClusterView {
+        &self.cluster
+    }
 }

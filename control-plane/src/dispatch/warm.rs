@@ -19,6 +19,7 @@ use super::outcome;
 use super::{
     apply_finished, check_input, CallbackReport, DispatchError, Dispatcher, InvokeRequest,
 };
+use crate::cluster::Peer;
 use crate::domain::{codes, Execution, ExecutionError, ExecutionStatus, Finished, Started};
 use crate::pool::client::{CallError, InvokeCall};
 use crate::pool::{Lease, PoolError, Queueing};
@@ -172,6 +173,18 @@ impl Dispatcher {
         });
         run.await
             .map_err(|err| DispatchError::Internal(err.to_string()))
+    }
+
+    /// For a sync call of `name` that this node cannot serve now (no free instance
+    /// here, and the function's `max_instances` across the cluster lets no other
+    /// start), the other node to serve it (see [`ClusterView::warm_peer`]), if any.
+    ///
+    /// [`ClusterView::warm_peer`]: crate::cluster::ClusterView::warm_peer
+    pub async fn warm_peer(&self, name: &str) -> Option<Peer> {
+        let peer = self.cluster.warm_peer(name)?;
+        let function = self.catalog.current(name).await.ok()?;
+        function.spec().warm.as_ref()?;
+        (!self.pools.can_take_now(&function)).then_some(peer)
     }
 
     /// Starts the `min_instances` of every warm function (at server start).

@@ -15,7 +15,7 @@ pub use execution::{
     AttemptFailure, Claim, Execution, ExecutionStatus, Finished, Holder, Started, Trigger,
 };
 pub use logs::{LogLine, LogStream};
-pub use node::{NodeRecord, NodeState};
+pub use node::{FunctionLoad, NodeLoad, NodeRecord, NodeState, MAX_LOAD_FUNCTIONS};
 
 /// Why an execution failed: a typed code and a sentence for humans.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,10 @@
 //! Control-plane nodes as the store knows them: who runs, where, with what runtime, how
 //! busy, and when each last said it was alive.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 /// What a node writes about itself at each heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +25,57 @@ pub struct NodeRecord {
     pub running: u32,
     /// When it stopped cleanly; `None` while it runs (or since it was lost).
     pub stopped_at: Option<DateTime<Utc>>,
+}
+
+/// What one node holds of one function at a moment, as it tells the other nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct FunctionLoad {
+    /// Executions waiting on the node for a slot.
+    #[serde(default)]
+    pub queued: u32,
+    /// Executions running on it.
+    #[serde(default)]
+    pub running: u32,
+    /// Warm instances it runs (starting or ready).
+    #[serde(default)]
+    pub instances: u32,
+    /// Calls its ready warm instances can take right now.
+    #[serde(default)]
+    pub free: u32,
+}
+
+impl FunctionLoad {
+    /// Whether there is nothing to tell.
+    pub fn is_idle(&self) -> bool {
+        *self == FunctionLoad::default()
+    }
+
+    /// The sum of two loads.
+    pub fn plus(self, other: FunctionLoad) -> FunctionLoad {
+        FunctionLoad {
+            queued: self.queued.saturating_add(other.queued),
+            running: self.running.saturating_add(other.running),
+            instances: self.instances.saturating_add(other.instances),
+            free: self.free.saturating_add(other.free),
+        }
+    }
+}
+
+/// Most functions one node's load names: past it, the least busy are left out.
+pub const MAX_LOAD_FUNCTIONS: usize = 4096;
+
+/// A node's load by function (busy functions only), with the address its API answers
+/// on, as it last published it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLoad {
+    /// The node's id.
+    pub node_id: String,
+    /// The URL other nodes reach its API at.
+    pub address: String,
+    /// When it published this.
+    pub published_at: DateTime<Utc>,
+    /// What it holds, by function name.
+    pub functions: BTreeMap<String, FunctionLoad>,
 }
 
 /// Whether a node is serving, by its own account and its heartbeats.

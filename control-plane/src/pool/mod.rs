@@ -28,6 +28,8 @@ pub use status::{InstanceState, InstanceStatus, PoolStatus};
 
 use self::instance::InstanceHandle;
 use self::slots::{Phase, PoolState, Slot, Waiter};
+use crate::cluster::ClusterView;
+use crate::domain::FunctionLoad;
 use crate::logs::LogSink;
 use crate::metrics::{Metrics, PoolMetrics};
 use crate::registry::catalog::LoadedFunction;
@@ -82,6 +84,8 @@ pub(crate) struct Shared {
     supervision: Supervision,
     tasks: TaskTracker,
     closing: CancellationToken,
+    /// The other nodes' instances, which count against `max_instances`.
+    cluster: Arc<ClusterView>,
 }
 
 /// Every function's warm pool.
@@ -100,14 +104,15 @@ pub enum Queueing {
 }
 
 impl Pools {
-    /// Pools starting instances on `runtime` with secrets from `vault`; runs their
-    /// maintenance until
+    /// Pools starting instances on `runtime` with secrets from `vault`, within what
+    /// `cluster` says the other nodes run; runs their maintenance until
     /// [`Pools::shutdown`].
     pub fn start(
         runtime: Arc<dyn Runtime>,
         vault: Arc<Vault>,
         metrics: Arc<Metrics>,
         supervision: Supervision,
+        cluster: Arc<ClusterView>,
     ) -> Arc<Pools> {
         let pools = Arc::new(Pools {
             shared: Arc::new(Shared {
@@ -117,6 +122,7 @@ impl Pools {
                 supervision,
                 tasks: TaskTracker::new(),
                 closing: CancellationToken::new(),
+                cluster,
             }),
             pools: DashMap::new(),
         });
@@ -224,6 +230,7 @@ impl Pools {
                 return Ok(lease);
             }
             state.prune_waiters();
+            pool.see_cluster(&mut state);
             if queueing == Queueing::Bounded && state.queue_is_full() {
                 return Err(PoolError::QueueFull {
                     function: pool.name.clone(),
@@ -248,6 +255,24 @@ impl Pools {
             pool.metrics.queue_wait(waited);
         }
         answer
+    }
+
+    /// What each pool holds now: calls waiting, instances, and the calls its ready
+    /// instances can take.
+    pub fn load(&self) -> Vec<(String, FunctionLoad)> {
+        self.pools
+            .iter()
+            .map(|entry| (entry.key().clone(), entry.value().lock().load()))
+            .collect()
+    }
+
+    /// Whether a call of `function` here gets an instance without waiting for another
+    /// one's call to end: one is free, or one more may start.
+    pub fn can_take_now(&self, function: &Arc<LoadedFunction>) -> bool {
+        let pool = self.pool_for(function);
+        let mut state = pool.lock();
+        pool.see_cluster(&mut state);
+        state.can_take_now()
     }
 
     /// The state of `name`'s pool, if it has one.
@@ -346,6 +371,7 @@ impl FunctionPool {
     /// Hands free capacity to waiting calls (`cold` marks leases of `cold_slot`, an
     /// instance that has just become ready), then starts and stops instances as needed.
     fn plan_with(self: &Arc<Self>, state: &mut PoolState, cold_slot: Option<uuid::Uuid>) {
+        self.see_cluster(state);
         while !state.waiters.is_empty() {
             let Some(index) = state.best_ready() else {
                 break;
@@ -375,6 +401,9 @@ impl FunctionPool {
         for _ in 0..starts {
             self.start_instance(state);
         }
+        for index in state.over_the_cluster_limit() {
+            state.slots[index].phase = Phase::Draining;
+        }
         for slot in &mut state.slots {
             if slot.phase == Phase::Draining && slot.in_flight == 0 && !slot.stopping {
                 slot.stopping = true;
@@ -386,6 +415,12 @@ impl FunctionPool {
 
     fn plan(self: &Arc<Self>, state: &mut PoolState) {
         self.plan_with(state, None);
+    }
+
+    /// Brings what the other nodes run of the function into `state`.
+    fn see_cluster(&self, state: &mut PoolState) {
+        state.elsewhere = self.shared.cluster.elsewhere(&self.name);
+        state.outranked = self.shared.cluster.outranked(&self.name);
     }
 
     /// Updates the pool's metrics.

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::instance::InstanceHandle;
 use super::{Lease, PoolError};
+use crate::domain::FunctionLoad;
 use crate::metrics::PoolGauges;
 use crate::registry::catalog::LoadedFunction;
 use crate::registry::manifest::WarmSpec;
@@ -76,6 +77,12 @@ pub struct PoolState {
     pub last_start_failure: Option<Instant>,
     /// The function was deleted or lost its `warm` section: nothing new starts.
     pub retired: bool,
+    /// What the other nodes run of the function: their instances count against
+    /// `max_instances`, their waiting calls against `max_queue`.
+    pub elsewhere: FunctionLoad,
+    /// A node with a smaller id runs instances of the function too (see
+    /// [`crate::cluster::ClusterView::outranked`]).
+    pub outranked: bool,
 }
 
 /// What identifies the processes a version runs: two versions with the same shape
@@ -108,6 +115,8 @@ impl PoolState {
             cold_starts: 0,
             last_start_failure: None,
             retired: false,
+            elsewhere: FunctionLoad::default(),
+            outranked: false,
         }
     }
 
@@ -163,11 +172,45 @@ impl PoolState {
     /// now (or that may still be started) will take do not count as queued.
     pub fn queue_is_full(&self) -> bool {
         let concurrency = self.concurrency() as usize;
-        let starting = self.starting();
-        let room = (self.warm.max_instances as usize).saturating_sub(self.live());
-        let provisioned = (starting + room) * concurrency;
+        let provisioned = (self.starting() + self.room()) * concurrency;
         let max_queue = self.function.spec().max_queue() as usize;
-        self.waiters.len() >= provisioned + max_queue
+        let waiting = self.waiters.len() + self.elsewhere.queued as usize;
+        waiting >= provisioned + max_queue
+    }
+
+    /// Instances this node may run: `max_instances` less those the other nodes run.
+    fn max_here(&self) -> usize {
+        (self.warm.max_instances as usize).saturating_sub(self.elsewhere.instances as usize)
+    }
+
+    /// How many more instances may start here.
+    pub fn room(&self) -> usize {
+        self.max_here().saturating_sub(self.live())
+    }
+
+    /// Whether one more call gets an instance without waiting for another call to end:
+    /// one is free, or the instances starting (or that may start) cover every waiter.
+    pub fn can_take_now(&self) -> bool {
+        let provisioned = (self.starting() + self.room()) * self.concurrency() as usize;
+        self.best_ready().is_some() || provisioned > self.waiters.len()
+    }
+
+    /// What this pool holds, for the other nodes: waiting calls, live instances and
+    /// the calls its ready instances can take now.
+    pub fn load(&self) -> FunctionLoad {
+        let concurrency = self.concurrency();
+        let free = self
+            .slots
+            .iter()
+            .filter(|slot| slot.phase == Phase::Ready)
+            .map(|slot| concurrency.saturating_sub(slot.in_flight))
+            .sum();
+        FunctionLoad {
+            queued: u32::try_from(self.waiters.len()).unwrap_or(u32::MAX),
+            running: 0,
+            instances: u32::try_from(self.live()).unwrap_or(u32::MAX),
+            free,
+        }
     }
 
     /// How many instances to start now: enough for `min_instances`, and for the waiting
@@ -177,7 +220,7 @@ impl PoolState {
             return 0;
         }
         let live = self.live();
-        let room = (self.warm.max_instances as usize).saturating_sub(live);
+        let room = self.room();
         let concurrency = self.concurrency() as usize;
         let starting = self.starting();
         let uncovered = self.waiters.len().saturating_sub(starting * concurrency);
@@ -188,7 +231,9 @@ impl PoolState {
         let for_min = if backing_off {
             0
         } else {
-            (self.warm.min_instances as usize).saturating_sub(live)
+            (self.warm.min_instances as usize)
+                .min(self.max_here())
+                .saturating_sub(live)
         };
         for_waiters.max(for_min).min(room)
     }
@@ -211,6 +256,27 @@ impl PoolState {
         idle.sort_by_key(|&index| self.slots[index].idle_since);
         let surplus = self.live().saturating_sub(self.warm.min_instances as usize);
         idle.truncate(surplus);
+        idle
+    }
+
+    /// Idle instances to stop because the cluster runs more than `max_instances` (two
+    /// nodes started one each in the same moment): only on a node outranked by another
+    /// that runs instances, and only while no call waits here.
+    pub fn over_the_cluster_limit(&self) -> Vec<usize> {
+        let total = self.live() + self.elsewhere.instances as usize;
+        let excess = total.saturating_sub(self.warm.max_instances as usize);
+        if excess == 0 || !self.outranked || !self.waiters.is_empty() {
+            return Vec::new();
+        }
+        let mut idle: Vec<usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, slot)| slot.phase == Phase::Ready && slot.in_flight == 0)
+            .map(|(index, _)| index)
+            .collect();
+        idle.sort_by_key(|&index| self.slots[index].idle_since);
+        idle.truncate(excess);
         idle
     }
 

@@ -93,6 +93,7 @@ impl App {
             credentials,
             vault,
             hosts: host_policy(&args, &advertise),
+            forwarder: api::Forwarder::new(dispatcher.node_id().to_owned()),
             ready: AtomicBool::new(false),
             max_body_bytes: args.max_body_bytes,
             max_report_bytes: args.max_output_bytes + crate::dispatch::REPORT_ENVELOPE_BYTES,
@@ -151,12 +152,26 @@ impl App {
         );
         state.catalog.keep_fresh(stopped.clone());
         let started_at = crate::domain::now();
+        let address = args
+            .node_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.local));
+        // Only nodes sharing a database have others to exchange loads with.
+        let exchange = args.database_url.as_ref().map(|_| {
+            crate::cluster::keep_exchanging(
+                state.store.clone(),
+                dispatcher.clone(),
+                dispatcher.node_id().to_owned(),
+                address.trim_end_matches('/').to_owned(),
+                stopped.child_token(),
+            )
+        });
         let heartbeat = crate::nodes::keep_heartbeat(
             state.store.clone(),
             dispatcher.clone(),
             NodeRecord {
                 id: dispatcher.node_id().to_owned(),
-                address: format!("http://{}", self.local),
+                address,
                 runtime: runtimes.runtime.name().to_owned(),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
                 started_at,
@@ -193,6 +208,9 @@ impl App {
         // Its last record says it stopped (not lost), even when serving failed.
         stop_heartbeat.cancel();
         let _ = heartbeat.await;
+        if let Some(exchange) = exchange {
+            let _ = exchange.await;
+        }
         // A clean stop writes what was written behind before the store closes.
         behind.close(WRITE_BEHIND_GRACE).await;
         served

@@ -128,6 +128,14 @@ fn check_args(args: &ServeArgs) -> Result<(), Failure> {
     if let Some(id) = &args.node_id {
         check_node_id(id)?;
     }
+    if let Some(url) = &args.node_url {
+        let host = url.strip_prefix("http://").unwrap_or_default();
+        if host.is_empty() || host.contains(['@', '?', '#', ' ']) {
+            return Err(Failure::config(format!(
+                "GANTRY_NODE_URL (--node-url) must be an http:// URL without credentials, query or fragment, got {url:?}"
+            )));
+        }
+    }
     if args.log_cap_bytes == 0 {
         return Err(Failure::config(
             "GANTRY_LOG_CAP_BYTES (--log-cap-bytes) must be above 0",
@@ -167,13 +175,22 @@ fn prepare_data_dir(args: &mut ServeArgs) -> Result<(), Failure> {
     })
 }
 
-/// The names the Host header may carry: `--allowed-host`, and the advertised URL's
-/// host when it is a name.
+/// The names the Host header may carry: `--allowed-host`, and the hosts of the
+/// advertised URL and of `--node-url` when they are names.
 fn host_policy(args: &ServeArgs, advertise: &str) -> HostPolicy {
-    let advertised = advertise
-        .split_once("://")
-        .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or_default().to_owned());
-    HostPolicy::new(args.allowed_hosts.iter().cloned().chain(advertised))
+    let host_of = |url: &str| {
+        url.split_once("://")
+            .map(|(_, rest)| rest.split(['/', ':']).next().unwrap_or_default().to_owned())
+    };
+    let advertised = host_of(advertise);
+    let node = args.node_url.as_deref().and_then(host_of);
+    HostPolicy::new(
+        args.allowed_hosts
+            .iter()
+            .cloned()
+            .chain(advertised)
+            .chain(node),
+    )
 }
 
 /// A stable, random id for `data_dir`, created on first use; it marks the processes

@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::{Deletion, ExecutionFilter, Fault, PruneScope, Redrive, Store, StoreError, Unfinished};
 use crate::access::TokenRecord;
 use crate::domain::{
-    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeRecord, Started,
+    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeLoad, NodeRecord, Started,
 };
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
@@ -49,6 +49,8 @@ struct State {
     secrets: BTreeMap<String, SecretRecord>,
     settings: HashMap<String, String>,
     nodes: BTreeMap<String, NodeRecord>,
+    /// What each node last said it holds.
+    loads: BTreeMap<String, NodeLoad>,
     /// Executions another node asked their holder to cancel.
     cancel_requested: HashSet<Uuid>,
     /// Bumped by every change of a function (see [`Store::catalog_generation`]).
@@ -424,6 +426,30 @@ impl Store for MemoryStore {
         self.read("list nodes", |s| {
             s.nodes
                 .values()
+                .take(super::MAX_NODES as usize)
+                .cloned()
+                .collect()
+        })
+    }
+
+    async fn publish_load(&self, load: &NodeLoad) -> Result<(), StoreError> {
+        let mut load = load.clone();
+        load.published_at = ms(load.published_at);
+        self.write("publish a node's load", |s| {
+            s.loads.insert(load.node_id.clone(), load);
+            Ok(())
+        })
+    }
+
+    async fn peer_loads(
+        &self,
+        node_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<NodeLoad>, StoreError> {
+        self.read("read the other nodes' loads", |s| {
+            s.loads
+                .values()
+                .filter(|load| load.node_id != node_id && load.published_at >= since)
                 .take(super::MAX_NODES as usize)
                 .cloned()
                 .collect()

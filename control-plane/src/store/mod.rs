@@ -13,12 +13,15 @@ pub mod postgres;
 pub mod sqlite;
 mod write_behind;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{
-    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeRecord, Started,
+    AttemptFailure, Claim, Execution, Finished, FunctionLoad, Holder, LogLine, NodeLoad,
+    NodeRecord, Started,
 };
 
 use crate::access::TokenRecord;
@@ -318,6 +321,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every node the store knows, by id (at most [`MAX_NODES`]).
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError>;
+
+    /// Replaces what `load.node_id` last said it holds of each function, for the other
+    /// nodes sharing the store.
+    async fn publish_load(&self, load: &NodeLoad) -> Result<(), StoreError>;
+
+    /// The loads that nodes other than `node_id` published at or after `since` (a node
+    /// that stopped publishing is not counted), at most [`MAX_NODES`].
+    async fn peer_loads(
+        &self,
+        node_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<NodeLoad>, StoreError>;
+}
+
+/// A node's load by function as the stores keep it: JSON text.
+pub(crate) fn encode_load(functions: &BTreeMap<String, FunctionLoad>) -> String {
+    serde_json::to_string(functions).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Reads back what [`encode_load`] wrote.
+pub(crate) fn decode_load(text: &str) -> Result<BTreeMap<String, FunctionLoad>, StoreError> {
+    serde_json::from_str(text).map_err(|err| StoreError::Corrupt {
+        what: "node load",
+        detail: err.to_string(),
+    })
 }
 
 /// The smallest execution id of `time`'s millisecond: ids are UUIDv7, ordered by the

@@ -41,7 +41,7 @@ use self::writer::Writer;
 use super::{Deletion, ExecutionFilter, PruneScope, Redrive, Store, StoreError, Unfinished};
 use crate::access::TokenRecord;
 use crate::domain::{
-    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeRecord, Started,
+    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeLoad, NodeRecord, Started,
 };
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
@@ -524,6 +524,22 @@ impl Store for SqliteStore {
 
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         self.read(nodes_sql::list_nodes).await
+    }
+
+    async fn publish_load(&self, load: &NodeLoad) -> Result<(), StoreError> {
+        let load = load.clone();
+        self.write(move |conn| nodes_sql::publish_load(conn, &load))
+            .await
+    }
+
+    async fn peer_loads(
+        &self,
+        node_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<NodeLoad>, StoreError> {
+        let (node_id, since) = (node_id.to_owned(), since.timestamp_millis());
+        self.read(move |conn| nodes_sql::peer_loads(conn, &node_id, since))
+            .await
     }
 }
 

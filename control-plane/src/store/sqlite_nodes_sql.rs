@@ -3,8 +3,8 @@
 use rusqlite::{params, Connection, Row};
 
 use super::sql::{db, get, get_opt_time, get_time, to_ms};
-use crate::domain::NodeRecord;
-use crate::store::{StoreError, MAX_NODES};
+use crate::domain::{NodeLoad, NodeRecord};
+use crate::store::{decode_load, encode_load, StoreError, MAX_NODES};
 
 /// See [`crate::store::Store::heartbeat`].
 pub(super) fn heartbeat(conn: &Connection, node: &NodeRecord) -> Result<(), StoreError> {
@@ -60,4 +60,52 @@ fn decode(row: &Row<'_>) -> Result<NodeRecord, StoreError> {
         running: get(row, 6, "node load")?,
         stopped_at: get_opt_time(row, 7, "node stop")?,
     })
+}
+
+/// See [`crate::store::Store::publish_load`].
+pub(super) fn publish_load(conn: &Connection, load: &NodeLoad) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO node_loads (node_id, address, published_at, functions)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (node_id) DO UPDATE SET address = excluded.address,
+            published_at = excluded.published_at, functions = excluded.functions",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            load.node_id,
+            load.address,
+            to_ms(load.published_at),
+            encode_load(&load.functions),
+        ])
+    })
+    .map(|_| ())
+    .map_err(db("publish a node's load"))
+}
+
+/// See [`crate::store::Store::peer_loads`].
+pub(super) fn peer_loads(
+    conn: &Connection,
+    node_id: &str,
+    since: i64,
+) -> Result<Vec<NodeLoad>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT node_id, address, published_at, functions FROM node_loads
+             WHERE node_id <> ?1 AND published_at >= ?2 ORDER BY node_id LIMIT ?3",
+        )
+        .map_err(db("read the other nodes' loads"))?;
+    let mut rows = stmt
+        .query(params![node_id, since, MAX_NODES])
+        .map_err(db("read the other nodes' loads"))?;
+    let mut loads = Vec::new();
+    while let Some(row) = rows.next().map_err(db("read the other nodes' loads"))? {
+        let functions: String = get(row, 3, "node load")?;
+        loads.push(NodeLoad {
+            node_id: get(row, 0, "node id")?,
+            address: get(row, 1, "node address")?,
+            published_at: get_time(row, 2, "node load time")?,
+            functions: decode_load(&functions)?,
+        });
+    }
+    Ok(loads)
 }

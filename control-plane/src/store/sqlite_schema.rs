@@ -169,6 +169,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS executions_held_function ON executions (function)
         WHERE status IN ('starting', 'running');
     ",
+    // What each node last said it holds of each function (JSON), for the others.
+    "
+    CREATE TABLE IF NOT EXISTS node_loads (
+        node_id      TEXT PRIMARY KEY,
+        address      TEXT NOT NULL,
+        published_at INTEGER NOT NULL,
+        functions    TEXT NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use super::WriteBehind;
 use crate::access::TokenRecord;
 use crate::domain::{
-    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeRecord, Started,
+    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeLoad, NodeRecord, Started,
 };
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
@@ -303,6 +303,18 @@ impl Store for WriteBehind {
 
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         self.inner.list_nodes().await
+    }
+
+    async fn publish_load(&self, load: &NodeLoad) -> Result<(), StoreError> {
+        self.inner.publish_load(load).await
+    }
+
+    async fn peer_loads(
+        &self,
+        node_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<NodeLoad>, StoreError> {
+        self.inner.peer_loads(node_id, since).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

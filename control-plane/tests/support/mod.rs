@@ -5,6 +5,7 @@
 #![allow(dead_code, missing_docs, unused_imports)]
 
 mod api;
+mod cluster;
 pub mod docker;
 /// A throwaway PostgreSQL server, the one the store's own tests use.
 #[path = "../../src/store/postgres/test_server.rs"]
@@ -13,6 +14,7 @@ mod procs;
 mod warm;
 
 pub use api::*;
+pub use cluster::*;
 pub use procs::*;
 pub use warm::*;
 

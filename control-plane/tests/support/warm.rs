@@ -27,20 +27,30 @@ pub fn warm_function(name: &str, warm: Value, extra: Value) -> Value {
     manifest
 }
 
+/// `:invoke` answering the status, the answer's `header` and the body.
+pub async fn invoke_header(
+    server: &Server,
+    name: &str,
+    input: Value,
+    header: &str,
+) -> (StatusCode, Option<String>, Value) {
+    let request = server
+        .request(Method::POST, &format!("/v1/functions/{name}:invoke"))
+        .json(&input);
+    let (status, headers, body) = server.call(request).await;
+    let value = headers
+        .get(header)
+        .map(|value| value.to_str().unwrap().to_owned());
+    (status, value, body)
+}
+
 /// `:invoke` answering the status, the `X-Cold-Start` header and the body.
 pub async fn invoke_full(
     server: &Server,
     name: &str,
     input: Value,
 ) -> (StatusCode, Option<String>, Value) {
-    let request = server
-        .request(Method::POST, &format!("/v1/functions/{name}:invoke"))
-        .json(&input);
-    let (status, headers, body) = server.call(request).await;
-    let cold = headers
-        .get("x-cold-start")
-        .map(|value| value.to_str().unwrap().to_owned());
-    (status, cold, body)
+    invoke_header(server, name, input, "x-cold-start").await
 }
 
 /// Sends `body` (if any) to `path` and answers status and JSON.

@@ -132,6 +132,7 @@ macro_rules! store_contract {
             catalog::a_delete_takes_only_finished_executions_and_their_logs,
             catalog::version_pruning_keeps_current_and_used_versions,
             nodes::a_heartbeat_replaces_the_record_and_nodes_list_by_id,
+            nodes::nodes_read_each_others_fresh_loads,
             catalog::the_catalog_generation_moves_with_every_function_change,
             catalog::a_healthy_store_answers_ping_and_compacts,
         );

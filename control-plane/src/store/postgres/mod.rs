@@ -34,7 +34,7 @@ use self::exec_sql::{ExecutionRow, FinishedRow};
 use super::{Deletion, ExecutionFilter, PruneScope, Redrive, Store, StoreError, Unfinished};
 use crate::access::TokenRecord;
 use crate::domain::{
-    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeRecord, Started,
+    AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeLoad, NodeRecord, Started,
 };
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
@@ -470,5 +470,17 @@ impl Store for PostgresStore {
 
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
         nodes_sql::list_nodes(&self.client().await?).await
+    }
+
+    async fn publish_load(&self, load: &NodeLoad) -> Result<(), StoreError> {
+        nodes_sql::publish_load(&self.client().await?, load).await
+    }
+
+    async fn peer_loads(
+        &self,
+        node_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<NodeLoad>, StoreError> {
+        nodes_sql::peer_loads(&self.client().await?, node_id, since.timestamp_millis()).await
     }
 }

@@ -5,8 +5,8 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::codec::{db, get, get_opt_time, get_time, get_u32, to_ms};
-use crate::domain::NodeRecord;
-use crate::store::{StoreError, MAX_NODES};
+use crate::domain::{NodeLoad, NodeRecord};
+use crate::store::{decode_load, encode_load, StoreError, MAX_NODES};
 
 /// See [`crate::store::Store::heartbeat`].
 pub(super) async fn heartbeat(
@@ -63,6 +63,56 @@ fn decode(row: &Row) -> Result<NodeRecord, StoreError> {
         running: get_u32(row, 6, "node load")?,
         stopped_at: get_opt_time(row, 7, "node stop")?,
     })
+}
+
+/// See [`crate::store::Store::publish_load`].
+pub(super) async fn publish_load(
+    client: &impl GenericClient,
+    load: &NodeLoad,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "INSERT INTO node_loads (node_id, address, published_at, functions)
+             VALUES ($1, $2, $3, $4)
+             ON CONFLICT (node_id) DO UPDATE SET address = excluded.address,
+                published_at = excluded.published_at, functions = excluded.functions",
+            &[
+                &load.node_id,
+                &load.address,
+                &to_ms(load.published_at),
+                &encode_load(&load.functions),
+            ],
+        )
+        .await
+        .map(|_| ())
+        .map_err(db("publish a node's load"))
+}
+
+/// See [`crate::store::Store::peer_loads`].
+pub(super) async fn peer_loads(
+    client: &impl GenericClient,
+    node_id: &str,
+    since: i64,
+) -> Result<Vec<NodeLoad>, StoreError> {
+    let rows = client
+        .query(
+            "SELECT node_id, address, published_at, functions FROM node_loads
+             WHERE node_id <> $1 AND published_at >= $2 ORDER BY node_id COLLATE \"C\" LIMIT $3",
+            &[&node_id, &since, &i64::from(MAX_NODES)],
+        )
+        .await
+        .map_err(db("read the other nodes' loads"))?;
+    rows.iter()
+        .map(|row| {
+            let functions: String = get(row, 3, "node load")?;
+            Ok(NodeLoad {
+                node_id: get(row, 0, "node id")?,
+                address: get(row, 1, "node address")?,
+                published_at: get_time(row, 2, "node load time")?,
+                functions: decode_load(&functions)?,
+            })
+        })
+        .collect()
 }
 
 /// See [`crate::store::Store::catalog_generation`].

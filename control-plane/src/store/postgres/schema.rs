@@ -164,6 +164,15 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX executions_held_function ON executions (function)
         WHERE status IN ('starting', 'running');
     ",
+    // 6: what each node last said it holds of each function (JSON), for the others.
+    "
+    CREATE TABLE node_loads (
+        node_id      text PRIMARY KEY,
+        address      text NOT NULL,
+        published_at bigint NOT NULL,
+        functions    text NOT NULL
+    );
+    ",
 ];
 
 /// The schema version this build writes.
