@@ -2,6 +2,10 @@
 //! execution duration histogram, queue depth and executions in flight, and the warm
 //! pools' instances by state, cold starts, queue wait and calls in flight.
 
+mod latency;
+
+pub use latency::Timing;
+
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -47,11 +51,6 @@ pub struct PoolGauges {
     pub in_flight: usize,
     /// Calls waiting for capacity.
     pub queued: usize,
-}
-
-fn duration_histogram() -> Histogram {
-    // 1 ms .. ~65 s
-    Histogram::new(exponential_buckets(0.001, 2.0, 17))
 }
 
 /// One warm pool's metrics (handles into the registry's families).
@@ -103,7 +102,7 @@ impl PoolMetrics {
 pub struct Metrics {
     registry: Registry,
     invocations: Family<FunctionStatus, Counter>,
-    durations: Family<FunctionLabel, Histogram, fn() -> Histogram>,
+    latencies: latency::Latencies,
     queue_depth: Family<FunctionLabel, Gauge>,
     in_flight: Family<FunctionLabel, Gauge>,
     pool_instances: Family<FunctionState, Gauge>,
@@ -130,9 +129,6 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("gantry");
         let invocations = Family::<FunctionStatus, Counter>::default();
-        let durations = Family::<FunctionLabel, Histogram, fn() -> Histogram>::new_with_constructor(
-            duration_histogram,
-        );
         let queue_depth = Family::<FunctionLabel, Gauge>::default();
         let in_flight = Family::<FunctionLabel, Gauge>::default();
         registry.register(
@@ -140,11 +136,7 @@ impl Metrics {
             "Finished executions by function and terminal status",
             invocations.clone(),
         );
-        registry.register(
-            "execution_duration_seconds",
-            "Run time of finished executions",
-            durations.clone(),
-        );
+        let latencies = latency::Latencies::register(&mut registry);
         registry.register(
             "queue_depth",
             "Executions waiting for a free slot",
@@ -227,7 +219,7 @@ impl Metrics {
             recovery_requeued,
             recovery_active,
             invocations,
-            durations,
+            latencies,
             queue_depth,
             in_flight,
             pool_instances,
@@ -269,21 +261,21 @@ impl Metrics {
         self.recovery_requeued.inc_by(executions as u64);
     }
 
-    /// Counts a finished execution of `function` with `status`, which ran `seconds`.
-    pub fn finished(&self, function: &str, status: &str, seconds: Option<f64>) {
+    /// Counts a finished execution and records its run time and queue wait.
+    pub fn finished(&self, timing: Timing<'_>) {
         self.invocations
             .get_or_create(&FunctionStatus {
-                function: function.to_owned(),
-                status: status.to_owned(),
+                function: timing.function.to_owned(),
+                status: timing.outcome.to_owned(),
             })
             .inc();
-        if let Some(seconds) = seconds {
-            self.durations
-                .get_or_create(&FunctionLabel {
-                    function: function.to_owned(),
-                })
-                .observe(seconds);
-        }
+        self.latencies.execution(timing);
+    }
+
+    /// Records an instance start of `function` that took `seconds`: `ready`, or
+    /// `failed`.
+    pub fn instance_start(&self, function: &str, outcome: &'static str, seconds: f64) {
+        self.latencies.instance_start(function, outcome, seconds);
     }
 
     /// Sets the queue depth and in-flight count of `function`.
@@ -341,8 +333,16 @@ mod tests {
     #[test]
     fn renders_counters_histograms_and_gauges() {
         let metrics = Metrics::new();
-        metrics.finished("echo", "success", Some(0.004));
-        metrics.finished("echo", "error", None);
+        let timing = |outcome, ran| Timing {
+            function: "echo",
+            outcome,
+            ran,
+            waited: ran.map(|_| 0.002),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+        };
+        metrics.finished(timing("success", Some(0.004)));
+        metrics.finished(timing("error", None));
+        metrics.instance_start("echo", "ready", 0.01);
         metrics.set_load("echo", 3, 2);
         let text = metrics.render();
         assert!(
@@ -353,9 +353,19 @@ mod tests {
             text.contains(r#"gantry_invocations_total{function="echo",status="error"} 1"#),
             "{text}"
         );
+        for expected in [
+            r#"gantry_execution_duration_seconds_count{function="echo",outcome="success"} 1"#,
+            r#"gantry_execution_queue_wait_seconds_count{function="echo",outcome="success"} 1"#,
+            r#"gantry_instance_start_seconds_count{function="echo",outcome="ready"} 1"#,
+            r#" # {trace_id="4bf92f3577b34da6a3ce929d0e0e4736"} 0.004"#,
+        ] {
+            assert!(text.contains(expected), "{expected} missing in {text}");
+        }
         assert!(
-            text.contains(r#"gantry_execution_duration_seconds_count{function="echo"} 1"#),
-            "{text}"
+            !text.contains(
+                r#"gantry_execution_duration_seconds_count{function="echo",outcome="error"}"#
+            ),
+            "an execution that never ran has no run time: {text}"
         );
         assert!(
             text.contains(r#"gantry_queue_depth{function="echo"} 3"#),

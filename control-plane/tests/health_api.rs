@@ -63,31 +63,48 @@ async fn metrics_count_invocations_durations_and_load() {
         "{content_type}"
     );
     let metrics = response.text().await.unwrap();
-    let expect = |series: &str, value: f64| {
+    for (series, value) in [
+        (
+            r#"gantry_invocations_total{function="echo",status="success"}"#,
+            3.0,
+        ),
+        (
+            r#"gantry_invocations_total{function="fails",status="error"}"#,
+            1.0,
+        ),
+        (
+            r#"gantry_execution_duration_seconds_count{function="echo",outcome="success"}"#,
+            3.0,
+        ),
+        (
+            r#"gantry_execution_duration_seconds_count{function="fails",outcome="error"}"#,
+            1.0,
+        ),
+        (
+            r#"gantry_execution_queue_wait_seconds_count{function="echo",outcome="success"}"#,
+            3.0,
+        ),
+        (
+            r#"gantry_instance_start_seconds_count{function="echo",outcome="ready"}"#,
+            3.0,
+        ),
+        (r#"gantry_queue_depth{function="echo"}"#, 0.0),
+        (r#"gantry_in_flight{function="echo"}"#, 0.0),
+    ] {
         assert_eq!(
             sample(&metrics, series),
             Some(value),
             "{series} in:\n{metrics}"
         );
-    };
-    expect(
-        r#"gantry_invocations_total{function="echo",status="success"}"#,
-        3.0,
+    }
+    // Each bucket's exemplar names the trace of an execution that landed in it.
+    assert!(
+        metrics.lines().any(
+            |line| line.starts_with("gantry_execution_duration_seconds_bucket{")
+                && line.contains(r#" # {trace_id=""#)
+        ),
+        "{metrics}"
     );
-    expect(
-        r#"gantry_invocations_total{function="fails",status="error"}"#,
-        1.0,
-    );
-    expect(
-        r#"gantry_execution_duration_seconds_count{function="echo"}"#,
-        3.0,
-    );
-    expect(
-        r#"gantry_execution_duration_seconds_count{function="fails"}"#,
-        1.0,
-    );
-    expect(r#"gantry_queue_depth{function="echo"}"#, 0.0);
-    expect(r#"gantry_in_flight{function="echo"}"#, 0.0);
     assert!(sample(
         &metrics,
         r#"gantry_invocations_total{function="echo",status="error"}"#
@@ -100,7 +117,7 @@ async fn metrics_count_invocations_durations_and_load() {
     );
     let sum = sample(
         &metrics,
-        r#"gantry_execution_duration_seconds_sum{function="echo"}"#,
+        r#"gantry_execution_duration_seconds_sum{function="echo",outcome="success"}"#,
     )
     .expect("a duration sum");
     assert!(sum > 0.0, "{metrics}");

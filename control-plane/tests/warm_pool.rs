@@ -93,6 +93,11 @@ async fn a_call_that_waits_for_an_instance_to_start_is_a_cold_start() {
         "{metrics}"
     );
     assert!(
+        metrics
+            .contains(r#"gantry_instance_start_seconds_count{function="lazy",outcome="ready"} 1"#),
+        "{metrics}"
+    );
+    assert!(
         metrics.contains(r#"gantry_pool_in_flight{function="lazy"} 0"#),
         "{metrics}"
     );

@@ -17,6 +17,7 @@ use crate::domain::{
     codes, AttemptFailure, ErrorCode, Execution, ExecutionError, ExecutionStatus, Finished, Holder,
     Trigger,
 };
+use crate::metrics::Timing;
 use crate::registry::catalog::LoadedFunction;
 use crate::registry::manifest::DEFAULT_MAX_IN_FLIGHT;
 use crate::store::Store;
@@ -172,9 +173,7 @@ impl Dispatcher {
     /// After a final result is stored with its `children`: counts it and schedules the
     /// children that are to run.
     pub(super) fn recorded(self: &Arc<Self>, execution: &Execution, children: &[Execution]) {
-        let seconds = execution.duration_ms.map(|ms| ms as f64 / 1000.0);
-        self.metrics
-            .finished(&execution.function, execution.status.as_str(), seconds);
+        self.metrics.finished(timing(execution));
         for child in children {
             self.schedule(child);
         }
@@ -356,4 +355,20 @@ fn fail(child: &mut Execution, code: ErrorCode, message: String) {
     child.output = None;
     child.started_at = None;
     child.run_at = None;
+}
+
+/// How a finished execution counts in the latency histograms. The queue wait is that of
+/// first attempts: a retry's start also follows the earlier attempts and their backoff.
+fn timing(execution: &Execution) -> Timing<'_> {
+    let waited = execution
+        .started_at
+        .filter(|_| execution.attempt <= 1)
+        .map(|started| (started - execution.created_at).as_seconds_f64());
+    Timing {
+        function: &execution.function,
+        outcome: execution.status.as_str(),
+        ran: execution.duration_ms.map(|ms| ms as f64 / 1000.0),
+        waited,
+        trace_id: execution.trace_id.as_deref(),
+    }
 }

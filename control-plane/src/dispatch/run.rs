@@ -307,7 +307,12 @@ impl Dispatcher {
             env: launch_env,
             logs: sink,
         };
-        let mut instance = match self.runtime.start(launch).await {
+        let launched = self.runtime.start(launch).await;
+        let outcome = if launched.is_ok() { "ready" } else { "failed" };
+        let took = started.elapsed().as_secs_f64();
+        self.metrics
+            .instance_start(&function.version.name, outcome, took);
+        let mut instance = match launched {
             Ok(instance) => instance,
             Err(err) => {
                 let finished = outcome::error(codes::SPAWN_ERROR, err.to_string(), None);

@@ -516,6 +516,11 @@ impl FunctionPool {
         if let Some(index) = state.index_of(key) {
             let slot = &mut state.slots[index];
             if slot.phase == Phase::Starting {
+                // A starting slot's idle clock runs from its start.
+                let took = slot.idle_since.elapsed().as_secs_f64();
+                self.shared
+                    .metrics
+                    .instance_start(&self.name, "ready", took);
                 slot.phase = Phase::Ready;
                 slot.idle_since = Instant::now();
             }
@@ -533,7 +538,11 @@ impl FunctionPool {
         tracing::warn!(function = %self.name, "a warm instance failed to start: {message}");
         let mut state = self.lock();
         if let Some(index) = state.index_of(key) {
-            state.slots.remove(index);
+            let slot = state.slots.remove(index);
+            let took = slot.idle_since.elapsed().as_secs_f64();
+            self.shared
+                .metrics
+                .instance_start(&self.name, "failed", took);
         }
         state.last_start_failure = Some(Instant::now());
         if state.live() == 0 {
