@@ -10,6 +10,17 @@ use clap::{Args, ValueEnum};
 /// Exit code for bad configuration (EX_USAGE).
 pub const EXIT_CONFIG: u8 = 64;
 
+/// How the server writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors: every line about an execution
+    /// carries its id and trace id.
+    Json,
+}
+
 /// Where instances run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeKind {
@@ -67,6 +78,11 @@ pub struct ServeArgs {
     /// address, which other machines cannot use when listening on 0.0.0.0.
     #[arg(long, env = "GANTRY_NODE_URL", value_name = "URL")]
     pub node_url: Option<String>,
+    /// The server log's format on stderr: `text`, or `json` (one object per line, with
+    /// the execution id and trace id on every line about an execution). `GANTRY_LOG`
+    /// sets the level (`info` by default; for example `warn` or `gantry=debug`).
+    #[arg(long, env = "GANTRY_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     /// Keep state in this PostgreSQL database instead of the embedded SQLite one:
     /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`. Add `?sslmode=require` for TLS,
     /// `?sslmode=prefer` for TLS when the server offers it; without `sslmode` the

@@ -73,6 +73,16 @@ pub struct DispatchSettings {
     pub poll_results: Option<Duration>,
 }
 
+/// The span of the work on execution `id`: in JSON logs, every line written inside it
+/// carries the execution id and, once known, its trace id.
+pub(crate) fn execution_span(id: Uuid, trace_id: Option<&str>) -> tracing::Span {
+    let span = tracing::info_span!("execution", id = %id, trace_id = tracing::field::Empty);
+    if let Some(trace_id) = trace_id {
+        span.record("trace_id", trace_id);
+    }
+    span
+}
+
 /// Room a result report needs beside its output (its envelope, an error message).
 pub const REPORT_ENVELOPE_BYTES: usize = 64 * 1024;
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use gantry_protocol::env;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::attempt::{self, Bounds, Ended, Running, EXIT_AFTER_REPORT, STOP_GRACE};
@@ -107,6 +108,13 @@ impl Dispatcher {
     /// record). An execution another runner claimed, or that was cancelled, is left
     /// alone.
     pub(super) async fn run(self: Arc<Self>, function: String, id: Uuid, fresh: Option<Execution>) {
+        let span = super::execution_span(id, fresh.as_ref().and_then(|e| e.trace_id.as_deref()));
+        self.claim_and_run(function, id, fresh)
+            .instrument(span)
+            .await;
+    }
+
+    async fn claim_and_run(self: Arc<Self>, function: String, id: Uuid, fresh: Option<Execution>) {
         match self.claim_to_run(&function, id, fresh).await {
             Claimed::Yes(execution) => self.run_loaded(*execution).await,
             Claimed::No => {}
@@ -149,7 +157,12 @@ impl Dispatcher {
         let mut execution = match fresh {
             Some(execution) => execution,
             None => match self.store.get_execution(id).await {
-                Ok(Some(execution)) => execution,
+                Ok(Some(execution)) => {
+                    if let Some(trace_id) = &execution.trace_id {
+                        tracing::Span::current().record("trace_id", trace_id.as_str());
+                    }
+                    execution
+                }
                 Ok(None) => return Claimed::No,
                 Err(err) => {
                     // Left claimed by this node: its next start settles it.

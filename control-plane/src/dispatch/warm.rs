@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::attempt::{self, Bounds, Ended, Running};
 use super::finish::{attempt_failure, retry_wait};
@@ -165,12 +166,16 @@ impl Dispatcher {
         // From here on the call runs to its end and is recorded even if the caller goes
         // away (the request future is dropped when the client disconnects).
         let dispatcher = self.clone();
-        let run = tokio::spawn(async move {
-            dispatcher
-                .run_warm(&mut execution, &function, lease, Record::Behind)
-                .await;
-            execution
-        });
+        let span = super::execution_span(execution.id, execution.trace_id.as_deref());
+        let run = tokio::spawn(
+            async move {
+                dispatcher
+                    .run_warm(&mut execution, &function, lease, Record::Behind)
+                    .await;
+                execution
+            }
+            .instrument(span),
+        );
         run.await
             .map_err(|err| DispatchError::Internal(err.to_string()))
     }

@@ -88,15 +88,15 @@ async fn ensure_admin_file(credentials: &Credentials, path: &Path) -> Result<(),
 /// Says at start how clients get in.
 pub(super) fn announce(credentials: &Credentials, args: &ServeArgs, operator_token: bool) {
     if credentials.is_open() {
-        eprintln!(
-            "WARNING: --insecure-no-auth: every request is served without a token; any local user and any web page's scripts on this machine can reach this API"
+        super::say(
+            "WARNING: --insecure-no-auth: every request is served without a token; any local user and any web page's scripts on this machine can reach this API",
         );
     } else if operator_token {
-        eprintln!("API token: the admin token given in GANTRY_TOKEN or --token-file");
+        super::say("API token: the admin token given in GANTRY_TOKEN or --token-file");
     } else {
-        eprintln!(
+        super::say(&format!(
             "admin token: {} (the gantry CLI on this machine reads it from there; other clients send it as `Authorization: Bearer TOKEN`)",
             admin_file(args).display()
-        );
+        ));
     }
 }

@@ -130,7 +130,7 @@ impl App {
         } = &self;
         state.ready.store(true, Ordering::Relaxed);
         access::announce(&state.credentials, args, self.operator_token_given);
-        eprintln!(
+        super::say(&format!(
             "gantry listening on http://{} (runtime {}, {}, data dir {}, store {}, advertised to instances as {})",
             self.local,
             runtimes.runtime.name(),
@@ -138,7 +138,7 @@ impl App {
             args.data_dir.display(),
             self.store_name,
             self.advertise,
-        );
+        ));
         let stopped = CancellationToken::new();
         crate::retention::start(
             state.store.clone(),

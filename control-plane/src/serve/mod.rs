@@ -9,12 +9,13 @@ mod runtimes;
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use tokio::signal::unix::{signal, SignalKind};
 
 use self::app::App;
 use crate::api::HostPolicy;
-use crate::config::{ServeArgs, EXIT_CONFIG};
+use crate::config::{LogFormat, ServeArgs, EXIT_CONFIG};
 use crate::datadir;
 
 /// Inputs up to this size travel in INVOCATION_PAYLOAD; larger ones via PAYLOAD_URL.
@@ -47,7 +48,7 @@ impl Failure {
 /// Runs the server with `args`; `operator_token` is the operator's own admin token
 /// (`GANTRY_TOKEN` or `--token-file`), if given.
 pub async fn serve_main(args: ServeArgs, operator_token: Option<String>) -> ExitCode {
-    init_tracing();
+    init_tracing(args.log_format);
     // Other processes of this user (functions included, when they run as it) must not
     // read this server's memory or environment, which hold tokens and secret keys.
     if let Err(err) = nix::sys::prctl::set_dumpable(false) {
@@ -56,20 +57,45 @@ pub async fn serve_main(args: ServeArgs, operator_token: Option<String>) -> Exit
     match serve(args, operator_token).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("gantry serve: {}", failure.message);
+            match LOG_FORMAT.get() {
+                Some(LogFormat::Json) => {
+                    tracing::error!(target: "gantry::serve", "{}", failure.message)
+                }
+                _ => eprintln!("gantry serve: {}", failure.message),
+            }
             ExitCode::from(failure.code)
         }
     }
 }
 
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("GANTRY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
+/// The log format chosen at start, for the lines written before and beside the log.
+static LOG_FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+fn init_tracing(format: LogFormat) {
+    let _ = LOG_FORMAT.set(format);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GANTRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        // The current span names the execution a line is about.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
+}
+
+/// Writes a start-up line for the operator: as it is in text logs, as a log record
+/// in JSON logs (so the stream stays one object per line).
+pub(crate) fn say(line: &str) {
+    match LOG_FORMAT.get() {
+        Some(LogFormat::Json) => tracing::info!(target: "gantry::serve", "{line}"),
+        _ => eprintln!("{line}"),
+    }
 }
 
 async fn serve(args: ServeArgs, operator_token: Option<String>) -> Result<(), Failure> {
