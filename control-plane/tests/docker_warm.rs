@@ -186,7 +186,8 @@ impl Harness {
         gantry::logs::LogWriter,
     ) {
         let key = Uuid::new_v4();
-        let (logs, writer) = LogSink::start(key, 1 << 20, self.store.clone(), self.hub.clone());
+        let (logs, writer) =
+            LogSink::start(key, "warm", 1 << 20, self.store.clone(), self.hub.clone());
         let mut env: Vec<(String, String)> = [
             ("EXECUTION_MODE", "WARM"),
             ("WARM_RUNTIME", function.spec.mode.as_env()),

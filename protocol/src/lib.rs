@@ -6,9 +6,11 @@
 //!   and the response body of a WARM `/invoke`.
 //! - [`InvokeEnvelope`]: the body of a WARM `/invoke` request.
 //! - [`ApiErrorBody`]: `{"error": {"code", "message", "details"?}}`, every HTTP error body.
+//! - [`log_tag`]: how a WARM watchdog marks the output lines of one execution.
 
 pub mod env;
 mod error_code;
+pub mod log_tag;
 mod report;
 
 pub use error_code::{ErrorCode, UnknownErrorCode};

@@ -26,6 +26,7 @@ pub async fn run(config: &Config) -> i32 {
         }
     };
     let ctx = RunContext {
+        mark_lines: false,
         kill_grace: config.kill_grace,
         max_output: config.max_output_bytes,
         // Without a callback our stdout carries the result, so function logs go to stderr.

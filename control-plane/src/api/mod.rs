@@ -6,6 +6,7 @@ pub mod error;
 mod events;
 mod executions;
 mod forward;
+mod function_logs;
 mod functions;
 pub mod guard;
 mod health;
@@ -87,6 +88,7 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .post(invoke::action),
         )
         .route("/functions/{name}/versions", get(functions::versions))
+        .route("/functions/{name}/logs", get(function_logs::logs))
         .route("/executions", get(executions::list))
         .route(
             "/executions/{id}",

@@ -65,6 +65,7 @@ pub async fn run(ctx: &Ctx, command: FnCommand) -> Result<()> {
         FnCommand::Invoke(args) => invoke(ctx, args).await,
         FnCommand::Enqueue(args) => enqueue(ctx, args).await,
         FnCommand::Scale(args) => scale(ctx, args).await,
+        FnCommand::Logs(args) => super::fn_logs::run(ctx, args).await,
     }
 }
 

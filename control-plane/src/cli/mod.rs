@@ -15,6 +15,7 @@ pub mod exec_args;
 pub mod exec_chain;
 pub mod exec_cmd;
 pub mod fn_cmd;
+pub mod fn_logs;
 pub mod input;
 pub mod node_cmd;
 pub mod pool_view;
@@ -231,6 +232,33 @@ pub enum FnCommand {
     /// never starts more than --max. Prints "scaled NAME: min N, max M (version V)";
     /// `gantry fn get NAME` shows the pool's instances.
     Scale(ScaleArgs),
+    /// Show the logs of a function's latest executions, each line prefixed with its
+    /// execution's id (oldest first).
+    ///
+    /// With --follow, prints every line the function's executions write from now on,
+    /// until interrupted. With --instance, prints the lines of its own a warm instance
+    /// wrote: the lines it marked with none of its executions (start-up messages,
+    /// background work). `gantry fn get NAME` lists the instances.
+    Logs(FnLogsArgs),
+}
+
+/// `gantry fn logs`
+#[derive(Debug, Clone, Args)]
+pub struct FnLogsArgs {
+    /// Function name.
+    pub name: String,
+    /// Keep printing the lines of every new execution.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// A warm instance's own lines instead (its id as `gantry fn get` shows it).
+    #[arg(long, value_name = "ID", conflicts_with = "follow")]
+    pub instance: Option<String>,
+    /// How many of the latest executions to show.
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub last: u32,
+    /// Start each line with the time it was captured.
+    #[arg(long)]
+    pub timestamps: bool,
 }
 
 /// `gantry fn invoke`

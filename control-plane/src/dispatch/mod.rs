@@ -43,7 +43,7 @@ pub use report::{CallbackReport, MAX_OUTPUT_DEPTH};
 
 use crate::cluster::{ClusterView, LoadSource};
 use crate::domain::{Execution, Finished, FunctionLoad, Trigger};
-use crate::logs::LogHub;
+use crate::logs::{ExecutionLogs, LogHub};
 use crate::metrics::Metrics;
 use crate::pool::{Pools, Supervision};
 use crate::registry::catalog::{Catalog, LoadedFunction};
@@ -183,12 +183,20 @@ impl Dispatcher {
         settings: DispatchSettings,
     ) -> Arc<Dispatcher> {
         let cluster = Arc::new(ClusterView::new(settings.owner.clone()));
+        let execution_logs = ExecutionLogs {
+            // Each pool names its own function.
+            function: String::new(),
+            store: store.clone(),
+            hub: logs.clone(),
+            cap_bytes: settings.log_cap_bytes,
+        };
         let pools = Pools::start(
             runtime.clone(),
             vault.clone(),
             metrics.clone(),
             settings.warm,
             cluster.clone(),
+            execution_logs,
         );
         Arc::new(Dispatcher {
             store,

@@ -306,6 +306,7 @@ impl Dispatcher {
         }
         let (sink, writer) = LogSink::start(
             id,
+            &function.version.name,
             self.settings.log_cap_bytes,
             self.store.clone(),
             self.logs.clone(),
@@ -321,10 +322,10 @@ impl Dispatcher {
             logs: sink,
         };
         let launched = self.runtime.start(launch).await;
-        let outcome = if launched.is_ok() { "ready" } else { "failed" };
+        let start = if launched.is_ok() { "ready" } else { "failed" };
         let took = started.elapsed().as_secs_f64();
         self.metrics
-            .instance_start(&function.version.name, outcome, took);
+            .instance_start(&function.version.name, start, took);
         let mut instance = match launched {
             Ok(instance) => instance,
             Err(err) => {

@@ -254,6 +254,8 @@ impl Dispatcher {
                 return;
             }
             let ran_on = lease.function().clone();
+            // The lines the instance marks with this execution go to its log.
+            let _log = lease.attach_log(id);
             let mut call = WarmCall {
                 call: InvokeCall {
                     execution_id: id,

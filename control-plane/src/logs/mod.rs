@@ -2,6 +2,10 @@
 //! lines, enforces the per-execution cap, writes them to the store in batches and
 //! publishes them on the [`LogHub`] so `?follow=true` readers see them live.
 
+mod instance;
+
+pub use instance::{Attached, ExecutionLogs, InstanceLog, OWN_LINES};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -23,10 +27,24 @@ pub const INSTANCE_LINES_PER_SECOND: usize = 100;
 /// Lines written to the store in one call at most.
 const BATCH_LINES: usize = 256;
 
-/// Live log lines of running executions, for followers.
+/// A line of one of a function's executions, for followers of the whole function.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionLine {
+    /// The execution that wrote it.
+    pub execution_id: Uuid,
+    /// The line.
+    #[serde(flatten)]
+    pub line: LogLine,
+}
+
+/// Live log lines of running executions, for followers of one execution or of every
+/// execution of a function.
 #[derive(Default)]
 pub struct LogHub {
     channels: DashMap<Uuid, broadcast::Sender<LogLine>>,
+    /// Only functions someone follows have a channel.
+    functions: DashMap<String, broadcast::Sender<FunctionLine>>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -35,6 +53,7 @@ impl LogHub {
     pub fn with_metrics(metrics: Arc<Metrics>) -> LogHub {
         LogHub {
             channels: DashMap::new(),
+            functions: DashMap::new(),
             metrics: Some(metrics),
         }
     }
@@ -50,6 +69,32 @@ impl LogHub {
             .entry(id)
             .or_insert_with(|| broadcast::channel(1024).0)
             .clone()
+    }
+
+    /// Subscribes to the lines every execution of `function` writes from now on.
+    pub fn subscribe_function(&self, function: &str) -> broadcast::Receiver<FunctionLine> {
+        self.functions
+            .entry(function.to_owned())
+            .or_insert_with(|| broadcast::channel(1024).0)
+            .subscribe()
+    }
+
+    /// Hands `lines` of execution `id` to the followers of `function`, if any.
+    fn publish_function(&self, function: &str, id: Uuid, lines: &[LogLine]) {
+        let Some(sender) = self.functions.get(function).map(|entry| entry.clone()) else {
+            return;
+        };
+        if sender.receiver_count() == 0 {
+            self.functions
+                .remove_if(function, |_, sender| sender.receiver_count() == 0);
+            return;
+        }
+        for line in lines {
+            let _ = sender.send(FunctionLine {
+                execution_id: id,
+                line: line.clone(),
+            });
+        }
     }
 
     /// Ends the live stream of an execution: followers see the channel close.
@@ -79,17 +124,25 @@ pub struct LogWriter {
 }
 
 impl LogSink {
-    /// Starts capturing the log of execution `id`, keeping at most `cap_bytes` of it.
+    /// Starts capturing the log of execution `id` of `function`, keeping at most
+    /// `cap_bytes` of it.
     pub fn start(
         id: Uuid,
+        function: &str,
         cap_bytes: usize,
         store: Arc<dyn Store>,
         hub: Arc<LogHub>,
     ) -> (LogSink, LogWriter) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let live = hub.open(id);
-        let metrics = hub.metrics.clone();
-        let task = tokio::spawn(write_lines(id, cap_bytes, store, live, receiver, metrics));
+        let target = Target {
+            id,
+            function: function.to_owned(),
+            cap_bytes,
+            store,
+            live: hub.open(id),
+            hub,
+        };
+        let task = tokio::spawn(write_lines(target, receiver));
         let sink = LogSink {
             sender,
             sent: Arc::new(AtomicUsize::new(0)),
@@ -100,16 +153,20 @@ impl LogSink {
         (sink, LogWriter { task })
     }
 
-    /// A sink for a warm instance, whose output belongs to no single execution: its
-    /// lines go to the server's own log (target `gantry::instance`), tagged `instance`,
-    /// at most [`INSTANCE_LINES_PER_SECOND`] a second (a chatty instance cannot flood the
-    /// server's log; what is dropped is counted there).
-    pub fn to_tracing(instance: String) -> LogSink {
+    /// A sink for a warm instance, whose output serves many executions: `log` files
+    /// each line under the execution it is marked with, else keeps it as the
+    /// instance's own, which also goes to the server's log (target `gantry::instance`,
+    /// tagged `instance`) at most [`INSTANCE_LINES_PER_SECOND`] a second (a chatty
+    /// instance cannot flood the server's log; what is dropped is counted there).
+    pub fn to_instance(instance: String, log: Arc<InstanceLog>) -> LogSink {
         let (sender, mut receiver) = mpsc::unbounded_channel::<(LogStream, String)>();
         tokio::spawn(async move {
             let mut window = tokio::time::Instant::now();
             let (mut written, mut dropped) = (0usize, 0usize);
             while let Some((stream, line)) = receiver.recv().await {
+                let Some((stream, line)) = log.file(stream, line) else {
+                    continue;
+                };
                 if window.elapsed() >= std::time::Duration::from_secs(1) {
                     if dropped > 0 {
                         tracing::warn!(target: "gantry::instance", instance = %instance, "{dropped} lines of this instance were dropped (more than {INSTANCE_LINES_PER_SECOND} a second)");
@@ -300,14 +357,26 @@ fn next_line_end(buf: &[u8]) -> Option<LineEnd> {
     }
 }
 
-async fn write_lines(
+/// Where [`write_lines`] writes one execution's lines.
+struct Target {
     id: Uuid,
+    function: String,
     cap_bytes: usize,
     store: Arc<dyn Store>,
     live: broadcast::Sender<LogLine>,
-    mut receiver: mpsc::UnboundedReceiver<(LogStream, String)>,
-    metrics: Option<Arc<Metrics>>,
-) {
+    hub: Arc<LogHub>,
+}
+
+async fn write_lines(target: Target, mut receiver: mpsc::UnboundedReceiver<(LogStream, String)>) {
+    let Target {
+        id,
+        ref function,
+        cap_bytes,
+        ref store,
+        ref live,
+        ref hub,
+    } = target;
+    let metrics = hub.metrics.clone();
     let mut seq = 0u64;
     let mut used = 0usize;
     let mut truncated = false;
@@ -359,6 +428,7 @@ async fn write_lines(
                 }
             }
         }
+        hub.publish_function(function, id, &batch);
         for line in batch.drain(..) {
             let _ = live.send(line);
         }
@@ -415,7 +485,8 @@ mod tests {
             format!("a\n{exact}\r\n"),
             format!("a\n{}", "y".repeat(2 * MAX_LINE_BYTES)),
         ] {
-            let sink = LogSink::to_tracing("test".into()).keeping_last_line(1 << 20);
+            let sink = LogSink::to_instance("test".into(), instance::tests::instance_log().0)
+                .keeping_last_line(1 << 20);
             let last = sink.copy_lines(LogStream::Stdout, text.as_bytes()).await;
             let expected = text.trim_end().rsplit('\n').next().unwrap();
             assert_eq!(last.as_deref(), Some(expected), "{}", text.len());
@@ -426,7 +497,8 @@ mod tests {
     async fn the_last_line_is_kept_whole_up_to_its_limit() {
         let report = format!("{{\"output\": \"{}\"}}", "x".repeat(3 * MAX_LINE_BYTES));
         let text = format!("log line\n{report}\n");
-        let sink = LogSink::to_tracing("test".into()).keeping_last_line(1 << 20);
+        let sink = LogSink::to_instance("test".into(), instance::tests::instance_log().0)
+            .keeping_last_line(1 << 20);
         let last = sink.copy_lines(LogStream::Stdout, text.as_bytes()).await;
         assert_eq!(
             last.as_deref(),
@@ -434,15 +506,17 @@ mod tests {
             "whole, not its last piece"
         );
         let unterminated = format!("log line\n{report}");
-        let sink = LogSink::to_tracing("test".into()).keeping_last_line(1 << 20);
+        let sink = LogSink::to_instance("test".into(), instance::tests::instance_log().0)
+            .keeping_last_line(1 << 20);
         let last = sink
             .copy_lines(LogStream::Stdout, unterminated.as_bytes())
             .await;
         assert_eq!(last.as_deref(), Some(report.as_str()));
-        let sink = LogSink::to_tracing("test".into()).keeping_last_line(MAX_LINE_BYTES);
+        let sink = LogSink::to_instance("test".into(), instance::tests::instance_log().0)
+            .keeping_last_line(MAX_LINE_BYTES);
         let last = sink.copy_lines(LogStream::Stdout, text.as_bytes()).await;
         assert_eq!(last, None, "too long to be kept whole");
-        let sink = LogSink::to_tracing("test".into());
+        let sink = LogSink::to_instance("test".into(), instance::tests::instance_log().0);
         let last = sink
             .copy_lines(LogStream::Stdout, &b"a\n\nb\n  \n"[..])
             .await;

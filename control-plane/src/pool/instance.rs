@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::client::Connections;
 use super::FunctionPool;
 use crate::domain::codes;
+use crate::logs::{ExecutionLogs, InstanceLog};
 use crate::runtime::{Instance, InstanceExit, OomProbe, WarmLaunch, WarmStarted};
 use crate::secrets::Masker;
 
@@ -36,12 +37,16 @@ pub struct InstanceHandle {
     masker: OnceLock<Masker>,
     oom: OnceLock<OomProbe>,
     stop: CancellationToken,
+    /// Files its output lines under their executions, or as its own.
+    pub log: Arc<InstanceLog>,
 }
 
 impl InstanceHandle {
-    /// A handle for an instance about to start, with a new random credential.
-    pub fn new() -> InstanceHandle {
+    /// A handle for an instance about to start, with a new random credential, whose
+    /// executions' lines go to `logs`.
+    pub fn new(logs: ExecutionLogs) -> InstanceHandle {
         InstanceHandle {
+            log: InstanceLog::new(logs),
             key: Uuid::new_v4(),
             credential: crate::access::generate_token(),
             id: OnceLock::new(),

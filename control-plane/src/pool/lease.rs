@@ -37,6 +37,12 @@ impl Lease {
         }
     }
 
+    /// Files the lines the instance marks with `execution` under that execution's log
+    /// until the answer is dropped.
+    pub fn attach_log(&self, execution: uuid::Uuid) -> crate::logs::Attached {
+        self.handle.log.attach(execution)
+    }
+
     /// The runtime's id of the instance.
     pub fn instance_id(&self) -> &str {
         self.handle.id()

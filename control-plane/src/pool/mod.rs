@@ -30,7 +30,8 @@ use self::instance::InstanceHandle;
 use self::slots::{Phase, PoolState, Slot, Waiter};
 use crate::cluster::ClusterView;
 use crate::domain::FunctionLoad;
-use crate::logs::LogSink;
+use crate::domain::LogLine;
+use crate::logs::{ExecutionLogs, LogSink};
 use crate::metrics::{Metrics, PoolMetrics};
 use crate::registry::catalog::LoadedFunction;
 use crate::runtime::{Runtime, WarmLaunch};
@@ -86,6 +87,8 @@ pub(crate) struct Shared {
     closing: CancellationToken,
     /// The other nodes' instances, which count against `max_instances`.
     cluster: Arc<ClusterView>,
+    /// Where the lines instances mark with an execution go.
+    logs: ExecutionLogs,
 }
 
 /// Every function's warm pool.
@@ -113,6 +116,7 @@ impl Pools {
         metrics: Arc<Metrics>,
         supervision: Supervision,
         cluster: Arc<ClusterView>,
+        logs: ExecutionLogs,
     ) -> Arc<Pools> {
         let pools = Arc::new(Pools {
             shared: Arc::new(Shared {
@@ -123,6 +127,7 @@ impl Pools {
                 tasks: TaskTracker::new(),
                 closing: CancellationToken::new(),
                 cluster,
+                logs,
             }),
             pools: DashMap::new(),
         });
@@ -273,6 +278,17 @@ impl Pools {
         let mut state = pool.lock();
         pool.see_cluster(&mut state);
         state.can_take_now()
+    }
+
+    /// The latest lines of its own that instance `instance` of `name` wrote, if it runs.
+    pub fn instance_lines(&self, name: &str, instance: &str) -> Option<Vec<LogLine>> {
+        let pool = self.pools.get(name)?.clone();
+        let state = pool.lock();
+        let slot = state
+            .slots
+            .iter()
+            .find(|slot| slot.handle.id() == instance)?;
+        Some(slot.handle.log.own_lines())
     }
 
     /// The state of `name`'s pool, if it has one.
@@ -432,7 +448,11 @@ impl FunctionPool {
         if self.shared.closing.is_cancelled() {
             return;
         }
-        let handle = Arc::new(InstanceHandle::new());
+        let logs = ExecutionLogs {
+            function: self.name.clone(),
+            ..self.shared.logs.clone()
+        };
+        let handle = Arc::new(InstanceHandle::new(logs));
         let function = state.function.clone();
         let spec = function.spec();
         let warm = &state.warm;
@@ -460,7 +480,7 @@ impl FunctionPool {
             key: handle.key,
             function: function.version.clone(),
             env: launch_env,
-            logs: LogSink::to_tracing(format!("{}/{}", self.name, handle.key)),
+            logs: LogSink::to_instance(format!("{}/{}", self.name, handle.key), handle.log.clone()),
         };
         state.slots.push(Slot {
             handle: handle.clone(),

@@ -33,3 +33,26 @@ pub struct LogEnd {
     /// The execution's final status.
     pub status: ExecutionStatus,
 }
+
+/// What `GET /v1/functions/{name}/logs` asks for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionLogsQuery {
+    /// The lines of its own this warm instance wrote (lines no execution claims).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// Stream every line the function's executions write from now on, as server-sent
+    /// events.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub follow: bool,
+}
+
+/// A warm instance's own latest lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceLogPage {
+    /// The instance.
+    pub instance_id: String,
+    /// Its lines, oldest first.
+    pub lines: Vec<LogLine>,
+}

@@ -24,5 +24,5 @@ pub use functions::{
     SpecSummary, VersionList, WarmLimits,
 };
 pub use health::{Health, HealthStatus};
-pub use logs::{LogEnd, LogPage, LogsQuery};
+pub use logs::{FunctionLogsQuery, InstanceLogPage, LogEnd, LogPage, LogsQuery};
 pub use nodes::{NodeInfo, NodeList};

@@ -99,7 +99,8 @@ async fn run_in_files(
         Ok(process) => process,
         Err(err) => return setup_failed(err.to_string()),
     };
-    let forwarders = LogForwarders::start(&mut process, ctx.child_stdout);
+    let attribution = invocation.attribution(ctx);
+    let forwarders = LogForwarders::start(&mut process, ctx.child_stdout, attribution);
     let pgid = process.pid();
     let work = async {
         let status = process.wait().await;

@@ -15,20 +15,23 @@ use tokio::time::{sleep, timeout, timeout_at, Instant};
 use super::{Invocation, LogForwarders, RunContext};
 use crate::config::{CommandLine, HttpRuntimeConfig};
 use crate::http_client::{ClientError, HttpClient};
+use crate::logs::Attribution;
 use crate::outcome::{self, preview, Outcome};
 use crate::process::{Pipes, Process};
 use crate::supervise::{supervise, ForwardedSignals, Supervised};
 
-/// Starts the runtime with `PORT` set from RUNTIME_URL and its output forwarded.
+/// Starts the runtime with `PORT` set from RUNTIME_URL and its output forwarded, lines
+/// marked as `attribution` says.
 pub fn spawn_runtime(
     command: &CommandLine,
     http: &HttpRuntimeConfig,
     ctx: &RunContext,
+    attribution: Attribution,
 ) -> Result<(Process, LogForwarders), FunctionError> {
     let port = http.port.to_string();
     let mut process = Process::spawn(command, &[(env::PORT, &port)], Pipes::OUTPUT)
         .map_err(|err| FunctionError::new(ErrorCode::SpawnError, err.to_string()))?;
-    let forwarders = LogForwarders::start(&mut process, ctx.child_stdout);
+    let forwarders = LogForwarders::start(&mut process, ctx.child_stdout, attribution);
     Ok((process, forwarders))
 }
 
@@ -178,10 +181,11 @@ pub async fn run_once(
     signals: Option<&mut ForwardedSignals>,
 ) -> (Outcome, Option<(Process, LogForwarders)>) {
     let started = Instant::now();
-    let (mut process, forwarders) = match spawn_runtime(command, http, ctx) {
-        Ok(runtime) => runtime,
-        Err(error) => return (Outcome::failed(error, started.elapsed()), None),
-    };
+    let (mut process, forwarders) =
+        match spawn_runtime(command, http, ctx, invocation.attribution(ctx)) {
+            Ok(runtime) => runtime,
+            Err(error) => return (Outcome::failed(error, started.elapsed()), None),
+        };
     let pgid = process.pid();
     let work = async {
         wait_ready(client, &mut process, &http.health_url, http.ready_timeout).await?;

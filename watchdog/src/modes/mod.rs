@@ -11,7 +11,7 @@ use bytes::Bytes;
 use gantry_protocol::env;
 use tokio::task::JoinHandle;
 
-use crate::logs::{self, Target};
+use crate::logs::{self, Attribution, Target};
 use crate::process::Process;
 
 /// One invocation's input.
@@ -36,6 +36,15 @@ impl Invocation {
         }
         vars
     }
+
+    /// Whose lines its processes write: this execution's when lines are marked.
+    pub fn attribution(&self, ctx: &RunContext) -> Attribution {
+        if ctx.mark_lines {
+            Attribution::Execution(self.execution_id.as_str().into())
+        } else {
+            Attribution::Unmarked
+        }
+    }
 }
 
 /// Settings shared by every invocation of a watchdog.
@@ -48,6 +57,9 @@ pub struct RunContext {
     /// Where the function's stdout log lines go (stderr when the watchdog's stdout
     /// carries the result, for local runs without a callback).
     pub child_stdout: Target,
+    /// Whether output lines are marked with their execution (WARM mode, where one
+    /// output stream serves many executions).
+    pub mark_lines: bool,
 }
 
 /// Tasks forwarding a process's stdout and stderr, line by line.
@@ -57,17 +69,24 @@ pub struct LogForwarders {
 }
 
 impl LogForwarders {
-    /// Forwards whichever of `process`'s output pipes have not been taken already.
-    pub fn start(process: &mut Process, stdout_target: Target) -> LogForwarders {
+    /// Forwards whichever of `process`'s output pipes have not been taken already,
+    /// lines marked as `attribution` says.
+    pub fn start(
+        process: &mut Process,
+        stdout_target: Target,
+        attribution: Attribution,
+    ) -> LogForwarders {
+        let forward =
+            |pipe, target| tokio::spawn(logs::forward_lines(pipe, target, attribution.clone()));
         LogForwarders {
             stdout: process
                 .stdout
                 .take()
-                .map(|pipe| tokio::spawn(logs::forward_lines(pipe, stdout_target))),
+                .map(|pipe| forward(pipe, stdout_target)),
             stderr: process
                 .stderr
                 .take()
-                .map(|pipe| tokio::spawn(logs::forward_lines(pipe, Target::Stderr))),
+                .map(|pipe| forward(pipe, Target::Stderr)),
         }
     }
 

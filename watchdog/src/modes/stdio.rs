@@ -29,7 +29,8 @@ pub async fn run(
     };
     let stdin = process.stdin.take();
     let stdout = process.stdout.take();
-    let forwarders = LogForwarders::start(&mut process, ctx.child_stdout);
+    let attribution = invocation.attribution(ctx);
+    let forwarders = LogForwarders::start(&mut process, ctx.child_stdout, attribution.clone());
     let pgid = process.pid();
     let payload = invocation.payload.clone();
     let work = async {
@@ -74,7 +75,7 @@ pub async fn run(
     let result = if status.success() {
         match parse_output(&stdout, "stdout") {
             Ok(parsed) => {
-                logs::forward_buffer(parsed.logs, ctx.child_stdout).await;
+                logs::forward_buffer(parsed.logs, ctx.child_stdout, &attribution).await;
                 Ok(parsed.value)
             }
             Err(error) => Err(error),

@@ -88,6 +88,7 @@ pub async fn serve(config: Config) -> i32 {
         kill_grace: config.kill_grace,
         max_output: config.max_output_bytes,
         child_stdout: Target::Stdout,
+        mark_lines: true,
     };
     let client = HttpClient::new();
     let runtime = (config.warm.runtime == WarmRuntime::Http).then(|| {

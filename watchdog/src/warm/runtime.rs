@@ -2,7 +2,7 @@
 //! healthy, restarted (with backoff when it keeps failing) whenever it dies or an
 //! invocation times out, and stopped at shutdown.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gantry_protocol::{ErrorCode, FunctionError};
@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{CommandLine, HttpRuntimeConfig};
 use crate::diag;
 use crate::http_client::HttpClient;
+use crate::logs::{Attribution, InFlight};
 use crate::modes::{http, Invocation, RunContext};
 use crate::outcome::{self, Outcome};
 
@@ -39,6 +40,8 @@ pub struct RuntimeSupervisor {
     task: Mutex<Option<JoinHandle<()>>>,
     http: HttpRuntimeConfig,
     client: HttpClient,
+    /// The calls being served, whose lines the runtime's output is marked with.
+    in_flight: Arc<InFlight>,
 }
 
 /// How long a call that lost its runtime waits for the supervisor to notice.
@@ -65,10 +68,15 @@ impl RuntimeSupervisor {
         let (state_tx, state) = watch::channel(RuntimeState::Starting);
         let (restart, restart_requests) = mpsc::unbounded_channel();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(keep_alive(
+        let in_flight = Arc::new(InFlight::default());
+        let launch = RuntimeLaunch {
             command,
-            http.clone(),
+            http: http.clone(),
             ctx,
+            attribution: Attribution::InFlight(in_flight.clone()),
+        };
+        let task = tokio::spawn(keep_alive(
+            launch,
             client.clone(),
             state_tx,
             restart_requests,
@@ -81,6 +89,7 @@ impl RuntimeSupervisor {
             task: Mutex::new(Some(task)),
             http,
             client,
+            in_flight,
         }
     }
 
@@ -133,6 +142,7 @@ impl RuntimeSupervisor {
                 }
             }
         };
+        let _call = self.in_flight.enter(&invocation.execution_id);
         let proxied = http::invoke(&self.client, &self.http.invoke_url, invocation, max_output);
         let result = match timeout_at(deadline, proxied).await {
             Ok(Err(error)) if error.code == ErrorCode::RuntimeCrashed => {
@@ -168,15 +178,28 @@ impl RuntimeSupervisor {
     }
 }
 
-async fn keep_alive(
+/// How the runtime is started, each time.
+struct RuntimeLaunch {
     command: CommandLine,
     http: HttpRuntimeConfig,
     ctx: RunContext,
+    /// Its output lines are marked with the call in flight.
+    attribution: Attribution,
+}
+
+async fn keep_alive(
+    launch: RuntimeLaunch,
     client: HttpClient,
     state: watch::Sender<RuntimeState>,
     mut restart_requests: mpsc::UnboundedReceiver<u64>,
     stop: CancellationToken,
 ) {
+    let RuntimeLaunch {
+        command,
+        http,
+        ctx,
+        attribution,
+    } = launch;
     let mut failures = 0u32;
     let mut generation = 0u64;
     while !stop.is_cancelled() {
@@ -188,7 +211,8 @@ async fn keep_alive(
             }
         }
         state.send_replace(RuntimeState::Starting);
-        let (mut process, forwarders) = match http::spawn_runtime(&command, &http, &ctx) {
+        let spawned = http::spawn_runtime(&command, &http, &ctx, attribution.clone());
+        let (mut process, forwarders) = match spawned {
             Ok(runtime) => runtime,
             Err(error) => {
                 diag!("{error}");

@@ -239,6 +239,8 @@ async fn invoke(warm: &Warm, request: Request<Incoming>) -> HttpResponse {
         Err(message) => return error(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
     };
     let report = warm.run(&request.invocation).await.into_report();
+    // The call's marked lines go out before its answer.
+    crate::logs::flush().await;
     let body = serde_json::to_vec(&report).expect("a report always serializes");
     if let (true, Some(base_url)) = (request.callback, callback_url) {
         let client = warm.client.clone();
