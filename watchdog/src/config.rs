@@ -172,6 +172,10 @@ pub struct Config {
     pub max_output_bytes: usize,
     /// `TRACE_ID`.
     pub trace_id: Option<String>,
+    /// `TRACEPARENT`.
+    pub traceparent: Option<String>,
+    /// `TRACESTATE`.
+    pub tracestate: Option<String>,
     /// `RUN_AS`, resolved to ids (whether the watchdog must switch is decided at start).
     pub run_as: Option<RunAs>,
     /// `WARM_TOKEN`.
@@ -466,6 +470,8 @@ fn parse_secret_files(value: Option<String>) -> Result<Vec<(String, Secret)>, Co
     let taken = [
         env::EXECUTION_ID,
         env::TRACE_ID,
+        env::TRACEPARENT,
+        env::TRACESTATE,
         env::PORT,
         env::INPUT_FILE,
         env::OUTPUT_FILE,
@@ -651,6 +657,8 @@ impl Config {
             warm,
             max_output_bytes,
             trace_id: vars.header_text(env::TRACE_ID)?,
+            traceparent: vars.header_text(env::TRACEPARENT)?,
+            tracestate: vars.header_text(env::TRACESTATE)?,
             run_as,
             warm_token: vars
                 .get(env::WARM_TOKEN)?

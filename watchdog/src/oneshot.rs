@@ -56,6 +56,8 @@ pub async fn run(config: &Config) -> i32 {
             let invocation = Invocation {
                 execution_id: config.execution_id.clone(),
                 trace_id: config.trace_id.clone(),
+                traceparent: config.traceparent.clone(),
+                tracestate: config.tracestate.clone(),
                 payload,
                 timeout: config.timeout,
             };

@@ -15,6 +15,7 @@ mod logs;
 mod nodes;
 mod secrets;
 mod tokens;
+mod trace;
 
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
@@ -31,6 +32,7 @@ pub use error::ApiError;
 pub use guard::HostPolicy;
 pub use internal::parse_report;
 pub use invoke::{invoke_headers, InvokeHeaders};
+pub use trace::{trace_headers, TraceHeaders};
 
 use crate::access::Credentials;
 use crate::dispatch::Dispatcher;

@@ -169,6 +169,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS executions_held_function ON executions (function)
         WHERE status IN ('starting', 'running');
     ",
+    // The W3C trace context each execution runs under.
+    "
+    ALTER TABLE executions ADD COLUMN traceparent TEXT;
+    ALTER TABLE executions ADD COLUMN tracestate TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -83,20 +83,24 @@ pub async fn probe(client: &HttpClient, url: &Uri, deadline: Instant) -> bool {
 }
 
 /// Posts the payload to RUNTIME_URL and turns the answer into a result. The caller
-/// applies the timeout.
+/// applies the timeout, which ends at `deadline`: the runtime is told the time left
+/// (`X-Timeout-Ms`) so the code can stop in time.
 pub async fn invoke(
     client: &HttpClient,
     url: &Uri,
     invocation: &Invocation,
+    deadline: Instant,
     max_output: usize,
 ) -> Result<Box<RawValue>, FunctionError> {
+    let left = deadline.saturating_duration_since(Instant::now());
     let mut request = Request::builder()
         .method(Method::POST)
         .uri(url.clone())
         .header(CONTENT_TYPE, "application/json")
-        .header(headers::EXECUTION_ID, invocation.execution_id.as_str());
-    if let Some(trace) = &invocation.trace_id {
-        request = request.header(headers::TRACE_ID, trace.as_str());
+        .header(headers::EXECUTION_ID, invocation.execution_id.as_str())
+        .header(headers::TIMEOUT_MS, left.as_millis().max(1).to_string());
+    for (_, header, value) in invocation.trace() {
+        request = request.header(header, value);
     }
     let request = request
         .body(Full::new(invocation.payload.clone()))
@@ -185,12 +189,15 @@ pub async fn run_once(
     let pgid = process.pid();
     let work = async {
         wait_ready(client, &mut process, &http.health_url, http.ready_timeout).await?;
-        match timeout(
-            invocation.timeout,
-            invoke(client, &http.invoke_url, invocation, ctx.max_output),
-        )
-        .await
-        {
+        let deadline = Instant::now() + invocation.timeout;
+        let call = invoke(
+            client,
+            &http.invoke_url,
+            invocation,
+            deadline,
+            ctx.max_output,
+        );
+        match timeout_at(deadline, call).await {
             Ok(result) => result,
             Err(_) => Err(outcome::timeout(invocation.timeout)),
         }

@@ -8,7 +8,7 @@ pub mod stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gantry_protocol::env;
+use gantry_protocol::{env, headers};
 use tokio::task::JoinHandle;
 
 use crate::logs::{self, Target};
@@ -21,6 +21,10 @@ pub struct Invocation {
     pub execution_id: String,
     /// Trace id, forwarded as `TRACE_ID` / `X-Trace-Id`.
     pub trace_id: Option<String>,
+    /// W3C trace context, forwarded as `TRACEPARENT` / `traceparent`.
+    pub traceparent: Option<String>,
+    /// Forwarded as `TRACESTATE` / `tracestate`.
+    pub tracestate: Option<String>,
     /// The payload, valid JSON.
     pub payload: Bytes,
     /// How long it may run.
@@ -31,10 +35,19 @@ impl Invocation {
     /// Variables the function process gets for this invocation.
     fn env(&self) -> Vec<(&'static str, &str)> {
         let mut vars = vec![(env::EXECUTION_ID, self.execution_id.as_str())];
-        if let Some(trace) = &self.trace_id {
-            vars.push((env::TRACE_ID, trace.as_str()));
-        }
+        vars.extend(self.trace().map(|(var, _, value)| (var, value)));
         vars
+    }
+
+    /// The trace fields it carries: environment name, header name, value.
+    pub fn trace(&self) -> impl Iterator<Item = (&'static str, &'static str, &str)> {
+        [
+            (env::TRACE_ID, headers::TRACE_ID, &self.trace_id),
+            (env::TRACEPARENT, headers::TRACEPARENT, &self.traceparent),
+            (env::TRACESTATE, headers::TRACESTATE, &self.tracestate),
+        ]
+        .into_iter()
+        .filter_map(|(var, header, value)| Some((var, header, value.as_deref()?)))
     }
 }
 

@@ -133,7 +133,13 @@ impl RuntimeSupervisor {
                 }
             }
         };
-        let proxied = http::invoke(&self.client, &self.http.invoke_url, invocation, max_output);
+        let proxied = http::invoke(
+            &self.client,
+            &self.http.invoke_url,
+            invocation,
+            deadline,
+            max_output,
+        );
         let result = match timeout_at(deadline, proxied).await {
             Ok(Err(error)) if error.code == ErrorCode::RuntimeCrashed => {
                 // The connection breaks a moment before the exit is reaped: answer only

@@ -164,6 +164,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX executions_held_function ON executions (function)
         WHERE status IN ('starting', 'running');
     ",
+    // 6: the W3C trace context each execution runs under.
+    "
+    ALTER TABLE executions ADD COLUMN traceparent text;
+    ALTER TABLE executions ADD COLUMN tracestate text;
+    ",
 ];
 
 /// The schema version this build writes.
