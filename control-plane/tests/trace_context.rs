@@ -1,7 +1,7 @@
 //! W3C trace context end to end: a caller's `traceparent` reaches the function (the
 //! environment of one-shot and warm per-call processes, the headers of HTTP runtimes,
 //! with the time left in `X-Timeout-Ms`), comes back on the answer, is stored with the
-//! execution, and a chain or an event's fan-out stays one trace.
+//! execution, and a chain, a re-drive or an event's fan-out stays one trace.
 
 mod support;
 
@@ -252,7 +252,7 @@ async fn chain_ids(server: &Server, id: &str, count: usize) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn a_chain_and_an_event_fan_out_are_each_one_trace() {
+async fn a_chain_a_redrive_and_an_event_fan_out_stay_in_one_trace() {
     let server = Server::start().await;
     let env = |name: &str, extra: Value| stdio_function(name, "python3 env.py", extra);
     // Targets first: a chain must name deployed functions.
@@ -288,6 +288,25 @@ async fn a_chain_and_an_event_fan_out_are_each_one_trace() {
         4,
         "each execution is a span of its own: {spans:?}"
     );
+
+    // A re-drive of a failure joins the failed execution's trace.
+    server
+        .deploy(stdio_function("broken", "sh -c 'exit 3'", json!({})))
+        .await;
+    let (status, _, failed) = call(&server, "broken", "invoke", &[("traceparent", PARENT)]).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{failed}");
+    let failed = server
+        .execution(failed["executionId"].as_str().unwrap())
+        .await;
+    let path = format!("/v1/executions/{}:retry", failed["id"].as_str().unwrap());
+    let (status, body) = send(&server, Method::POST, &path, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let again = server
+        .wait_terminal(body["executionId"].as_str().unwrap(), WAIT)
+        .await;
+    assert_eq!(again["traceId"], TRACE, "{again}");
+    assert_eq!(fields(&again["traceparent"]).0, TRACE);
+    assert_ne!(again["traceparent"], failed["traceparent"]);
 
     // An event: every function it starts joins the publisher's trace, or one new trace.
     server

@@ -93,14 +93,17 @@ pub async fn invoke(
     max_output: usize,
 ) -> Result<Box<RawValue>, FunctionError> {
     let left = deadline.saturating_duration_since(Instant::now());
+    let left_ms = left.as_millis().max(1).to_string();
     let mut request = Request::builder()
         .method(Method::POST)
         .uri(url.clone())
         .header(CONTENT_TYPE, "application/json")
         .header(headers::EXECUTION_ID, invocation.execution_id.as_str())
-        .header(headers::TIMEOUT_MS, left.as_millis().max(1).to_string());
+        .header(headers::TIMEOUT_MS, left_ms.as_str());
     for (_, header, value) in invocation.trace() {
-        request = request.header(header, value);
+        if let Some(value) = value {
+            request = request.header(header, value);
+        }
     }
     let request = request
         .body(Full::new(invocation.payload.clone()))

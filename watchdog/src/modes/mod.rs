@@ -35,19 +35,29 @@ impl Invocation {
     /// Variables the function process gets for this invocation.
     fn env(&self) -> Vec<(&'static str, &str)> {
         let mut vars = vec![(env::EXECUTION_ID, self.execution_id.as_str())];
-        vars.extend(self.trace().map(|(var, _, value)| (var, value)));
+        for (var, _, value) in self.trace() {
+            if let Some(value) = value {
+                vars.push((var, value));
+            }
+        }
         vars
     }
 
-    /// The trace fields it carries: environment name, header name, value.
-    pub fn trace(&self) -> impl Iterator<Item = (&'static str, &'static str, &str)> {
+    /// The trace fields it carries: environment name, header name, value if set.
+    pub fn trace(&self) -> [(&'static str, &'static str, Option<&str>); 3] {
         [
-            (env::TRACE_ID, headers::TRACE_ID, &self.trace_id),
-            (env::TRACEPARENT, headers::TRACEPARENT, &self.traceparent),
-            (env::TRACESTATE, headers::TRACESTATE, &self.tracestate),
+            (env::TRACE_ID, headers::TRACE_ID, self.trace_id.as_deref()),
+            (
+                env::TRACEPARENT,
+                headers::TRACEPARENT,
+                self.traceparent.as_deref(),
+            ),
+            (
+                env::TRACESTATE,
+                headers::TRACESTATE,
+                self.tracestate.as_deref(),
+            ),
         ]
-        .into_iter()
-        .filter_map(|(var, header, value)| Some((var, header, value.as_deref()?)))
     }
 }
 
