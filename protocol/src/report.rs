@@ -91,12 +91,6 @@ pub struct InvokeEnvelope {
     /// Trace id forwarded as `X-Trace-Id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
-    /// W3C `traceparent` the invocation runs under, passed on to the function.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traceparent: Option<String>,
-    /// W3C `tracestate` passed on with it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tracestate: Option<String>,
     /// The function's input; `null` when absent.
     #[serde(default = "json_null")]
     pub payload: Box<RawValue>,
@@ -115,8 +109,6 @@ impl std::fmt::Debug for InvokeEnvelope {
                 &self.callback_token.as_ref().map(|_| "<redacted>"),
             )
             .field("trace_id", &self.trace_id)
-            .field("traceparent", &self.traceparent)
-            .field("tracestate", &self.tracestate)
             .field("payload", &self.payload)
             .field("timeout_ms", &self.timeout_ms)
             .finish()

@@ -172,10 +172,6 @@ pub struct Config {
     pub max_output_bytes: usize,
     /// `TRACE_ID`.
     pub trace_id: Option<String>,
-    /// `TRACEPARENT`.
-    pub traceparent: Option<String>,
-    /// `TRACESTATE`.
-    pub tracestate: Option<String>,
     /// `RUN_AS`, resolved to ids (whether the watchdog must switch is decided at start).
     pub run_as: Option<RunAs>,
     /// `WARM_TOKEN`.
@@ -657,8 +653,6 @@ impl Config {
             warm,
             max_output_bytes,
             trace_id: vars.header_text(env::TRACE_ID)?,
-            traceparent: vars.header_text(env::TRACEPARENT)?,
-            tracestate: vars.header_text(env::TRACESTATE)?,
             run_as,
             warm_token: vars
                 .get(env::WARM_TOKEN)?

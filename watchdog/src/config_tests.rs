@@ -212,14 +212,9 @@ fn tokens_and_secret_values_never_show() {
 
 #[test]
 fn header_values_with_control_characters_are_refused() {
-    // Sent as `Authorization`, `X-Trace-Id` and the trace context headers: a control
-    // character would make building the callback or runtime request fail.
-    for var in [
-        env::CALLBACK_TOKEN,
-        env::TRACE_ID,
-        env::TRACEPARENT,
-        env::TRACESTATE,
-    ] {
+    // Sent as `Authorization` and `X-Trace-Id`: a control character would make building
+    // the callback request fail after the function ran.
+    for var in [env::CALLBACK_TOKEN, env::TRACE_ID] {
         for bad in ["to\nken", "a\u{1}b", "x\u{7f}"] {
             let err = parse(&[(var, bad)]).unwrap_err();
             assert_eq!(err.variable(), var, "{bad:?}");

@@ -30,8 +30,7 @@ Configured only through the environment:
   WARM_MAX_INVOCATIONS  exit after this many (0: unlimited)           [0]
   MAX_OUTPUT_BYTES      larger output fails with OUTPUT_TOO_LARGE     [6291456]
   TRACE_ID              forwarded as X-Trace-Id
-  TRACEPARENT           W3C trace context: the function's TRACEPARENT, and the
-  TRACESTATE            traceparent/tracestate headers to HTTP runtimes
+  TRACEPARENT           W3C trace context, with TRACESTATE; headers over HTTP
   RUN_AS                run the function as UID[:GID] or NAME[:GROUP]
   WARM_TOKEN            WARM: /invoke needs Authorization: Bearer WARM_TOKEN
   SECRET_FILES          {\"VAR\":\"secret\"}: the function gets VAR=SECRETS_DIR/VAR
@@ -40,11 +39,8 @@ The function never sees CALLBACK_TOKEN, WARM_TOKEN, INVOCATION_PAYLOAD,
 PAYLOAD_URL, RUN_AS, SECRET_FILES or SECRETS_DIR.
 
 WARM mode serves GET /health and POST /invoke with
-  {\"execution_id\", \"payload\", \"trace_id\"?, \"traceparent\"?, \"tracestate\"?,
-   \"timeout_ms\"?, \"callback_url\"?}
-or the raw payload with an X-Execution-Id header (and X-Trace-Id, traceparent,
-tracestate, X-Timeout-Ms, X-Callback-Url headers); the answer is the result report.
-HTTP runtimes get X-Timeout-Ms, the milliseconds left of the call's timeout.
+  {\"execution_id\", \"payload\", \"trace_id\"?, \"timeout_ms\"?, \"callback_url\"?}
+or the raw payload with an X-Execution-Id header; the answer is the result report.
 A request's timeout is capped at TIMEOUT_MS; its callback_url (X-Callback-Url) must
 equal CALLBACK_URL.
 

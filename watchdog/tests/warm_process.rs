@@ -43,11 +43,12 @@ async fn a_process_per_call_gets_the_calls_trace_context_in_its_environment() {
         .start_warm()
         .await;
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let (_, _, report) = warm
-        .invoke(
-            json!({"execution_id": "e", "traceparent": parent, "tracestate": "a=1", "payload": 1}),
-        )
-        .await;
+    let headers = [
+        ("X-Execution-Id", "e"),
+        ("traceparent", parent),
+        ("tracestate", "a=1"),
+    ];
+    let report = warm.invoke_raw(&headers, "1").await;
     assert_eq!(
         report["output"],
         json!({"TRACEPARENT": parent, "TRACESTATE": "a=1"}),

@@ -58,7 +58,7 @@ pub async fn wait_ready(
                 ErrorCode::StartupError,
                 format!(
                     "runtime did not answer 2xx on {health_url} within READY_TIMEOUT_MS ({} ms)",
-                    limit.as_millis()
+                    outcome::millis(limit)
                 ),
             ));
         }
@@ -93,7 +93,7 @@ pub async fn invoke(
     max_output: usize,
 ) -> Result<Box<RawValue>, FunctionError> {
     let left = deadline.saturating_duration_since(Instant::now());
-    let left_ms = left.as_millis().max(1).to_string();
+    let left_ms = outcome::millis(left).max(1).to_string();
     let mut request = Request::builder()
         .method(Method::POST)
         .uri(url.clone())
