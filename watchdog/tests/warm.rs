@@ -97,17 +97,8 @@ async fn the_runtime_gets_each_calls_trace_context_and_time_left() {
     assert!((1..=1500).contains(&left), "{output}");
     // The envelope form takes them from the headers too; the timeout is capped at
     // TIMEOUT_MS.
-    let raw: serde_json::Value = warm
-        .client
-        .post(format!("{}/invoke", warm.base))
-        .header("traceparent", parent)
-        .json(&json!({"execution_id": "t2", "timeout_ms": 60000, "payload": {}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let envelope = r#"{"execution_id": "t2", "timeout_ms": 60000, "payload": {}}"#;
+    let raw = warm.invoke_raw(&[("traceparent", parent)], envelope).await;
     let output = &raw["output"];
     assert_eq!(output["traceparent"], parent, "{raw}");
     assert_eq!(output["tracestate"], serde_json::Value::Null);

@@ -112,8 +112,8 @@ impl WarmWatchdog {
         (status, headers, response.json().await.unwrap())
     }
 
-    /// `POST /invoke` in the raw form: `body` is the payload, `headers` (with
-    /// `X-Execution-Id`) say the rest; answers the report.
+    /// `POST /invoke` with `headers` and `body` as given (the raw form when the headers
+    /// hold `X-Execution-Id`, else an envelope); answers the report.
     pub async fn invoke_raw(&self, headers: &[(&str, &str)], body: &'static str) -> Value {
         let mut request = self.client.post(format!("{}/invoke", self.base));
         for (name, value) in headers {
