@@ -49,7 +49,6 @@ impl Outcome {
 
 /// Whole milliseconds of `duration`, as a `u64`: formatting a `u128` (what
 /// `Duration::as_millis` answers) would link a formatter of its own into the binary.
-#[inline]
 pub fn millis(duration: Duration) -> u64 {
     duration.as_millis().try_into().unwrap_or(u64::MAX)
 }

@@ -44,7 +44,6 @@ impl Invocation {
     }
 
     /// The trace fields it carries: environment name, header name, value if set.
-    #[inline]
     pub fn trace(&self) -> [(&'static str, &'static str, Option<&str>); 3] {
         [
             (env::TRACE_ID, headers::TRACE_ID, self.trace_id.as_deref()),
