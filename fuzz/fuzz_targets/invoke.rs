@@ -1,8 +1,9 @@
 //! An invocation's headers and body, on both sides: the control plane's `:invoke`
-//! (`X-Trace-Id`, `Idempotency-Key`, `X-Timeout-Ms`, the JSON body) and a WARM
-//! watchdog's `/invoke` (envelope or raw body with `X-Execution-Id`). A refusal is a
-//! 400; an accepted trace id or callback token must be sendable as a header, because
-//! both are later put on requests that are built with the assumption they are valid.
+//! (`X-Trace-Id`, `traceparent`, `tracestate`, `Idempotency-Key`, `X-Timeout-Ms`, the
+//! JSON body) and a WARM watchdog's `/invoke` (envelope or raw body with
+//! `X-Execution-Id`). A refusal is a 400; an accepted trace id, trace context or callback
+//! token must be sendable as a header, because all are later put on requests that are
+//! built with the assumption they are valid. A trace context read back reads the same.
 //!
 //! The input is header lines (`name: value`), an empty line, then the body.
 #![no_main]
@@ -20,6 +21,8 @@ const NAMES: &[&str] = &[
     "x-timeout-ms",
     "x-execution-id",
     "x-callback-url",
+    "traceparent",
+    "tracestate",
 ];
 
 fuzz_target!(|data: &[u8]| {
@@ -40,8 +43,17 @@ fuzz_target!(|data: &[u8]| {
 
     match gantry::api::invoke_headers(&headers) {
         Ok(parsed) => {
-            if let Some(trace) = &parsed.trace_id {
+            if let Some(trace) = &parsed.trace.trace_id {
                 assert!(HeaderValue::from_str(trace).is_ok(), "{trace:?}");
+            }
+            if let Some(context) = &parsed.trace.context {
+                let traceparent = context.traceparent();
+                let state = context.state.as_deref();
+                for value in [Some(traceparent.as_str()), state].into_iter().flatten() {
+                    assert!(HeaderValue::from_str(value).is_ok(), "{value:?}");
+                }
+                let again = gantry::domain::TraceContext::parse(&traceparent, state);
+                assert_eq!(again.as_ref(), Ok(context));
             }
         }
         Err(err) => assert_eq!(err.status().as_u16(), 400, "{err:?}"),
@@ -54,8 +66,11 @@ fuzz_target!(|data: &[u8]| {
         callback_url: Some("http://cp:8080/v1/internal/executions"),
     };
     if let Ok(request) = parse_invoke(&headers, body, &fixed) {
-        if let Some(trace) = &request.invocation.trace_id {
-            assert!(HeaderValue::from_str(trace).is_ok(), "{trace:?}");
+        let invocation = &request.invocation;
+        for trace in [&invocation.trace_id, &invocation.traceparent, &invocation.tracestate] {
+            if let Some(trace) = trace {
+                assert!(HeaderValue::from_str(trace).is_ok(), "{trace:?}");
+            }
         }
         if let Some(token) = &request.callback_token {
             let bearer = format!("Bearer {}", token.expose());

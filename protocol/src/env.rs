@@ -44,6 +44,11 @@ pub const WARM_CONCURRENCY: &str = "WARM_CONCURRENCY";
 pub const MAX_OUTPUT_BYTES: &str = "MAX_OUTPUT_BYTES";
 /// Trace id forwarded as `X-Trace-Id`.
 pub const TRACE_ID: &str = "TRACE_ID";
+/// W3C `traceparent` the invocation runs under: passed to the function in its
+/// environment and as the `traceparent` header to HTTP runtimes.
+pub const TRACEPARENT: &str = "TRACEPARENT";
+/// W3C `tracestate` passed along with `TRACEPARENT` (the `tracestate` header).
+pub const TRACESTATE: &str = "TRACESTATE";
 /// Set by the watchdog for an HTTP runtime: the port it must listen on.
 pub const PORT: &str = "PORT";
 /// The user the function's processes run as: `UID`, `UID:GID`, `NAME` or `NAME:GROUP`

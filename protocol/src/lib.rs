@@ -26,6 +26,10 @@ pub mod headers {
     pub const TIMEOUT_MS: &str = "x-timeout-ms";
     /// Callback base URL for a WARM raw-body invocation.
     pub const CALLBACK_URL: &str = "x-callback-url";
+    /// W3C trace context: the trace and the span an invocation runs under.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// W3C trace context: vendors' state passed along with `traceparent`.
+    pub const TRACESTATE: &str = "tracestate";
 }
 
 /// The callback path for an execution: `{base}/{execution_id}:complete`.

@@ -23,8 +23,11 @@
 //
 // `context`: executionId / execution_id, traceId / trace_id (X-Execution-Id / X-Trace-Id
 // headers in HTTP mode, EXECUTION_ID / TRACE_ID otherwise), timeoutMs / timeout_ms
-// (X-Timeout-Ms or TIMEOUT_MS, default 30000), deadline (epoch ms), remainingMs(),
-// functionName (FUNCTION_NAME).
+// (X-Timeout-Ms, the time left when the request was sent, or TIMEOUT_MS, default 30000),
+// deadline (epoch ms), remainingMs(), traceparent and tracestate (the W3C trace context
+// the invocation runs under: headers in HTTP mode, TRACEPARENT / TRACESTATE otherwise),
+// traceHeaders() (those two as headers, to pass the trace on to services the handler
+// calls), functionName (FUNCTION_NAME).
 'use strict';
 
 const fs = require('fs');
@@ -46,9 +49,13 @@ function contextFrom(env, headers = {}) {
   const deadline = Date.now() + timeoutMs;
   const executionId = pick('x-execution-id', 'EXECUTION_ID');
   const traceId = pick('x-trace-id', 'TRACE_ID');
+  const traceparent = pick('traceparent', 'TRACEPARENT');
+  const tracestate = pick('tracestate', 'TRACESTATE');
   return {
     executionId,
     traceId,
+    traceparent,
+    tracestate,
     timeoutMs,
     deadline,
     functionName: env.FUNCTION_NAME || null,
@@ -58,6 +65,12 @@ function contextFrom(env, headers = {}) {
     timeout_ms: timeoutMs,
     remainingMs() {
       return Math.max(0, deadline - Date.now());
+    },
+    traceHeaders() {
+      const headers = {};
+      if (traceparent) headers.traceparent = traceparent;
+      if (tracestate) headers.tracestate = tracestate;
+      return headers;
     },
   };
 }

@@ -62,6 +62,23 @@ const tests = {
   async encodeUndefinedIsNull() {
     assert.strictEqual(runtime.encode(undefined), 'null');
   },
+  async traceContextAndTimeLeft() {
+    const parent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const fromEnv = runtime.contextFrom({ TRACEPARENT: parent, TRACESTATE: 'a=1', TIMEOUT_MS: '800' });
+    assert.strictEqual(fromEnv.traceparent, parent);
+    assert.deepStrictEqual(fromEnv.traceHeaders(), { traceparent: parent, tracestate: 'a=1' });
+    assert.ok(fromEnv.remainingMs() > 0 && fromEnv.remainingMs() <= 800);
+    assert.deepStrictEqual(runtime.contextFrom({}).traceHeaders(), {});
+    // Over HTTP the request's headers win (Node lowercases header names).
+    const fromRequest = runtime.contextFrom(
+      { TRACEPARENT: 'stale', TIMEOUT_MS: '30000' },
+      { traceparent: parent, 'x-timeout-ms': '250' },
+    );
+    assert.strictEqual(fromRequest.traceparent, parent);
+    assert.strictEqual(fromRequest.tracestate, null);
+    assert.strictEqual(fromRequest.timeoutMs, 250);
+    assert.ok(fromRequest.remainingMs() <= 250);
+  },
   async httpServer() {
     const server = runtime.makeServer(runtime.loadHandler(), { TIMEOUT_MS: '900' });
     await new Promise((r) => server.listen(0, '127.0.0.1', r));

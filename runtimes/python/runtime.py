@@ -22,8 +22,11 @@ exits with code 1 in the one-shot modes: the watchdog reports FUNCTION_ERROR wit
 last stderr line (the exception) as the message.
 
 `context` has execution_id, trace_id (X-Execution-Id / X-Trace-Id headers in HTTP mode,
-EXECUTION_ID / TRACE_ID in the environment otherwise), timeout_ms (X-Timeout-Ms or
-TIMEOUT_MS, default 30000), deadline (epoch seconds), remaining_ms() and
+EXECUTION_ID / TRACE_ID in the environment otherwise), timeout_ms (X-Timeout-Ms, the time
+left when the request was sent, or TIMEOUT_MS, default 30000), deadline (epoch seconds),
+remaining_ms(), traceparent and tracestate (the W3C trace context the invocation runs
+under: headers in HTTP mode, TRACEPARENT / TRACESTATE otherwise), trace_headers() (those
+two as a dict of headers, to pass the trace on to services the handler calls) and
 function_name (FUNCTION_NAME, if set).
 """
 
@@ -47,9 +50,12 @@ DEFAULT_TIMEOUT_MS = 30000
 class Context:
     """What a handler learns about its invocation."""
 
-    def __init__(self, execution_id=None, trace_id=None, timeout_ms=None, function_name=None):
+    def __init__(self, execution_id=None, trace_id=None, timeout_ms=None, function_name=None,
+                 traceparent=None, tracestate=None):
         self.execution_id = execution_id
         self.trace_id = trace_id
+        self.traceparent = traceparent
+        self.tracestate = tracestate
         self.timeout_ms = timeout_ms if timeout_ms is not None else DEFAULT_TIMEOUT_MS
         self.deadline = time.time() + self.timeout_ms / 1000.0
         self.function_name = function_name
@@ -57,10 +63,17 @@ class Context:
     def remaining_ms(self):
         return max(0, int((self.deadline - time.time()) * 1000))
 
+    def trace_headers(self):
+        """The headers that continue this invocation's trace in a call it makes."""
+        headers = {"traceparent": self.traceparent, "tracestate": self.tracestate}
+        return {name: value for name, value in headers.items() if value}
+
     def to_dict(self):
         return {
             "execution_id": self.execution_id,
             "trace_id": self.trace_id,
+            "traceparent": self.traceparent,
+            "tracestate": self.tracestate,
             "timeout_ms": self.timeout_ms,
             "deadline": self.deadline,
             "function_name": self.function_name,
@@ -90,6 +103,8 @@ def context_from(env, headers=None):
         trace_id=pick("X-Trace-Id", "TRACE_ID"),
         timeout_ms=_int_or_none(pick("X-Timeout-Ms", "TIMEOUT_MS")),
         function_name=env.get("FUNCTION_NAME") or None,
+        traceparent=pick("traceparent", "TRACEPARENT"),
+        tracestate=pick("tracestate", "TRACESTATE"),
     )
 
 

@@ -22,6 +22,9 @@ def handle(event, context):
         raise ValueError("boom")
     return {"event": event, "id": context.execution_id, "trace": context.trace_id,
             "timeout_ms": context.timeout_ms, "remaining_ok": context.remaining_ms() > 0}
+def handle_trace(event, context):
+    return {"traceparent": context.traceparent, "headers": context.trace_headers(),
+            "timeout_ms": context.timeout_ms, "remaining_ms": context.remaining_ms()}
 async def handle_async(event, context):
     await asyncio.sleep(0)
     return {"async": event}
@@ -106,6 +109,28 @@ class RuntimeTest(unittest.TestCase):
             self.assertEqual((status, body["error"]), (500, {"type": "ValueError", "message": "boom"}))
             status, body = post(b"{bad")
             self.assertEqual((status, body["error"]["type"]), (400, "InvalidInput"))
+
+    def test_trace_context_and_time_left(self):
+        parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        context = runtime.context_from({"TRACEPARENT": parent, "TRACESTATE": "a=1", "TIMEOUT_MS": "800"})
+        self.assertEqual((context.traceparent, context.tracestate), (parent, "a=1"))
+        self.assertEqual(context.trace_headers(), {"traceparent": parent, "tracestate": "a=1"})
+        self.assertTrue(0 < context.remaining_ms() <= 800)
+        self.assertEqual(runtime.context_from({}).trace_headers(), {})
+        # Over HTTP the request's headers win: the time left when the watchdog forwarded it.
+        server = runtime.make_server(runtime.load_handler(name="handle_trace"), "127.0.0.1", 0,
+                                     {"TIMEOUT_MS": "30000", "TRACEPARENT": "stale"})
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        req = urllib.request.Request(f"http://127.0.0.1:{server.server_address[1]}/invoke", data=b"{}",
+                                     headers={"traceparent": parent, "X-Timeout-Ms": "250"}, method="POST")
+        with urllib.request.urlopen(req, timeout=5) as r:
+            body = json.loads(r.read())
+        self.assertEqual(body["traceparent"], parent)
+        self.assertEqual(body["headers"], {"traceparent": parent})
+        self.assertEqual(body["timeout_ms"], 250)
+        self.assertTrue(0 < body["remaining_ms"] <= 250, body)
 
 
 if __name__ == "__main__":

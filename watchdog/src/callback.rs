@@ -123,7 +123,12 @@ async fn send_with_retry(
                 })
             }
             Ok(Err(err)) => last = err.to_string(),
-            Err(_) => last = format!("no answer within {} ms", policy.attempt_timeout.as_millis()),
+            Err(_) => {
+                last = format!(
+                    "no answer within {} ms",
+                    crate::outcome::millis(policy.attempt_timeout)
+                )
+            }
         }
     }
     Err(ControlPlaneError::Unreachable {

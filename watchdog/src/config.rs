@@ -466,6 +466,8 @@ fn parse_secret_files(value: Option<String>) -> Result<Vec<(String, Secret)>, Co
     let taken = [
         env::EXECUTION_ID,
         env::TRACE_ID,
+        env::TRACEPARENT,
+        env::TRACESTATE,
         env::PORT,
         env::INPUT_FILE,
         env::OUTPUT_FILE,

@@ -30,6 +30,7 @@ Configured only through the environment:
   WARM_MAX_INVOCATIONS  exit after this many (0: unlimited)           [0]
   MAX_OUTPUT_BYTES      larger output fails with OUTPUT_TOO_LARGE     [6291456]
   TRACE_ID              forwarded as X-Trace-Id
+  TRACEPARENT           W3C trace context, with TRACESTATE; headers over HTTP
   RUN_AS                run the function as UID[:GID] or NAME[:GROUP]
   WARM_TOKEN            WARM: /invoke needs Authorization: Bearer WARM_TOKEN
   SECRET_FILES          {\"VAR\":\"secret\"}: the function gets VAR=SECRETS_DIR/VAR

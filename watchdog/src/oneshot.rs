@@ -3,6 +3,7 @@
 //! no callback (local testing), and exit with a code that tells what happened.
 
 use bytes::Bytes;
+use gantry_protocol::env;
 use tokio::time::Instant;
 
 use crate::callback::{self, Callback};
@@ -57,6 +58,10 @@ pub async fn run(config: &Config) -> i32 {
             let invocation = Invocation {
                 execution_id: config.execution_id.clone(),
                 trace_id: config.trace_id.clone(),
+                // Read as given (the control plane checked them): a value that cannot
+                // be a header fails only the request to an HTTP runtime.
+                traceparent: std::env::var(env::TRACEPARENT).ok(),
+                tracestate: std::env::var(env::TRACESTATE).ok(),
                 payload,
                 timeout: config.timeout,
             };

@@ -41,10 +41,16 @@ impl Outcome {
             Ok(output) => CompletionReport::success(output),
             Err(error) => CompletionReport::failure(error),
         };
-        report.duration_ms = Some(self.duration.as_millis().try_into().unwrap_or(u64::MAX));
+        report.duration_ms = Some(millis(self.duration));
         report.exit_code = self.exit_code;
         report
     }
+}
+
+/// Whole milliseconds of `duration`, as a `u64`: formatting a `u128` (what
+/// `Duration::as_millis` answers) would link a formatter of its own into the binary.
+pub fn millis(duration: Duration) -> u64 {
+    duration.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
 /// TIMEOUT, worded the same in every mode.
@@ -53,7 +59,7 @@ pub fn timeout(limit: Duration) -> FunctionError {
         ErrorCode::Timeout,
         format!(
             "function exceeded its timeout of {} ms and was stopped",
-            limit.as_millis()
+            millis(limit)
         ),
     )
 }

@@ -95,7 +95,7 @@ pub async fn supervise<T>(
                 kill_at.get_or_insert(Instant::now() + grace);
             }
             () = until(kill_at) => {
-                diag!("function still running {} ms after the signal; sending SIGKILL", grace.as_millis());
+                diag!("function still running {} ms after the signal; sending SIGKILL", crate::outcome::millis(grace));
                 signal_group(pgid, Signal::SIGKILL);
                 kill_at = None;
             }

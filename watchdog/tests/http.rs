@@ -49,6 +49,24 @@ async fn the_runtime_gets_port_execution_id_and_trace_id() {
 }
 
 #[tokio::test]
+async fn the_runtime_gets_the_trace_context_and_the_time_left() {
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let finished = http_watchdog(&fixture("runtime.py"))
+        .env("TRACEPARENT", parent)
+        .env("TRACESTATE", "a=1")
+        .env("TIMEOUT_MS", "5000")
+        .env("INVOCATION_PAYLOAD", "{}")
+        .run()
+        .await;
+    assert_eq!(finished.code, 0, "{finished:?}");
+    let output = &finished.report()["output"];
+    assert_eq!(output["traceparent"], parent);
+    assert_eq!(output["tracestate"], "a=1");
+    let left: u64 = output["timeout_ms"].as_str().unwrap().parse().unwrap();
+    assert!((1..=5000).contains(&left), "{output}");
+}
+
+#[tokio::test]
 async fn a_runtime_that_never_gets_healthy_is_startup_error() {
     let finished = http_watchdog(&fixture("runtime.py"))
         .env("NEVER_HEALTHY", "1")

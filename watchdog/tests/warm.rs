@@ -37,17 +37,12 @@ async fn example_runtime_serves_many_invocations_in_both_forms_and_stays_warm() 
     assert_eq!(first["output"]["cached"], false);
     assert_eq!(first["error"], serde_json::Value::Null);
     // Raw form: the body is the payload, the id comes in a header.
-    let second: serde_json::Value = warm
-        .client
-        .post(format!("{}/invoke", warm.base))
-        .header("X-Execution-Id", "e2")
-        .body(r#"{"text": "to be or not to be"}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let second = warm
+        .invoke_raw(
+            &[("X-Execution-Id", "e2")],
+            r#"{"text": "to be or not to be"}"#,
+        )
+        .await;
     assert_eq!(second["output"]["cached"], true, "{second}");
     assert_eq!(second["output"]["execution_id"], "e2");
     assert_eq!(
@@ -81,6 +76,34 @@ async fn a_callback_url_in_the_envelope_also_gets_the_report() {
     assert_eq!(call.trace_id.as_deref(), Some("tr"));
     assert_eq!(call.body["output"], report["output"]);
     assert_eq!(report["output"]["trace_id"], "tr");
+    warm.stop().await;
+}
+
+#[tokio::test]
+async fn the_runtime_gets_each_calls_trace_context_and_time_left() {
+    let warm = started(warm(&fixture("runtime.py")).env("TIMEOUT_MS", "4000")).await;
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let headers = [
+        ("X-Execution-Id", "t1"),
+        ("traceparent", parent),
+        ("tracestate", "a=1"),
+        ("X-Timeout-Ms", "1500"),
+    ];
+    let report = warm.invoke_raw(&headers, "{}").await;
+    let output = &report["output"];
+    assert_eq!(output["traceparent"], parent, "{report}");
+    assert_eq!(output["tracestate"], "a=1");
+    let left: u64 = output["timeout_ms"].as_str().unwrap().parse().unwrap();
+    assert!((1..=1500).contains(&left), "{output}");
+    // The envelope form takes them from the headers too; the timeout is capped at
+    // TIMEOUT_MS.
+    let envelope = r#"{"execution_id": "t2", "timeout_ms": 60000, "payload": {}}"#;
+    let raw = warm.invoke_raw(&[("traceparent", parent)], envelope).await;
+    let output = &raw["output"];
+    assert_eq!(output["traceparent"], parent, "{raw}");
+    assert_eq!(output["tracestate"], serde_json::Value::Null);
+    let left: u64 = output["timeout_ms"].as_str().unwrap().parse().unwrap();
+    assert!((1..=4000).contains(&left), "{output}");
     warm.stop().await;
 }
 

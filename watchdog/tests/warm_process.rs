@@ -35,6 +35,35 @@ async fn stdio_runtime_runs_one_process_per_invocation() {
 }
 
 #[tokio::test]
+async fn a_process_per_call_gets_the_calls_trace_context_in_its_environment() {
+    let script = "import json, os, sys; sys.stdin.read(); \
+        print(json.dumps({k: os.environ.get(k) for k in ('TRACEPARENT', 'TRACESTATE')}))";
+    let warm = watchdog("WARM", &format!("python3 -c \"{script}\""))
+        .env("WARM_RUNTIME", "STDIO")
+        .start_warm()
+        .await;
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let headers = [
+        ("X-Execution-Id", "e"),
+        ("traceparent", parent),
+        ("tracestate", "a=1"),
+    ];
+    let report = warm.invoke_raw(&headers, "1").await;
+    assert_eq!(
+        report["output"],
+        json!({"TRACEPARENT": parent, "TRACESTATE": "a=1"}),
+        "{report}"
+    );
+    // Another call without one: nothing left over from the first.
+    let report = warm.call("plain", json!(1)).await;
+    assert_eq!(
+        report["output"],
+        json!({"TRACEPARENT": null, "TRACESTATE": null})
+    );
+    warm.stop().await;
+}
+
+#[tokio::test]
 async fn stdio_runtime_runs_invocations_side_by_side_up_to_the_limit() {
     let warm = watchdog("WARM", "sh -c 'sleep 1; cat'")
         .env("WARM_RUNTIME", "STDIO")

@@ -1,13 +1,15 @@
-//! `POST /v1/events`: publish an event; every function whose trigger matches runs.
+//! `POST /v1/events`: publish an event; every function whose trigger matches runs, all
+//! in one trace (the caller's `traceparent`, else a new one).
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::error::{ApiError, JsonBody};
+use super::trace::trace_headers;
 use super::AppState;
 use crate::wire::{EventAnswer, EventRequest};
 
@@ -18,6 +20,7 @@ const MAX_TYPE_LEN: usize = 256;
 /// stored before the answer) and the matching functions that refused it.
 pub async fn publish(
     State(state): State<Arc<AppState>>,
+    request_headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let event: EventRequest = serde_json::from_value(body).map_err(|err| {
@@ -31,7 +34,11 @@ pub async fn publish(
             "type must be 1 to {MAX_TYPE_LEN} characters"
         )));
     }
-    let targets = state.dispatcher.publish(event_type, &event.data).await?;
+    let trace = trace_headers(&request_headers)?;
+    let targets = state
+        .dispatcher
+        .publish(event_type, &event.data, trace.trace_id, trace.context)
+        .await?;
     let (started, refused): (Vec<_>, Vec<_>) = targets
         .into_iter()
         .partition(|target| target.execution_id.is_some());

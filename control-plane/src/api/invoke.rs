@@ -10,6 +10,7 @@ use axum::Json;
 use gantry_protocol::headers;
 
 use super::error::{ApiError, JsonBody};
+use super::trace::{trace_headers, TraceHeaders};
 use super::{split_action, AppState};
 use crate::dispatch::InvokeRequest;
 use crate::domain::{Execution, ExecutionStatus, Trigger};
@@ -20,8 +21,8 @@ use crate::wire::{Accepted, InvokeAnswer};
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// `X-Cold-Start`: whether the call waited for its instance to start.
 const COLD_START: &str = "x-cold-start";
-/// Longest accepted idempotency key or trace id.
-const MAX_KEY_LEN: usize = 256;
+/// Longest accepted idempotency key, trace id or `traceparent`.
+pub(super) const MAX_KEY_LEN: usize = 256;
 
 /// `POST /v1/functions/{name}:{action}`.
 pub async fn action(
@@ -49,7 +50,10 @@ pub async fn action(
         }
     };
     let InvokeHeaders {
-        trace_id,
+        trace: TraceHeaders {
+            trace_id,
+            context: trace,
+        },
         idempotency_key,
         timeout_ms,
     } = invoke_headers(&request_headers)?;
@@ -63,6 +67,7 @@ pub async fn action(
         function: name.to_owned(),
         input,
         trace_id,
+        trace,
         idempotency_key,
         timeout_ms,
         trigger: Trigger::Api,
@@ -92,18 +97,19 @@ pub async fn action(
 /// What an invocation's headers ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvokeHeaders {
-    /// `X-Trace-Id`.
-    pub trace_id: Option<String>,
+    /// `X-Trace-Id`, `traceparent` and `tracestate`.
+    pub trace: TraceHeaders,
     /// `Idempotency-Key`.
     pub idempotency_key: Option<String>,
     /// `X-Timeout-Ms`.
     pub timeout_ms: Option<u64>,
 }
 
-/// Reads `X-Trace-Id`, `Idempotency-Key` and `X-Timeout-Ms`; a bad one is a 400 naming it.
+/// Reads `X-Trace-Id`, `traceparent`, `tracestate`, `Idempotency-Key` and
+/// `X-Timeout-Ms`; a bad one is a 400 naming it (a malformed `traceparent` is ignored).
 pub fn invoke_headers(request_headers: &HeaderMap) -> Result<InvokeHeaders, ApiError> {
     Ok(InvokeHeaders {
-        trace_id: text_header(request_headers, headers::TRACE_ID)?,
+        trace: trace_headers(request_headers)?,
         idempotency_key: text_header(request_headers, IDEMPOTENCY_KEY)?,
         timeout_ms: timeout_header(request_headers)?,
     })
@@ -131,11 +137,19 @@ fn sync_answer(execution: &Execution) -> Response {
     (status, Json(InvokeAnswer::from(execution))).into_response()
 }
 
+/// Names the execution in the answer's headers: its id and the `traceparent` it runs
+/// under, so the caller can join its span.
 fn with_id(mut response: Response, execution: &Execution) -> Response {
-    if let Ok(value) = HeaderValue::from_str(&execution.id.to_string()) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(headers::EXECUTION_ID), value);
+    let found = [
+        (headers::EXECUTION_ID, Some(execution.id.to_string())),
+        (headers::TRACEPARENT, execution.traceparent.clone()),
+    ];
+    for (name, value) in found {
+        if let Some(Ok(value)) = value.map(HeaderValue::try_from) {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static(name), value);
+        }
     }
     response
 }
@@ -154,7 +168,10 @@ fn display_name(name: &str) -> String {
         .join("-")
 }
 
-fn text_header(request_headers: &HeaderMap, header: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn text_header(
+    request_headers: &HeaderMap,
+    header: &str,
+) -> Result<Option<String>, ApiError> {
     let Some(value) = request_headers.get(header) else {
         return Ok(None);
     };

@@ -17,6 +17,7 @@ mod logs;
 mod nodes;
 mod secrets;
 mod tokens;
+mod trace;
 
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
@@ -34,6 +35,7 @@ pub use forward::{Forwarder, FORWARDED_BY, SERVED_BY};
 pub use guard::HostPolicy;
 pub use internal::parse_report;
 pub use invoke::{invoke_headers, InvokeHeaders};
+pub use trace::{trace_headers, TraceHeaders};
 
 use crate::access::Credentials;
 use crate::dispatch::Dispatcher;

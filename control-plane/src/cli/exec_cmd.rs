@@ -163,6 +163,7 @@ pub fn execution_details(execution: &Execution) -> String {
         ("deadLetter", flag(execution.dead_letter)),
         ("trigger", execution.trigger.as_str().to_string()),
         ("traceId", opt(execution.trace_id.as_deref())),
+        ("traceparent", opt(execution.traceparent.as_deref())),
         ("idempotencyKey", opt(execution.idempotency_key.as_deref())),
         ("parentId", opt(execution.parent_id)),
         ("rootId", opt(execution.root_id)),

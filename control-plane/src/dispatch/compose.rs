@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::accept::Storing;
 use super::{DispatchError, Dispatcher, InvokeRequest};
-use crate::domain::{Execution, ExecutionError, ExecutionStatus, Trigger};
+use crate::domain::{Execution, ExecutionError, ExecutionStatus, TraceContext, Trigger};
 use crate::store::Store;
 
 /// A function an event started, or why it did not.
@@ -58,15 +58,19 @@ pub struct ChainNode {
 
 impl Dispatcher {
     /// `POST /v1/events`: enqueues every function with a trigger matching `event_type`
-    /// (and its rule over `{type, data}`), each with `data` as input.
+    /// (and its rule over `{type, data}`), each with `data` as input. They all join one
+    /// trace: the caller's (`trace`, `trace_id` as for a call), else a new one.
     pub async fn publish(
         self: &Arc<Self>,
         event_type: &str,
         data: &Value,
+        trace_id: Option<String>,
+        trace: Option<TraceContext>,
     ) -> Result<Vec<EventTarget>, DispatchError> {
         if self.closing.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(DispatchError::ShuttingDown);
         }
+        let trace = trace.unwrap_or_else(|| TraceContext::for_execution(None, trace_id.as_deref()));
         let mut targets = Vec::new();
         for version in self.catalog.list().await? {
             let matches = version
@@ -80,7 +84,8 @@ impl Dispatcher {
             let request = InvokeRequest {
                 function: version.name.clone(),
                 input: data.clone(),
-                trace_id: None,
+                trace_id: trace_id.clone(),
+                trace: Some(trace.clone()),
                 idempotency_key: None,
                 timeout_ms: None,
                 trigger: Trigger::Event,
@@ -130,6 +135,7 @@ impl Dispatcher {
             function: failed.function.clone(),
             input: failed.input.clone(),
             trace_id: failed.trace_id.clone(),
+            trace: None,
             idempotency_key: None,
             timeout_ms: None,
             trigger: Trigger::Retry,
@@ -139,7 +145,7 @@ impl Dispatcher {
         retry.parent_id = Some(failed.id);
         retry.root_id = Some(failed.root_id.unwrap_or(failed.id));
         retry.depth = failed.depth;
-        retry.trace_id = failed.trace_id.clone();
+        retry.follow_trace(&failed);
         self.admit(function.spec(), &retry, Storing::Redrive(id))
             .await?;
         Ok(retry)

@@ -272,7 +272,7 @@ impl Dispatcher {
             child.parent_id = Some(parent.id);
             child.root_id = Some(parent.root_id.unwrap_or(parent.id));
             child.depth = depth;
-            child.trace_id = parent.trace_id.clone();
+            child.follow_trace(parent);
             child.created_at = crate::domain::now();
             if child.status == ExecutionStatus::Queued {
                 if depth > self.settings.max_chain_depth {

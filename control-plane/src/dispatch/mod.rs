@@ -42,7 +42,7 @@ pub use leases::{lease, LEASE};
 pub use report::{CallbackReport, MAX_OUTPUT_DEPTH};
 
 use crate::cluster::{ClusterView, LoadSource};
-use crate::domain::{Execution, Finished, FunctionLoad, Trigger};
+use crate::domain::{Execution, Finished, FunctionLoad, TraceContext, Trigger};
 use crate::logs::{ExecutionLogs, LogHub};
 use crate::metrics::Metrics;
 use crate::pool::{Pools, Supervision};
@@ -95,6 +95,9 @@ pub struct InvokeRequest {
     pub input: Value,
     /// `X-Trace-Id`.
     pub trace_id: Option<String>,
+    /// The caller's W3C trace context (`traceparent`, `tracestate`): the execution
+    /// runs as a span below it. `None` starts a new trace.
+    pub trace: Option<TraceContext>,
     /// `Idempotency-Key`.
     pub idempotency_key: Option<String>,
     /// `X-Timeout-Ms`: lowers the function's timeout for this execution.
@@ -240,11 +243,7 @@ impl Dispatcher {
             }
         }
         let mut execution = Execution::queued(&function.version, request.input, request.trigger);
-        execution.trace_id = Some(
-            request
-                .trace_id
-                .unwrap_or_else(|| Uuid::new_v4().simple().to_string()),
-        );
+        execution.begin_trace(request.trace.as_ref(), request.trace_id);
         execution.idempotency_key = request.idempotency_key;
         if let Some(timeout_ms) = request.timeout_ms {
             execution.timeout_ms = timeout_ms.min(execution.timeout_ms);

@@ -268,8 +268,15 @@ impl Dispatcher {
                 self.settings.max_output_bytes.to_string(),
             ),
         ];
-        if let Some(trace_id) = &execution.trace_id {
-            launch_env.push((env::TRACE_ID.to_owned(), trace_id.clone()));
+        let trace = [
+            (env::TRACE_ID, &execution.trace_id),
+            (env::TRACEPARENT, &execution.traceparent),
+            (env::TRACESTATE, &execution.tracestate),
+        ];
+        for (name, value) in trace {
+            if let Some(value) = value {
+                launch_env.push((name.to_owned(), value.clone()));
+            }
         }
         let large_payload = if input.len() > self.settings.max_env_payload_bytes {
             launch_env.push((

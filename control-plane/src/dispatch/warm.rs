@@ -141,11 +141,7 @@ impl Dispatcher {
             return Err(DispatchError::ResultsUnwritten(self.store.unwritten()));
         }
         let mut execution = Execution::queued(&function.version, request.input, request.trigger);
-        execution.trace_id = Some(
-            request
-                .trace_id
-                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()),
-        );
+        execution.begin_trace(request.trace.as_ref(), request.trace_id);
         if let Some(timeout_ms) = request.timeout_ms {
             execution.timeout_ms = timeout_ms.min(execution.timeout_ms);
         }
@@ -260,6 +256,8 @@ impl Dispatcher {
                 call: InvokeCall {
                     execution_id: id,
                     trace_id: execution.trace_id.as_deref(),
+                    traceparent: execution.traceparent.as_deref(),
+                    tracestate: execution.tracestate.as_deref(),
                     timeout_ms: deadline
                         .saturating_duration_since(Instant::now())
                         .as_millis()

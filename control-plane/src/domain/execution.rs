@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{now, ExecutionError};
+use super::{now, ExecutionError, TraceContext};
 use crate::registry::FunctionVersion;
 
 /// Where an execution is in its life. The last four are terminal and final.
@@ -134,8 +134,14 @@ pub struct Execution {
     pub depth: u32,
     /// What started it.
     pub trigger: Trigger,
-    /// Trace id, given with `X-Trace-Id` or generated.
+    /// Trace id: the caller's `X-Trace-Id`, else the W3C trace id of `traceparent`.
     pub trace_id: Option<String>,
+    /// The W3C `traceparent` the execution runs under: its trace and its own span id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The W3C `tracestate` passed along with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
     /// `Idempotency-Key` of the request that created it.
     pub idempotency_key: Option<String>,
     /// Per-invocation timeout in effect.
@@ -196,6 +202,8 @@ impl Execution {
             depth: 0,
             trigger,
             trace_id: None,
+            traceparent: None,
+            tracestate: None,
             idempotency_key: None,
             timeout_ms: function.spec.timeout_ms(),
             created_at: now(),
@@ -213,6 +221,27 @@ impl Execution {
             owner: None,
             lease_until: None,
         }
+    }
+
+    /// The W3C trace context stored with it (none on records from before trace contexts).
+    pub fn trace_context(&self) -> Option<TraceContext> {
+        let traceparent = self.traceparent.as_deref()?;
+        TraceContext::parse(traceparent, self.tracestate.as_deref()).ok()
+    }
+
+    /// Gives it a span of its own: below `incoming` when the caller sent a trace
+    /// context, else the first of a new trace. Its `trace_id` is `correlation` (the
+    /// caller's `X-Trace-Id`) when given, else the W3C trace id.
+    pub fn begin_trace(&mut self, incoming: Option<&TraceContext>, correlation: Option<String>) {
+        let context = TraceContext::for_execution(incoming, correlation.as_deref());
+        self.trace_id = Some(correlation.unwrap_or_else(|| context.trace_id_hex()));
+        self.traceparent = Some(context.traceparent());
+        self.tracestate = context.state;
+    }
+
+    /// Joins `parent`'s trace (chained children, re-drives) with a span of its own.
+    pub fn follow_trace(&mut self, parent: &Execution) {
+        self.begin_trace(parent.trace_context().as_ref(), parent.trace_id.clone());
     }
 }
 

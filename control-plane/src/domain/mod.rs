@@ -1,11 +1,12 @@
 //! The domain model: executions, their statuses, triggers, claims and attempts, why one
-//! failed, captured log lines, and the nodes that run them. It depends on nothing that stores, runs or serves
+//! failed, captured log lines, the nodes that run them, and the W3C trace context each one continues. It depends on nothing that stores, runs or serves
 //! them; the store, the runtimes, the dispatcher and the API all speak it.
 
 mod error_code;
 mod execution;
 mod logs;
 mod node;
+mod trace;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,7 @@ pub use execution::{
 };
 pub use logs::{LogLine, LogStream};
 pub use node::{FunctionLoad, NodeLoad, NodeRecord, NodeState, MAX_LOAD_FUNCTIONS};
+pub use trace::{bounded_state, TraceContext, TraceError};
 
 /// Why an execution failed: a typed code and a sentence for humans.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -78,6 +78,10 @@ pub struct InvokeCall<'a> {
     pub execution_id: Uuid,
     /// Its trace id.
     pub trace_id: Option<&'a str>,
+    /// Its W3C `traceparent`.
+    pub traceparent: Option<&'a str>,
+    /// Its W3C `tracestate`.
+    pub tracestate: Option<&'a str>,
     /// Its timeout, which the watchdog enforces.
     pub timeout_ms: u64,
 }
@@ -120,8 +124,15 @@ impl Connections {
                 .header(CONTENT_TYPE, "application/json")
                 .header(headers::EXECUTION_ID, call.execution_id.to_string())
                 .header(headers::TIMEOUT_MS, call.timeout_ms.to_string());
-            if let Some(trace_id) = call.trace_id {
-                request = request.header(headers::TRACE_ID, trace_id);
+            let trace = [
+                (headers::TRACE_ID, call.trace_id),
+                (headers::TRACEPARENT, call.traceparent),
+                (headers::TRACESTATE, call.tracestate),
+            ];
+            for (name, value) in trace {
+                if let Some(value) = value {
+                    request = request.header(name, value);
+                }
             }
             request
                 .body(Full::new(input.clone()))

@@ -32,6 +32,8 @@ pub const RESERVED_ENV: &[&str] = &[
     env::PAYLOAD_URL,
     env::TIMEOUT_MS,
     env::TRACE_ID,
+    env::TRACEPARENT,
+    env::TRACESTATE,
     env::RUNTIME_URL,
     env::HEALTH_URL,
     env::INPUT_FILE,

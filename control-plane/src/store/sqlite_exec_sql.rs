@@ -20,7 +20,7 @@ const QUEUED: &str = "status = 'queued'";
 const EXECUTION_COLUMNS: &str = "id, function, version, status, input, output, error, attempt, \
     parent_id, root_id, depth, triggered_by, trace_id, idempotency_key, timeout_ms, created_at, \
     started_at, finished_at, duration_ms, cold_start, instance_id, exit_code, dead_letter, \
-    callback_token_hash, run_at, attempts, redriven_by, owner, lease_until";
+    callback_token_hash, run_at, attempts, redriven_by, owner, lease_until, traceparent, tracestate";
 
 /// An execution encoded for its row, prepared by the caller so the writer thread only
 /// binds values.
@@ -53,6 +53,8 @@ pub(super) struct ExecutionRow {
     attempts: Option<String>,
     owner: Option<String>,
     lease_until: Option<i64>,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
 }
 
 impl ExecutionRow {
@@ -99,6 +101,8 @@ impl ExecutionRow {
             },
             owner: e.owner.clone(),
             lease_until: e.lease_until.map(to_ms),
+            traceparent: e.traceparent.clone(),
+            tracestate: e.tracestate.clone(),
         })
     }
 }
@@ -143,6 +147,8 @@ pub(super) fn decode_execution(row: &Row<'_>) -> Result<Execution, StoreError> {
         redriven_by: get_id(row, 26, "execution redriven_by")?,
         owner: get(row, 27, "execution owner")?,
         lease_until: get_opt_time(row, 28, "execution lease_until")?,
+        traceparent: get(row, 29, "execution traceparent")?,
+        tracestate: get(row, 30, "execution tracestate")?,
     })
 }
 
@@ -170,9 +176,9 @@ pub(super) fn insert_execution(conn: &Connection, e: &ExecutionRow) -> Result<()
                 attempt, parent_id, root_id, depth, triggered_by, trace_id, idempotency_key,
                 timeout_ms, created_at, started_at, finished_at, duration_ms, cold_start,
                 instance_id, exit_code, dead_letter, callback_token_hash, run_at, attempts,
-                owner, lease_until)
+                owner, lease_until, traceparent, tracestate)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
+                ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -204,6 +210,8 @@ pub(super) fn insert_execution(conn: &Connection, e: &ExecutionRow) -> Result<()
                 e.attempts,
                 e.owner,
                 e.lease_until,
+                e.traceparent,
+                e.tracestate,
             ])
         });
     let err = match inserted {

@@ -178,6 +178,11 @@ const MIGRATIONS: &[&str] = &[
         functions    TEXT NOT NULL
     );
     ",
+    // The W3C trace context each execution runs under.
+    "
+    ALTER TABLE executions ADD COLUMN traceparent TEXT;
+    ALTER TABLE executions ADD COLUMN tracestate TEXT;
+    ",
 ];
 
 /// The schema version this build writes.

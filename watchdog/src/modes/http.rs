@@ -61,7 +61,7 @@ pub async fn wait_ready(
                 ErrorCode::StartupError,
                 format!(
                     "runtime did not answer 2xx on {health_url} within READY_TIMEOUT_MS ({} ms)",
-                    limit.as_millis()
+                    outcome::millis(limit)
                 ),
             ));
         }
@@ -86,20 +86,27 @@ pub async fn probe(client: &HttpClient, url: &Uri, deadline: Instant) -> bool {
 }
 
 /// Posts the payload to RUNTIME_URL and turns the answer into a result. The caller
-/// applies the timeout.
+/// applies the timeout, which ends at `deadline`: the runtime is told the time left
+/// (`X-Timeout-Ms`) so the code can stop in time.
 pub async fn invoke(
     client: &HttpClient,
     url: &Uri,
     invocation: &Invocation,
+    deadline: Instant,
     max_output: usize,
 ) -> Result<Box<RawValue>, FunctionError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let left_ms = outcome::millis(left).max(1).to_string();
     let mut request = Request::builder()
         .method(Method::POST)
         .uri(url.clone())
         .header(CONTENT_TYPE, "application/json")
-        .header(headers::EXECUTION_ID, invocation.execution_id.as_str());
-    if let Some(trace) = &invocation.trace_id {
-        request = request.header(headers::TRACE_ID, trace.as_str());
+        .header(headers::EXECUTION_ID, invocation.execution_id.as_str())
+        .header(headers::TIMEOUT_MS, left_ms.as_str());
+    for (_, header, value) in invocation.trace() {
+        if let Some(value) = value {
+            request = request.header(header, value);
+        }
     }
     let request = request
         .body(Full::new(invocation.payload.clone()))
@@ -189,12 +196,15 @@ pub async fn run_once(
     let pgid = process.pid();
     let work = async {
         wait_ready(client, &mut process, &http.health_url, http.ready_timeout).await?;
-        match timeout(
-            invocation.timeout,
-            invoke(client, &http.invoke_url, invocation, ctx.max_output),
-        )
-        .await
-        {
+        let deadline = Instant::now() + invocation.timeout;
+        let call = invoke(
+            client,
+            &http.invoke_url,
+            invocation,
+            deadline,
+            ctx.max_output,
+        );
+        match timeout_at(deadline, call).await {
             Ok(result) => result,
             Err(_) => Err(outcome::timeout(invocation.timeout)),
         }

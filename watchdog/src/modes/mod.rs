@@ -8,7 +8,7 @@ pub mod stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gantry_protocol::env;
+use gantry_protocol::{env, headers};
 use tokio::task::JoinHandle;
 
 use crate::logs::{self, Attribution, Target};
@@ -21,6 +21,10 @@ pub struct Invocation {
     pub execution_id: String,
     /// Trace id, forwarded as `TRACE_ID` / `X-Trace-Id`.
     pub trace_id: Option<String>,
+    /// W3C trace context, forwarded as `TRACEPARENT` / `traceparent`.
+    pub traceparent: Option<String>,
+    /// Forwarded as `TRACESTATE` / `tracestate`.
+    pub tracestate: Option<String>,
     /// The payload, valid JSON.
     pub payload: Bytes,
     /// How long it may run.
@@ -31,8 +35,10 @@ impl Invocation {
     /// Variables the function process gets for this invocation.
     fn env(&self) -> Vec<(&'static str, &str)> {
         let mut vars = vec![(env::EXECUTION_ID, self.execution_id.as_str())];
-        if let Some(trace) = &self.trace_id {
-            vars.push((env::TRACE_ID, trace.as_str()));
+        for (var, _, value) in self.trace() {
+            if let Some(value) = value {
+                vars.push((var, value));
+            }
         }
         vars
     }
@@ -44,6 +50,23 @@ impl Invocation {
         } else {
             Attribution::Unmarked
         }
+    }
+
+    /// The trace fields it carries: environment name, header name, value if set.
+    pub fn trace(&self) -> [(&'static str, &'static str, Option<&str>); 3] {
+        [
+            (env::TRACE_ID, headers::TRACE_ID, self.trace_id.as_deref()),
+            (
+                env::TRACEPARENT,
+                headers::TRACEPARENT,
+                self.traceparent.as_deref(),
+            ),
+            (
+                env::TRACESTATE,
+                headers::TRACESTATE,
+                self.tracestate.as_deref(),
+            ),
+        ]
     }
 }
 

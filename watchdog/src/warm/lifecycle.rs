@@ -129,7 +129,7 @@ impl Lifecycle {
             if self.in_flight() == 0 && Instant::now() >= self.idle_since() + idle {
                 self.stop(format!(
                     "idle for WARM_IDLE_TIMEOUT_MS ({} ms)",
-                    idle.as_millis()
+                    crate::outcome::millis(idle)
                 ));
                 return;
             }

@@ -4,6 +4,7 @@
 //! WARM_IDLE_TIMEOUT_MS without work, or after WARM_MAX_INVOCATIONS.
 
 pub mod lifecycle;
+pub mod request;
 pub mod runtime;
 pub mod server;
 

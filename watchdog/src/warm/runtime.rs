@@ -143,7 +143,13 @@ impl RuntimeSupervisor {
             }
         };
         let _call = self.in_flight.enter(&invocation.execution_id);
-        let proxied = http::invoke(&self.client, &self.http.invoke_url, invocation, max_output);
+        let proxied = http::invoke(
+            &self.client,
+            &self.http.invoke_url,
+            invocation,
+            deadline,
+            max_output,
+        );
         let result = match timeout_at(deadline, proxied).await {
             Ok(Err(error)) if error.code == ErrorCode::RuntimeCrashed => {
                 // The connection breaks a moment before the exit is reaped: answer only

@@ -37,6 +37,8 @@ pub const WATCHDOG_VARS: &[&str] = &[
     "WARM_CONCURRENCY",
     "MAX_OUTPUT_BYTES",
     "TRACE_ID",
+    "TRACEPARENT",
+    "TRACESTATE",
     "RUN_AS",
     "WARM_TOKEN",
     "SECRET_FILES",

@@ -112,6 +112,17 @@ impl WarmWatchdog {
         (status, headers, response.json().await.unwrap())
     }
 
+    /// `POST /invoke` with `headers` and `body` as given (the raw form when the headers
+    /// hold `X-Execution-Id`, else an envelope); answers the report.
+    pub async fn invoke_raw(&self, headers: &[(&str, &str)], body: &'static str) -> Value {
+        let mut request = self.client.post(format!("{}/invoke", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.body(body).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
     /// The envelope form with just an id and a payload; expects 200 and returns the report.
     pub async fn call(&self, execution_id: &str, payload: Value) -> Value {
         let (status, _, report) = self

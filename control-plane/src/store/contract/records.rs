@@ -28,6 +28,8 @@ pub(crate) async fn a_record_reads_back_as_written(store: Arc<dyn Store>) {
     record.depth = 2;
     record.trigger = Trigger::Chain;
     record.trace_id = Some("trace".into());
+    record.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+    record.tracestate = Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7".into());
     record.idempotency_key = Some("key".into());
     record.timeout_ms = 1234;
     record.started_at = Some(now);

@@ -26,7 +26,7 @@ pub(super) const EXECUTION_COLUMNS: &str = "id, function, version, status, input
     error, attempt, parent_id, root_id, depth, triggered_by, trace_id, idempotency_key, \
     timeout_ms, created_at, started_at, finished_at, duration_ms, cold_start, instance_id, \
     exit_code, dead_letter, callback_token_hash, run_at, attempts, redriven_by, owner, \
-    lease_until";
+    lease_until, traceparent, tracestate";
 
 /// [`EXECUTION_COLUMNS`] with `input` and `output` read as `null`: for pages of many
 /// records whose payloads are not needed.
@@ -65,6 +65,8 @@ pub(super) struct ExecutionRow {
     attempts: Option<String>,
     owner: Option<String>,
     lease_until: Option<i64>,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
 }
 
 impl ExecutionRow {
@@ -114,10 +116,12 @@ impl ExecutionRow {
             },
             owner: e.owner.clone(),
             lease_until: e.lease_until.map(to_ms),
+            traceparent: e.traceparent.clone(),
+            tracestate: e.tracestate.clone(),
         })
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 28] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 30] {
         [
             &self.id,
             &self.function,
@@ -147,6 +151,8 @@ impl ExecutionRow {
             &self.attempts,
             &self.owner,
             &self.lease_until,
+            &self.traceparent,
+            &self.tracestate,
         ]
     }
 }
@@ -187,6 +193,8 @@ pub(super) fn decode_execution(row: &Row) -> Result<Execution, StoreError> {
         redriven_by: get(row, 26, "execution redriven_by")?,
         owner: get(row, 27, "execution owner")?,
         lease_until: get_opt_time(row, 28, "execution lease_until")?,
+        traceparent: get(row, 29, "execution traceparent")?,
+        tracestate: get(row, 30, "execution tracestate")?,
     })
 }
 
@@ -233,9 +241,9 @@ pub(super) async fn insert_execution(
             attempt, parent_id, root_id, depth, triggered_by, trace_id, idempotency_key,
             timeout_ms, created_at, started_at, finished_at, duration_ms, cold_start,
             instance_id, exit_code, dead_letter, callback_token_hash, run_at, attempts,
-            owner, lease_until)
+            owner, lease_until, traceparent, tracestate)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-            $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28)
+            $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)
          ON CONFLICT (function, idempotency_key) WHERE idempotency_key IS NOT NULL
          DO NOTHING",
         &e.params(),

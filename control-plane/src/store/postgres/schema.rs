@@ -173,6 +173,11 @@ const MIGRATIONS: &[&str] = &[
         functions    text NOT NULL
     );
     ",
+    // 7: the W3C trace context each execution runs under.
+    "
+    ALTER TABLE executions ADD COLUMN traceparent text;
+    ALTER TABLE executions ADD COLUMN tracestate text;
+    ",
 ];
 
 /// The schema version this build writes.

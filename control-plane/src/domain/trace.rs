@@ -1,0 +1,243 @@
+//! W3C trace context (`traceparent` and `tracestate`): parsed strictly, written in
+//! version 00, and continued by each execution as a span of its own.
+
+use std::fmt;
+
+/// The `sampled` bit of the trace flags, the only one version 00 defines.
+pub const SAMPLED: u8 = 0x01;
+/// Most list members a `tracestate` may carry.
+pub const MAX_STATE_MEMBERS: usize = 32;
+/// Longest `tracestate` kept: the length every participant must pass on whole.
+pub const MAX_STATE_LEN: usize = 512;
+/// A member longer than this is the first to go when a `tracestate` is too long.
+const LONG_MEMBER: usize = 128;
+/// Length of a version 00 `traceparent`.
+const TRACEPARENT_LEN: usize = 55;
+
+/// Why a `traceparent` is not usable: the caller then starts a new trace.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TraceError {
+    /// The version is not two lowercase hex digits, or is `ff`.
+    #[error("the traceparent version must be two lowercase hex digits other than ff")]
+    Version,
+    /// The fields are not `version-traceid-parentid-flags` with the right lengths.
+    #[error("a traceparent is version-traceid-parentid-flags (2, 32, 16 and 2 hex digits)")]
+    Shape,
+    /// A field holds something else than lowercase hex digits.
+    #[error("traceparent fields are lowercase hex digits")]
+    Hex,
+    /// The trace id or the parent span id is all zeros.
+    #[error("an all-zero trace id or parent id is invalid")]
+    Zero,
+}
+
+/// A position in a trace: the trace, the span that is the parent of whatever runs
+/// under it, the trace flags and the vendors' `tracestate`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// The trace every span of one request shares.
+    pub trace_id: [u8; 16],
+    /// The span this context was handed by (the `parent-id` field).
+    pub parent_span_id: [u8; 8],
+    /// Trace flags; only [`SAMPLED`] is passed on.
+    pub flags: u8,
+    /// The `tracestate` list, validated and bounded, if any.
+    pub state: Option<String>,
+}
+
+impl TraceContext {
+    /// Parses a `traceparent` header and, beside it, a `tracestate` (dropped when
+    /// malformed, shortened when too long). A version above 00 is read by its first
+    /// four fields, as the specification asks of a version 00 participant.
+    pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Result<TraceContext, TraceError> {
+        let text = traceparent.trim_matches([' ', '\t']);
+        if !text.is_ascii() {
+            return Err(TraceError::Shape);
+        }
+        let bytes = text.as_bytes();
+        let version = bytes.get(..2).ok_or(TraceError::Shape)?;
+        if !version.iter().all(|b| is_lower_hex(*b)) || version == b"ff" {
+            return Err(TraceError::Version);
+        }
+        let fits = match version {
+            b"00" => bytes.len() == TRACEPARENT_LEN,
+            // A later version may add fields after a dash.
+            _ => {
+                bytes.len() == TRACEPARENT_LEN
+                    || (bytes.len() > TRACEPARENT_LEN && bytes[TRACEPARENT_LEN] == b'-')
+            }
+        };
+        if !fits || [2, 35, 52].iter().any(|&at| bytes[at] != b'-') {
+            return Err(TraceError::Shape);
+        }
+        let trace_id: [u8; 16] = decode_hex(&text[3..35])?;
+        let parent_span_id: [u8; 8] = decode_hex(&text[36..52])?;
+        let [flags] = decode_hex::<1>(&text[53..55])?;
+        if trace_id == [0; 16] || parent_span_id == [0; 8] {
+            return Err(TraceError::Zero);
+        }
+        Ok(TraceContext {
+            trace_id,
+            parent_span_id,
+            flags,
+            state: tracestate.and_then(bounded_state),
+        })
+    }
+
+    /// A new trace, sampled, with a random id (or `trace_id` when it is not all zeros)
+    /// and a random span id.
+    pub fn root(trace_id: Option<[u8; 16]>) -> TraceContext {
+        let trace_id = trace_id
+            .filter(|id| *id != [0; 16])
+            .unwrap_or_else(|| nonzero(rand::random));
+        TraceContext {
+            trace_id,
+            parent_span_id: nonzero(rand::random),
+            flags: SAMPLED,
+            state: None,
+        }
+    }
+
+    /// The context of a span running under this one: the same trace and state, a new
+    /// random span id, the flags this version knows.
+    pub fn child(&self) -> TraceContext {
+        TraceContext {
+            trace_id: self.trace_id,
+            parent_span_id: nonzero(rand::random),
+            flags: self.flags & SAMPLED,
+            state: self.state.clone(),
+        }
+    }
+
+    /// The trace id as 32 lowercase hex digits.
+    pub fn trace_id_hex(&self) -> String {
+        hex::encode(self.trace_id)
+    }
+
+    /// The `traceparent` header value, version 00.
+    pub fn traceparent(&self) -> String {
+        self.to_string()
+    }
+
+    /// The context an execution runs under: a span below `incoming` when the caller
+    /// sent one, else the first span of a new trace. That new trace takes `correlation`
+    /// (a caller's `X-Trace-Id`) as its id when it is itself a W3C trace id.
+    pub fn for_execution(
+        incoming: Option<&TraceContext>,
+        correlation: Option<&str>,
+    ) -> TraceContext {
+        match incoming {
+            Some(parent) => parent.child(),
+            None => TraceContext::root(correlation.and_then(|id| decode_hex(id).ok())),
+        }
+    }
+}
+
+impl fmt::Display for TraceContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "00-{}-{}-{:02x}",
+            hex::encode(self.trace_id),
+            hex::encode(self.parent_span_id),
+            self.flags
+        )
+    }
+}
+
+fn is_lower_hex(byte: u8) -> bool {
+    byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)
+}
+
+/// Exactly `2 * N` lowercase hex digits.
+fn decode_hex<const N: usize>(text: &str) -> Result<[u8; N], TraceError> {
+    if text.len() != 2 * N || !text.bytes().all(is_lower_hex) {
+        return Err(TraceError::Hex);
+    }
+    let mut out = [0u8; N];
+    hex::decode_to_slice(text, &mut out).map_err(|_| TraceError::Hex)?;
+    Ok(out)
+}
+
+/// A random id that is not all zeros (which would be invalid on the wire).
+fn nonzero<const N: usize>(random: fn() -> [u8; N]) -> [u8; N] {
+    loop {
+        let id = random();
+        if id != [0; N] {
+            return id;
+        }
+    }
+}
+
+/// The `tracestate` to keep: `None` when it is malformed, has more than
+/// [`MAX_STATE_MEMBERS`] members, repeats a key or is empty; past [`MAX_STATE_LEN`]
+/// characters, members longer than 128 are dropped first, then members from the end,
+/// as the specification orders.
+pub fn bounded_state(text: &str) -> Option<String> {
+    let mut members = Vec::new();
+    for member in text.split(',') {
+        let member = member.trim_matches([' ', '\t']);
+        if member.is_empty() {
+            continue;
+        }
+        let (key, value) = member.split_once('=')?;
+        if !valid_key(key) || !valid_value(value) {
+            return None;
+        }
+        if members
+            .iter()
+            .any(|kept: &&str| kept.split('=').next() == Some(key))
+        {
+            return None;
+        }
+        members.push(member);
+    }
+    if members.is_empty() || members.len() > MAX_STATE_MEMBERS {
+        return None;
+    }
+    let joined_len = |members: &[&str]| {
+        members.iter().map(|m| m.len()).sum::<usize>() + members.len().saturating_sub(1)
+    };
+    if joined_len(&members) > MAX_STATE_LEN {
+        members.retain(|member| member.len() <= LONG_MEMBER);
+    }
+    while joined_len(&members) > MAX_STATE_LEN {
+        members.pop();
+    }
+    (!members.is_empty()).then(|| members.join(","))
+}
+
+/// `simple-key` or `tenant-id@system-id`.
+fn valid_key(key: &str) -> bool {
+    let part = |text: &str, first_digit: bool, max: usize| {
+        let bytes = text.as_bytes();
+        let first_ok = bytes
+            .first()
+            .is_some_and(|b| b.is_ascii_lowercase() || (first_digit && b.is_ascii_digit()));
+        first_ok
+            && bytes.len() <= max
+            && bytes.iter().all(|b| {
+                b.is_ascii_lowercase()
+                    || b.is_ascii_digit()
+                    || matches!(b, b'_' | b'-' | b'*' | b'/')
+            })
+    };
+    match key.split_once('@') {
+        None => part(key, false, 256),
+        Some((tenant, system)) => part(tenant, true, 241) && part(system, false, 14),
+    }
+}
+
+/// 1 to 256 printable ASCII characters but `,` and `=`, not ending in a space.
+fn valid_value(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 256
+        && !value.ends_with(' ')
+        && value
+            .bytes()
+            .all(|b| (0x20..=0x7e).contains(&b) && b != b',' && b != b'=')
+}
+
+#[cfg(test)]
+#[path = "trace_tests.rs"]
+mod tests;
