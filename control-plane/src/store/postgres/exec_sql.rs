@@ -1,6 +1,6 @@
-//! The SQL of execution records: encoding and decoding their rows, inserting (with the
-//! idempotency key's outcome), finding and listing them, and moving them through their
-//! statuses by compare-and-set (`UPDATE … WHERE status …`).
+//! The SQL of execution records: encoding and decoding their rows, finding and listing
+//! them, and moving them through their statuses by compare-and-set
+//! (`UPDATE … WHERE status …`). Inserting them is `insert_batch.rs`'s.
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
@@ -12,7 +12,7 @@ use super::codec::{
     to_ms, unknown,
 };
 use crate::domain::{Execution, ExecutionError, ExecutionStatus, Finished, Holder, Trigger};
-use crate::store::{ExecutionFilter, Fault, StoreError, Unfinished};
+use crate::store::{ExecutionFilter, StoreError, Unfinished};
 
 /// Parameters of a statement.
 pub(super) type Params<'a> = Vec<&'a (dyn ToSql + Sync)>;
@@ -35,38 +35,38 @@ pub(super) static PAYLOADLESS_COLUMNS: std::sync::LazyLock<String> =
         EXECUTION_COLUMNS.replacen("input, output,", "'null'::text, NULL::text,", 1)
     });
 
-/// An execution encoded for its row.
+/// An execution encoded for its row: each field is the value of the column of its name.
 pub(super) struct ExecutionRow {
-    id: Uuid,
-    function: String,
-    version: i64,
-    status: &'static str,
-    input: String,
-    output: Option<String>,
-    error: Option<String>,
-    attempt: i64,
-    parent_id: Option<Uuid>,
-    root_id: Option<Uuid>,
-    depth: i64,
-    trigger: &'static str,
-    trace_id: Option<String>,
-    idempotency_key: Option<String>,
-    timeout_ms: i64,
-    created_at: i64,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    duration_ms: Option<i64>,
-    cold_start: Option<bool>,
-    instance_id: Option<String>,
-    exit_code: Option<i32>,
-    dead_letter: bool,
-    callback_token_hash: Option<String>,
-    run_at: Option<i64>,
-    attempts: Option<String>,
-    owner: Option<String>,
-    lease_until: Option<i64>,
-    traceparent: Option<String>,
-    tracestate: Option<String>,
+    pub(super) id: Uuid,
+    pub(super) function: String,
+    pub(super) version: i64,
+    pub(super) status: &'static str,
+    pub(super) input: String,
+    pub(super) output: Option<String>,
+    pub(super) error: Option<String>,
+    pub(super) attempt: i64,
+    pub(super) parent_id: Option<Uuid>,
+    pub(super) root_id: Option<Uuid>,
+    pub(super) depth: i64,
+    pub(super) triggered_by: &'static str,
+    pub(super) trace_id: Option<String>,
+    pub(super) idempotency_key: Option<String>,
+    pub(super) timeout_ms: i64,
+    pub(super) created_at: i64,
+    pub(super) started_at: Option<i64>,
+    pub(super) finished_at: Option<i64>,
+    pub(super) duration_ms: Option<i64>,
+    pub(super) cold_start: Option<bool>,
+    pub(super) instance_id: Option<String>,
+    pub(super) exit_code: Option<i32>,
+    pub(super) dead_letter: bool,
+    pub(super) callback_token_hash: Option<String>,
+    pub(super) run_at: Option<i64>,
+    pub(super) attempts: Option<String>,
+    pub(super) owner: Option<String>,
+    pub(super) lease_until: Option<i64>,
+    pub(super) traceparent: Option<String>,
+    pub(super) tracestate: Option<String>,
 }
 
 impl ExecutionRow {
@@ -92,7 +92,7 @@ impl ExecutionRow {
             parent_id: e.parent_id,
             root_id: e.root_id,
             depth: i64::from(e.depth),
-            trigger: e.trigger.as_str(),
+            triggered_by: e.trigger.as_str(),
             trace_id: e.trace_id.clone(),
             idempotency_key: e.idempotency_key.clone(),
             timeout_ms: to_int(e.timeout_ms, "timeout_ms")?,
@@ -119,41 +119,6 @@ impl ExecutionRow {
             traceparent: e.traceparent.clone(),
             tracestate: e.tracestate.clone(),
         })
-    }
-
-    fn params(&self) -> [&(dyn ToSql + Sync); 30] {
-        [
-            &self.id,
-            &self.function,
-            &self.version,
-            &self.status,
-            &self.input,
-            &self.output,
-            &self.error,
-            &self.attempt,
-            &self.parent_id,
-            &self.root_id,
-            &self.depth,
-            &self.trigger,
-            &self.trace_id,
-            &self.idempotency_key,
-            &self.timeout_ms,
-            &self.created_at,
-            &self.started_at,
-            &self.finished_at,
-            &self.duration_ms,
-            &self.cold_start,
-            &self.instance_id,
-            &self.exit_code,
-            &self.dead_letter,
-            &self.callback_token_hash,
-            &self.run_at,
-            &self.attempts,
-            &self.owner,
-            &self.lease_until,
-            &self.traceparent,
-            &self.tracestate,
-        ]
     }
 }
 
@@ -224,54 +189,6 @@ pub(super) async fn execute(
 ) -> Result<u64, StoreError> {
     let stmt = client.prepare_cached(sql).await.map_err(db(operation))?;
     client.execute(&stmt, params).await.map_err(db(operation))
-}
-
-/// See [`crate::store::Store::insert_execution`]. A taken idempotency key is
-/// [`StoreError::DuplicateIdempotencyKey`] naming the execution that has it; the
-/// statement waits for a concurrent insert of the same key to commit or roll back
-/// first, so the answer is never a key that ends up unused.
-pub(super) async fn insert_execution(
-    client: &impl GenericClient,
-    e: &ExecutionRow,
-) -> Result<(), StoreError> {
-    let inserted = execute(
-        client,
-        "insert an execution",
-        "INSERT INTO executions (id, function, version, status, input, output, error,
-            attempt, parent_id, root_id, depth, triggered_by, trace_id, idempotency_key,
-            timeout_ms, created_at, started_at, finished_at, duration_ms, cold_start,
-            instance_id, exit_code, dead_letter, callback_token_hash, run_at, attempts,
-            owner, lease_until, traceparent, tracestate)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-            $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30)
-         ON CONFLICT (function, idempotency_key) WHERE idempotency_key IS NOT NULL
-         DO NOTHING",
-        &e.params(),
-    )
-    .await?;
-    if inserted == 1 {
-        return Ok(());
-    }
-    let existing = client
-        .query_opt(
-            "SELECT id FROM executions WHERE function = $1 AND idempotency_key = $2",
-            &[&e.function, &e.idempotency_key],
-        )
-        .await
-        .map_err(db("find an idempotency key"))?;
-    match existing {
-        Some(row) => Err(StoreError::DuplicateIdempotencyKey(get(
-            &row,
-            0,
-            "execution id",
-        )?)),
-        // Taken when inserting, gone since (deleted in between): the caller may retry.
-        None => Err(super::codec::failure(
-            "insert an execution",
-            Fault::Conflict,
-            "its idempotency key was taken, then freed again".into(),
-        )),
-    }
 }
 
 /// See [`crate::store::Store::get_execution`].

@@ -3,11 +3,14 @@
 //!
 //! Each call takes a connection from a pool (tokio-postgres under deadpool) and runs one
 //! statement, or one transaction where the contract asks for all or nothing (a finish
-//! with its children, a re-drive, a function's new version). Status changes are
-//! compare-and-set `UPDATE … WHERE status …` statements, so of two nodes racing for one
-//! execution exactly one wins; due work is taken with `FOR UPDATE SKIP LOCKED`. The
-//! schema is migrated at open (see `schema.rs`). Timestamps are kept to the millisecond,
-//! as by the SQLite store, and every write is committed before the call answers.
+//! with its children, a re-drive, a function's new version). New executions are the
+//! exception: concurrent inserts are gathered by one writer task into one statement per
+//! round trip (`insert_batch.rs`), each caller answered its own row's outcome. Status
+//! changes are compare-and-set `UPDATE … WHERE status …` statements, so of two nodes
+//! racing for one execution exactly one wins; due work is taken with
+//! `FOR UPDATE SKIP LOCKED`. The schema is migrated at open (see `schema.rs`).
+//! Timestamps are kept to the millisecond, as by the SQLite store, and every write is
+//! committed before the call answers.
 
 mod access_sql;
 mod catalog_sql;
@@ -15,6 +18,9 @@ mod claim_sql;
 mod codec;
 mod connect;
 mod exec_sql;
+mod insert_batch;
+#[cfg(test)]
+mod insert_batch_tests;
 mod listener;
 mod nodes_sql;
 mod retention_sql;
@@ -31,6 +37,7 @@ use uuid::Uuid;
 
 use self::codec::{db, pool, to_json, to_ms};
 use self::exec_sql::{ExecutionRow, FinishedRow};
+use self::insert_batch::{insert_execution, InsertWriter};
 use super::{Deletion, ExecutionFilter, PruneScope, Redrive, Store, StoreError, Unfinished};
 use crate::access::TokenRecord;
 use crate::domain::{
@@ -47,6 +54,8 @@ pub struct PostgresStore {
     finished: tokio::sync::broadcast::Sender<Uuid>,
     /// The task listening for them; stopped with the store.
     listener: tokio::task::JoinHandle<()>,
+    /// The writer task new executions are inserted through; it stops with the store.
+    inserts: InsertWriter,
 }
 
 impl Drop for PostgresStore {
@@ -85,11 +94,13 @@ impl PostgresStore {
         drop(Object::take(client));
         migrated?;
         let (finished, listener) = listener::spawn(parsed);
+        let inserts = InsertWriter::start(pool.clone());
         Ok(PostgresStore {
             pool,
             target,
             finished,
             listener,
+            inserts,
         })
     }
 
@@ -101,6 +112,7 @@ impl PostgresStore {
     /// Closes the pool: later calls answer [`StoreError::Closed`].
     pub fn close(&self) {
         self.pool.close();
+        self.inserts.close();
     }
 
     async fn client(&self) -> Result<Object, StoreError> {
@@ -157,8 +169,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
-        let row = ExecutionRow::new(execution)?;
-        exec_sql::insert_execution(&self.client().await?, &row).await
+        self.inserts.insert(ExecutionRow::new(execution)?).await
     }
 
     async fn insert_with_children(
@@ -173,7 +184,7 @@ impl Store for PostgresStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db("begin an insert"))?;
         for row in &rows {
-            exec_sql::insert_execution(&tx, row).await?;
+            insert_execution(&tx, row).await?;
         }
         tx.commit().await.map_err(db("commit an insert"))
     }
@@ -255,7 +266,7 @@ impl Store for PostgresStore {
         let applied = exec_sql::finish_execution(&tx, id, holder, &row).await?;
         if applied {
             for child in &children {
-                exec_sql::insert_execution(&tx, child).await?;
+                insert_execution(&tx, child).await?;
             }
         }
         tx.commit().await.map_err(db("commit a finish"))?;
@@ -354,7 +365,7 @@ impl Store for PostgresStore {
             };
             return Ok(by.map_or(Redrive::NotFailed, Redrive::Already));
         }
-        exec_sql::insert_execution(&tx, &row).await?;
+        insert_execution(&tx, &row).await?;
         tx.commit().await.map_err(db("commit a re-drive"))?;
         Ok(Redrive::Done)
     }
