@@ -172,6 +172,7 @@ impl Dispatcher {
     /// After a final result is stored with its `children`: counts it and schedules the
     /// children that are to run.
     pub(super) fn recorded(self: &Arc<Self>, execution: &Execution, children: &[Execution]) {
+        crate::telemetry::recorded(execution, children);
         let seconds = execution.duration_ms.map(|ms| ms as f64 / 1000.0);
         self.metrics
             .finished(&execution.function, execution.status.as_str(), seconds);

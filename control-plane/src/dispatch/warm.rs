@@ -232,6 +232,7 @@ impl Dispatcher {
         let input = Bytes::from(serde_json::to_vec(&execution.input).unwrap_or_default());
         let mut refusals = 0;
         let finished = loop {
+            let since = lease.is_none().then(crate::telemetry::started).flatten();
             let lease = match lease.take() {
                 Some(lease) => lease,
                 None => match self.lease_for(function, deadline, &cancel).await {
@@ -248,6 +249,12 @@ impl Dispatcher {
                 }
                 return;
             }
+            crate::telemetry::instance_started(
+                since,
+                execution,
+                lease.instance_id(),
+                lease.cold_start(),
+            );
             let ran_on = lease.function().clone();
             let mut call = WarmCall {
                 call: InvokeCall {
@@ -295,6 +302,7 @@ impl Dispatcher {
                     )
                 }
             };
+            crate::telemetry::ran(execution, &outcome);
             // A stored execution's retry is scheduled durably when it is concluded; a
             // sync call held in memory retries here, within its deadline.
             let retry = match record {
