@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -52,6 +52,8 @@ impl Pipeline {
             pending: pending.clone(),
             dropped: dropped.clone(),
             runtime,
+            endpoint: settings.endpoint.clone(),
+            failing: AtomicBool::new(false),
         };
         let config = BatchConfigBuilder::default()
             .with_max_queue_size(settings.max_queue)
@@ -119,6 +121,10 @@ struct Counted {
     pending: Arc<AtomicUsize>,
     dropped: Counter,
     runtime: Handle,
+    /// For the warning when exports start failing.
+    endpoint: String,
+    /// Whether the last export failed: a warning is logged once per run of failures.
+    failing: AtomicBool,
 }
 
 impl SpanExporter for Counted {
@@ -129,11 +135,20 @@ impl SpanExporter for Counted {
             runtime: self.runtime.clone(),
             future: Box::pin(self.inner.export(batch)),
         };
-        let dropped = self.dropped.clone();
         async move {
             let result = export.await;
-            if result.is_err() {
-                dropped.inc_by(count as u64);
+            let failed = result.is_err();
+            if failed {
+                self.dropped.inc_by(count as u64);
+            }
+            if self.failing.swap(failed, Ordering::Relaxed) != failed {
+                match &result {
+                    Err(err) => tracing::warn!(
+                        "cannot export spans to {}, dropping them until it answers: {err}",
+                        self.endpoint
+                    ),
+                    Ok(()) => tracing::info!("exporting spans to {} again", self.endpoint),
+                }
             }
             result
         }

@@ -15,15 +15,20 @@ use super::otlp::Pipeline;
 use super::{execution_span_id, request_span_id, trace_id, PIPELINE};
 use crate::domain::{Execution, ExecutionError, ExecutionStatus, Finished, Trigger};
 
-/// Where an execution's spans hang: its trace and the parent of its `gantry.execution`
-/// span (`None`: it is a root).
+/// Where an execution's spans hang.
 struct Lineage {
+    /// Its trace.
     trace: TraceId,
+    /// The parent of its `gantry.execution` span (`None`: it is a root).
     parent: Option<SpanId>,
+    /// The caller's span its request span hangs from (`None`: the request is the root).
+    caller: Option<SpanId>,
 }
 
 /// The lineage of `execution`: the trace of its `trace_id`, under its parent execution's
-/// span (a chained child, a re-drive), or under the request that created it.
+/// span (a chained child, a re-drive), or under the request that created it. The one
+/// place that says where a trace comes from: a stored W3C `traceparent` gives `trace`
+/// (its trace id) and `caller` (its parent id) here.
 fn lineage(execution: &Execution) -> Lineage {
     let trace = match &execution.trace_id {
         Some(text) => trace_id(text),
@@ -34,7 +39,11 @@ fn lineage(execution: &Execution) -> Lineage {
         (None, Trigger::Api) => Some(request_span_id(execution.id)),
         (None, _) => None,
     };
-    Lineage { trace, parent }
+    Lineage {
+        trace,
+        parent,
+        caller: None,
+    }
 }
 
 /// One finished span, before it becomes the SDK's [`SpanData`].
@@ -45,6 +54,8 @@ struct Piece {
     /// `None`: a fresh random id.
     id: Option<SpanId>,
     parent: Option<SpanId>,
+    /// Whether the parent is another service's span.
+    remote_parent: bool,
     start: SystemTime,
     end: SystemTime,
     attributes: Vec<KeyValue>,
@@ -60,6 +71,7 @@ impl Piece {
             trace: lineage(execution).trace,
             id: None,
             parent: Some(execution_span_id(execution.id)),
+            remote_parent: false,
             start,
             end,
             attributes: identity(execution),
@@ -104,7 +116,7 @@ impl Piece {
                 TraceState::default(),
             ),
             parent_span_id: self.parent.unwrap_or(SpanId::INVALID),
-            parent_span_is_remote: false,
+            parent_span_is_remote: self.remote_parent,
             span_kind: self.kind,
             name: Cow::Borrowed(self.name),
             start_time: self.start,
@@ -160,10 +172,12 @@ pub fn request(since: Option<SystemTime>, action: &'static str, execution: &Exec
     } else {
         "gantry.enqueue"
     };
+    let caller = lineage(execution).caller;
     let mut piece = Piece {
         kind: SpanKind::Server,
         id: Some(request_span_id(execution.id)),
-        parent: None,
+        parent: caller,
+        remote_parent: caller.is_some(),
         ..Piece::of(name, execution, start, SystemTime::now())
     };
     if execution.status.is_terminal() {
