@@ -1,8 +1,8 @@
 //! Spans over OTLP/HTTP with the real server: a receiver in the test decodes what
 //! `gantry serve --otlp-endpoint` exports. A three-function chain is one trace, each
 //! execution's spans under its `gantry.execution` span and each child's under its
-//! parent's; a receiver that never answers slows no call and its spans are counted as
-//! dropped; warm calls show their instance (cold, then warm) and an enqueued call its
+//! parent's; a receiver that never answers (or is down) slows no call and its spans are
+//! counted as dropped; warm calls show their instance (cold, then warm) and an enqueued call its
 //! admission and queue wait.
 
 mod support;
@@ -103,6 +103,38 @@ fn options(endpoint: &str, env: &[(&str, &str)]) -> ServerOptions {
             .map(|(key, value)| (key.to_string(), value.to_string()))
             .collect(),
         ..ServerOptions::default()
+    }
+}
+
+/// Waits until `gantry_spans_dropped_total` is above zero.
+async fn wait_dropped(server: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = server.metrics_text().await;
+        let dropped: u64 = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("gantry_spans_dropped_total "))
+            .and_then(|count| count.trim().parse().ok())
+            .unwrap_or(0);
+        if dropped > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no span was counted as dropped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Calls `name` `count` times; each answers 200 within 5 s.
+async fn call_promptly(server: &Server, name: &str, count: u32) {
+    for call in 0..count {
+        let began = Instant::now();
+        let (status, body) = server.invoke(name, json!({"call": call})).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            began.elapsed() < Duration::from_secs(5),
+            "call {call} took {:?}",
+            began.elapsed()
+        );
     }
 }
 
@@ -297,28 +329,8 @@ async fn a_receiver_that_never_answers_slows_no_call() {
     ];
     let mut server = Server::start_with(options(&endpoint, &env)).await;
     server.deploy(echo("steady", json!({}))).await;
-    for call in 0..5 {
-        let began = Instant::now();
-        let (status, body) = server.invoke("steady", json!({"call": call})).await;
-        assert_eq!(status, 200, "{body}");
-        assert!(
-            began.elapsed() < Duration::from_secs(5),
-            "call {call} took {:?}",
-            began.elapsed()
-        );
-    }
-    let dropped = |metrics: &str| -> u64 {
-        metrics
-            .lines()
-            .find_map(|line| line.strip_prefix("gantry_spans_dropped_total "))
-            .and_then(|count| count.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while dropped(&server.metrics_text().await) == 0 {
-        assert!(Instant::now() < deadline, "no span was counted as dropped");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    call_promptly(&server, "steady", 5).await;
+    wait_dropped(&server).await;
     // The stop waits for the export no longer than its flush limit.
     let began = Instant::now();
     assert_eq!(server.stop().await, Some(0));
@@ -345,4 +357,24 @@ async fn an_endpoint_that_is_not_an_http_url_is_a_bad_setting() {
             "{stderr}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_receiver_that_is_down_costs_the_spans_not_the_calls() {
+    // A port nothing listens on any more.
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let endpoint = format!("http://{address}");
+    let env = [("OTEL_BSP_SCHEDULE_DELAY", "50")];
+    let server = Server::start_with(options(&endpoint, &env)).await;
+    server.deploy(echo("steady", json!({}))).await;
+    call_promptly(&server, "steady", 3).await;
+    wait_dropped(&server).await;
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains(&format!("cannot export spans to {endpoint}")),
+        "{stderr}"
+    );
 }
