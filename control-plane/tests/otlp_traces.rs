@@ -2,9 +2,8 @@
 //! `gantry serve --otlp-endpoint` exports. A three-function chain is one trace, each
 //! execution's spans under its `gantry.execution` span and each child's under its
 //! parent's; a receiver that never answers (or is down) slows no call and its spans are
-//! counted as dropped; warm calls show their instance (cold, then warm) and an enqueued call its
-//! admission and queue wait.
-
+//! counted as dropped; a stop exports what is still queued; warm calls show their
+//! instance (cold, then warm) and an enqueued call its admission and queue wait.
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -377,4 +376,21 @@ async fn a_receiver_that_is_down_costs_the_spans_not_the_calls() {
         stderr.contains(&format!("cannot export spans to {endpoint}")),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn a_stop_exports_the_spans_still_queued() {
+    let (endpoint, received) = receiver().await;
+    let env = [("OTEL_BSP_SCHEDULE_DELAY", "600000")];
+    let mut server = Server::start_with(options(&endpoint, &env)).await;
+    server.deploy(echo("steady", json!({}))).await;
+    call_promptly(&server, "steady", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        received.lock().unwrap().is_empty(),
+        "a batch is not due for ten minutes"
+    );
+    assert_eq!(server.stop().await, Some(0));
+    let spans = wait_spans(&received, "gantry.execution", 1).await;
+    assert!(spans.iter().any(|(_, span)| span.name == "gantry.invoke"));
 }
