@@ -4,6 +4,7 @@
 //! parent's; a receiver that never answers (or is down) slows no call and its spans are
 //! counted as dropped; a stop exports what is still queued; warm calls show their
 //! instance (cold, then warm) and an enqueued call its admission and queue wait.
+
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};

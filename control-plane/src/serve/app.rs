@@ -78,8 +78,9 @@ impl App {
         let metrics = Arc::new(Metrics::new());
         if let Some(endpoint) = args.otlp_endpoint() {
             let spans = crate::telemetry::TracingSettings::new(endpoint, &args.otlp_service_name);
+            // The endpoint passed the checks: what fails now is no setting's fault.
             crate::telemetry::install(&spans, metrics.spans_dropped())
-                .map_err(|err| Failure::config(err.to_string()))?;
+                .map_err(|err| Failure::fatal(err.to_string()))?;
         }
         let logs = Arc::new(LogHub::with_metrics(metrics.clone()));
         let dispatcher = Dispatcher::new(
