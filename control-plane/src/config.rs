@@ -208,4 +208,28 @@ pub struct ServeArgs {
     /// so chains multiply along a chain (deploys with more are refused).
     #[arg(long, env = "GANTRY_MAX_CHAINS", default_value_t = crate::registry::catalog::DEFAULT_MAX_CHAINS as u32, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub max_chains: u32,
+    /// Export spans over OTLP/HTTP (protobuf) to this receiver, e.g. an OpenTelemetry
+    /// Collector or Jaeger at `http://127.0.0.1:4318` (`/v1/traces` is added): each
+    /// execution's request, admission, queue wait, claim, instance start, run and record,
+    /// chained executions in their parent's trace. Plain `http://` only. Export never
+    /// slows a call: when the bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048) is
+    /// full, spans are dropped and counted in `gantry_spans_dropped_total`. Unset: no span
+    /// is recorded.
+    #[arg(
+        long = "otlp-endpoint",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub otlp_endpoint_url: Option<String>,
+    /// The `service.name` of the exported spans.
+    #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "gantry")]
+    pub otlp_service_name: String,
+}
+
+impl ServeArgs {
+    /// The OTLP endpoint spans go to; an empty `OTEL_EXPORTER_OTLP_ENDPOINT` is none.
+    pub fn otlp_endpoint(&self) -> Option<&str> {
+        let url = self.otlp_endpoint_url.as_deref()?;
+        (!url.trim().is_empty()).then_some(url)
+    }
 }

@@ -8,6 +8,7 @@
 //! - [`dispatch`]: admission, per-function queues and concurrency, running executions.
 //! - [`runtime`]: where instances run (host processes, docker containers).
 //! - [`schema`]: JSON Schema checks of inputs and outputs.
+//! - [`telemetry`]: spans of every execution, exported over OTLP.
 //! - [`logs`]: captured stdout/stderr, capped per execution, followed live.
 //! - [`access`]: API tokens, roles and what each route needs.
 //! - [`secrets`]: sealed secret values and their masking.
@@ -36,4 +37,5 @@ pub mod schema;
 pub mod secrets;
 pub mod serve;
 pub mod store;
+pub mod telemetry;
 pub mod wire;

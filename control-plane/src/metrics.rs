@@ -116,6 +116,7 @@ pub struct Metrics {
     log_lines_lost: Counter,
     recovery_requeued: Counter,
     recovery_active: Gauge,
+    spans_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -212,7 +213,14 @@ impl Metrics {
             "1 while start-up recovery is still queueing an earlier run's executions again",
             recovery_active.clone(),
         );
+        let spans_dropped = Counter::default();
+        registry.register(
+            "spans_dropped",
+            "Spans never exported over OTLP (the export queue was full, or the export failed)",
+            spans_dropped.clone(),
+        );
         Metrics {
+            spans_dropped,
             registry,
             store_failures,
             log_lines_lost,
@@ -239,6 +247,11 @@ impl Metrics {
                 function: function.to_owned(),
             })
             .inc();
+    }
+
+    /// The counter of spans never exported (see `telemetry`), for the span pipeline.
+    pub fn spans_dropped(&self) -> Counter {
+        self.spans_dropped.clone()
     }
 
     /// Counts a result the store could not take at once.

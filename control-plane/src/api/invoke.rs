@@ -31,6 +31,7 @@ pub async fn action(
     request_headers: HeaderMap,
     JsonBody(input): JsonBody,
 ) -> Result<Response, ApiError> {
+    let since = crate::telemetry::started();
     let (name, action) = split_action(&segment);
     let wait = match action {
         Some("invoke") => true,
@@ -74,6 +75,7 @@ pub async fn action(
     };
     if !wait {
         let accepted = state.dispatcher.submit(request).await?;
+        crate::telemetry::request(since, "enqueue", &accepted.execution);
         let body = Accepted {
             execution_id: accepted.execution.id,
             status: accepted.execution.status,
@@ -84,6 +86,7 @@ pub async fn action(
         ));
     }
     let execution = state.dispatcher.invoke(request).await?;
+    crate::telemetry::request(since, "invoke", &execution);
     let mut response = with_id(sync_answer(&execution), &execution);
     if let Some(cold) = execution.cold_start {
         response.headers_mut().insert(

@@ -32,6 +32,7 @@ impl Dispatcher {
         execution: &Execution,
         storing: Storing,
     ) -> Result<(), DispatchError> {
+        let since = crate::telemetry::started();
         let function = &execution.function;
         let elsewhere = self.cluster.elsewhere(function).queued as usize;
         let (admit, load) =
@@ -47,6 +48,7 @@ impl Dispatcher {
             self.start_queued(function, start);
             return Err(err);
         }
+        crate::telemetry::admitted(since, execution);
         match admit {
             Admit::Run => {
                 tokio::spawn(self.clone().run(

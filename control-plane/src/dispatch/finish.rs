@@ -173,6 +173,7 @@ impl Dispatcher {
     /// After a final result is stored with its `children`: counts it and schedules the
     /// children that are to run.
     pub(super) fn recorded(self: &Arc<Self>, execution: &Execution, children: &[Execution]) {
+        crate::telemetry::recorded(execution, children);
         self.metrics.finished(timing(execution));
         for child in children {
             self.schedule(child);

@@ -144,6 +144,7 @@ impl Dispatcher {
                 Err(_) => Some(DEFAULT_MAX_IN_FLIGHT),
             };
         }
+        let since = crate::telemetry::started();
         match self.store.claim(id, &claim).await {
             Ok(true) => {}
             Ok(false) if claim.max_in_flight.is_some() => return self.why_unclaimed(id).await,
@@ -174,6 +175,7 @@ impl Dispatcher {
         execution.status = ExecutionStatus::Starting;
         execution.owner = Some(claim.owner);
         execution.lease_until = Some(claim.lease_until);
+        crate::telemetry::claimed(since, &execution);
         Claimed::Yes(Box::new(execution))
     }
 
@@ -322,6 +324,7 @@ impl Dispatcher {
             .masked(masker.clone())
             .keeping_last_line(self.settings.max_output_bytes + super::REPORT_ENVELOPE_BYTES);
         let started = Instant::now();
+        let since = crate::telemetry::started();
         let launch = Launch {
             execution_id: id,
             function: function.version.clone(),
@@ -346,6 +349,7 @@ impl Dispatcher {
                 return;
             }
         };
+        crate::telemetry::instance_started(since, &execution, instance.id(), true);
         let start_record = Started {
             instance_id: instance.id().to_owned(),
             cold_start: true,
@@ -401,6 +405,7 @@ impl Dispatcher {
                 return;
             }
         };
+        crate::telemetry::ran(&execution, &finished);
         let ending = self
             .conclude(&mut execution, finished, Some(&function), ack)
             .await;

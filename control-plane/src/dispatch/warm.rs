@@ -233,6 +233,7 @@ impl Dispatcher {
         let input = Bytes::from(serde_json::to_vec(&execution.input).unwrap_or_default());
         let mut refusals = 0;
         let finished = loop {
+            let since = lease.is_none().then(crate::telemetry::started).flatten();
             let lease = match lease.take() {
                 Some(lease) => lease,
                 None => match self.lease_for(function, deadline, &cancel).await {
@@ -249,6 +250,12 @@ impl Dispatcher {
                 }
                 return;
             }
+            crate::telemetry::instance_started(
+                since,
+                execution,
+                lease.instance_id(),
+                lease.cold_start(),
+            );
             let ran_on = lease.function().clone();
             // The lines the instance marks with this execution go to its log.
             let _log = lease.attach_log(id);
@@ -300,6 +307,7 @@ impl Dispatcher {
                     )
                 }
             };
+            crate::telemetry::ran(execution, &outcome);
             // A stored execution's retry is scheduled durably when it is concluded; a
             // sync call held in memory retries here, within its deadline.
             let retry = match record {

@@ -233,7 +233,9 @@ impl Execution {
     /// context, else the first of a new trace. Its `trace_id` is `correlation` (the
     /// caller's `X-Trace-Id`) when given, else the W3C trace id.
     pub fn begin_trace(&mut self, incoming: Option<&TraceContext>, correlation: Option<String>) {
-        let context = TraceContext::for_execution(incoming, correlation.as_deref());
+        let mut context = TraceContext::for_execution(incoming, correlation.as_deref());
+        // Named by the execution's id, so its children and its exported spans find it.
+        context.parent_span_id = super::trace::execution_span_id(self.id);
         self.trace_id = Some(correlation.unwrap_or_else(|| context.trace_id_hex()));
         self.traceparent = Some(context.traceparent());
         self.tracestate = context.state;

@@ -133,6 +133,28 @@ impl TraceContext {
     }
 }
 
+/// A span id derived from `kind` and execution `id`: the same on every node, so a span
+/// of an execution (and the `traceparent` its function gets) can be named from its id
+/// alone, by its chained children and by the spans exported for it.
+pub fn derived_span_id(kind: &[u8], id: uuid::Uuid) -> [u8; 8] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(kind)
+        .chain_update(id.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    if bytes == [0; 8] {
+        bytes[7] = 1;
+    }
+    bytes
+}
+
+/// The id of the span execution `id` runs as.
+pub fn execution_span_id(id: uuid::Uuid) -> [u8; 8] {
+    derived_span_id(b"execution", id)
+}
+
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

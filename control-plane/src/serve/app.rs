@@ -28,6 +28,8 @@ const POLL_RESULTS: Duration = Duration::from_millis(250);
 
 /// Longest a stop waits for records written behind that the store still refuses.
 const WRITE_BEHIND_GRACE: Duration = Duration::from_secs(10);
+/// How long a stopping server waits for the spans still queued to be exported.
+const SPAN_FLUSH: Duration = Duration::from_secs(5);
 
 /// A built server, recovered and ready to serve.
 pub(super) struct App {
@@ -74,6 +76,12 @@ impl App {
                 .with_max_chains(args.max_chains as usize),
         );
         let metrics = Arc::new(Metrics::new());
+        if let Some(endpoint) = args.otlp_endpoint() {
+            let spans = crate::telemetry::TracingSettings::new(endpoint, &args.otlp_service_name);
+            // The endpoint passed the checks: what fails now is no setting's fault.
+            crate::telemetry::install(&spans, metrics.spans_dropped())
+                .map_err(|err| Failure::fatal(err.to_string()))?;
+        }
         let logs = Arc::new(LogHub::with_metrics(metrics.clone()));
         let dispatcher = Dispatcher::new(
             behind.clone(),
@@ -213,6 +221,9 @@ impl App {
         }
         // A clean stop writes what was written behind before the store closes.
         behind.close(WRITE_BEHIND_GRACE).await;
+        if let Err(err) = crate::telemetry::shutdown(SPAN_FLUSH).await {
+            tracing::warn!("{err}");
+        }
         served
     }
 }
