@@ -172,3 +172,46 @@ async fn following_a_function_streams_the_lines_of_all_its_executions() {
         assert!(text.contains(&format!(r#""executionId":"{id}""#)), "{text}");
     }
 }
+
+#[tokio::test]
+async fn the_python_runtime_marks_the_lines_of_calls_running_together() {
+    let server = Server::start().await;
+    let temp = support::function_tempdir();
+    let handler = temp.path().join("handler.py");
+    std::fs::write(
+        &handler,
+        "import time\n\
+         def handle(event, context):\n    \
+             print('hello from', context.execution_id)\n    \
+             time.sleep(0.2)\n    \
+             print('bye from', context.execution_id, flush=True)\n    \
+             return event\n",
+    )
+    .unwrap();
+    let runtime = format!(
+        "{}/../runtimes/python/runtime.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let manifest = json!({
+        "name": "py-warm",
+        "mode": "HTTP",
+        "command": ["python3", runtime],
+        "env": {"HANDLER_PATH": handler.to_str().unwrap()},
+        "warm": {"min_instances": 1, "max_instances": 1, "concurrency_per_instance": 4},
+    });
+    server.deploy(manifest).await;
+    wait_pool(&server, "py-warm", "one idle instance", |p| p["idle"] == 1).await;
+    let ids = invoke_all(
+        &server,
+        "py-warm",
+        (0..8).map(|n| json!({ "n": n })).collect(),
+    )
+    .await;
+    for id in &ids {
+        let lines = lines_of(&server, id, 2).await;
+        assert_eq!(
+            lines,
+            [format!("hello from {id}"), format!("bye from {id}")]
+        );
+    }
+}

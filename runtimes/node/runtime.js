@@ -17,6 +17,10 @@
 //                    JSON, or 500 {"error": {"type", "message"}} when the handler throws.
 //                    In WARM mode with WARM_RUNTIME=STDIO/FILE the one-shot forms are used.
 //
+// In WARM mode one runtime serves many calls at once, so every line a handler writes on
+// stdout or stderr during a call is marked with its execution (RS, the execution id, US,
+// then the line), which the watchdog and Gantry use to file the line under that execution.
+//
 // `--stdio`, `--file` or `--http` force a mode. A handler that throws (or fails to load)
 // exits with code 1 in the one-shot modes: the watchdog reports FUNCTION_ERROR with the
 // last stderr line as the message.
@@ -30,6 +34,7 @@
 // calls), functionName (FUNCTION_NAME).
 'use strict';
 
+const { AsyncLocalStorage } = require('async_hooks');
 const fs = require('fs');
 const http = require('http');
 const path = require('path');
@@ -146,6 +151,44 @@ async function runFile(env = process.env) {
 
 // --- HTTP mode ----------------------------------------------------------------------
 
+const MARK_START = '\x1e';
+const MARK_END = '\x1f';
+// The call whose handler is running, across its awaits.
+const currentCall = new AsyncLocalStorage();
+// Each marked stream's own write, for the unfinished last line of a call.
+const markedStreams = new Map();
+
+// Makes `stream` mark each line a call writes with the call's execution.
+function markLines(stream) {
+  const write = stream.write.bind(stream);
+  markedStreams.set(stream, write);
+  stream.write = (chunk, ...rest) => {
+    const call = currentCall.getStore();
+    if (!call) return write(chunk, ...rest);
+    const text = (call.pending.get(stream) || '') + (typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString());
+    const lines = text.split('\n');
+    call.pending.set(stream, lines.pop());
+    const marked = lines.map((line) => `${MARK_START}${call.id}${MARK_END}${line}\n`).join('');
+    if (marked) return write(marked, ...rest);
+    const done = rest[rest.length - 1];
+    if (typeof done === 'function') done();
+    return true;
+  };
+}
+
+// Runs `work` as the call of `executionId`: with marking on, its lines carry the id.
+async function inCall(executionId, work) {
+  if (!executionId || markedStreams.size === 0) return work();
+  const call = { id: executionId, pending: new Map() };
+  try {
+    return await currentCall.run(call, work);
+  } finally {
+    for (const [stream, rest] of call.pending) {
+      if (rest) markedStreams.get(stream)(`${MARK_START}${call.id}${MARK_END}${rest}\n`);
+    }
+  }
+}
+
 function makeServer(handler, env = process.env) {
   const send = (res, status, body) => {
     res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
@@ -171,8 +214,9 @@ function makeServer(handler, env = process.env) {
         send(res, 400, encode({ error: { type: 'InvalidInput', message: `the body is not JSON: ${err.message}` } }));
         return;
       }
+      const context = contextFrom(env, req.headers);
       try {
-        const result = await handler(event, contextFrom(env, req.headers));
+        const result = await inCall(context.executionId, () => handler(event, context));
         send(res, 200, encode(result));
       } catch (err) {
         if (err && err.stack) process.stderr.write(`${err.stack}\n`);
@@ -195,6 +239,10 @@ function runHttp(env = process.env) {
   }
   const host = env.HOST || '127.0.0.1';
   const port = intOrNull(env.PORT) ?? 8080;
+  if ((env.EXECUTION_MODE || '').toUpperCase() === 'WARM') {
+    markLines(process.stdout);
+    markLines(process.stderr);
+  }
   const server = makeServer(handler, env);
   return new Promise((resolve) => {
     const stop = () => server.close(() => resolve(0)); // drains in-flight requests
@@ -226,7 +274,7 @@ async function main(argv = process.argv.slice(2)) {
   return runStdio();
 }
 
-module.exports = { contextFrom, loadHandler, encode, parsePayload, makeServer, chooseMode, runOnce };
+module.exports = { contextFrom, loadHandler, encode, parsePayload, makeServer, chooseMode, runOnce, markLines, inCall };
 
 if (require.main === module) {
   main().then(

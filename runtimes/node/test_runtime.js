@@ -79,6 +79,24 @@ const tests = {
     assert.strictEqual(fromRequest.timeoutMs, 250);
     assert.ok(fromRequest.remainingMs() <= 250);
   },
+  async warmCallsMarkTheirLinesWithTheirExecution() {
+    const written = [];
+    const stream = { write: (chunk) => { written.push(String(chunk)); return true; } };
+    runtime.markLines(stream);
+    stream.write('before any call\n');
+    const tick = () => new Promise((r) => setImmediate(r));
+    await Promise.all([
+      runtime.inCall('exec-a', async () => { stream.write('from a, part '); await tick(); stream.write('one\n'); }),
+      runtime.inCall('exec-b', async () => { await tick(); stream.write('from b\nunfinished b'); }),
+    ]);
+    stream.write('after the calls\n');
+    const lines = written.join('').split('\n');
+    assert.strictEqual(lines[0], 'before any call');
+    assert.ok(lines.includes('\x1eexec-a\x1ffrom a, part one'), lines);
+    assert.ok(lines.includes('\x1eexec-b\x1ffrom b'), lines);
+    assert.ok(lines.includes('\x1eexec-b\x1funfinished b'), lines);
+    assert.deepStrictEqual(lines.slice(-2), ['after the calls', '']);
+  },
   async httpServer() {
     const server = runtime.makeServer(runtime.loadHandler(), { TIMEOUT_MS: '900' });
     await new Promise((r) => server.listen(0, '127.0.0.1', r));

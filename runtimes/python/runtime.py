@@ -17,6 +17,10 @@ and this module serves it in the mode the watchdog runs (EXECUTION_MODE):
                    JSON, or 500 {"error": {"type", "message"}} when the handler raises.
                    In WARM mode with WARM_RUNTIME=STDIO/FILE the one-shot forms are used.
 
+In WARM mode one runtime serves many calls at once, so every line a handler writes on
+stdout or stderr during a call is marked with its execution (RS, the execution id, US,
+then the line), which the watchdog and Gantry use to file the line under that execution.
+
 `--stdio`, `--file` or `--http` force a mode. A handler that raises (or an import error)
 exits with code 1 in the one-shot modes: the watchdog reports FUNCTION_ERROR with the
 last stderr line (the exception) as the message.
@@ -195,6 +199,59 @@ def run_file(env=os.environ):
 
 # --- HTTP mode ------------------------------------------------------------------------
 
+MARK_START, MARK_END = "\x1e", "\x1f"
+_call = threading.local()
+
+
+class MarkedStream:
+    """A text stream that marks each line a call writes with the call's execution."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def write(self, text):
+        execution = getattr(_call, "execution_id", None)
+        if not execution:
+            return self._stream.write(text)
+        pending = _call.pending.get(id(self), "") + text
+        *lines, rest = pending.split("\n")
+        _call.pending[id(self)] = rest
+        with self._lock:
+            for line in lines:
+                self._stream.write(f"{MARK_START}{execution}{MARK_END}{line}\n")
+        return len(text)
+
+    def end_call(self):
+        """Writes out the call's unfinished last line."""
+        rest = _call.pending.pop(id(self), "")
+        if rest:
+            with self._lock:
+                self._stream.write(f"{MARK_START}{_call.execution_id}{MARK_END}{rest}\n")
+        self._stream.flush()
+
+    def flush(self):
+        self._stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def marked_lines(execution_id):
+    """While a call runs on this thread, the lines it writes carry its execution."""
+    streams = [s for s in (sys.stdout, sys.stderr) if isinstance(s, MarkedStream)]
+    if not execution_id or not streams:
+        yield
+        return
+    _call.execution_id, _call.pending = execution_id, {}
+    try:
+        yield
+    finally:
+        for stream in streams:
+            stream.end_call()
+        _call.execution_id = None
+
 
 def make_server(handler, host="127.0.0.1", port=8080, env=os.environ):
     """An HTTP server (not yet serving) for the handler; port 0 picks a free one."""
@@ -232,14 +289,16 @@ def make_server(handler, host="127.0.0.1", port=8080, env=os.environ):
                 self._send(400, encode({"error": {"type": "InvalidInput", "message": f"the body is not JSON: {err}"}}))
                 return
             context = context_from(env, self.headers)
-            try:
-                text = encode(call(handler, event, context))
-            except Exception as err:  # noqa: BLE001
-                traceback.print_exc(file=sys.stderr)
-                sys.stderr.flush()
-                self._send(500, encode({"error": {"type": type(err).__name__, "message": str(err)}}))
-                return
-            self._send(200, text)
+            with marked_lines(context.execution_id):
+                try:
+                    text = encode(call(handler, event, context))
+                except Exception as err:  # noqa: BLE001
+                    traceback.print_exc(file=sys.stderr)
+                    sys.stderr.flush()
+                    text, failed = encode({"error": {"type": type(err).__name__, "message": str(err)}}), True
+                else:
+                    failed = False
+            self._send(500 if failed else 200, text)
 
     class Server(ThreadingHTTPServer):
         daemon_threads = True
@@ -257,6 +316,8 @@ def run_http(env=os.environ):
         return 1
     host = env.get("HOST") or "127.0.0.1"
     port = int(env.get("PORT") or 8080)
+    if (env.get("EXECUTION_MODE") or "").upper() == "WARM":
+        sys.stdout, sys.stderr = MarkedStream(sys.stdout), MarkedStream(sys.stderr)
     server = make_server(handler, host, port, env)
 
     def stop(signum, frame):

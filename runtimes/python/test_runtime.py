@@ -132,6 +132,32 @@ class RuntimeTest(unittest.TestCase):
         self.assertEqual(body["timeout_ms"], 250)
         self.assertTrue(0 < body["remaining_ms"] <= 250, body)
 
+    def test_warm_calls_mark_their_lines_with_their_execution(self):
+        sink = io.StringIO()
+        stream = runtime.MarkedStream(sink)
+        with mock.patch("sys.stdout", new=stream):
+            print("before any call")
+            done = threading.Event()
+
+            def other_call():
+                with runtime.marked_lines("exec-b"):
+                    print("from b")
+                    sys.stdout.write("unfinished b")
+                done.set()
+
+            with runtime.marked_lines("exec-a"):
+                print("from a, part", end=" ")
+                threading.Thread(target=other_call).start()
+                done.wait(5)
+                print("one")
+            print("after the calls")
+        lines = sink.getvalue().split("\n")
+        self.assertEqual(lines[0], "before any call")
+        self.assertIn("\x1eexec-b\x1ffrom b", lines)
+        self.assertIn("\x1eexec-b\x1funfinished b", lines)
+        self.assertIn("\x1eexec-a\x1ffrom a, part one", lines)
+        self.assertEqual(lines[-2:], ["after the calls", ""])
+
 
 if __name__ == "__main__":
     unittest.main()
