@@ -5,7 +5,8 @@
 //! runtime server started directly, with the same clients, in the same run: latency
 //! (p50/p99) at concurrency 1 and throughput at concurrency 1 and 32, from the bench's
 //! own hyper client and from wrk (`-t1`) when installed. Every answer is checked; the
-//! report goes into the warm-pool section of BENCHMARKS.md.
+//! report goes into the warm-pool section of BENCHMARKS.md. Then the same warm calls on
+//! a server exporting its spans over OTLP and on one without (`warm_bench/tracing.rs`).
 //!
 //! The no-op runtime is this program re-executed with `--noop-runtime`: a hyper
 //! HTTP/1.1 keep-alive server on one thread answering `POST /invoke` with a small JSON
@@ -28,6 +29,8 @@ mod measure;
 mod noop;
 #[path = "warm_bench/report.rs"]
 mod report;
+#[path = "warm_bench/tracing.rs"]
+mod tracing;
 // `gantry serve` on port 0 with a data directory; the crash and sweep helpers the
 // control-plane bench uses are not needed here.
 #[allow(dead_code, unused_imports)]
@@ -111,7 +114,13 @@ fn run() -> BenchResult<()> {
         .enable_all()
         .build()?;
     let measured = measure::run(&rt, &settings)?;
+    println!("tracing on and off: the same calls on a server exporting spans and on one without");
+    let traced = tracing::compare(&rt, &settings)?;
     let section = report::markdown(&machine, &load_before, &settings, &measured)?;
+    // The comparison goes inside the section, before its end marker.
+    let end = report::SECTION.end;
+    let tracing = tracing::markdown(&traced, &settings)?;
+    let section = section.replacen(end, &format!("{tracing}\n{end}"), 1);
     if measured.pool.is_none() {
         // Without a warm pool every call was a cold start: nothing to record.
         println!("\n{section}");
