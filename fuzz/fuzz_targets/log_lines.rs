@@ -10,11 +10,12 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use gantry::domain::LogStream;
-use gantry::logs::{LogSink, MAX_LINE_BYTES};
+use gantry::logs::{ExecutionLogs, InstanceLog, LogHub, LogSink, MAX_LINE_BYTES};
+use gantry::store::MemoryStore;
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncRead, ReadBuf};
 
@@ -90,7 +91,15 @@ fuzz_target!(|data: &[u8]| {
         step => usize::from(step) * 257,
     };
     let last = runtime().block_on(async {
-        let sink = LogSink::to_tracing("fuzz".into()).keeping_last_line(LIMIT);
+        // A warm instance's sink: its unmarked lines are its own.
+        let logs = ExecutionLogs {
+            function: "fuzz".into(),
+            store: Arc::new(MemoryStore::default()),
+            hub: Arc::new(LogHub::default()),
+            cap_bytes: 1 << 20,
+        };
+        let sink = LogSink::to_instance("fuzz".into(), InstanceLog::new(logs));
+        let sink = sink.keeping_last_line(LIMIT);
         let reader = Trickle { text: &text, step };
         sink.copy_lines(LogStream::Stdout, reader).await
     });

@@ -16,6 +16,8 @@ use crate::store::Store;
 
 /// Lines of its own an instance keeps.
 pub const OWN_LINES: usize = 500;
+/// Bytes of its own lines an instance keeps (lines are up to 16 KiB each).
+pub const OWN_BYTES: usize = 256 * 1024;
 /// How long an execution's marked lines are still taken after its call ended: its
 /// answer can overtake its last lines, which come through the instance's output.
 const LATE_LINES: Duration = Duration::from_secs(1);
@@ -40,7 +42,14 @@ type Opened = Option<(LogSink, LogWriter)>;
 pub struct InstanceLog {
     logs: ExecutionLogs,
     attached: Mutex<HashMap<Uuid, Opened>>,
-    own: Mutex<VecDeque<LogLine>>,
+    own: Mutex<OwnLines>,
+}
+
+/// The instance's own latest lines, and their bytes.
+#[derive(Default)]
+struct OwnLines {
+    lines: VecDeque<LogLine>,
+    bytes: usize,
 }
 
 impl InstanceLog {
@@ -49,7 +58,7 @@ impl InstanceLog {
         Arc::new(InstanceLog {
             logs,
             attached: Mutex::new(HashMap::new()),
-            own: Mutex::new(VecDeque::new()),
+            own: Mutex::new(OwnLines::default()),
         })
     }
 
@@ -65,7 +74,7 @@ impl InstanceLog {
 
     /// The instance's own latest lines, oldest first.
     pub fn own_lines(&self) -> Vec<LogLine> {
-        lock(&self.own).iter().cloned().collect()
+        lock(&self.own).lines.iter().cloned().collect()
     }
 
     /// Files one line: to the execution it is marked with when that one is attached,
@@ -99,11 +108,15 @@ impl InstanceLog {
 
     fn keep(&self, stream: LogStream, line: String) -> (LogStream, String) {
         let mut own = lock(&self.own);
-        let seq = own.back().map_or(1, |last| last.seq + 1);
-        if own.len() == OWN_LINES {
-            own.pop_front();
+        let seq = own.lines.back().map_or(1, |last| last.seq + 1);
+        own.bytes += line.len();
+        while own.lines.len() >= OWN_LINES || own.bytes > OWN_BYTES && !own.lines.is_empty() {
+            let Some(oldest) = own.lines.pop_front() else {
+                break;
+            };
+            own.bytes -= oldest.line.len();
         }
-        own.push_back(LogLine {
+        own.lines.push_back(LogLine {
             seq,
             stream,
             time: crate::domain::now(),
@@ -130,7 +143,7 @@ impl std::fmt::Debug for InstanceLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InstanceLog")
             .field("attached", &lock(&self.attached).len())
-            .field("own", &lock(&self.own).len())
+            .field("own", &lock(&self.own).lines.len())
             .finish_non_exhaustive()
     }
 }
@@ -214,6 +227,18 @@ pub(super) mod tests {
         assert!(log.file(LogStream::Stdout, marked(a, "too late")).is_some());
         let own: Vec<String> = log.own_lines().into_iter().map(|l| l.line).collect();
         assert_eq!(own, ["not running here", "unmarked", "too late"]);
+    }
+
+    #[test]
+    fn an_instance_keeps_a_bounded_number_of_bytes_of_its_own() {
+        let (log, _) = instance_log();
+        let long = "x".repeat(16 * 1024);
+        for _ in 0..100 {
+            log.file(LogStream::Stdout, long.clone());
+        }
+        let own = log.own_lines();
+        assert_eq!(own.len(), OWN_BYTES / long.len());
+        assert_eq!(own.last().unwrap().seq, 100);
     }
 
     #[test]

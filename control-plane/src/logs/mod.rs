@@ -4,7 +4,7 @@
 
 mod instance;
 
-pub use instance::{Attached, ExecutionLogs, InstanceLog, OWN_LINES};
+pub use instance::{Attached, ExecutionLogs, InstanceLog, OWN_BYTES, OWN_LINES};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
