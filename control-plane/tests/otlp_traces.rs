@@ -3,7 +3,8 @@
 //! execution's spans under its `gantry.execution` span and each child's under its
 //! parent's; a receiver that never answers (or is down) slows no call and its spans are
 //! counted as dropped; a stop exports what is still queued; warm calls show their
-//! instance (cold, then warm) and an enqueued call its admission and queue wait.
+//! instance (cold, then warm) and an enqueued call its admission and queue wait; a
+//! caller's `traceparent` parents the request span and its "not sampled" is honoured.
 
 mod support;
 
@@ -287,15 +288,30 @@ async fn warm_calls_show_their_instance_and_an_enqueued_call_its_queue() {
         };
         assert_eq!(execution.parent_span_id, request.span_id);
         assert_eq!(execution.trace_id, request.trace_id);
-        let [start] = &of(id, "gantry.instance.start")[..] else {
-            panic!("one instance span for {id}");
+        // A cold call waited for its instance to start; a warm one took an idle one at
+        // once, which is no span of its own: its run names the instance.
+        let starts = of(id, "gantry.instance.start");
+        if cold {
+            let [start] = &starts[..] else {
+                panic!("one instance span for {id}");
+            };
+            assert_eq!(start.parent_span_id, execution.span_id);
+            assert_eq!(
+                value(&start.attributes, "gantry.cold_start"),
+                Some(&Any::BoolValue(true))
+            );
+        } else {
+            assert!(starts.is_empty(), "a warm hit starts nothing: {starts:?}");
+        }
+        let [run] = &of(id, "gantry.run")[..] else {
+            panic!("one run span for {id}");
         };
-        assert_eq!(start.parent_span_id, execution.span_id);
+        assert_eq!(run.parent_span_id, execution.span_id);
         assert_eq!(
-            value(&start.attributes, "gantry.cold_start"),
+            value(&run.attributes, "gantry.cold_start"),
             Some(&Any::BoolValue(cold))
         );
-        assert_eq!(of(id, "gantry.run").len(), 1);
+        assert!(!attr(run, "gantry.instance.id").is_empty());
         assert_eq!(of(id, "gantry.record").len(), 1);
         assert!(
             of(id, "gantry.claim").is_empty(),
@@ -316,6 +332,74 @@ async fn warm_calls_show_their_instance_and_an_enqueued_call_its_queue() {
     ] {
         assert_eq!(of(&queued, name).len(), 1, "{name} of the enqueued call");
     }
+}
+
+/// A caller's `traceparent` with `flags`, on `:invoke` of `name`: the execution's id.
+async fn invoke_traced(server: &Server, name: &str, traceparent: &str) -> String {
+    let request = server
+        .request(
+            reqwest::Method::POST,
+            &format!("/v1/functions/{name}:invoke"),
+        )
+        .header("traceparent", traceparent)
+        .json(&json!({}));
+    let (status, _, body) = server.call(request).await;
+    assert_eq!(status, 200, "{body}");
+    body["executionId"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_callers_span_is_the_parent_and_its_sampling_decision_holds() {
+    let (endpoint, received) = receiver().await;
+    let server =
+        Server::start_with(options(&endpoint, &[("OTEL_BSP_SCHEDULE_DELAY", "100")])).await;
+    server.deploy(echo("steady", json!({}))).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let unsampled = invoke_traced(
+        &server,
+        "steady",
+        &format!("00-{trace}-b7ad6b7169203331-00"),
+    )
+    .await;
+    let sampled = invoke_traced(
+        &server,
+        "steady",
+        &format!("00-{trace}-00f067aa0ba902b7-01"),
+    )
+    .await;
+    let spans = wait_spans(&received, "gantry.execution", 1).await;
+    let of = |id: &str| -> Vec<&Span> {
+        spans
+            .iter()
+            .map(|(_, span)| span)
+            .filter(|span| attr(span, "gantry.execution.id") == id)
+            .collect()
+    };
+    let [request] = &of(&sampled)
+        .into_iter()
+        .filter(|span| span.name == "gantry.invoke")
+        .collect::<Vec<_>>()[..]
+    else {
+        panic!("one request span for the sampled call");
+    };
+    assert_eq!(
+        request.parent_span_id,
+        [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7],
+        "the request hangs from the caller's span"
+    );
+    let trace_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    assert_eq!(request.trace_id, trace_bytes);
+    // The unsampled call ended first; nothing of it may come, even after the other's.
+    assert!(
+        of(&unsampled).is_empty(),
+        "a caller that does not sample gets no spans: {:?}",
+        of(&unsampled)
+            .iter()
+            .map(|span| &span.name)
+            .collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]

@@ -64,6 +64,8 @@ pub async fn action(
             return answer;
         }
     }
+    // The request's span hangs from the caller's, when it named one.
+    let caller = trace.as_ref().map(|context| context.parent_span_id);
     let request = InvokeRequest {
         function: name.to_owned(),
         input,
@@ -75,7 +77,7 @@ pub async fn action(
     };
     if !wait {
         let accepted = state.dispatcher.submit(request).await?;
-        crate::telemetry::request(since, "enqueue", &accepted.execution);
+        crate::telemetry::request(since, "enqueue", &accepted.execution, caller);
         let body = Accepted {
             execution_id: accepted.execution.id,
             status: accepted.execution.status,
@@ -86,7 +88,7 @@ pub async fn action(
         ));
     }
     let execution = state.dispatcher.invoke(request).await?;
-    crate::telemetry::request(since, "invoke", &execution);
+    crate::telemetry::request(since, "invoke", &execution, caller);
     let mut response = with_id(sync_answer(&execution), &execution);
     if let Some(cold) = execution.cold_start {
         response.headers_mut().insert(

@@ -17,7 +17,9 @@ pub use execution::{
 };
 pub use logs::{LogLine, LogStream};
 pub use node::{FunctionLoad, NodeLoad, NodeRecord, NodeState, MAX_LOAD_FUNCTIONS};
-pub use trace::{bounded_state, derived_span_id, execution_span_id, TraceContext, TraceError};
+pub use trace::{
+    bounded_state, derived_span_id, execution_span_id, TraceContext, TraceError, SAMPLED,
+};
 
 /// Why an execution failed: a typed code and a sentence for humans.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

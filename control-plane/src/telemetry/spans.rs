@@ -13,7 +13,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use super::otlp::Pipeline;
 use super::{execution_span_id, request_span_id, trace_id, PIPELINE};
-use crate::domain::{Execution, ExecutionError, ExecutionStatus, Finished, Trigger};
+use crate::domain::{Execution, ExecutionError, ExecutionStatus, Finished, Trigger, SAMPLED};
 
 /// Where an execution's spans hang.
 struct Lineage {
@@ -21,15 +21,15 @@ struct Lineage {
     trace: TraceId,
     /// The parent of its `gantry.execution` span (`None`: it is a root).
     parent: Option<SpanId>,
-    /// The caller's span its request span hangs from (`None`: the request is the root).
-    caller: Option<SpanId>,
+    /// Whether its trace is recorded: a caller whose `traceparent` says "not sampled"
+    /// gets no spans (the parent decides, as OpenTelemetry's default sampler does).
+    sampled: bool,
 }
 
 /// The lineage of `execution`: the trace of its stored `traceparent` (else of its
 /// `trace_id`), under its parent execution's span (a chained child, a re-drive), or
 /// under the request that created it. The execution's own span id is derived from its
 /// id, the same one its `traceparent` names, so the function's own spans nest under it.
-/// The caller's span above a request is not stored, so `caller` stays unknown.
 fn lineage(execution: &Execution) -> Lineage {
     let stored = execution.trace_context();
     let trace = match (&stored, &execution.trace_id) {
@@ -42,11 +42,20 @@ fn lineage(execution: &Execution) -> Lineage {
         (None, Trigger::Api) => Some(request_span_id(execution.id)),
         (None, _) => None,
     };
+    let sampled = stored.is_none_or(|context| context.flags & SAMPLED != 0);
     Lineage {
         trace,
         parent,
-        caller: None,
+        sampled,
     }
+}
+
+/// The pipeline and `execution`'s lineage when its spans are recorded: spans are
+/// exported and its trace is sampled.
+fn recording(execution: &Execution) -> Option<(&'static Pipeline, Lineage)> {
+    let pipeline = PIPELINE.get()?;
+    let lineage = lineage(execution);
+    lineage.sampled.then_some((pipeline, lineage))
 }
 
 /// One finished span, before it becomes the SDK's [`SpanData`].
@@ -66,12 +75,19 @@ struct Piece {
 }
 
 impl Piece {
-    /// A span of `execution`'s own work, under its `gantry.execution` span.
-    fn of(name: &'static str, execution: &Execution, start: SystemTime, end: SystemTime) -> Piece {
+    /// A span of `execution`'s own work (of trace `trace`), under its
+    /// `gantry.execution` span.
+    fn of(
+        name: &'static str,
+        execution: &Execution,
+        trace: TraceId,
+        start: SystemTime,
+        end: SystemTime,
+    ) -> Piece {
         Piece {
             name,
             kind: SpanKind::Internal,
-            trace: lineage(execution).trace,
+            trace,
             id: None,
             parent: Some(execution_span_id(execution.id)),
             remote_parent: false,
@@ -165,9 +181,18 @@ fn time(at: DateTime<Utc>) -> SystemTime {
 }
 
 /// The `:invoke` or `:enqueue` request (`action`) begun at `since` that created (or
-/// answered) `execution`: the root of its trace.
-pub fn request(since: Option<SystemTime>, action: &'static str, execution: &Execution) {
-    let (Some(pipeline), Some(start)) = (PIPELINE.get(), since) else {
+/// answered) `execution`: under `caller`, the span id of the caller's `traceparent`,
+/// else the root of its trace.
+pub fn request(
+    since: Option<SystemTime>,
+    action: &'static str,
+    execution: &Execution,
+    caller: Option<[u8; 8]>,
+) {
+    let Some(start) = since else {
+        return;
+    };
+    let Some((pipeline, lineage)) = recording(execution) else {
         return;
     };
     let name = if action == "invoke" {
@@ -175,13 +200,13 @@ pub fn request(since: Option<SystemTime>, action: &'static str, execution: &Exec
     } else {
         "gantry.enqueue"
     };
-    let caller = lineage(execution).caller;
+    let caller = caller.map(SpanId::from_bytes);
     let mut piece = Piece {
         kind: SpanKind::Server,
         id: Some(request_span_id(execution.id)),
         parent: caller,
         remote_parent: caller.is_some(),
-        ..Piece::of(name, execution, start, SystemTime::now())
+        ..Piece::of(name, execution, lineage.trace, start, SystemTime::now())
     };
     if execution.status.is_terminal() {
         piece = piece.outcome(execution.status, execution.error.as_ref());
@@ -191,47 +216,76 @@ pub fn request(since: Option<SystemTime>, action: &'static str, execution: &Exec
 
 /// `execution` was admitted and stored, from `since`.
 pub fn admitted(since: Option<SystemTime>, execution: &Execution) {
-    let (Some(pipeline), Some(start)) = (PIPELINE.get(), since) else {
+    let Some(start) = since else {
         return;
     };
-    Piece::of("gantry.admission", execution, start, SystemTime::now()).send(pipeline);
+    let Some((pipeline, lineage)) = recording(execution) else {
+        return;
+    };
+    Piece::of(
+        "gantry.admission",
+        execution,
+        lineage.trace,
+        start,
+        SystemTime::now(),
+    )
+    .send(pipeline);
 }
 
 /// This node claimed `execution` (the claim began at `since`): its wait in the queue
 /// and the claim itself.
 pub fn claimed(since: Option<SystemTime>, execution: &Execution) {
-    let (Some(pipeline), Some(claim)) = (PIPELINE.get(), since) else {
+    let Some(claim) = since else {
+        return;
+    };
+    let Some((pipeline, lineage)) = recording(execution) else {
         return;
     };
     let queued = time(execution.run_at.unwrap_or(execution.created_at));
-    Piece::of("gantry.queue_wait", execution, queued, claim).send(pipeline);
+    Piece::of("gantry.queue_wait", execution, lineage.trace, queued, claim).send(pipeline);
     let owner = execution.owner.clone().unwrap_or_default();
-    Piece::of("gantry.claim", execution, claim, SystemTime::now())
-        .with([KeyValue::new("gantry.node", owner)])
-        .send(pipeline);
+    Piece::of(
+        "gantry.claim",
+        execution,
+        lineage.trace,
+        claim,
+        SystemTime::now(),
+    )
+    .with([KeyValue::new("gantry.node", owner)])
+    .send(pipeline);
 }
 
 /// `execution` got instance `id` (`cold`: started for it), asked for at `since` (`None`:
-/// when the execution was accepted).
+/// it came with one). An idle warm instance taken at once is no start of anything: its
+/// id and `cold_start=false` are on the run's span instead.
 pub fn instance_started(since: Option<SystemTime>, execution: &Execution, id: &str, cold: bool) {
-    let Some(pipeline) = PIPELINE.get() else {
+    if since.is_none() && !cold {
+        return;
+    }
+    let Some((pipeline, lineage)) = recording(execution) else {
         return;
     };
     let start = since.unwrap_or_else(|| time(execution.created_at));
-    Piece::of("gantry.instance.start", execution, start, SystemTime::now())
-        .with(instance(id, cold))
-        .send(pipeline);
+    Piece::of(
+        "gantry.instance.start",
+        execution,
+        lineage.trace,
+        start,
+        SystemTime::now(),
+    )
+    .with(instance(id, cold))
+    .send(pipeline);
 }
 
 /// An attempt of `execution` ran (from its start) and ended as `finished`.
 pub fn ran(execution: &Execution, finished: &Finished) {
-    let Some(pipeline) = PIPELINE.get() else {
+    let Some((pipeline, lineage)) = recording(execution) else {
         return;
     };
     let end = time(finished.finished_at);
     let start = execution.started_at.map_or(end, time);
     let instance_id = execution.instance_id.as_deref().unwrap_or_default();
-    Piece::of("gantry.run", execution, start, end)
+    Piece::of("gantry.run", execution, lineage.trace, start, end)
         .with(instance(instance_id, execution.cold_start.unwrap_or(false)))
         .outcome(finished.status, finished.error.as_ref())
         .send(pipeline);
@@ -241,23 +295,24 @@ pub fn ran(execution: &Execution, finished: &Finished) {
 /// the record, and the execution as a whole (and the children that failed before they
 /// could run, which no other hook sees).
 pub fn recorded(execution: &Execution, children: &[Execution]) {
-    let Some(pipeline) = PIPELINE.get() else {
+    let Some((pipeline, lineage)) = recording(execution) else {
         return;
     };
     let now = SystemTime::now();
     let result_at = execution.finished_at.map_or(now, time);
-    Piece::of("gantry.record", execution, result_at, now)
+    Piece::of("gantry.record", execution, lineage.trace, result_at, now)
         .outcome(execution.status, execution.error.as_ref())
         .send(pipeline);
-    whole(pipeline, execution, now);
+    whole(pipeline, execution, lineage, now);
     for child in children.iter().filter(|child| child.status.is_terminal()) {
-        whole(pipeline, child, now);
+        if let Some((_, lineage)) = recording(child) {
+            whole(pipeline, child, lineage, now);
+        }
     }
 }
 
 /// The `gantry.execution` span of a final `execution`, from its acceptance to `end`.
-fn whole(pipeline: &Pipeline, execution: &Execution, end: SystemTime) {
-    let lineage = lineage(execution);
+fn whole(pipeline: &Pipeline, execution: &Execution, lineage: Lineage, end: SystemTime) {
     let mut attributes = vec![KeyValue::new(
         "gantry.execution.trigger",
         execution.trigger.as_str(),
@@ -274,6 +329,7 @@ fn whole(pipeline: &Pipeline, execution: &Execution, end: SystemTime) {
         ..Piece::of(
             "gantry.execution",
             execution,
+            lineage.trace,
             time(execution.created_at),
             end,
         )
