@@ -239,6 +239,30 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_forms_parse() {
+        for cron in [
+            "@daily",
+            "@hourly",
+            "0 0 12 * * 7",
+            "0 0 12 L * *",
+            "0 0 12 15W * *",
+            "0 0 12 * * 5L",
+            "0 0 12 * * 1#2",
+            "0 5-50/15 * * JAN,JUL MON-FRI",
+            "30 9 * * *",
+        ] {
+            let schedule = spec(json!({ "cron": cron }));
+            let parsed = schedule
+                .parse()
+                .unwrap_or_else(|err| panic!("{cron}: {err}"));
+            assert_eq!(ticks::next(&parsed, Utc::now(), 1).len(), 1, "{cron}");
+        }
+        let daily = spec(json!({"cron": "@daily"})).parse().unwrap();
+        let at = DateTime::from_timestamp(1_800_000_123, 0).unwrap();
+        assert_eq!(ticks::next(&daily, at, 1)[0].timestamp() % 86_400, 0);
+    }
+
+    #[test]
     fn the_number_of_schedules_is_bounded() {
         let many = vec![spec(json!({"cron": "* * * * * *"})); MAX_SCHEDULES + 1];
         assert_eq!(
