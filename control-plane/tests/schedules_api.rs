@@ -5,11 +5,13 @@
 //! not catch up on re-enable; a deleted function's schedule starts afresh when created
 //! again; bad schedules are a 400 naming the field.
 
+mod cli_support;
 mod support;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use cli_support::cli;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use support::{scheduled_function, ticks, ticks_between, without_gaps, Server, ServerOptions};
@@ -40,9 +42,11 @@ async fn a_schedule_every_second_fires_each_tick_once() {
         "about one fire a second: {fired:?}"
     );
     assert!(without_gaps(&fired), "every second once: {fired:?}");
-    assert!(
-        fired.keys().all(|tick| *tick > created),
-        "no tick before the deploy fires: {fired:?} (deployed {created})"
+    let first = fired.keys().next().expect("a tick");
+    assert_eq!(
+        first.timestamp(),
+        created.timestamp() + 1,
+        "the first whole second after the deploy fires first, and none before: {fired:?} (deployed {created})"
     );
     let ids: Vec<String> = fired.values().cloned().collect();
     let ended = server
@@ -71,6 +75,20 @@ async fn a_schedule_every_second_fires_each_tick_once() {
         "{function}"
     );
     assert!(schedule["lastTick"].is_string(), "{function}");
+
+    let shown = cli(&server, ["fn", "get", "tick"]).ok().await;
+    let row = shown
+        .stdout
+        .lines()
+        .skip_while(|line| *line != "schedules:")
+        .find(|line| line.starts_with("* * * * * *"))
+        .unwrap_or_else(|| panic!("a schedules table: {shown}"));
+    assert!(row.contains("UTC") && row.contains(" no "), "{row}");
+    assert_eq!(
+        row.matches('Z').count(),
+        4,
+        "the last tick and the next three: {row}"
+    );
 
     let (_, _, metrics) = server.call(server.request(Method::GET, "/metrics")).await;
     let series = "gantry_schedule_fires_total{function=\"tick\"} ";

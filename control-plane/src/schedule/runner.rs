@@ -160,10 +160,14 @@ impl Scheduler {
         last: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<(), SchedulerError> {
-        let Some(mut from) = last else {
+        let mut from = match last {
+            Some(last) => last,
             // A new schedule starts from when it was deployed: no tick before it fires.
-            self.advance(version, key, None, version.created_at).await?;
-            return Ok(());
+            None if self.advance(version, key, None, version.created_at).await? => {
+                version.created_at
+            }
+            // Another node started it: the next pass reads its cursor.
+            None => return Ok(()),
         };
         let parsed = schedule.parse().map_err(|err| {
             RegistryError::Invalid(vec![format!("stored schedule is invalid: {err}")])
