@@ -299,3 +299,47 @@ async fn bad_schedules_are_refused_naming_the_field() {
         "five fields are accepted: {body}"
     );
 }
+
+#[tokio::test]
+async fn a_redeploy_keeps_an_unchanged_schedule_and_starts_a_changed_one_afresh() {
+    let server = Server::start().await;
+    let temp = support::function_tempdir();
+    let runs = temp.path().join("runs");
+    let first = scheduled_function("redeploy", &runs, "* * * * * *", json!({"catch_up": true}));
+    server.deploy(first.clone()).await;
+    pause(2.5).await;
+    // Another command, the same schedule: its cursor goes on, no tick lost or repeated.
+    let mut same = first.clone();
+    same["env"]["OTHER"] = json!("1");
+    let put = |manifest: &Value| {
+        server
+            .request(Method::PUT, "/v1/functions/redeploy")
+            .json(manifest)
+    };
+    let (status, _, body) = server.call(put(&same)).await;
+    assert!(status.is_success(), "{body}");
+    pause(2.5).await;
+    let kept = ticks(&server, "redeploy").await;
+    assert!(without_gaps(&kept) && kept.len() >= 4, "{kept:?}");
+
+    // The schedule removed for a while, then back as it was: it starts afresh from
+    // its new deploy, with no catch-up of the time it was gone.
+    let mut other = same.clone();
+    other["schedules"] = json!([{"cron": "0 0 0 1 1 *"}]);
+    let (status, _, body) = server.call(put(&other)).await;
+    assert!(status.is_success(), "{body}");
+    let removed = Utc::now();
+    pause(3.0).await;
+    let back = Utc::now();
+    let (status, _, body) = server.call(put(&same)).await;
+    assert!(status.is_success(), "{body}");
+    pause(2.5).await;
+    let fired = ticks(&server, "redeploy").await;
+    let quiet = removed + chrono::TimeDelta::seconds(1);
+    assert_eq!(
+        ticks_between(&fired, quiet, back),
+        0,
+        "nothing of the time without the schedule fired: {fired:?} (removed {removed}, back {back})"
+    );
+    assert!(*fired.keys().last().expect("ticks") > back, "{fired:?}");
+}

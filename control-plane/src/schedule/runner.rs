@@ -126,27 +126,25 @@ impl Scheduler {
         &self,
         cursors: &HashMap<(String, String), DateTime<Utc>>,
     ) -> Result<(), SchedulerError> {
-        for version in &self.functions {
-            let current: Vec<String> = version
-                .spec
-                .schedules
-                .iter()
-                .map(ScheduleSpec::key)
-                .collect();
-            let stale: Vec<String> = cursors
-                .iter()
-                .filter(|((function, key), last)| {
-                    *function == version.name
-                        && !current.contains(key)
-                        && **last < version.created_at
-                })
-                .map(|((_, key), _)| key.clone())
-                .collect();
-            if !stale.is_empty() {
-                self.store
-                    .delete_schedule_cursors(&version.name, CursorScope::Keys(&stale))
-                    .await?;
+        let versions: HashMap<&str, &FunctionVersion> = self
+            .functions
+            .iter()
+            .map(|version| (version.name.as_str(), version))
+            .collect();
+        let mut stale: HashMap<&str, Vec<String>> = HashMap::new();
+        for ((function, key), last) in cursors {
+            let Some(version) = versions.get(function.as_str()) else {
+                continue;
+            };
+            let current = version.spec.schedules.iter().any(|s| s.key() == *key);
+            if !current && *last < version.created_at {
+                stale.entry(function).or_default().push(key.clone());
             }
+        }
+        for (function, keys) in stale {
+            self.store
+                .delete_schedule_cursors(function, CursorScope::Keys(&keys))
+                .await?;
         }
         Ok(())
     }
