@@ -7,9 +7,21 @@ mod support;
 use std::time::Duration;
 
 use chrono::Utc;
+use reqwest::Method;
 use serde_json::json;
 use support::postgres::TestPostgres;
 use support::{cluster_node, scheduled_function, ticks, without_gaps, Server};
+
+/// The schedule fires a node counted.
+async fn fires(node: &Server) -> f64 {
+    let (_, _, metrics) = node.call(node.request(Method::GET, "/metrics")).await;
+    let series = "gantry_schedule_fires_total{function=\"shared\"} ";
+    metrics
+        .as_str()
+        .and_then(|text| text.lines().find_map(|line| line.strip_prefix(series)))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0.0)
+}
 
 #[tokio::test]
 async fn two_nodes_fire_each_tick_once_in_total() {
@@ -28,6 +40,7 @@ async fn two_nodes_fire_each_tick_once_in_total() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     two.kill9().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let restarted = Utc::now();
     let two = two.restart(cluster_node(&url, "node-2")).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let stopped = Utc::now();
@@ -50,6 +63,14 @@ async fn two_nodes_fire_each_tick_once_in_total() {
     assert!(
         counted.values().all(|runs| *runs == 1),
         "no execution ran twice: {counted:?}"
+    );
+    // Node 2's counter restarted with it: count what both fired since.
+    let fires = fires(&one).await + fires(&two).await;
+    let since_restart = through_one.keys().filter(|tick| **tick > restarted).count();
+    assert!(
+        fires >= since_restart as f64 && fires <= through_one.len() as f64,
+        "the nodes counted {fires} fires for {} ticks ({since_restart} since node 2 came back)",
+        through_one.len()
     );
     let logs = one.stderr() + &two.stderr();
     assert!(
