@@ -194,29 +194,36 @@ impl Scheduler {
                 from,
                 tick,
             };
-            match self.dispatcher.fire_tick(fire).await {
-                Ok(Some(_)) => {}
-                // Another node fired it: its cursor moved; the next pass reads it again.
-                Ok(None) => return Ok(()),
-                // Fired already though the cursor says not (it was deleted and made
-                // again): the cursor catches up.
-                Err(DispatchError::Store(StoreError::DuplicateIdempotencyKey(_))) => {
-                    if !self.advance(version, key, Some(from), tick).await? {
-                        return Ok(());
-                    }
-                }
-                Err(DispatchError::QueueFull { .. }) => {
-                    tracing::warn!(function = %version.name, %tick, "schedule tick skipped: the function's queue is full");
-                    if !self.advance(version, key, Some(from), tick).await? {
-                        return Ok(());
-                    }
-                }
-                Err(DispatchError::ShuttingDown) => return Ok(()),
-                Err(err) => return Err(err.into()),
+            if !self.fire(version, fire).await? {
+                return Ok(());
             }
             from = tick;
         }
         Ok(())
+    }
+
+    /// Fires one tick; `false` when the schedule's later ticks must wait for the next
+    /// pass (another node moved its cursor, the server is stopping).
+    async fn fire(
+        &self,
+        version: &FunctionVersion,
+        fire: TickFire<'_>,
+    ) -> Result<bool, SchedulerError> {
+        let (from, tick, key) = (fire.from, fire.tick, fire.key);
+        match self.dispatcher.fire_tick(fire).await {
+            Ok(fired) => Ok(fired.is_some()),
+            // Fired already though the cursor says not (it was deleted and made again):
+            // the cursor catches up.
+            Err(DispatchError::Store(StoreError::DuplicateIdempotencyKey(_))) => {
+                Ok(self.advance(version, key, Some(from), tick).await?)
+            }
+            Err(DispatchError::QueueFull { .. }) => {
+                tracing::warn!(function = %version.name, %tick, "schedule tick skipped: the function's queue is full");
+                Ok(self.advance(version, key, Some(from), tick).await?)
+            }
+            Err(DispatchError::ShuttingDown) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Moves a cursor without firing.
