@@ -33,6 +33,7 @@ pub mod pool;
 pub mod registry;
 pub mod retention;
 pub mod runtime;
+pub mod schedule;
 pub mod schema;
 pub mod secrets;
 pub mod serve;

@@ -1,6 +1,7 @@
 //! Prometheus metrics of the control plane: invocations by function and status, the
 //! execution duration histogram, queue depth and executions in flight, and the warm
-//! pools' instances by state, cold starts, queue wait and calls in flight.
+//! pools' instances by state, cold starts, queue wait and calls in flight, and the
+//! executions schedules started.
 
 mod latency;
 
@@ -117,6 +118,7 @@ pub struct Metrics {
     recovery_requeued: Counter,
     recovery_active: Gauge,
     spans_dropped: Counter,
+    schedule_fires: Family<FunctionLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -189,6 +191,12 @@ impl Metrics {
             "Sync warm calls passed on to another node with a free instance",
             warm_forwarded.clone(),
         );
+        let schedule_fires = Family::<FunctionLabel, Counter>::default();
+        registry.register(
+            "schedule_fires",
+            "Executions started by a tick of a function's schedules",
+            schedule_fires.clone(),
+        );
         let store_failures = Counter::default();
         let log_lines_lost = Counter::default();
         registry.register(
@@ -237,7 +245,17 @@ impl Metrics {
             instance_starts,
             queue_wait,
             warm_forwarded,
+            schedule_fires,
         }
+    }
+
+    /// Counts an execution of `function` started by a schedule's tick.
+    pub fn schedule_fired(&self, function: &str) {
+        self.schedule_fires
+            .get_or_create(&FunctionLabel {
+                function: function.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a sync call of `function` passed on to another node.

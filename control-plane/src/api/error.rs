@@ -209,7 +209,7 @@ impl From<DispatchError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "ALREADY_REDRIVEN", message)
                     .with_details(details(&RedrivenDetails { redriven_by: by }))
             }
-            DispatchError::NotFailed(..) => {
+            DispatchError::NotFailed(..) | DispatchError::TickTaken => {
                 ApiError::new(StatusCode::CONFLICT, "CONFLICT", message)
             }
         }

@@ -11,6 +11,8 @@ use serde_json::Value;
 use super::error::{ApiError, JsonBody};
 use super::{split_action, AppState};
 use crate::registry::FunctionVersion;
+use crate::schedule;
+use crate::store::CursorScope;
 use crate::wire::{FunctionAnswer, FunctionList, ScaleRequest, VersionList};
 
 /// `POST /v1/functions`: 201 with the first version, 409 if the name is taken.
@@ -48,6 +50,11 @@ pub async fn get(
     let function = state.catalog.current(name).await?;
     let mut body = FunctionAnswer::from(function.version.as_ref().clone());
     body.pool = state.dispatcher.pools().status(name);
+    let schedules = &function.spec().schedules;
+    if !schedules.is_empty() {
+        let cursors = state.store.list_schedule_cursors().await?;
+        body.schedules = schedule::statuses(name, schedules, &cursors, chrono::Utc::now());
+    }
     Ok(Json(body))
 }
 
@@ -108,6 +115,10 @@ pub async fn delete(
     let name = plain_name(&name)?;
     state.catalog.delete(name).await?;
     state.dispatcher.removed(name);
+    state
+        .store
+        .delete_schedule_cursors(name, CursorScope::All)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -177,6 +177,7 @@ pub fn function_details(function: &Function) -> String {
     ]);
     text.push_str(&json_block("spec", &function.spec));
     text.push_str(&pool_view::pool_details(function.pool.as_ref()));
+    text.push_str(&super::schedule_view::schedule_details(&function.schedules));
     text
 }
 

@@ -19,6 +19,7 @@ pub mod fn_logs;
 pub mod input;
 pub mod node_cmd;
 pub mod pool_view;
+pub mod schedule_view;
 pub mod sse;
 pub mod table;
 pub mod tree_view;

@@ -1,6 +1,6 @@
 //! Taking in a new execution: admitted against its function's limits (`max_in_flight`,
-//! `max_queue`), stored durably, then started or queued. Calls, events and re-drives all
-//! come in this way, so none of them can exceed a function's queue.
+//! `max_queue`), stored durably, then started or queued. Calls, events, re-drives and
+//! schedule ticks all come in this way, so none of them can exceed a function's queue.
 
 use std::sync::Arc;
 
@@ -10,17 +10,19 @@ use super::admission::Admit;
 use super::{DispatchError, Dispatcher};
 use crate::domain::Execution;
 use crate::registry::FunctionSpec;
-use crate::store::Redrive;
-use crate::store::Store;
+use crate::store::{Redrive, ScheduleAdvance, Store};
 
 /// How an admitted execution is stored.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Storing {
+pub(super) enum Storing<'a> {
     /// A new execution.
     New,
     /// The re-drive of the failed execution with this id (stored with the mark that it
     /// was re-driven, in one transaction).
     Redrive(Uuid),
+    /// A schedule's tick: stored with the move of the schedule's cursor, in one
+    /// transaction, only if the cursor is where the move expects it.
+    Tick(&'a ScheduleAdvance),
 }
 
 impl Dispatcher {
@@ -30,7 +32,7 @@ impl Dispatcher {
         self: &Arc<Self>,
         spec: &FunctionSpec,
         execution: &Execution,
-        storing: Storing,
+        storing: Storing<'_>,
     ) -> Result<(), DispatchError> {
         let since = crate::telemetry::started();
         let function = &execution.function;
@@ -69,7 +71,7 @@ impl Dispatcher {
     async fn store_admitted(
         &self,
         execution: &Execution,
-        storing: Storing,
+        storing: Storing<'_>,
     ) -> Result<(), DispatchError> {
         match storing {
             Storing::New => Ok(self.store.insert_execution(execution).await?),
@@ -78,6 +80,17 @@ impl Dispatcher {
                 Redrive::Already(by) => Err(DispatchError::AlreadyRedriven { failed, by }),
                 Redrive::NotFailed => Err(DispatchError::NotFailed(failed, "not failed")),
             },
+            Storing::Tick(advance) => {
+                if self
+                    .store
+                    .advance_schedule(advance, Some(execution))
+                    .await?
+                {
+                    Ok(())
+                } else {
+                    Err(DispatchError::TickTaken)
+                }
+            }
         }
     }
 }

@@ -58,6 +58,9 @@ pub enum DispatchError {
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A schedule's tick was fired already (by another node, or an earlier pass).
+    #[error("the schedule's tick was fired already")]
+    TickTaken,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

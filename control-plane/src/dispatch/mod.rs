@@ -18,6 +18,7 @@ mod remote;
 mod report;
 mod retry;
 mod run;
+mod scheduled;
 #[cfg(test)]
 mod tests;
 mod warm;
@@ -40,6 +41,7 @@ pub use compose::{ChainNode, ChainPage, EventTarget};
 pub use error::DispatchError;
 pub use leases::{lease, LEASE};
 pub use report::{CallbackReport, MAX_OUTPUT_DEPTH};
+pub use scheduled::TickFire;
 
 use crate::cluster::{ClusterView, LoadSource};
 use crate::domain::{Execution, Finished, FunctionLoad, TraceContext, Trigger};

@@ -85,6 +85,8 @@ pub enum Trigger {
     Chain,
     /// A retry of a failed attempt.
     Retry,
+    /// A tick of one of the function's schedules.
+    Schedule,
 }
 
 impl Trigger {
@@ -95,14 +97,21 @@ impl Trigger {
             Trigger::Event => "event",
             Trigger::Chain => "chain",
             Trigger::Retry => "retry",
+            Trigger::Schedule => "schedule",
         }
     }
 
     /// Parses a lowercase name.
     pub fn parse(text: &str) -> Option<Trigger> {
-        [Trigger::Api, Trigger::Event, Trigger::Chain, Trigger::Retry]
-            .into_iter()
-            .find(|trigger| trigger.as_str() == text)
+        [
+            Trigger::Api,
+            Trigger::Event,
+            Trigger::Chain,
+            Trigger::Retry,
+            Trigger::Schedule,
+        ]
+        .into_iter()
+        .find(|trigger| trigger.as_str() == text)
     }
 }
 

@@ -103,8 +103,12 @@ pub fn check_definition(manifest: &Value, max_chains: usize) -> Result<FunctionS
         ("output_schema", &spec.output_schema),
     ] {
         if let Some(schema) = schema {
-            if let Err(problem) = CompiledSchema::compile(field, schema) {
-                problems.push(problem);
+            match CompiledSchema::compile(field, schema) {
+                Ok(compiled) if field == "input_schema" => {
+                    problems.extend(crate::schedule::input_problems(&spec.schedules, &compiled));
+                }
+                Ok(_) => {}
+                Err(problem) => problems.push(problem),
             }
         }
     }

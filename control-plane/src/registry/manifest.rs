@@ -268,6 +268,9 @@ pub struct FunctionSpec {
         deserialize_with = "chain::deserialize_triggers"
     )]
     pub triggers: Vec<TriggerSpec>,
+    /// Cron schedules that start this function.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<crate::schedule::ScheduleSpec>,
     /// Environment variable ← stored secret (its value, or a file holding it).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, SecretRef>,
@@ -499,6 +502,7 @@ pub fn problems(spec: &FunctionSpec) -> Vec<String> {
         }
     }
     problems.extend(chain::problems(&spec.chains, &spec.triggers));
+    problems.extend(crate::schedule::problems(&spec.schedules));
     problems
 }
 

@@ -159,6 +159,12 @@ impl App {
             stopped.clone(),
         );
         state.catalog.keep_fresh(stopped.clone());
+        crate::schedule::runner::start(
+            state.store.clone(),
+            state.catalog.clone(),
+            dispatcher.clone(),
+            stopped.clone(),
+        );
         let started_at = crate::domain::now();
         let address = args
             .node_url

@@ -7,6 +7,8 @@
 mod catalog;
 #[path = "memory_exec.rs"]
 mod exec;
+#[path = "memory_schedules.rs"]
+mod schedules;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -15,7 +17,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Deletion, ExecutionFilter, Fault, PruneScope, Redrive, Store, StoreError, Unfinished};
+use super::{
+    CursorScope, Deletion, ExecutionFilter, Fault, PruneScope, Redrive, ScheduleAdvance,
+    ScheduleCursor, Store, StoreError, Unfinished,
+};
 use crate::access::TokenRecord;
 use crate::domain::{
     AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeLoad, NodeRecord, Started,
@@ -55,6 +60,8 @@ struct State {
     cancel_requested: HashSet<Uuid>,
     /// Bumped by every change of a function (see [`Store::catalog_generation`]).
     catalog_generation: i64,
+    /// `(function, schedule key)` → last tick.
+    schedule_cursors: BTreeMap<(String, String), DateTime<Utc>>,
 }
 
 /// The in-memory store. One lock guards all of it and is never held across an await,
@@ -465,6 +472,30 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.read("ping", |_| ())
+    }
+
+    async fn list_schedule_cursors(&self) -> Result<Vec<ScheduleCursor>, StoreError> {
+        self.read("list schedule cursors", State::list_schedule_cursors)
+    }
+
+    async fn advance_schedule(
+        &self,
+        advance: &ScheduleAdvance,
+        execution: Option<&Execution>,
+    ) -> Result<bool, StoreError> {
+        self.write("advance schedule", |s| {
+            s.advance_schedule(advance, execution)
+        })
+    }
+
+    async fn delete_schedule_cursors(
+        &self,
+        function: &str,
+        scope: CursorScope<'_>,
+    ) -> Result<usize, StoreError> {
+        self.write("delete schedule cursors", |s| {
+            Ok(s.delete_schedule_cursors(function, scope))
+        })
     }
 }
 

@@ -6,6 +6,7 @@
 
 #[cfg(test)]
 pub(crate) mod contract;
+mod cursor;
 mod error;
 pub mod memory;
 mod model;
@@ -28,6 +29,7 @@ use crate::access::TokenRecord;
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 
+pub use cursor::{CursorScope, ScheduleAdvance, ScheduleCursor};
 pub use error::{Fault, StoreError};
 pub use memory::MemoryStore;
 pub use model::{Deletion, ExecutionFilter, PruneScope, Redrive, Unfinished};
@@ -333,6 +335,26 @@ pub trait Store: Send + Sync + 'static {
         node_id: &str,
         since: DateTime<Utc>,
     ) -> Result<Vec<NodeLoad>, StoreError>;
+
+    /// Every schedule cursor, by function and key (at most [`MAX_CURSORS`]).
+    async fn list_schedule_cursors(&self) -> Result<Vec<ScheduleCursor>, StoreError>;
+
+    /// Moves a schedule's cursor as `advance` says and, in the same transaction and only
+    /// if it moved, stores `execution` (the tick's; `None` passes the tick over). `false`,
+    /// and nothing written, when the cursor is not at `advance.from` (another node or an
+    /// earlier pass moved it): of two fires of one tick, one loses.
+    async fn advance_schedule(
+        &self,
+        advance: &ScheduleAdvance,
+        execution: Option<&Execution>,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes the cursors of `function` that `scope` names; answers how many.
+    async fn delete_schedule_cursors(
+        &self,
+        function: &str,
+        scope: CursorScope<'_>,
+    ) -> Result<usize, StoreError>;
 }
 
 /// A node's load by function as the stores keep it: JSON text.
@@ -354,6 +376,9 @@ pub(crate) fn stale_cutoff(time: DateTime<Utc>) -> Uuid {
     let ms = u128::try_from(time.timestamp_millis()).unwrap_or(0);
     Uuid::from_u128(ms << 80)
 }
+
+/// Most cursors [`Store::list_schedule_cursors`] answers.
+pub const MAX_CURSORS: u32 = 100_000;
 
 /// Most nodes [`Store::list_nodes`] answers.
 pub const MAX_NODES: u32 = 1_000;

@@ -19,6 +19,8 @@ mod nodes_sql;
 mod readers;
 #[path = "sqlite_retention_sql.rs"]
 mod retention_sql;
+#[path = "sqlite_schedules_sql.rs"]
+mod schedules_sql;
 #[path = "sqlite_schema.rs"]
 mod schema;
 #[path = "sqlite_sql.rs"]
@@ -38,7 +40,10 @@ use uuid::Uuid;
 use self::exec_sql::{ExecutionRow, FinishedRow};
 use self::readers::Readers;
 use self::writer::Writer;
-use super::{Deletion, ExecutionFilter, PruneScope, Redrive, Store, StoreError, Unfinished};
+use super::{
+    CursorScope, Deletion, ExecutionFilter, PruneScope, Redrive, ScheduleAdvance, ScheduleCursor,
+    Store, StoreError, Unfinished,
+};
 use crate::access::TokenRecord;
 use crate::domain::{
     AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeLoad, NodeRecord, Started,
@@ -540,6 +545,38 @@ impl Store for SqliteStore {
         let (node_id, since) = (node_id.to_owned(), since.timestamp_millis());
         self.read(move |conn| nodes_sql::peer_loads(conn, &node_id, since))
             .await
+    }
+
+    async fn list_schedule_cursors(&self) -> Result<Vec<ScheduleCursor>, StoreError> {
+        self.read(schedules_sql::list).await
+    }
+
+    async fn advance_schedule(
+        &self,
+        advance: &ScheduleAdvance,
+        execution: Option<&Execution>,
+    ) -> Result<bool, StoreError> {
+        let row = execution.map(ExecutionRow::new).transpose()?;
+        let advance = advance.clone();
+        self.write(move |conn| schedules_sql::advance(conn, &advance, row.as_ref()))
+            .await
+    }
+
+    async fn delete_schedule_cursors(
+        &self,
+        function: &str,
+        scope: CursorScope<'_>,
+    ) -> Result<usize, StoreError> {
+        let function = function.to_owned();
+        let keys = match scope {
+            CursorScope::All => None,
+            CursorScope::Keys(keys) => Some(keys.to_vec()),
+        };
+        self.write(move |conn| {
+            let scope = keys.as_deref().map_or(CursorScope::All, CursorScope::Keys);
+            schedules_sql::delete(conn, &function, scope)
+        })
+        .await
     }
 }
 

@@ -183,6 +183,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE executions ADD COLUMN traceparent TEXT;
     ALTER TABLE executions ADD COLUMN tracestate TEXT;
     ",
+    // Per schedule of a function, the last tick it fired (milliseconds).
+    "
+    CREATE TABLE IF NOT EXISTS schedule_cursors (
+        function  TEXT NOT NULL,
+        key       TEXT NOT NULL,
+        last_tick INTEGER NOT NULL,
+        PRIMARY KEY (function, key)
+    );
+    ",
 ];
 
 /// The schema version this build writes.

@@ -12,7 +12,10 @@ use crate::domain::{
 };
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
-use crate::store::{Deletion, ExecutionFilter, PruneScope, Redrive, Store, StoreError, Unfinished};
+use crate::store::{
+    CursorScope, Deletion, ExecutionFilter, PruneScope, Redrive, ScheduleAdvance, ScheduleCursor,
+    Store, StoreError, Unfinished,
+};
 
 #[async_trait]
 impl Store for WriteBehind {
@@ -319,5 +322,25 @@ impl Store for WriteBehind {
 
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
+    }
+
+    async fn list_schedule_cursors(&self) -> Result<Vec<ScheduleCursor>, StoreError> {
+        self.inner.list_schedule_cursors().await
+    }
+
+    async fn advance_schedule(
+        &self,
+        advance: &ScheduleAdvance,
+        execution: Option<&Execution>,
+    ) -> Result<bool, StoreError> {
+        self.inner.advance_schedule(advance, execution).await
+    }
+
+    async fn delete_schedule_cursors(
+        &self,
+        function: &str,
+        scope: CursorScope<'_>,
+    ) -> Result<usize, StoreError> {
+        self.inner.delete_schedule_cursors(function, scope).await
     }
 }

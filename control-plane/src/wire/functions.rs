@@ -33,6 +33,28 @@ pub struct FunctionAnswer<S = FunctionSpec> {
     /// The warm pool, for a function that has one (get, scale).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<PoolStatus>,
+    /// Its schedules with their next fire times (get).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schedules: Vec<ScheduleStatus>,
+}
+
+/// One schedule of a function as `GET /v1/functions/{name}` answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleStatus {
+    /// The cron expression.
+    pub cron: String,
+    /// The time zone it is read in.
+    pub timezone: String,
+    /// Whether missed ticks are each fired after downtime.
+    pub catch_up: bool,
+    /// The schedule's key (in the idempotency key of the executions it starts).
+    pub key: String,
+    /// The last tick fired or passed over; absent until a node's scheduler took it up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_tick: Option<DateTime<Utc>>,
+    /// Its next fire times.
+    pub next: Vec<DateTime<Utc>>,
 }
 
 impl From<FunctionVersion> for FunctionAnswer {
@@ -46,6 +68,7 @@ impl From<FunctionVersion> for FunctionAnswer {
             warnings: Vec::new(),
             changed: None,
             pool: None,
+            schedules: Vec::new(),
         }
     }
 }

@@ -21,7 +21,7 @@ pub use executions::{
 };
 pub use functions::{
     FunctionAnswer, FunctionList, InstanceState, InstanceStatus, PoolStatus, ScaleRequest,
-    SpecSummary, VersionList, WarmLimits,
+    ScheduleStatus, SpecSummary, VersionList, WarmLimits,
 };
 pub use health::{Health, HealthStatus};
 pub use logs::{FunctionLogsQuery, InstanceLogPage, LogEnd, LogPage, LogsQuery};

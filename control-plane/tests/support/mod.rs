@@ -11,11 +11,13 @@ pub mod docker;
 #[path = "../../src/store/postgres/test_server.rs"]
 pub mod postgres;
 mod procs;
+mod schedules;
 mod warm;
 
 pub use api::*;
 pub use cluster::*;
 pub use procs::*;
+pub use schedules::*;
 pub use warm::*;
 
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@ pub(crate) mod catalog;
 pub(crate) mod claims;
 pub(crate) mod nodes;
 pub(crate) mod records;
+pub(crate) mod schedules;
 pub(crate) mod transitions;
 
 use std::sync::Arc;
@@ -135,6 +136,8 @@ macro_rules! store_contract {
             nodes::nodes_read_each_others_fresh_loads,
             catalog::the_catalog_generation_moves_with_every_function_change,
             catalog::a_healthy_store_answers_ping_and_compacts,
+            schedules::a_schedule_cursor_moves_once_per_tick,
+            schedules::a_failed_fire_leaves_the_cursor_and_racers_store_one,
         );
     };
     (@tests $make:expr; $($module:ident :: $test:ident),+ $(,)?) => {

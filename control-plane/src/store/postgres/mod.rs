@@ -24,6 +24,7 @@ mod insert_batch_tests;
 mod listener;
 mod nodes_sql;
 mod retention_sql;
+mod schedules_sql;
 mod schema;
 #[cfg(test)]
 pub(crate) mod test_server;
@@ -38,7 +39,10 @@ use uuid::Uuid;
 use self::codec::{db, pool, to_json, to_ms};
 use self::exec_sql::{ExecutionRow, FinishedRow};
 use self::insert_batch::{insert_execution, InsertWriter};
-use super::{Deletion, ExecutionFilter, PruneScope, Redrive, Store, StoreError, Unfinished};
+use super::{
+    CursorScope, Deletion, ExecutionFilter, PruneScope, Redrive, ScheduleAdvance, ScheduleCursor,
+    Store, StoreError, Unfinished,
+};
 use crate::access::TokenRecord;
 use crate::domain::{
     AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeLoad, NodeRecord, Started,
@@ -493,5 +497,26 @@ impl Store for PostgresStore {
         since: DateTime<Utc>,
     ) -> Result<Vec<NodeLoad>, StoreError> {
         nodes_sql::peer_loads(&self.client().await?, node_id, since.timestamp_millis()).await
+    }
+
+    async fn list_schedule_cursors(&self) -> Result<Vec<ScheduleCursor>, StoreError> {
+        schedules_sql::list(&self.client().await?).await
+    }
+
+    async fn advance_schedule(
+        &self,
+        advance: &ScheduleAdvance,
+        execution: Option<&Execution>,
+    ) -> Result<bool, StoreError> {
+        let row = execution.map(ExecutionRow::new).transpose()?;
+        schedules_sql::advance(&mut self.client().await?, advance, row.as_ref()).await
+    }
+
+    async fn delete_schedule_cursors(
+        &self,
+        function: &str,
+        scope: CursorScope<'_>,
+    ) -> Result<usize, StoreError> {
+        schedules_sql::delete(&self.client().await?, function, scope).await
     }
 }

@@ -178,6 +178,15 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE executions ADD COLUMN traceparent text;
     ALTER TABLE executions ADD COLUMN tracestate text;
     ",
+    // 8: per schedule of a function, the last tick it fired (milliseconds).
+    "
+    CREATE TABLE schedule_cursors (
+        function  text NOT NULL,
+        key       text NOT NULL,
+        last_tick bigint NOT NULL,
+        PRIMARY KEY (function, key)
+    );
+    ",
 ];
 
 /// The schema version this build writes.
