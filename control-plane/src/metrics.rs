@@ -31,6 +31,12 @@ struct FunctionState {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionOutcome {
+    function: String,
+    outcome: &'static str,
+}
+
 fn queue_wait_histogram() -> Histogram {
     // 10 µs .. ~20 s
     Histogram::new(exponential_buckets(0.000_01, 4.0, 12))
@@ -112,6 +118,7 @@ pub struct Metrics {
     instance_starts: Family<FunctionLabel, Counter>,
     queue_wait: Family<FunctionLabel, Histogram, fn() -> Histogram>,
     warm_forwarded: Family<FunctionLabel, Counter>,
+    rate_limited: Family<FunctionOutcome, Counter>,
     store_failures: Counter,
     log_lines_lost: Counter,
     recovery_requeued: Counter,
@@ -189,6 +196,12 @@ impl Metrics {
             "Sync warm calls passed on to another node with a free instance",
             warm_forwarded.clone(),
         );
+        let rate_limited = Family::<FunctionOutcome, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "New executions past their function's rate_limit: refused (API calls, 429) or delayed (events, chains)",
+            rate_limited.clone(),
+        );
         let store_failures = Counter::default();
         let log_lines_lost = Counter::default();
         registry.register(
@@ -237,7 +250,19 @@ impl Metrics {
             instance_starts,
             queue_wait,
             warm_forwarded,
+            rate_limited,
         }
+    }
+
+    /// Counts a new execution of `function` past its rate limit; `outcome` is
+    /// `refused` or `delayed` (one series each per function).
+    pub fn rate_limited(&self, function: &str, outcome: &'static str) {
+        self.rate_limited
+            .get_or_create(&FunctionOutcome {
+                function: function.to_owned(),
+                outcome,
+            })
+            .inc();
     }
 
     /// Counts a sync call of `function` passed on to another node.

@@ -58,6 +58,7 @@ async fn node(store: &Arc<WriteBehind>, owner: &str) -> Node {
         max_output_bytes: 1 << 20,
         owner: owner.into(),
         poll_results: Some(Duration::from_millis(200)),
+        max_queue_age: None,
     };
     let dispatcher = Dispatcher::new(
         store.clone(),

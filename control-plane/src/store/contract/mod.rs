@@ -5,6 +5,7 @@
 pub(crate) mod catalog;
 pub(crate) mod claims;
 pub(crate) mod nodes;
+pub(crate) mod overdue;
 pub(crate) mod records;
 pub(crate) mod transitions;
 
@@ -135,6 +136,7 @@ macro_rules! store_contract {
             nodes::nodes_read_each_others_fresh_loads,
             catalog::the_catalog_generation_moves_with_every_function_change,
             catalog::a_healthy_store_answers_ping_and_compacts,
+            overdue::overdue_work_is_listed_from_when_it_became_due,
         );
     };
     (@tests $make:expr; $($module:ident :: $test:ident),+ $(,)?) => {

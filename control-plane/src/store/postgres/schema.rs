@@ -178,6 +178,13 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE executions ADD COLUMN traceparent text;
     ALTER TABLE executions ADD COLUMN tracestate text;
     ",
+    // 8: when a delayed execution became due (its queue age starts there), and the
+    // queued executions of one function, oldest first, for the sweep of expired ones.
+    "
+    ALTER TABLE executions ADD COLUMN due_at bigint;
+    CREATE INDEX executions_queued_function ON executions (function, id)
+        WHERE status = 'queued';
+    ",
 ];
 
 /// The schema version this build writes.
