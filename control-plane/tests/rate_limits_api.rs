@@ -375,3 +375,35 @@ async fn the_server_default_queue_age_applies_when_the_function_sets_none() {
     let ran = server.wait_terminal(&patient, WAIT).await;
     assert_eq!(ran["status"], "success", "its own limit is longer: {ran}");
 }
+
+#[tokio::test]
+async fn nodes_sharing_a_database_each_enforce_their_share_of_the_limit() {
+    let url = support::postgres::TestPostgres::shared()
+        .create_database()
+        .await;
+    let near = Server::start_with(support::cluster_node(&url, "rate-near")).await;
+    let far = Server::start_with(support::cluster_node(&url, "rate-far")).await;
+    // A burst of 4 at one every two seconds: each of the two nodes takes 2, at one every
+    // four seconds.
+    near.deploy(echo(
+        "shared",
+        json!({"rate_limit": {"per_second": 0.5, "burst": 4}}),
+    ))
+    .await;
+    // Long enough for each node to see the other's load (exchanged every 250 ms).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for server in [&near, &far] {
+        for _ in 0..2 {
+            let (status, _, body) = call(server, "shared", "enqueue").await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        }
+        let (status, retry_after, body) = call(server, "shared", "enqueue").await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(error_code(&body), "RATE_LIMITED", "{body}");
+        let seconds: u64 = retry_after.expect("Retry-After").parse().unwrap();
+        assert!(
+            (1..=4).contains(&seconds),
+            "a token of its share: {seconds}"
+        );
+    }
+}

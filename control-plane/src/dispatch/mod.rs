@@ -11,6 +11,8 @@ mod compose;
 mod due;
 mod error;
 mod expiry;
+#[cfg(test)]
+mod expiry_tests;
 mod finish;
 mod leases;
 mod outcome;
