@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::outcome;
 use super::Dispatcher;
 use crate::domain::{codes, Execution, ExecutionStatus};
-use crate::registry::FunctionSpec;
+use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::store::Store;
 
 /// Time between two sweeps.
@@ -96,8 +96,15 @@ impl Dispatcher {
                 if this.closing.load(std::sync::atomic::Ordering::SeqCst) {
                     return;
                 }
-                this.sweep_round().await;
-                this.forget_deleted_buckets().await;
+                match this.catalog.list().await {
+                    Ok(functions) => {
+                        this.forget_deleted_buckets(&functions);
+                        this.sweep_round(functions).await;
+                    }
+                    Err(err) => {
+                        tracing::warn!("cannot list the functions to expire old executions: {err}")
+                    }
+                }
             }
         });
     }
@@ -105,14 +112,7 @@ impl Dispatcher {
     /// One sweep: for each function with a queue age limit, ends the queued executions
     /// past it, at most [`SWEEP_BUDGET`] in all. Several nodes may sweep at once: the
     /// end is a conditional update from `queued`, so each execution ends once.
-    async fn sweep_round(self: &Arc<Self>) {
-        let functions = match self.catalog.list().await {
-            Ok(functions) => functions,
-            Err(err) => {
-                tracing::warn!("cannot list the functions to expire old executions: {err}");
-                return;
-            }
-        };
+    async fn sweep_round(self: &Arc<Self>, functions: Vec<FunctionVersion>) {
         let mut budget = SWEEP_BUDGET;
         for version in functions {
             let Some(limit) = self.max_queue_age(&version.spec) else {

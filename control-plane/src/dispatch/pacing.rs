@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::rate::Rate;
 use super::{DispatchError, Dispatcher};
 use crate::domain::{Execution, Trigger};
-use crate::registry::FunctionSpec;
+use crate::registry::{FunctionSpec, FunctionVersion};
 
 impl Dispatcher {
     /// Applies the `rate_limit` of `spec` to the new `execution`, before it is stored.
@@ -69,16 +69,16 @@ impl Dispatcher {
         }
     }
 
-    /// Forgets the token buckets of functions that no longer exist, so they stay one
-    /// per deployed function whichever node deleted one.
-    pub(super) async fn forget_deleted_buckets(&self) {
+    /// Forgets the token buckets of functions not among `functions` (the deployed
+    /// ones), so they stay one per deployed function whichever node deleted one.
+    pub(super) fn forget_deleted_buckets(&self, functions: &[FunctionVersion]) {
         if self.rates.len() == 0 {
             return;
         }
-        if let Ok(functions) = self.catalog.list().await {
-            let names: std::collections::HashSet<String> =
-                functions.into_iter().map(|version| version.name).collect();
-            self.rates.retain(|function| names.contains(function));
-        }
+        let names: std::collections::HashSet<&str> = functions
+            .iter()
+            .map(|version| version.name.as_str())
+            .collect();
+        self.rates.retain(|function| names.contains(function));
     }
 }

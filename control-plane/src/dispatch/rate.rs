@@ -2,6 +2,7 @@
 //! by the clock the caller passes in, so the arithmetic is testable without waiting.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -67,6 +68,9 @@ impl Bucket {
 #[derive(Debug, Default)]
 pub struct RateLimits {
     buckets: Mutex<HashMap<String, Bucket>>,
+    /// How many buckets are kept, readable without the lock: the admission of a
+    /// function without a limit costs no lock while no function has one.
+    kept: AtomicUsize,
 }
 
 impl RateLimits {
@@ -78,13 +82,18 @@ impl RateLimits {
         f: impl FnOnce(&mut Bucket) -> T,
     ) -> T {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = buckets.len();
         let bucket = buckets.entry(function.to_owned()).or_insert(Bucket {
             rate,
             tokens: rate.burst,
             at: now,
         });
         bucket.refill(rate, now);
-        f(bucket)
+        let answer = f(bucket);
+        if buckets.len() != kept {
+            self.kept.store(buckets.len(), Ordering::Relaxed);
+        }
+        answer
     }
 
     /// Takes a token for an execution that must start now or not at all (an API call):
@@ -122,19 +131,24 @@ impl RateLimits {
 
     /// Forgets the bucket of `function` (deleted, or no longer limited).
     pub fn forget(&self, function: &str) {
+        if self.len() == 0 {
+            return;
+        }
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         buckets.remove(function);
+        self.kept.store(buckets.len(), Ordering::Relaxed);
     }
 
     /// Keeps only the buckets of the functions `keep` answers `true` for.
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         buckets.retain(|function, _| keep(function));
+        self.kept.store(buckets.len(), Ordering::Relaxed);
     }
 
     /// How many buckets are kept.
     pub fn len(&self) -> usize {
-        self.buckets.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.kept.load(Ordering::Relaxed)
     }
 }
 
