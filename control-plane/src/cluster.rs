@@ -4,6 +4,7 @@
 //! hold across the cluster and a warm call finds a free instance on another node.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ pub struct ClusterView {
     /// This node's id.
     node_id: String,
     by_function: RwLock<HashMap<String, Vec<Peer>>>,
+    /// Other nodes that published a load lately (idle ones too).
+    peers: AtomicUsize,
 }
 
 impl ClusterView {
@@ -48,6 +51,7 @@ impl ClusterView {
         ClusterView {
             node_id,
             by_function: RwLock::default(),
+            peers: AtomicUsize::new(0),
         }
     }
 
@@ -64,6 +68,7 @@ impl ClusterView {
 
     /// Replaces the view with `loads`, the others' latest.
     pub fn replace(&self, loads: Vec<NodeLoad>) {
+        self.peers.store(loads.len(), Ordering::Relaxed);
         let mut by_function: HashMap<String, Vec<Peer>> = HashMap::new();
         for node in loads {
             for (function, load) in node.functions {
@@ -75,6 +80,12 @@ impl ClusterView {
             }
         }
         *self.by_function.write().unwrap_or_else(|p| p.into_inner()) = by_function;
+    }
+
+    /// The nodes sharing the store that are alive, this one included: the others
+    /// publish their load (an idle node too) every second or faster.
+    pub fn live_nodes(&self) -> usize {
+        self.peers.load(Ordering::Relaxed) + 1
     }
 
     /// What every other node holds of `function`, summed.
@@ -242,6 +253,7 @@ mod tests {
         assert!(!view.outranked("f"), "a runs none, z is larger");
         assert!(view.outranked("g"));
         assert!(!view.outranked("h"));
+        assert_eq!(view.live_nodes(), 4, "three others and this one");
     }
 
     #[test]

@@ -204,6 +204,11 @@ pub struct ServeArgs {
     /// as failed (CHAIN_DEPTH_EXCEEDED) instead of run, which stops cycles.
     #[arg(long, env = "GANTRY_MAX_CHAIN_DEPTH", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub max_chain_depth: u32,
+    /// A queued execution that waited longer than this (milliseconds, since it became
+    /// due: its creation, or its `run_at` when delayed) ends EXPIRED without running,
+    /// for functions whose manifest sets no `max_queue_age_ms`. Absent: no limit.
+    #[arg(long, env = "GANTRY_MAX_QUEUE_AGE_MS", value_parser = clap::value_parser!(u64).range(1..=crate::registry::limits::MAX_QUEUE_AGE_MS))]
+    pub max_queue_age_ms: Option<u64>,
     /// Most chains one function may name: every finished execution can start that many,
     /// so chains multiply along a chain (deploys with more are refused).
     #[arg(long, env = "GANTRY_MAX_CHAINS", default_value_t = crate::registry::catalog::DEFAULT_MAX_CHAINS as u32, value_parser = clap::value_parser!(u32).range(0..=1000))]

@@ -32,6 +32,12 @@ struct FunctionState {
     state: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionOutcome {
+    function: String,
+    outcome: &'static str,
+}
+
 fn queue_wait_histogram() -> Histogram {
     // 10 µs .. ~20 s
     Histogram::new(exponential_buckets(0.000_01, 4.0, 12))
@@ -113,6 +119,7 @@ pub struct Metrics {
     instance_starts: Family<FunctionLabel, Counter>,
     queue_wait: Family<FunctionLabel, Histogram, fn() -> Histogram>,
     warm_forwarded: Family<FunctionLabel, Counter>,
+    rate_limited: Family<FunctionOutcome, Counter>,
     store_failures: Counter,
     log_lines_lost: Counter,
     recovery_requeued: Counter,
@@ -197,6 +204,12 @@ impl Metrics {
             "Executions started by a tick of a function's schedules",
             schedule_fires.clone(),
         );
+        let rate_limited = Family::<FunctionOutcome, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "New executions past their function's rate_limit: refused (API calls, 429) or delayed (events, chains, schedule ticks)",
+            rate_limited.clone(),
+        );
         let store_failures = Counter::default();
         let log_lines_lost = Counter::default();
         registry.register(
@@ -246,6 +259,7 @@ impl Metrics {
             queue_wait,
             warm_forwarded,
             schedule_fires,
+            rate_limited,
         }
     }
 
@@ -254,6 +268,17 @@ impl Metrics {
         self.schedule_fires
             .get_or_create(&FunctionLabel {
                 function: function.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a new execution of `function` past its rate limit; `outcome` is
+    /// `refused` or `delayed` (one series each per function).
+    pub fn rate_limited(&self, function: &str, outcome: &'static str) {
+        self.rate_limited
+            .get_or_create(&FunctionOutcome {
+                function: function.to_owned(),
+                outcome,
             })
             .inc();
     }

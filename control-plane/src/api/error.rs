@@ -175,6 +175,12 @@ impl From<DispatchError> for ApiError {
                 error.retry_after_secs = Some(1);
                 error
             }
+            DispatchError::RateLimited { retry_after, .. } => {
+                let mut error =
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message);
+                error.retry_after_secs = Some(crate::dispatch::retry_after_secs(retry_after));
+                error
+            }
             DispatchError::ExecutionNotFound(_) => ApiError::not_found(message),
             DispatchError::IdempotencyKeyReused { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "IDEMPOTENCY_KEY_REUSED", message)

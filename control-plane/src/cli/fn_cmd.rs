@@ -175,6 +175,7 @@ pub fn function_details(function: &Function) -> String {
         ("contentHash", function.content_hash.clone()),
         ("createdAt", time(Some(function.created_at))),
     ]);
+    text.push_str(&super::pacing_view::pacing_details(&function.spec));
     text.push_str(&json_block("spec", &function.spec));
     text.push_str(&pool_view::pool_details(function.pool.as_ref()));
     text.push_str(&super::schedule_view::schedule_details(&function.schedules));
@@ -390,6 +391,16 @@ mod tests {
         );
         assert!(
             text.ends_with("spec:\n  {\n    \"command\": \"cat\"\n  }\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn function_details_show_the_pacing_when_set() {
+        let spec = json!({"command": "cat", "rate_limit": {"per_second": 2, "burst": 3}, "max_queue_age_ms": 500});
+        let text = function_details(&version("echo", spec));
+        assert!(
+            text.contains("rate limit:    2/s, burst 3\nmax queue age: 500 ms\nspec:\n"),
             "{text}"
         );
     }

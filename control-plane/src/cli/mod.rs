@@ -18,6 +18,7 @@ pub mod fn_cmd;
 pub mod fn_logs;
 pub mod input;
 pub mod node_cmd;
+pub mod pacing_view;
 pub mod pool_view;
 pub mod schedule_view;
 pub mod sse;

@@ -1,6 +1,8 @@
 //! Taking in a new execution: admitted against its function's limits (`max_in_flight`,
-//! `max_queue`), stored durably, then started or queued. Calls, events, re-drives and
-//! schedule ticks all come in this way, so none of them can exceed a function's queue.
+//! `max_queue`) and its `rate_limit`, stored durably, then started or queued (or, when
+//! the rate limit delays it, left to the due task). Calls, events, re-drives and
+//! schedule ticks all come in this way, so none of them can exceed a function's queue
+//! or rate.
 
 use std::sync::Arc;
 
@@ -28,13 +30,25 @@ pub(super) enum Storing<'a> {
 impl Dispatcher {
     /// Admits `execution` of a function with `spec`, stores it as `storing` says, then
     /// starts or queues it. On any failure nothing is stored and the slot is given back.
+    /// Past the rate limit an API call is refused and anything else gets a `run_at`
+    /// (see [`Dispatcher::pace`]).
     pub(super) async fn admit(
         self: &Arc<Self>,
         spec: &FunctionSpec,
-        execution: &Execution,
+        execution: &mut Execution,
         storing: Storing<'_>,
     ) -> Result<(), DispatchError> {
         let since = crate::telemetry::started();
+        self.pace(spec, execution)?;
+        let execution = &*execution;
+        if execution.run_at.is_some() {
+            // Delayed: it waits in the store for its time, as a delayed chain does, and
+            // the due task queues it then.
+            self.store_admitted(execution, storing).await?;
+            crate::telemetry::admitted(since, execution);
+            self.due_wake.notify_one();
+            return Ok(());
+        }
         let function = &execution.function;
         let elsewhere = self.cluster.elsewhere(function).queued as usize;
         let (admit, load) =

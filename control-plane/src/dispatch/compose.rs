@@ -146,7 +146,7 @@ impl Dispatcher {
         retry.root_id = Some(failed.root_id.unwrap_or(failed.id));
         retry.depth = failed.depth;
         retry.follow_trace(&failed);
-        self.admit(function.spec(), &retry, Storing::Redrive(id))
+        self.admit(function.spec(), &mut retry, Storing::Redrive(id))
             .await?;
         Ok(retry)
     }

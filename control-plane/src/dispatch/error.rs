@@ -35,6 +35,18 @@ pub enum DispatchError {
         /// Executions waiting.
         queued: usize,
     },
+    /// An API call past the function's `rate_limit`.
+    #[error("function {function:?} is over its rate_limit ({per_second}/s, burst {burst}); try again in {} s", super::rate::retry_after_secs(*retry_after))]
+    RateLimited {
+        /// The function.
+        function: String,
+        /// Its `rate_limit.per_second`.
+        per_second: f64,
+        /// Its `rate_limit.burst`.
+        burst: u32,
+        /// When a token is free.
+        retry_after: std::time::Duration,
+    },
     /// The idempotency key was used before with another input.
     #[error("Idempotency-Key {key:?} was already used for execution {existing} with a different input; use a new key for a new call")]
     IdempotencyKeyReused {

@@ -253,6 +253,12 @@ impl Dispatcher {
                             );
                         }
                     }
+                    if child.status == ExecutionStatus::Queued {
+                        // Past the target's rate limit the child is delayed, not failed.
+                        if let Err(err) = self.pace(spec, &mut child) {
+                            fail(&mut child, codes::QUEUE_FULL, err.to_string());
+                        }
+                    }
                     child
                 }
                 Err(err) => {
@@ -286,12 +292,12 @@ impl Dispatcher {
                         ),
                     );
                 } else if chain.delay_ms > 0 {
-                    child.run_at = Some(
-                        crate::domain::now()
-                            + chrono::Duration::milliseconds(
-                                i64::try_from(chain.delay_ms).unwrap_or(i64::MAX),
-                            ),
-                    );
+                    let delayed = crate::domain::now()
+                        + chrono::Duration::milliseconds(
+                            i64::try_from(chain.delay_ms).unwrap_or(i64::MAX),
+                        );
+                    // The later of its delay and its rate limit's.
+                    child.run_at = child.run_at.max(Some(delayed));
                 }
             }
             children.push(child);

@@ -10,9 +10,14 @@ mod cancel;
 mod compose;
 mod due;
 mod error;
+mod expiry;
+#[cfg(test)]
+mod expiry_tests;
 mod finish;
 mod leases;
 mod outcome;
+mod pacing;
+mod rate;
 mod recovery;
 mod remote;
 mod report;
@@ -40,6 +45,7 @@ pub(crate) use callback::hash_token;
 pub use compose::{ChainNode, ChainPage, EventTarget};
 pub use error::DispatchError;
 pub use leases::{lease, LEASE};
+pub use rate::retry_after_secs;
 pub use report::{CallbackReport, MAX_OUTPUT_DEPTH};
 pub use scheduled::TickFire;
 
@@ -73,6 +79,9 @@ pub struct DispatchSettings {
     /// When other nodes share the store, how often a caller waiting for a result reads
     /// the record (another node may run it); `None` when this node runs everything.
     pub poll_results: Option<Duration>,
+    /// A due execution that waited longer than this to start ends `EXPIRED` (a
+    /// function's `max_queue_age_ms` overrides it); `None`: no limit.
+    pub max_queue_age: Option<Duration>,
 }
 
 /// The span of the work on execution `id`: in JSON logs, every line written inside it
@@ -159,6 +168,8 @@ pub struct Dispatcher {
     catalog: Arc<Catalog>,
     vault: Arc<Vault>,
     admission: Admission,
+    /// Token buckets of the functions with a `rate_limit`.
+    rates: rate::RateLimits,
     active: DashMap<Uuid, ActiveRun>,
     /// Executions running on warm instances, with what cancels them.
     warm_active: DashMap<Uuid, CancellationToken>,
@@ -209,6 +220,7 @@ impl Dispatcher {
             catalog,
             vault,
             admission: Admission::default(),
+            rates: rate::RateLimits::default(),
             active: DashMap::new(),
             warm_active: DashMap::new(),
             pools,
@@ -250,7 +262,7 @@ impl Dispatcher {
         if let Some(timeout_ms) = request.timeout_ms {
             execution.timeout_ms = timeout_ms.min(execution.timeout_ms);
         }
-        match self.admit(spec, &execution, Storing::New).await {
+        match self.admit(spec, &mut execution, Storing::New).await {
             Ok(()) => {}
             Err(DispatchError::Store(StoreError::DuplicateIdempotencyKey(id))) => {
                 return match self.store.get_execution(id).await? {

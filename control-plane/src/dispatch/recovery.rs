@@ -72,6 +72,7 @@ impl Dispatcher {
         // Due work (delayed chains, scheduled retries) is the due task's, whenever it
         // was scheduled.
         self.take_due_work();
+        self.sweep_expired();
         self.keep_leases();
         if self.settings.poll_results.is_some() {
             self.take_remote_cancels();

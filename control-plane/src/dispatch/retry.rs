@@ -31,6 +31,10 @@ pub fn next_attempt(
 /// Whether the policy's `retry_on` covers the failure. Empty covers every failure but
 /// an output schema violation or a cancel, which another attempt would not change.
 fn retries(policy: &RetrySpec, error: &ExecutionError, exit_code: Option<i32>) -> bool {
+    // Running it again would only make it older.
+    if error.code == codes::EXPIRED {
+        return false;
+    }
     if policy.retry_on.is_empty() {
         return error.code != codes::OUTPUT_SCHEMA_VIOLATION && error.code != codes::CANCELLED;
     }

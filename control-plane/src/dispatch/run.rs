@@ -116,7 +116,12 @@ impl Dispatcher {
 
     async fn claim_and_run(self: Arc<Self>, function: String, id: Uuid, fresh: Option<Execution>) {
         match self.claim_to_run(&function, id, fresh).await {
-            Claimed::Yes(execution) => self.run_loaded(*execution).await,
+            Claimed::Yes(mut execution) => {
+                // Too old to run: ended, never started.
+                if !self.end_if_expired(&mut execution).await {
+                    self.run_loaded(*execution).await;
+                }
+            }
             Claimed::No => {}
             Claimed::AtLimit => self.hold_back(&function, id),
         }

@@ -51,7 +51,11 @@ impl Dispatcher {
             to: fire.tick,
         };
         match self
-            .admit(fire.function.spec(), &execution, Storing::Tick(&advance))
+            .admit(
+                fire.function.spec(),
+                &mut execution,
+                Storing::Tick(&advance),
+            )
             .await
         {
             Ok(()) => {

@@ -24,20 +24,20 @@ use crate::store::{MemoryStore, Store, WriteBehind};
 const WAIT: Duration = Duration::from_secs(10);
 
 /// One control-plane node: a dispatcher on its own scripted runtime.
-struct Node {
-    dispatcher: Arc<Dispatcher>,
-    runtime: Arc<ScriptedRuntime>,
+pub(super) struct Node {
+    pub(super) dispatcher: Arc<Dispatcher>,
+    pub(super) runtime: Arc<ScriptedRuntime>,
     catalog: Arc<Catalog>,
 }
 
 /// A memory store (kept for fault injection) and the decorator the nodes share.
-fn store() -> (Arc<MemoryStore>, Arc<WriteBehind>) {
+pub(super) fn store() -> (Arc<MemoryStore>, Arc<WriteBehind>) {
     let memory = Arc::new(MemoryStore::new());
     let store = Arc::new(WriteBehind::new(memory.clone()));
     (memory, store)
 }
 
-async fn node(store: &Arc<WriteBehind>, owner: &str) -> Node {
+pub(super) async fn node(store: &Arc<WriteBehind>, owner: &str) -> Node {
     let shared: Arc<dyn Store> = store.clone();
     let runtime = ScriptedRuntime::new();
     let key = SecretKey::parse(&"ab".repeat(32), "test").expect("key");
@@ -58,6 +58,7 @@ async fn node(store: &Arc<WriteBehind>, owner: &str) -> Node {
         max_output_bytes: 1 << 20,
         owner: owner.into(),
         poll_results: Some(Duration::from_millis(200)),
+        max_queue_age: None,
     };
     let dispatcher = Dispatcher::new(
         store.clone(),
@@ -77,7 +78,7 @@ async fn node(store: &Arc<WriteBehind>, owner: &str) -> Node {
 }
 
 impl Node {
-    async fn deploy(&self, manifest: Value) {
+    pub(super) async fn deploy(&self, manifest: Value) {
         self.catalog.create(manifest).await.expect("deploy");
     }
 
@@ -98,7 +99,7 @@ impl Node {
             .execution
     }
 
-    async fn next_start(&self) -> Started {
+    pub(super) async fn next_start(&self) -> Started {
         tokio::time::timeout(WAIT, self.runtime.next_start())
             .await
             .expect("an instance starts")
@@ -114,7 +115,7 @@ impl Node {
             .expect("the callback is taken")
     }
 
-    async fn final_record(&self, id: Uuid) -> Execution {
+    pub(super) async fn final_record(&self, id: Uuid) -> Execution {
         tokio::time::timeout(WAIT, self.dispatcher.wait_final(id))
             .await
             .expect("it ends")

@@ -145,6 +145,7 @@ impl Dispatcher {
         if let Some(timeout_ms) = request.timeout_ms {
             execution.timeout_ms = timeout_ms.min(execution.timeout_ms);
         }
+        self.pace(function.spec(), &mut execution)?;
         let deadline = Instant::now() + Duration::from_millis(execution.timeout_ms);
         let lease = match self
             .pools
@@ -215,6 +216,7 @@ impl Dispatcher {
     /// A function was deleted: its warm instances drain and stop.
     pub fn removed(&self, name: &str) {
         self.pools.remove(name);
+        self.rates.forget(name);
     }
 
     /// Runs `execution` on a warm instance of `function` (on `lease` when the caller

@@ -33,12 +33,15 @@ pub enum ErrorCode {
     /// The node that ran the execution stopped heart-beating (killed, cut off) and its
     /// retry policy does not allow running it again; another node ended it.
     NodeLost,
+    /// It waited in the queue past its function's `max_queue_age_ms` (or the server's
+    /// `--max-queue-age-ms`) and was ended without running.
+    Expired,
     /// A code this build does not know, kept as sent.
     Unknown(String),
 }
 
 /// The control plane's own codes, with their wire names.
-const OWN: [(ErrorCode, &str); 9] = [
+const OWN: [(ErrorCode, &str); 10] = [
     (ErrorCode::OutputSchemaViolation, "OUTPUT_SCHEMA_VIOLATION"),
     (ErrorCode::Cancelled, "CANCELLED"),
     (ErrorCode::ChainTargetMissing, "CHAIN_TARGET_MISSING"),
@@ -48,6 +51,7 @@ const OWN: [(ErrorCode, &str); 9] = [
     (ErrorCode::OomKilled, "OOM_KILLED"),
     (ErrorCode::ControlPlaneRestarted, "CONTROL_PLANE_RESTARTED"),
     (ErrorCode::NodeLost, "NODE_LOST"),
+    (ErrorCode::Expired, "EXPIRED"),
 ];
 
 impl ErrorCode {
@@ -155,6 +159,8 @@ pub mod codes {
     pub const CONTROL_PLANE_RESTARTED: ErrorCode = ErrorCode::ControlPlaneRestarted;
     /// The node that ran the execution was lost.
     pub const NODE_LOST: ErrorCode = ErrorCode::NodeLost;
+    /// It waited in the queue past its maximum age.
+    pub const EXPIRED: ErrorCode = ErrorCode::Expired;
 }
 
 #[cfg(test)]

@@ -176,6 +176,10 @@ pub struct Execution {
     /// Not to run before this time (a delayed chain, a scheduled retry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_at: Option<DateTime<Utc>>,
+    /// When it became due to run after waiting for a `run_at` (kept once the `run_at`
+    /// is taken): where its queue age starts. `None`: at its creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime<Utc>>,
     /// The failures of the earlier attempts, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<AttemptFailure>,
@@ -224,12 +228,19 @@ impl Execution {
             exit_code: None,
             dead_letter: false,
             run_at: None,
+            due_at: None,
             attempts: Vec::new(),
             callback_token_hash: None,
             redriven_by: None,
             owner: None,
             lease_until: None,
         }
+    }
+
+    /// When it became due to run: its queue age counts from there (see
+    /// [`Execution::due_at`]; a `run_at` not yet taken is that time).
+    pub fn due_since(&self) -> DateTime<Utc> {
+        self.due_at.or(self.run_at).unwrap_or(self.created_at)
     }
 
     /// The W3C trace context stored with it (none on records from before trace contexts).

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::chain::{self, ChainSpec, TriggerSpec};
+use super::limits::{self, RateLimitSpec};
 use super::secret_ref::{self, SecretRef};
 
 /// Longest accepted `resources.timeout_ms`: 15 minutes.
@@ -254,6 +255,13 @@ pub struct FunctionSpec {
     /// Admission limits.
     #[serde(default)]
     pub concurrency: ConcurrencySpec,
+    /// How fast new executions are admitted (a token bucket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+    /// A due execution that waited longer than this to start ends `EXPIRED`; the
+    /// server's `--max-queue-age-ms` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_age_ms: Option<u64>,
     /// Functions run after this one finishes.
     #[serde(
         default,
@@ -503,6 +511,10 @@ pub fn problems(spec: &FunctionSpec) -> Vec<String> {
     }
     problems.extend(chain::problems(&spec.chains, &spec.triggers));
     problems.extend(crate::schedule::problems(&spec.schedules));
+    problems.extend(limits::problems(
+        spec.rate_limit.as_ref(),
+        spec.max_queue_age_ms,
+    ));
     problems
 }
 

@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod chain;
 pub mod freshness;
+pub mod limits;
 pub mod manifest;
 pub mod secret_ref;
 

@@ -278,6 +278,7 @@ fn dispatch_settings(args: &ServeArgs, advertise: &str, node_id: String) -> Disp
         },
         max_chain_depth: args.max_chain_depth,
         max_output_bytes: args.max_output_bytes,
+        max_queue_age: args.max_queue_age_ms.map(Duration::from_millis),
     }
 }
 

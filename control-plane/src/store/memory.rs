@@ -414,6 +414,17 @@ impl Store for MemoryStore {
         self.read("list cancel requests", |s| s.cancel_requests(owner, limit))
     }
 
+    async fn list_overdue(
+        &self,
+        function: &str,
+        due_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.read("list overdue executions", |s| {
+            s.list_overdue(function, due_before, limit)
+        })
+    }
+
     async fn make_stale_due(
         &self,
         created_before: DateTime<Utc>,

@@ -259,6 +259,7 @@ impl State {
             return false;
         };
         State::back_to_queue(e, attempt, Some(run_at));
+        e.due_at = None;
         e.attempts.push(failure.clone());
         true
     }
@@ -321,6 +322,7 @@ impl State {
         due.into_iter()
             .filter_map(|(_, id)| {
                 let e = self.executions.get_mut(&id)?;
+                e.due_at = e.due_at.or(e.run_at);
                 e.run_at = None;
                 Some((id, e.function.clone()))
             })
@@ -354,6 +356,25 @@ impl State {
         ids
     }
 
+    pub(super) fn list_overdue(
+        &self,
+        function: &str,
+        due_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Vec<Uuid> {
+        let due_before = ms(due_before);
+        let mut overdue: Vec<Uuid> = self
+            .executions
+            .values()
+            .filter(|e| e.function == function && e.status == ExecutionStatus::Queued)
+            .filter(|e| e.run_at.is_none() && e.due_at.unwrap_or(e.created_at) < due_before)
+            .map(|e| e.id)
+            .collect();
+        overdue.sort();
+        overdue.truncate(limit as usize);
+        overdue
+    }
+
     pub(super) fn make_stale_due(
         &mut self,
         created_before: DateTime<Utc>,
@@ -373,6 +394,7 @@ impl State {
         for id in &stale {
             if let Some(e) = self.executions.get_mut(id) {
                 e.run_at = Some(ms(now));
+                e.due_at = e.due_at.or(Some(e.created_at));
             }
         }
         stale.len()

@@ -185,6 +185,17 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<usize, StoreError>;
 
+    /// Up to `limit` queued executions of `function` that wait for no time and became
+    /// due before `due_before` (their `due_at`, else their creation), oldest first: the
+    /// ones past the function's queue age. Only ids: ending one is a conditional
+    /// finish from the queue, so two nodes sweeping at once end each only once.
+    async fn list_overdue(
+        &self,
+        function: &str,
+        due_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>, StoreError>;
+
     /// Asks the node that holds execution `id` to cancel it (another node took the
     /// cancel): `false` when it is not starting or running.
     async fn request_cancel(&self, id: Uuid) -> Result<bool, StoreError>;

@@ -364,6 +364,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn list_overdue(
+        &self,
+        function: &str,
+        due_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let (function, due_before) = (function.to_owned(), sql::to_ms(due_before));
+        self.read(move |conn| claim_sql::list_overdue(conn, &function, due_before, limit))
+            .await
+    }
+
     async fn make_stale_due(
         &self,
         created_before: DateTime<Utc>,

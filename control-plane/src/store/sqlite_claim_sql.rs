@@ -109,7 +109,7 @@ pub(super) fn take_due(
 ) -> Result<Vec<(Uuid, String)>, StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "UPDATE executions SET run_at = NULL
+            "UPDATE executions SET run_at = NULL, due_at = coalesce(due_at, run_at)
              WHERE id IN (SELECT id FROM executions INDEXED BY executions_due
                  WHERE status = 'queued' AND run_at IS NOT NULL AND run_at <= ?1
                  ORDER BY run_at LIMIT ?2)
@@ -167,13 +167,37 @@ pub(super) fn make_stale_due(
     limit: u32,
 ) -> Result<usize, StoreError> {
     conn.prepare_cached(
-        "UPDATE executions SET run_at = ?2
+        "UPDATE executions SET run_at = ?2, due_at = coalesce(due_at, created_at)
          WHERE id IN (SELECT id FROM executions
              WHERE status = 'queued' AND run_at IS NULL AND id < ?1
              ORDER BY id LIMIT ?3)",
     )
     .and_then(|mut stmt| stmt.execute(params![before.into_bytes(), now, limit]))
     .map_err(db("make stale queued executions due"))
+}
+
+/// See [`crate::store::Store::list_overdue`]: milliseconds since the epoch.
+pub(super) fn list_overdue(
+    conn: &Connection,
+    function: &str,
+    due_before: i64,
+    limit: u32,
+) -> Result<Vec<Uuid>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT id FROM executions INDEXED BY executions_queued_function
+             WHERE function = ?1 AND status = 'queued' AND run_at IS NULL
+                 AND coalesce(due_at, created_at) < ?2
+             ORDER BY id LIMIT ?3",
+        )
+        .map_err(db("list overdue executions"))?;
+    let rows = stmt
+        .query_map(params![function, due_before, limit], |row| {
+            Ok(Uuid::from_bytes(row.get::<_, [u8; 16]>(0)?))
+        })
+        .map_err(db("list overdue executions"))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(db("read overdue executions"))
 }
 
 /// See [`crate::store::Store::next_due`]: milliseconds since the epoch.

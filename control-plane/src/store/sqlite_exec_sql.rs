@@ -20,7 +20,7 @@ const QUEUED: &str = "status = 'queued'";
 const EXECUTION_COLUMNS: &str = "id, function, version, status, input, output, error, attempt, \
     parent_id, root_id, depth, triggered_by, trace_id, idempotency_key, timeout_ms, created_at, \
     started_at, finished_at, duration_ms, cold_start, instance_id, exit_code, dead_letter, \
-    callback_token_hash, run_at, attempts, redriven_by, owner, lease_until, traceparent, tracestate";
+    callback_token_hash, run_at, attempts, redriven_by, owner, lease_until, traceparent, tracestate, due_at";
 
 /// An execution encoded for its row, prepared by the caller so the writer thread only
 /// binds values.
@@ -149,6 +149,7 @@ pub(super) fn decode_execution(row: &Row<'_>) -> Result<Execution, StoreError> {
         lease_until: get_opt_time(row, 28, "execution lease_until")?,
         traceparent: get(row, 29, "execution traceparent")?,
         tracestate: get(row, 30, "execution tracestate")?,
+        due_at: get_opt_time(row, 31, "execution due_at")?,
     })
 }
 
@@ -494,7 +495,7 @@ pub(super) fn schedule_retry(
     update_held(
         conn,
         "schedule a retry",
-        "status = 'queued', attempt = ?3, run_at = ?4,
+        "status = 'queued', attempt = ?3, run_at = ?4, due_at = NULL,
             attempts = json_insert(coalesce(attempts, '[]'), '$[#]', json(?5)),
             started_at = NULL, instance_id = NULL, cold_start = NULL,
             callback_token_hash = NULL, owner = NULL, lease_until = NULL",

@@ -192,6 +192,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (function, key)
     );
     ",
+    // When a delayed execution became due (its queue age starts there), and the queued
+    // executions of one function, oldest first, for the sweep of expired ones.
+    "
+    ALTER TABLE executions ADD COLUMN due_at INTEGER;
+    CREATE INDEX IF NOT EXISTS executions_queued_function ON executions (function, id)
+        WHERE status = 'queued';
+    ",
 ];
 
 /// The schema version this build writes.

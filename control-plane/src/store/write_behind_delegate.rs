@@ -283,6 +283,15 @@ impl Store for WriteBehind {
         self.inner.cancel_requests(owner, limit).await
     }
 
+    async fn list_overdue(
+        &self,
+        function: &str,
+        due_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        self.inner.list_overdue(function, due_before, limit).await
+    }
+
     async fn make_stale_due(
         &self,
         created_before: DateTime<Utc>,

@@ -5,6 +5,7 @@
 pub(crate) mod catalog;
 pub(crate) mod claims;
 pub(crate) mod nodes;
+pub(crate) mod overdue;
 pub(crate) mod records;
 pub(crate) mod schedules;
 pub(crate) mod transitions;
@@ -138,6 +139,7 @@ macro_rules! store_contract {
             catalog::a_healthy_store_answers_ping_and_compacts,
             schedules::a_schedule_cursor_moves_once_per_tick,
             schedules::a_failed_fire_leaves_the_cursor_and_racers_store_one,
+            overdue::overdue_work_is_listed_from_when_it_became_due,
         );
     };
     (@tests $make:expr; $($module:ident :: $test:ident),+ $(,)?) => {

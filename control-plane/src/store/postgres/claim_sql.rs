@@ -129,7 +129,7 @@ pub(super) async fn schedule_retry(
     update_where(
         client,
         "schedule a retry",
-        "status = 'queued', attempt = $3, run_at = $4,
+        "status = 'queued', attempt = $3, run_at = $4, due_at = NULL,
             attempts = CASE WHEN attempts IS NULL OR attempts = '[]' THEN '[' || $5::text || ']'
                 ELSE left(attempts, -1) || ',' || $5::text || ']' END,
             started_at = NULL, instance_id = NULL, cold_start = NULL,
@@ -239,7 +239,8 @@ pub(super) async fn make_stale_due(
 ) -> Result<usize, StoreError> {
     let stmt = client
         .prepare_cached(
-            "UPDATE executions SET run_at = $2 WHERE id IN (
+            "UPDATE executions SET run_at = $2, due_at = coalesce(due_at, created_at)
+             WHERE id IN (
                  SELECT id FROM executions
                  WHERE status = 'queued' AND run_at IS NULL AND id < $1
                  ORDER BY id LIMIT $3
@@ -267,7 +268,8 @@ pub(super) async fn take_due(
                  ORDER BY run_at LIMIT $2
                  FOR UPDATE SKIP LOCKED
              ), taken AS (
-                 UPDATE executions e SET run_at = NULL FROM due WHERE e.id = due.id
+                 UPDATE executions e SET run_at = NULL, due_at = coalesce(e.due_at, due.run_at)
+                 FROM due WHERE e.id = due.id
                  RETURNING e.id, e.function, due.run_at
              )
              SELECT id, function FROM taken ORDER BY run_at, id",
@@ -286,6 +288,29 @@ pub(super) async fn take_due(
             ))
         })
         .collect()
+}
+
+/// See [`crate::store::Store::list_overdue`]: milliseconds since the epoch.
+pub(super) async fn list_overdue(
+    client: &impl GenericClient,
+    function: &str,
+    due_before: i64,
+    limit: u32,
+) -> Result<Vec<Uuid>, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT id FROM executions
+             WHERE function = $1 AND status = 'queued' AND run_at IS NULL
+                 AND coalesce(due_at, created_at) < $2
+             ORDER BY id LIMIT $3",
+        )
+        .await
+        .map_err(db("list overdue executions"))?;
+    let rows = client
+        .query(&stmt, &[&function, &due_before, &i64::from(limit)])
+        .await
+        .map_err(db("list overdue executions"))?;
+    rows.iter().map(|row| get(row, 0, "execution id")).collect()
 }
 
 /// See [`crate::store::Store::next_due`]: milliseconds since the epoch.

@@ -26,7 +26,7 @@ pub(super) const EXECUTION_COLUMNS: &str = "id, function, version, status, input
     error, attempt, parent_id, root_id, depth, triggered_by, trace_id, idempotency_key, \
     timeout_ms, created_at, started_at, finished_at, duration_ms, cold_start, instance_id, \
     exit_code, dead_letter, callback_token_hash, run_at, attempts, redriven_by, owner, \
-    lease_until, traceparent, tracestate";
+    lease_until, traceparent, tracestate, due_at";
 
 /// [`EXECUTION_COLUMNS`] with `input` and `output` read as `null`: for pages of many
 /// records whose payloads are not needed.
@@ -160,6 +160,7 @@ pub(super) fn decode_execution(row: &Row) -> Result<Execution, StoreError> {
         lease_until: get_opt_time(row, 28, "execution lease_until")?,
         traceparent: get(row, 29, "execution traceparent")?,
         tracestate: get(row, 30, "execution tracestate")?,
+        due_at: get_opt_time(row, 31, "execution due_at")?,
     })
 }
 

@@ -329,6 +329,16 @@ impl Store for PostgresStore {
         claim_sql::cancel_requests(&self.client().await?, owner, limit).await
     }
 
+    async fn list_overdue(
+        &self,
+        function: &str,
+        due_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let client = self.client().await?;
+        claim_sql::list_overdue(&client, function, to_ms(due_before), limit).await
+    }
+
     async fn make_stale_due(
         &self,
         created_before: DateTime<Utc>,

@@ -187,6 +187,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (function, key)
     );
     ",
+    // 9: when a delayed execution became due (its queue age starts there), and the
+    // queued executions of one function, oldest first, for the sweep of expired ones.
+    "
+    ALTER TABLE executions ADD COLUMN due_at bigint;
+    CREATE INDEX executions_queued_function ON executions (function, id)
+        WHERE status = 'queued';
+    ",
 ];
 
 /// The schema version this build writes.
