@@ -11,6 +11,8 @@
 mod access_sql;
 #[path = "sqlite_claim_sql.rs"]
 mod claim_sql;
+#[path = "sqlite_deliveries_sql.rs"]
+mod deliveries_sql;
 #[path = "sqlite_exec_sql.rs"]
 mod exec_sql;
 #[path = "sqlite_nodes_sql.rs"]
@@ -40,6 +42,7 @@ use self::readers::Readers;
 use self::writer::Writer;
 use super::{Deletion, ExecutionFilter, PruneScope, Redrive, Store, StoreError, Unfinished};
 use crate::access::TokenRecord;
+use crate::destinations::{Delivery, DeliveryClaim, DeliveryFilter};
 use crate::domain::{
     AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeLoad, NodeRecord, Started,
 };
@@ -539,6 +542,51 @@ impl Store for SqliteStore {
     ) -> Result<Vec<NodeLoad>, StoreError> {
         let (node_id, since) = (node_id.to_owned(), since.timestamp_millis());
         self.read(move |conn| nodes_sql::peer_loads(conn, &node_id, since))
+            .await
+    }
+
+    async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        let deliveries = deliveries.to_vec();
+        self.write(move |conn| deliveries_sql::insert(conn, &deliveries))
+            .await
+    }
+
+    async fn arm_deliveries(
+        &self,
+        execution: Uuid,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let body = body.to_owned();
+        self.write(move |conn| deliveries_sql::arm(conn, execution, &body, now))
+            .await
+    }
+
+    async fn drop_waiting_deliveries(&self, execution: Uuid) -> Result<(), StoreError> {
+        self.write(move |conn| deliveries_sql::drop_waiting(conn, execution))
+            .await
+    }
+
+    async fn claim_deliveries(&self, claim: &DeliveryClaim) -> Result<Vec<Delivery>, StoreError> {
+        let claim = claim.clone();
+        self.write(move |conn| deliveries_sql::claim(conn, &claim))
+            .await
+    }
+
+    async fn update_delivery(&self, delivery: &Delivery, owner: &str) -> Result<bool, StoreError> {
+        let (delivery, owner) = (delivery.clone(), owner.to_owned());
+        self.write(move |conn| deliveries_sql::update(conn, &delivery, &owner))
+            .await
+    }
+
+    async fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| deliveries_sql::list(conn, &filter))
+            .await
+    }
+
+    async fn redrive_delivery(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.write(move |conn| deliveries_sql::redrive(conn, id, now))
             .await
     }
 }
