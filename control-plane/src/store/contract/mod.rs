@@ -4,6 +4,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod claims;
+pub(crate) mod deliveries;
 pub(crate) mod nodes;
 pub(crate) mod records;
 pub(crate) mod transitions;
@@ -135,6 +136,9 @@ macro_rules! store_contract {
             nodes::nodes_read_each_others_fresh_loads,
             catalog::the_catalog_generation_moves_with_every_function_change,
             catalog::a_healthy_store_answers_ping_and_compacts,
+            deliveries::a_callback_waits_then_is_armed_with_the_result,
+            deliveries::a_due_delivery_is_claimed_once_and_recorded_by_its_holder,
+            deliveries::failed_deliveries_are_listed_and_redriven_once,
         );
     };
     (@tests $make:expr; $($module:ident :: $test:ident),+ $(,)?) => {
