@@ -3,6 +3,7 @@
 //! retries with their attempts recorded, the undeliverable list and its re-drive, the
 //! address policy, and a pending delivery that outlives a restart.
 
+mod cli_support;
 mod support;
 
 use std::collections::VecDeque;
@@ -15,6 +16,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::routing::post;
 use axum::Router;
+use cli_support::cli;
 use gantry::destinations::sign::hmac_sha256;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -376,12 +378,8 @@ async fn failed_attempts_are_retried_recorded_listed_and_redriven() {
 async fn internal_and_malformed_destinations_are_refused() {
     let server = Server::start().await;
     let local = json!({"destinations": {"on_success": {"url": "http://127.0.0.1:9/hook"}}});
-    let (status, _, body) = server
-        .call(
-            server
-                .request(Method::POST, "/v1/functions")
-                .json(&stdio_function("local", "python3 echo.py", local)),
-        )
+    let (status, body) = server
+        .try_deploy(stdio_function("local", "python3 echo.py", local))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     let text = body.to_string();
@@ -395,24 +393,16 @@ async fn internal_and_malformed_destinations_are_refused() {
         ),
     ] {
         let manifest = json!({"destinations": {"on_failure": {"url": url}}});
-        let (status, _, body) = server
-            .call(
-                server
-                    .request(Method::POST, "/v1/functions")
-                    .json(&stdio_function("odd", "python3 echo.py", manifest)),
-            )
+        let (status, body) = server
+            .try_deploy(stdio_function("odd", "python3 echo.py", manifest))
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {body}");
         assert!(body.to_string().contains(field), "{body}");
     }
     let unknown_secret =
         json!({"destinations": {"on_failure": {"url": "http://example.com/"}, "secret": "nope"}});
-    let (status, _, body) = server
-        .call(
-            server
-                .request(Method::POST, "/v1/functions")
-                .json(&stdio_function("nokey", "python3 echo.py", unknown_secret)),
-        )
+    let (status, body) = server
+        .try_deploy(stdio_function("nokey", "python3 echo.py", unknown_secret))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.to_string().contains("destinations.secret"), "{body}");
@@ -489,4 +479,70 @@ async fn a_pending_delivery_outlives_a_restart() {
         execution["deliveries"][0]["state"], "delivered",
         "{execution}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_shows_destinations_deliveries_and_the_key() {
+    let receiver = Receiver::start().await;
+    receiver.always("no", 410);
+    let server = Server::start_with(open_options()).await;
+    let manifest = json!({"destinations": {"on_success": {"url": format!("{}/no", receiver.url)}}});
+    server
+        .deploy(stdio_function("shown", "python3 echo.py", manifest))
+        .await;
+    let got = cli(&server, ["fn", "get", "shown"]).ok().await;
+    assert!(
+        got.stdout
+            .contains(&format!("on_success: {}/no", receiver.url)),
+        "{got}"
+    );
+    assert!(
+        got.stdout.contains("gantry fn destination-key shown"),
+        "{got}"
+    );
+
+    let callback = format!("{}/yes", receiver.url);
+    let id = cli(
+        &server,
+        [
+            "fn",
+            "enqueue",
+            "shown",
+            "-d",
+            "{}",
+            "--callback-url",
+            &callback,
+        ],
+    )
+    .ok()
+    .await
+    .stdout
+    .split_whitespace()
+    .find(|word| uuid::Uuid::parse_str(word).is_ok())
+    .expect("the execution id")
+    .to_owned();
+    let received = receiver.wait_for("yes", 1).await;
+    let key = cli(&server, ["fn", "destination-key", "shown"]).ok().await;
+    assert_signed(&received[0], key.stdout.trim());
+    wait_deliveries_final(&server, &id).await;
+
+    let shown = cli(&server, ["exec", "get", &id]).ok().await;
+    assert!(shown.stdout.contains("deliveries:"), "{shown}");
+    assert!(
+        shown.stdout.contains(&format!(
+            "on_success {}/no failed (1 attempts)",
+            receiver.url
+        )),
+        "{shown}"
+    );
+    assert!(shown.stdout.contains("HTTP 410"), "{shown}");
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("callback {callback} delivered")),
+        "{shown}"
+    );
+    let listed = cli(&server, ["exec", "deliveries"]).ok().await;
+    assert!(listed.stdout.contains(&id), "{listed}");
+    assert!(!listed.stdout.contains("callback"), "{listed}");
 }

@@ -56,7 +56,7 @@ pub async fn execution(
     let deliveries = state.store.list_deliveries(&filter).await?;
     Ok(Json(ExecutionDetail {
         execution,
-        deliveries: deliveries.into_iter().map(DeliveryInfo::from).collect(),
+        deliveries,
     }))
 }
 
@@ -90,7 +90,7 @@ pub async fn list(
         .then(|| deliveries.last().map(|delivery| delivery.id))
         .flatten();
     Ok(Json(DeliveryPage {
-        deliveries: deliveries.into_iter().map(DeliveryInfo::from).collect(),
+        deliveries,
         next_cursor,
     }))
 }
@@ -129,7 +129,7 @@ pub async fn action(
             delivery.state.as_str()
         )));
     }
-    Ok(Json(delivery.into()))
+    Ok(Json(delivery))
 }
 
 /// `GET /v1/functions/{name}/destination-key`: the function's generated signing key

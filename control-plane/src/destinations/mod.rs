@@ -20,7 +20,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub use key::{function_key, signing_key};
-pub(crate) use model::DeliveryColumns;
+pub(crate) use model::StoredDelivery;
 pub use model::{
     Delivery, DeliveryAttempt, DeliveryClaim, DeliveryFilter, DeliveryKind, DeliveryState,
     MAX_RECORDED_ATTEMPTS,
@@ -36,6 +36,9 @@ use crate::store::{Store, StoreError};
 /// Callbacks registered on this node whose execution has not ended, at most this many
 /// remembered (beyond, the sweep of waiting callbacks finds them).
 const MAX_CALLBACK_HINTS: usize = 100_000;
+
+/// Results whose deliveries are being stored at once, at most.
+pub const MAX_STORING: usize = 1024;
 
 /// What delivering fails with.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +150,8 @@ pub struct Destinations {
     wake: tokio::sync::Notify,
     /// Executions with a callback registered through this node.
     callbacks: DashSet<Uuid>,
+    /// Bounds the results being stored at once.
+    storing: Arc<tokio::sync::Semaphore>,
 }
 
 impl Destinations {
@@ -162,6 +167,7 @@ impl Destinations {
             settings,
             wake: tokio::sync::Notify::new(),
             callbacks: DashSet::new(),
+            storing: Arc::new(tokio::sync::Semaphore::new(MAX_STORING)),
         })
     }
 
@@ -198,8 +204,9 @@ impl Destinations {
     }
 
     /// After `execution` ended for good: stores the deliveries of its result to its
-    /// callback and `destinations`, and wakes the sender.
-    pub fn finished(
+    /// callback and `destinations` (in the background, at most [`MAX_STORING`] results
+    /// at once: past that the caller waits), and wakes the sender.
+    pub async fn finished(
         self: &Arc<Self>,
         execution: &Execution,
         destinations: Option<&DestinationsSpec>,
@@ -224,9 +231,13 @@ impl Destinations {
             rows.push(new_delivery(execution, kind, &target.url, secret));
         }
         let body = serde_json::to_string(&ResultBody::of(execution)).unwrap_or_default();
+        let Ok(permit) = self.storing.clone().acquire_owned().await else {
+            return;
+        };
         let this = self.clone();
         let id = execution.id;
         tokio::spawn(async move {
+            let _permit = permit;
             if let Err(err) = this.store_result(id, &body, &mut rows, callback).await {
                 tracing::error!(execution = %id, "cannot store the deliveries of the result: {err}");
             }

@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::store::StoreError;
+
 /// Most attempts kept on one delivery's record (re-drives add more; the oldest go).
 pub const MAX_RECORDED_ATTEMPTS: usize = 32;
 
@@ -84,7 +86,7 @@ pub struct DeliveryAttempt {
 }
 
 /// One result on its way to one URL.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     /// UUID v7: ordered by creation.
@@ -105,13 +107,14 @@ pub struct Delivery {
     /// Every attempt so far, oldest first (at most [`MAX_RECORDED_ATTEMPTS`]).
     pub attempts: Vec<DeliveryAttempt>,
     /// Attempts of the current round (since it was stored or re-driven).
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     pub round_attempts: u32,
     /// When it is due, while pending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_at: Option<DateTime<Utc>>,
-    /// The exact body sent: the result JSON (`None` while waiting).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The exact body sent: the result JSON (`None` while waiting). Never answered by
+    /// the API (a result may be large; the execution shows it).
+    #[serde(default, skip_serializing)]
     pub body: Option<String>,
     /// When it was stored.
     pub created_at: DateTime<Utc>,
@@ -170,15 +173,24 @@ pub(crate) struct DeliveryRecord {
     created_at: DateTime<Utc>,
 }
 
-/// The queried columns of a stored delivery.
+/// A stored delivery as the SQL stores read it: its queried columns and its JSON text.
 #[derive(Debug, Clone)]
-pub(crate) struct DeliveryColumns {
-    pub id: Uuid,
-    pub execution_id: Uuid,
-    pub state: DeliveryState,
+pub(crate) struct StoredDelivery<'a> {
+    pub id: &'a str,
+    pub execution_id: &'a str,
+    pub state: &'a str,
     pub next_at: Option<DateTime<Utc>>,
     pub round_attempts: u32,
     pub body: Option<String>,
+    pub record: &'a str,
+}
+
+/// A stored value that does not decode.
+fn corrupt(what: &'static str, detail: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what,
+        detail: detail.to_string(),
+    }
 }
 
 impl Delivery {
@@ -196,20 +208,27 @@ impl Delivery {
     }
 
     /// Rebuilds a delivery from its columns and its JSON text.
-    pub(crate) fn from_stored(columns: DeliveryColumns, record: &str) -> Result<Delivery, String> {
-        let record: DeliveryRecord = serde_json::from_str(record).map_err(|err| err.to_string())?;
+    pub(crate) fn from_stored(stored: StoredDelivery<'_>) -> Result<Delivery, StoreError> {
+        let record: DeliveryRecord =
+            serde_json::from_str(stored.record).map_err(|err| corrupt("delivery record", err))?;
+        let id = |text: &str| Uuid::parse_str(text).map_err(|err| corrupt("delivery id", err));
         Ok(Delivery {
-            id: columns.id,
-            execution_id: columns.execution_id,
+            id: id(stored.id)?,
+            execution_id: id(stored.execution_id)?,
             function: record.function,
             url: record.url,
             kind: record.kind,
-            state: columns.state,
+            state: DeliveryState::parse(stored.state).ok_or_else(|| {
+                corrupt(
+                    "delivery state",
+                    format!("unknown value {:?}", stored.state),
+                )
+            })?,
             secret: record.secret,
             attempts: record.attempts,
-            round_attempts: columns.round_attempts,
-            next_at: columns.next_at,
-            body: columns.body,
+            round_attempts: stored.round_attempts,
+            next_at: stored.next_at,
+            body: stored.body,
             created_at: record.created_at,
         })
     }

@@ -48,10 +48,14 @@ impl Dispatcher {
     }
 
     /// Hands the final result of `execution` to its destinations.
-    pub(super) fn deliver_result(&self, execution: &Execution, function: Option<&LoadedFunction>) {
+    pub(super) async fn deliver_result(
+        &self,
+        execution: &Execution,
+        function: Option<&LoadedFunction>,
+    ) {
         if let Some(destinations) = self.destinations.get() {
             let spec = function.and_then(|function| function.spec().destinations.as_ref());
-            destinations.finished(execution, spec);
+            destinations.finished(execution, spec).await;
         }
     }
 }

@@ -121,7 +121,7 @@ impl Dispatcher {
         if applied {
             *execution = done;
             self.recorded(execution, &children);
-            self.deliver_result(execution, function);
+            self.deliver_result(execution, function).await;
         }
         Ending::Final(applied)
     }

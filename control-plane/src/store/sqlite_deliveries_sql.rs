@@ -4,10 +4,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, Row};
 use uuid::Uuid;
 
-use super::sql::{db, get, get_opt_time, to_ms, unknown};
-use crate::destinations::{
-    Delivery, DeliveryClaim, DeliveryColumns, DeliveryFilter, DeliveryState,
-};
+use super::sql::{db, get, get_opt_time, to_ms};
+use crate::destinations::{Delivery, DeliveryClaim, DeliveryFilter, DeliveryState, StoredDelivery};
 use crate::store::StoreError;
 
 const COLUMNS: &str = "id, execution_id, state, next_at, round_attempts, body, record";
@@ -148,27 +146,19 @@ fn collect(rows: &mut rusqlite::Rows<'_>, what: &'static str) -> Result<Vec<Deli
 }
 
 fn decode(row: &Row<'_>) -> Result<Delivery, StoreError> {
-    let id: String = get(row, 0, "delivery id")?;
-    let execution: String = get(row, 1, "delivery execution")?;
-    let state: String = get(row, 2, "delivery state")?;
-    let record: String = get(row, 6, "delivery record")?;
-    let columns = DeliveryColumns {
-        id: parse_id(&id)?,
-        execution_id: parse_id(&execution)?,
-        state: DeliveryState::parse(&state).ok_or_else(|| unknown("delivery state", &state))?,
+    let (id, execution, state, record): (String, String, String, String) = (
+        get(row, 0, "delivery id")?,
+        get(row, 1, "delivery execution")?,
+        get(row, 2, "delivery state")?,
+        get(row, 6, "delivery record")?,
+    );
+    Delivery::from_stored(StoredDelivery {
+        id: &id,
+        execution_id: &execution,
+        state: &state,
         next_at: get_opt_time(row, 3, "delivery due time")?,
         round_attempts: get(row, 4, "delivery attempts")?,
         body: get(row, 5, "delivery body")?,
-    };
-    Delivery::from_stored(columns, &record).map_err(|detail| StoreError::Corrupt {
-        what: "delivery record",
-        detail,
-    })
-}
-
-fn parse_id(text: &str) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(text).map_err(|err| StoreError::Corrupt {
-        what: "delivery id",
-        detail: err.to_string(),
+        record: &record,
     })
 }

@@ -1,50 +1,15 @@
 //! `/v1/deliveries`, the `deliveries` of an execution and a function's destination key:
 //! what the API answers of result deliveries (never their body or signing key).
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::destinations::{Delivery, DeliveryAttempt, DeliveryKind, DeliveryState};
+use crate::destinations::Delivery;
 use crate::domain::Execution;
 
-/// One delivery as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeliveryInfo {
-    /// Its id (`X-Gantry-Delivery` on every attempt).
-    pub id: Uuid,
-    /// The execution whose result it carries.
-    pub execution_id: Uuid,
-    /// That execution's function.
-    pub function: String,
-    /// Where it goes.
-    pub url: String,
-    /// `callback`, `on_success` or `on_failure`.
-    pub kind: DeliveryKind,
-    /// `waiting`, `pending`, `delivered` or `failed`.
-    pub state: DeliveryState,
-    /// Every attempt, oldest first.
-    pub attempts: Vec<DeliveryAttempt>,
-    /// When the next attempt is due, while pending.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_at: Option<DateTime<Utc>>,
-}
-
-impl From<Delivery> for DeliveryInfo {
-    fn from(delivery: Delivery) -> DeliveryInfo {
-        DeliveryInfo {
-            id: delivery.id,
-            execution_id: delivery.execution_id,
-            function: delivery.function,
-            url: delivery.url,
-            kind: delivery.kind,
-            state: delivery.state,
-            attempts: delivery.attempts,
-            next_at: delivery.next_at,
-        }
-    }
-}
+/// One delivery as the API shows it: without its body (the execution has the result)
+/// and never with its signing key.
+pub type DeliveryInfo = Delivery;
 
 /// `GET /v1/executions/{id}`: the record and the deliveries of its result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

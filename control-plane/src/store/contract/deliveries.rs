@@ -154,7 +154,10 @@ pub(crate) async fn a_due_delivery_is_claimed_once_and_recorded_by_its_holder(
 
     // Leases that lapsed are claimable again.
     let lapsed = delivery(execution, DeliveryKind::Callback, DeliveryState::Pending);
-    store.insert_deliveries(&[lapsed.clone()]).await.unwrap();
+    store
+        .insert_deliveries(std::slice::from_ref(&lapsed))
+        .await
+        .unwrap();
     let mut short = claim("node-a", -1);
     short.limit = 100;
     let taken = store.claim_deliveries(&short).await.unwrap();

@@ -7,10 +7,8 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::codec::{db, get, get_opt_time, get_u32, to_ms, unknown};
-use crate::destinations::{
-    Delivery, DeliveryClaim, DeliveryColumns, DeliveryFilter, DeliveryState,
-};
+use super::codec::{db, get, get_opt_time, get_u32, to_ms};
+use crate::destinations::{Delivery, DeliveryClaim, DeliveryFilter, DeliveryState, StoredDelivery};
 use crate::store::StoreError;
 
 const COLUMNS: &str = "id, execution_id, state, next_at, round_attempts, body, record";
@@ -172,27 +170,13 @@ pub(super) async fn redrive(
 }
 
 fn decode(row: &Row) -> Result<Delivery, StoreError> {
-    let id: &str = get(row, 0, "delivery id")?;
-    let execution: &str = get(row, 1, "delivery execution")?;
-    let state: &str = get(row, 2, "delivery state")?;
-    let record: &str = get(row, 6, "delivery record")?;
-    let columns = DeliveryColumns {
-        id: parse_id(id)?,
-        execution_id: parse_id(execution)?,
-        state: DeliveryState::parse(state).ok_or_else(|| unknown("delivery state", state))?,
+    Delivery::from_stored(StoredDelivery {
+        id: get(row, 0, "delivery id")?,
+        execution_id: get(row, 1, "delivery execution")?,
+        state: get(row, 2, "delivery state")?,
         next_at: get_opt_time(row, 3, "delivery due time")?,
         round_attempts: get_u32(row, 4, "delivery attempts")?,
         body: get(row, 5, "delivery body")?,
-    };
-    Delivery::from_stored(columns, record).map_err(|detail| StoreError::Corrupt {
-        what: "delivery record",
-        detail,
-    })
-}
-
-fn parse_id(text: &str) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(text).map_err(|err| StoreError::Corrupt {
-        what: "delivery id",
-        detail: err.to_string(),
+        record: get(row, 6, "delivery record")?,
     })
 }
