@@ -294,3 +294,18 @@ fn now_ms() -> DateTime<Utc> {
     let now = crate::domain::now();
     DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let settings = DeliverySettings::new("node".into(), AddressPolicy::default());
+        let waits: Vec<u64> = (1..=9)
+            .map(|attempt| settings.backoff(attempt).as_secs())
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 320, 600, 600]);
+        assert_eq!(settings.backoff(u32::MAX), settings.max_backoff);
+    }
+}
