@@ -10,6 +10,9 @@ use super::DestinationError;
 use crate::secrets::Vault;
 use crate::store::Store;
 
+/// Serializes the making of keys on this node.
+static MAKING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The setting holding the sealed generated key of `function`; the `/` keeps it apart
 /// from every secret name.
 fn setting(function: &str) -> String {
@@ -39,6 +42,12 @@ pub async fn function_key(
     function: &str,
 ) -> Result<Zeroizing<String>, DestinationError> {
     let name = setting(function);
+    if let Some(sealed) = store.get_setting(&name).await? {
+        return Ok(vault.open_text(&name, &sealed)?);
+    }
+    // One maker at a time on this node (keys are made rarely: at a function's first
+    // deploy, or on first use for one deployed before destinations existed).
+    let _making = MAKING.lock().await;
     if let Some(sealed) = store.get_setting(&name).await? {
         return Ok(vault.open_text(&name, &sealed)?);
     }

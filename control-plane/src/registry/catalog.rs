@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::manifest::{self, FunctionSpec};
 use super::{content_hash, FunctionVersion};
+use crate::destinations::function_key;
 use crate::runtime::Runtime;
 use crate::schema::CompiledSchema;
 use crate::secrets::{Vault, VaultError};
@@ -286,6 +287,11 @@ impl Catalog {
                 StoreError::FunctionExists(name) => RegistryError::Exists(name),
                 other => RegistryError::Store(other),
             })?;
+        // Its delivery key exists before any of its results is signed, so no two nodes
+        // race to make it.
+        if let Err(err) = function_key(&self.store, &self.vault, &spec.name).await {
+            tracing::warn!(function = %spec.name, "cannot make the destination key yet: {err}");
+        }
         self.remember(stored)
     }
 
