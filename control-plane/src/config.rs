@@ -229,6 +229,17 @@ pub struct ServeArgs {
     /// The `service.name` of the exported spans.
     #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "gantry")]
     pub otlp_service_name: String,
+    /// Let results be sent to loopback, private (RFC 1918, fc00::/7), link-local
+    /// (169.254.0.0/16, cloud metadata), unspecified and multicast addresses. Off by
+    /// default: a callback or destination URL must not reach internal services.
+    #[arg(long, env = "GANTRY_ALLOW_PRIVATE_DESTINATIONS")]
+    pub allow_private_destinations: bool,
+    /// The pause after a failed delivery attempt, doubled after each (up to 10 minutes).
+    #[arg(long, env = "GANTRY_DESTINATION_BACKOFF_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub destination_backoff_ms: u64,
+    /// Attempts of a delivery (a round) before it is listed as failed.
+    #[arg(long, env = "GANTRY_DESTINATION_MAX_ATTEMPTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub destination_max_attempts: u32,
 }
 
 impl ServeArgs {

@@ -5,6 +5,7 @@
 //! - [`registry`]: function manifests, their validation, versions and content hashes.
 //! - [`store`]: durable state behind the [`store::Store`] trait (SQLite by default).
 //! - [`cluster`]: the other nodes' loads, shared through the store.
+//! - [`destinations`]: final results POSTed, signed, to callback and destination URLs.
 //! - [`dispatch`]: admission, per-function queues and concurrency, running executions.
 //! - [`runtime`]: where instances run (host processes, docker containers).
 //! - [`schema`]: JSON Schema checks of inputs and outputs.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod datadir;
+pub mod destinations;
 pub mod dispatch;
 pub mod domain;
 pub mod logs;

@@ -25,11 +25,15 @@ pub fn required_permission(method: &Method, path: &str) -> Option<Permission> {
     let permission = match segments.as_slice() {
         ["v1", "tokens", ..] => Permission::Admin,
         ["v1", "secrets", ..] => Permission::Deploy,
+        ["v1", "functions", _, "destination-key"] => Permission::Admin,
         _ if reading => Permission::Read,
         ["v1", "functions"] => Permission::Deploy,
         ["v1", "functions", name] if method == Method::POST => action_permission(name),
         ["v1", "functions", _] => Permission::Deploy,
-        ["v1", "functions", ..] | ["v1", "executions", ..] | ["v1", "events"] => Permission::Invoke,
+        ["v1", "functions", ..]
+        | ["v1", "executions", ..]
+        | ["v1", "events"]
+        | ["v1", "deliveries", ..] => Permission::Invoke,
         _ => Permission::Read,
     };
     Some(permission)
@@ -57,6 +61,9 @@ mod tests {
             (Method::POST, "/v1/internal/executions/x:complete", None),
             (Method::GET, "/v1/internal/executions/x/payload", None),
             (Method::GET, "/metrics", Some(Read)),
+            (Method::GET, "/v1/functions/f/destination-key", Some(Admin)),
+            (Method::GET, "/v1/deliveries", Some(Read)),
+            (Method::POST, "/v1/deliveries/x:redrive", Some(Invoke)),
             (Method::GET, "/v1/functions", Some(Read)),
             (Method::HEAD, "/v1/functions/f", Some(Read)),
             (Method::GET, "/v1/functions/f/versions", Some(Read)),

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::error::ApiError;
 use super::{parse_id, split_action, AppState};
-use crate::domain::{Execution, ExecutionStatus};
+use crate::domain::ExecutionStatus;
 use crate::store::{Deletion, ExecutionFilter};
 use crate::wire::{
     ChainPage, ChainQuery, ExecutionPage, ExecutionQuery, ListedExecution, RetryAnswer,
@@ -148,28 +148,6 @@ fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
                 "{field} must be an RFC 3339 time (2026-11-23T10:00:00Z) or milliseconds since the epoch, got {text:?}"
             ))
         })
-}
-
-/// `GET /v1/executions/{id}`.
-pub async fn get(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Json<Execution>, ApiError> {
-    let (id, action) = split_action(&id);
-    if action.is_some() {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
-            "actions take POST",
-        ));
-    }
-    let id = parse_id(id)?;
-    state
-        .store
-        .get_execution(id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))
 }
 
 /// `DELETE /v1/executions/{id}`: 204; the record and its logs are gone. 409 while it

@@ -19,6 +19,8 @@ use crate::wire::{Accepted, InvokeAnswer};
 
 /// `Idempotency-Key`.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// `X-Callback-Url`: where `:enqueue` sends the final result.
+const CALLBACK_URL: &str = "x-callback-url";
 /// `X-Cold-Start`: whether the call waited for its instance to start.
 const COLD_START: &str = "x-cold-start";
 /// Longest accepted idempotency key, trace id or `traceparent`.
@@ -58,6 +60,7 @@ pub async fn action(
         idempotency_key,
         timeout_ms,
     } = invoke_headers(&request_headers)?;
+    let callback_url = callback_header(&request_headers, &state, wait)?;
     if wait && idempotency_key.is_none() {
         let served = super::forward::elsewhere(&state, name, &request_headers, &input).await;
         if let Some(answer) = served {
@@ -74,6 +77,7 @@ pub async fn action(
         idempotency_key,
         timeout_ms,
         trigger: Trigger::Api,
+        callback_url,
     };
     if !wait {
         let accepted = state.dispatcher.submit(request).await?;
@@ -97,6 +101,34 @@ pub async fn action(
         );
     }
     Ok(response)
+}
+
+/// `X-Callback-Url` of `:enqueue`: where the final result is POSTed. A URL the address
+/// policy refuses, or one on `:invoke` (whose caller gets the result), is a 400.
+fn callback_header(
+    request_headers: &HeaderMap,
+    state: &AppState,
+    wait: bool,
+) -> Result<Option<String>, ApiError> {
+    let Some(value) = request_headers.get(CALLBACK_URL) else {
+        return Ok(None);
+    };
+    let url = value
+        .to_str()
+        .map_err(|_| ApiError::bad_request("X-Callback-Url must be visible ASCII"))?
+        .trim()
+        .to_owned();
+    if wait {
+        return Err(ApiError::bad_request(
+            "X-Callback-Url is for :enqueue; :invoke answers the result itself",
+        ));
+    }
+    state
+        .catalog
+        .destination_policy()
+        .check_url(&url)
+        .map_err(|err| ApiError::bad_request(format!("X-Callback-Url {err}")))?;
+    Ok(Some(url))
 }
 
 /// What an invocation's headers ask for.

@@ -2,6 +2,7 @@
 //! listener until a shutdown future resolves. One file per resource; [`guard`] checks
 //! every request first.
 
+mod deliveries;
 pub mod error;
 mod events;
 mod executions;
@@ -90,11 +91,14 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .post(invoke::action),
         )
         .route("/functions/{name}/versions", get(functions::versions))
+        .route("/functions/{name}/destination-key", get(deliveries::key))
+        .route("/deliveries", get(deliveries::list))
+        .route("/deliveries/{id}", post(deliveries::action))
         .route("/functions/{name}/logs", get(function_logs::logs))
         .route("/executions", get(executions::list))
         .route(
             "/executions/{id}",
-            get(executions::get)
+            get(deliveries::execution)
                 .post(executions::action)
                 .delete(executions::delete),
         )

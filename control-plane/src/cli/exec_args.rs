@@ -37,6 +37,21 @@ pub enum ExecCommand {
         #[arg(short = 't', long)]
         timestamps: bool,
     },
+    /// List result deliveries, oldest first: by default the failed (undeliverable)
+    /// ones, re-driven with `gantry exec redeliver ID`.
+    Deliveries {
+        /// waiting, pending, delivered or failed.
+        #[arg(long, default_value = "failed")]
+        state: String,
+        /// Continue after this delivery ID (the hint printed under a full page).
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Send a failed result delivery again (a new round of attempts).
+    Redeliver {
+        /// Delivery ID (from `gantry exec deliveries` or `gantry exec get`).
+        id: String,
+    },
     /// Cancel a queued or running execution (stops its instance).
     Cancel {
         /// Execution ID.

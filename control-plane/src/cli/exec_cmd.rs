@@ -10,9 +10,9 @@ use serde_json::Value;
 use super::client::decode;
 use super::sse::{SseEvent, SseParser};
 use super::table::{duration_ms, json_block, key_values, opt, time, Table};
-use super::{exec_chain, out, out_json, Ctx, ExecCommand, ExecListArgs};
+use super::{deliveries_view, exec_chain, out, out_json, Ctx, ExecCommand, ExecListArgs};
 use crate::domain::{Execution, LogLine, LogStream};
-use crate::wire::{ExecutionPage, ExecutionQuery, LogEnd, LogPage, LogsQuery};
+use crate::wire::{ExecutionDetail, ExecutionPage, ExecutionQuery, LogEnd, LogPage, LogsQuery};
 
 /// Carries out one `gantry exec` subcommand.
 pub async fn run(ctx: &Ctx, command: ExecCommand) -> Result<()> {
@@ -31,6 +31,10 @@ pub async fn run(ctx: &Ctx, command: ExecCommand) -> Result<()> {
             }
         }
         ExecCommand::Cancel { id } => cancel(ctx, &id).await,
+        ExecCommand::Deliveries { state, cursor } => {
+            deliveries_view::list(ctx, &state, cursor.as_deref()).await
+        }
+        ExecCommand::Redeliver { id } => deliveries_view::redeliver(ctx, &id).await,
         ExecCommand::Retry { id } => exec_chain::retry(ctx, &id).await,
         ExecCommand::Tree { id } => exec_chain::tree(ctx, &id).await,
     }
@@ -139,7 +143,10 @@ async fn get(ctx: &Ctx, id: &str) -> Result<()> {
     if ctx.json() {
         return out_json(&body);
     }
-    out(&execution_details(&decode(body)?))
+    let detail: ExecutionDetail = decode(body)?;
+    let mut text = execution_details(&detail.execution);
+    text.push_str(&deliveries_view::deliveries_block(&detail.deliveries));
+    out(&text)
 }
 
 /// The `exec get` text of an Execution: `key: value` lines (empty fields left out),

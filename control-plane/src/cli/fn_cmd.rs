@@ -60,6 +60,9 @@ pub async fn run(ctx: &Ctx, command: FnCommand) -> Result<()> {
         }
         FnCommand::List => list(ctx).await,
         FnCommand::Get { name } => get(ctx, &name).await,
+        FnCommand::DestinationKey { name } => {
+            super::deliveries_view::destination_key(ctx, &name).await
+        }
         FnCommand::Delete { name } => delete(ctx, &name).await,
         FnCommand::Versions { name } => versions(ctx, &name).await,
         FnCommand::Invoke(args) => invoke(ctx, args).await,
@@ -176,6 +179,10 @@ pub fn function_details(function: &Function) -> String {
         ("createdAt", time(Some(function.created_at))),
     ]);
     text.push_str(&super::pacing_view::pacing_details(&function.spec));
+    text.push_str(&super::deliveries_view::destinations_block(
+        &function.spec,
+        &function.name,
+    ));
     text.push_str(&json_block("spec", &function.spec));
     text.push_str(&pool_view::pool_details(function.pool.as_ref()));
     text.push_str(&super::schedule_view::schedule_details(&function.schedules));
@@ -312,6 +319,9 @@ async fn enqueue(ctx: &Ctx, args: EnqueueArgs) -> Result<()> {
         .body(data);
     if let Some(key) = &args.idempotency_key {
         request = request.header("Idempotency-Key", header_value("--idempotency-key", key)?);
+    }
+    if let Some(url) = &args.callback_url {
+        request = request.header("X-Callback-Url", header_value("--callback-url", url)?);
     }
     let (_, body) = client.call(request).await?;
     if ctx.json() {

@@ -10,6 +10,7 @@ pub mod build;
 pub mod build_context;
 pub mod client;
 pub mod credentials;
+pub mod deliveries_view;
 pub mod event_cmd;
 pub mod exec_args;
 pub mod exec_chain;
@@ -198,6 +199,15 @@ pub enum FnCommand {
     },
     /// List functions with their current version.
     List,
+    /// Print the key that signs a function's result deliveries (admins only).
+    ///
+    /// Made on first use and kept sealed like a secret. Receivers check
+    /// X-Gantry-Signature with it (see docs/destinations.md). A function whose
+    /// `destinations.secret` names a secret signs with that secret's value instead.
+    DestinationKey {
+        /// Function name.
+        name: String,
+    },
     /// Show a function's current version and its full spec.
     ///
     /// For a function with a `warm` section, also its pool: instances by state, queued
@@ -303,6 +313,10 @@ pub struct EnqueueArgs {
     /// Idempotency key: a repeated enqueue with the same key returns the first execution.
     #[arg(long, value_name = "KEY")]
     pub idempotency_key: Option<String>,
+    /// POST the final result, signed, to this URL (X-Callback-Url; see
+    /// docs/destinations.md).
+    #[arg(long, value_name = "URL")]
+    pub callback_url: Option<String>,
 }
 
 /// `gantry fn scale`

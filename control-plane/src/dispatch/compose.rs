@@ -89,6 +89,7 @@ impl Dispatcher {
                 idempotency_key: None,
                 timeout_ms: None,
                 trigger: Trigger::Event,
+                callback_url: None,
             };
             let target = match self.submit(request).await {
                 Ok(accepted) => EventTarget {
@@ -139,6 +140,7 @@ impl Dispatcher {
             idempotency_key: None,
             timeout_ms: None,
             trigger: Trigger::Retry,
+            callback_url: None,
         };
         super::check_input(&function, &request).await?;
         let mut retry = Execution::queued(&function.version, request.input, Trigger::Retry);

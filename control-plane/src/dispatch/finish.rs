@@ -1,8 +1,9 @@
 //! How an execution ends: a failed attempt the retry policy covers is scheduled again
 //! (durably, same id, attempt + 1); a final result is recorded together with the
 //! executions its chains start (one transaction, so a chain fires exactly once), failed
-//! results of functions with a retry policy go to the dead-letter list, and scheduled
-//! executions (delayed chains, retries) run when their time comes.
+//! results of functions with a retry policy go to the dead-letter list, final results
+//! go to their destinations, and scheduled executions (delayed chains, retries) run when
+//! their time comes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +121,7 @@ impl Dispatcher {
         if applied {
             *execution = done;
             self.recorded(execution, &children);
+            self.deliver_result(execution, function).await;
         }
         Ending::Final(applied)
     }

@@ -8,6 +8,7 @@ mod attempt;
 mod callback;
 mod cancel;
 mod compose;
+mod destined;
 mod due;
 mod error;
 mod expiry;
@@ -115,6 +116,9 @@ pub struct InvokeRequest {
     pub timeout_ms: Option<u64>,
     /// What started it.
     pub trigger: Trigger,
+    /// `X-Callback-Url` of `:enqueue`: where the final result is POSTed (checked by the
+    /// caller against the address policy).
+    pub callback_url: Option<String>,
 }
 
 /// An accepted request.
@@ -184,6 +188,8 @@ pub struct Dispatcher {
     due_wake: tokio::sync::Notify,
     /// What the other nodes sharing the store hold of each function.
     cluster: Arc<ClusterView>,
+    /// Where final results are sent, once set.
+    destinations: std::sync::OnceLock<Arc<crate::destinations::Destinations>>,
 }
 
 impl Dispatcher {
@@ -232,6 +238,7 @@ impl Dispatcher {
             closing: AtomicBool::new(false),
             due_wake: tokio::sync::Notify::new(),
             cluster,
+            destinations: std::sync::OnceLock::new(),
         })
     }
 
@@ -262,7 +269,14 @@ impl Dispatcher {
         if let Some(timeout_ms) = request.timeout_ms {
             execution.timeout_ms = timeout_ms.min(execution.timeout_ms);
         }
-        match self.admit(spec, &mut execution, Storing::New).await {
+        let callback = self
+            .register_callback(&execution, spec, request.callback_url)
+            .await?;
+        let admitted = self.admit(spec, &mut execution, Storing::New).await;
+        if callback && admitted.is_err() {
+            self.drop_callback(execution.id).await;
+        }
+        match admitted {
             Ok(()) => {}
             Err(DispatchError::Store(StoreError::DuplicateIdempotencyKey(id))) => {
                 return match self.store.get_execution(id).await? {

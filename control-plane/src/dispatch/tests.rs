@@ -91,6 +91,7 @@ impl Node {
             idempotency_key: None,
             timeout_ms: None,
             trigger: Trigger::Api,
+            callback_url: None,
         };
         self.dispatcher
             .submit(request)
@@ -467,6 +468,7 @@ async fn warm_calls_are_refused_while_too_many_results_wait_for_the_store() {
         idempotency_key: None,
         timeout_ms: Some(50),
         trigger: Trigger::Api,
+        callback_url: None,
     };
     let refused = node.dispatcher.invoke(request()).await;
     assert!(

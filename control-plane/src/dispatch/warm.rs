@@ -408,6 +408,7 @@ impl Dispatcher {
                 let children = self.chain_children(execution, function).await;
                 self.store.write_behind(execution.clone(), children.clone());
                 self.recorded(execution, &children);
+                self.deliver_result(execution, Some(function)).await;
                 self.warm_active.remove(&id);
                 self.notify(execution);
             }

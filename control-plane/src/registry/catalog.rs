@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::manifest::{self, FunctionSpec};
 use super::{content_hash, FunctionVersion};
+use crate::destinations::function_key;
 use crate::runtime::Runtime;
 use crate::schema::CompiledSchema;
 use crate::secrets::{Vault, VaultError};
@@ -125,6 +126,7 @@ pub struct Catalog {
     runtime: Arc<dyn Runtime>,
     vault: Arc<Vault>,
     max_chains: usize,
+    destination_policy: crate::destinations::AddressPolicy,
     current: DashMap<String, Arc<LoadedFunction>>,
     versions: DashMap<(String, u32), Arc<LoadedFunction>>,
 }
@@ -138,6 +140,7 @@ impl Catalog {
             runtime,
             vault,
             max_chains: DEFAULT_MAX_CHAINS,
+            destination_policy: crate::destinations::AddressPolicy::default(),
             current: DashMap::new(),
             versions: DashMap::new(),
         }
@@ -147,6 +150,20 @@ impl Catalog {
     pub fn with_max_chains(mut self, max: usize) -> Catalog {
         self.max_chains = max;
         self
+    }
+
+    /// The same catalog, checking destination addresses against `policy`.
+    pub fn with_destination_policy(
+        mut self,
+        policy: crate::destinations::AddressPolicy,
+    ) -> Catalog {
+        self.destination_policy = policy;
+        self
+    }
+
+    /// Which destination addresses the server allows.
+    pub fn destination_policy(&self) -> crate::destinations::AddressPolicy {
+        self.destination_policy
     }
 
     /// Parses and checks a manifest given as JSON. Whether its chains' targets are
@@ -167,6 +184,7 @@ impl Catalog {
     async fn validate_deploy(&self, manifest: Value) -> Result<FunctionSpec, RegistryError> {
         let spec = self.validate(manifest)?;
         let mut problems = self.unknown_secrets(&spec).await?;
+        problems.extend(self.destination_problems(&spec).await?);
         for (index, chain) in spec.chains.iter().enumerate() {
             if chain.target == spec.name {
                 continue;
@@ -208,6 +226,34 @@ impl Catalog {
             .collect())
     }
 
+    /// The destination URLs' addresses under the server's policy, and the signing
+    /// secret, which must be stored.
+    async fn destination_problems(
+        &self,
+        spec: &FunctionSpec,
+    ) -> Result<Vec<String>, RegistryError> {
+        let Some(destinations) = &spec.destinations else {
+            return Ok(Vec::new());
+        };
+        let mut problems = destinations.address_problems(self.destination_policy);
+        if let Some(secret) = &destinations.secret {
+            let missing = self
+                .vault
+                .missing([secret.as_str()])
+                .await
+                .map_err(|err| match err {
+                    VaultError::Store(err) => RegistryError::Store(err),
+                    other => RegistryError::Invalid(vec![other.to_string()]),
+                })?;
+            if !missing.is_empty() {
+                problems.push(format!(
+                    "destinations.secret: no secret named {secret:?} is stored; set it first with `gantry secret set {secret}`"
+                ));
+            }
+        }
+        Ok(problems)
+    }
+
     fn remember(&self, version: FunctionVersion) -> Result<Arc<LoadedFunction>, RegistryError> {
         let loaded = Arc::new(LoadedFunction::load(version).map_err(RegistryError::Invalid)?);
         let name = loaded.version.name.clone();
@@ -245,6 +291,11 @@ impl Catalog {
                 StoreError::FunctionExists(name) => RegistryError::Exists(name),
                 other => RegistryError::Store(other),
             })?;
+        // Its delivery key exists before any of its results is signed, so no two nodes
+        // race to make it.
+        if let Err(err) = function_key(&self.store, &self.vault, &spec.name).await {
+            tracing::warn!(function = %spec.name, "cannot make the destination key yet: {err}");
+        }
         self.remember(stored)
     }
 

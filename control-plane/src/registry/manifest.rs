@@ -286,6 +286,9 @@ pub struct FunctionSpec {
     /// `--retention` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<String>,
+    /// Where its final results are sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destinations: Option<crate::destinations::DestinationsSpec>,
     /// Free-form labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
@@ -419,6 +422,13 @@ pub fn is_valid_env_name(name: &str) -> bool {
 /// Schemas are checked separately (see [`crate::schema`]).
 pub fn problems(spec: &FunctionSpec) -> Vec<String> {
     let mut problems = Vec::new();
+    if let Some(destinations) = &spec.destinations {
+        // The form only: which addresses are allowed is the server's to say at deploy.
+        let form = crate::destinations::AddressPolicy {
+            allow_private: true,
+        };
+        problems.extend(destinations.problems(form));
+    }
     if !is_valid_name(&spec.name) {
         problems.push(format!(
             "name {:?} is invalid: use 1-63 lowercase letters, digits and dashes, starting and ending with a letter or digit",

@@ -259,6 +259,29 @@ impl Vault {
         Ok(Resolved { env, masker })
     }
 
+    /// Seals `plain` under `label` (a name no secret can have) as text for a setting.
+    pub(crate) fn seal_text(&self, label: &str, plain: &str) -> String {
+        let sealed = self.seal(label, plain.as_bytes());
+        format!(
+            "{}.{}",
+            hex::encode(&sealed.nonce),
+            hex::encode(&sealed.ciphertext)
+        )
+    }
+
+    /// Opens what [`Vault::seal_text`] sealed under `label`.
+    pub(crate) fn open_text(
+        &self,
+        label: &str,
+        text: &str,
+    ) -> Result<Zeroizing<String>, VaultError> {
+        let sealed = decode_check(text).ok_or_else(|| self.wrong_key(label))?;
+        let plain = self.unseal(label, &sealed)?;
+        String::from_utf8(plain.to_vec())
+            .map(Zeroizing::new)
+            .map_err(|_| self.wrong_key(label))
+    }
+
     fn seal(&self, name: &str, plain: &[u8]) -> Sealed {
         let nonce: [u8; 24] = rand::random();
         let ciphertext = self

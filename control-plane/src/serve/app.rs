@@ -14,6 +14,7 @@ use super::runtimes::RuntimeSetup;
 use super::{access, host_policy, wait_for_signal, Failure, Settings, MAX_ENV_PAYLOAD_BYTES};
 use crate::api::{self, AppState};
 use crate::config::ServeArgs;
+use crate::destinations::{AddressPolicy, DeliverySettings, Destinations};
 use crate::dispatch::{DispatchSettings, Dispatcher};
 use crate::domain::NodeRecord;
 use crate::logs::LogHub;
@@ -73,7 +74,8 @@ impl App {
         let runtime: Arc<dyn Runtime> = runtimes.runtime.clone();
         let catalog = Arc::new(
             Catalog::new(store.clone(), runtime.clone(), vault.clone())
-                .with_max_chains(args.max_chains as usize),
+                .with_max_chains(args.max_chains as usize)
+                .with_destination_policy(destination_policy(&args)),
         );
         let metrics = Arc::new(Metrics::new());
         if let Some(endpoint) = args.otlp_endpoint() {
@@ -92,6 +94,11 @@ impl App {
             metrics.clone(),
             dispatch_settings(&args, &advertise, node_id),
         );
+        dispatcher.set_destinations(Destinations::new(
+            store.clone(),
+            vault.clone(),
+            delivery_settings(&args, dispatcher.node_id()),
+        ));
         let state = Arc::new(AppState {
             store,
             catalog,
@@ -165,6 +172,9 @@ impl App {
             dispatcher.clone(),
             stopped.clone(),
         );
+        if let Some(destinations) = dispatcher.destinations() {
+            crate::destinations::start(destinations, stopped.clone());
+        }
         let started_at = crate::domain::now();
         let address = args
             .node_url
@@ -258,6 +268,21 @@ async fn open_store(args: &ServeArgs) -> Result<(Arc<dyn Store>, String), Failur
         ))
     })?;
     Ok((Arc::new(store), format!("PostgreSQL on {target}")))
+}
+
+/// Which destination addresses the flags allow.
+fn destination_policy(args: &ServeArgs) -> AddressPolicy {
+    AddressPolicy {
+        allow_private: args.allow_private_destinations,
+    }
+}
+
+/// How results are delivered, from the flags.
+fn delivery_settings(args: &ServeArgs, node_id: &str) -> DeliverySettings {
+    let mut settings = DeliverySettings::new(node_id.to_owned(), destination_policy(args));
+    settings.first_backoff = Duration::from_millis(args.destination_backoff_ms);
+    settings.max_attempts = args.destination_max_attempts;
+    settings
 }
 
 /// How the dispatcher runs executions, from the flags.

@@ -5,6 +5,8 @@
 
 #[path = "memory_catalog.rs"]
 mod catalog;
+#[path = "memory_deliveries.rs"]
+mod deliveries;
 #[path = "memory_exec.rs"]
 mod exec;
 #[path = "memory_schedules.rs"]
@@ -22,6 +24,7 @@ use super::{
     ScheduleCursor, Store, StoreError, Unfinished,
 };
 use crate::access::TokenRecord;
+use crate::destinations::{Delivery, DeliveryClaim, DeliveryFilter};
 use crate::domain::{
     AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeLoad, NodeRecord, Started,
 };
@@ -62,6 +65,8 @@ struct State {
     catalog_generation: i64,
     /// `(function, schedule key)` → last tick.
     schedule_cursors: BTreeMap<(String, String), DateTime<Utc>>,
+    /// Result deliveries by id.
+    deliveries: BTreeMap<Uuid, deliveries::HeldDelivery>,
 }
 
 /// The in-memory store. One lock guards all of it and is never held across an await,
@@ -507,6 +512,45 @@ impl Store for MemoryStore {
         self.write("delete schedule cursors", |s| {
             Ok(s.delete_schedule_cursors(function, scope))
         })
+    }
+    async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        self.write("store deliveries", |s| s.insert_deliveries(deliveries))
+    }
+
+    async fn arm_deliveries(
+        &self,
+        execution: Uuid,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        self.write("arm deliveries", |s| {
+            Ok(s.arm_deliveries(execution, body, now))
+        })
+    }
+
+    async fn drop_waiting_deliveries(&self, execution: Uuid) -> Result<(), StoreError> {
+        self.write("drop waiting deliveries", |s| {
+            s.drop_waiting_deliveries(execution);
+            Ok(())
+        })
+    }
+
+    async fn claim_deliveries(&self, claim: &DeliveryClaim) -> Result<Vec<Delivery>, StoreError> {
+        self.write("claim deliveries", |s| Ok(s.claim_deliveries(claim)))
+    }
+
+    async fn update_delivery(&self, delivery: &Delivery, owner: &str) -> Result<bool, StoreError> {
+        self.write("record a delivery attempt", |s| {
+            Ok(s.update_delivery(delivery, owner))
+        })
+    }
+
+    async fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
+        self.read("list deliveries", |s| s.list_deliveries(filter))
+    }
+
+    async fn redrive_delivery(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.write("re-drive a delivery", |s| Ok(s.redrive_delivery(id, now)))
     }
 }
 

@@ -26,6 +26,7 @@ use crate::domain::{
 };
 
 use crate::access::TokenRecord;
+use crate::destinations::{Delivery, DeliveryClaim, DeliveryFilter};
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 
@@ -366,6 +367,37 @@ pub trait Store: Send + Sync + 'static {
         function: &str,
         scope: CursorScope<'_>,
     ) -> Result<usize, StoreError>;
+    /// Stores new result deliveries, all or none: callbacks waiting for their execution
+    /// to end, or pending deliveries of a final result.
+    async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError>;
+
+    /// Makes the waiting deliveries of `execution` pending with `body`, due at `now`;
+    /// answers how many.
+    async fn arm_deliveries(
+        &self,
+        execution: Uuid,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError>;
+
+    /// Deletes the waiting deliveries of `execution` (its enqueue was refused).
+    async fn drop_waiting_deliveries(&self, execution: Uuid) -> Result<(), StoreError>;
+
+    /// Claims up to `claim.limit` pending deliveries due at `claim.now` whose lease (if
+    /// any) lapsed, for `claim.owner` until `claim.lease_until`, soonest due first: each
+    /// to one caller only.
+    async fn claim_deliveries(&self, claim: &DeliveryClaim) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Writes the state, attempts and due time of `delivery` and releases its lease, if
+    /// `owner` holds it and it is still pending. `false`, and no change, otherwise.
+    async fn update_delivery(&self, delivery: &Delivery, owner: &str) -> Result<bool, StoreError>;
+
+    /// Deliveries matching `filter`, by id (oldest first).
+    async fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError>;
+
+    /// A failed delivery becomes pending again, due at `now`, with a new round of
+    /// attempts. `false` if it is not failed.
+    async fn redrive_delivery(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError>;
 }
 
 /// A node's load by function as the stores keep it: JSON text.

@@ -11,6 +11,8 @@
 mod access_sql;
 #[path = "sqlite_claim_sql.rs"]
 mod claim_sql;
+#[path = "sqlite_deliveries_sql.rs"]
+mod deliveries_sql;
 #[path = "sqlite_exec_sql.rs"]
 mod exec_sql;
 #[path = "sqlite_nodes_sql.rs"]
@@ -45,6 +47,7 @@ use super::{
     Store, StoreError, Unfinished,
 };
 use crate::access::TokenRecord;
+use crate::destinations::{Delivery, DeliveryClaim, DeliveryFilter};
 use crate::domain::{
     AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeLoad, NodeRecord, Started,
 };
@@ -588,6 +591,51 @@ impl Store for SqliteStore {
             schedules_sql::delete(conn, &function, scope)
         })
         .await
+    }
+
+    async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        let deliveries = deliveries.to_vec();
+        self.write(move |conn| deliveries_sql::insert(conn, &deliveries))
+            .await
+    }
+
+    async fn arm_deliveries(
+        &self,
+        execution: Uuid,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        let body = body.to_owned();
+        self.write(move |conn| deliveries_sql::arm(conn, execution, &body, now))
+            .await
+    }
+
+    async fn drop_waiting_deliveries(&self, execution: Uuid) -> Result<(), StoreError> {
+        self.write(move |conn| deliveries_sql::drop_waiting(conn, execution))
+            .await
+    }
+
+    async fn claim_deliveries(&self, claim: &DeliveryClaim) -> Result<Vec<Delivery>, StoreError> {
+        let claim = claim.clone();
+        self.write(move |conn| deliveries_sql::claim(conn, &claim))
+            .await
+    }
+
+    async fn update_delivery(&self, delivery: &Delivery, owner: &str) -> Result<bool, StoreError> {
+        let (delivery, owner) = (delivery.clone(), owner.to_owned());
+        self.write(move |conn| deliveries_sql::update(conn, &delivery, &owner))
+            .await
+    }
+
+    async fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| deliveries_sql::list(conn, &filter))
+            .await
+    }
+
+    async fn redrive_delivery(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.write(move |conn| deliveries_sql::redrive(conn, id, now))
+            .await
     }
 }
 

@@ -199,6 +199,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS executions_queued_function ON executions (function, id)
         WHERE status = 'queued';
     ",
+    // Final results on their way to callback and destination URLs.
+    "
+    CREATE TABLE IF NOT EXISTS deliveries (
+        id             TEXT PRIMARY KEY NOT NULL,
+        execution_id   TEXT NOT NULL,
+        state          TEXT NOT NULL,
+        next_at        INTEGER,
+        round_attempts INTEGER NOT NULL DEFAULT 0,
+        owner          TEXT,
+        lease_until    INTEGER,
+        body           TEXT,
+        record         TEXT NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS deliveries_execution ON deliveries (execution_id);
+    CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_at) WHERE state = 'pending';
+    CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, id);
+    ",
 ];
 
 /// The schema version this build writes.

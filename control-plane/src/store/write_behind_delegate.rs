@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::WriteBehind;
 use crate::access::TokenRecord;
+use crate::destinations::{Delivery, DeliveryClaim, DeliveryFilter};
 use crate::domain::{
     AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeLoad, NodeRecord, Started,
 };
@@ -351,5 +352,38 @@ impl Store for WriteBehind {
         scope: CursorScope<'_>,
     ) -> Result<usize, StoreError> {
         self.inner.delete_schedule_cursors(function, scope).await
+    }
+
+    async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        self.inner.insert_deliveries(deliveries).await
+    }
+
+    async fn arm_deliveries(
+        &self,
+        execution: Uuid,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        self.inner.arm_deliveries(execution, body, now).await
+    }
+
+    async fn drop_waiting_deliveries(&self, execution: Uuid) -> Result<(), StoreError> {
+        self.inner.drop_waiting_deliveries(execution).await
+    }
+
+    async fn claim_deliveries(&self, claim: &DeliveryClaim) -> Result<Vec<Delivery>, StoreError> {
+        self.inner.claim_deliveries(claim).await
+    }
+
+    async fn update_delivery(&self, delivery: &Delivery, owner: &str) -> Result<bool, StoreError> {
+        self.inner.update_delivery(delivery, owner).await
+    }
+
+    async fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
+        self.inner.list_deliveries(filter).await
+    }
+
+    async fn redrive_delivery(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.inner.redrive_delivery(id, now).await
     }
 }

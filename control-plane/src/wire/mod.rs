@@ -1,6 +1,7 @@
 //! The JSON shapes of the HTTP API, shared by the server and the CLI.
 
 mod access;
+mod deliveries;
 mod errors;
 mod events;
 mod executions;
@@ -13,6 +14,7 @@ pub use access::{
     CreateTokenRequest, CreatedToken, PutSecretRequest, SecretList, SecretMeta, TokenInfo,
     TokenList,
 };
+pub use deliveries::{DeliveryInfo, DeliveryPage, DeliveryQuery, DestinationKey, ExecutionDetail};
 pub use errors::{ErrorBody, ErrorDetail, RedrivenDetails};
 pub use events::{EventAnswer, EventRequest, EventTarget};
 pub use executions::{

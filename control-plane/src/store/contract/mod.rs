@@ -4,6 +4,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod claims;
+pub(crate) mod deliveries;
 pub(crate) mod nodes;
 pub(crate) mod overdue;
 pub(crate) mod records;
@@ -140,6 +141,9 @@ macro_rules! store_contract {
             schedules::a_schedule_cursor_moves_once_per_tick,
             schedules::a_failed_fire_leaves_the_cursor_and_racers_store_one,
             overdue::overdue_work_is_listed_from_when_it_became_due,
+            deliveries::a_callback_waits_then_is_armed_with_the_result,
+            deliveries::a_due_delivery_is_claimed_once_and_recorded_by_its_holder,
+            deliveries::failed_deliveries_are_listed_and_redriven_once,
         );
     };
     (@tests $make:expr; $($module:ident :: $test:ident),+ $(,)?) => {

@@ -17,6 +17,7 @@ mod catalog_sql;
 mod claim_sql;
 mod codec;
 mod connect;
+mod deliveries_sql;
 mod exec_sql;
 mod insert_batch;
 #[cfg(test)]
@@ -44,6 +45,7 @@ use super::{
     Store, StoreError, Unfinished,
 };
 use crate::access::TokenRecord;
+use crate::destinations::{Delivery, DeliveryClaim, DeliveryFilter};
 use crate::domain::{
     AttemptFailure, Claim, Execution, Finished, Holder, LogLine, NodeLoad, NodeRecord, Started,
 };
@@ -528,5 +530,44 @@ impl Store for PostgresStore {
         scope: CursorScope<'_>,
     ) -> Result<usize, StoreError> {
         schedules_sql::delete(&self.client().await?, function, scope).await
+    }
+
+    async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(db("begin a delivery insert"))?;
+        deliveries_sql::insert(&tx, deliveries).await?;
+        tx.commit().await.map_err(db("commit deliveries"))
+    }
+
+    async fn arm_deliveries(
+        &self,
+        execution: Uuid,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StoreError> {
+        deliveries_sql::arm(&self.client().await?, execution, body, now).await
+    }
+
+    async fn drop_waiting_deliveries(&self, execution: Uuid) -> Result<(), StoreError> {
+        deliveries_sql::drop_waiting(&self.client().await?, execution).await
+    }
+
+    async fn claim_deliveries(&self, claim: &DeliveryClaim) -> Result<Vec<Delivery>, StoreError> {
+        deliveries_sql::claim(&self.client().await?, claim).await
+    }
+
+    async fn update_delivery(&self, delivery: &Delivery, owner: &str) -> Result<bool, StoreError> {
+        deliveries_sql::update(&self.client().await?, delivery, owner).await
+    }
+
+    async fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
+        deliveries_sql::list(&self.client().await?, filter).await
+    }
+
+    async fn redrive_delivery(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        deliveries_sql::redrive(&self.client().await?, id, now).await
     }
 }

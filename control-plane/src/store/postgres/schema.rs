@@ -194,6 +194,23 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX executions_queued_function ON executions (function, id)
         WHERE status = 'queued';
     ",
+    // 10: final results on their way to callback and destination URLs.
+    "
+    CREATE TABLE IF NOT EXISTS deliveries (
+        id             text PRIMARY KEY,
+        execution_id   text NOT NULL,
+        state          text NOT NULL,
+        next_at        bigint,
+        round_attempts bigint NOT NULL DEFAULT 0,
+        owner          text,
+        lease_until    bigint,
+        body           text,
+        record         text NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS deliveries_execution ON deliveries (execution_id);
+    CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_at) WHERE state = 'pending';
+    CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, id);
+    ",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,152 @@
+//! `/v1/deliveries` (the undeliverable results and their re-drive), the `deliveries` of
+//! `GET /v1/executions/{id}`, and `GET /v1/functions/{name}/destination-key`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::{parse_id, split_action, AppState};
+use crate::destinations::{function_key, DeliveryFilter, DeliveryState, DestinationError};
+use crate::wire::{DeliveryInfo, DeliveryPage, DeliveryQuery, DestinationKey, ExecutionDetail};
+
+/// Default page of `GET /v1/deliveries`.
+const DEFAULT_LIMIT: u32 = 100;
+/// Largest page of `GET /v1/deliveries`.
+const MAX_LIMIT: u32 = 500;
+/// Most deliveries shown with one execution.
+const MAX_PER_EXECUTION: u32 = 100;
+
+impl From<DestinationError> for ApiError {
+    fn from(err: DestinationError) -> ApiError {
+        match err {
+            DestinationError::Store(err) => err.into(),
+            DestinationError::Key(err) => err.into(),
+        }
+    }
+}
+
+/// `GET /v1/executions/{id}`: the record with the deliveries of its result.
+pub async fn execution(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<ExecutionDetail>, ApiError> {
+    let (id, action) = split_action(&id);
+    if action.is_some() {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "actions take POST",
+        ));
+    }
+    let id = parse_id(id)?;
+    let execution = state
+        .store
+        .get_execution(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("execution {id} not found")))?;
+    let filter = DeliveryFilter {
+        execution: Some(id),
+        limit: MAX_PER_EXECUTION,
+        ..DeliveryFilter::default()
+    };
+    let deliveries = state.store.list_deliveries(&filter).await?;
+    Ok(Json(ExecutionDetail {
+        execution,
+        deliveries,
+    }))
+}
+
+/// `GET /v1/deliveries?state=failed`: deliveries by id, oldest first.
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<DeliveryQuery>,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    let wanted = match query.state.as_deref() {
+        None => None,
+        Some(text) => Some(DeliveryState::parse(text).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "state {text:?} is not one of waiting, pending, delivered, failed"
+            ))
+        })?),
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_LIMIT}, got {limit}"
+        )));
+    }
+    let filter = DeliveryFilter {
+        execution: None,
+        state: wanted,
+        after: query.cursor,
+        limit,
+    };
+    let deliveries = state.store.list_deliveries(&filter).await?;
+    let next_cursor = (deliveries.len() == limit as usize)
+        .then(|| deliveries.last().map(|delivery| delivery.id))
+        .flatten();
+    Ok(Json(DeliveryPage {
+        deliveries,
+        next_cursor,
+    }))
+}
+
+/// `POST /v1/deliveries/{id}:redrive`: a failed delivery is sent again (a new round of
+/// attempts). 409 when it is not failed.
+pub async fn action(
+    State(state): State<Arc<AppState>>,
+    Path(segment): Path<String>,
+) -> Result<Json<DeliveryInfo>, ApiError> {
+    let (id, action) = split_action(&segment);
+    if action != Some("redrive") {
+        return Err(ApiError::not_found(
+            "unknown action; use POST /v1/deliveries/{id}:redrive",
+        ));
+    }
+    let id = Uuid::parse_str(id)
+        .map_err(|_| ApiError::not_found(format!("delivery {id:?} not found (ids are UUIDs)")))?;
+    let redriven = state
+        .store
+        .redrive_delivery(id, crate::domain::now())
+        .await?;
+    let filter = DeliveryFilter {
+        after: Some(Uuid::from_u128(id.as_u128().wrapping_sub(1))),
+        limit: 1,
+        ..DeliveryFilter::default()
+    };
+    let found = state.store.list_deliveries(&filter).await?;
+    let delivery = found
+        .into_iter()
+        .find(|delivery| delivery.id == id)
+        .ok_or_else(|| ApiError::not_found(format!("delivery {id} not found")))?;
+    if !redriven {
+        return Err(ApiError::conflict(format!(
+            "delivery {id} is {}, not failed: only failed deliveries are re-driven",
+            delivery.state.as_str()
+        )));
+    }
+    Ok(Json(delivery))
+}
+
+/// `GET /v1/functions/{name}/destination-key`: the function's generated signing key
+/// (made on first read), for admins.
+pub async fn key(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<DestinationKey>, ApiError> {
+    let function = state
+        .store
+        .get_function(&name)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("function {name:?} not found")))?;
+    let key = function_key(&state.store, &state.vault, &name).await?;
+    Ok(Json(DestinationKey {
+        function: name,
+        key: key.to_string(),
+        secret: function.spec.destinations.and_then(|d| d.secret),
+    }))
+}

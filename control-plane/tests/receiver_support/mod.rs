@@ -1,0 +1,125 @@
+//! An HTTP receiver on 127.0.0.1 for the destinations tests: it records every POST and
+//! answers the statuses a test scripts per path (200 by default).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+
+/// One POST the receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// What the receiver got, and the statuses it answers next per path (200 when none).
+#[derive(Default)]
+struct Inbox {
+    received: Mutex<Vec<Received>>,
+    answers: Mutex<HashMap<String, VecDeque<u16>>>,
+    always: Mutex<HashMap<String, u16>>,
+}
+
+/// An HTTP receiver on 127.0.0.1.
+pub struct Receiver {
+    pub url: String,
+    inbox: Arc<Inbox>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        Receiver::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_on(address: SocketAddr) -> Receiver {
+        let inbox = Arc::new(Inbox::default());
+        let app = Router::new()
+            .route("/{path}", post(receive))
+            .with_state(inbox.clone());
+        let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Receiver { url, inbox, task }
+    }
+
+    /// The next answers of `path`.
+    pub fn answer(&self, path: &str, statuses: &[u16]) {
+        let mut answers = self.inbox.answers.lock().unwrap();
+        answers.insert(path.to_owned(), statuses.iter().copied().collect());
+    }
+
+    /// `path` always answers `status`.
+    pub fn always(&self, path: &str, status: u16) {
+        self.inbox
+            .always
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), status);
+    }
+
+    pub fn received(&self, path: &str) -> Vec<Received> {
+        let received = self.inbox.received.lock().unwrap();
+        received
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `path` got `count` requests.
+    pub async fn wait_for(&self, path: &str, count: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let got = self.received(path);
+            if got.len() >= count {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} got {} of {count}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn receive(
+    State(inbox): State<Arc<Inbox>>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    inbox.received.lock().unwrap().push(Received {
+        path: path.clone(),
+        headers,
+        body,
+    });
+    let next = inbox
+        .answers
+        .lock()
+        .unwrap()
+        .get_mut(&path)
+        .and_then(VecDeque::pop_front);
+    let status = next
+        .or_else(|| inbox.always.lock().unwrap().get(&path).copied())
+        .unwrap_or(200);
+    StatusCode::from_u16(status).unwrap()
+}
