@@ -192,7 +192,7 @@ impl State {
         old.len()
     }
 
-    /// Removes execution `id`, its logs and its idempotency key.
+    /// Removes execution `id`, its logs, its deliveries and its idempotency key.
     fn remove_execution(&mut self, id: Uuid) {
         if let Some(e) = self.executions.remove(&id) {
             if let Some(key) = e.idempotency_key {
@@ -200,6 +200,7 @@ impl State {
             }
         }
         self.logs.remove(&id);
+        self.deliveries.retain(|_, held| held.execution_id() != id);
     }
 
     pub(super) fn delete_execution(&mut self, id: Uuid) -> Deletion {

@@ -16,6 +16,13 @@ pub(super) struct HeldDelivery {
     lease_until: Option<DateTime<Utc>>,
 }
 
+impl HeldDelivery {
+    /// The execution whose result this delivers.
+    pub(super) fn execution_id(&self) -> Uuid {
+        self.delivery.execution_id
+    }
+}
+
 /// A delivery as the SQL stores give it back.
 fn stored(delivery: &Delivery) -> Delivery {
     let mut delivery = delivery.clone();

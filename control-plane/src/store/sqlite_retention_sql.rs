@@ -10,6 +10,10 @@ use uuid::Uuid;
 use super::sql::{db, to_ms};
 use crate::store::{Deletion, PruneScope, StoreError};
 
+/// The hyphenated lowercase text of a 16-byte `id` column, as a UUID prints.
+const UUID_TEXT: &str = "lower(substr(hex(id), 1, 8) || '-' || substr(hex(id), 9, 4) || '-' || \
+     substr(hex(id), 13, 4) || '-' || substr(hex(id), 17, 4) || '-' || substr(hex(id), 21))";
+
 /// Terminal statuses, as an SQL list.
 const FINISHED: &str = "('success', 'error', 'timeout', 'cancelled')";
 
@@ -48,6 +52,14 @@ pub(super) fn prune_executions(
         params_from_iter(values.iter()),
     )
     .map_err(db("prune logs"))?;
+    // Deliveries name their execution by its text form.
+    conn.execute(
+        &format!(
+            "DELETE FROM deliveries WHERE execution_id IN (SELECT {UUID_TEXT} FROM ({select}))"
+        ),
+        params_from_iter(values.iter()),
+    )
+    .map_err(db("prune deliveries"))?;
     conn.execute(
         &format!("DELETE FROM executions WHERE id IN ({select})"),
         params_from_iter(values.iter()),
@@ -74,6 +86,11 @@ pub(super) fn delete_execution(conn: &Connection, id: Uuid) -> Result<Deletion, 
         [id.into_bytes()],
     )
     .map_err(db("delete logs"))?;
+    conn.execute(
+        "DELETE FROM deliveries WHERE execution_id = ?1",
+        [id.to_string()],
+    )
+    .map_err(db("delete deliveries"))?;
     conn.execute("DELETE FROM executions WHERE id = ?1", [id.into_bytes()])
         .map_err(db("delete execution"))?;
     Ok(Deletion::Deleted)

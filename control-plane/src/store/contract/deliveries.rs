@@ -217,3 +217,43 @@ pub(crate) async fn failed_deliveries_are_listed_and_redriven_once(store: Arc<dy
     assert_eq!(redriven[0].round_attempts, 0);
     assert_eq!(redriven[0].attempts.len(), 1);
 }
+
+/// An execution's deliveries go with it: when retention prunes it and when it is
+/// deleted, so the table cannot outgrow the executions it serves.
+pub(crate) async fn deliveries_leave_with_their_execution(store: Arc<dyn Store>) {
+    let function = super::create(&*store, "delivered").await;
+    let long_ago = ms(Utc::now() - TimeDelta::days(30));
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let mut execution = super::queued(&function);
+        execution.status = crate::domain::ExecutionStatus::Success;
+        execution.finished_at = Some(long_ago);
+        store.insert_execution(&execution).await.unwrap();
+        let kinds = [DeliveryKind::Callback, DeliveryKind::OnSuccess];
+        let held: Vec<Delivery> = kinds
+            .into_iter()
+            .map(|kind| delivery(execution.id, kind, DeliveryState::Pending))
+            .collect();
+        store.insert_deliveries(&held).await.unwrap();
+        ids.push(execution.id);
+    }
+    let count = |id| {
+        let store = store.clone();
+        async move { store.list_deliveries(&of(id)).await.unwrap().len() }
+    };
+    assert_eq!(count(ids[0]).await, 2);
+
+    assert_eq!(
+        store.delete_execution(ids[0]).await.unwrap(),
+        crate::store::Deletion::Deleted
+    );
+    assert_eq!(count(ids[0]).await, 0, "deleted with its execution");
+    let scope = crate::store::PruneScope::Function("delivered".into());
+    let cut = ms(Utc::now() - TimeDelta::days(1));
+    assert_eq!(store.prune_executions(&scope, cut, 1).await.unwrap(), 1);
+    let left: Vec<usize> = [count(ids[1]).await, count(ids[2]).await].into();
+    assert!(
+        left == [0, 2] || left == [2, 0],
+        "one pruned execution takes its deliveries, the other keeps them: {left:?}"
+    );
+}

@@ -144,6 +144,7 @@ macro_rules! store_contract {
             deliveries::a_callback_waits_then_is_armed_with_the_result,
             deliveries::a_due_delivery_is_claimed_once_and_recorded_by_its_holder,
             deliveries::failed_deliveries_are_listed_and_redriven_once,
+            deliveries::deliveries_leave_with_their_execution,
         );
     };
     (@tests $make:expr; $($module:ident :: $test:ident),+ $(,)?) => {

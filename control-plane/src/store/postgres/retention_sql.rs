@@ -37,6 +37,8 @@ pub(super) async fn prune_executions(
              DELETE FROM executions e USING doomed WHERE e.id = doomed.id RETURNING e.id
          ), logs_gone AS (
              DELETE FROM logs l USING gone WHERE l.execution_id = gone.id
+         ), deliveries_gone AS (
+             DELETE FROM deliveries d USING gone WHERE d.execution_id = gone.id::text
          )
          SELECT count(*) FROM gone"
     );
@@ -76,6 +78,12 @@ pub(super) async fn delete_execution(
     tx.execute("DELETE FROM logs WHERE execution_id = $1", &[&id])
         .await
         .map_err(db("delete logs"))?;
+    tx.execute(
+        "DELETE FROM deliveries WHERE execution_id = $1",
+        &[&id.to_string()],
+    )
+    .await
+    .map_err(db("delete deliveries"))?;
     tx.commit().await.map_err(db("commit a delete"))?;
     Ok(Deletion::Deleted)
 }
