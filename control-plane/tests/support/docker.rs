@@ -75,7 +75,9 @@ impl Image {
 
 impl Drop for Image {
     fn drop(&mut self) {
-        let _ = docker(&["rmi", "-f", &self.0]);
+        // Its untagged parent layers stay: a build running beside this test may be
+        // using one as its cache, and the legacy builder fails when it goes away.
+        let _ = docker(&["rmi", "-f", "--no-prune", &self.0]);
     }
 }
 
