@@ -334,18 +334,33 @@ async fn warm_calls_show_their_instance_and_an_enqueued_call_its_queue() {
     }
 }
 
-/// A caller's `traceparent` with `flags`, on `:invoke` of `name`: the execution's id.
-async fn invoke_traced(server: &Server, name: &str, traceparent: &str) -> String {
-    let request = server
+/// `:invoke` of `name` with a caller's `traceparent` (and an `Idempotency-Key` when
+/// given): the execution's id.
+async fn invoke_traced(
+    server: &Server,
+    name: &str,
+    traceparent: &str,
+    key: Option<&str>,
+) -> String {
+    let mut request = server
         .request(
             reqwest::Method::POST,
             &format!("/v1/functions/{name}:invoke"),
         )
         .header("traceparent", traceparent)
         .json(&json!({}));
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
     let (status, _, body) = server.call(request).await;
     assert_eq!(status, 200, "{body}");
     body["executionId"].as_str().unwrap().to_owned()
+}
+
+fn hex_bytes(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
 }
 
 #[tokio::test]
@@ -355,19 +370,21 @@ async fn a_callers_span_is_the_parent_and_its_sampling_decision_holds() {
         Server::start_with(options(&endpoint, &[("OTEL_BSP_SCHEDULE_DELAY", "100")])).await;
     server.deploy(echo("steady", json!({}))).await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let unsampled = invoke_traced(
-        &server,
-        "steady",
-        &format!("00-{trace}-b7ad6b7169203331-00"),
-    )
-    .await;
+    let parent = |span: &str, flags: &str| format!("00-{trace}-{span}-{flags}");
+    let unsampled = invoke_traced(&server, "steady", &parent("b7ad6b7169203331", "00"), None).await;
     let sampled = invoke_traced(
         &server,
         "steady",
-        &format!("00-{trace}-00f067aa0ba902b7-01"),
+        &parent("00f067aa0ba902b7", "01"),
+        Some("once"),
     )
     .await;
-    let spans = wait_spans(&received, "gantry.execution", 1).await;
+    // The same key from another trace is answered with the first execution.
+    let other = "00-0af7651916cd43dd8448eb211c80319c-b9c7c989f97918e1-01";
+    let replayed = invoke_traced(&server, "steady", other, Some("once")).await;
+    assert_eq!(replayed, sampled);
+
+    let spans = wait_spans(&received, "gantry.invoke", 2).await;
     let of = |id: &str| -> Vec<&Span> {
         spans
             .iter()
@@ -375,23 +392,23 @@ async fn a_callers_span_is_the_parent_and_its_sampling_decision_holds() {
             .filter(|span| attr(span, "gantry.execution.id") == id)
             .collect()
     };
-    let [request] = &of(&sampled)
+    let requests: Vec<&Span> = of(&sampled)
         .into_iter()
         .filter(|span| span.name == "gantry.invoke")
-        .collect::<Vec<_>>()[..]
-    else {
-        panic!("one request span for the sampled call");
-    };
-    assert_eq!(
-        request.parent_span_id,
-        [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7],
-        "the request hangs from the caller's span"
-    );
-    let trace_bytes: Vec<u8> = (0..16)
-        .map(|i| u8::from_str_radix(&trace[2 * i..2 * i + 2], 16).unwrap())
         .collect();
-    assert_eq!(request.trace_id, trace_bytes);
-    // The unsampled call ended first; nothing of it may come, even after the other's.
+    assert_eq!(requests.len(), 2, "the call and its replay");
+    for request in &requests {
+        assert_eq!(request.trace_id, hex_bytes(trace), "the execution's trace");
+    }
+    let parents: BTreeSet<Vec<u8>> = requests
+        .iter()
+        .map(|span| span.parent_span_id.clone())
+        .collect();
+    // The call hangs from its caller's span; the replay, whose caller is in another
+    // trace, is a root of the execution's trace rather than a child of a foreign span.
+    let expected: BTreeSet<Vec<u8>> = [hex_bytes("00f067aa0ba902b7"), Vec::new()].into();
+    assert_eq!(parents, expected);
+    // The unsampled call ended first; nothing of it may come, even after the others.
     assert!(
         of(&unsampled).is_empty(),
         "a caller that does not sample gets no spans: {:?}",

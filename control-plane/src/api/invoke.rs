@@ -67,8 +67,9 @@ pub async fn action(
             return answer;
         }
     }
-    // The request's span hangs from the caller's, when it named one.
-    let caller = trace.as_ref().map(|context| context.parent_span_id);
+    // The request's span hangs from the caller's, when it named one (kept only when
+    // spans are recorded at all).
+    let caller = since.and(trace.clone());
     let request = InvokeRequest {
         function: name.to_owned(),
         input,
@@ -81,7 +82,7 @@ pub async fn action(
     };
     if !wait {
         let accepted = state.dispatcher.submit(request).await?;
-        crate::telemetry::request(since, "enqueue", &accepted.execution, caller);
+        crate::telemetry::request(since, "enqueue", &accepted.execution, caller.as_ref());
         let body = Accepted {
             execution_id: accepted.execution.id,
             status: accepted.execution.status,
@@ -92,7 +93,7 @@ pub async fn action(
         ));
     }
     let execution = state.dispatcher.invoke(request).await?;
-    crate::telemetry::request(since, "invoke", &execution, caller);
+    crate::telemetry::request(since, "invoke", &execution, caller.as_ref());
     let mut response = with_id(sync_answer(&execution), &execution);
     if let Some(cold) = execution.cold_start {
         response.headers_mut().insert(

@@ -13,7 +13,9 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use super::otlp::Pipeline;
 use super::{execution_span_id, request_span_id, trace_id, PIPELINE};
-use crate::domain::{Execution, ExecutionError, ExecutionStatus, Finished, Trigger, SAMPLED};
+use crate::domain::{
+    Execution, ExecutionError, ExecutionStatus, Finished, TraceContext, Trigger, SAMPLED,
+};
 
 /// Where an execution's spans hang.
 struct Lineage {
@@ -181,13 +183,14 @@ fn time(at: DateTime<Utc>) -> SystemTime {
 }
 
 /// The `:invoke` or `:enqueue` request (`action`) begun at `since` that created (or
-/// answered) `execution`: under `caller`, the span id of the caller's `traceparent`,
-/// else the root of its trace.
+/// answered) `execution`: under the span of the caller's `traceparent` (`caller`) when
+/// the execution is in that trace, else the root of its trace (an idempotent replay
+/// answers an execution of an earlier request's trace).
 pub fn request(
     since: Option<SystemTime>,
     action: &'static str,
     execution: &Execution,
-    caller: Option<[u8; 8]>,
+    caller: Option<&TraceContext>,
 ) {
     let Some(start) = since else {
         return;
@@ -200,7 +203,9 @@ pub fn request(
     } else {
         "gantry.enqueue"
     };
-    let caller = caller.map(SpanId::from_bytes);
+    let caller = caller
+        .filter(|context| TraceId::from_bytes(context.trace_id) == lineage.trace)
+        .map(|context| SpanId::from_bytes(context.parent_span_id));
     let mut piece = Piece {
         kind: SpanKind::Server,
         id: Some(request_span_id(execution.id)),
