@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::outcome;
 use super::Dispatcher;
 use crate::domain::{codes, Execution, ExecutionStatus};
+use crate::registry::freshness::CatalogView;
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::store::Store;
 
@@ -88,6 +89,7 @@ impl Dispatcher {
     pub(super) fn sweep_expired(self: &Arc<Self>) {
         let this = self.clone();
         tokio::spawn(async move {
+            let mut deployed = CatalogView::new(|_| true);
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(SWEEP_EVERY) => {}
@@ -96,10 +98,10 @@ impl Dispatcher {
                 if this.closing.load(std::sync::atomic::Ordering::SeqCst) {
                     return;
                 }
-                match this.catalog.list().await {
-                    Ok(functions) => {
-                        this.forget_deleted_buckets(&functions);
-                        this.sweep_round(functions).await;
+                match deployed.refresh(&this.catalog).await {
+                    Ok(()) => {
+                        this.forget_deleted_buckets(deployed.functions());
+                        this.sweep_round(deployed.functions()).await;
                     }
                     Err(err) => {
                         tracing::warn!("cannot list the functions to expire old executions: {err}")
@@ -112,7 +114,7 @@ impl Dispatcher {
     /// One sweep: for each function with a queue age limit, ends the queued executions
     /// past it, at most [`SWEEP_BUDGET`] in all. Several nodes may sweep at once: the
     /// end is a conditional update from `queued`, so each execution ends once.
-    async fn sweep_round(self: &Arc<Self>, functions: Vec<FunctionVersion>) {
+    async fn sweep_round(self: &Arc<Self>, functions: &[FunctionVersion]) {
         let mut budget = SWEEP_BUDGET;
         for version in functions {
             let Some(limit) = self.max_queue_age(&version.spec) else {

@@ -9,7 +9,8 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, RegistryError};
+use super::FunctionVersion;
 
 /// Time between two looks at the store's catalog generation: a change on another node
 /// is seen within it.
@@ -37,6 +38,44 @@ impl Catalog {
                 }
             }
         })
+    }
+}
+
+/// The deployed functions a periodic task works on, listed again only when the store's
+/// catalog generation moved: a round costs one small read instead of every manifest.
+pub struct CatalogView {
+    /// The generation `functions` were listed at (`None`: not listed yet).
+    generation: Option<i64>,
+    functions: Vec<FunctionVersion>,
+    /// Which functions are kept (for example, those with schedules).
+    keep: fn(&FunctionVersion) -> bool,
+}
+
+impl CatalogView {
+    /// A view keeping the functions `keep` accepts.
+    pub fn new(keep: fn(&FunctionVersion) -> bool) -> CatalogView {
+        CatalogView {
+            generation: None,
+            functions: Vec::new(),
+            keep,
+        }
+    }
+
+    /// Lists the functions again if the catalog changed since the last look.
+    pub async fn refresh(&mut self, catalog: &Catalog) -> Result<(), RegistryError> {
+        let generation = catalog.store().catalog_generation().await?;
+        if self.generation != Some(generation) {
+            let mut functions = catalog.list().await?;
+            functions.retain(|version| (self.keep)(version));
+            self.functions = functions;
+            self.generation = Some(generation);
+        }
+        Ok(())
+    }
+
+    /// The functions as of the last [`CatalogView::refresh`].
+    pub fn functions(&self) -> &[FunctionVersion] {
+        &self.functions
     }
 }
 

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::{ticks, ScheduleSpec};
 use crate::dispatch::{DispatchError, Dispatcher, TickFire};
 use crate::registry::catalog::{Catalog, RegistryError};
+use crate::registry::freshness::CatalogView;
 use crate::registry::FunctionVersion;
 use crate::store::{CursorScope, ScheduleAdvance, Store, StoreError};
 
@@ -40,8 +41,8 @@ struct Scheduler {
     store: Arc<dyn Store>,
     catalog: Arc<Catalog>,
     dispatcher: Arc<Dispatcher>,
-    generation: Option<i64>,
-    functions: Vec<FunctionVersion>,
+    /// The functions that have schedules.
+    functions: CatalogView,
 }
 
 /// Runs the scheduler until `stop` is cancelled.
@@ -55,8 +56,7 @@ pub fn start(
         store,
         catalog,
         dispatcher,
-        generation: None,
-        functions: Vec::new(),
+        functions: CatalogView::new(|version| !version.spec.schedules.is_empty()),
     };
     tokio::spawn(async move {
         loop {
@@ -80,8 +80,8 @@ impl Scheduler {
         now: DateTime<Utc>,
         stop: &CancellationToken,
     ) -> Result<(), SchedulerError> {
-        self.refresh().await?;
-        if self.functions.is_empty() {
+        self.functions.refresh(&self.catalog).await?;
+        if self.functions.functions().is_empty() {
             return Ok(());
         }
         let cursors: HashMap<(String, String), DateTime<Utc>> = self
@@ -92,7 +92,7 @@ impl Scheduler {
             .map(|cursor| ((cursor.function, cursor.key), cursor.last_tick))
             .collect();
         self.drop_stale(&cursors).await?;
-        for version in &self.functions {
+        for version in self.functions.functions() {
             for schedule in &version.spec.schedules {
                 if stop.is_cancelled() {
                     return Ok(());
@@ -107,18 +107,6 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Reads the functions again when the catalog changed.
-    async fn refresh(&mut self) -> Result<(), SchedulerError> {
-        let generation = self.store.catalog_generation().await?;
-        if self.generation != Some(generation) {
-            let mut functions = self.catalog.list().await?;
-            functions.retain(|version| !version.spec.schedules.is_empty());
-            self.functions = functions;
-            self.generation = Some(generation);
-        }
-        Ok(())
-    }
-
     /// Deletes the cursors of schedules a function no longer has. Only a cursor that
     /// has not moved since the function's current version was deployed goes: one that
     /// moved since is in use by a node that knows a newer version than this one.
@@ -128,6 +116,7 @@ impl Scheduler {
     ) -> Result<(), SchedulerError> {
         let versions: HashMap<&str, &FunctionVersion> = self
             .functions
+            .functions()
             .iter()
             .map(|version| (version.name.as_str(), version))
             .collect();

@@ -45,9 +45,7 @@ impl Receiver {
 
     pub async fn start_on(address: SocketAddr) -> Receiver {
         let inbox = Arc::new(Inbox::default());
-        let app = Router::new()
-            .route("/{path}", post(receive))
-            .with_state(inbox.clone());
+        let app = app(&inbox);
         let listener = tokio::net::TcpListener::bind(address).await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(async move {
@@ -75,9 +73,7 @@ impl Receiver {
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let inbox = Arc::new(Inbox::default());
-        let app = Router::new()
-            .route("/{path}", post(receive))
-            .with_state(inbox.clone());
+        let app = app(&inbox);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!(
             "https://localhost:{}",
@@ -151,6 +147,13 @@ impl Drop for Receiver {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Records every POST into `inbox` and answers as it is scripted.
+fn app(inbox: &Arc<Inbox>) -> Router {
+    Router::new()
+        .route("/{path}", post(receive))
+        .with_state(inbox.clone())
 }
 
 async fn receive(
