@@ -175,6 +175,7 @@ pub fn execution_details(execution: &Execution) -> String {
         ("parentId", opt(execution.parent_id)),
         ("rootId", opt(execution.root_id)),
         ("depth", execution.depth.to_string()),
+        ("scheduledFor", time(execution.scheduled_for)),
         ("runAt", time(execution.run_at)),
         ("timeoutMs", execution.timeout_ms.to_string()),
         ("createdAt", time(Some(execution.created_at))),

@@ -1,5 +1,6 @@
 //! Result destinations: an execution's final result POSTed, signed, to the caller's
-//! `X-Callback-Url` and the function's `destinations`. Deliveries are stored, claimed
+//! `X-Callback-Url` and the function's `destinations`. Deliveries are stored with the
+//! result they send (one transaction), claimed
 //! with leases (any node sharing the store sends a due one, once per attempt) and
 //! retried with exponential backoff; undeliverable ones are listed and can be re-driven.
 
@@ -31,14 +32,11 @@ pub use worker::start;
 
 use crate::domain::{Execution, ExecutionError, ExecutionStatus};
 use crate::secrets::{Vault, VaultError};
-use crate::store::{Store, StoreError};
+use crate::store::{FollowUps, Store, StoreError};
 
 /// Callbacks registered on this node whose execution has not ended, at most this many
 /// remembered (beyond, the sweep of waiting callbacks finds them).
 const MAX_CALLBACK_HINTS: usize = 100_000;
-
-/// Results whose deliveries are being stored at once, at most.
-pub const MAX_STORING: usize = 1024;
 
 /// What delivering fails with.
 #[derive(Debug, thiserror::Error)]
@@ -150,8 +148,6 @@ pub struct Destinations {
     wake: tokio::sync::Notify,
     /// Executions with a callback registered through this node.
     callbacks: DashSet<Uuid>,
-    /// Bounds the results being stored at once.
-    storing: Arc<tokio::sync::Semaphore>,
 }
 
 impl Destinations {
@@ -167,7 +163,6 @@ impl Destinations {
             settings,
             wake: tokio::sync::Notify::new(),
             callbacks: DashSet::new(),
-            storing: Arc::new(tokio::sync::Semaphore::new(MAX_STORING)),
         })
     }
 
@@ -203,14 +198,16 @@ impl Destinations {
         }
     }
 
-    /// After `execution` ended for good: stores the deliveries of its result to its
-    /// callback and `destinations` (in the background, at most [`MAX_STORING`] results
-    /// at once: past that the caller waits), and wakes the sender.
-    pub async fn finished(
-        self: &Arc<Self>,
+    /// What the end of `execution` sends, to be stored with its result (see
+    /// [`FollowUps`]): a pending delivery to the function's `destinations` for its
+    /// outcome, and, when a callback registered through this node waits for it, the
+    /// result body that makes the callback pending. (A callback registered elsewhere is
+    /// made pending by the sweep of waiting callbacks.)
+    pub fn follow_ups(
+        &self,
         execution: &Execution,
         destinations: Option<&DestinationsSpec>,
-    ) {
+    ) -> FollowUps {
         let callback = self.callbacks.remove(&execution.id).is_some();
         let (kind, target) = match execution.status {
             ExecutionStatus::Success => (
@@ -223,45 +220,28 @@ impl Destinations {
             ),
         };
         if !callback && target.is_none() {
-            return;
-        }
-        let secret = destinations.and_then(|d| d.secret.clone());
-        let mut rows = Vec::new();
-        if let Some(target) = target {
-            rows.push(new_delivery(execution, kind, &target.url, secret));
+            return FollowUps::default();
         }
         let body = serde_json::to_string(&ResultBody::of(execution)).unwrap_or_default();
-        let Ok(permit) = self.storing.clone().acquire_owned().await else {
-            return;
-        };
-        let this = self.clone();
-        let id = execution.id;
-        tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(err) = this.store_result(id, &body, &mut rows, callback).await {
-                tracing::error!(execution = %id, "cannot store the deliveries of the result: {err}");
-            }
-            this.wake.notify_one();
-        });
+        let secret = destinations.and_then(|d| d.secret.clone());
+        let deliveries = target
+            .map(|target| {
+                let mut delivery = new_delivery(execution, kind, &target.url, secret);
+                delivery.body = Some(body.clone());
+                delivery
+            })
+            .into_iter()
+            .collect();
+        FollowUps {
+            children: Vec::new(),
+            deliveries,
+            callback_body: callback.then_some(body),
+        }
     }
 
-    async fn store_result(
-        &self,
-        id: Uuid,
-        body: &str,
-        rows: &mut [Delivery],
-        callback: bool,
-    ) -> Result<(), StoreError> {
-        for row in rows.iter_mut() {
-            row.body = Some(body.to_owned());
-        }
-        if !rows.is_empty() {
-            self.store.insert_deliveries(rows).await?;
-        }
-        if callback {
-            self.store.arm_deliveries(id, body, now_ms()).await?;
-        }
-        Ok(())
+    /// After a result was stored with deliveries to send: wakes the sender.
+    pub fn stored(&self) {
+        self.wake.notify_one();
     }
 }
 

@@ -40,7 +40,23 @@ impl Dispatcher {
     ) -> Result<(), DispatchError> {
         let since = crate::telemetry::started();
         self.pace(spec, execution)?;
-        let execution = &*execution;
+        let admitted = self.admit_paced(spec, execution, storing, since).await;
+        if admitted.is_err() && spec.rate_limit.is_some() {
+            // Not stored: its token is free for the next execution.
+            self.rates.give_back(&execution.function);
+        }
+        admitted
+    }
+
+    /// [`Dispatcher::admit`] once the rate limit let `execution` in (`since`: when its
+    /// admission began).
+    async fn admit_paced(
+        self: &Arc<Self>,
+        spec: &FunctionSpec,
+        execution: &Execution,
+        storing: Storing<'_>,
+        since: Option<std::time::SystemTime>,
+    ) -> Result<(), DispatchError> {
         if execution.run_at.is_some() {
             // Delayed: it waits in the store for its time, as a delayed chain does, and
             // the due task queues it then.

@@ -1,5 +1,5 @@
 //! The dispatcher's side of result destinations: a caller's callback registered before
-//! its execution is stored, and every final result handed to [`Destinations`].
+//! its execution is stored, and the deliveries of every final result, stored with it.
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use crate::destinations::Destinations;
 use crate::domain::Execution;
 use crate::registry::catalog::LoadedFunction;
 use crate::registry::FunctionSpec;
+use crate::store::FollowUps;
 
 impl Dispatcher {
     /// Sends final results to their destinations from now on.
@@ -47,15 +48,26 @@ impl Dispatcher {
         }
     }
 
-    /// Hands the final result of `execution` to its destinations.
-    pub(super) async fn deliver_result(
+    /// The deliveries of the final result of `execution` (a run of `function`), to be
+    /// stored with it; no chained children yet.
+    pub(super) fn result_deliveries(
         &self,
         execution: &Execution,
         function: Option<&LoadedFunction>,
-    ) {
+    ) -> FollowUps {
+        match self.destinations.get() {
+            Some(destinations) => {
+                let spec = function.and_then(|function| function.spec().destinations.as_ref());
+                destinations.follow_ups(execution, spec)
+            }
+            None => FollowUps::default(),
+        }
+    }
+
+    /// After a result was stored with deliveries to send: wakes the sender.
+    pub(super) fn wake_deliveries(&self) {
         if let Some(destinations) = self.destinations.get() {
-            let spec = function.and_then(|function| function.spec().destinations.as_ref());
-            destinations.finished(execution, spec).await;
+            destinations.stored();
         }
     }
 }

@@ -2,7 +2,7 @@
 //! (durably, same id, attempt + 1); a final result is recorded together with the
 //! executions its chains start (one transaction, so a chain fires exactly once), failed
 //! results of functions with a retry policy go to the dead-letter list, final results
-//! go to their destinations, and scheduled executions (delayed chains, retries) run when
+//! are stored with their deliveries to their destinations, and scheduled executions (delayed chains, retries) run when
 //! their time comes.
 
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use crate::domain::{
 use crate::metrics::Timing;
 use crate::registry::catalog::LoadedFunction;
 use crate::registry::manifest::DEFAULT_MAX_IN_FLIGHT;
-use crate::store::Store;
+use crate::store::{FollowUps, Store};
 
 /// First pause before a result the store refused is written again.
 const RECORD_RETRY_FIRST: Duration = Duration::from_millis(100);
@@ -98,10 +98,10 @@ impl Dispatcher {
         let finished = self.dead_lettered(finished, function);
         let mut done = execution.clone();
         apply_finished(&mut done, &finished);
-        let children = match function {
-            Some(function) => self.chain_children(&done, function).await,
-            None => Vec::new(),
-        };
+        let mut follow = self.result_deliveries(&done, function);
+        if let Some(function) = function {
+            follow.children = self.chain_children(&done, function).await;
+        }
         // One this node never claimed is ended only while it is still queued.
         let holder = if execution.status == ExecutionStatus::Queued {
             Holder::Queue
@@ -109,7 +109,7 @@ impl Dispatcher {
             Holder::Owner(&self.settings.owner)
         };
         let applied = self
-            .record_final(execution.id, holder, &finished, &children, &mut ack)
+            .record_final(execution.id, holder, &finished, &follow, &mut ack)
             .await;
         if let Some(ack) = ack {
             let _ = ack.send(if applied {
@@ -120,13 +120,15 @@ impl Dispatcher {
         }
         if applied {
             *execution = done;
-            self.recorded(execution, &children);
-            self.deliver_result(execution, function).await;
+            self.recorded(execution, &follow.children);
+            if follow.sends_results() {
+                self.wake_deliveries();
+            }
         }
         Ending::Final(applied)
     }
 
-    /// Stores a final result with its chained `children`. While the store cannot take it
+    /// Stores a final result with what it sets off (`follow`). While the store cannot take it
     /// (a full or failing disk), the result is kept here and written again with backoff
     /// until it is stored or the server stops; meanwhile the watchdog's callback is
     /// answered 503 (it may report again) and waiting callers learn that the store fails.
@@ -137,7 +139,7 @@ impl Dispatcher {
         id: Uuid,
         holder: Holder<'_>,
         finished: &Finished,
-        children: &[Execution],
+        follow: &FollowUps,
         ack: &mut Option<oneshot::Sender<Recorded>>,
     ) -> bool {
         let mut pause = RECORD_RETRY_FIRST;
@@ -145,7 +147,7 @@ impl Dispatcher {
         loop {
             let err = match self
                 .store
-                .finish_with_children(id, holder, finished, children)
+                .finish_with_follow_ups(id, holder, finished, follow)
                 .await
             {
                 Ok(applied) => return applied,

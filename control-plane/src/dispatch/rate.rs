@@ -129,6 +129,18 @@ impl RateLimits {
         })
     }
 
+    /// Gives back the token an execution of `function` took but will not use (it was
+    /// not stored after all: a full queue, a failing store, a tick another node fired).
+    pub fn give_back(&self, function: &str) {
+        if self.len() == 0 {
+            return;
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(bucket) = buckets.get_mut(function) {
+            bucket.tokens = (bucket.tokens + 1.0).min(bucket.rate.burst);
+        }
+    }
+
     /// Forgets the bucket of `function` (deleted, or no longer limited).
     pub fn forget(&self, function: &str) {
         if self.len() == 0 {
@@ -229,6 +241,34 @@ mod tests {
             limits.try_take("f", TWO_BURST_THREE, Instant::now()),
             Ok(())
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_given_back_is_free_again_up_to_the_burst() {
+        let limits = RateLimits::default();
+        let now = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(limits.try_take("f", TWO_BURST_THREE, now), Ok(()));
+        }
+        assert!(limits.try_take("f", TWO_BURST_THREE, now).is_err());
+        limits.give_back("f");
+        assert_eq!(limits.try_take("f", TWO_BURST_THREE, now), Ok(()));
+        let waits = limits.reserve("f", TWO_BURST_THREE, 3, now).unwrap();
+        assert_eq!(waits, Duration::from_millis(500));
+        limits.give_back("f");
+        assert_eq!(
+            limits.reserve("f", TWO_BURST_THREE, 3, now),
+            Ok(Duration::from_millis(500)),
+            "the reservation given back is not owed any more"
+        );
+        for _ in 0..10 {
+            limits.give_back("f");
+        }
+        let taken = (0..5)
+            .take_while(|_| limits.try_take("f", TWO_BURST_THREE, now).is_ok())
+            .count();
+        assert_eq!(taken, 3, "never more than the burst");
+        limits.give_back("unknown");
     }
 
     #[tokio::test(start_paused = true)]

@@ -29,8 +29,8 @@ pub struct TickFire<'a> {
 }
 
 impl Dispatcher {
-    /// Fires `fire.tick`: a queued execution with trigger `schedule` and the tick in its
-    /// idempotency key (`schedule:KEY:TICK`), stored only if the cursor is still at
+    /// Fires `fire.tick`: a queued execution with trigger `schedule`, the tick as its
+    /// `scheduled_for` and in its idempotency key (`schedule:KEY:TICK`), stored only if the cursor is still at
     /// `fire.from`. `None` when another node (or an earlier pass) fired it.
     pub async fn fire_tick(
         self: &Arc<Self>,
@@ -44,6 +44,7 @@ impl Dispatcher {
             Execution::queued(version, fire.schedule.input.clone(), Trigger::Schedule);
         execution.begin_trace(None, None);
         execution.idempotency_key = Some(idempotency_key(fire.key, fire.tick));
+        execution.scheduled_for = Some(fire.tick);
         let advance = ScheduleAdvance {
             function: version.name.clone(),
             key: fire.key.to_owned(),

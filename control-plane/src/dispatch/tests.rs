@@ -18,7 +18,7 @@ use crate::pool::Supervision;
 use crate::registry::catalog::Catalog;
 use crate::runtime::scripted::{ScriptedRuntime, Started};
 use crate::secrets::{SecretKey, Vault};
-use crate::store::{MemoryStore, Store, WriteBehind};
+use crate::store::{FollowUps, MemoryStore, Store, WriteBehind};
 
 /// Longest a test waits for something that takes milliseconds.
 const WAIT: Duration = Duration::from_secs(10);
@@ -458,7 +458,7 @@ async fn warm_calls_are_refused_while_too_many_results_wait_for_the_store() {
     for n in 0..2 {
         let mut record = Execution::queued(&function.version, json!(n), Trigger::Api);
         record.status = ExecutionStatus::Success;
-        store.write_behind(record, Vec::new());
+        store.write_behind(record, FollowUps::default());
     }
     let request = || InvokeRequest {
         function: "w".into(),

@@ -405,10 +405,14 @@ impl Dispatcher {
             Record::Behind => {
                 let finished = self.dead_lettered(finished, Some(function));
                 apply_finished(execution, &finished);
-                let children = self.chain_children(execution, function).await;
-                self.store.write_behind(execution.clone(), children.clone());
+                let mut follow = self.result_deliveries(execution, Some(function));
+                follow.children = self.chain_children(execution, function).await;
+                let (children, sends) = (follow.children.clone(), follow.sends_results());
+                self.store.write_behind(execution.clone(), follow);
                 self.recorded(execution, &children);
-                self.deliver_result(execution, Some(function)).await;
+                if sends {
+                    self.wake_deliveries();
+                }
                 self.warm_active.remove(&id);
                 self.notify(execution);
             }

@@ -180,6 +180,10 @@ pub struct Execution {
     /// is taken): where its queue age starts. `None`: at its creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_at: Option<DateTime<Utc>>,
+    /// The schedule tick it fires (trigger `schedule`): the time the cron expression
+    /// named, not when it was stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<DateTime<Utc>>,
     /// The failures of the earlier attempts, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<AttemptFailure>,
@@ -229,6 +233,7 @@ impl Execution {
             dead_letter: false,
             run_at: None,
             due_at: None,
+            scheduled_for: None,
             attempts: Vec::new(),
             callback_token_hash: None,
             redriven_by: None,

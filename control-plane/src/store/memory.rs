@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{
-    CursorScope, Deletion, ExecutionFilter, Fault, PruneScope, Redrive, ScheduleAdvance,
+    CursorScope, Deletion, ExecutionFilter, Fault, FollowUps, PruneScope, Redrive, ScheduleAdvance,
     ScheduleCursor, Store, StoreError, Unfinished,
 };
 use crate::access::TokenRecord;
@@ -187,13 +187,12 @@ impl Store for MemoryStore {
         self.write("insert execution", |s| s.insert(&[execution]))
     }
 
-    async fn insert_with_children(
+    async fn insert_with_follow_ups(
         &self,
         execution: &Execution,
-        children: &[Execution],
+        follow: &FollowUps,
     ) -> Result<(), StoreError> {
-        let records: Vec<&Execution> = std::iter::once(execution).chain(children).collect();
-        self.write("insert execution", |s| s.insert(&records))
+        self.write("insert execution", |s| s.insert_with(execution, follow))
     }
 
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
@@ -248,15 +247,15 @@ impl Store for MemoryStore {
         self.write("requeue execution", |s| Ok(s.requeue(id, owner, attempt)))
     }
 
-    async fn finish_with_children(
+    async fn finish_with_follow_ups(
         &self,
         id: Uuid,
         holder: Holder<'_>,
         finished: &Finished,
-        children: &[Execution],
+        follow: &FollowUps,
     ) -> Result<bool, StoreError> {
         self.write("finish execution", |s| {
-            s.finish(id, holder, finished, children)
+            s.finish(id, holder, finished, follow)
         })
     }
 

@@ -31,7 +31,8 @@ fn stored(delivery: &Delivery) -> Delivery {
 }
 
 impl State {
-    pub(super) fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+    /// Fails as inserting `deliveries` would, changing nothing.
+    pub(super) fn check_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
         if deliveries
             .iter()
             .any(|delivery| self.deliveries.contains_key(&delivery.id))
@@ -42,6 +43,11 @@ impl State {
                 "a delivery with this id is stored".to_owned(),
             ));
         }
+        Ok(())
+    }
+
+    pub(super) fn insert_deliveries(&mut self, deliveries: &[Delivery]) -> Result<(), StoreError> {
+        self.check_deliveries(deliveries)?;
         for delivery in deliveries {
             let held = HeldDelivery {
                 delivery: stored(delivery),

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{ms, State};
 use crate::domain::{AttemptFailure, Claim, Execution, ExecutionStatus, Finished, Holder, Started};
-use crate::store::{ExecutionFilter, Fault, Redrive, StoreError, Unfinished};
+use crate::store::{ExecutionFilter, Fault, FollowUps, Redrive, StoreError, Unfinished};
 
 /// Whether `status` is one a runner holds.
 fn is_held_status(status: ExecutionStatus) -> bool {
@@ -226,12 +226,12 @@ impl State {
         id: Uuid,
         holder: Holder<'_>,
         finished: &Finished,
-        children: &[Execution],
+        follow: &FollowUps,
     ) -> Result<bool, StoreError> {
         if self.endable_by(id, holder).is_none() {
             return Ok(false);
         }
-        self.check_insert(&children.iter().collect::<Vec<_>>())?;
+        self.check_follow_ups(follow)?;
         if let Some(e) = self.endable_by(id, holder) {
             e.status = finished.status;
             e.output = finished.output.clone();
@@ -243,8 +243,42 @@ impl State {
             e.run_at = None;
             e.lease_until = None;
         }
-        self.insert(&children.iter().collect::<Vec<_>>())?;
+        self.write_follow_ups(id, follow)?;
         Ok(true)
+    }
+
+    /// Inserts `execution` and what its result sets off, all or nothing.
+    pub(super) fn insert_with(
+        &mut self,
+        execution: &Execution,
+        follow: &FollowUps,
+    ) -> Result<(), StoreError> {
+        let records: Vec<&Execution> = std::iter::once(execution).chain(&follow.children).collect();
+        self.check_insert(&records)?;
+        self.check_deliveries(&follow.deliveries)?;
+        self.insert(&records)?;
+        self.arm_with(execution.id, follow)
+    }
+
+    /// Fails as writing `follow` would, changing nothing.
+    fn check_follow_ups(&self, follow: &FollowUps) -> Result<(), StoreError> {
+        self.check_insert(&follow.children.iter().collect::<Vec<_>>())?;
+        self.check_deliveries(&follow.deliveries)
+    }
+
+    /// Writes what the result of execution `id` sets off (checked beforehand).
+    fn write_follow_ups(&mut self, id: Uuid, follow: &FollowUps) -> Result<(), StoreError> {
+        self.insert(&follow.children.iter().collect::<Vec<_>>())?;
+        self.arm_with(id, follow)
+    }
+
+    /// Stores the deliveries of `follow` and arms the callbacks waiting for `id`.
+    fn arm_with(&mut self, id: Uuid, follow: &FollowUps) -> Result<(), StoreError> {
+        self.insert_deliveries(&follow.deliveries)?;
+        if let Some(body) = &follow.callback_body {
+            self.arm_deliveries(id, body, crate::domain::now());
+        }
+        Ok(())
     }
 
     pub(super) fn schedule_retry(

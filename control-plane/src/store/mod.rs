@@ -33,7 +33,7 @@ use crate::secrets::{Sealed, SecretRecord};
 pub use cursor::{CursorScope, ScheduleAdvance, ScheduleCursor};
 pub use error::{Fault, StoreError};
 pub use memory::MemoryStore;
-pub use model::{Deletion, ExecutionFilter, PruneScope, Redrive, Unfinished};
+pub use model::{Deletion, ExecutionFilter, FollowUps, PruneScope, Redrive, Unfinished};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use write_behind::WriteBehind;
@@ -87,12 +87,12 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError>;
 
     /// Stores a new execution that may already be finished, and in the same transaction
-    /// `children` (the executions its chains start): all of them or none.
+    /// what its result sets off (`follow`): all of it or none.
     /// [`StoreError::DuplicateIdempotencyKey`] as [`Store::insert_execution`].
-    async fn insert_with_children(
+    async fn insert_with_follow_ups(
         &self,
         execution: &Execution,
-        children: &[Execution],
+        follow: &FollowUps,
     ) -> Result<(), StoreError>;
 
     /// One execution.
@@ -149,18 +149,19 @@ pub trait Store: Send + Sync + 'static {
         holder: Holder<'_>,
         finished: &Finished,
     ) -> Result<bool, StoreError> {
-        self.finish_with_children(id, holder, finished, &[]).await
+        self.finish_with_follow_ups(id, holder, finished, &FollowUps::default())
+            .await
     }
 
-    /// [`Store::finish_execution`], and in the same transaction, only if it applied, the
-    /// inserts of `children` (the executions its chains start): a chain fires exactly
+    /// [`Store::finish_execution`], and in the same transaction, only if it applied, what
+    /// the result sets off (`follow`): a chain fires, and a result is delivered, exactly
     /// once per finished execution, however often its result is reported.
-    async fn finish_with_children(
+    async fn finish_with_follow_ups(
         &self,
         id: Uuid,
         holder: Holder<'_>,
         finished: &Finished,
-        children: &[Execution],
+        follow: &FollowUps,
     ) -> Result<bool, StoreError>;
 
     /// Moves an execution `owner` holds back to `queued` for attempt `attempt`, to run at

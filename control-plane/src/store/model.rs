@@ -70,3 +70,36 @@ pub struct ExecutionFilter {
     /// Read `input` and `output` too (otherwise they come back as `null`).
     pub with_payloads: bool,
 }
+
+/// What recording a final result sets off, written in the transaction that records it
+/// (only if it applies): a crash cannot keep the result and lose these, nor the reverse.
+#[derive(Debug, Clone, Default)]
+pub struct FollowUps {
+    /// The executions its chains start.
+    pub children: Vec<crate::domain::Execution>,
+    /// The deliveries of the result to the function's destinations, pending.
+    pub deliveries: Vec<crate::destinations::Delivery>,
+    /// The result body, when callbacks wait for it: they become pending with it, due at
+    /// once.
+    pub callback_body: Option<String>,
+}
+
+impl FollowUps {
+    /// Only chained `children`.
+    pub fn children(children: Vec<crate::domain::Execution>) -> FollowUps {
+        FollowUps {
+            children,
+            ..FollowUps::default()
+        }
+    }
+
+    /// Whether it sends the result anywhere (a delivery, or a callback made pending).
+    pub fn sends_results(&self) -> bool {
+        !self.deliveries.is_empty() || self.callback_body.is_some()
+    }
+
+    /// Whether there is nothing to write beside the result.
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty() && self.deliveries.is_empty() && self.callback_body.is_none()
+    }
+}

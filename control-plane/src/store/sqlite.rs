@@ -39,12 +39,13 @@ use rusqlite::Connection;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use self::deliveries_sql::FollowUpRows;
 use self::exec_sql::{ExecutionRow, FinishedRow};
 use self::readers::Readers;
 use self::writer::Writer;
 use super::{
-    CursorScope, Deletion, ExecutionFilter, PruneScope, Redrive, ScheduleAdvance, ScheduleCursor,
-    Store, StoreError, Unfinished,
+    CursorScope, Deletion, ExecutionFilter, FollowUps, PruneScope, Redrive, ScheduleAdvance,
+    ScheduleCursor, Store, StoreError, Unfinished,
 };
 use crate::access::TokenRecord;
 use crate::destinations::{Delivery, DeliveryClaim, DeliveryFilter};
@@ -199,18 +200,17 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn insert_with_children(
+    async fn insert_with_follow_ups(
         &self,
         execution: &Execution,
-        children: &[Execution],
+        follow: &FollowUps,
     ) -> Result<(), StoreError> {
-        let rows = std::iter::once(execution)
-            .chain(children)
-            .map(ExecutionRow::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        let row = ExecutionRow::new(execution)?;
+        let follow = FollowUpRows::new(follow)?;
+        let id = execution.id;
         self.write(move |conn| {
-            rows.iter()
-                .try_for_each(|row| exec_sql::insert_execution(conn, row))
+            exec_sql::insert_execution(conn, &row)?;
+            follow.write(conn, id)
         })
         .await
     }
@@ -272,18 +272,15 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn finish_with_children(
+    async fn finish_with_follow_ups(
         &self,
         id: Uuid,
         holder: Holder<'_>,
         finished: &Finished,
-        children: &[Execution],
+        follow: &FollowUps,
     ) -> Result<bool, StoreError> {
         let row = FinishedRow::new(finished)?;
-        let children = children
-            .iter()
-            .map(ExecutionRow::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        let follow = FollowUpRows::new(follow)?;
         let owner = match holder {
             Holder::Queue => None,
             Holder::Owner(owner) => Some(owner.to_owned()),
@@ -292,9 +289,7 @@ impl Store for SqliteStore {
             let holder = owner.as_deref().map_or(Holder::Queue, Holder::Owner);
             let applied = exec_sql::finish_execution(conn, id, holder, &row)?;
             if applied {
-                for child in &children {
-                    exec_sql::insert_execution(conn, child)?;
-                }
+                follow.write(conn, id)?;
             }
             Ok(applied)
         })

@@ -4,9 +4,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, Row};
 use uuid::Uuid;
 
+use super::exec_sql::{self, ExecutionRow};
 use super::sql::{db, get, get_opt_time, to_ms};
 use crate::destinations::{Delivery, DeliveryClaim, DeliveryFilter, DeliveryState, StoredDelivery};
-use crate::store::StoreError;
+use crate::store::{FollowUps, StoreError};
 
 const COLUMNS: &str = "id, execution_id, state, next_at, round_attempts, body, record";
 
@@ -31,6 +32,42 @@ pub(super) fn insert(conn: &Connection, deliveries: &[Delivery]) -> Result<(), S
         .map_err(db("store a delivery"))?;
     }
     Ok(())
+}
+
+/// [`FollowUps`] prepared by the caller, written by the writer thread beside the result.
+pub(super) struct FollowUpRows {
+    children: Vec<ExecutionRow>,
+    deliveries: Vec<Delivery>,
+    callback_body: Option<String>,
+}
+
+impl FollowUpRows {
+    /// Encodes `follow`.
+    pub(super) fn new(follow: &FollowUps) -> Result<FollowUpRows, StoreError> {
+        Ok(FollowUpRows {
+            children: follow
+                .children
+                .iter()
+                .map(ExecutionRow::new)
+                .collect::<Result<_, _>>()?,
+            deliveries: follow.deliveries.clone(),
+            callback_body: follow.callback_body.clone(),
+        })
+    }
+
+    /// Writes them for the result of execution `id`, in the caller's transaction.
+    pub(super) fn write(&self, conn: &Connection, id: Uuid) -> Result<(), StoreError> {
+        for child in &self.children {
+            exec_sql::insert_execution(conn, child)?;
+        }
+        if !self.deliveries.is_empty() {
+            insert(conn, &self.deliveries)?;
+        }
+        if let Some(body) = &self.callback_body {
+            arm(conn, id, body, crate::domain::now())?;
+        }
+        Ok(())
+    }
 }
 
 /// See [`crate::store::Store::arm_deliveries`].

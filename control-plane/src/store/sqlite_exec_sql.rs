@@ -20,7 +20,7 @@ const QUEUED: &str = "status = 'queued'";
 const EXECUTION_COLUMNS: &str = "id, function, version, status, input, output, error, attempt, \
     parent_id, root_id, depth, triggered_by, trace_id, idempotency_key, timeout_ms, created_at, \
     started_at, finished_at, duration_ms, cold_start, instance_id, exit_code, dead_letter, \
-    callback_token_hash, run_at, attempts, redriven_by, owner, lease_until, traceparent, tracestate, due_at";
+    callback_token_hash, run_at, attempts, redriven_by, owner, lease_until, traceparent, tracestate, due_at, scheduled_for";
 
 /// An execution encoded for its row, prepared by the caller so the writer thread only
 /// binds values.
@@ -55,6 +55,7 @@ pub(super) struct ExecutionRow {
     lease_until: Option<i64>,
     traceparent: Option<String>,
     tracestate: Option<String>,
+    scheduled_for: Option<i64>,
 }
 
 impl ExecutionRow {
@@ -101,6 +102,7 @@ impl ExecutionRow {
             },
             owner: e.owner.clone(),
             lease_until: e.lease_until.map(to_ms),
+            scheduled_for: e.scheduled_for.map(to_ms),
             traceparent: e.traceparent.clone(),
             tracestate: e.tracestate.clone(),
         })
@@ -150,6 +152,7 @@ pub(super) fn decode_execution(row: &Row<'_>) -> Result<Execution, StoreError> {
         traceparent: get(row, 29, "execution traceparent")?,
         tracestate: get(row, 30, "execution tracestate")?,
         due_at: get_opt_time(row, 31, "execution due_at")?,
+        scheduled_for: get_opt_time(row, 32, "execution scheduled_for")?,
     })
 }
 
@@ -177,9 +180,9 @@ pub(super) fn insert_execution(conn: &Connection, e: &ExecutionRow) -> Result<()
                 attempt, parent_id, root_id, depth, triggered_by, trace_id, idempotency_key,
                 timeout_ms, created_at, started_at, finished_at, duration_ms, cold_start,
                 instance_id, exit_code, dead_letter, callback_token_hash, run_at, attempts,
-                owner, lease_until, traceparent, tracestate)
+                owner, lease_until, traceparent, tracestate, scheduled_for)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
+                ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -213,6 +216,7 @@ pub(super) fn insert_execution(conn: &Connection, e: &ExecutionRow) -> Result<()
                 e.lease_until,
                 e.traceparent,
                 e.tracestate,
+                e.scheduled_for,
             ])
         });
     let err = match inserted {

@@ -13,7 +13,7 @@ use super::tests::{create, execution, fresh, hold_writer, ms};
 use crate::domain::{
     Claim, Execution, ExecutionError, ExecutionStatus, Finished, Holder, Started, Trigger,
 };
-use crate::store::{ExecutionFilter, Store, StoreError, Unfinished};
+use crate::store::{ExecutionFilter, FollowUps, Store, StoreError, Unfinished};
 
 fn started(instance: &str) -> Started {
     Started {
@@ -475,11 +475,11 @@ async fn children_are_stored_once_with_the_finish_and_retries_keep_each_failure(
     let done = finished(ExecutionStatus::Success);
     assert!(store.claim(parent.id, &claim_for(NODE, 30)).await.unwrap());
     assert!(store
-        .finish_with_children(
+        .finish_with_follow_ups(
             parent.id,
             Holder::Owner(NODE),
             &done,
-            std::slice::from_ref(&child)
+            &FollowUps::children(vec![child.clone()])
         )
         .await
         .unwrap());
@@ -487,7 +487,12 @@ async fn children_are_stored_once_with_the_finish_and_retries_keep_each_failure(
     let mut other = child.clone();
     other.id = Uuid::now_v7();
     assert!(!store
-        .finish_with_children(parent.id, Holder::Owner(NODE), &done, &[other])
+        .finish_with_follow_ups(
+            parent.id,
+            Holder::Owner(NODE),
+            &done,
+            &FollowUps::children(vec![other])
+        )
         .await
         .unwrap());
     let tree = store.chain_tree(parent.id, None, 10).await.unwrap();

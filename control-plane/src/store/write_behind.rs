@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Fault, Store, StoreError};
+use super::{Fault, FollowUps, Store, StoreError};
 use crate::domain::Execution;
 
 /// First pause before a refused record is written again.
@@ -99,24 +99,24 @@ impl WriteBehind {
         self.shared.held.insert(execution.id, execution.clone());
     }
 
-    /// Stores `execution` (new, usually finished) with `children` (the executions its
-    /// chains start, in the same transaction) without waiting: they are readable at once
-    /// and written by a background task, again and again while the store is unavailable,
-    /// until it takes them or [`WriteBehind::close`] gives up.
-    pub fn write_behind(&self, execution: Execution, children: Vec<Execution>) {
-        for record in std::iter::once(&execution).chain(&children) {
+    /// Stores `execution` (new, usually finished) with what its result sets off
+    /// (`follow`, in the same transaction) without waiting: the executions are readable
+    /// at once and written by a background task, again and again while the store is
+    /// unavailable, until it takes them or [`WriteBehind::close`] gives up.
+    pub fn write_behind(&self, execution: Execution, follow: FollowUps) {
+        for record in std::iter::once(&execution).chain(&follow.children) {
             self.shared.held.insert(record.id, record.clone());
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tracing::error!(execution = %execution.id, "no runtime to store the record on");
-            forget(&self.shared, &execution, &children);
+            forget(&self.shared, &execution, &follow.children);
             return;
         };
         self.shared.pending.fetch_add(1, Ordering::SeqCst);
         let (inner, shared) = (Arc::clone(&self.inner), Arc::clone(&self.shared));
         runtime.spawn(async move {
-            write_until_taken(&*inner, &shared, &execution, &children).await;
-            forget(&shared, &execution, &children);
+            write_until_taken(&*inner, &shared, &execution, &follow).await;
+            forget(&shared, &execution, &follow.children);
             shared.pending.fetch_sub(1, Ordering::SeqCst);
             shared.settled.notify_waiters();
         });
@@ -162,19 +162,19 @@ impl WriteBehind {
     }
 }
 
-/// Writes `execution` with `children` until `inner` takes them, refuses them for good,
-/// or the decorator is closed.
+/// Writes `execution` with `follow` until `inner` takes them, refuses them for good, or
+/// the decorator is closed.
 async fn write_until_taken(
     inner: &dyn Store,
     shared: &Shared,
     execution: &Execution,
-    children: &[Execution],
+    follow: &FollowUps,
 ) {
     let id = execution.id;
     let mut pause = RETRY_FIRST;
     let mut told = false;
     loop {
-        let err = match inner.insert_with_children(execution, children).await {
+        let err = match inner.insert_with_follow_ups(execution, follow).await {
             Ok(()) => {
                 if told {
                     tracing::info!(execution = %id, "stored the record kept while the store failed");

@@ -14,8 +14,8 @@ use crate::domain::{
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
 use crate::store::{
-    CursorScope, Deletion, ExecutionFilter, PruneScope, Redrive, ScheduleAdvance, ScheduleCursor,
-    Store, StoreError, Unfinished,
+    CursorScope, Deletion, ExecutionFilter, FollowUps, PruneScope, Redrive, ScheduleAdvance,
+    ScheduleCursor, Store, StoreError, Unfinished,
 };
 
 #[async_trait]
@@ -64,12 +64,12 @@ impl Store for WriteBehind {
         self.inner.insert_execution(execution).await
     }
 
-    async fn insert_with_children(
+    async fn insert_with_follow_ups(
         &self,
         execution: &Execution,
-        children: &[Execution],
+        follow: &FollowUps,
     ) -> Result<(), StoreError> {
-        self.inner.insert_with_children(execution, children).await
+        self.inner.insert_with_follow_ups(execution, follow).await
     }
 
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
@@ -129,15 +129,15 @@ impl Store for WriteBehind {
         self.inner.finish_execution(id, holder, finished).await
     }
 
-    async fn finish_with_children(
+    async fn finish_with_follow_ups(
         &self,
         id: Uuid,
         holder: Holder<'_>,
         finished: &Finished,
-        children: &[Execution],
+        follow: &FollowUps,
     ) -> Result<bool, StoreError> {
         self.inner
-            .finish_with_children(id, holder, finished, children)
+            .finish_with_follow_ups(id, holder, finished, follow)
             .await
     }
 

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::WriteBehind;
 use crate::domain::ExecutionStatus;
 use crate::store::contract::{create, ms, queued};
-use crate::store::{Fault, MemoryStore, Store};
+use crate::store::{Fault, FollowUps, MemoryStore, Store};
 
 fn behind() -> (Arc<MemoryStore>, WriteBehind) {
     let memory = Arc::new(MemoryStore::new());
@@ -53,7 +53,7 @@ async fn a_finished_record_and_its_children_are_written_behind() {
     let mut child = queued(&function);
     child.parent_id = Some(done.id);
     child.root_id = Some(done.id);
-    behind.write_behind(done.clone(), vec![child.clone()]);
+    behind.write_behind(done.clone(), FollowUps::children(vec![child.clone()]));
     assert_eq!(
         behind.get_execution(done.id).await.unwrap(),
         Some(done.clone()),
@@ -73,7 +73,7 @@ async fn a_refused_record_is_kept_readable_and_written_when_the_store_is_back() 
     done.status = ExecutionStatus::Error;
     done.finished_at = Some(ms(chrono::Utc::now()));
     memory.set_fault(Some(Fault::Full));
-    behind.write_behind(done.clone(), Vec::new());
+    behind.write_behind(done.clone(), FollowUps::default());
     // A minute of refusals: the record stays, readable through the decorator.
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert_eq!(behind.unwritten(), 1);
@@ -98,7 +98,7 @@ async fn a_record_refused_for_good_is_not_retried() {
     let mut twin = queued(&function);
     twin.id = first.id;
     twin.status = ExecutionStatus::Success;
-    behind.write_behind(twin, Vec::new());
+    behind.write_behind(twin, FollowUps::default());
     settle(&behind).await;
     assert_eq!(
         behind.unwritten(),
@@ -120,7 +120,7 @@ async fn close_waits_for_pending_writes_then_gives_up() {
     let mut done = queued(&function);
     done.status = ExecutionStatus::Success;
     memory.set_fault(Some(Fault::Unavailable));
-    behind.write_behind(done.clone(), Vec::new());
+    behind.write_behind(done.clone(), FollowUps::default());
     let started = tokio::time::Instant::now();
     behind.close(Duration::from_secs(3)).await;
     assert!(started.elapsed() >= Duration::from_secs(3), "it waited");
@@ -130,7 +130,7 @@ async fn close_waits_for_pending_writes_then_gives_up() {
     let mut other = queued(&function);
     other.status = ExecutionStatus::Success;
     let fresh = WriteBehind::new(memory.clone());
-    fresh.write_behind(other.clone(), Vec::new());
+    fresh.write_behind(other.clone(), FollowUps::default());
     fresh.close(Duration::from_secs(3)).await;
     assert_eq!(memory.get_execution(other.id).await.unwrap(), Some(other));
 }

@@ -26,7 +26,8 @@ pub fn scheduled_function(name: &str, runs: &Path, cron: &str, extra: Value) -> 
 }
 
 /// The tick each execution of `function` was fired for, by tick, with its id; checks
-/// that each was started by a schedule and that no tick has two executions.
+/// that each was started by a schedule, that its `scheduledFor` is the tick in its
+/// idempotency key, and that no tick has two executions.
 pub async fn ticks(server: &Server, function: &str) -> BTreeMap<DateTime<Utc>, String> {
     let path = format!("/v1/executions?function={function}&limit=1000");
     let (status, _, page) = server.call(server.request(Method::GET, &path)).await;
@@ -44,6 +45,12 @@ pub async fn ticks(server: &Server, function: &str) -> BTreeMap<DateTime<Utc>, S
             .unwrap_or_else(|err| panic!("{key}: {err}"))
             .with_timezone(&Utc);
         assert_eq!(tick.timestamp_subsec_nanos(), 0, "{key}: a whole second");
+        let scheduled_for: DateTime<Utc> = serde_json::from_value(record["scheduledFor"].clone())
+            .unwrap_or_else(|err| panic!("scheduledFor of {record}: {err}"));
+        assert_eq!(
+            scheduled_for, tick,
+            "the record's tick is its key's: {record}"
+        );
         let id = record["id"].as_str().expect("id").to_owned();
         if let Some(other) = ticks.insert(tick, id.clone()) {
             panic!("tick {tick} fired twice: {other} and {id}");

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use chrono::{TimeDelta, Utc};
 use uuid::Uuid;
 
-use super::ms;
+use super::{claimed, create, finished, ms, queued};
 use crate::destinations::{
     Delivery, DeliveryAttempt, DeliveryClaim, DeliveryFilter, DeliveryKind, DeliveryState,
 };
-use crate::store::Store;
+use crate::domain::{ExecutionStatus, Holder};
+use crate::store::{FollowUps, Store};
 
 fn delivery(execution: Uuid, kind: DeliveryKind, state: DeliveryState) -> Delivery {
     let now = ms(Utc::now());
@@ -91,6 +92,88 @@ pub(crate) async fn a_callback_waits_then_is_armed_with_the_result(store: Arc<dy
     assert_eq!(
         store.list_deliveries(&of(execution)).await.unwrap().len(),
         2
+    );
+}
+
+/// The deliveries of a result are written with it, once: a finish that applies stores
+/// its pending deliveries and arms the callbacks waiting for it; a second report of the
+/// result, or a finish that fails (a chained child whose idempotency key is taken),
+/// stores none. A result written whole (the warm path) takes its deliveries too.
+pub(crate) async fn a_results_deliveries_are_written_with_it_once(store: Arc<dyn Store>) {
+    let function = create(&*store, "destined").await;
+    let running = claimed(&*store, &function, "node-a").await;
+    let callback = delivery(running.id, DeliveryKind::Callback, DeliveryState::Waiting);
+    store
+        .insert_deliveries(std::slice::from_ref(&callback))
+        .await
+        .unwrap();
+    let follow = FollowUps {
+        children: Vec::new(),
+        deliveries: vec![delivery(
+            running.id,
+            DeliveryKind::OnSuccess,
+            DeliveryState::Pending,
+        )],
+        callback_body: Some(r#"{"status":"success"}"#.into()),
+    };
+    let done = finished(ExecutionStatus::Success);
+    let holder = Holder::Owner("node-a");
+    assert!(store
+        .finish_with_follow_ups(running.id, holder, &done, &follow)
+        .await
+        .unwrap());
+    let mut again = follow.clone();
+    again.deliveries[0].id = Uuid::now_v7();
+    assert!(!store
+        .finish_with_follow_ups(running.id, holder, &done, &again)
+        .await
+        .unwrap());
+    let listed = store.list_deliveries(&of(running.id)).await.unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed.iter().all(|d| d.state == DeliveryState::Pending));
+    assert!(listed
+        .iter()
+        .all(|d| d.body.as_deref() == Some(r#"{"status":"success"}"#)));
+
+    let mut taken = queued(&function);
+    taken.idempotency_key = Some("taken".into());
+    store.insert_execution(&taken).await.unwrap();
+    let mut clash = queued(&function);
+    clash.idempotency_key = Some("taken".into());
+    let failing = claimed(&*store, &function, "node-a").await;
+    let follow = FollowUps {
+        children: vec![clash],
+        deliveries: vec![delivery(
+            failing.id,
+            DeliveryKind::OnFailure,
+            DeliveryState::Pending,
+        )],
+        callback_body: None,
+    };
+    let failed = finished(ExecutionStatus::Error);
+    assert!(store
+        .finish_with_follow_ups(failing.id, holder, &failed, &follow)
+        .await
+        .is_err());
+    assert_eq!(
+        store.list_deliveries(&of(failing.id)).await.unwrap(),
+        vec![]
+    );
+
+    let mut whole = queued(&function);
+    whole.status = ExecutionStatus::Success;
+    let follow = FollowUps {
+        deliveries: vec![delivery(
+            whole.id,
+            DeliveryKind::OnSuccess,
+            DeliveryState::Pending,
+        )],
+        ..FollowUps::default()
+    };
+    store.insert_with_follow_ups(&whole, &follow).await.unwrap();
+    assert_eq!(
+        store.list_deliveries(&of(whole.id)).await.unwrap(),
+        follow.deliveries
     );
 }
 
@@ -221,12 +304,12 @@ pub(crate) async fn failed_deliveries_are_listed_and_redriven_once(store: Arc<dy
 /// An execution's deliveries go with it: when retention prunes it and when it is
 /// deleted, so the table cannot outgrow the executions it serves.
 pub(crate) async fn deliveries_leave_with_their_execution(store: Arc<dyn Store>) {
-    let function = super::create(&*store, "delivered").await;
+    let function = create(&*store, "delivered").await;
     let long_ago = ms(Utc::now() - TimeDelta::days(30));
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let mut execution = super::queued(&function);
-        execution.status = crate::domain::ExecutionStatus::Success;
+        let mut execution = queued(&function);
+        execution.status = ExecutionStatus::Success;
         execution.finished_at = Some(long_ago);
         store.insert_execution(&execution).await.unwrap();
         let kinds = [DeliveryKind::Callback, DeliveryKind::OnSuccess];

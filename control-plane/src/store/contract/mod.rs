@@ -142,6 +142,7 @@ macro_rules! store_contract {
             schedules::a_failed_fire_leaves_the_cursor_and_racers_store_one,
             overdue::overdue_work_is_listed_from_when_it_became_due,
             deliveries::a_callback_waits_then_is_armed_with_the_result,
+            deliveries::a_results_deliveries_are_written_with_it_once,
             deliveries::a_due_delivery_is_claimed_once_and_recorded_by_its_holder,
             deliveries::failed_deliveries_are_listed_and_redriven_once,
             deliveries::deliveries_leave_with_their_execution,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::{claimed, create, finished, ms, queued};
 use crate::domain::{AttemptFailure, ExecutionError, ExecutionStatus, Holder, Trigger};
-use crate::store::{ExecutionFilter, Redrive, Store, StoreError, Unfinished};
+use crate::store::{ExecutionFilter, FollowUps, Redrive, Store, StoreError, Unfinished};
 
 /// Every field of a record survives the round trip.
 pub(crate) async fn a_record_reads_back_as_written(store: Arc<dyn Store>) {
@@ -31,6 +31,7 @@ pub(crate) async fn a_record_reads_back_as_written(store: Arc<dyn Store>) {
     record.traceparent = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
     record.tracestate = Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7".into());
     record.idempotency_key = Some("key".into());
+    record.scheduled_for = Some(now - TimeDelta::seconds(1));
     record.timeout_ms = 1234;
     record.started_at = Some(now);
     record.finished_at = Some(now + TimeDelta::milliseconds(5));
@@ -96,11 +97,11 @@ pub(crate) async fn a_finish_writes_its_children_once_under_contention(store: Ar
             child.depth = 1;
             let done = finished(ExecutionStatus::Success);
             store
-                .finish_with_children(
+                .finish_with_follow_ups(
                     parent.id,
                     Holder::Owner("node-a"),
                     &done,
-                    std::slice::from_ref(&child),
+                    &FollowUps::children(vec![child.clone()]),
                 )
                 .await
                 .unwrap()
@@ -130,7 +131,10 @@ pub(crate) async fn children_are_written_all_or_none(store: Arc<dyn Store>) {
     let mut parent = queued(&function);
     parent.status = ExecutionStatus::Success;
     assert!(store
-        .insert_with_children(&parent, &[good.clone(), bad.clone()])
+        .insert_with_follow_ups(
+            &parent,
+            &FollowUps::children(vec![good.clone(), bad.clone()])
+        )
         .await
         .is_err());
     for id in [parent.id, good.id, bad.id] {
@@ -139,11 +143,11 @@ pub(crate) async fn children_are_written_all_or_none(store: Arc<dyn Store>) {
     let running = claimed(&*store, &function, "node-a").await;
     let done = finished(ExecutionStatus::Success);
     assert!(store
-        .finish_with_children(
+        .finish_with_follow_ups(
             running.id,
             Holder::Owner("node-a"),
             &done,
-            &[good.clone(), bad]
+            &FollowUps::children(vec![good.clone(), bad])
         )
         .await
         .is_err());
@@ -151,7 +155,7 @@ pub(crate) async fn children_are_written_all_or_none(store: Arc<dyn Store>) {
     let record = store.get_execution(running.id).await.unwrap().unwrap();
     assert_eq!(record.status, ExecutionStatus::Starting, "not finished");
     store
-        .insert_with_children(&parent, std::slice::from_ref(&good))
+        .insert_with_follow_ups(&parent, &FollowUps::children(vec![good.clone()]))
         .await
         .unwrap();
     assert_eq!(store.get_execution(parent.id).await.unwrap(), Some(parent));

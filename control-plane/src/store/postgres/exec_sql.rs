@@ -26,7 +26,7 @@ pub(super) const EXECUTION_COLUMNS: &str = "id, function, version, status, input
     error, attempt, parent_id, root_id, depth, triggered_by, trace_id, idempotency_key, \
     timeout_ms, created_at, started_at, finished_at, duration_ms, cold_start, instance_id, \
     exit_code, dead_letter, callback_token_hash, run_at, attempts, redriven_by, owner, \
-    lease_until, traceparent, tracestate, due_at";
+    lease_until, traceparent, tracestate, due_at, scheduled_for";
 
 /// [`EXECUTION_COLUMNS`] with `input` and `output` read as `null`: for pages of many
 /// records whose payloads are not needed.
@@ -67,6 +67,7 @@ pub(super) struct ExecutionRow {
     pub(super) lease_until: Option<i64>,
     pub(super) traceparent: Option<String>,
     pub(super) tracestate: Option<String>,
+    pub(super) scheduled_for: Option<i64>,
 }
 
 impl ExecutionRow {
@@ -116,6 +117,7 @@ impl ExecutionRow {
             },
             owner: e.owner.clone(),
             lease_until: e.lease_until.map(to_ms),
+            scheduled_for: e.scheduled_for.map(to_ms),
             traceparent: e.traceparent.clone(),
             tracestate: e.tracestate.clone(),
         })
@@ -161,6 +163,7 @@ pub(super) fn decode_execution(row: &Row) -> Result<Execution, StoreError> {
         traceparent: get(row, 29, "execution traceparent")?,
         tracestate: get(row, 30, "execution tracestate")?,
         due_at: get_opt_time(row, 31, "execution due_at")?,
+        scheduled_for: get_opt_time(row, 32, "execution scheduled_for")?,
     })
 }
 

@@ -54,6 +54,7 @@ columns! {
     duration_ms: "int8", cold_start: "bool", instance_id: "text", exit_code: "int4",
     dead_letter: "bool", callback_token_hash: "text", run_at: "int8", attempts: "text",
     owner: "text", lease_until: "int8", traceparent: "text", tracestate: "text",
+    scheduled_for: "int8",
 }
 
 /// A row whose idempotency key its function already uses is skipped, not an error: the

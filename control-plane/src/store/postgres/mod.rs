@@ -41,8 +41,8 @@ use self::codec::{db, pool, to_json, to_ms};
 use self::exec_sql::{ExecutionRow, FinishedRow};
 use self::insert_batch::{insert_execution, InsertWriter};
 use super::{
-    CursorScope, Deletion, ExecutionFilter, PruneScope, Redrive, ScheduleAdvance, ScheduleCursor,
-    Store, StoreError, Unfinished,
+    CursorScope, Deletion, ExecutionFilter, FollowUps, PruneScope, Redrive, ScheduleAdvance,
+    ScheduleCursor, Store, StoreError, Unfinished,
 };
 use crate::access::TokenRecord;
 use crate::destinations::{Delivery, DeliveryClaim, DeliveryFilter};
@@ -178,20 +178,17 @@ impl Store for PostgresStore {
         self.inserts.insert(ExecutionRow::new(execution)?).await
     }
 
-    async fn insert_with_children(
+    async fn insert_with_follow_ups(
         &self,
         execution: &Execution,
-        children: &[Execution],
+        follow: &FollowUps,
     ) -> Result<(), StoreError> {
-        let rows = std::iter::once(execution)
-            .chain(children)
-            .map(ExecutionRow::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        let row = ExecutionRow::new(execution)?;
+        let children = child_rows(follow)?;
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(db("begin an insert"))?;
-        for row in &rows {
-            insert_execution(&tx, row).await?;
-        }
+        insert_execution(&tx, &row).await?;
+        write_follow_ups(&tx, execution.id, follow, &children).await?;
         tx.commit().await.map_err(db("commit an insert"))
     }
 
@@ -250,30 +247,25 @@ impl Store for PostgresStore {
         claim_sql::requeue(&self.client().await?, id, owner, attempt).await
     }
 
-    async fn finish_with_children(
+    async fn finish_with_follow_ups(
         &self,
         id: Uuid,
         holder: Holder<'_>,
         finished: &Finished,
-        children: &[Execution],
+        follow: &FollowUps,
     ) -> Result<bool, StoreError> {
         let row = FinishedRow::new(finished)?;
-        let children = children
-            .iter()
-            .map(ExecutionRow::new)
-            .collect::<Result<Vec<_>, _>>()?;
+        let children = child_rows(follow)?;
         let mut client = self.client().await?;
-        if children.is_empty() {
+        if follow.is_empty() {
             return exec_sql::finish_execution(&client, id, holder, &row).await;
         }
         // The finish locks the row until the commit: a racing finish waits, then finds it
-        // finished and writes no children.
+        // finished and writes none of what follows.
         let tx = client.transaction().await.map_err(db("begin a finish"))?;
         let applied = exec_sql::finish_execution(&tx, id, holder, &row).await?;
         if applied {
-            for child in &children {
-                insert_execution(&tx, child).await?;
-            }
+            write_follow_ups(&tx, id, follow, &children).await?;
         }
         tx.commit().await.map_err(db("commit a finish"))?;
         Ok(applied)
@@ -570,4 +562,27 @@ impl Store for PostgresStore {
     async fn redrive_delivery(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
         deliveries_sql::redrive(&self.client().await?, id, now).await
     }
+}
+
+/// The rows of the executions `follow`'s chains start.
+fn child_rows(follow: &FollowUps) -> Result<Vec<ExecutionRow>, StoreError> {
+    follow.children.iter().map(ExecutionRow::new).collect()
+}
+
+/// Writes what the result of execution `id` sets off (`children` are the rows of
+/// `follow.children`), in the caller's transaction.
+async fn write_follow_ups(
+    client: &impl deadpool_postgres::GenericClient,
+    id: Uuid,
+    follow: &FollowUps,
+    children: &[ExecutionRow],
+) -> Result<(), StoreError> {
+    for child in children {
+        insert_execution(client, child).await?;
+    }
+    deliveries_sql::insert(client, &follow.deliveries).await?;
+    if let Some(body) = &follow.callback_body {
+        deliveries_sql::arm(client, id, body, crate::domain::now()).await?;
+    }
+    Ok(())
 }

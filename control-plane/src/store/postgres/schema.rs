@@ -211,6 +211,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_at) WHERE state = 'pending';
     CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, id);
     ",
+    // 11: the schedule tick an execution fires (milliseconds).
+    "
+    ALTER TABLE executions ADD COLUMN scheduled_for bigint;
+    ",
 ];
 
 /// The schema version this build writes.
