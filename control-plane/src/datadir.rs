@@ -79,6 +79,33 @@ pub fn write_private(path: &Path, contents: &[u8]) -> io::Result<()> {
     written
 }
 
+/// The file in the data directory whose lock says a server uses it.
+pub const LOCK_FILE: &str = "gantry.lock";
+
+/// Held while a server uses a data directory: a second server on the same directory
+/// would run the same stored work twice and mix their processes up. The kernel releases
+/// it when the process ends, however it ends; it is not inherited by the processes the
+/// server starts (the file is opened close-on-exec).
+#[derive(Debug)]
+pub struct DataDirLock {
+    _held: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Takes the lock of data directory `dir`, without waiting: `Err` with
+/// [`io::ErrorKind::WouldBlock`] when another process holds it.
+pub fn lock(dir: &Path) -> io::Result<DataDirLock> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(FILE_MODE)
+        .open(dir.join(LOCK_FILE))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(held) => Ok(DataDirLock { _held: held }),
+        Err((_, errno)) => Err(io::Error::from(errno)),
+    }
+}
+
 /// The trimmed text of `path`, `None` when it does not exist or is blank.
 pub fn read_trimmed(path: &Path) -> io::Result<Option<String>> {
     match std::fs::read_to_string(path) {
@@ -91,6 +118,17 @@ pub fn read_trimmed(path: &Path) -> io::Result<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_holder_of_the_lock_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock(dir.path()).unwrap();
+        // A second open file description conflicts, as another process's would.
+        let err = lock(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+        drop(held);
+        lock(dir.path()).expect("free once dropped");
+    }
 
     fn mode(path: &Path) -> u32 {
         std::fs::symlink_metadata(path)

@@ -263,3 +263,28 @@ async fn bad_settings_exit_64_naming_the_variable() {
     assert_eq!(code, Some(64));
     assert!(stderr.contains("/nonexistent/watchdog"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_second_server_on_a_data_directory_in_use_exits_64() {
+    let mut server = Server::start().await;
+    let (code, stderr) = server.restart_exits(ServerOptions::default()).await;
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(
+        stderr.contains("GANTRY_DATA_DIR") && stderr.contains("in use by another gantry server"),
+        "{stderr}"
+    );
+    let (status, _, _) = server
+        .call(server.request(Method::GET, "/v1/functions"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "the first server serves on");
+    server.kill9().await;
+    let restarted = server.restart(ServerOptions::default()).await;
+    let (status, _, _) = restarted
+        .call(restarted.request(Method::GET, "/v1/functions"))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a killed server leaves no lock behind"
+    );
+}

@@ -100,6 +100,7 @@ pub(crate) fn say(line: &str) {
 
 async fn serve(args: ServeArgs, operator_token: Option<String>) -> Result<(), Failure> {
     let settings = Settings::check(args)?;
+    let _data_dir = lock_data_dir(&settings.args.data_dir)?;
     let app = App::build(settings, operator_token).await?;
     app.run().await
 }
@@ -200,6 +201,22 @@ fn prepare_data_dir(args: &mut ServeArgs) -> Result<(), Failure> {
         Failure::config(format!(
             "GANTRY_DATA_DIR (--data-dir) {} cannot be prepared: {err}",
             args.data_dir.display()
+        ))
+    })
+}
+
+/// Takes the data directory's lock for the life of the server, or says which directory
+/// another server uses.
+fn lock_data_dir(dir: &Path) -> Result<datadir::DataDirLock, Failure> {
+    datadir::lock(dir).map_err(|err| {
+        let why = if err.kind() == std::io::ErrorKind::WouldBlock {
+            "is in use by another gantry server (one server per data directory; give each node its own)".to_owned()
+        } else {
+            format!("cannot be locked: {err}")
+        };
+        Failure::config(format!(
+            "GANTRY_DATA_DIR (--data-dir) {} {why}",
+            dir.display()
         ))
     })
 }
