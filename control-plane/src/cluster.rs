@@ -88,6 +88,23 @@ impl ClusterView {
         self.peers.load(Ordering::Relaxed) + 1
     }
 
+    /// This node's part of `function`'s rate limit, from 0 to 1, when it sees a demand of
+    /// `own` executions per second: the demands of the live nodes (at least one each, so
+    /// an idle node keeps a part to start from) shared out in proportion. Alone, the
+    /// whole limit. The parts add up to the limit as far as the nodes' figures agree
+    /// (they are exchanged every [`EXCHANGE_EVERY`]).
+    pub fn rate_fraction(&self, function: &str, own: f64) -> f64 {
+        let own = own.max(1.0);
+        let view = self.by_function.read().unwrap_or_else(|p| p.into_inner());
+        let peers = view.get(function).map_or(&[][..], Vec::as_slice);
+        let busy: f64 = peers
+            .iter()
+            .map(|peer| f64::from(peer.load.demand).max(1.0))
+            .sum();
+        let silent = self.live_nodes().saturating_sub(1 + peers.len());
+        own / (own + busy + silent as f64)
+    }
+
     /// What every other node holds of `function`, summed.
     pub fn elsewhere(&self, function: &str) -> FunctionLoad {
         let view = self.by_function.read().unwrap_or_else(|p| p.into_inner());
@@ -204,7 +221,28 @@ mod tests {
             running: 1,
             instances,
             free,
+            demand: 0,
         }
+    }
+
+    #[test]
+    fn rate_limit_parts_follow_the_demand_each_node_sees() {
+        let view = ClusterView::new("me".into());
+        assert_eq!(view.rate_fraction("f", 50.0), 1.0, "alone: the whole limit");
+        let asked = |demand| FunctionLoad {
+            demand,
+            ..FunctionLoad::default()
+        };
+        view.replace(vec![
+            node("a", &[("f", asked(30))]),
+            node("b", &[("g", asked(5))]),
+        ]);
+        // me 10, a 30, b idle for f (counted as 1).
+        assert_eq!(view.rate_fraction("f", 10.0), 10.0 / 41.0);
+        // Idle everywhere: equal parts.
+        assert_eq!(view.rate_fraction("h", 0.0), 1.0 / 3.0);
+        // Only this node asks: nearly all of it.
+        assert_eq!(view.rate_fraction("g", 99.0), 99.0 / 105.0);
     }
 
     #[test]
@@ -222,6 +260,7 @@ mod tests {
             running: 3,
             instances: 4,
             free: 5,
+            demand: 0,
         };
         assert_eq!(view.elsewhere("f"), summed);
         assert_eq!(view.warm_peer("f").unwrap().node_id, "b", "the most free");

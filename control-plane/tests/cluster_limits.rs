@@ -56,6 +56,22 @@ async fn invoke_on(
     invoke_header(server, name, input, "x-gantry-served-by").await
 }
 
+/// Execution `id` once `server` can read it (within 10 s).
+async fn readable(server: &Server, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, _, body) = server
+            .call(server.request(Method::GET, &format!("/v1/executions/{id}")))
+            .await;
+        if status == StatusCode::OK {
+            return body;
+        }
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert!(Instant::now() < deadline, "{id} never stored");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn warm_calls_reach_the_one_instance_the_cluster_may_run() {
     let url = TestPostgres::shared().create_database().await;
@@ -80,7 +96,10 @@ async fn warm_calls_reach_the_one_instance_the_cluster_may_run() {
             body["output"]["pid"], pid,
             "one instance served all: {body}"
         );
-        let record = far.execution(body["executionId"].as_str().unwrap()).await;
+        // The near node records the call behind its answer: the record reaches the
+        // database (and the far node's reads) a moment later.
+        let id = body["executionId"].as_str().unwrap();
+        let record = readable(&far, id).await;
         assert_eq!(record["status"], "success", "{record}");
     }
     let far_pool = pool(&far, "single").await;

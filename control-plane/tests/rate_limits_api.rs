@@ -407,3 +407,46 @@ async fn nodes_sharing_a_database_each_enforce_their_share_of_the_limit() {
         );
     }
 }
+
+#[tokio::test]
+async fn calls_reaching_one_node_get_the_part_of_the_idle_one_too() {
+    let url = support::postgres::TestPostgres::shared()
+        .create_database()
+        .await;
+    let near = Server::start_with(support::cluster_node(&url, "demand-near")).await;
+    let far = Server::start_with(support::cluster_node(&url, "demand-far")).await;
+    near.deploy(echo(
+        "lopsided",
+        json!({"rate_limit": {"per_second": 4, "burst": 4}}),
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let started = std::time::Instant::now();
+    let mut admitted = 0u32;
+    while started.elapsed() < Duration::from_secs(4) {
+        let (status, _, body) = call(&near, "lopsided", "enqueue").await;
+        match status {
+            StatusCode::ACCEPTED => admitted += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("{other}: {body}"),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    // An equal half would admit at most 2 + 2 a second; the whole limit 4 + 4 a second.
+    let half = 2.0 + 2.0 * seconds;
+    let whole = 4.0 + 4.0 * seconds;
+    assert!(
+        f64::from(admitted) > half + 1.0,
+        "the busy node takes more than half once the demand is exchanged: {admitted} in {seconds:.1}s"
+    );
+    assert!(
+        f64::from(admitted) <= whole + 1.0,
+        "never more than the limit: {admitted} in {seconds:.1}s"
+    );
+    // The idle node keeps a small part: it admits little while the other is busy.
+    let (status, _, body) = call(&far, "lopsided", "enqueue").await;
+    assert!(
+        status == StatusCode::ACCEPTED || status == StatusCode::TOO_MANY_REQUESTS,
+        "{status}: {body}"
+    );
+}

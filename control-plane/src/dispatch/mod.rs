@@ -475,6 +475,14 @@ impl LoadSource for Dispatcher {
             let entry = loads.entry(function).or_default();
             *entry = entry.plus(pool);
         }
+        for (function, demand) in self.rates.demands(tokio::time::Instant::now()) {
+            // Rounded: a demand that died down drops out, and the load is not published
+            // again for every small change.
+            let demand = demand.round().min(f64::from(u32::MAX)) as u32;
+            if demand > 0 {
+                loads.entry(function).or_default().demand = demand;
+            }
+        }
         loads
     }
 

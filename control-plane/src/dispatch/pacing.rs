@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::rate::Rate;
+use super::rate::Limit;
 use super::{DispatchError, Dispatcher};
 use crate::domain::{Execution, Trigger};
 use crate::registry::{FunctionSpec, FunctionVersion};
@@ -22,8 +22,10 @@ impl Dispatcher {
     /// set to when its token is free. Refused only when as many executions as the
     /// function's `max_queue` already wait for a token (bounded, like its queue).
     ///
-    /// With several nodes sharing the store, each enforces an equal share of the limit
-    /// (see [`Rate::share`]).
+    /// With several nodes sharing the store, each enforces a part of the limit in
+    /// proportion to the demand it sees (see [`ClusterView::rate_fraction`]).
+    ///
+    /// [`ClusterView::rate_fraction`]: crate::cluster::ClusterView::rate_fraction
     pub(super) fn pace(
         &self,
         spec: &FunctionSpec,
@@ -35,23 +37,29 @@ impl Dispatcher {
             self.rates.forget(function);
             return Ok(());
         };
-        let rate = Rate::share(limit.per_second, limit.burst(), self.cluster.live_nodes());
         let now = Instant::now();
+        let fraction = self
+            .cluster
+            .rate_fraction(function, self.rates.demand(function, now));
+        let whole = Limit::new(limit.per_second, limit.burst());
         match execution.trigger {
-            Trigger::Api => self.rates.try_take(function, rate, now).map_err(|wait| {
-                self.metrics.rate_limited(function, "refused");
-                DispatchError::RateLimited {
-                    function: function.to_owned(),
-                    per_second: limit.per_second,
-                    burst: limit.burst(),
-                    retry_after: wait,
-                }
-            }),
+            Trigger::Api => self
+                .rates
+                .try_take(function, whole, fraction, now)
+                .map_err(|wait| {
+                    self.metrics.rate_limited(function, "refused");
+                    DispatchError::RateLimited {
+                        function: function.to_owned(),
+                        per_second: limit.per_second,
+                        burst: limit.burst(),
+                        retry_after: wait,
+                    }
+                }),
             _ => {
                 let backlog = spec.max_queue() as usize;
                 let wait = self
                     .rates
-                    .reserve(function, rate, backlog, now)
+                    .reserve(function, whole, fraction, backlog, now)
                     .map_err(|full| DispatchError::QueueFull {
                         function: function.to_owned(),
                         queued: full.owed,

@@ -42,6 +42,10 @@ pub struct FunctionLoad {
     /// Calls its ready warm instances can take right now.
     #[serde(default)]
     pub free: u32,
+    /// Executions asked of the function's rate limit on the node lately, per second
+    /// (functions with a `rate_limit` only): the nodes' parts of the limit follow it.
+    #[serde(default)]
+    pub demand: u32,
 }
 
 impl FunctionLoad {
@@ -57,6 +61,7 @@ impl FunctionLoad {
             running: self.running.saturating_add(other.running),
             instances: self.instances.saturating_add(other.instances),
             free: self.free.saturating_add(other.free),
+            demand: self.demand.saturating_add(other.demand),
         }
     }
 }

@@ -210,6 +210,7 @@ impl PoolState {
             running: 0,
             instances: u32::try_from(self.live()).unwrap_or(u32::MAX),
             free,
+            demand: 0,
         }
     }
 

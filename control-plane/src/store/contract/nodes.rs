@@ -57,6 +57,7 @@ fn load(id: &str, published_at: DateTime<Utc>, queued: u32) -> NodeLoad {
         running: 1,
         instances: 2,
         free: 3,
+        demand: 4,
     };
     NodeLoad {
         node_id: id.into(),
