@@ -90,14 +90,14 @@ impl Pipeline {
     /// Queues `span` for export, or drops and counts it when the queue is full (or the
     /// exporter has stopped). Never waits.
     pub(super) fn submit(&self, span: SpanRecord) {
+        // Counted before it is sent, so the exporter never takes it off the count first.
+        let waiting = self.pending.fetch_add(1, Ordering::Relaxed) + 1;
         match self.queue.try_send(span) {
-            Ok(()) => {
-                // Wakes the exporter once per full batch, not per span.
-                if self.pending.fetch_add(1, Ordering::Relaxed) + 1 == self.batch {
-                    self.wake.notify_one();
-                }
-            }
+            // Wakes the exporter once per full batch, not per span.
+            Ok(()) if waiting == self.batch => self.wake.notify_one(),
+            Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.pending.fetch_sub(1, Ordering::Relaxed);
                 self.dropped.inc();
             }
         }
