@@ -216,7 +216,8 @@ pub struct ServeArgs {
     /// Export spans over OTLP/HTTP (protobuf) to this receiver, e.g. an OpenTelemetry
     /// Collector or Jaeger at `http://127.0.0.1:4318` (`/v1/traces` is added): each
     /// execution's request, admission, queue wait, claim, instance start, run and record,
-    /// chained executions in their parent's trace. Plain `http://` only. Export never
+    /// chained executions in their parent's trace; `https://` receivers are verified
+    /// against the system's certificate authorities. Export never
     /// slows a call: when the bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048) is
     /// full, spans are dropped and counted in `gantry_spans_dropped_total`. Unset: no span
     /// is recorded.
@@ -229,6 +230,24 @@ pub struct ServeArgs {
     /// The `service.name` of the exported spans.
     #[arg(long, env = "OTEL_SERVICE_NAME", default_value = "gantry")]
     pub otlp_service_name: String,
+    /// Which traces are recorded (head sampling): `always_on`, `always_off`,
+    /// `traceidratio`, or one of them prefixed `parentbased_`, which follows a caller's
+    /// sampled flag when its request has a `traceparent`. Default
+    /// `parentbased_always_on`. Decided from the trace id, so every node agrees, and
+    /// handed to functions in their `traceparent`'s flags.
+    #[arg(
+        long = "otlp-sampler",
+        env = "OTEL_TRACES_SAMPLER",
+        value_name = "NAME"
+    )]
+    pub otlp_sampler: Option<String>,
+    /// The ratio of traces `traceidratio` samples, from 0 to 1 (default 1).
+    #[arg(
+        long = "otlp-sampler-arg",
+        env = "OTEL_TRACES_SAMPLER_ARG",
+        value_name = "RATIO"
+    )]
+    pub otlp_sampler_arg: Option<String>,
     /// Let results be sent to loopback, private (RFC 1918, fc00::/7), link-local
     /// (169.254.0.0/16, cloud metadata), unspecified and multicast addresses. Off by
     /// default: a callback or destination URL must not reach internal services.
@@ -247,5 +266,13 @@ impl ServeArgs {
     pub fn otlp_endpoint(&self) -> Option<&str> {
         let url = self.otlp_endpoint_url.as_deref()?;
         (!url.trim().is_empty()).then_some(url)
+    }
+
+    /// The head sampler the flags name.
+    pub fn sampler(&self) -> Result<crate::telemetry::Sampler, crate::telemetry::TelemetryError> {
+        crate::telemetry::Sampler::parse(
+            self.otlp_sampler.as_deref(),
+            self.otlp_sampler_arg.as_deref(),
+        )
     }
 }

@@ -450,12 +450,12 @@ async fn a_receiver_that_never_answers_slows_no_call() {
 }
 
 #[tokio::test]
-async fn an_endpoint_that_is_not_an_http_url_is_a_bad_setting() {
+async fn an_endpoint_that_is_not_an_http_or_https_url_is_a_bad_setting() {
     for (args, env) in [
         (&["--otlp-endpoint", "collector:4318"][..], &[][..]),
         (
             &[][..],
-            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318")][..],
+            &[("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://collector:4318")][..],
         ),
     ] {
         let (code, stderr) = serve_exits(args, env).await;

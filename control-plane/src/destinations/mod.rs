@@ -28,6 +28,7 @@ pub use model::{
 };
 pub use policy::{AddressPolicy, UrlError};
 pub use spec::{DestinationSpec, DestinationsSpec};
+pub(crate) use worker::describe;
 pub use worker::start;
 
 use crate::domain::{Execution, ExecutionError, ExecutionStatus};

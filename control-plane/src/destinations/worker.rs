@@ -270,7 +270,7 @@ impl Destinations {
 }
 
 /// A send error with its causes (reqwest's own message is terse).
-fn describe(err: &reqwest::Error) -> String {
+pub(crate) fn describe(err: &reqwest::Error) -> String {
     let mut text = if err.is_timeout() {
         "timed out".to_owned()
     } else if err.is_connect() {

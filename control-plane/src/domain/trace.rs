@@ -121,15 +121,23 @@ impl TraceContext {
 
     /// The context an execution runs under: a span below `incoming` when the caller
     /// sent one, else the first span of a new trace. That new trace takes `correlation`
-    /// (a caller's `X-Trace-Id`) as its id when it is itself a W3C trace id.
+    /// (a caller's `X-Trace-Id`) as its id when it is itself a W3C trace id. Its
+    /// `sampled` flag is the head sampler's decision (see [`crate::telemetry::sampler`]).
     pub fn for_execution(
         incoming: Option<&TraceContext>,
         correlation: Option<&str>,
     ) -> TraceContext {
-        match incoming {
+        let mut context = match incoming {
             Some(parent) => parent.child(),
             None => TraceContext::root(correlation.and_then(|id| decode_hex(id).ok())),
+        };
+        let parent = incoming.map(|parent| parent.flags & SAMPLED != 0);
+        if crate::telemetry::sampled(&context.trace_id, parent) {
+            context.flags |= SAMPLED;
+        } else {
+            context.flags &= !SAMPLED;
         }
+        context
     }
 }
 

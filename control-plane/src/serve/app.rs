@@ -78,6 +78,11 @@ impl App {
                 .with_destination_policy(destination_policy(&args)),
         );
         let metrics = Arc::new(Metrics::new());
+        // Decides the traces of every execution from here on.
+        let sampler = args
+            .sampler()
+            .map_err(|err| Failure::config(err.to_string()))?;
+        crate::telemetry::install_sampler(sampler);
         if let Some(endpoint) = args.otlp_endpoint() {
             let spans = crate::telemetry::TracingSettings::new(endpoint, &args.otlp_service_name);
             // The endpoint passed the checks: what fails now is no setting's fault.

@@ -158,6 +158,8 @@ fn check_args(args: &ServeArgs) -> Result<(), Failure> {
     if let Some(url) = args.otlp_endpoint() {
         crate::telemetry::check_endpoint(url).map_err(|err| Failure::config(err.to_string()))?;
     }
+    args.sampler()
+        .map_err(|err| Failure::config(err.to_string()))?;
     if let Some(url) = &args.node_url {
         let host = url.strip_prefix("http://").unwrap_or_default();
         if host.is_empty() || host.contains(['@', '?', '#', ' ']) {

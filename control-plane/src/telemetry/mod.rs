@@ -2,9 +2,10 @@
 //! execution becomes spans in one trace — the API request, admission, queue wait, claim,
 //! instance start, run and result record, under one `gantry.execution` span that chained
 //! children hang from. Spans are recorded once their work is done, from the times the
-//! execution carries, and handed to a bounded batch queue: a full queue drops them (and
-//! counts them in `gantry_spans_dropped_total`), so export never holds up a call. With no
-//! endpoint, nothing is recorded and every hook is one check of an unset cell.
+//! execution carries, as compact records pushed to a bounded queue: a full queue drops
+//! them (and counts them in `gantry_spans_dropped_total`), so export never holds up a
+//! call. With no endpoint, nothing is recorded and every hook is one check of an unset
+//! cell. Which traces are recorded at all is the head sampler's decision ([`sampler`]).
 //!
 //! The trace of an execution is its `trace_id` when that is a W3C trace id (32 lowercase
 //! hex digits), else a hash of it ([`trace_id`]). The span of an execution has an id
@@ -12,22 +13,32 @@
 //! child (or a later attempt) finds its parent without asking anyone.
 
 mod otlp;
+mod record;
+pub mod sampler;
 mod spans;
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use opentelemetry::trace::{SpanId, TraceId};
 use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+pub use sampler::{install_sampler, sampled, Sampler};
 pub use spans::{admitted, claimed, instance_started, ran, recorded, request};
 
 use otlp::Pipeline;
 
 /// Spans waiting for export at most, unless `OTEL_BSP_MAX_QUEUE_SIZE` says otherwise.
 pub const DEFAULT_MAX_QUEUE: usize = 2048;
+/// Most spans a queue may hold, whatever `OTEL_BSP_MAX_QUEUE_SIZE` says.
+pub const MAX_QUEUE_LIMIT: usize = 65_536;
+/// Spans in one export request at most, unless `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` says
+/// otherwise (never more than the queue holds).
+pub const DEFAULT_BATCH: usize = 512;
+/// The longest wait between exports, unless `OTEL_BSP_SCHEDULE_DELAY` (ms) says
+/// otherwise.
+pub const DEFAULT_SCHEDULE_DELAY: Duration = Duration::from_secs(5);
 /// How long one export may take, unless `OTEL_EXPORTER_OTLP_TIMEOUT` (ms) says otherwise.
 pub const DEFAULT_EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -38,9 +49,15 @@ static PIPELINE: OnceLock<Pipeline> = OnceLock::new();
 /// Why spans cannot be exported.
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
-    /// The endpoint is not an `http://` URL.
-    #[error("OTEL_EXPORTER_OTLP_ENDPOINT (--otlp-endpoint) must be an http:// URL such as http://127.0.0.1:4318, got {0:?}")]
+    /// The endpoint is not an `http://` or `https://` URL.
+    #[error("OTEL_EXPORTER_OTLP_ENDPOINT (--otlp-endpoint) must be an http:// or https:// URL without credentials, query or fragment, such as http://127.0.0.1:4318, got {0:?}")]
     BadEndpoint(String),
+    /// The sampler's name is none of the known ones.
+    #[error("OTEL_TRACES_SAMPLER (--otlp-sampler) must be one of always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio, got {0:?}")]
+    BadSampler(String),
+    /// The sampling ratio is not a number from 0 to 1.
+    #[error("OTEL_TRACES_SAMPLER_ARG (--otlp-sampler-arg) must be a ratio from 0 to 1 such as 0.25, got {0:?}")]
+    BadRatio(String),
     /// The OTLP exporter could not be built.
     #[error("cannot build the OTLP exporter: {0}")]
     Exporter(String),
@@ -61,14 +78,19 @@ pub struct TracingSettings {
     pub service_name: String,
     /// Spans waiting for export at most; more are dropped.
     pub max_queue: usize,
+    /// Spans in one export request at most.
+    pub batch: usize,
+    /// Longest wait between exports when no batch fills up.
+    pub schedule_delay: Duration,
     /// Longest wait for one export.
     pub export_timeout: Duration,
 }
 
 impl TracingSettings {
-    /// Settings for `endpoint` and `service_name`, with the queue size and export
-    /// timeout from the standard `OTEL_BSP_MAX_QUEUE_SIZE` and
-    /// `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds) when they are set.
+    /// Settings for `endpoint` and `service_name`, with the queue size, batch size,
+    /// schedule delay and export timeout from the standard `OTEL_BSP_MAX_QUEUE_SIZE`,
+    /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_SCHEDULE_DELAY` and
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds) when they are set (and positive).
     pub fn new(endpoint: &str, service_name: &str) -> TracingSettings {
         let number = |name: &str| {
             std::env::var(name)
@@ -76,28 +98,34 @@ impl TracingSettings {
                 .and_then(|text| text.trim().parse::<u64>().ok())
                 .filter(|&n| n > 0)
         };
+        let count = |name: &str, default: usize| {
+            number(name).map_or(default, |n| {
+                usize::try_from(n).map_or(MAX_QUEUE_LIMIT, |n| n.min(MAX_QUEUE_LIMIT))
+            })
+        };
+        let max_queue = count("OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_MAX_QUEUE);
         TracingSettings {
             endpoint: endpoint.to_owned(),
             service_name: service_name.to_owned(),
-            max_queue: number("OTEL_BSP_MAX_QUEUE_SIZE").map_or(DEFAULT_MAX_QUEUE, |n| {
-                usize::try_from(n).unwrap_or(usize::MAX)
-            }),
+            max_queue,
+            batch: count("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", DEFAULT_BATCH).min(max_queue),
+            schedule_delay: number("OTEL_BSP_SCHEDULE_DELAY")
+                .map_or(DEFAULT_SCHEDULE_DELAY, Duration::from_millis),
             export_timeout: number("OTEL_EXPORTER_OTLP_TIMEOUT")
                 .map_or(DEFAULT_EXPORT_TIMEOUT, Duration::from_millis),
         }
     }
 }
 
-/// Refuses an endpoint spans cannot be exported to (not an `http://` URL).
+/// Refuses an endpoint spans cannot be exported to (not an `http://` or `https://` URL).
 pub fn check_endpoint(endpoint: &str) -> Result<(), TelemetryError> {
     otlp::traces_url(endpoint).map(drop)
 }
 
 /// Starts exporting spans as `settings` say; `dropped` counts the spans that never
-/// reach the receiver (queue full, export failed). Call from within the Tokio runtime:
-/// exports run on it.
+/// reach the receiver (queue full, export failed). Exports run on a thread of their own.
 pub fn install(settings: &TracingSettings, dropped: Counter) -> Result<(), TelemetryError> {
-    let pipeline = Pipeline::start(settings, dropped, tokio::runtime::Handle::current())?;
+    let pipeline = Pipeline::start(settings, dropped)?;
     PIPELINE
         .set(pipeline)
         .map_err(|_| TelemetryError::AlreadyInstalled)
@@ -114,14 +142,7 @@ pub async fn shutdown(limit: Duration) -> Result<(), TelemetryError> {
     let Some(pipeline) = PIPELINE.get() else {
         return Ok(());
     };
-    let stop = tokio::task::spawn_blocking(move || pipeline.shutdown(limit));
-    match tokio::time::timeout(limit + Duration::from_millis(500), stop).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(err)) => Err(TelemetryError::Shutdown(err.to_string())),
-        Err(_) => Err(TelemetryError::Shutdown(format!(
-            "still exporting after {limit:?}"
-        ))),
-    }
+    pipeline.shutdown(limit).await
 }
 
 /// Now, when spans are exported: the start of a span that ends later. `None` (and no
@@ -132,36 +153,28 @@ pub fn started() -> Option<SystemTime> {
 
 /// The trace id for an execution's `trace_id`: itself when it is 32 lowercase hex digits
 /// (and not all zero), else the first 16 bytes of its SHA-256.
-pub fn trace_id(text: &str) -> TraceId {
+pub fn trace_id(text: &str) -> [u8; 16] {
     let is_w3c = text.len() == 32
         && text
             .bytes()
             .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte));
-    if is_w3c {
-        if let Ok(id) = TraceId::from_hex(text) {
-            if id != TraceId::INVALID {
-                return id;
-            }
-        }
+    let mut bytes = [0u8; 16];
+    if is_w3c && hex::decode_to_slice(text, &mut bytes).is_ok() && bytes != [0; 16] {
+        return bytes;
     }
     let digest = Sha256::digest(text.as_bytes());
-    let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
-    TraceId::from_bytes(bytes)
+    bytes
 }
 
 /// The id of execution `id`'s `gantry.execution` span.
-pub fn execution_span_id(id: Uuid) -> SpanId {
-    derived_span_id(b"execution", id)
+pub fn execution_span_id(id: Uuid) -> [u8; 8] {
+    crate::domain::derived_span_id(b"execution", id)
 }
 
 /// The id of the `:invoke`/`:enqueue` request span that created execution `id`.
-pub fn request_span_id(id: Uuid) -> SpanId {
-    derived_span_id(b"request", id)
-}
-
-fn derived_span_id(kind: &[u8], id: Uuid) -> SpanId {
-    SpanId::from_bytes(crate::domain::derived_span_id(kind, id))
+pub fn request_span_id(id: Uuid) -> [u8; 8] {
+    crate::domain::derived_span_id(b"request", id)
 }
 
 #[cfg(test)]
@@ -171,7 +184,7 @@ mod tests {
     #[test]
     fn a_w3c_trace_id_is_kept() {
         let text = "4bf92f3577b34da6a3ce929d0e0e4736";
-        assert_eq!(trace_id(text).to_string(), text);
+        assert_eq!(hex::encode(trace_id(text)), text);
     }
 
     #[test]
@@ -185,10 +198,9 @@ mod tests {
             "",
         ] {
             let id = trace_id(text);
-            assert_ne!(id, TraceId::INVALID, "{text:?}");
+            assert_ne!(id, [0; 16], "{text:?}");
             assert_eq!(id, trace_id(text), "{text:?}");
-            assert_ne!(id.to_string(), text, "{text:?}");
-            assert_eq!(id.to_string().len(), 32);
+            assert_ne!(hex::encode(id), text, "{text:?}");
         }
         assert_ne!(trace_id("a"), trace_id("b"));
     }
@@ -199,13 +211,16 @@ mod tests {
         assert_eq!(execution_span_id(one), execution_span_id(one));
         assert_ne!(execution_span_id(one), execution_span_id(two));
         assert_ne!(execution_span_id(one), request_span_id(one));
-        assert_ne!(execution_span_id(one), SpanId::INVALID);
+        assert_ne!(execution_span_id(one), [0; 8]);
     }
 
     #[test]
     fn settings_default_to_a_bounded_queue() {
         let settings = TracingSettings::new("http://127.0.0.1:4318", "gantry");
         assert!(settings.max_queue > 0);
+        assert!(settings.max_queue <= MAX_QUEUE_LIMIT);
+        assert!(settings.batch > 0 && settings.batch <= settings.max_queue);
+        assert!(settings.schedule_delay > Duration::ZERO);
         assert!(settings.export_timeout > Duration::ZERO);
     }
 }

@@ -1,11 +1,14 @@
-//! An HTTP receiver on 127.0.0.1 for the destinations tests: it records every POST and
-//! answers the statuses a test scripts per path (200 by default).
+//! An HTTP receiver on 127.0.0.1 for the destinations and span export tests: it records
+//! every POST and answers the statuses a test scripts per path (200 by default); plain or
+//! over TLS with a certificate from a certificate authority of the test's own.
 
 // Each test binary that includes this uses part of it.
 #![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::path::{self as fs, PathBuf};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,7 +59,7 @@ impl Receiver {
 
     /// A receiver on 127.0.0.1 over TLS with the certificate chain and key in the PEM
     /// files `cert` and `key`; its URL names `localhost`, the name the certificate is for.
-    pub async fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Receiver {
+    pub async fn start_tls(cert: &fs::Path, key: &fs::Path) -> Receiver {
         use rustls::pki_types::pem::PemObject;
         use rustls::pki_types::{CertificateDer, PrivateKeyDer};
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -149,10 +152,94 @@ impl Drop for Receiver {
     }
 }
 
+/// Runs openssl with `args` in `dir`.
+fn openssl(dir: &fs::Path, args: &[&str]) {
+    let output = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (install it) signs the receiver's certificate");
+    assert!(
+        output.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A certificate authority (`ca.pem`) and a certificate for `localhost` it signed
+/// (`cert.pem`, key `key.pem`), in `dir`: the CA's file and the certificate's.
+pub fn certificate(dir: &fs::Path) -> (PathBuf, PathBuf, PathBuf) {
+    let rsa = ["-newkey", "rsa:2048", "-nodes"];
+    openssl(
+        dir,
+        &[
+            &["req", "-x509"][..],
+            &rsa,
+            &[
+                "-days",
+                "1",
+                "-subj",
+                "/CN=gantry-test-ca",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        dir,
+        &[
+            &["req"][..],
+            &rsa,
+            &[
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "leaf.csr",
+            ],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "cert.pem",
+        ],
+    );
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
 /// Records every POST into `inbox` and answers as it is scripted.
 fn app(inbox: &Arc<Inbox>) -> Router {
     Router::new()
-        .route("/{path}", post(receive))
+        .route("/{*path}", post(receive))
         .with_state(inbox.clone())
 }
 

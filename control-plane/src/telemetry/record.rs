@@ -1,0 +1,324 @@
+//! One finished span as the hooks hand it to the exporter: a compact, mostly fixed-size
+//! record (ids, a static name, times in nanoseconds, a few typed attributes) that costs
+//! no allocation to make, and its OTLP protobuf encoding, written straight into reused
+//! buffers on the exporter's thread.
+
+use uuid::Uuid;
+
+use crate::domain::ErrorCode;
+
+/// Longest text kept inline; longer ones (none expected: function names, node ids and
+/// instance ids are all shorter) go to the heap.
+const INLINE: usize = 64;
+
+/// A short string kept inside the record.
+#[derive(Debug, Clone)]
+pub(super) enum Text {
+    /// Up to [`INLINE`] bytes of UTF-8.
+    Inline { len: u8, bytes: [u8; INLINE] },
+    /// Anything longer.
+    Long(Box<str>),
+}
+
+impl Text {
+    /// `text`, inline when it fits.
+    pub(super) fn new(text: &str) -> Text {
+        if text.len() <= INLINE {
+            let mut bytes = [0u8; INLINE];
+            bytes[..text.len()].copy_from_slice(text.as_bytes());
+            // Fits in a u8: INLINE is below 256.
+            let len = text.len() as u8;
+            Text::Inline { len, bytes }
+        } else {
+            Text::Long(text.into())
+        }
+    }
+
+    pub(super) fn as_str(&self) -> &str {
+        match self {
+            // Copied from a &str whole, so always valid UTF-8.
+            Text::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
+            }
+            Text::Long(text) => text,
+        }
+    }
+}
+
+/// The OTLP span kinds Gantry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// Work inside the server.
+    Internal = 1,
+    /// An API request.
+    Server = 2,
+}
+
+/// Where a span's work happened, beside the execution it belongs to.
+#[derive(Debug, Clone)]
+pub(super) enum Place {
+    /// The node that claimed the execution.
+    Node(Text),
+    /// The instance it ran on, and whether that instance was started for it.
+    Instance { id: Text, cold: bool },
+}
+
+/// How the execution (or attempt) a span covers ended.
+#[derive(Debug, Clone)]
+pub(super) struct Outcome {
+    /// The execution status's wire name.
+    pub status: &'static str,
+    /// The failure's code, if any.
+    pub code: Option<ErrorCode>,
+    /// Whether the span's status is an error.
+    pub failed: bool,
+}
+
+/// One finished span.
+#[derive(Debug, Clone)]
+pub(super) struct SpanRecord {
+    pub trace: [u8; 16],
+    pub id: [u8; 8],
+    /// `None`: a root span.
+    pub parent: Option<[u8; 8]>,
+    /// Whether the parent is another service's span.
+    pub remote_parent: bool,
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Unix time in nanoseconds.
+    pub start: u64,
+    pub end: u64,
+    pub function: Text,
+    pub version: u32,
+    pub execution: Uuid,
+    pub attempt: u32,
+    pub place: Option<Place>,
+    /// The execution span's trigger.
+    pub trigger: Option<&'static str>,
+    /// The execution span's parent execution.
+    pub parent_execution: Option<Uuid>,
+    pub outcome: Option<Outcome>,
+}
+
+/// The protobuf wire types used here.
+const VARINT: u8 = 0;
+const FIXED64: u8 = 1;
+const LEN: u8 = 2;
+const FIXED32: u8 = 5;
+
+/// Span flags: the W3C sampled bit, and "whether the parent is remote is known".
+const SAMPLED: u32 = 0x01;
+const HAS_IS_REMOTE: u32 = 0x100;
+const IS_REMOTE: u32 = 0x200;
+/// Status codes.
+const STATUS_OK: u64 = 1;
+const STATUS_ERROR: u64 = 2;
+
+fn varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn varint_len(value: u64) -> usize {
+    // 7 bits a byte; at least one byte.
+    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+fn key(out: &mut Vec<u8>, field: u32, wire: u8) {
+    varint(out, u64::from(field << 3 | u32::from(wire)));
+}
+
+fn bytes_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
+    key(out, field, LEN);
+    varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+fn varint_field(out: &mut Vec<u8>, field: u32, value: u64) {
+    key(out, field, VARINT);
+    varint(out, value);
+}
+
+/// A length-delimited field's size on the wire, for a one-byte key.
+fn nested_len(body: usize) -> usize {
+    1 + varint_len(body as u64) + body
+}
+
+/// An attribute value.
+enum Value<'a> {
+    Str(&'a str),
+    Int(i64),
+    Bool(bool),
+}
+
+/// A `KeyValue` (repeated field `field`) with an `AnyValue`.
+fn attribute(out: &mut Vec<u8>, field: u32, name: &str, value: Value<'_>) {
+    let any = match value {
+        Value::Str(text) => nested_len(text.len()),
+        // Two's complement, as protobuf's int64 is.
+        Value::Int(number) => 1 + varint_len(number as u64),
+        Value::Bool(_) => 2,
+    };
+    key(out, field, LEN);
+    varint(out, (nested_len(name.len()) + nested_len(any)) as u64);
+    bytes_field(out, 1, name.as_bytes());
+    key(out, 2, LEN);
+    varint(out, any as u64);
+    match value {
+        Value::Str(text) => bytes_field(out, 1, text.as_bytes()),
+        Value::Bool(flag) => varint_field(out, 2, u64::from(flag)),
+        Value::Int(number) => varint_field(out, 3, number as u64),
+    }
+}
+
+impl SpanRecord {
+    /// The body of this span's `Span` message, appended to `out`.
+    fn encode(&self, out: &mut Vec<u8>) {
+        bytes_field(out, 1, &self.trace);
+        bytes_field(out, 2, &self.id);
+        if let Some(parent) = &self.parent {
+            bytes_field(out, 4, parent);
+        }
+        bytes_field(out, 5, self.name.as_bytes());
+        varint_field(out, 6, self.kind as u64);
+        key(out, 7, FIXED64);
+        out.extend_from_slice(&self.start.to_le_bytes());
+        key(out, 8, FIXED64);
+        out.extend_from_slice(&self.end.max(self.start).to_le_bytes());
+        const ATTRIBUTES: u32 = 9;
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        attribute(
+            out,
+            ATTRIBUTES,
+            "gantry.function",
+            Value::Str(self.function.as_str()),
+        );
+        let version = Value::Int(i64::from(self.version));
+        attribute(out, ATTRIBUTES, "gantry.function.version", version);
+        let execution = self.execution.hyphenated().encode_lower(&mut id);
+        attribute(
+            out,
+            ATTRIBUTES,
+            "gantry.execution.id",
+            Value::Str(execution),
+        );
+        let attempt = Value::Int(i64::from(self.attempt));
+        attribute(out, ATTRIBUTES, "gantry.execution.attempt", attempt);
+        if let Some(trigger) = self.trigger {
+            let trigger = Value::Str(trigger);
+            attribute(out, ATTRIBUTES, "gantry.execution.trigger", trigger);
+        }
+        if let Some(parent) = self.parent_execution {
+            let parent = parent.hyphenated().encode_lower(&mut id);
+            attribute(out, ATTRIBUTES, "gantry.parent.id", Value::Str(parent));
+        }
+        match &self.place {
+            Some(Place::Node(node)) => {
+                attribute(out, ATTRIBUTES, "gantry.node", Value::Str(node.as_str()));
+            }
+            Some(Place::Instance { id, cold }) => {
+                let instance = Value::Str(id.as_str());
+                attribute(out, ATTRIBUTES, "gantry.instance.id", instance);
+                attribute(out, ATTRIBUTES, "gantry.cold_start", Value::Bool(*cold));
+            }
+            None => {}
+        }
+        let mut error = None;
+        if let Some(outcome) = &self.outcome {
+            let status = Value::Str(outcome.status);
+            attribute(out, ATTRIBUTES, "gantry.execution.status", status);
+            if let Some(code) = &outcome.code {
+                let code = Value::Str(code.as_str());
+                attribute(out, ATTRIBUTES, "gantry.error.code", code);
+            }
+            if outcome.failed {
+                error = Some(
+                    outcome
+                        .code
+                        .as_ref()
+                        .map_or(outcome.status, ErrorCode::as_str),
+                );
+            }
+        }
+        // Status: an error with its code as the message, else OK.
+        key(out, 15, LEN);
+        match error {
+            Some(message) => {
+                varint(out, (nested_len(message.len()) + 2) as u64);
+                bytes_field(out, 2, message.as_bytes());
+                varint_field(out, 3, STATUS_ERROR);
+            }
+            None => {
+                varint(out, 2);
+                varint_field(out, 3, STATUS_OK);
+            }
+        }
+        let mut flags = SAMPLED | HAS_IS_REMOTE;
+        if self.remote_parent {
+            flags |= IS_REMOTE;
+        }
+        key(out, 16, FIXED32);
+        out.extend_from_slice(&flags.to_le_bytes());
+    }
+}
+
+/// Turns batches of spans into `ExportTraceServiceRequest` bodies, reusing its buffers.
+pub(super) struct Encoder {
+    /// The `resource` field of the `ResourceSpans` (its `service.name`).
+    resource: Vec<u8>,
+    /// The `scope` field of the `ScopeSpans` (Gantry and its version).
+    scope: Vec<u8>,
+    /// The `spans` fields of the batch being encoded.
+    spans: Vec<u8>,
+    /// One span's body.
+    scratch: Vec<u8>,
+}
+
+impl Encoder {
+    /// An encoder for spans of service `service`.
+    pub(super) fn new(service: &str) -> Encoder {
+        let mut attributes = Vec::new();
+        attribute(&mut attributes, 1, "service.name", Value::Str(service));
+        let mut resource = Vec::new();
+        bytes_field(&mut resource, 1, &attributes);
+        let mut body = Vec::new();
+        bytes_field(&mut body, 1, b"gantry");
+        bytes_field(&mut body, 2, env!("CARGO_PKG_VERSION").as_bytes());
+        let mut scope = Vec::new();
+        bytes_field(&mut scope, 1, &body);
+        Encoder {
+            resource,
+            scope,
+            spans: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The request that exports `batch`.
+    pub(super) fn encode(&mut self, batch: &[SpanRecord]) -> Vec<u8> {
+        self.spans.clear();
+        for span in batch {
+            self.scratch.clear();
+            span.encode(&mut self.scratch);
+            bytes_field(&mut self.spans, 2, &self.scratch);
+        }
+        let scope_spans = self.scope.len() + self.spans.len();
+        let resource_spans = self.resource.len() + nested_len(scope_spans);
+        let mut out = Vec::with_capacity(nested_len(resource_spans));
+        key(&mut out, 1, LEN);
+        varint(&mut out, resource_spans as u64);
+        out.extend_from_slice(&self.resource);
+        key(&mut out, 2, LEN);
+        varint(&mut out, scope_spans as u64);
+        out.extend_from_slice(&self.scope);
+        out.extend_from_slice(&self.spans);
+        out
+    }
+}
+
+#[cfg(test)]
+#[path = "record_tests.rs"]
+mod tests;

@@ -1,0 +1,196 @@
+//! The hand-written encoding, read back with the OpenTelemetry protobuf types.
+
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
+use prost::Message;
+
+use super::*;
+use gantry_protocol::ErrorCode as WatchdogCode;
+
+fn record(name: &'static str) -> SpanRecord {
+    SpanRecord {
+        trace: [7; 16],
+        id: [8; 8],
+        parent: None,
+        remote_parent: false,
+        name,
+        kind: Kind::Internal,
+        start: 1_700_000_000_123_456_789,
+        end: 1_700_000_000_223_456_789,
+        function: Text::new("report"),
+        version: 3,
+        execution: Uuid::now_v7(),
+        attempt: 2,
+        place: None,
+        trigger: None,
+        parent_execution: None,
+        outcome: None,
+    }
+}
+
+fn value<'a>(span: &'a Span, key: &str) -> Option<&'a Any> {
+    let found: &KeyValue = span.attributes.iter().find(|kv| kv.key == key)?;
+    found.value.as_ref()?.value.as_ref()
+}
+
+fn text(span: &Span, key: &str) -> Option<String> {
+    match value(span, key)? {
+        Any::StringValue(text) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+fn decode(encoder: &mut Encoder, batch: &[SpanRecord]) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest::decode(&encoder.encode(batch)[..]).unwrap()
+}
+
+#[test]
+fn a_batch_decodes_as_one_resource_and_scope_with_every_span() {
+    let long = "x".repeat(300);
+    let parent = Uuid::now_v7();
+    let mut spans = vec![
+        record("gantry.claim"),
+        SpanRecord {
+            parent: Some([9; 8]),
+            remote_parent: true,
+            kind: Kind::Server,
+            place: Some(Place::Node(Text::new("node-a"))),
+            ..record("gantry.invoke")
+        },
+        SpanRecord {
+            place: Some(Place::Instance {
+                id: Text::new(&long),
+                cold: true,
+            }),
+            trigger: Some("chain"),
+            parent_execution: Some(parent),
+            outcome: Some(Outcome {
+                status: "error",
+                code: Some(ErrorCode::Watchdog(WatchdogCode::Timeout)),
+                failed: true,
+            }),
+            ..record("gantry.execution")
+        },
+    ];
+    spans[0].outcome = Some(Outcome {
+        status: "success",
+        code: None,
+        failed: false,
+    });
+    let mut encoder = Encoder::new("gantry-under-test");
+    // Twice: the reused buffers hold nothing of the first batch.
+    decode(&mut encoder, &spans[..1]);
+    let request = decode(&mut encoder, &spans);
+    let [resource] = &request.resource_spans[..] else {
+        panic!("one resource: {request:?}");
+    };
+    let attributes = &resource.resource.as_ref().unwrap().attributes;
+    assert_eq!(attributes.len(), 1);
+    assert_eq!(attributes[0].key, "service.name");
+    let [scope] = &resource.scope_spans[..] else {
+        panic!("one scope");
+    };
+    let named = scope.scope.as_ref().unwrap();
+    assert_eq!(named.name, "gantry");
+    assert_eq!(named.version, env!("CARGO_PKG_VERSION"));
+    let [claim, invoke, execution] = &scope.spans[..] else {
+        panic!("three spans: {:?}", scope.spans);
+    };
+
+    assert_eq!(claim.name, "gantry.claim");
+    assert_eq!(claim.trace_id, vec![7; 16]);
+    assert_eq!(claim.span_id, vec![8; 8]);
+    assert!(claim.parent_span_id.is_empty(), "a root");
+    assert_eq!(claim.kind, SpanKind::Internal as i32);
+    assert_eq!(claim.start_time_unix_nano, 1_700_000_000_123_456_789);
+    assert_eq!(claim.end_time_unix_nano, 1_700_000_000_223_456_789);
+    assert_eq!(claim.flags, 0x101);
+    assert_eq!(text(claim, "gantry.function").as_deref(), Some("report"));
+    assert_eq!(
+        value(claim, "gantry.function.version"),
+        Some(&Any::IntValue(3))
+    );
+    assert_eq!(
+        value(claim, "gantry.execution.attempt"),
+        Some(&Any::IntValue(2))
+    );
+    assert_eq!(
+        text(claim, "gantry.execution.id"),
+        Some(spans[0].execution.to_string())
+    );
+    assert_eq!(
+        text(claim, "gantry.execution.status").as_deref(),
+        Some("success")
+    );
+    let status = claim.status.as_ref().unwrap();
+    assert_eq!(status.code, StatusCode::Ok as i32);
+
+    assert_eq!(invoke.parent_span_id, vec![9; 8]);
+    assert_eq!(invoke.kind, SpanKind::Server as i32);
+    assert_eq!(invoke.flags, 0x301, "the parent is remote");
+    assert_eq!(text(invoke, "gantry.node").as_deref(), Some("node-a"));
+
+    assert_eq!(text(execution, "gantry.instance.id"), Some(long));
+    assert_eq!(
+        value(execution, "gantry.cold_start"),
+        Some(&Any::BoolValue(true))
+    );
+    assert_eq!(
+        text(execution, "gantry.execution.trigger").as_deref(),
+        Some("chain")
+    );
+    assert_eq!(
+        text(execution, "gantry.parent.id"),
+        Some(parent.to_string())
+    );
+    assert_eq!(
+        text(execution, "gantry.error.code").as_deref(),
+        Some("TIMEOUT")
+    );
+    let status = execution.status.as_ref().unwrap();
+    assert_eq!(status.code, StatusCode::Error as i32);
+    assert_eq!(status.message, "TIMEOUT");
+}
+
+#[test]
+fn an_end_before_the_start_is_clamped_and_versions_stay_whole() {
+    let mut span = record("gantry.run");
+    span.end = span.start - 5;
+    span.version = u32::MAX;
+    let request = decode(&mut Encoder::new("s"), &[span]);
+    let decoded = &request.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(decoded.end_time_unix_nano, decoded.start_time_unix_nano);
+    assert_eq!(
+        value(decoded, "gantry.function.version"),
+        Some(&Any::IntValue(i64::from(u32::MAX)))
+    );
+}
+
+#[test]
+fn varint_lengths_match_what_is_written() {
+    for value in [
+        0,
+        1,
+        127,
+        128,
+        16_383,
+        16_384,
+        u64::from(u32::MAX),
+        u64::MAX,
+    ] {
+        let mut out = Vec::new();
+        varint(&mut out, value);
+        assert_eq!(out.len(), varint_len(value), "{value}");
+    }
+}
+
+#[test]
+fn short_text_stays_inline_and_long_text_is_kept_whole() {
+    assert!(matches!(Text::new("fn-1"), Text::Inline { .. }));
+    assert_eq!(Text::new("fn-1").as_str(), "fn-1");
+    let long = "é".repeat(40);
+    assert!(matches!(Text::new(&long), Text::Long(_)));
+    assert_eq!(Text::new(&long).as_str(), long);
+}
