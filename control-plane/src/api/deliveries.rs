@@ -76,8 +76,10 @@ pub async fn execution(
     ))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<DeliveryQuery>,
+    query: Result<Query<DeliveryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
+    // A query axum cannot read answers in the usual error shape, not as plain text.
+    let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
     let wanted = match query.state.as_deref() {
         None => None,
         Some(text) => Some(DeliveryState::parse(text).ok_or_else(|| {

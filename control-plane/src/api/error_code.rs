@@ -59,6 +59,9 @@ pub enum ApiErrorCode {
     ShuttingDown,
     /// The server's disk is full.
     InsufficientStorage,
+    /// The server already serves as many connections as it may (the listener's own
+    /// answer, before any route).
+    TooManyConnections,
 }
 
 impl ApiErrorCode {
@@ -92,6 +95,7 @@ impl ApiErrorCode {
             StoreUnavailable => "STORE_UNAVAILABLE",
             ShuttingDown => "SHUTTING_DOWN",
             InsufficientStorage => "INSUFFICIENT_STORAGE",
+            TooManyConnections => "TOO_MANY_CONNECTIONS",
         }
     }
 }
@@ -104,7 +108,7 @@ mod tests {
     #[test]
     fn names_match_serde() {
         use ApiErrorCode::*;
-        for code in [
+        let all = [
             BadRequest,
             Unauthorized,
             Forbidden,
@@ -131,8 +135,15 @@ mod tests {
             StoreUnavailable,
             ShuttingDown,
             InsufficientStorage,
-        ] {
+            TooManyConnections,
+        ];
+        for code in all {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
         }
+        // The document lists them all.
+        let document = serde_json::to_value(super::super::openapi::document()).unwrap();
+        let listed = &document["components"]["schemas"]["ApiErrorCode"]["enum"];
+        let names: Vec<&str> = all.iter().map(|code| code.as_str()).collect();
+        assert_eq!(listed, &serde_json::json!(names));
     }
 }

@@ -162,6 +162,7 @@ fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     params(("id" = String, Path, description = "The execution's id (a UUID).")),
     responses(
         (status = 204, description = "The record and its logs are gone."),
+        (status = 405, description = "`id:action` takes POST (`METHOD_NOT_ALLOWED`).", body = crate::wire::ErrorBody),
         (status = 404, description = "No such execution (`NOT_FOUND`).", body = crate::wire::ErrorBody),
         (status = 409, description = "It has not finished; cancel it first (`CONFLICT`).", body = crate::wire::ErrorBody),
     ))]
@@ -169,6 +170,13 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    if split_action(&id).1.is_some() {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ApiErrorCode::MethodNotAllowed,
+            "actions take POST",
+        ));
+    }
     let id = parse_id(&id)?;
     match state.store.delete_execution(id).await? {
         Deletion::Deleted => Ok(StatusCode::NO_CONTENT),

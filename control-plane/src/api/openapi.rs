@@ -43,7 +43,7 @@ pub const EXECUTION: &str = "execution";
         super::openapi_actions::redrive,
         super::openapi_actions::complete,
     ),
-    components(schemas(ErrorBody, super::error::ApiErrorCode)),
+    components(schemas(ErrorBody, super::error::ApiErrorCode, StreamEvent)),
     modifiers(&Shared),
     tags(
         (name = "functions", description = "Deploy, read, scale and remove functions."),
@@ -58,6 +58,21 @@ pub const EXECUTION: &str = "execution";
     )
 )]
 struct Fixed;
+
+/// One event of a server-sent event stream (the log routes with `follow=true`), as
+/// the stream frames it. The document describes the frames; what `data` holds per
+/// `event` is in each route's description.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // only its schema is used
+pub struct StreamEvent {
+    /// `log` (a line), `end` (the execution finished) or `lagged` (lines were skipped).
+    #[schema(pattern = "^(log|end|lagged)$")]
+    event: Option<String>,
+    /// The event's data: JSON, but for `lagged`, a sentence.
+    data: String,
+    /// The line's sequence number, on the `log` events of an execution.
+    id: Option<String>,
+}
 
 /// The whole document, built once.
 pub fn document() -> &'static OpenApi {
@@ -85,7 +100,7 @@ pub fn document_json() -> String {
     path = "/openapi.json",
     tag = "meta",
     security(()),
-    responses((status = 200, description = "This document (OpenAPI 3.1).", content_type = "application/json", body = Object)),
+    responses((status = 200, description = "This document (OpenAPI 3.1).", content_type = "application/json", body = serde_json::Value)),
 )]
 pub async fn serve() -> impl IntoResponse {
     static BODY: OnceLock<Arc<str>> = OnceLock::new();
@@ -230,7 +245,7 @@ fn shared_responses() -> Vec<(&'static str, Response)> {
         ("TooLarge", error("The body is over the server's limit (`TOO_LARGE`).").build()),
         ("UnsupportedMediaType", error("A body not declared `application/json` (`UNSUPPORTED_MEDIA_TYPE`).").build()),
         ("Internal", error("A failure the caller cannot fix (`INTERNAL`); the server log has the cause.").build()),
-        ("Unavailable", error("The store does not answer (`STORE_UNAVAILABLE`) or the server is shutting down (`SHUTTING_DOWN`).").header("Retry-After", retry()).build()),
+        ("Unavailable", error("The store does not answer (`STORE_UNAVAILABLE`), the server is shutting down (`SHUTTING_DOWN`) or serves as many connections as it may (`TOO_MANY_CONNECTIONS`).").header("Retry-After", retry()).build()),
         ("Full", error("The server's disk is full (`INSUFFICIENT_STORAGE`).").header("Retry-After", retry()).build()),
         ("TooMany", error("The function's queue is full (`QUEUE_FULL`) or its rate limit was reached (`RATE_LIMITED`).").header("Retry-After", retry()).build()),
         ("Error", error("Any other error, in the same shape.").build()),

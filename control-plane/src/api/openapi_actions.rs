@@ -8,6 +8,8 @@ use crate::domain::Execution;
 use crate::wire::{
     Accepted, CompletionAnswer, DeliveryInfo, ErrorBody, InvokeAnswer, RetryAnswer, ScaleRequest,
 };
+use utoipa::openapi::schema::{AnyOfBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr};
 
 /// Runs the function and waits for its result.
 #[utoipa::path(post, path = "/v1/functions/{name}:invoke", tag = "invoke",
@@ -19,7 +21,7 @@ use crate::wire::{
         ("traceparent" = Option<String>, Header, description = "W3C trace context the execution joins; a malformed one is ignored."),
         ("tracestate" = Option<String>, Header, description = "W3C vendor trace state sent with `traceparent`."),
     ),
-    request_body(content = Object, description = "The function's input: any JSON (an empty body is `null`), checked against its `input_schema`."),
+    request_body(content = serde_json::Value, description = "The function's input: any JSON (an empty body is `null`), checked against its `input_schema`."),
     responses(
         (status = 200, description = "It succeeded.", body = InvokeAnswer, headers(
             ("X-Execution-Id" = String, description = "The execution."),
@@ -27,11 +29,11 @@ use crate::wire::{
             ("X-Cold-Start" = String, description = "`true` when the call waited for its instance to start."))),
         (status = 400, description = "Bad input (`INVALID_INPUT`), body or header (`BAD_REQUEST`, e.g. an `X-Callback-Url`, which is for `:enqueue`).", body = ErrorBody),
         (status = 404, description = "No such function, or an unknown action (`NOT_FOUND`).", body = ErrorBody),
-        (status = 409, description = "It was cancelled (an `InvokeAnswer`), the function is disabled (`FUNCTION_DISABLED`) or the idempotency key was used with another input (`IDEMPOTENCY_KEY_REUSED`).", content((InvokeAnswer = "application/json"), (ErrorBody = "application/json"))),
+        (status = 409, description = "It was cancelled (an `InvokeAnswer`), the function is disabled (`FUNCTION_DISABLED`) or the idempotency key was used with another input (`IDEMPOTENCY_KEY_REUSED`).", body = InvokeOrError),
         (status = 422, description = "The input is nested too deeply to check (`INPUT_TOO_COMPLEX`).", body = ErrorBody),
         (status = 429, description = "The queue is full (`QUEUE_FULL`) or the rate limit was reached (`RATE_LIMITED`).", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before trying again."))),
-        (status = 502, description = "It failed (the `error` says why), or the node that runs its warm pool did not answer (`NODE_UNREACHABLE`).", content((InvokeAnswer = "application/json"), (ErrorBody = "application/json"))),
+        (status = 502, description = "It failed (the `error` says why), or the node that runs its warm pool did not answer (`NODE_UNREACHABLE`).", body = InvokeOrError),
         (status = 504, description = "It timed out.", body = InvokeAnswer),
     ))]
 pub fn invoke() {}
@@ -47,7 +49,7 @@ pub fn invoke() {}
         ("traceparent" = Option<String>, Header, description = "W3C trace context the execution joins; a malformed one is ignored."),
         ("tracestate" = Option<String>, Header, description = "W3C vendor trace state sent with `traceparent`."),
     ),
-    request_body(content = Object, description = "The function's input: any JSON (an empty body is `null`), checked against its `input_schema`."),
+    request_body(content = serde_json::Value, description = "The function's input: any JSON (an empty body is `null`), checked against its `input_schema`."),
     responses(
         (status = 202, description = "Stored; it runs when its turn comes.", body = Accepted, headers(
             ("X-Execution-Id" = String, description = "The execution."),
@@ -108,7 +110,7 @@ pub fn redrive() {}
 #[utoipa::path(post, path = "/v1/internal/executions/{id}:complete", tag = "internal",
     security(("execution" = [])),
     params(("id" = String, Path, description = "The execution's id (a UUID).")),
-    request_body(content = Object, description = "The watchdog's completion report."),
+    request_body(content = serde_json::Value, description = "The watchdog's completion report."),
     responses(
         (status = 200, description = "`applied` is false when it had already finished.", body = CompletionAnswer),
         (status = 400, description = "A report the server cannot use (`BAD_REQUEST`).", body = ErrorBody),
@@ -117,3 +119,37 @@ pub fn redrive() {}
         (status = 404, description = "No such execution (`NOT_FOUND`).", body = ErrorBody),
     ))]
 pub fn complete() {}
+
+/// The body of the `:invoke` answers that are either the finished execution or an
+/// error (409: cancelled, or refused; 502: failed, or its node did not answer). Any of
+/// the two, not one of them: a failed execution's `error.code` may also be an API code
+/// (`QUEUE_FULL`), so its answer can fit both shapes.
+pub struct InvokeOrError;
+
+impl utoipa::PartialSchema for InvokeOrError {
+    fn schema() -> RefOr<Schema> {
+        AnyOfBuilder::new()
+            .item(Ref::from_schema_name("InvokeAnswer"))
+            .item(Ref::from_schema_name("ErrorBody"))
+            .description(Some(
+                "The finished execution (`InvokeAnswer`) or why the call was refused (`ErrorBody`).",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for InvokeOrError {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        for (name, schema) in [
+            (
+                "InvokeAnswer",
+                <InvokeAnswer as utoipa::PartialSchema>::schema(),
+            ),
+            ("ErrorBody", <ErrorBody as utoipa::PartialSchema>::schema()),
+        ] {
+            schemas.push((name.to_owned(), schema));
+        }
+        <InvokeAnswer as utoipa::ToSchema>::schemas(schemas);
+        <ErrorBody as utoipa::ToSchema>::schemas(schemas);
+    }
+}

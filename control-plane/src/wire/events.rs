@@ -15,6 +15,7 @@ pub struct EventRequest<D = Value> {
     pub event_type: String,
     /// The input of every function it starts.
     #[serde(default)]
+    #[schema(value_type = Value)]
     pub data: D,
 }
 
