@@ -10,7 +10,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -27,17 +26,24 @@ const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_co
 /// The server's admin token: in memory only, so no generated request can revoke it.
 const TOKEN: &str = "schemathesis-admin-token-0123456789abcdef";
 
-/// The `schemathesis` command (`st` is its short name).
-fn schemathesis() -> PathBuf {
-    for name in ["schemathesis", "st"] {
-        let found = std::process::Command::new(name)
+/// The `schemathesis` command line: its script on PATH (`st` is its short name), else
+/// its module through `python3` (a user install whose scripts are not on PATH).
+fn schemathesis() -> Vec<String> {
+    let candidates: [&[&str]; 3] = [
+        &["schemathesis"],
+        &["st"],
+        &["python3", "-m", "schemathesis.cli"],
+    ];
+    for candidate in candidates {
+        let found = std::process::Command::new(candidate[0])
+            .args(&candidate[1..])
             .arg("--version")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|status| status.success());
         if found {
-            return PathBuf::from(name);
+            return candidate.iter().map(|part| part.to_string()).collect();
         }
     }
     panic!(
@@ -72,8 +78,30 @@ async fn every_answer_conforms_to_the_openapi_document() {
     let execution = answer["executionId"].as_str().expect("an execution id");
 
     let work = tempfile::tempdir().expect("temp dir");
-    let mut command = tokio::process::Command::new(st);
+    // The document is valid OpenAPI 3.1 by the specification's own schema and rules.
+    let document = work.path().join("openapi.json");
+    let served = server
+        .get_open("/v1/openapi.json")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    std::fs::write(&document, &served).unwrap();
+    let checked = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator", "--schema", "3.1"])
+        .arg(&document)
+        .output()
+        .expect("run python3");
+    assert!(
+        checked.status.success(),
+        "openapi-spec-validator refuses the document (is it installed? `pip install -r scripts/ci-requirements.txt`):\n{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    let mut command = tokio::process::Command::new(&st[0]);
     command
+        .args(&st[1..])
         .current_dir(work.path())
         .env("GANTRY_ST_FUNCTION", "echo")
         .env("GANTRY_ST_EXECUTION", execution)

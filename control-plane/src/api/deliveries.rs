@@ -30,7 +30,8 @@ impl From<DestinationError> for ApiError {
 }
 
 /// `GET /v1/executions/{id}`: the record with the deliveries of its result.
-#[utoipa::path(get, path = "/executions/{id}", tag = "executions",
+#[utoipa::path(
+    operation_id = "getExecution",get, path = "/executions/{id}", tag = "executions",
     params(("id" = String, Path, description = "The execution's id (a UUID).")),
     responses(
         (status = 200, description = "The execution with the deliveries of its result.", body = ExecutionDetail),
@@ -68,7 +69,8 @@ pub async fn execution(
 }
 
 /// `GET /v1/deliveries?state=failed`: deliveries by id, oldest first.
-#[utoipa::path(get, path = "/deliveries", tag = "deliveries",
+#[utoipa::path(
+    operation_id = "listDeliveries",get, path = "/deliveries", tag = "deliveries",
     params(DeliveryQuery),
     responses(
         (status = 200, description = "A page of deliveries, oldest first.", body = DeliveryPage),
@@ -149,7 +151,8 @@ pub async fn action(
 
 /// `GET /v1/functions/{name}/destination-key`: the function's generated signing key
 /// (made on first read), for admins.
-#[utoipa::path(get, path = "/functions/{name}/destination-key", tag = "deliveries",
+#[utoipa::path(
+    operation_id = "getDestinationKey",get, path = "/functions/{name}/destination-key", tag = "deliveries",
     params(("name" = String, Path, description = "The function's name.")),
     responses(
         (status = 200, description = "The key that signs the function's deliveries (admins only).", body = DestinationKey),

@@ -54,7 +54,8 @@ impl Include {
 
 /// `GET /v1/executions`: newest first; `nextCursor` fetches the next page. Inputs and
 /// outputs only with `include=input,output`.
-#[utoipa::path(get, path = "/executions", tag = "executions",
+#[utoipa::path(
+    operation_id = "listExecutions",get, path = "/executions", tag = "executions",
     params(ExecutionQuery),
     responses(
         (status = 200, description = "A page of executions, newest first.", body = ExecutionPage),
@@ -158,7 +159,8 @@ fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
 
 /// `DELETE /v1/executions/{id}`: 204; the record and its logs are gone. 409 while it
 /// has not finished (cancel it first).
-#[utoipa::path(delete, path = "/executions/{id}", tag = "executions",
+#[utoipa::path(
+    operation_id = "deleteExecution",delete, path = "/executions/{id}", tag = "executions",
     params(("id" = String, Path, description = "The execution's id (a UUID).")),
     responses(
         (status = 204, description = "The record and its logs are gone."),
@@ -227,7 +229,8 @@ const MAX_CHAIN_LIMIT: u32 = 10_000;
 
 /// `GET /v1/executions/{id}/chain`: the tree of executions it started, a page of
 /// members at a time (`limit`, `cursor` from `nextCursor`).
-#[utoipa::path(get, path = "/executions/{id}/chain", tag = "executions",
+#[utoipa::path(
+    operation_id = "getExecutionChain",get, path = "/executions/{id}/chain", tag = "executions",
     params(("id" = String, Path, description = "The execution's id (a UUID)."), ChainQuery),
     responses(
         (status = 200, description = "A page of the tree of executions it started.", body = ChainPage),

@@ -20,7 +20,8 @@ use crate::logs::FunctionLine;
 use crate::wire::{FunctionLogsQuery, InstanceLogPage};
 
 /// `GET /v1/functions/{name}/logs`.
-#[utoipa::path(get, path = "/functions/{name}/logs", tag = "functions",
+#[utoipa::path(
+    operation_id = "getFunctionLogs",get, path = "/functions/{name}/logs", tag = "functions",
     params(("name" = String, Path, description = "The function's name."), FunctionLogsQuery),
     responses(
         (status = 200, description = "With `instance`: that warm instance's own lines. With `follow=true`: a server-sent event stream of `log` events (a `FunctionLine` each) from now on, and `lagged` events when lines were skipped.",

@@ -16,7 +16,8 @@ use crate::store::CursorScope;
 use crate::wire::{FunctionAnswer, FunctionList, ScaleRequest, VersionList};
 
 /// `POST /v1/functions`: 201 with the first version, 409 if the name is taken.
-#[utoipa::path(post, path = "/functions", tag = "functions",
+#[utoipa::path(
+    operation_id = "createFunction",post, path = "/functions", tag = "functions",
     request_body(content = crate::registry::FunctionSpec, description = "The function's manifest."),
     responses(
         (status = 201, description = "The first version.", body = FunctionAnswer),
@@ -41,7 +42,8 @@ fn with_warnings(state: &AppState, version: &FunctionVersion) -> FunctionAnswer 
 }
 
 /// `GET /v1/functions`.
-#[utoipa::path(get, path = "/functions", tag = "functions",
+#[utoipa::path(
+    operation_id = "listFunctions",get, path = "/functions", tag = "functions",
     responses((status = 200, description = "Every function's current version.", body = FunctionList)))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<FunctionList>, ApiError> {
     let functions = state.catalog.list().await?;
@@ -51,7 +53,8 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<FunctionLis
 }
 
 /// `GET /v1/functions/{name}`: the current version, with `pool` for a warm function.
-#[utoipa::path(get, path = "/functions/{name}", tag = "functions",
+#[utoipa::path(
+    operation_id = "getFunction",get, path = "/functions/{name}", tag = "functions",
     params(("name" = String, Path, description = "The function's name.")),
     responses(
         (status = 200, description = "The current version, with its warm pool and schedules.", body = FunctionAnswer),
@@ -108,7 +111,8 @@ pub async fn scale(state: Arc<AppState>, name: &str, body: Value) -> Result<Resp
 }
 
 /// `PUT /v1/functions/{name}`: a new version unless the definition is unchanged.
-#[utoipa::path(put, path = "/functions/{name}", tag = "functions",
+#[utoipa::path(
+    operation_id = "replaceFunction",put, path = "/functions/{name}", tag = "functions",
     params(("name" = String, Path, description = "The function's name.")),
     request_body(content = crate::registry::FunctionSpec, description = "The new manifest; its name must be the path's."),
     responses(
@@ -132,7 +136,8 @@ pub async fn replace(
 }
 
 /// `DELETE /v1/functions/{name}`: 204.
-#[utoipa::path(delete, path = "/functions/{name}", tag = "functions",
+#[utoipa::path(
+    operation_id = "deleteFunction",delete, path = "/functions/{name}", tag = "functions",
     params(("name" = String, Path, description = "The function's name.")),
     responses(
         (status = 204, description = "Deleted with its versions."),
@@ -154,7 +159,8 @@ pub async fn delete(
 }
 
 /// `GET /v1/functions/{name}/versions`: oldest first.
-#[utoipa::path(get, path = "/functions/{name}/versions", tag = "functions",
+#[utoipa::path(
+    operation_id = "listFunctionVersions",get, path = "/functions/{name}/versions", tag = "functions",
     params(("name" = String, Path, description = "The function's name.")),
     responses(
         (status = 200, description = "Every version, oldest first.", body = VersionList),

@@ -47,7 +47,8 @@ pub fn parse_report(body: &[u8]) -> Result<CallbackReport, ApiError> {
 }
 
 /// `GET /v1/internal/executions/{id}/payload`: the input of a running execution.
-#[utoipa::path(get, path = "/executions/{id}/payload", tag = "internal",
+#[utoipa::path(
+    operation_id = "getExecutionPayload",get, path = "/executions/{id}/payload", tag = "internal",
     security(("execution" = [])),
     params(("id" = String, Path, description = "The execution's id (a UUID).")),
     responses(

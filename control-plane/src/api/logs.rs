@@ -25,7 +25,8 @@ const PAGE: u32 = 10_000;
 const START_POLL: Duration = Duration::from_millis(100);
 
 /// `GET /v1/executions/{id}/logs`.
-#[utoipa::path(get, path = "/executions/{id}/logs", tag = "executions",
+#[utoipa::path(
+    operation_id = "getExecutionLogs",get, path = "/executions/{id}/logs", tag = "executions",
     params(("id" = String, Path, description = "The execution's id (a UUID)."), LogsQuery),
     responses(
         (status = 200, description = "The captured lines; with `follow=true` a server-sent event stream instead: `log` events (a `LogLine` each, the id its `seq`), then one `end` event (`LogEnd`).",

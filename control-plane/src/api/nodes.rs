@@ -11,7 +11,8 @@ use crate::wire::{NodeInfo, NodeList};
 
 /// `GET /v1/nodes`: every node, by id; one without a heartbeat for longer than a lease
 /// is `lost`.
-#[utoipa::path(get, path = "/nodes", tag = "cluster",
+#[utoipa::path(
+    operation_id = "listNodes",get, path = "/nodes", tag = "cluster",
     responses((status = 200, description = "Every node sharing the store.", body = NodeList)))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<NodeList>, ApiError> {
     let now = crate::domain::now();

@@ -96,6 +96,7 @@ pub fn document_json() -> String {
 
 /// Serves the document.
 #[utoipa::path(
+    operation_id = "getOpenApiDocument",
     get,
     path = "/openapi.json",
     tag = "meta",

@@ -12,7 +12,8 @@ use utoipa::openapi::schema::{AnyOfBuilder, Schema};
 use utoipa::openapi::{Ref, RefOr};
 
 /// Runs the function and waits for its result.
-#[utoipa::path(post, path = "/v1/functions/{name}:invoke", tag = "invoke",
+#[utoipa::path(
+    operation_id = "invokeFunction",post, path = "/v1/functions/{name}:invoke", tag = "invoke",
     params(
         ("name" = String, Path, description = "The function's name."),
         ("Idempotency-Key" = Option<String>, Header, description = "1 to 256 characters: a repeated call with the same key and input answers the first execution."),
@@ -39,7 +40,8 @@ use utoipa::openapi::{Ref, RefOr};
 pub fn invoke() {}
 
 /// Queues the function: 202 once the execution is stored.
-#[utoipa::path(post, path = "/v1/functions/{name}:enqueue", tag = "invoke",
+#[utoipa::path(
+    operation_id = "enqueueFunction",post, path = "/v1/functions/{name}:enqueue", tag = "invoke",
     params(
         ("name" = String, Path, description = "The function's name."),
         ("Idempotency-Key" = Option<String>, Header, description = "1 to 256 characters: a repeated call with the same key and input answers the first execution."),
@@ -64,7 +66,8 @@ pub fn invoke() {}
 pub fn enqueue() {}
 
 /// Changes the warm pool's bounds: a new version.
-#[utoipa::path(post, path = "/v1/functions/{name}:scale", tag = "functions",
+#[utoipa::path(
+    operation_id = "scaleFunction",post, path = "/v1/functions/{name}:scale", tag = "functions",
     params(("name" = String, Path, description = "The function's name.")),
     request_body(content = ScaleRequest),
     responses(
@@ -75,7 +78,8 @@ pub fn enqueue() {}
 pub fn scale() {}
 
 /// Cancels an execution.
-#[utoipa::path(post, path = "/v1/executions/{id}:cancel", tag = "executions",
+#[utoipa::path(
+    operation_id = "cancelExecution",post, path = "/v1/executions/{id}:cancel", tag = "executions",
     params(("id" = String, Path, description = "The execution's id (a UUID).")),
     responses(
         (status = 200, description = "The cancelled execution.", body = Execution),
@@ -85,7 +89,8 @@ pub fn scale() {}
 pub fn cancel() {}
 
 /// Re-drives a failed execution as a new one.
-#[utoipa::path(post, path = "/v1/executions/{id}:retry", tag = "executions",
+#[utoipa::path(
+    operation_id = "retryExecution",post, path = "/v1/executions/{id}:retry", tag = "executions",
     params(("id" = String, Path, description = "The execution's id (a UUID).")),
     responses(
         (status = 202, description = "The new execution.", body = RetryAnswer),
@@ -97,7 +102,8 @@ pub fn cancel() {}
 pub fn retry() {}
 
 /// Sends a failed delivery again.
-#[utoipa::path(post, path = "/v1/deliveries/{id}:redrive", tag = "deliveries",
+#[utoipa::path(
+    operation_id = "redriveDelivery",post, path = "/v1/deliveries/{id}:redrive", tag = "deliveries",
     params(("id" = String, Path, description = "The delivery's id (a UUID).")),
     responses(
         (status = 200, description = "The delivery, pending again.", body = DeliveryInfo),
@@ -107,7 +113,8 @@ pub fn retry() {}
 pub fn redrive() {}
 
 /// An instance reports its execution's result.
-#[utoipa::path(post, path = "/v1/internal/executions/{id}:complete", tag = "internal",
+#[utoipa::path(
+    operation_id = "completeExecution",post, path = "/v1/internal/executions/{id}:complete", tag = "internal",
     security(("execution" = [])),
     params(("id" = String, Path, description = "The execution's id (a UUID).")),
     request_body(content = serde_json::Value, description = "The watchdog's completion report."),

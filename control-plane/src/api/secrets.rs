@@ -27,7 +27,8 @@ impl From<VaultError> for ApiError {
 }
 
 /// `PUT /v1/secrets/{name}`: 201 for a new secret, 200 for a new value of one.
-#[utoipa::path(put, path = "/secrets/{name}", tag = "access",
+#[utoipa::path(
+    operation_id = "putSecret",put, path = "/secrets/{name}", tag = "access",
     params(("name" = String, Path, description = "The secret's name.")),
     request_body(content = PutSecretRequest),
     responses(
@@ -53,7 +54,8 @@ pub async fn put(
 }
 
 /// `GET /v1/secrets`.
-#[utoipa::path(get, path = "/secrets", tag = "access",
+#[utoipa::path(
+    operation_id = "listSecrets",get, path = "/secrets", tag = "access",
     responses((status = 200, description = "Every secret's metadata, never a value.", body = SecretList)))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<SecretList>, ApiError> {
     let secrets = state.vault.list().await?;
@@ -61,7 +63,8 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<SecretList>
 }
 
 /// `GET /v1/secrets/{name}`: its metadata.
-#[utoipa::path(get, path = "/secrets/{name}", tag = "access",
+#[utoipa::path(
+    operation_id = "getSecret",get, path = "/secrets/{name}", tag = "access",
     params(("name" = String, Path, description = "The secret's name.")),
     responses(
         (status = 200, description = "Its metadata, never its value.", body = SecretMeta),
@@ -82,7 +85,8 @@ pub async fn get(
 }
 
 /// `DELETE /v1/secrets/{name}`: 204; 409 while a function maps it.
-#[utoipa::path(delete, path = "/secrets/{name}", tag = "access",
+#[utoipa::path(
+    operation_id = "deleteSecret",delete, path = "/secrets/{name}", tag = "access",
     params(("name" = String, Path, description = "The secret's name.")),
     responses(
         (status = 204, description = "Deleted."),

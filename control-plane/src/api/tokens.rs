@@ -13,7 +13,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 /// `POST /v1/tokens`: 201 with the new token, 409 if the name is taken.
-#[utoipa::path(post, path = "/tokens", tag = "access",
+#[utoipa::path(
+    operation_id = "createToken",post, path = "/tokens", tag = "access",
     request_body(content = CreateTokenRequest),
     responses(
         (status = 201, description = "The new token: the only time its text is shown.", body = CreatedToken),
@@ -48,7 +49,8 @@ pub async fn create(
 }
 
 /// `GET /v1/tokens`.
-#[utoipa::path(get, path = "/tokens", tag = "access",
+#[utoipa::path(
+    operation_id = "listTokens",get, path = "/tokens", tag = "access",
     responses((status = 200, description = "Every token, never its text.", body = TokenList)))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Json<TokenList> {
     let tokens = state
@@ -61,7 +63,8 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Json<TokenList> {
 }
 
 /// `DELETE /v1/tokens/{name}`: 204; the token stops working at once.
-#[utoipa::path(delete, path = "/tokens/{name}", tag = "access",
+#[utoipa::path(
+    operation_id = "revokeToken",delete, path = "/tokens/{name}", tag = "access",
     params(("name" = String, Path, description = "The token's name.")),
     responses(
         (status = 204, description = "Revoked: it stops working at once."),
