@@ -13,7 +13,7 @@ use receiver_support::{Received, Receiver};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{error_message, stdio_function, Server, ServerOptions};
+use support::{error_code, error_message, stdio_function, Server, ServerOptions};
 
 /// A server that may send to 127.0.0.1, retrying quickly.
 fn open_options() -> ServerOptions {
@@ -253,6 +253,21 @@ async fn failed_attempts_are_retried_recorded_listed_and_redriven() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(error_message(&bad).contains("state"), "{bad}");
+}
+
+/// A listing query the server cannot read at all answers in the usual JSON error shape
+/// (it used to be axum's plain-text rejection).
+#[tokio::test]
+async fn an_unreadable_listing_query_is_a_json_400() {
+    let server = Server::start().await;
+    for query in ["limit=-1", "limit=x", "cursor=not-a-uuid"] {
+        let (status, headers, bad) = server
+            .call(server.request(Method::GET, &format!("/v1/deliveries?{query}")))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {bad}");
+        assert_eq!(headers["content-type"], "application/json", "{query}");
+        assert_eq!(error_code(&bad), "BAD_REQUEST", "{query}: {bad}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,6 +77,13 @@ async fn unknown_and_malformed_ids_are_404() {
         .call(server.request(Method::GET, &format!("/v1/executions/{unknown}:cancel")))
         .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    // An action takes POST whatever the method, DELETE too (it used to read the
+    // segment as an id and answer 404).
+    let (status, _, body) = server
+        .call(server.request(Method::DELETE, &format!("/v1/executions/{unknown}:cancel")))
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert_eq!(error_code(&body), "METHOD_NOT_ALLOWED");
 }
 
 #[tokio::test]

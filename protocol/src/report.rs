@@ -121,6 +121,7 @@ fn json_null() -> Box<RawValue> {
 
 /// `{"error": {...}}`: the body of every HTTP error answered by Gantry.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ErrorBody))]
 pub struct ApiErrorBody {
     /// The error.
     pub error: ApiError,
@@ -128,6 +129,7 @@ pub struct ApiErrorBody {
 
 /// One HTTP error: a stable code, a sentence, optional structured details.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ErrorDetail))]
 pub struct ApiError {
     /// Stable machine-readable code, e.g. `TOO_MANY_REQUESTS`.
     pub code: String,

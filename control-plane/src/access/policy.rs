@@ -10,7 +10,11 @@ use super::Permission;
 /// open by design: liveness and readiness probes, and the instances' internal routes,
 /// which check each execution's own token instead.
 pub fn required_permission(method: &Method, path: &str) -> Option<Permission> {
-    if matches!(path, "/healthz" | "/readyz") || path.starts_with("/v1/internal/") {
+    // The OpenAPI document is the same for every server of a build (see
+    // `api::openapi`): tools fetch it before they hold a token.
+    if matches!(path, "/healthz" | "/readyz" | "/v1/openapi.json")
+        || path.starts_with("/v1/internal/")
+    {
         return None;
     }
     let reading = method == Method::GET || method == Method::HEAD;
@@ -58,6 +62,7 @@ mod tests {
         let cases: &[(Method, &str, Option<Permission>)] = &[
             (Method::GET, "/healthz", None),
             (Method::GET, "/readyz", None),
+            (Method::GET, "/v1/openapi.json", None),
             (Method::POST, "/v1/internal/executions/x:complete", None),
             (Method::GET, "/v1/internal/executions/x/payload", None),
             (Method::GET, "/metrics", Some(Read)),

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use uuid::Uuid;
 
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrorCode};
 use super::{parse_id, split_action, AppState};
 use crate::destinations::{function_key, DeliveryFilter, DeliveryState, DestinationError};
 use crate::wire::{DeliveryInfo, DeliveryPage, DeliveryQuery, DestinationKey, ExecutionDetail};
@@ -30,6 +30,14 @@ impl From<DestinationError> for ApiError {
 }
 
 /// `GET /v1/executions/{id}`: the record with the deliveries of its result.
+#[utoipa::path(
+    operation_id = "getExecution",get, path = "/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "The execution's id (a UUID).")),
+    responses(
+        (status = 200, description = "The execution with the deliveries of its result.", body = ExecutionDetail),
+        (status = 404, description = "No such execution (`NOT_FOUND`).", body = crate::wire::ErrorBody),
+        (status = 405, description = "`id:action` takes POST (`METHOD_NOT_ALLOWED`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn execution(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -38,7 +46,7 @@ pub async fn execution(
     if action.is_some() {
         return Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
+            ApiErrorCode::MethodNotAllowed,
             "actions take POST",
         ));
     }
@@ -61,10 +69,19 @@ pub async fn execution(
 }
 
 /// `GET /v1/deliveries?state=failed`: deliveries by id, oldest first.
+#[utoipa::path(
+    operation_id = "listDeliveries",get, path = "/deliveries", tag = "deliveries",
+    params(DeliveryQuery),
+    responses(
+        (status = 200, description = "A page of deliveries, oldest first.", body = DeliveryPage),
+        (status = 400, description = "A bad query parameter (`BAD_REQUEST`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<DeliveryQuery>,
+    query: Result<Query<DeliveryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<DeliveryPage>, ApiError> {
+    // A query axum cannot read answers in the usual error shape, not as plain text.
+    let Query(query) = query.map_err(|err| ApiError::bad_request(err.body_text()))?;
     let wanted = match query.state.as_deref() {
         None => None,
         Some(text) => Some(DeliveryState::parse(text).ok_or_else(|| {
@@ -134,6 +151,13 @@ pub async fn action(
 
 /// `GET /v1/functions/{name}/destination-key`: the function's generated signing key
 /// (made on first read), for admins.
+#[utoipa::path(
+    operation_id = "getDestinationKey",get, path = "/functions/{name}/destination-key", tag = "deliveries",
+    params(("name" = String, Path, description = "The function's name.")),
+    responses(
+        (status = 200, description = "The key that signs the function's deliveries (admins only).", body = DestinationKey),
+        (status = 404, description = "No such function (`NOT_FOUND`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn key(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,

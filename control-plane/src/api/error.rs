@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::Value;
 
+pub use super::error_code::ApiErrorCode;
 use crate::dispatch::DispatchError;
 use crate::registry::catalog::RegistryError;
 use crate::store::StoreError;
@@ -17,7 +18,7 @@ use crate::wire::{ErrorBody, ErrorDetail, RedrivenDetails};
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
-    code: &'static str,
+    code: ApiErrorCode,
     message: String,
     details: Option<Value>,
     retry_after_secs: Option<u64>,
@@ -31,7 +32,7 @@ impl ApiError {
     }
 
     /// An error with `status`, a stable `code` and a `message` for humans.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub fn new(status: StatusCode, code: ApiErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
             code,
@@ -50,17 +51,17 @@ impl ApiError {
 
     /// 409 with `message`.
     pub fn conflict(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, "CONFLICT", message)
+        ApiError::new(StatusCode::CONFLICT, ApiErrorCode::Conflict, message)
     }
 
     /// 400 with `message`.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+        ApiError::new(StatusCode::BAD_REQUEST, ApiErrorCode::BadRequest, message)
     }
 
     /// 404 with `message`.
     pub fn not_found(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+        ApiError::new(StatusCode::NOT_FOUND, ApiErrorCode::NotFound, message)
     }
 
     /// Adds structured details.
@@ -74,7 +75,7 @@ impl ApiError {
         tracing::error!("internal error: {cause}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
+            ApiErrorCode::Internal,
             "internal error; the server log has the details",
         )
     }
@@ -84,7 +85,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.to_owned(),
+                code: self.code.as_str().to_owned(),
                 message: self.message,
                 details: self.details,
             },
@@ -110,7 +111,7 @@ impl From<StoreError> for ApiError {
             tracing::error!("the store is full: {err}");
             let mut error = ApiError::new(
                 StatusCode::INSUFFICIENT_STORAGE,
-                "INSUFFICIENT_STORAGE",
+                ApiErrorCode::InsufficientStorage,
                 "the server's disk is full: nothing new can be accepted until space is freed (what was accepted before is kept)",
             );
             error.retry_after_secs = Some(30);
@@ -120,7 +121,7 @@ impl From<StoreError> for ApiError {
             tracing::error!("the store is unavailable: {err}");
             let mut error = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "STORE_UNAVAILABLE",
+                ApiErrorCode::StoreUnavailable,
                 "the server cannot write to its store right now; try again shortly",
             );
             error.retry_after_secs = Some(5);
@@ -135,16 +136,18 @@ impl From<RegistryError> for ApiError {
         match err {
             RegistryError::Invalid(problems) => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "INVALID_FUNCTION",
+                ApiErrorCode::InvalidFunction,
                 format!("invalid function definition: {}", problems.join("; ")),
             )
             .with_details(Value::from(problems)),
             RegistryError::NotFound(_) | RegistryError::VersionNotFound(..) => {
                 ApiError::not_found(err.to_string())
             }
-            RegistryError::Exists(_) => {
-                ApiError::new(StatusCode::CONFLICT, "ALREADY_EXISTS", err.to_string())
-            }
+            RegistryError::Exists(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                ApiErrorCode::AlreadyExists,
+                err.to_string(),
+            ),
             RegistryError::NameMismatch { .. } => ApiError::bad_request(err.to_string()),
             RegistryError::Store(err) => err.into(),
         }
@@ -156,47 +159,63 @@ impl From<DispatchError> for ApiError {
         let message = err.to_string();
         match err {
             DispatchError::Registry(err) => err.into(),
-            DispatchError::Disabled(_) => {
-                ApiError::new(StatusCode::CONFLICT, "FUNCTION_DISABLED", message)
-            }
+            DispatchError::Disabled(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                ApiErrorCode::FunctionDisabled,
+                message,
+            ),
             DispatchError::InvalidInput { violations, .. } => ApiError::new(
                 StatusCode::BAD_REQUEST,
-                "INVALID_INPUT",
+                ApiErrorCode::InvalidInput,
                 format!("{message}: {}", violations.join("; ")),
             )
             .with_details(Value::from(violations)),
             DispatchError::InputTooComplex(_) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "INPUT_TOO_COMPLEX",
+                ApiErrorCode::InputTooComplex,
                 message,
             ),
             DispatchError::QueueFull { .. } => {
-                let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "QUEUE_FULL", message);
+                let mut error = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ApiErrorCode::QueueFull,
+                    message,
+                );
                 error.retry_after_secs = Some(1);
                 error
             }
             DispatchError::RateLimited { retry_after, .. } => {
-                let mut error =
-                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED", message);
+                let mut error = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ApiErrorCode::RateLimited,
+                    message,
+                );
                 error.retry_after_secs = Some(crate::dispatch::retry_after_secs(retry_after));
                 error
             }
             DispatchError::ExecutionNotFound(_) => ApiError::not_found(message),
-            DispatchError::IdempotencyKeyReused { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "IDEMPOTENCY_KEY_REUSED", message)
-            }
+            DispatchError::IdempotencyKeyReused { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                ApiErrorCode::IdempotencyKeyReused,
+                message,
+            ),
             DispatchError::AlreadyFinished(..) => {
-                ApiError::new(StatusCode::CONFLICT, "ALREADY_FINISHED", message)
+                ApiError::new(StatusCode::CONFLICT, ApiErrorCode::AlreadyFinished, message)
             }
-            DispatchError::MissingToken => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
-            }
+            DispatchError::MissingToken => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ApiErrorCode::Unauthorized,
+                message,
+            ),
             DispatchError::WrongToken(_) => {
-                ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+                ApiError::new(StatusCode::FORBIDDEN, ApiErrorCode::Forbidden, message)
             }
             DispatchError::ShuttingDown => {
-                let mut error =
-                    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "SHUTTING_DOWN", message);
+                let mut error = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ApiErrorCode::ShuttingDown,
+                    message,
+                );
                 error.retry_after_secs = Some(1);
                 error
             }
@@ -204,7 +223,7 @@ impl From<DispatchError> for ApiError {
             DispatchError::StoreUnavailable(_) | DispatchError::ResultsUnwritten(_) => {
                 let mut error = ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "STORE_UNAVAILABLE",
+                    ApiErrorCode::StoreUnavailable,
                     message,
                 );
                 error.retry_after_secs = Some(5);
@@ -212,11 +231,11 @@ impl From<DispatchError> for ApiError {
             }
             DispatchError::Internal(cause) => ApiError::internal(&cause),
             DispatchError::AlreadyRedriven { by, .. } => {
-                ApiError::new(StatusCode::CONFLICT, "ALREADY_REDRIVEN", message)
+                ApiError::new(StatusCode::CONFLICT, ApiErrorCode::AlreadyRedriven, message)
                     .with_details(details(&RedrivenDetails { redriven_by: by }))
             }
             DispatchError::NotFailed(..) | DispatchError::TickTaken => {
-                ApiError::new(StatusCode::CONFLICT, "CONFLICT", message)
+                ApiError::new(StatusCode::CONFLICT, ApiErrorCode::Conflict, message)
             }
         }
     }
@@ -257,7 +276,7 @@ pub fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError
         if status == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 status,
-                "TOO_LARGE",
+                ApiErrorCode::TooLarge,
                 "the request body is over the server's limit (GANTRY_MAX_BODY_BYTES)",
             )
         } else {
@@ -285,12 +304,18 @@ mod tests {
         let full = answer(Fault::Full);
         assert_eq!(
             (full.status, full.code),
-            (StatusCode::INSUFFICIENT_STORAGE, "INSUFFICIENT_STORAGE")
+            (
+                StatusCode::INSUFFICIENT_STORAGE,
+                ApiErrorCode::InsufficientStorage
+            )
         );
         let down = answer(Fault::Unavailable);
         assert_eq!(
             (down.status, down.code),
-            (StatusCode::SERVICE_UNAVAILABLE, "STORE_UNAVAILABLE")
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ApiErrorCode::StoreUnavailable
+            )
         );
         assert_eq!(
             ApiError::from(StoreError::Closed).status,

@@ -18,6 +18,13 @@ const MAX_TYPE_LEN: usize = 256;
 
 /// `POST /v1/events` with `{type, data}`: 202 with the executions it started (each
 /// stored before the answer) and the matching functions that refused it.
+#[utoipa::path(
+    operation_id = "publishEvent",post, path = "/events", tag = "events",
+    params(("X-Trace-Id" = Option<String>, Header, description = "The caller's correlation id (1 to 256 characters), kept on every execution started."), ("traceparent" = Option<String>, Header, description = "W3C trace context the executions join; a malformed one is ignored."), ("tracestate" = Option<String>, Header, description = "W3C vendor trace state sent with `traceparent`.")),
+    request_body(content = EventRequest, description = "The event."),
+    responses(
+        (status = 202, description = "The executions it started (each stored) and the functions that refused it.", body = EventAnswer),
+    ))]
 pub async fn publish(
     State(state): State<Arc<AppState>>,
     request_headers: HeaderMap,

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, TimeZone, Utc};
 
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrorCode};
 use super::{parse_id, split_action, AppState};
 use crate::domain::ExecutionStatus;
 use crate::store::{Deletion, ExecutionFilter};
@@ -54,6 +54,13 @@ impl Include {
 
 /// `GET /v1/executions`: newest first; `nextCursor` fetches the next page. Inputs and
 /// outputs only with `include=input,output`.
+#[utoipa::path(
+    operation_id = "listExecutions",get, path = "/executions", tag = "executions",
+    params(ExecutionQuery),
+    responses(
+        (status = 200, description = "A page of executions, newest first.", body = ExecutionPage),
+        (status = 400, description = "A bad query parameter (`BAD_REQUEST`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     query: Result<Query<ExecutionQuery>, axum::extract::rejection::QueryRejection>,
@@ -152,10 +159,26 @@ fn parse_time(field: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
 
 /// `DELETE /v1/executions/{id}`: 204; the record and its logs are gone. 409 while it
 /// has not finished (cancel it first).
+#[utoipa::path(
+    operation_id = "deleteExecution",delete, path = "/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "The execution's id (a UUID).")),
+    responses(
+        (status = 204, description = "The record and its logs are gone."),
+        (status = 405, description = "`id:action` takes POST (`METHOD_NOT_ALLOWED`).", body = crate::wire::ErrorBody),
+        (status = 404, description = "No such execution (`NOT_FOUND`).", body = crate::wire::ErrorBody),
+        (status = 409, description = "It has not finished; cancel it first (`CONFLICT`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    if split_action(&id).1.is_some() {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ApiErrorCode::MethodNotAllowed,
+            "actions take POST",
+        ));
+    }
     let id = parse_id(&id)?;
     match state.store.delete_execution(id).await? {
         Deletion::Deleted => Ok(StatusCode::NO_CONTENT),
@@ -193,7 +216,7 @@ pub async fn action(
         ))),
         (_, None) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
+            ApiErrorCode::MethodNotAllowed,
             "POST needs an action, e.g. /v1/executions/{id}:cancel",
         )),
     }
@@ -206,6 +229,14 @@ const MAX_CHAIN_LIMIT: u32 = 10_000;
 
 /// `GET /v1/executions/{id}/chain`: the tree of executions it started, a page of
 /// members at a time (`limit`, `cursor` from `nextCursor`).
+#[utoipa::path(
+    operation_id = "getExecutionChain",get, path = "/executions/{id}/chain", tag = "executions",
+    params(("id" = String, Path, description = "The execution's id (a UUID)."), ChainQuery),
+    responses(
+        (status = 200, description = "A page of the tree of executions it started.", body = ChainPage),
+        (status = 400, description = "A bad query parameter (`BAD_REQUEST`).", body = crate::wire::ErrorBody),
+        (status = 404, description = "No such execution (`NOT_FOUND`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn chain(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
 
-use super::error::ApiError;
+use super::error::{ApiError, ApiErrorCode};
 use super::AppState;
 use crate::cluster::Peer;
 use crate::registry::manifest::MAX_TIMEOUT_MS;
@@ -125,7 +125,7 @@ async fn passed_back(
         if body.len() + chunk.len() > limit {
             return Err(ApiError::new(
                 StatusCode::BAD_GATEWAY,
-                "BAD_GATEWAY",
+                ApiErrorCode::BadGateway,
                 format!("node {} answered more than {limit} bytes", peer.node_id),
             ));
         }
@@ -142,7 +142,7 @@ async fn passed_back(
 fn lost(peer: &Peer, err: &reqwest::Error) -> ApiError {
     ApiError::new(
         StatusCode::BAD_GATEWAY,
-        "NODE_UNREACHABLE",
+        ApiErrorCode::NodeUnreachable,
         format!(
             "node {} took the call but its answer did not arrive: {err}",
             peer.node_id

@@ -20,6 +20,15 @@ use crate::logs::FunctionLine;
 use crate::wire::{FunctionLogsQuery, InstanceLogPage};
 
 /// `GET /v1/functions/{name}/logs`.
+#[utoipa::path(
+    operation_id = "getFunctionLogs",get, path = "/functions/{name}/logs", tag = "functions",
+    params(("name" = String, Path, description = "The function's name."), FunctionLogsQuery),
+    responses(
+        (status = 200, description = "With `instance`: that warm instance's own lines. With `follow=true`: a server-sent event stream of `log` events (a `FunctionLine` each) from now on, and `lagged` events when lines were skipped.",
+            content((InstanceLogPage = "application/json"), (super::openapi::StreamEvent = "text/event-stream"))),
+        (status = 400, description = "Neither or both of `instance` and `follow` (`BAD_REQUEST`).", body = crate::wire::ErrorBody),
+        (status = 404, description = "No such function, or no such warm instance on this node (`NOT_FOUND`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn logs(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,

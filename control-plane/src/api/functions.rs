@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 
-use super::error::{ApiError, JsonBody};
+use super::error::{ApiError, ApiErrorCode, JsonBody};
 use super::{split_action, AppState};
 use crate::registry::FunctionVersion;
 use crate::schedule;
@@ -16,6 +16,14 @@ use crate::store::CursorScope;
 use crate::wire::{FunctionAnswer, FunctionList, ScaleRequest, VersionList};
 
 /// `POST /v1/functions`: 201 with the first version, 409 if the name is taken.
+#[utoipa::path(
+    operation_id = "createFunction",post, path = "/functions", tag = "functions",
+    request_body(content = crate::registry::FunctionSpec, description = "The function's manifest."),
+    responses(
+        (status = 201, description = "The first version.", body = FunctionAnswer),
+        (status = 400, description = "An invalid manifest (`INVALID_FUNCTION`) or body (`BAD_REQUEST`).", body = crate::wire::ErrorBody),
+        (status = 409, description = "The name is taken (`ALREADY_EXISTS`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     JsonBody(manifest): JsonBody,
@@ -34,6 +42,9 @@ fn with_warnings(state: &AppState, version: &FunctionVersion) -> FunctionAnswer 
 }
 
 /// `GET /v1/functions`.
+#[utoipa::path(
+    operation_id = "listFunctions",get, path = "/functions", tag = "functions",
+    responses((status = 200, description = "Every function's current version.", body = FunctionList)))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<FunctionList>, ApiError> {
     let functions = state.catalog.list().await?;
     Ok(Json(FunctionList {
@@ -42,6 +53,14 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<FunctionLis
 }
 
 /// `GET /v1/functions/{name}`: the current version, with `pool` for a warm function.
+#[utoipa::path(
+    operation_id = "getFunction",get, path = "/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "The function's name.")),
+    responses(
+        (status = 200, description = "The current version, with its warm pool and schedules.", body = FunctionAnswer),
+        (status = 404, description = "No such function (`NOT_FOUND`).", body = crate::wire::ErrorBody),
+        (status = 405, description = "`name:action` takes POST (`METHOD_NOT_ALLOWED`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -92,6 +111,15 @@ pub async fn scale(state: Arc<AppState>, name: &str, body: Value) -> Result<Resp
 }
 
 /// `PUT /v1/functions/{name}`: a new version unless the definition is unchanged.
+#[utoipa::path(
+    operation_id = "replaceFunction",put, path = "/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "The function's name.")),
+    request_body(content = crate::registry::FunctionSpec, description = "The new manifest; its name must be the path's."),
+    responses(
+        (status = 200, description = "The current version; `changed` says whether it is new.", body = FunctionAnswer),
+        (status = 404, description = "No such function (`NOT_FOUND`).", body = crate::wire::ErrorBody),
+        (status = 405, description = "`name:action` takes POST (`METHOD_NOT_ALLOWED`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn replace(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -108,6 +136,14 @@ pub async fn replace(
 }
 
 /// `DELETE /v1/functions/{name}`: 204.
+#[utoipa::path(
+    operation_id = "deleteFunction",delete, path = "/functions/{name}", tag = "functions",
+    params(("name" = String, Path, description = "The function's name.")),
+    responses(
+        (status = 204, description = "Deleted with its versions."),
+        (status = 404, description = "No such function (`NOT_FOUND`).", body = crate::wire::ErrorBody),
+        (status = 405, description = "`name:action` takes POST (`METHOD_NOT_ALLOWED`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -123,6 +159,13 @@ pub async fn delete(
 }
 
 /// `GET /v1/functions/{name}/versions`: oldest first.
+#[utoipa::path(
+    operation_id = "listFunctionVersions",get, path = "/functions/{name}/versions", tag = "functions",
+    params(("name" = String, Path, description = "The function's name.")),
+    responses(
+        (status = 200, description = "Every version, oldest first.", body = VersionList),
+        (status = 404, description = "No such function (`NOT_FOUND`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn versions(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -138,7 +181,7 @@ fn plain_name(segment: &str) -> Result<&str, ApiError> {
         (name, None) => Ok(name),
         (_, Some(action)) => Err(ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
+            ApiErrorCode::MethodNotAllowed,
             format!(":{action} takes POST"),
         )),
     }

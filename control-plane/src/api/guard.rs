@@ -18,6 +18,7 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use super::error::ApiErrorCode;
 use super::{bearer, ApiError, AppState};
 use crate::access::{required_permission, AuthError};
 
@@ -114,7 +115,7 @@ fn check_host(hosts: &HostPolicy, headers: &HeaderMap) -> Result<(), ApiError> {
     }
     Err(ApiError::new(
         StatusCode::FORBIDDEN,
-        "HOST_NOT_ALLOWED",
+        ApiErrorCode::HostNotAllowed,
         format!(
             "the Host header {host:?} does not name this server; use its address, or start it with --allowed-host NAME"
         ),
@@ -125,7 +126,7 @@ fn check_site(headers: &HeaderMap) -> Result<(), ApiError> {
     let refused = |what: String| {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "CROSS_ORIGIN",
+            ApiErrorCode::CrossOrigin,
             format!("{what}: this API takes no requests from web pages of other sites"),
         ))
     };
@@ -165,7 +166,7 @@ fn check_body_type(method: &Method, headers: &HeaderMap) -> Result<(), ApiError>
     let refused = |what: String| {
         Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            ApiErrorCode::UnsupportedMediaType,
             format!("{what}; send the body as `Content-Type: application/json`"),
         ))
     };
@@ -212,11 +213,14 @@ impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> ApiError {
         let message = err.to_string();
         match err {
-            AuthError::Missing | AuthError::Invalid => {
-                ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message).challenge()
-            }
+            AuthError::Missing | AuthError::Invalid => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ApiErrorCode::Unauthorized,
+                message,
+            )
+            .challenge(),
             AuthError::Forbidden { .. } => {
-                ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+                ApiError::new(StatusCode::FORBIDDEN, ApiErrorCode::Forbidden, message)
             }
         }
     }

@@ -47,6 +47,16 @@ pub fn parse_report(body: &[u8]) -> Result<CallbackReport, ApiError> {
 }
 
 /// `GET /v1/internal/executions/{id}/payload`: the input of a running execution.
+#[utoipa::path(
+    operation_id = "getExecutionPayload",get, path = "/executions/{id}/payload", tag = "internal",
+    security(("execution" = [])),
+    params(("id" = String, Path, description = "The execution's id (a UUID).")),
+    responses(
+        (status = 200, description = "The running execution's input.", content_type = "application/json", body = serde_json::Value),
+        (status = 401, description = "No execution token (`UNAUTHORIZED`).", body = crate::wire::ErrorBody),
+        (status = 403, description = "Not this execution's token (`FORBIDDEN`).", body = crate::wire::ErrorBody),
+        (status = 404, description = "No such running execution (`NOT_FOUND`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn payload(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

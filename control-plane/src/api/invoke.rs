@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use gantry_protocol::headers;
 
-use super::error::{ApiError, JsonBody};
+use super::error::{ApiError, ApiErrorCode, JsonBody};
 use super::trace::{trace_headers, TraceHeaders};
 use super::{split_action, AppState};
 use crate::dispatch::InvokeRequest;
@@ -47,7 +47,7 @@ pub async fn action(
         None => {
             return Err(ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "METHOD_NOT_ALLOWED",
+                ApiErrorCode::MethodNotAllowed,
                 format!("POST /v1/functions/{name} is not a route; create with POST /v1/functions or invoke with POST /v1/functions/{name}:invoke"),
             ))
         }
@@ -163,7 +163,7 @@ fn sync_answer(execution: &Execution) -> Response {
         _ => {
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "SHUTTING_DOWN",
+                ApiErrorCode::ShuttingDown,
                 format!(
                     "the server is shutting down; execution {} will be resumed or failed when it restarts",
                     execution.id

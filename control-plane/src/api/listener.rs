@@ -84,8 +84,9 @@ pub async fn serve(
 
 /// Answers a connection past the cap with 503 and closes it.
 async fn refuse(mut stream: TcpStream, max: usize) {
+    let code = super::ApiErrorCode::TooManyConnections.as_str();
     let body = format!(
-        "{{\"error\":{{\"code\":\"TOO_MANY_CONNECTIONS\",\"message\":\"the server already serves {max} connections; retry shortly\"}}}}"
+        "{{\"error\":{{\"code\":\"{code}\",\"message\":\"the server already serves {max} connections; retry shortly\"}}}}"
     );
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",

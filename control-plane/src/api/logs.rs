@@ -25,6 +25,15 @@ const PAGE: u32 = 10_000;
 const START_POLL: Duration = Duration::from_millis(100);
 
 /// `GET /v1/executions/{id}/logs`.
+#[utoipa::path(
+    operation_id = "getExecutionLogs",get, path = "/executions/{id}/logs", tag = "executions",
+    params(("id" = String, Path, description = "The execution's id (a UUID)."), LogsQuery),
+    responses(
+        (status = 200, description = "The captured lines; with `follow=true` a server-sent event stream instead: `log` events (a `LogLine` each, the id its `seq`), then one `end` event (`LogEnd`).",
+            content((LogPage = "application/json"), (super::openapi::StreamEvent = "text/event-stream"))),
+        (status = 400, description = "A bad query parameter (`BAD_REQUEST`).", body = crate::wire::ErrorBody),
+        (status = 404, description = "No such execution (`NOT_FOUND`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn logs(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

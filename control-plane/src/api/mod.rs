@@ -4,6 +4,7 @@
 
 mod deliveries;
 pub mod error;
+mod error_code;
 mod events;
 mod executions;
 mod forward;
@@ -16,6 +17,8 @@ mod invoke;
 pub mod listener;
 mod logs;
 mod nodes;
+pub mod openapi;
+mod openapi_actions;
 mod secrets;
 mod tokens;
 mod trace;
@@ -27,11 +30,13 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
 use axum::middleware;
-use axum::routing::{delete, get, post};
+use axum::routing::post;
 use axum::Router;
 use tokio::net::TcpListener;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub use error::ApiError;
+pub use error::{ApiError, ApiErrorCode};
 pub use forward::{Forwarder, FORWARDED_BY, SERVED_BY};
 pub use guard::HostPolicy;
 pub use internal::parse_report;
@@ -81,62 +86,65 @@ pub struct AppState {
 /// [`crate::access::policy`]), the instances' internal routes (behind each execution's
 /// own token), health and metrics. Every request first passes [`guard::guard`].
 pub fn app(state: Arc<AppState>) -> Router {
-    let v1 = Router::new()
-        .route("/functions", post(functions::create).get(functions::list))
-        .route(
-            "/functions/{name}",
-            get(functions::get)
-                .put(functions::replace)
-                .delete(functions::delete)
-                .post(invoke::action),
-        )
-        .route("/functions/{name}/versions", get(functions::versions))
-        .route("/functions/{name}/destination-key", get(deliveries::key))
-        .route("/deliveries", get(deliveries::list))
-        .route("/deliveries/{id}", post(deliveries::action))
-        .route("/functions/{name}/logs", get(function_logs::logs))
-        .route("/executions", get(executions::list))
-        .route(
-            "/executions/{id}",
-            get(deliveries::execution)
-                .post(executions::action)
-                .delete(executions::delete),
-        )
-        .route("/executions/{id}/logs", get(logs::logs))
-        .route("/executions/{id}/chain", get(executions::chain))
-        .route("/events", post(events::publish))
-        .route("/nodes", get(nodes::list))
-        .route("/tokens", post(tokens::create).get(tokens::list))
-        .route("/tokens/{name}", delete(tokens::revoke))
-        .route("/secrets", get(secrets::list))
-        .route(
-            "/secrets/{name}",
-            get(secrets::get).put(secrets::put).delete(secrets::delete),
-        );
-    let router = Router::new()
-        .nest("/v1/internal", internal_routes(&state))
-        .nest("/v1", v1)
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics));
+    let (router, _) = routes(state.max_report_bytes).split_for_parts();
     let guard = middleware::from_fn_with_state(state.clone(), guard::guard);
     finish(router, state).layer(guard)
+}
+
+/// Every route with its OpenAPI operation: the router and [`openapi::document`] are
+/// both built from here, so the document cannot miss a route. The `POST`
+/// `name:action` routes have one handler each and are documented action by action in
+/// [`openapi`].
+fn routes(max_report_bytes: usize) -> OpenApiRouter<Arc<AppState>> {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(functions::create, functions::list))
+        .routes(routes!(
+            functions::get,
+            functions::replace,
+            functions::delete
+        ))
+        .route("/functions/{name}", post(invoke::action))
+        .routes(routes!(functions::versions))
+        .routes(routes!(deliveries::key))
+        .routes(routes!(deliveries::list))
+        .route("/deliveries/{id}", post(deliveries::action))
+        .routes(routes!(function_logs::logs))
+        .routes(routes!(executions::list))
+        .routes(routes!(deliveries::execution, executions::delete))
+        .route("/executions/{id}", post(executions::action))
+        .routes(routes!(logs::logs))
+        .routes(routes!(executions::chain))
+        .routes(routes!(events::publish))
+        .routes(routes!(nodes::list))
+        .routes(routes!(tokens::create, tokens::list))
+        .routes(routes!(tokens::revoke))
+        .routes(routes!(secrets::list))
+        .routes(routes!(secrets::get, secrets::put, secrets::delete))
+        .routes(routes!(openapi::serve));
+    OpenApiRouter::new()
+        .nest("/v1/internal", internal_routes(max_report_bytes))
+        .nest("/v1", v1)
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
 }
 
 /// The router of the listener instances reach on the Docker network: the callback and
 /// payload routes only, never the API.
 pub fn internal_app(state: Arc<AppState>) -> Router {
     let guard = middleware::from_fn_with_state(state.clone(), guard::guard_internal);
-    let internal = Router::new().nest("/v1/internal", internal_routes(&state));
+    let (internal, _) = OpenApiRouter::new()
+        .nest("/v1/internal", internal_routes(state.max_report_bytes))
+        .split_for_parts();
     finish(internal, state).layer(guard)
 }
 
-fn internal_routes(state: &AppState) -> Router<Arc<AppState>> {
-    Router::new()
+fn internal_routes(max_report_bytes: usize) -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
         .route("/executions/{id}", post(internal::action))
-        .route("/executions/{id}/payload", get(internal::payload))
+        .routes(routes!(internal::payload))
         // A result as large as the largest output must get through.
-        .layer(DefaultBodyLimit::max(state.max_report_bytes))
+        .layer(DefaultBodyLimit::max(max_report_bytes))
 }
 
 /// The fallbacks and the body limit around `router`.
@@ -149,7 +157,7 @@ fn finish(router: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
             |method: axum::http::Method, uri: axum::http::Uri| async move {
                 ApiError::new(
                     StatusCode::METHOD_NOT_ALLOWED,
-                    "METHOD_NOT_ALLOWED",
+                    ApiErrorCode::MethodNotAllowed,
                     format!("{method} is not allowed on {}", uri.path()),
                 )
             },

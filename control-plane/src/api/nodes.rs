@@ -11,6 +11,9 @@ use crate::wire::{NodeInfo, NodeList};
 
 /// `GET /v1/nodes`: every node, by id; one without a heartbeat for longer than a lease
 /// is `lost`.
+#[utoipa::path(
+    operation_id = "listNodes",get, path = "/nodes", tag = "cluster",
+    responses((status = 200, description = "Every node sharing the store.", body = NodeList)))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<NodeList>, ApiError> {
     let now = crate::domain::now();
     let grace = crate::nodes::lost_after();

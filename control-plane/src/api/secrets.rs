@@ -27,6 +27,14 @@ impl From<VaultError> for ApiError {
 }
 
 /// `PUT /v1/secrets/{name}`: 201 for a new secret, 200 for a new value of one.
+#[utoipa::path(
+    operation_id = "putSecret",put, path = "/secrets/{name}", tag = "access",
+    params(("name" = String, Path, description = "The secret's name.")),
+    request_body(content = PutSecretRequest),
+    responses(
+        (status = 200, description = "A new value of an existing secret.", body = SecretMeta),
+        (status = 201, description = "A new secret.", body = SecretMeta),
+    ))]
 pub async fn put(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -46,12 +54,22 @@ pub async fn put(
 }
 
 /// `GET /v1/secrets`.
+#[utoipa::path(
+    operation_id = "listSecrets",get, path = "/secrets", tag = "access",
+    responses((status = 200, description = "Every secret's metadata, never a value.", body = SecretList)))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<SecretList>, ApiError> {
     let secrets = state.vault.list().await?;
     Ok(Json(SecretList { secrets }))
 }
 
 /// `GET /v1/secrets/{name}`: its metadata.
+#[utoipa::path(
+    operation_id = "getSecret",get, path = "/secrets/{name}", tag = "access",
+    params(("name" = String, Path, description = "The secret's name.")),
+    responses(
+        (status = 200, description = "Its metadata, never its value.", body = SecretMeta),
+        (status = 404, description = "No such secret (`NOT_FOUND`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -67,6 +85,14 @@ pub async fn get(
 }
 
 /// `DELETE /v1/secrets/{name}`: 204; 409 while a function maps it.
+#[utoipa::path(
+    operation_id = "deleteSecret",delete, path = "/secrets/{name}", tag = "access",
+    params(("name" = String, Path, description = "The secret's name.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "No such secret (`NOT_FOUND`).", body = crate::wire::ErrorBody),
+        (status = 409, description = "A function maps it (`CONFLICT`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,

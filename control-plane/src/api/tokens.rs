@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::error::{typed_body, ApiError, JsonBody};
+use super::error::{typed_body, ApiError, ApiErrorCode, JsonBody};
 use super::AppState;
 use crate::access::credentials::CreateTokenError;
 use crate::wire::{CreateTokenRequest, CreatedToken, TokenInfo, TokenList};
@@ -13,6 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 /// `POST /v1/tokens`: 201 with the new token, 409 if the name is taken.
+#[utoipa::path(
+    operation_id = "createToken",post, path = "/tokens", tag = "access",
+    request_body(content = CreateTokenRequest),
+    responses(
+        (status = 201, description = "The new token: the only time its text is shown.", body = CreatedToken),
+        (status = 409, description = "The name is taken (`ALREADY_EXISTS`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     JsonBody(body): JsonBody,
@@ -27,9 +34,11 @@ pub async fn create(
         .await
         .map_err(|err| match err {
             CreateTokenError::InvalidName(message) => ApiError::bad_request(message),
-            CreateTokenError::Exists(_) => {
-                ApiError::new(StatusCode::CONFLICT, "ALREADY_EXISTS", err.to_string())
-            }
+            CreateTokenError::Exists(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                ApiErrorCode::AlreadyExists,
+                err.to_string(),
+            ),
             CreateTokenError::Store(err) => err.into(),
         })?;
     let created = CreatedToken {
@@ -40,6 +49,9 @@ pub async fn create(
 }
 
 /// `GET /v1/tokens`.
+#[utoipa::path(
+    operation_id = "listTokens",get, path = "/tokens", tag = "access",
+    responses((status = 200, description = "Every token, never its text.", body = TokenList)))]
 pub async fn list(State(state): State<Arc<AppState>>) -> Json<TokenList> {
     let tokens = state
         .credentials
@@ -51,6 +63,13 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Json<TokenList> {
 }
 
 /// `DELETE /v1/tokens/{name}`: 204; the token stops working at once.
+#[utoipa::path(
+    operation_id = "revokeToken",delete, path = "/tokens/{name}", tag = "access",
+    params(("name" = String, Path, description = "The token's name.")),
+    responses(
+        (status = 204, description = "Revoked: it stops working at once."),
+        (status = 404, description = "No such token (`NOT_FOUND`).", body = crate::wire::ErrorBody),
+    ))]
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,

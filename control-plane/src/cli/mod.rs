@@ -154,6 +154,9 @@ pub enum Command {
     /// List the control-plane nodes sharing the server's store.
     #[command(subcommand)]
     Node(node_cmd::NodeCommand),
+    /// Print the API's OpenAPI 3.1 document (what `GET /v1/openapi.json` serves), from
+    /// this build; no server needed.
+    Openapi,
 }
 
 /// `gantry fn ...`
@@ -413,6 +416,10 @@ pub async fn run(global: GlobalArgs, command: Command) -> ExitCode {
             };
             return Box::pin(crate::serve::serve_main(*args, token)).await;
         }
+        Command::Openapi => {
+            println!("{}", crate::api::openapi::document_json());
+            return ExitCode::SUCCESS;
+        }
         other => other,
     };
     let result = async {
@@ -433,7 +440,7 @@ pub async fn run(global: GlobalArgs, command: Command) -> ExitCode {
             Command::Token(cmd) => access_cmd::run_token(&ctx, cmd).await,
             Command::Secret(cmd) => access_cmd::run_secret(&ctx, cmd).await,
             Command::Node(cmd) => node_cmd::run_node(&ctx, cmd).await,
-            Command::Serve(_) => Ok(()),
+            Command::Serve(_) | Command::Openapi => Ok(()),
         }
     }
     .await;

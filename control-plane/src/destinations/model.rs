@@ -11,7 +11,7 @@ use crate::store::StoreError;
 pub const MAX_RECORDED_ATTEMPTS: usize = 32;
 
 /// Why a result goes to a URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryKind {
     /// The caller's `X-Callback-Url` of `:enqueue`.
@@ -34,7 +34,7 @@ impl DeliveryKind {
 }
 
 /// Where a delivery is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryState {
     /// A callback registered at enqueue whose execution has not ended yet.
@@ -72,7 +72,7 @@ impl DeliveryState {
 }
 
 /// One try to send a result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryAttempt {
     /// When it was made.
@@ -86,7 +86,7 @@ pub struct DeliveryAttempt {
 }
 
 /// One result on its way to one URL.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     /// UUID v7: ordered by creation.

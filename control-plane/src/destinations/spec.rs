@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::policy::AddressPolicy;
 
 /// `destinations` in a manifest.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationsSpec {
     /// Where results of successful executions go.
@@ -22,7 +22,7 @@ pub struct DestinationsSpec {
 }
 
 /// One destination.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DestinationSpec {
     /// An http or https URL.

@@ -15,7 +15,7 @@ use crate::domain::{Execution, ExecutionError, ExecutionStatus, TraceContext, Tr
 use crate::store::Store;
 
 /// A function an event started, or why it did not.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventTarget {
     /// The function.
@@ -29,7 +29,7 @@ pub struct EventTarget {
 }
 
 /// One node of a chain tree.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainNode {
     /// The execution.
@@ -53,6 +53,7 @@ pub struct ChainNode {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub run_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The executions it started, oldest first.
+    #[schema(no_recursion)]
     pub children: Vec<ChainNode>,
 }
 
@@ -182,7 +183,7 @@ impl Dispatcher {
 }
 
 /// A page of a chain tree.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChainPage {
     /// The execution asked for, with this page's members below it.

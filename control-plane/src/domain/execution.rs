@@ -10,7 +10,7 @@ use super::{now, ExecutionError, TraceContext};
 use crate::registry::FunctionVersion;
 
 /// Where an execution is in its life. The last four are terminal and final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionStatus {
     /// Stored, waiting for a free slot.
@@ -74,7 +74,7 @@ impl ExecutionStatus {
 }
 
 /// What started an execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Trigger {
     /// `:invoke` or `:enqueue`.
@@ -116,7 +116,7 @@ impl Trigger {
 }
 
 /// One execution record, as stored and as answered by the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Execution {
     /// UUID v7: ordered by creation time.
@@ -313,7 +313,7 @@ pub struct Started {
 }
 
 /// How one attempt that was retried failed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AttemptFailure {
     /// Which attempt (1 for the first).

@@ -22,9 +22,10 @@ pub use trace::{
 };
 
 /// Why an execution failed: a typed code and a sentence for humans.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecutionError {
     /// Machine-readable reason.
+    #[schema(value_type = String, example = "TIMEOUT")]
     pub code: ErrorCode,
     /// A sentence for humans.
     pub message: String,

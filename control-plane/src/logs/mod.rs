@@ -28,7 +28,7 @@ pub const INSTANCE_LINES_PER_SECOND: usize = 100;
 const BATCH_LINES: usize = 256;
 
 /// A line of one of a function's executions, for followers of the whole function.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionLine {
     /// The execution that wrote it.

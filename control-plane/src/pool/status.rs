@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::slots::{Phase, PoolState};
 
 /// A pool: its settings, counts and instances.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolStatus {
     /// `warm.min_instances`.
@@ -38,7 +38,7 @@ pub struct PoolStatus {
 }
 
 /// One instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceStatus {
     /// The runtime's id.
@@ -58,7 +58,7 @@ pub struct InstanceStatus {
 }
 
 /// Where a warm instance is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InstanceState {
     /// Being started.

@@ -14,7 +14,7 @@ pub const MAX_QUEUE_AGE_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
 /// `rate_limit`: new executions of the function are admitted at `per_second` on
 /// average, with up to `burst` at once.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitSpec {
     /// Tokens added per second (may be below 1: 0.5 is one every two seconds).

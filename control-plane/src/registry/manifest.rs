@@ -57,7 +57,7 @@ pub const RESERVED_ENV: &[&str] = &[
 
 /// How the watchdog talks to the function. Warm instances are asked for
 /// with the `warm` section, not with a mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 pub enum Mode {
     /// An HTTP server that takes one POST per invocation.
     #[default]
@@ -86,7 +86,7 @@ impl Mode {
 }
 
 /// The user's command: a shell-quoted string or a list of arguments.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum CommandSpec {
     /// `python3 handler.py`, parsed with shell-style quoting.
@@ -108,7 +108,7 @@ impl CommandSpec {
 }
 
 /// Warm-pool settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WarmSpec {
     /// Instances kept running even when idle.
@@ -152,7 +152,7 @@ fn one() -> u32 {
 }
 
 /// Limits of one instance.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// Memory limit in MiB.
@@ -170,7 +170,7 @@ pub struct Resources {
 }
 
 /// Retry policy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
     /// Attempts in all, the first included (1 = no retry).
@@ -202,7 +202,7 @@ fn default_max_backoff_ms() -> u64 {
 }
 
 /// Admission limits of one function.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConcurrencySpec {
     /// Executions running at once; [`DEFAULT_MAX_IN_FLIGHT`] when absent.
@@ -214,7 +214,7 @@ pub struct ConcurrencySpec {
 }
 
 /// A function definition as written by the user and stored as JSON.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionSpec {
     /// Unique name: lowercase letters, digits and dashes, at most 63 characters.
@@ -268,6 +268,7 @@ pub struct FunctionSpec {
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "chain::deserialize_chains"
     )]
+    #[schema(value_type = Vec<Object>)]
     pub chains: Vec<ChainSpec>,
     /// Event types that start this function.
     #[serde(
@@ -275,6 +276,7 @@ pub struct FunctionSpec {
         skip_serializing_if = "Vec::is_empty",
         deserialize_with = "chain::deserialize_triggers"
     )]
+    #[schema(value_type = Vec<Object>)]
     pub triggers: Vec<TriggerSpec>,
     /// Cron schedules that start this function.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -11,7 +11,7 @@ use super::manifest::{is_valid_env_name, RESERVED_ENV};
 use crate::secrets::check_name;
 
 /// One variable's secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum SecretRef {
     /// The secret's value is the variable's value.

@@ -31,7 +31,7 @@ pub const MAX_CATCH_UP: usize = 100;
 pub const NEXT_SHOWN: usize = 3;
 
 /// One entry of a manifest's `schedules`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// Cron expression: 6 fields (seconds first) or 5 (then at second 0).

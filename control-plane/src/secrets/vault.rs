@@ -25,7 +25,7 @@ const KEY_CHECK_SETTING: &str = "secret_key_check";
 const KEY_CHECK_TEXT: &[u8] = b"gantry secret key check";
 
 /// What the API shows of a secret: never its value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretMeta {
     /// Its name.

@@ -8,7 +8,7 @@ use crate::access::{Role, TokenRecord};
 pub use crate::secrets::SecretMeta;
 
 /// The body of `POST /v1/tokens`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTokenRequest {
     /// Unique name.
@@ -18,7 +18,7 @@ pub struct CreateTokenRequest {
 }
 
 /// A token as listed: never its text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenInfo {
     /// Its name.
@@ -43,7 +43,7 @@ impl From<TokenRecord> for TokenInfo {
 }
 
 /// The answer of `POST /v1/tokens`: the only time the token's text is shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatedToken {
     /// The token's metadata.
@@ -54,14 +54,14 @@ pub struct CreatedToken {
 }
 
 /// The answer of `GET /v1/tokens`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenList {
     /// Every token, by name.
     pub tokens: Vec<TokenInfo>,
 }
 
 /// The body of `PUT /v1/secrets/{name}`.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutSecretRequest {
     /// The new value.
@@ -69,7 +69,7 @@ pub struct PutSecretRequest {
 }
 
 /// The answer of `GET /v1/secrets`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SecretList {
     /// Every secret's metadata, by name.
     pub secrets: Vec<SecretMeta>,

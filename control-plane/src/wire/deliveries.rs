@@ -12,7 +12,7 @@ use crate::domain::Execution;
 pub type DeliveryInfo = Delivery;
 
 /// `GET /v1/executions/{id}`: the record and the deliveries of its result.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExecutionDetail {
     /// The record.
     #[serde(flatten)]
@@ -23,7 +23,8 @@ pub struct ExecutionDetail {
 }
 
 /// The query of `GET /v1/deliveries`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     /// Only deliveries in this state (`failed`: the undeliverable ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,7 +38,7 @@ pub struct DeliveryQuery {
 }
 
 /// The answer of `GET /v1/deliveries`: oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeliveryPage {
     /// This page's deliveries.
@@ -47,7 +48,7 @@ pub struct DeliveryPage {
 }
 
 /// `GET /v1/functions/{name}/destination-key` (admins only).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DestinationKey {
     /// The function.

@@ -9,7 +9,7 @@ pub use gantry_protocol::ApiError as ErrorDetail;
 pub use gantry_protocol::ApiErrorBody as ErrorBody;
 
 /// The `details` of an `ALREADY_REDRIVEN` error: the execution that re-drove it first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RedrivenDetails {
     /// The re-driving execution.

@@ -12,7 +12,8 @@ pub use crate::dispatch::{ChainNode, ChainPage};
 use crate::domain::{Execution, ExecutionError, ExecutionStatus};
 
 /// The query of `GET /v1/executions`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ExecutionQuery {
     /// Only this function's executions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,7 +42,7 @@ pub struct ExecutionQuery {
 }
 
 /// The answer of `GET /v1/executions`: newest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ExecutionPage {
     /// This page's executions.
@@ -77,6 +78,33 @@ impl Serialize for ListedExecution {
     }
 }
 
+/// The record's schema, with `input` and `output` no longer required.
+impl utoipa::PartialSchema for ListedExecution {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::{schema::Schema, RefOr};
+        let mut schema = <Execution as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            object
+                .required
+                .retain(|field| field != "input" && field != "output");
+            object.description =
+                Some("An execution; `input` and `output` only with `include`.".to_owned());
+        }
+        schema
+    }
+}
+
+impl utoipa::ToSchema for ListedExecution {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <Execution as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
 impl<'de> Deserialize<'de> for ListedExecution {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let mut fields = serde_json::Map::deserialize(deserializer)?;
@@ -93,7 +121,7 @@ impl<'de> Deserialize<'de> for ListedExecution {
 }
 
 /// The answer of `:enqueue` (202): the execution is on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Accepted {
     /// The new execution.
@@ -104,7 +132,7 @@ pub struct Accepted {
 
 /// The answer of `:invoke` once the execution finished: 200 for success, 502 for an
 /// error, 504 for a timeout, 409 when cancelled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InvokeAnswer {
     /// The execution.
@@ -129,7 +157,7 @@ impl From<&Execution> for InvokeAnswer {
 }
 
 /// The answer of `POST /v1/executions/{id}:retry` (202).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetryAnswer {
     /// The new execution.
@@ -141,7 +169,7 @@ pub struct RetryAnswer {
 }
 
 /// The answer of the watchdog's `POST /v1/internal/executions/{id}:complete`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompletionAnswer {
     /// `false` when the execution was already final: a repeated or late report
     /// changes nothing.
@@ -149,7 +177,8 @@ pub struct CompletionAnswer {
 }
 
 /// The query of `GET /v1/executions/{id}/chain`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ChainQuery {
     /// Members per page.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -11,7 +11,7 @@ use crate::registry::{FunctionSpec, FunctionVersion};
 /// One version of a function as the API answers it. `S` is its spec: the server's
 /// [`FunctionSpec`]; a client reads it as the JSON sent (`serde_json::Value`), because
 /// a newer server's spec may hold fields this build's `FunctionSpec` refuses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionAnswer<S = FunctionSpec> {
     /// The function's name.
@@ -39,7 +39,7 @@ pub struct FunctionAnswer<S = FunctionSpec> {
 }
 
 /// One schedule of a function as `GET /v1/functions/{name}` answers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleStatus {
     /// The cron expression.
@@ -74,21 +74,21 @@ impl From<FunctionVersion> for FunctionAnswer {
 }
 
 /// The answer of `GET /v1/functions`: every function's current version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FunctionList<S = FunctionSpec> {
     /// The functions, by name.
     pub functions: Vec<FunctionAnswer<S>>,
 }
 
 /// The answer of `GET /v1/functions/{name}/versions`: oldest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionList<S = FunctionSpec> {
     /// Every version.
     pub versions: Vec<FunctionAnswer<S>>,
 }
 
 /// The body of `POST /v1/functions/{name}:scale`: the warm pool's new bounds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleRequest {
     /// New `warm.min_instances`.

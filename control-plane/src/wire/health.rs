@@ -3,14 +3,14 @@
 use serde::{Deserialize, Serialize};
 
 /// The body of `/healthz` and `/readyz`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
     /// How the server is.
     pub status: HealthStatus,
 }
 
 /// What `/healthz` and `/readyz` say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum HealthStatus {
     /// The process answers (`/healthz`).
     #[serde(rename = "ok")]

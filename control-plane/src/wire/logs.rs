@@ -7,7 +7,8 @@ use uuid::Uuid;
 use crate::domain::{ExecutionStatus, LogLine};
 
 /// The query of the logs route.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogsQuery {
     /// Stream the lines as server-sent events until the execution finishes.
     #[serde(default)]
@@ -18,7 +19,7 @@ pub struct LogsQuery {
 }
 
 /// The captured lines of an execution (without `follow`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct LogPage {
     /// The execution.
@@ -28,14 +29,15 @@ pub struct LogPage {
 }
 
 /// The data of the `end` event that closes a followed log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogEnd {
     /// The execution's final status.
     pub status: ExecutionStatus,
 }
 
 /// What `GET /v1/functions/{name}/logs` asks for.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionLogsQuery {
     /// The lines of its own this warm instance wrote (lines no execution claims).
@@ -48,7 +50,7 @@ pub struct FunctionLogsQuery {
 }
 
 /// A warm instance's own latest lines.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InstanceLogPage {
     /// The instance.

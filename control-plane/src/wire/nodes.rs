@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{NodeRecord, NodeState};
 
 /// A node as listed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeInfo {
     /// Its id: the owner of the executions it claims.
@@ -49,7 +49,7 @@ impl NodeInfo {
 }
 
 /// The answer of `GET /v1/nodes`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeList {
     /// The id of the node that answered.
