@@ -10,7 +10,9 @@ use super::Permission;
 /// open by design: liveness and readiness probes, and the instances' internal routes,
 /// which check each execution's own token instead.
 pub fn required_permission(method: &Method, path: &str) -> Option<Permission> {
-    if matches!(path, "/healthz" | "/readyz") || path.starts_with("/v1/internal/") {
+    // The console's files hold nothing secret; its pages send a token with each call.
+    let console = path == "/ui" || path.starts_with("/ui/");
+    if matches!(path, "/healthz" | "/readyz") || path.starts_with("/v1/internal/") || console {
         return None;
     }
     let reading = method == Method::GET || method == Method::HEAD;
@@ -58,6 +60,8 @@ mod tests {
         let cases: &[(Method, &str, Option<Permission>)] = &[
             (Method::GET, "/healthz", None),
             (Method::GET, "/readyz", None),
+            (Method::GET, "/ui", None),
+            (Method::GET, "/ui/app.js", None),
             (Method::POST, "/v1/internal/executions/x:complete", None),
             (Method::GET, "/v1/internal/executions/x/payload", None),
             (Method::GET, "/metrics", Some(Read)),

@@ -17,8 +17,10 @@ pub mod listener;
 mod logs;
 mod nodes;
 mod secrets;
+mod stats;
 mod tokens;
 mod trace;
+mod ui;
 
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
@@ -95,6 +97,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/deliveries", get(deliveries::list))
         .route("/deliveries/{id}", post(deliveries::action))
         .route("/functions/{name}/logs", get(function_logs::logs))
+        .route("/functions/{name}/stats", get(stats::stats))
         .route("/executions", get(executions::list))
         .route(
             "/executions/{id}",
@@ -118,7 +121,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .nest("/v1", v1)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics));
+        .route("/metrics", get(health::metrics))
+        .merge(ui::router());
     let guard = middleware::from_fn_with_state(state.clone(), guard::guard);
     finish(router, state).layer(guard)
 }
