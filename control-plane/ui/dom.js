@@ -77,3 +77,35 @@ export function put(node, ...children) {
   node.replaceChildren();
   fill(node, {}, children);
 }
+
+/** The distinguishing end of an execution id (ids are UUIDv7: their start is a time). */
+export function shortId(id) {
+  return `…${id.slice(-12)}`;
+}
+
+const KEYS = ['data-execution', 'data-function', 'data-instance'];
+const FOCUSABLE = 'a, button, input, select, textarea';
+
+/**
+ * Like `put`, for content refreshed on a timer: when the focus was on a link of a
+ * row, it is put back on the same link of the same row (by its id), so refreshing
+ * never throws a keyboard user back to the top.
+ */
+export function redraw(node, ...children) {
+  const active = document.activeElement;
+  let again = null;
+  if (active && node.contains(active)) {
+    const row = active.closest(KEYS.map((key) => `[${key}]`).join(','));
+    const key = row && KEYS.find((k) => row.hasAttribute(k));
+    if (key) {
+      const index = [...row.querySelectorAll(FOCUSABLE)].indexOf(active);
+      again = () => {
+        const same = node.querySelector(`[${key}="${CSS.escape(row.getAttribute(key))}"]`);
+        const target = same && same.querySelectorAll(FOCUSABLE)[index];
+        if (target) target.focus({ preventScroll: true });
+      };
+    }
+  }
+  put(node, ...children);
+  if (again) again();
+}

@@ -2,7 +2,7 @@
 // live logs (server-sent events); and a chain tree drawn as an SVG graph.
 
 import { call, follow, withQuery } from './api.js';
-import { badge, duration, h, json, notice, put, s, table, time } from './dom.js';
+import { badge, duration, h, json, notice, put, redraw, s, shortId, table, time } from './dom.js';
 import { every } from './pages.js';
 
 const STATUSES = ['queued', 'starting', 'running', 'success', 'error', 'timeout', 'cancelled'];
@@ -44,10 +44,11 @@ export async function executionsPage(main, params, signal) {
     // The API filters by function, status and time; the trigger is filtered here.
     const shown = page.executions.filter((x) => !params.trigger || x.trigger === params.trigger);
     updated.textContent = `Updated ${new Date().toLocaleTimeString()} · live`;
+    updated.dataset.refreshes = Number(updated.dataset.refreshes || 0) + 1;
     if (!shown.length) return put(body, notice('No executions match.'));
-    put(body, table(null, ['Execution', 'Function', 'Status', 'Trigger', 'Created', 'Duration', 'Attempt'],
+    redraw(body, table(null, ['Execution', 'Function', 'Status', 'Trigger', 'Created', 'Duration', 'Attempt'],
       shown.map((x) => h('tr', { 'data-execution': x.id },
-        h('td', { class: 'mono small' }, h('a', { href: `#/executions/${x.id}` }, x.id.slice(0, 8))),
+        h('td', { class: 'mono small' }, h('a', { href: `#/executions/${x.id}`, title: x.id, 'aria-label': `execution ${x.id}` }, shortId(x.id))),
         h('td', {}, h('a', { href: `#/functions/${encodeURIComponent(x.function)}` }, x.function)),
         h('td', {}, badge(x.status), x.deadLetter ? ' dead letter' : ''),
         h('td', {}, x.trigger), h('td', {}, time(x.createdAt)),
@@ -75,7 +76,7 @@ export async function executionPage(main, params, signal) {
   const head = h('div', {});
   const logs = h('pre', { class: 'logs', id: 'logs', tabindex: '0', 'aria-label': 'Log lines' });
   const logState = h('p', { class: 'muted small', 'aria-live': 'polite' }, 'Following the logs…');
-  put(main, h('p', { class: 'crumbs' }, h('a', { href: '#/executions' }, 'Executions'), ' / ', id.slice(0, 8)),
+  put(main, h('p', { class: 'crumbs' }, h('a', { href: '#/executions' }, 'Executions'), ' / ', shortId(id)),
     head, h('section', { 'aria-labelledby': 'logs-h' }, h('h2', { id: 'logs-h' }, 'Logs'), logState, logs));
   let done = false;
   const draw = async () => {

@@ -2,7 +2,7 @@
 // versions with a diff, schedules, triggers and chains) and the warm pools.
 
 import { call, fnPath } from './api.js';
-import { badge, duration, h, json, notice, put, table, time } from './dom.js';
+import { badge, duration, h, json, notice, put, redraw, table, time } from './dom.js';
 import { statsCharts } from './charts.js';
 import { invokeForm } from './form.js';
 
@@ -43,7 +43,7 @@ export async function functionsPage(main, params, signal) {
       || (row.fn.spec.description || '').toLowerCase().includes(q));
     if (!rows.length) return put(body, notice('No functions yet. Deploy one with gantry fn deploy.'));
     if (!shown.length) return put(body, notice('No function matches.'));
-    put(body, table(null, ['Name', 'State', 'Version', 'Warm instances', 'Last outcome', 'Finished (1 h)', 'Error rate'],
+    redraw(body, table(null, ['Name', 'State', 'Version', 'Warm instances', 'Last outcome', 'Finished (1 h)', 'Error rate'],
       shown.map(({ fn, stats, pool }) => h('tr', { 'data-function': fn.name },
         h('td', {}, h('a', { href: `#/functions/${encodeURIComponent(fn.name)}` }, fn.name),
           fn.spec.description ? h('div', { class: 'muted small' }, fn.spec.description) : null),
@@ -190,7 +190,7 @@ export async function poolsPage(main, params, signal) {
     const warm = functions.filter((fn) => fn.spec.warm);
     const pools = await Promise.all(warm.map((fn) => call(fnPath(fn.name), { signal })));
     if (!pools.length) return put(body, notice('No warm functions. Give a function a warm section to keep instances running.'));
-    put(body, pools.map((fn) => {
+    redraw(body, pools.map((fn) => {
       const pool = fn.pool || { instances: [] };
       return h('section', { class: 'pool', 'data-function': fn.name },
         h('h2', {}, h('a', { href: `#/functions/${encodeURIComponent(fn.name)}` }, fn.name)),

@@ -139,6 +139,14 @@ try {
   }, 'greet');
   await page.locator(`tr[data-execution="${enqueued}"]`).waitFor();
   expect(await page.locator('tr[data-execution]').count() === before + 1, 'the list grew by one');
+  // A refresh keeps the keyboard focus on the same row's link.
+  const row = page.locator('tr[data-execution]').first();
+  const rowId = await row.getAttribute('data-execution');
+  await row.locator('a').first().focus();
+  const seen = Number(await page.locator('[data-refreshes]').getAttribute('data-refreshes'));
+  await page.waitForFunction((n) => Number(document.querySelector('[data-refreshes]').dataset.refreshes) > n, seen);
+  const kept = await page.evaluate(() => document.activeElement.closest('tr')?.dataset.execution);
+  expect(kept === rowId, `focus kept on ${rowId} across a refresh, now on ${kept}`);
   await page.getByLabel('Trigger').selectOption('chain');
   await page.getByText('No executions match.').waitFor();
   await page.getByLabel('Trigger').selectOption('');
