@@ -35,7 +35,8 @@ fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     );
     assert!(
         output.status.success(),
-        "{program} {args:?} failed ({}):\n{text}",
+        "{program} {} failed ({}):\n{text}",
+        args.first().copied().unwrap_or_default(),
         output.status
     );
     text
