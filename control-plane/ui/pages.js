@@ -85,8 +85,8 @@ function diff(before, after) {
   let j = 0;
   while (i < a.length || j < b.length) {
     if (i < a.length && j < b.length && a[i] === b[j]) { out.push(h('span', {}, `  ${a[i]}\n`)); i++; j++; }
-    else if (j < b.length && (i >= a.length || lcs[i][j + 1] >= lcs[i + 1][j])) { out.push(h('ins', {}, `+ ${b[j]}\n`)); j++; }
-    else { out.push(h('del', {}, `- ${a[i]}\n`)); i++; }
+    else if (i < a.length && (j >= b.length || lcs[i + 1][j] >= lcs[i][j + 1])) { out.push(h('del', {}, `- ${a[i]}\n`)); i++; }
+    else { out.push(h('ins', {}, `+ ${b[j]}\n`)); j++; }
   }
   return out;
 }

@@ -114,6 +114,11 @@ try {
   const charts = page.locator('.charts');
   await page.waitForFunction(() => Number(document.querySelector('.charts')?.dataset.finished) > 0);
   expect(await charts.locator('figure[data-points]').count() === 4, 'four charts');
+  // The versions diff: v1 -> v2 changed the description, the old line first.
+  const changes = await page.locator('pre.diff').evaluate((pre) =>
+    [...pre.children].filter((el) => el.tagName !== 'SPAN').map((el) => `${el.tagName} ${el.textContent.replace(/\s+/g, ' ').trim()}`));
+  expect(changes.length === 2 && changes[0].startsWith('DEL - "description": "Echoes a greeting request"')
+    && changes[1].startsWith('INS + "description": "Echoes a greeting request, politely"'), `diff ${JSON.stringify(changes)}`);
   await shot(page, 'function-desktop');
 
   // The execution: success, and its logs arrive over the event stream.
