@@ -52,7 +52,8 @@ fn greet() -> serde_json::Value {
                 "type": "object",
                 "required": ["name"],
                 "properties": {
-                    "name": {"type": "string", "minLength": 1, "description": "Who to greet"},
+                    // `not` is left to the server: the form checks the simple keywords only.
+                    "name": {"type": "string", "minLength": 1, "not": {"const": "nobody"}, "description": "Who to greet"},
                     "times": {"type": "integer", "minimum": 1, "maximum": 5},
                     "mood": {"type": "string", "enum": ["happy", "calm"]},
                     "loud": {"type": "boolean"}
