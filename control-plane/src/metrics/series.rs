@@ -202,9 +202,14 @@ impl Series {
                 rings.remove(&name);
             }
         }
-        let ring = rings
-            .entry(sample.function.to_owned())
-            .or_insert_with(Ring::new);
+        // Looked up before inserting: finishing an execution allocates nothing once
+        // its function has a series.
+        if !rings.contains_key(sample.function) {
+            rings.insert(sample.function.to_owned(), Ring::new());
+        }
+        let Some(ring) = rings.get_mut(sample.function) else {
+            return;
+        };
         let bucket = ring.bucket(minute);
         bucket.finished = bucket.finished.saturating_add(1);
         if sample.outcome != "success" {
@@ -217,10 +222,15 @@ impl Series {
             let slot = &mut bucket.latencies[latency_index(seconds * 1000.0)];
             *slot = slot.saturating_add(1);
         }
-        ring.last = Some(LastOutcome {
-            status: sample.outcome.to_owned(),
-            at_ms,
-        });
+        match &mut ring.last {
+            Some(last) if last.status == sample.outcome => last.at_ms = at_ms,
+            last => {
+                *last = Some(LastOutcome {
+                    status: sample.outcome.to_owned(),
+                    at_ms,
+                })
+            }
+        }
     }
 
     /// `function`'s last hour up to now.
