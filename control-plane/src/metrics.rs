@@ -4,8 +4,10 @@
 //! executions schedules started.
 
 mod latency;
+mod series;
 
 pub use latency::Timing;
+pub use series::{FunctionStats, LastOutcome, MinuteStats};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -126,6 +128,7 @@ pub struct Metrics {
     recovery_active: Gauge,
     spans_dropped: Counter,
     schedule_fires: Family<FunctionLabel, Counter>,
+    series: series::Series,
 }
 
 impl Default for Metrics {
@@ -260,6 +263,7 @@ impl Metrics {
             warm_forwarded,
             schedule_fires,
             rate_limited,
+            series: series::Series::default(),
         }
     }
 
@@ -326,6 +330,17 @@ impl Metrics {
             })
             .inc();
         self.latencies.execution(timing);
+        self.series.record(series::Sample {
+            function: timing.function,
+            outcome: timing.outcome,
+            ran: timing.ran,
+            cold_start: timing.cold_start,
+        });
+    }
+
+    /// The last hour of `function`'s finished executions on this node, by minute.
+    pub fn stats(&self, function: &str) -> FunctionStats {
+        self.series.stats(function)
     }
 
     /// Records an instance start of `function` that took `seconds`: `ready`, or
@@ -395,6 +410,7 @@ mod tests {
             ran,
             waited: ran.map(|_| 0.002),
             trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            cold_start: false,
         };
         metrics.finished(timing("success", Some(0.004)));
         metrics.finished(timing("error", None));

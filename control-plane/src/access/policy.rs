@@ -11,9 +11,12 @@ use super::Permission;
 /// which check each execution's own token instead.
 pub fn required_permission(method: &Method, path: &str) -> Option<Permission> {
     // The OpenAPI document is the same for every server of a build (see
-    // `api::openapi`): tools fetch it before they hold a token.
+    // `api::openapi`): tools fetch it before they hold a token. The console's files hold
+    // nothing secret; its pages send a token with each call.
+    let console = path == "/ui" || path.starts_with("/ui/");
     if matches!(path, "/healthz" | "/readyz" | "/v1/openapi.json")
         || path.starts_with("/v1/internal/")
+        || console
     {
         return None;
     }
@@ -63,6 +66,8 @@ mod tests {
             (Method::GET, "/healthz", None),
             (Method::GET, "/readyz", None),
             (Method::GET, "/v1/openapi.json", None),
+            (Method::GET, "/ui", None),
+            (Method::GET, "/ui/app.js", None),
             (Method::POST, "/v1/internal/executions/x:complete", None),
             (Method::GET, "/v1/internal/executions/x/payload", None),
             (Method::GET, "/metrics", Some(Read)),

@@ -20,8 +20,10 @@ mod nodes;
 pub mod openapi;
 mod openapi_actions;
 mod secrets;
+mod stats;
 mod tokens;
 mod trace;
+mod ui;
 
 use std::future::Future;
 use std::sync::atomic::AtomicBool;
@@ -87,6 +89,7 @@ pub struct AppState {
 /// own token), health and metrics. Every request first passes [`guard::guard`].
 pub fn app(state: Arc<AppState>) -> Router {
     let (router, _) = routes(state.max_report_bytes).split_for_parts();
+    let router = router.merge(ui::router());
     let guard = middleware::from_fn_with_state(state.clone(), guard::guard);
     finish(router, state).layer(guard)
 }
@@ -109,6 +112,7 @@ fn routes(max_report_bytes: usize) -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(deliveries::list))
         .route("/deliveries/{id}", post(deliveries::action))
         .routes(routes!(function_logs::logs))
+        .routes(routes!(stats::stats))
         .routes(routes!(executions::list))
         .routes(routes!(deliveries::execution, executions::delete))
         .route("/executions/{id}", post(executions::action))

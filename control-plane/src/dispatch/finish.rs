@@ -381,5 +381,6 @@ fn timing(execution: &Execution) -> Timing<'_> {
         ran: execution.duration_ms.map(|ms| ms as f64 / 1000.0),
         waited,
         trace_id: execution.trace_id.as_deref(),
+        cold_start: execution.cold_start == Some(true),
     }
 }

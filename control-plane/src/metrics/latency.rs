@@ -48,6 +48,8 @@ pub struct Timing<'a> {
     pub waited: Option<f64>,
     /// Its trace id.
     pub trace_id: Option<&'a str>,
+    /// Whether it waited for a warm instance to start.
+    pub cold_start: bool,
 }
 
 /// The latency histograms, registered once.

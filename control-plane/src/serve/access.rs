@@ -100,3 +100,32 @@ pub(super) fn announce(credentials: &Credentials, args: &ServeArgs, operator_tok
         ));
     }
 }
+
+/// Says at start where the browser console is, and how to open it signed in without
+/// writing the token into this output (which often ends up in a log).
+pub(super) fn announce_console(
+    credentials: &Credentials,
+    args: &ServeArgs,
+    operator_token: bool,
+    local: std::net::SocketAddr,
+) {
+    let mut address = local;
+    if address.ip().is_unspecified() {
+        address.set_ip(match address.ip() {
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let console = format!("http://{address}/ui/");
+    let how = if credentials.is_open() {
+        String::new()
+    } else if operator_token {
+        format!(" (sign in with your token, or open {console}#token=TOKEN)")
+    } else {
+        format!(
+            " (signed in at once: open \"{console}#token=$(cat {})\")",
+            admin_file(args).display()
+        )
+    };
+    super::say(&format!("console: {console}{how}"));
+}

@@ -150,6 +150,12 @@ impl App {
         } = &self;
         state.ready.store(true, Ordering::Relaxed);
         access::announce(&state.credentials, args, self.operator_token_given);
+        access::announce_console(
+            &state.credentials,
+            args,
+            self.operator_token_given,
+            self.local,
+        );
         super::say(&format!(
             "gantry listening on http://{} (runtime {}, {}, data dir {}, store {}, advertised to instances as {})",
             self.local,
