@@ -16,6 +16,7 @@ mod expiry;
 mod expiry_tests;
 mod finish;
 mod leases;
+mod local_run;
 mod outcome;
 mod pacing;
 mod rate;
@@ -46,6 +47,7 @@ pub(crate) use callback::hash_token;
 pub use compose::{ChainNode, ChainPage, EventTarget};
 pub use error::DispatchError;
 pub use leases::{lease, LEASE};
+pub use local_run::{run_outcome, timed_out_run, validate_input};
 pub use rate::retry_after_secs;
 pub use report::{CallbackReport, MAX_OUTPUT_DEPTH};
 pub use scheduled::TickFire;
@@ -427,7 +429,7 @@ async fn check_input(
 }
 
 /// Checks `input` against the function's `input_schema`.
-async fn check_schema(
+pub(crate) async fn check_schema(
     function: &LoadedFunction,
     name: &str,
     input: &Value,
@@ -445,49 +447,6 @@ async fn check_schema(
         }
     }
     Ok(())
-}
-
-/// The server's check of an input for a run outside it (`gantry fn run`): the error
-/// code and message the API would answer with when `input` is refused.
-pub async fn validate_input(
-    function: &LoadedFunction,
-    input: &Value,
-) -> Result<(), (&'static str, String)> {
-    check_schema(function, &function.version.name, input)
-        .await
-        .map_err(|err| {
-            let message = err.to_string();
-            match err {
-                DispatchError::InvalidInput { violations, .. } => (
-                    "INVALID_INPUT",
-                    format!("{message}: {}", violations.join("; ")),
-                ),
-                _ => ("INPUT_TOO_COMPLEX", message),
-            }
-        })
-}
-
-/// How a run outside the server ended (`gantry fn run`), read as the dispatcher reads
-/// an attempt: the watchdog's report (printed on stdout, as there is no callback)
-/// through the output_schema check, else a crash.
-pub async fn run_outcome(
-    function: &LoadedFunction,
-    exit: crate::runtime::InstanceExit,
-    elapsed: Duration,
-) -> Finished {
-    let report = exit
-        .last_stdout_line
-        .as_deref()
-        .and_then(|line| serde_json::from_str::<CallbackReport>(line).ok());
-    match report {
-        Some(report) => outcome::report_outcome(function, report, elapsed).await,
-        None => outcome::exit_outcome(function, &Default::default(), exit, elapsed).await,
-    }
-}
-
-/// A run outside the server that the caller stopped at its deadline.
-pub fn timed_out_run(timeout_ms: u64, instance: &str, elapsed: Duration) -> Finished {
-    outcome::timed_out(timeout_ms, instance, elapsed)
 }
 
 /// The earlier execution with the same idempotency key, if it had the same input.
