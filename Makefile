@@ -76,7 +76,7 @@ check-runtime-images: docker-up ## runtime images: build, unit-test the handler 
 
 run: ## start Gantry on its embedded defaults: process runtime, SQLite in ./gantry-data, http://127.0.0.1:8080
 	$(CARGO) build -p gantry-watchdog -p gantry-control-plane
-	target/debug/gantry serve
+	$(TARGET_DIR)/debug/gantry serve
 
 bench: bench-watchdog bench-control-plane bench-docker bench-warm bench-cluster ## every benchmark
 

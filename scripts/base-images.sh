@@ -2,8 +2,8 @@
 # Build local stand-ins for the public base images the runtime Dockerfiles default to,
 # on a machine with no container registry (`docker pull` cannot work):
 #
-#   gantry-base/python:local   Debian bookworm minbase + python3   (stands in for python:3.12-slim)
-#   gantry-base/node:local     Debian bookworm minbase + nodejs    (stands in for node:22-slim)
+#   gantry-base/python:local   Debian bookworm minbase + python3, pip   (stands in for python:3.12-slim)
+#   gantry-base/node:local     Debian bookworm minbase + nodejs, npm    (stands in for node:22-slim)
 #   gantry-base/busybox:local  FROM scratch + static busybox      (stands in for busybox:stable)
 #
 # `make runtime-images` passes these as `--build-arg BASE=...`; the Dockerfiles under
@@ -14,7 +14,9 @@
 # How: `debootstrap --variant=minbase bookworm DIR MIRROR` with --include=python3 or
 # nodejs, trimmed (docs, man pages, locales, apt caches), then
 # `tar -C DIR -c . | docker import`. The busybox base is Debian's busybox-static with
-# its applet links. Cached: an image that exists is skipped (FORCE=1 rebuilds).
+# its applet links. The installers are included because the public images have them and
+# `gantry fn build` runs them for requirements.txt / package.json. Cached: an image that
+# exists and has its installer is skipped (FORCE=1 rebuilds).
 # Needs root (debootstrap chroots) and apt for debootstrap / busybox-static.
 #
 # Environment:
@@ -54,6 +56,19 @@ docker info >/dev/null 2>&1 || die "no Docker engine answers \`docker info\` (ru
 
 exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
+# Whether an existing base is current: it has the installer `gantry fn build` runs (bases
+# made before pip/npm were included are rebuilt).
+current() {
+    local tag=$1 check
+    case $tag in
+    *python*) check="python3 -m pip --version" ;;
+    *node*) check="npm --version" ;;
+    *) return 0 ;;
+    esac
+    # shellcheck disable=SC2086
+    docker run --rm --network none "$tag" $check >/dev/null 2>&1
+}
+
 work=$(mktemp -d /tmp/gantry-base.XXXXXX)
 cleanup() { as_root rm -rf "$work" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -72,10 +87,12 @@ trim_rootfs() {
     echo "deb $MIRROR $DEBIAN_SUITE main" | as_root tee "$root"/etc/apt/sources.list >/dev/null
 }
 
-# debootstrap_image TAG PACKAGES CHANGE...: minbase + packages, trimmed, imported.
+# debootstrap_image TAG PACKAGES APT_PACKAGES CHANGE...: minbase + PACKAGES, then
+# APT_PACKAGES installed by apt inside it (apt resolves the virtual packages that
+# debootstrap's --include cannot: npm depends on several), trimmed, imported.
 debootstrap_image() {
-    local tag=$1 pkgs=$2
-    shift 2
+    local tag=$1 pkgs=$2 apt_pkgs=$3
+    shift 3
     local root="$work/${tag//[\/:]/_}" start=$SECONDS
     have debootstrap || apt_install debootstrap
     as_root mkdir -p "$DEBOOTSTRAP_CACHE"
@@ -85,6 +102,13 @@ debootstrap_image() {
         grep --line-buffered -E '^(I: (Retrieving Release|Resolving dependencies of base|Checking component|Installing core|Configuring the base|Base system)|E: |W: )' |
         sed -u "s|^|    |" || true
     [[ -x $root/usr/bin/env ]] || die "$tag: debootstrap failed (see the lines above; mirror $MIRROR)"
+    if [[ -n $apt_pkgs ]]; then
+        log "$tag: apt-get install $apt_pkgs"
+        # shellcheck disable=SC2086
+        as_root chroot "$root" env DEBIAN_FRONTEND=noninteractive sh -c \
+            "apt-get update -qq && apt-get install -y -qq --no-install-recommends $apt_pkgs >/dev/null && apt-get clean" ||
+            die "$tag: apt-get install $apt_pkgs failed in the new root"
+    fi
     log "$tag: debootstrap done in $((SECONDS - start))s; trimming and importing"
     trim_rootfs "$root"
     as_root tar --numeric-owner -C "$root" -c . | docker import "$@" \
@@ -122,14 +146,14 @@ MIRROR=${DEBIAN_MIRROR:-$(detect_mirror)}
 total=$SECONDS
 for base in $BASES; do
     tag="gantry-base/$base:local"
-    if [[ $FORCE != 1 ]] && exists "$tag"; then
+    if [[ $FORCE != 1 ]] && exists "$tag" && current "$tag"; then
         log "$tag exists; skipping (FORCE=1 rebuilds)"
         continue
     fi
     old=$(docker image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
     case $base in
-    python) debootstrap_image "$tag" python3 --change 'CMD ["python3"]' ;;
-    node) debootstrap_image "$tag" nodejs --change 'CMD ["node"]' ;;
+    python) debootstrap_image "$tag" python3,python3-pip "" --change 'CMD ["python3"]' ;;
+    node) debootstrap_image "$tag" nodejs npm --change 'CMD ["node"]' ;;
     busybox) busybox_image "$tag" ;;
     *) die "unknown base '$base' (known: python node busybox)" ;;
     esac

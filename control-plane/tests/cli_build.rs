@@ -7,108 +7,16 @@
 mod cli_support;
 mod support;
 
-use std::path::Path;
-use std::sync::OnceLock;
-
-use cli_support::{cli, cli_without_token, gantry, Output};
+use cli_support::build::{
+    assert_build_error, assert_built, function_dir, path, ready, run_image, Images,
+};
+use cli_support::{cli, cli_without_token, gantry};
 use serde_json::Value;
-use support::docker::{assert_no_containers, docker, image_exists, make, repo, require_engine};
+use support::docker::{assert_no_containers, docker, repo};
 use support::{Server, ServerOptions};
-
-fn ready() {
-    static READY: OnceLock<()> = OnceLock::new();
-    READY.get_or_init(|| {
-        require_engine();
-        if !image_exists("gantry/runtime-python") {
-            make("runtime-images");
-        }
-    });
-}
-
-/// Unique image tags, removed (with `docker rmi -f`) when dropped.
-struct Images(Vec<String>);
-
-impl Images {
-    fn tag(&mut self, what: &str) -> String {
-        let tag = format!("gantry-test/build-{what}:{}", uuid::Uuid::new_v4().simple());
-        self.0.push(tag.clone());
-        tag
-    }
-}
-
-impl Drop for Images {
-    fn drop(&mut self) {
-        for tag in &self.0 {
-            let _ = docker(&["rmi", "-f", tag]);
-        }
-    }
-}
-
-/// A function folder in a temp dir: `files` plus a function.yaml from `manifest`.
-fn function_dir(manifest: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::write(dir.path().join("function.yaml"), manifest).unwrap();
-    for (name, text) in files {
-        std::fs::write(dir.path().join(name), text).unwrap();
-    }
-    dir
-}
-
-fn path(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
-}
 
 fn example_handler() -> String {
     std::fs::read_to_string(repo().join("examples/runtime-python/handler.py")).unwrap()
-}
-
-/// Asserts `gantry fn build` printed `built TAG (id sha256:<64 hex>)`.
-fn assert_built(out: &Output, tag: &str) {
-    out.assert_code(0);
-    let prefix = format!("built {tag} (id sha256:");
-    let line = out.stdout.trim_end();
-    let hash = line
-        .strip_prefix(&prefix)
-        .and_then(|rest| rest.strip_suffix(')'))
-        .unwrap_or_else(|| panic!("{out}\nexpected {prefix}…)"));
-    assert_eq!(hash.len(), 64, "{out}");
-    let (exists, inspect) = docker(&["image", "inspect", "--format", "{{.Id}}", tag]);
-    assert!(exists, "{out}\nthe image is not there: {inspect}");
-    assert_eq!(inspect.trim(), format!("sha256:{hash}"), "{out}");
-}
-
-/// Runs the image once in STDIO mode and answers the watchdog's report.
-fn run_image(tag: &str, payload: &str) -> Value {
-    let (ok, text) = docker(&[
-        "run",
-        "--rm",
-        "-e",
-        &format!("INVOCATION_PAYLOAD={payload}"),
-        tag,
-    ]);
-    assert!(ok, "docker run {tag} failed: {text}");
-    let report = text
-        .lines()
-        .rev()
-        .find(|line| line.starts_with('{'))
-        .unwrap_or_else(|| panic!("no JSON report from {tag}: {text}"));
-    serde_json::from_str(report).unwrap_or_else(|err| panic!("{err}: {text}"))
-}
-
-/// Asserts a failed build: exit 1, nothing on stdout, exactly one `error:` line, last
-/// on stderr (progress lines may come before it). Answers it.
-fn assert_build_error(out: &Output, contains: &str) -> String {
-    out.assert_code(1);
-    assert!(out.stdout.is_empty(), "{out}\nexpected nothing on stdout");
-    let errors: Vec<&str> = out
-        .stderr
-        .lines()
-        .filter(|line| line.starts_with("error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{out}\nexpected one error line");
-    assert_eq!(out.stderr.lines().last(), Some(errors[0]), "{out}");
-    assert!(errors[0].contains(contains), "{out}\nexpected {contains:?}");
-    errors[0].to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,7 +1,8 @@
 //! `gantry fn build DIR` and `gantry fn deploy --build`: builds a function's image from
 //! its folder on the local Docker engine (Engine API through bollard, legacy builder),
 //! tagged with the manifest's `image`. Without a Dockerfile one is generated from the
-//! handler found (handler.py, handler.js, handler.sh or an executable `handler`).
+//! handler found (handler.py, handler.js, handler.sh or an executable `handler`), with
+//! the dependency layer of [`super::build_deps`] when the folder has a dependency file.
 //! The build context (a tar of the folder, `.dockerignore` applied) is made by
 //! [`super::build_context`].
 
@@ -17,6 +18,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 
 use super::build_context::context_tar;
+use super::build_deps::{dependency_layer, parse_build_args, Installer};
 use super::input::load_manifest;
 use super::UsageError;
 
@@ -36,10 +38,16 @@ pub struct Built {
     pub id: String,
 }
 
-/// `gantry fn build [DIR] [-f FILE]`: prints `built IMAGE (id sha256:...)` on stdout.
-pub async fn build_cmd(dir: Option<&Path>, file: Option<&Path>, json: bool) -> Result<()> {
+/// `gantry fn build [DIR] [-f FILE] [--build-arg KEY=VALUE]...`: prints
+/// `built IMAGE (id sha256:...)` on stdout.
+pub async fn build_cmd(
+    dir: Option<&Path>,
+    file: Option<&Path>,
+    build_args: &[String],
+    json: bool,
+) -> Result<()> {
     let (dir, manifest) = locate(dir, file)?;
-    let built = build(&dir, &manifest).await?;
+    let built = build(&dir, &manifest, build_args).await?;
     if json {
         super::out_json(&json!({"image": built.image, "id": built.id}))
     } else {
@@ -82,30 +90,50 @@ pub fn manifest_dir(file: &Path) -> PathBuf {
     }
 }
 
-/// Builds `dir` into the image named by `manifest`'s `image` field, streaming the
-/// engine's progress to stderr.
-pub async fn build(dir: &Path, manifest: &Path) -> Result<Built> {
+/// A generated Dockerfile: its text, the handler it copies and the installer it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generated {
+    /// The Dockerfile.
+    pub text: String,
+    /// The handler's file name.
+    pub handler: &'static str,
+    /// The installer of its dependency layer, if it has one.
+    pub installer: Option<Installer>,
+}
+
+/// Builds `dir` into the image named by `manifest`'s `image` field with the
+/// `--build-arg` values given, streaming the engine's progress to stderr.
+pub async fn build(dir: &Path, manifest: &Path, build_args: &[String]) -> Result<Built> {
     let image = image_of(manifest)?;
+    let build_args = parse_build_args(build_args).map_err(UsageError)?;
+    let mut arg_names: Vec<&str> = build_args.keys().map(String::as_str).collect();
+    arg_names.sort_unstable();
     let generated = if dir.join("Dockerfile").is_file() {
         None
     } else {
-        Some(generated_dockerfile(dir).map_err(UsageError)?)
+        Some(generated_dockerfile(dir, &arg_names).map_err(UsageError)?)
     };
     let dockerfile = match &generated {
-        Some((text, _)) => text.clone(),
+        Some(generated) => generated.text.clone(),
         None => std::fs::read_to_string(dir.join("Dockerfile"))
             .map_err(|err| anyhow!("cannot read {}/Dockerfile: {err}", dir.display()))?,
     };
-    let context = context_tar(dir, generated.as_ref().map(|(text, _)| text.as_str()))
+    let context = context_tar(dir, generated.as_ref().map(|g| g.text.as_str()))
         .map_err(|err| anyhow!("cannot pack {} for the build: {err}", dir.display()))?;
     let docker = connect().await?;
-    if let Some((text, handler)) = &generated {
+    if let Some(generated) = &generated {
+        let deps = match generated.installer {
+            Some(installer) => format!(", dependencies through {}", installer.name()),
+            None => String::new(),
+        };
         eprintln!(
-            "no Dockerfile in {}: using a generated one ({} + {handler})",
+            "no Dockerfile in {}: using a generated one ({} + {}{deps})",
             dir.display(),
-            base_images(text).join(", ")
+            base_images(&generated.text).join(", "),
+            generated.handler
         );
     }
+    let installer = generated.as_ref().and_then(|g| g.installer);
     for base in base_images(&dockerfile) {
         if base.starts_with("gantry/") {
             match docker.inspect_image(&base).await {
@@ -124,12 +152,13 @@ pub async fn build(dir: &Path, manifest: &Path) -> Result<Built> {
         .t(&image)
         .rm(true)
         .forcerm(true)
+        .buildargs(&build_args)
         .build();
     let mut stream = docker.build_image(options, None, Some(bollard::body_full(context.into())));
     let mut pending = String::new();
     let mut id = None;
     while let Some(item) = stream.next().await {
-        let info = item.map_err(|err| build_failed(&image, &engine_message(&err)))?;
+        let info = item.map_err(|err| step_failed(&image, installer, &engine_message(&err)))?;
         if let Some(text) = &info.stream {
             pending.push_str(text);
             while let Some(end) = pending.find('\n') {
@@ -147,7 +176,7 @@ pub async fn build(dir: &Path, manifest: &Path) -> Result<Built> {
             .or(info.error.clone());
         if let Some(error) = error {
             print_progress(&pending);
-            return Err(build_failed(&image, &error));
+            return Err(step_failed(&image, installer, &error));
         }
         if let Some(found) = info.aux.as_ref().and_then(|aux| aux.id.clone()) {
             id = Some(found);
@@ -164,6 +193,29 @@ pub async fn build(dir: &Path, manifest: &Path) -> Result<Built> {
             .ok_or_else(|| anyhow!("the build of {image} finished but the image is missing"))?,
     };
     Ok(Built { image, id })
+}
+
+/// The error of a failed build; when the dependency install failed, it says so and
+/// points at the installer's messages streamed above it.
+fn step_failed(image: &str, installer: Option<Installer>, error: &str) -> anyhow::Error {
+    match installer.filter(|i| error.contains(install_word(*i))) {
+        Some(installer) => build_failed(
+            image,
+            &format!(
+                "installing the dependencies failed ({}'s messages are above): {error}",
+                installer.name()
+            ),
+        ),
+        None => build_failed(image, error),
+    }
+}
+
+/// A word of the install command that the engine's error for a failed RUN repeats.
+fn install_word(installer: Installer) -> &'static str {
+    match installer {
+        Installer::Pip => "pip install",
+        Installer::Npm => "npm ",
+    }
 }
 
 /// Prints one progress line (trimmed; blank lines are dropped) on stderr.
@@ -269,9 +321,10 @@ pub fn image_of(manifest: &Path) -> Result<String> {
     }
 }
 
-/// A Dockerfile for the handler found in `dir`, and the handler's file name; the error
-/// says what was looked for.
-pub fn generated_dockerfile(dir: &Path) -> Result<(String, &'static str), String> {
+/// A Dockerfile for the handler found in `dir`, installing its dependencies first (see
+/// [`dependency_layer`]; `arg_names` are the build arguments given); the error says what
+/// was looked for.
+pub fn generated_dockerfile(dir: &Path, arg_names: &[&str]) -> Result<Generated, String> {
     const HANDLERS: [(&str, &str); 4] = [
         ("handler.py", "python"),
         ("handler.js", "node"),
@@ -292,8 +345,17 @@ pub fn generated_dockerfile(dir: &Path) -> Result<(String, &'static str), String
                 path.display()
             ));
         }
-        let dockerfile = format!("FROM gantry/runtime-{runtime}\nCOPY {file} /app/{file}\n");
-        return Ok((dockerfile, file));
+        let mut text = format!("FROM gantry/runtime-{runtime}\n");
+        let deps = dependency_layer(dir, runtime, arg_names);
+        if let Some((layer, _)) = &deps {
+            text.push_str(layer);
+        }
+        text.push_str(&format!("COPY {file} /app/{file}\n"));
+        return Ok(Generated {
+            text,
+            handler: file,
+            installer: deps.map(|(_, installer)| installer),
+        });
     }
     Err(format!(
         "{} has no Dockerfile and no handler to generate one from \
@@ -339,19 +401,20 @@ mod tests {
     #[test]
     fn dockerfile_generated_from_the_handler_found() {
         let dir = tempfile::tempdir().unwrap();
-        let err = generated_dockerfile(dir.path()).unwrap_err();
+        let err = generated_dockerfile(dir.path(), &[]).unwrap_err();
         assert!(err.contains("no Dockerfile and no handler"), "{err}");
         std::fs::write(dir.path().join("handler"), "x").unwrap();
-        let err = generated_dockerfile(dir.path()).unwrap_err();
+        let err = generated_dockerfile(dir.path(), &[]).unwrap_err();
         assert!(err.contains("not executable"), "{err}");
         std::fs::set_permissions(dir.path().join("handler"), PermissionsExt::from_mode(0o755))
             .unwrap();
         assert_eq!(
-            generated_dockerfile(dir.path()).unwrap(),
-            (
-                "FROM gantry/runtime-binary\nCOPY handler /app/handler\n".into(),
-                "handler"
-            )
+            generated_dockerfile(dir.path(), &[]).unwrap(),
+            Generated {
+                text: "FROM gantry/runtime-binary\nCOPY handler /app/handler\n".into(),
+                handler: "handler",
+                installer: None,
+            }
         );
         for (file, runtime) in [
             ("handler.sh", "shell"),
@@ -359,13 +422,23 @@ mod tests {
             ("handler.py", "python"),
         ] {
             std::fs::write(dir.path().join(file), "x").unwrap();
-            let (text, found) = generated_dockerfile(dir.path()).unwrap();
-            assert_eq!(found, file);
+            let generated = generated_dockerfile(dir.path(), &[]).unwrap();
+            assert_eq!(generated.handler, file);
             assert_eq!(
-                text,
+                generated.text,
                 format!("FROM gantry/runtime-{runtime}\nCOPY {file} /app/{file}\n")
             );
         }
+        // With a dependency file the install comes first, then the handler.
+        std::fs::write(dir.path().join("requirements.txt"), "six\n").unwrap();
+        let generated = generated_dockerfile(dir.path(), &[]).unwrap();
+        assert_eq!(generated.installer, Some(Installer::Pip));
+        assert!(generated
+            .text
+            .starts_with("FROM gantry/runtime-python\nUSER root\n"));
+        assert!(generated
+            .text
+            .ends_with("USER 10001:10001\nCOPY handler.py /app/handler.py\n"));
     }
 
     #[test]

@@ -47,17 +47,25 @@ impl std::error::Error for FunctionFailed {}
 /// Carries out one `gantry fn` subcommand.
 pub async fn run(ctx: &Ctx, command: FnCommand) -> Result<()> {
     match command {
-        FnCommand::Deploy { file, build } => {
+        FnCommand::Deploy {
+            file,
+            build,
+            build_arg,
+        } => {
             if build {
                 let dir = super::build::manifest_dir(&file);
-                let built = super::build::build(&dir, &file).await?;
+                let built = super::build::build(&dir, &file, &build_arg).await?;
                 eprintln!("built {} (id {})", built.image, built.id);
             }
             deploy(ctx, &file).await
         }
-        FnCommand::Build { dir, file } => {
-            super::build::build_cmd(dir.as_deref(), file.as_deref(), ctx.json()).await
-        }
+        FnCommand::Build {
+            dir,
+            file,
+            build_arg,
+        } => super::build::build_cmd(dir.as_deref(), file.as_deref(), &build_arg, ctx.json()).await,
+        FnCommand::Init(args) => super::init_cmd::init(&args),
+        FnCommand::Run(args) => super::run_cmd::run(&args).await,
         FnCommand::List => list(ctx).await,
         FnCommand::Get { name } => get(ctx, &name).await,
         FnCommand::DestinationKey { name } => {

@@ -8,6 +8,7 @@
 pub mod access_cmd;
 pub mod build;
 pub mod build_context;
+pub mod build_deps;
 pub mod client;
 pub mod credentials;
 pub mod deliveries_view;
@@ -17,10 +18,13 @@ pub mod exec_chain;
 pub mod exec_cmd;
 pub mod fn_cmd;
 pub mod fn_logs;
+pub mod init_cmd;
 pub mod input;
 pub mod node_cmd;
 pub mod pacing_view;
 pub mod pool_view;
+pub mod run_cmd;
+pub mod run_watch;
 pub mod schedule_view;
 pub mod sse;
 pub mod table;
@@ -178,6 +182,9 @@ pub enum FnCommand {
         /// Build the image (the manifest's `image`) from the manifest's folder first.
         #[arg(long)]
         build: bool,
+        /// With --build: a build argument (repeatable), as for `gantry fn build`.
+        #[arg(long = "build-arg", value_name = "KEY=VALUE", requires = "build")]
+        build_arg: Vec<String>,
     },
     /// Build a function's image from its folder on the local Docker engine.
     ///
@@ -186,6 +193,15 @@ pub enum FnCommand {
     /// found: handler.py (FROM gantry/runtime-python), handler.js (runtime-node),
     /// handler.sh (runtime-shell) or an executable `handler` (runtime-binary), copied
     /// to /app. `.dockerignore` is honoured (*, ?, **, ! exceptions).
+    ///
+    /// Dependencies: a generated Dockerfile installs requirements.txt (pip, into
+    /// /opt/gantry/packages) or package.json (npm ci with package-lock.json, else npm
+    /// install) in a layer before the handler's, so a handler-only change reuses it. The
+    /// dependency files and a `vendor/` folder (local wheels, npm tarballs or cache) are
+    /// copied for it. Installer settings go in as build arguments, which the install step
+    /// sees in its environment: `--build-arg PIP_INDEX_URL=...`, `PIP_FIND_LINKS`,
+    /// `PIP_NO_INDEX=1`, `NPM_CONFIG_REGISTRY=...`, `NPM_CONFIG_OFFLINE=true`. Build
+    /// arguments are recorded in the image's history: do not pass passwords this way.
     ///
     /// The build runs here, on the client, against the local engine (DOCKER_HOST, else
     /// /var/run/docker.sock): the server must use that same engine to run the image,
@@ -199,7 +215,29 @@ pub enum FnCommand {
         /// The manifest. Default: DIR/function.yaml.
         #[arg(short = 'f', long = "file", value_name = "FILE")]
         file: Option<PathBuf>,
+        /// A build argument (repeatable): KEY=VALUE, or KEY to take it from the
+        /// environment. A generated Dockerfile passes them to pip / npm.
+        #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+        build_arg: Vec<String>,
     },
+    /// Write a new function's folder: handler, tests, function.yaml, README.
+    ///
+    /// DIR (default ./NAME) gets a handler with its entry point at the top, a test in
+    /// the language's own runner, function.yaml (an image function with an
+    /// input_schema), the dependency file where the language has one
+    /// (requirements.txt, package.json + package-lock.json) and a README. Existing
+    /// files are never overwritten. Prints the commands that test, run, deploy and
+    /// call it.
+    Init(init_cmd::InitArgs),
+    /// Run a function once on this machine, without a server.
+    ///
+    /// Goes through the real watchdog: as a host process for a `command` function, as
+    /// a container for an `image` one (--build builds it first). The input is checked
+    /// against input_schema and the output against output_schema as the server does,
+    /// with the same error codes. Prints the output (JSON) on stdout and the function's
+    /// log lines on stderr; a failure prints "error: CODE: message" and exits 1. With
+    /// --watch, runs again whenever a file in the manifest's folder changes.
+    Run(run_cmd::RunArgs),
     /// List functions with their current version.
     List,
     /// Print the key that signs a function's result deliveries (admins only).
@@ -419,6 +457,18 @@ pub async fn run(global: GlobalArgs, command: Command) -> ExitCode {
         Command::Openapi => {
             println!("{}", crate::api::openapi::document_json());
             return ExitCode::SUCCESS;
+        }
+        Command::Function(FnCommand::Init(args)) => {
+            return match init_cmd::init(&args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => report(&err),
+            };
+        }
+        Command::Function(FnCommand::Run(args)) => {
+            return match run_cmd::run(&args).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => report(&err),
+            };
         }
         other => other,
     };

@@ -16,6 +16,7 @@ mod expiry;
 mod expiry_tests;
 mod finish;
 mod leases;
+mod local_run;
 mod outcome;
 mod pacing;
 mod rate;
@@ -46,6 +47,7 @@ pub(crate) use callback::hash_token;
 pub use compose::{ChainNode, ChainPage, EventTarget};
 pub use error::DispatchError;
 pub use leases::{lease, LEASE};
+pub use local_run::{run_outcome, timed_out_run, validate_input};
 pub use rate::retry_after_secs;
 pub use report::{CallbackReport, MAX_OUTPUT_DEPTH};
 pub use scheduled::TickFire;
@@ -423,14 +425,23 @@ async fn check_input(
     if !function.spec().enabled {
         return Err(DispatchError::Disabled(request.function.clone()));
     }
+    check_schema(function, &request.function, &request.input).await
+}
+
+/// Checks `input` against the function's `input_schema`.
+pub(crate) async fn check_schema(
+    function: &LoadedFunction,
+    name: &str,
+    input: &Value,
+) -> Result<(), DispatchError> {
     if let Some(schema) = &function.input_schema {
         let violations = schema
-            .check(&request.input)
+            .check(input)
             .await
-            .map_err(|_| DispatchError::InputTooComplex(request.function.clone()))?;
+            .map_err(|_| DispatchError::InputTooComplex(name.to_owned()))?;
         if !violations.is_empty() {
             return Err(DispatchError::InvalidInput {
-                function: request.function.clone(),
+                function: name.to_owned(),
                 violations,
             });
         }

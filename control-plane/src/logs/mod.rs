@@ -103,6 +103,9 @@ impl LogHub {
     }
 }
 
+/// Most bytes of log lines [`LogSink::to_stderr`] prints for one run.
+pub const STDERR_LOG_CAP: usize = 16 * 1024 * 1024;
+
 /// Where an execution's output goes while it runs. Clone it into every reader; when
 /// the last clone is dropped the writer flushes and [`LogSink::finish`] returns.
 #[derive(Clone)]
@@ -186,6 +189,24 @@ impl LogSink {
             sender,
             sent: Arc::new(AtomicUsize::new(0)),
             limit: usize::MAX,
+            masker: Masker::default(),
+            last_line_limit: MAX_LINE_BYTES,
+        }
+    }
+
+    /// A sink printing each line on this process's stderr (`gantry fn run`), at most
+    /// [`STDERR_LOG_CAP`] bytes of them.
+    pub fn to_stderr() -> LogSink {
+        let (sender, mut receiver) = mpsc::unbounded_channel::<(LogStream, String)>();
+        tokio::spawn(async move {
+            while let Some((_, line)) = receiver.recv().await {
+                eprintln!("{line}");
+            }
+        });
+        LogSink {
+            sender,
+            sent: Arc::new(AtomicUsize::new(0)),
+            limit: STDERR_LOG_CAP,
             masker: Masker::default(),
             last_line_limit: MAX_LINE_BYTES,
         }

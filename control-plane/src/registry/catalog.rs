@@ -27,7 +27,8 @@ pub struct LoadedFunction {
 }
 
 impl LoadedFunction {
-    fn load(version: FunctionVersion) -> Result<LoadedFunction, Vec<String>> {
+    /// A version with its schemas compiled; the problems if they do not compile.
+    pub fn load(version: FunctionVersion) -> Result<LoadedFunction, Vec<String>> {
         let mut problems = Vec::new();
         let mut compile = |field: &str, schema: &Option<Value>| match schema {
             Some(schema) => CompiledSchema::compile(field, schema)

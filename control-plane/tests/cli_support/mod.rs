@@ -12,6 +12,8 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
+pub mod build;
+
 use crate::support::{gantry_bin, processes_with_env, watchdog_bin, Server};
 
 /// How long any one CLI command may take before the test fails.
