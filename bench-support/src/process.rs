@@ -65,6 +65,29 @@ pub fn is_alive(pid: u32) -> bool {
     })
 }
 
+/// Waits until processes `pids` together use less than a tenth of one core over 100 ms
+/// (work left over from the last measurement, such as records written behind, would
+/// otherwise be charged to the next one), or until `limit` has passed; answers how long
+/// it waited.
+pub fn settle(pids: &[u32], limit: Duration) -> BenchResult<Duration> {
+    const WINDOW: Duration = Duration::from_millis(100);
+    let started = Instant::now();
+    let used = || -> BenchResult<Duration> {
+        pids.iter()
+            .map(|&pid| cpu_time(pid))
+            .sum::<BenchResult<Duration>>()
+    };
+    let mut before = used()?;
+    loop {
+        std::thread::sleep(WINDOW);
+        let now = used()?;
+        if now.saturating_sub(before) < WINDOW / 10 || started.elapsed() >= limit {
+            return Ok(started.elapsed());
+        }
+        before = now;
+    }
+}
+
 /// CPU time a process has used so far, all its threads together (schedstat, in ns).
 pub fn cpu_time(pid: u32) -> BenchResult<Duration> {
     let mut total = 0u64;

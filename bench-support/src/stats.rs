@@ -197,6 +197,19 @@ impl Summary {
         )
     }
 
+    /// Median across rounds of (this throughput ÷ `baseline` throughput), paired by
+    /// round like [`Summary::p50_overhead_us`].
+    pub fn rps_ratio(&self, baseline: &Summary) -> f64 {
+        median(
+            &mut self
+                .rounds
+                .iter()
+                .zip(&baseline.rounds)
+                .map(|(mine, base)| mine.rps / base.rps)
+                .collect(),
+        )
+    }
+
     /// Counts a round's sample: the warm-up only in [`Summary::warm_up`].
     fn add(&mut self, warm_up: bool, stats: RoundStats, sample: Sample) {
         if warm_up {
@@ -235,6 +248,10 @@ pub enum Progress {
     Round,
     /// One aligned line per variant and round.
     Variant,
+    /// As [`Progress::Variant`], and every other round runs the variants in reverse
+    /// order, so that none always runs right after another (whose leftover work, or
+    /// the machine's drift within a round, would otherwise weigh on it alone).
+    Alternating,
 }
 
 impl Progress {
@@ -242,8 +259,8 @@ impl Progress {
         match (self, round) {
             (Progress::Round, 0) => "    warm-up   ".to_owned(),
             (Progress::Round, _) => format!("    round {round:>2}/{rounds}"),
-            (Progress::Variant, 0) => "warm-up ".to_owned(),
-            (Progress::Variant, _) => format!("round {round}/{rounds}"),
+            (Progress::Variant | Progress::Alternating, 0) => "warm-up ".to_owned(),
+            (Progress::Variant | Progress::Alternating, _) => format!("round {round}/{rounds}"),
         }
     }
 }
@@ -263,7 +280,12 @@ pub fn interleave(
     for round in 0..=rounds {
         let label = progress.label(round, rounds);
         let mut line = label.clone();
-        for (variant, summary) in variants.iter_mut().zip(&mut summaries) {
+        let mut order: Vec<usize> = (0..variants.len()).collect();
+        if progress == Progress::Alternating && round % 2 == 1 {
+            order.reverse();
+        }
+        for index in order {
+            let (variant, summary) = (&mut variants[index], &mut summaries[index]);
             let mut sample = (variant.run)(round == 0)?;
             let stats = sample.stats();
             match progress {
@@ -274,7 +296,7 @@ pub fn interleave(
                     micros(stats.p99),
                     stats.rps
                 )),
-                Progress::Variant => println!(
+                Progress::Variant | Progress::Alternating => println!(
                     "    {label} {:<34} p50 {:>9} p99 {:>9} {:>8}/s",
                     variant.name,
                     time(micros(stats.p50)),

@@ -219,8 +219,10 @@ pub struct ServeArgs {
     /// chained executions in their parent's trace; `https://` receivers are verified
     /// against the system's certificate authorities. Export never
     /// slows a call: when the bounded queue (`OTEL_BSP_MAX_QUEUE_SIZE`, default 2048) is
-    /// full, spans are dropped and counted in `gantry_spans_dropped_total`. Unset: no span
-    /// is recorded.
+    /// full, spans are dropped and counted in `gantry_spans_dropped_total`. Headers for
+    /// every export (a hosted collector's credentials) come from
+    /// `OTEL_EXPORTER_OTLP_HEADERS`: `name=value,name=value`, values percent-encoded.
+    /// Unset: no span is recorded.
     #[arg(
         long = "otlp-endpoint",
         env = "OTEL_EXPORTER_OTLP_ENDPOINT",

@@ -2,7 +2,9 @@
 //! while calls succeed and functions are told their trace is not sampled; a
 //! parent-based sampler follows a caller that samples; bad sampler settings stop the
 //! start with a reason; spans reach an https receiver the server trusts (through
-//! `SSL_CERT_FILE`), and are dropped, not sent unverified, to one it does not.
+//! `SSL_CERT_FILE`), and are dropped, not sent unverified, to one it does not; the
+//! headers of `OTEL_EXPORTER_OTLP_HEADERS` go with every export, and a malformed list
+//! stops the start without printing what it holds.
 
 mod receiver_support;
 mod support;
@@ -81,16 +83,22 @@ async fn deploy_env(server: &Server) {
 
 /// Waits until the receiver holds a `gantry.execution` span of execution `id`.
 async fn wait_execution_span(receiver: &Receiver, id: &str) -> Vec<Span> {
+    wait_span(receiver, "gantry.execution", id).await
+}
+
+/// Waits until the receiver holds a span named `name` of execution `id`: spans end (and
+/// are exported) in their own order, so each one awaited is waited for.
+async fn wait_span(receiver: &Receiver, name: &str, id: &str) -> Vec<Span> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let spans = spans(receiver);
         let found = spans
             .iter()
-            .any(|span| span.name == "gantry.execution" && execution_id(span) == Some(id));
+            .any(|span| span.name == name && execution_id(span) == Some(id));
         if found {
             return spans;
         }
-        assert!(Instant::now() < deadline, "no execution span of {id}");
+        assert!(Instant::now() < deadline, "no {name} span of {id}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -137,12 +145,10 @@ async fn a_parent_based_sampler_follows_a_caller_that_samples() {
     assert!(seen.ends_with("-00"), "a new trace at ratio 0: {seen}");
     let (sampled, seen) = call(&server, Some(SAMPLED_CALLER)).await;
     assert!(seen.ends_with("-01"), "the caller samples: {seen}");
-    let spans = wait_execution_span(&receiver, &sampled).await;
-    assert!(spans
-        .iter()
-        .any(|span| span.name == "gantry.invoke" && execution_id(span) == Some(&sampled)));
+    wait_execution_span(&receiver, &sampled).await;
+    wait_span(&receiver, "gantry.invoke", &sampled).await;
     assert_eq!(server.stop().await, Some(0));
-    let spans = self::spans(&receiver);
+    let spans = spans(&receiver);
     assert!(
         !spans
             .iter()
@@ -180,6 +186,43 @@ async fn bad_sampler_settings_stop_the_start() {
         assert_eq!(code, Some(64), "{stderr}");
         assert!(stderr.contains(named), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn export_headers_from_the_environment_go_with_every_export() {
+    let receiver = Receiver::start().await;
+    let env = [(
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "authorization=Bearer%20collector-token,x-tenant=7",
+    )];
+    let server = Server::start_with(options(&receiver.url, &env)).await;
+    deploy_env(&server).await;
+    let (id, _) = call(&server, None).await;
+    wait_execution_span(&receiver, &id).await;
+    let exports = receiver.received(TRACES);
+    assert!(!exports.is_empty());
+    for export in exports {
+        assert_eq!(export.headers["authorization"], "Bearer collector-token");
+        assert_eq!(export.headers["x-tenant"], "7");
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_header_list_stops_the_start_without_showing_it() {
+    let args = ["--otlp-endpoint", "http://127.0.0.1:9"];
+    for variable in [
+        "OTEL_EXPORTER_OTLP_HEADERS",
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    ] {
+        let env = [(variable, "x-ok=1,authorization:hunter2")];
+        let (code, stderr) = serve_exits(&args, &env).await;
+        assert_eq!(code, Some(64), "{stderr}");
+        assert!(
+            stderr.contains(variable) && stderr.contains("entry 2"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("hunter2"), "{stderr}");
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gantry_bench_support::format::{rps, time};
+use gantry_bench_support::process;
 use gantry_bench_support::stats::{interleave, Progress, Summary, Variant};
 use hyper::{Method, StatusCode};
 use tokio::runtime::Runtime;
@@ -62,6 +63,9 @@ pub struct Compared {
     pub summaries: Vec<Summary>,
     /// Export requests the sink took.
     pub exports: u64,
+    /// CPU time of each `gantry serve` per call it served over the whole comparison
+    /// (its own threads, exporter included; not the warm instance's), off then on, µs.
+    pub cpu_per_call_us: [f64; 2],
 }
 
 /// Runs the comparison on two fresh servers.
@@ -84,7 +88,12 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
         status: StatusCode::OK,
         body: Some(ANSWER),
     };
+    // Neither server may still be busy with the last variant's work (its records are
+    // written behind) while the next one is measured.
+    let pids = [off.pid(), on.pid()];
+    let settle = || process::settle(&pids, Duration::from_secs(10));
     let sequential = |server: &Server, warm: bool| {
+        settle()?;
         let calls = if warm {
             settings.sequential_warm_up
         } else {
@@ -93,6 +102,7 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
         rt.block_on(client::sequential(server.addr, &call, calls, expect))
     };
     let loaded = |server: &Server, warm: bool| {
+        settle()?;
         let length = settings.length(warm);
         let load = client::load_for(server.addr, &call, settings.concurrency, length, expect);
         rt.block_on(load).map(|(sample, _)| sample)
@@ -103,8 +113,23 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
         Variant::new(OFF_C32, |warm| loaded(&off, warm)),
         Variant::new(ON_C32, |warm| loaded(&on, warm)),
     ];
-    let summaries = interleave(settings.rounds, &mut variants, Progress::Variant)?;
+    // A 5 % difference is within one round's noise on a shared VM: more rounds, in
+    // alternating order.
+    let rounds = tracing_rounds(settings);
+    let cpu_before = [process::cpu_time(pids[0])?, process::cpu_time(pids[1])?];
+    let summaries = interleave(rounds, &mut variants, Progress::Alternating)?;
     drop(variants);
+    settle()?;
+    let mut cpu_per_call_us = [0.0; 2];
+    for (index, variants) in [[OFF_C1, OFF_C32], [ON_C1, ON_C32]].iter().enumerate() {
+        let used = process::cpu_time(pids[index])?.saturating_sub(cpu_before[index]);
+        let calls: u64 = variants
+            .iter()
+            .filter_map(|name| Summary::find(&summaries, name))
+            .map(|summary| summary.total + summary.warm_up)
+            .sum();
+        cpu_per_call_us[index] = used.as_secs_f64() * 1e6 / calls.max(1) as f64;
+    }
     for server in [&mut off, &mut on] {
         server.stop_and_sweep()?;
     }
@@ -112,7 +137,16 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
     if exports == 0 {
         return Err("the traced server exported no spans".into());
     }
-    Ok(Compared { summaries, exports })
+    Ok(Compared {
+        summaries,
+        exports,
+        cpu_per_call_us,
+    })
+}
+
+/// Rounds of the comparison: twice the bench's, and one more so the median is a round.
+fn tracing_rounds(settings: &Settings) -> usize {
+    settings.rounds * 2 + 1
 }
 
 fn tempdir(what: &str) -> BenchResult<tempfile::TempDir> {
@@ -130,16 +164,26 @@ fn find<'a>(compared: &'a Compared, name: &str) -> BenchResult<&'a Summary> {
 pub fn markdown(compared: &Compared, settings: &Settings) -> BenchResult<String> {
     let (off1, on1) = (find(compared, OFF_C1)?, find(compared, ON_C1)?);
     let (off32, on32) = (find(compared, OFF_C32)?, find(compared, ON_C32)?);
-    let added_p50 = on1.p50_us() - off1.p50_us();
-    let ratio = on32.rps() / off32.rps();
+    // Paired by round: the shared machine's drift between rounds cancels out.
+    let added_p50 = on1.p50_overhead_us(off1);
+    let ratio = on32.rps_ratio(off32);
+    let ratio_of_medians = on32.rps() / off32.rps();
     let p50_verdict = if added_p50 <= 10.0 { "meets" } else { "misses" };
     let rps_verdict = if ratio >= 0.95 { "meets" } else { "misses" };
     let mut out = format!(
         "\n### Tracing on and off\n\nThe same warm no-op function on two servers, one exporting every span over OTLP/HTTP to a sink in the bench \
-         ({} export requests taken), interleaved round by round: {} sequential calls at c=1, {:?} loads at c={}. \
-         Targets: p50 within 10 µs (added {added_p50:.1} µs: **{p50_verdict}**), throughput within 5 % ({:.3}×: **{rps_verdict}**).\n\n",
-        compared.exports, settings.sequential, settings.duration, settings.concurrency, ratio
+         ({} export requests taken), {} rounds, the variants in alternating order, each measurement started once both servers are idle: {} sequential calls at c=1, {:?} loads at c={}. \
+         Targets, on the medians of the per-round differences and ratios: p50 within 10 µs (added {added_p50:.1} µs: **{p50_verdict}**), \
+         throughput within 5 % ({ratio:.3}×: **{rps_verdict}**; the ratio of the median throughputs below is {ratio_of_medians:.3}×).\n\n",
+        compared.exports, tracing_rounds(settings), settings.sequential, settings.duration, settings.concurrency
     );
+    let [cpu_off, cpu_on] = compared.cpu_per_call_us;
+    out.push_str(&format!(
+        "CPU of `gantry serve` per call over the whole comparison (its threads only, the span exporter's included): \
+         {cpu_off:.1} µs with tracing off, {cpu_on:.1} µs on (+{:.1} µs, {:+.1} %).\n\n",
+        cpu_on - cpu_off,
+        (cpu_on / cpu_off - 1.0) * 100.0
+    ));
     out.push_str("| variant | p50 | p99 | calls/s |\n|---|---:|---:|---:|\n");
     for summary in [off1, on1, off32, on32] {
         out.push_str(&format!(

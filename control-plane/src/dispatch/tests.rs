@@ -440,13 +440,11 @@ async fn a_lease_that_lapses_mid_run_moves_the_run_to_another_node() {
     assert_eq!(a.runtime.started() + b.runtime.started(), 2);
 }
 
-/// While the store refuses what warm calls wrote behind, their records wait in memory:
-/// past the bound, new warm calls are refused at once (the caller may try again) instead
-/// of piling up more; once the store takes them, warm calls are served again.
-#[tokio::test(start_paused = true)]
-async fn warm_calls_are_refused_while_too_many_results_wait_for_the_store() {
+/// A node with the warm function `w` on a store that refuses every write, with `bound`
+/// records already written behind it: the decorator is full.
+async fn warm_node_on_a_full_store(bound: usize) -> (Arc<MemoryStore>, Arc<WriteBehind>, Node) {
     let memory = Arc::new(MemoryStore::new());
-    let store = Arc::new(WriteBehind::bounded(memory.clone(), 2));
+    let store = Arc::new(WriteBehind::bounded(memory.clone(), bound));
     let node = node(&store, "node-a").await;
     node.deploy(json!({
         "name": "w", "mode": "HTTP", "command": "serve",
@@ -455,22 +453,36 @@ async fn warm_calls_are_refused_while_too_many_results_wait_for_the_store() {
     .await;
     let function = node.catalog.current("w").await.expect("deployed");
     memory.set_fault(Some(crate::store::Fault::Unavailable));
-    for n in 0..2 {
+    for n in 0..bound {
         let mut record = Execution::queued(&function.version, json!(n), Trigger::Api);
         record.status = ExecutionStatus::Success;
         store.write_behind(record, FollowUps::default());
     }
-    let request = || InvokeRequest {
+    (memory, store, node)
+}
+
+/// A `:invoke` of `w` with timeout `timeout_ms`.
+fn warm_call(timeout_ms: u64) -> InvokeRequest {
+    InvokeRequest {
         function: "w".into(),
         input: json!(null),
         trace_id: None,
         trace: None,
         idempotency_key: None,
-        timeout_ms: Some(50),
+        timeout_ms: Some(timeout_ms),
         trigger: Trigger::Api,
         callback_url: None,
-    };
-    let refused = node.dispatcher.invoke(request()).await;
+    }
+}
+
+/// While the store refuses what warm calls wrote behind, their records wait in memory:
+/// past the bound, a new warm call waits for room no longer than its timeout and is then
+/// refused (the caller may try again) instead of piling up more; once the store takes
+/// them, warm calls are served again.
+#[tokio::test(start_paused = true)]
+async fn warm_calls_are_refused_while_too_many_results_wait_for_the_store() {
+    let (memory, store, node) = warm_node_on_a_full_store(2).await;
+    let refused = node.dispatcher.invoke(warm_call(50)).await;
     assert!(
         matches!(refused, Err(super::DispatchError::ResultsUnwritten(2))),
         "{refused:?}"
@@ -478,10 +490,27 @@ async fn warm_calls_are_refused_while_too_many_results_wait_for_the_store() {
     memory.set_fault(None);
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(store.unwritten(), 0, "the store took the waiting records");
-    let served = node.dispatcher.invoke(request()).await;
+    let served = node.dispatcher.invoke(warm_call(50)).await;
     assert!(
         !matches!(served, Err(super::DispatchError::ResultsUnwritten(_))),
         "served again: {served:?}"
+    );
+}
+
+/// A store that is only slower than the calls (here: refusing for a moment) makes a
+/// warm call wait for room instead of refusing it.
+#[tokio::test(start_paused = true)]
+async fn warm_calls_wait_for_a_store_that_catches_up() {
+    let (memory, _store, node) = warm_node_on_a_full_store(1).await;
+    let dispatcher = node.dispatcher.clone();
+    let call = tokio::spawn(async move { dispatcher.invoke(warm_call(1_000)).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!call.is_finished(), "the call waits for room");
+    memory.set_fault(None);
+    let served = call.await.expect("the call ends");
+    assert!(
+        !matches!(served, Err(super::DispatchError::ResultsUnwritten(_))),
+        "served once the store caught up: {served:?}"
     );
 }
 

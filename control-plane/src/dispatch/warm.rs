@@ -29,6 +29,9 @@ use crate::store::Store;
 
 /// Refusals (instance draining or full) a call takes before it fails.
 const MAX_REFUSALS: u32 = 8;
+/// Longest a warm call waits for the store to catch up with the records written behind
+/// (never longer than its own timeout) before it is refused.
+const MAX_WAIT_FOR_STORE: Duration = Duration::from_secs(2);
 
 /// Whether the record of a warm execution is stored before it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,16 +138,20 @@ impl Dispatcher {
             return self.wait_final(accepted.execution.id).await;
         }
         check_input(&function, &request).await?;
-        // Its record is written behind the answer: while the store falls behind (or
-        // fails), held records must not pile up in memory without bound.
-        if self.store.is_full() {
-            return Err(DispatchError::ResultsUnwritten(self.store.unwritten()));
-        }
         let mut execution = Execution::queued(&function.version, request.input, request.trigger);
         execution.begin_trace(request.trace.as_ref(), request.trace_id);
         if let Some(timeout_ms) = request.timeout_ms {
             execution.timeout_ms = timeout_ms.min(execution.timeout_ms);
         }
+        // Its record is written behind the answer: while the store falls behind (or
+        // fails), held records must not pile up in memory without bound. A store that
+        // is merely slower than the calls makes them wait; one that refuses them makes
+        // them fail.
+        let patience = Duration::from_millis(execution.timeout_ms).min(MAX_WAIT_FOR_STORE);
+        self.store
+            .wait_for_room(patience)
+            .await
+            .map_err(DispatchError::ResultsUnwritten)?;
         self.pace(function.spec(), &mut execution)?;
         let deadline = Instant::now() + Duration::from_millis(execution.timeout_ms);
         let lease = match self

@@ -84,7 +84,8 @@ impl App {
             .map_err(|err| Failure::config(err.to_string()))?;
         crate::telemetry::install_sampler(sampler);
         if let Some(endpoint) = args.otlp_endpoint() {
-            let spans = crate::telemetry::TracingSettings::new(endpoint, &args.otlp_service_name);
+            let spans = crate::telemetry::TracingSettings::new(endpoint, &args.otlp_service_name)
+                .map_err(|err| Failure::config(err.to_string()))?;
             // The endpoint passed the checks: what fails now is no setting's fault.
             crate::telemetry::install(&spans, metrics.spans_dropped())
                 .map_err(|err| Failure::fatal(err.to_string()))?;

@@ -133,6 +133,23 @@ impl WriteBehind {
         self.unwritten() >= self.max_unwritten
     }
 
+    /// Waits up to `patience` until [`WriteBehind::is_full`] is no longer true. A store
+    /// that is only slower than the calls gives each waiting caller room within moments
+    /// (latency grows, nothing is refused); one that refuses every write does not, and
+    /// the caller is told how many records still wait for it.
+    pub async fn wait_for_room(&self, patience: Duration) -> Result<(), usize> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let settled = self.shared.settled.notified();
+            if !self.is_full() {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, settled).await.is_err() {
+                return Err(self.unwritten());
+            }
+        }
+    }
+
     /// Waits up to `grace` for every record written behind to be taken by the store,
     /// then gives up on those it still refuses (each logged).
     pub async fn close(&self, grace: Duration) {

@@ -21,6 +21,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use prometheus_client::metrics::counter::Counter;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -58,6 +59,15 @@ pub enum TelemetryError {
     /// The sampling ratio is not a number from 0 to 1.
     #[error("OTEL_TRACES_SAMPLER_ARG (--otlp-sampler-arg) must be a ratio from 0 to 1 such as 0.25, got {0:?}")]
     BadRatio(String),
+    /// `OTEL_EXPORTER_OTLP_HEADERS` (or `OTEL_EXPORTER_OTLP_TRACES_HEADERS`) is not a
+    /// comma-separated list of `name=value` pairs with valid HTTP header names and values.
+    #[error("{variable} must be a comma-separated list of name=value pairs (values percent-encoded), such as authorization=Bearer%20abc,x-tenant=7; entry {entry} is not")]
+    BadHeaders {
+        /// The variable that holds the list.
+        variable: &'static str,
+        /// The entry's position, from 1 (its text is not shown: it may hold a secret).
+        entry: usize,
+    },
     /// The OTLP exporter could not be built.
     #[error("cannot build the OTLP exporter: {0}")]
     Exporter(String),
@@ -84,14 +94,18 @@ pub struct TracingSettings {
     pub schedule_delay: Duration,
     /// Longest wait for one export.
     pub export_timeout: Duration,
+    /// Headers sent with every export (credentials for a hosted collector, usually).
+    pub headers: HeaderMap,
 }
 
 impl TracingSettings {
     /// Settings for `endpoint` and `service_name`, with the queue size, batch size,
     /// schedule delay and export timeout from the standard `OTEL_BSP_MAX_QUEUE_SIZE`,
     /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_SCHEDULE_DELAY` and
-    /// `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds) when they are set (and positive).
-    pub fn new(endpoint: &str, service_name: &str) -> TracingSettings {
+    /// `OTEL_EXPORTER_OTLP_TIMEOUT` (milliseconds) when they are set (and positive), and
+    /// the headers of `OTEL_EXPORTER_OTLP_TRACES_HEADERS` or else
+    /// `OTEL_EXPORTER_OTLP_HEADERS`.
+    pub fn new(endpoint: &str, service_name: &str) -> Result<TracingSettings, TelemetryError> {
         let number = |name: &str| {
             std::env::var(name)
                 .ok()
@@ -104,7 +118,7 @@ impl TracingSettings {
             })
         };
         let max_queue = count("OTEL_BSP_MAX_QUEUE_SIZE", DEFAULT_MAX_QUEUE);
-        TracingSettings {
+        Ok(TracingSettings {
             endpoint: endpoint.to_owned(),
             service_name: service_name.to_owned(),
             max_queue,
@@ -113,8 +127,45 @@ impl TracingSettings {
                 .map_or(DEFAULT_SCHEDULE_DELAY, Duration::from_millis),
             export_timeout: number("OTEL_EXPORTER_OTLP_TIMEOUT")
                 .map_or(DEFAULT_EXPORT_TIMEOUT, Duration::from_millis),
+            headers: headers_from_env()?,
+        })
+    }
+}
+
+/// The export headers the environment asks for: the traces-only variable wins over the
+/// general one, as OpenTelemetry's exporters do.
+fn headers_from_env() -> Result<HeaderMap, TelemetryError> {
+    for variable in [
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+    ] {
+        if let Ok(list) = std::env::var(variable) {
+            return parse_headers(variable, &list);
         }
     }
+    Ok(HeaderMap::new())
+}
+
+/// `list` (`name=value,name=value`, values percent-encoded) as headers; every value is
+/// marked sensitive so that it is never printed.
+pub fn parse_headers(variable: &'static str, list: &str) -> Result<HeaderMap, TelemetryError> {
+    let mut headers = HeaderMap::new();
+    let entries = list.split(',').filter(|entry| !entry.trim().is_empty());
+    for (index, entry) in entries.enumerate() {
+        let bad = || TelemetryError::BadHeaders {
+            variable,
+            entry: index + 1,
+        };
+        let (name, value) = entry.split_once('=').ok_or_else(bad)?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad())?;
+        let value = percent_encoding::percent_decode_str(value.trim())
+            .decode_utf8()
+            .map_err(|_| bad())?;
+        let mut value = HeaderValue::from_str(&value).map_err(|_| bad())?;
+        value.set_sensitive(true);
+        headers.append(name, value);
+    }
+    Ok(headers)
 }
 
 /// Refuses an endpoint spans cannot be exported to (not an `http://` or `https://` URL).
@@ -215,8 +266,29 @@ mod tests {
     }
 
     #[test]
+    fn header_lists_are_decoded_and_bad_entries_named_without_their_text() {
+        let headers =
+            parse_headers("V", " authorization=Bearer%20s3cr%3Dt , x-tenant=7,,").unwrap();
+        assert_eq!(headers["authorization"], "Bearer s3cr=t");
+        assert!(headers["authorization"].is_sensitive());
+        assert_eq!(headers["x-tenant"], "7");
+        assert!(parse_headers("V", "").unwrap().is_empty());
+        for (list, entry) in [
+            ("a=1,secret", 2),
+            ("bad name=1", 1),
+            ("a=line%0Abreak", 1),
+            ("a=%FF", 1),
+            ("=1", 1),
+        ] {
+            let err = parse_headers("V", list).unwrap_err().to_string();
+            assert!(err.contains(&format!("entry {entry} ")), "{list}: {err}");
+            assert!(!err.contains("secret") && !err.contains("break"), "{err}");
+        }
+    }
+
+    #[test]
     fn settings_default_to_a_bounded_queue() {
-        let settings = TracingSettings::new("http://127.0.0.1:4318", "gantry");
+        let settings = TracingSettings::new("http://127.0.0.1:4318", "gantry").unwrap();
         assert!(settings.max_queue > 0);
         assert!(settings.max_queue <= MAX_QUEUE_LIMIT);
         assert!(settings.batch > 0 && settings.batch <= settings.max_queue);

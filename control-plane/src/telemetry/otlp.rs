@@ -41,6 +41,7 @@ impl Pipeline {
         let url = traces_url(&settings.endpoint)?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .default_headers(settings.headers.clone())
             .connect_timeout(settings.export_timeout)
             .no_proxy()
             .build()

@@ -155,6 +155,38 @@ fn a_batch_decodes_as_one_resource_and_scope_with_every_span() {
 }
 
 #[test]
+fn a_batch_written_over_a_richer_one_keeps_nothing_of_it() {
+    let rich = SpanRecord {
+        parent: Some([9; 8]),
+        remote_parent: true,
+        kind: Kind::Server,
+        place: Some(Place::Instance {
+            id: Text::new("instance-1"),
+            cold: true,
+        }),
+        trigger: Some("chain"),
+        parent_execution: Some(Uuid::now_v7()),
+        outcome: Some(Outcome {
+            status: "error",
+            code: Some(ErrorCode::Watchdog(WatchdogCode::Timeout)),
+            failed: true,
+        }),
+        ..record("gantry.execution")
+    };
+    let mut plain = record("gantry.claim");
+    plain.place = Some(Place::Node(Text::new("n")));
+    let mut reused = Encoder::new("svc");
+    decode(&mut reused, &[rich.clone(), rich.clone(), rich]);
+    let again = decode(&mut reused, std::slice::from_ref(&plain));
+    let fresh = decode(&mut Encoder::new("svc"), &[plain]);
+    assert_eq!(again, fresh);
+    let span = &again.resource_spans[0].scope_spans[0].spans[0];
+    assert!(span.parent_span_id.is_empty());
+    assert!(span.status.as_ref().unwrap().message.is_empty());
+    assert_eq!(span.attributes.len(), 5, "{:?}", span.attributes);
+}
+
+#[test]
 fn an_end_before_the_start_is_clamped_and_versions_stay_whole() {
     let mut span = record("gantry.run");
     span.end = span.start - 5;
