@@ -20,30 +20,29 @@ struct Lineage {
     own: [u8; 8],
 }
 
-/// The lineage of `execution` when its trace is recorded: the trace of its stored
-/// `traceparent` (else of its `trace_id`). `None` when the `sampled` flag of that
-/// context, set by the head sampler (which follows a caller's decision unless told
-/// otherwise), is off. The execution's own span id is derived from its id, the same
-/// one its `traceparent` names, so the function's own spans nest under it.
+/// The lineage of `execution` when its trace is recorded: the trace and span its stored
+/// `traceparent` names (the span is the one derived from the execution's id, so the
+/// function's own spans nest under it), else its `trace_id`'s trace and that derived
+/// span. `None` when the `sampled` flag of that context, set by the head sampler (which
+/// follows a caller's decision unless told otherwise), is off.
 fn lineage(execution: &Execution) -> Option<Lineage> {
     // Without the `tracestate`, which no span needs: parsing it would allocate.
     let stored = (execution.traceparent.as_deref())
         .and_then(|traceparent| TraceContext::parse(traceparent, None).ok());
-    if stored
-        .as_ref()
-        .is_some_and(|context| context.flags & SAMPLED == 0)
-    {
-        return None;
+    match stored {
+        Some(context) if context.flags & SAMPLED == 0 => None,
+        Some(context) => Some(Lineage {
+            trace: context.trace_id,
+            own: context.parent_span_id,
+        }),
+        None => Some(Lineage {
+            trace: match &execution.trace_id {
+                Some(text) => trace_id(text),
+                None => trace_id(&execution.id.simple().to_string()),
+            },
+            own: execution_span_id(execution.id),
+        }),
     }
-    let trace = match (&stored, &execution.trace_id) {
-        (Some(context), _) => context.trace_id,
-        (None, Some(text)) => trace_id(text),
-        (None, None) => trace_id(&execution.id.simple().to_string()),
-    };
-    Some(Lineage {
-        trace,
-        own: execution_span_id(execution.id),
-    })
 }
 
 /// The parent of `execution`'s `gantry.execution` span: its parent execution's span (a
