@@ -148,7 +148,7 @@ fn headers_from_env() -> Result<HeaderMap, TelemetryError> {
 
 /// `list` (`name=value,name=value`, values percent-encoded) as headers; every value is
 /// marked sensitive so that it is never printed.
-pub fn parse_headers(variable: &'static str, list: &str) -> Result<HeaderMap, TelemetryError> {
+fn parse_headers(variable: &'static str, list: &str) -> Result<HeaderMap, TelemetryError> {
     let mut headers = HeaderMap::new();
     let entries = list.split(',').filter(|entry| !entry.trim().is_empty());
     for (index, entry) in entries.enumerate() {
