@@ -1,7 +1,8 @@
 //! `gantry fn run` end to end: a `command` function runs once through the real watchdog
 //! as a host process with the server's validation and error codes (INVALID_INPUT,
-//! FUNCTION_ERROR, OUTPUT_SCHEMA_VIOLATION), `--watch` runs again after a file changes,
-//! and an `image` function made by `fn init` is built and run in a container.
+//! FUNCTION_ERROR, OUTPUT_SCHEMA_VIOLATION) and leaves no scratch directory behind,
+//! `--watch` runs again after a file changes, and an `image` function made by `fn init`
+//! is built and run in a container.
 
 mod cli_support;
 mod support;
@@ -16,9 +17,11 @@ use support::docker::repo;
 use support::watchdog_bin;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// `gantry fn run -f MANIFEST -d DATA`, which must leave nothing behind in its temp dir.
 async fn run(manifest: &Path, data: &str) -> Output {
     let watchdog = path(&watchdog_bin());
-    gantry([
+    let temp = tempfile::tempdir().unwrap();
+    let out = gantry([
         "fn",
         "run",
         "-f",
@@ -28,8 +31,12 @@ async fn run(manifest: &Path, data: &str) -> Output {
         "--watchdog",
         &watchdog,
     ])
+    .env("TMPDIR", temp.path())
     .run()
-    .await
+    .await;
+    let left: Vec<_> = std::fs::read_dir(temp.path()).unwrap().collect();
+    assert!(left.is_empty(), "fn run left {left:?} behind\n{out}");
+    out
 }
 
 /// A command function in a temp dir: `handler.py` and a manifest with both schemas.

@@ -96,15 +96,23 @@ pub async fn run_once(args: &RunArgs) -> Result<()> {
     }
     // The server's defaults (and GANTRY_* settings) for what a run shares with it.
     let server = server_settings()?;
+    // The instance's working directories: a fresh private directory (not a predictable
+    // path another local user could make first), removed when the run is over.
+    let mut scratch = None;
     let runtime: Box<dyn Runtime> = if function.spec().command.is_some() {
         let watchdog = locate_watchdog(args.watchdog.as_deref()).map_err(UsageError)?;
-        let scratch = std::env::temp_dir().join(format!("gantry-fn-run-{}", std::process::id()));
-        Box::new(ProcessRuntime::new(
+        let dir = tempfile::Builder::new()
+            .prefix("gantry-fn-run-")
+            .tempdir()
+            .map_err(|err| anyhow!("cannot make a scratch directory: {err}"))?;
+        let runtime = ProcessRuntime::new(
             watchdog,
             format!("fn-run-{}", std::process::id()),
-            scratch,
+            dir.path().to_owned(),
             None,
-        ))
+        );
+        scratch = Some(dir);
+        Box::new(runtime)
     } else if function.spec().image.is_some() {
         if args.build {
             let dir = super::build::manifest_dir(&args.file);
@@ -132,8 +140,10 @@ pub async fn run_once(args: &RunArgs) -> Result<()> {
     if !problems.is_empty() {
         return Err(UsageError(problems.join("; ")).into());
     }
-    let finished = launch(runtime.as_ref(), &function, &input, server.max_output_bytes).await?;
+    let finished = launch(runtime.as_ref(), &function, &input, server.max_output_bytes).await;
     runtime.drain(Duration::from_secs(5)).await;
+    drop(scratch);
+    let finished = finished?;
     match finished.status {
         ExecutionStatus::Success => out_json(&finished.output.unwrap_or(Value::Null)),
         _ => {
