@@ -91,6 +91,27 @@ pub struct DataDirLock {
     _held: nix::fcntl::Flock<std::fs::File>,
 }
 
+/// How long [`lock_patiently`] tries: a server killed while it was starting a process
+/// leaves the lock with that child for the moment between its fork and its exec.
+pub const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes the lock of data directory `dir`, trying again for up to `patience` while
+/// another process holds it: `Err` with [`io::ErrorKind::WouldBlock`] if it still does.
+pub fn lock_patiently(dir: &Path, patience: std::time::Duration) -> io::Result<DataDirLock> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match lock(dir) {
+            Err(err)
+                if err.kind() == io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            taken => return taken,
+        }
+    }
+}
+
 /// Takes the lock of data directory `dir`, without waiting: `Err` with
 /// [`io::ErrorKind::WouldBlock`] when another process holds it.
 pub fn lock(dir: &Path) -> io::Result<DataDirLock> {
@@ -128,6 +149,21 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
         drop(held);
         lock(dir.path()).expect("free once dropped");
+    }
+
+    #[test]
+    fn a_patient_lock_waits_for_a_holder_that_lets_go_and_not_for_one_that_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock(dir.path()).unwrap();
+        let short = std::time::Duration::from_millis(100);
+        let err = lock_patiently(dir.path(), short).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
+        let letting_go = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(held);
+        });
+        lock_patiently(dir.path(), LOCK_PATIENCE).expect("taken once let go");
+        letting_go.join().unwrap();
     }
 
     fn mode(path: &Path) -> u32 {

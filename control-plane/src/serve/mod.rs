@@ -100,7 +100,11 @@ pub(crate) fn say(line: &str) {
 
 async fn serve(args: ServeArgs, operator_token: Option<String>) -> Result<(), Failure> {
     let settings = Settings::check(args)?;
-    let _data_dir = lock_data_dir(&settings.args.data_dir)?;
+    let dir = settings.args.data_dir.clone();
+    // Blocking: it may retry for a moment.
+    let _data_dir = tokio::task::spawn_blocking(move || lock_data_dir(&dir))
+        .await
+        .map_err(|err| Failure::fatal(format!("cannot lock the data directory: {err}")))??;
     let app = App::build(settings, operator_token).await?;
     app.run().await
 }
@@ -210,7 +214,7 @@ fn prepare_data_dir(args: &mut ServeArgs) -> Result<(), Failure> {
 /// Takes the data directory's lock for the life of the server, or says which directory
 /// another server uses.
 fn lock_data_dir(dir: &Path) -> Result<datadir::DataDirLock, Failure> {
-    datadir::lock(dir).map_err(|err| {
+    datadir::lock_patiently(dir, datadir::LOCK_PATIENCE).map_err(|err| {
         let why = if err.kind() == std::io::ErrorKind::WouldBlock {
             "is in use by another gantry server (one server per data directory; give each node its own)".to_owned()
         } else {
