@@ -67,9 +67,8 @@ pub fn is_alive(pid: u32) -> bool {
 
 /// Waits until processes `pids` together use less than a tenth of one core over 100 ms
 /// (work left over from the last measurement, such as records written behind, would
-/// otherwise be charged to the next one), or until `limit` has passed; answers how long
-/// it waited.
-pub fn settle(pids: &[u32], limit: Duration) -> BenchResult<Duration> {
+/// otherwise be charged to the next one), or until `limit` has passed.
+pub fn settle(pids: &[u32], limit: Duration) -> BenchResult<()> {
     const WINDOW: Duration = Duration::from_millis(100);
     let started = Instant::now();
     let used = || -> BenchResult<Duration> {
@@ -82,7 +81,7 @@ pub fn settle(pids: &[u32], limit: Duration) -> BenchResult<Duration> {
         std::thread::sleep(WINDOW);
         let now = used()?;
         if now.saturating_sub(before) < WINDOW / 10 || started.elapsed() >= limit {
-            return Ok(started.elapsed());
+            return Ok(());
         }
         before = now;
     }

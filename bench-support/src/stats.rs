@@ -184,30 +184,32 @@ impl Summary {
         micros(percentile(&self.pooled, q))
     }
 
-    /// Median across rounds of (this p50 − `baseline` p50), in µs: the rounds are
+    /// Median across rounds of `pick(this round, baseline's round)`: the rounds are
     /// paired, so drift of the shared machine between rounds cancels out.
-    pub fn p50_overhead_us(&self, baseline: &Summary) -> f64 {
+    fn paired_median(
+        &self,
+        baseline: &Summary,
+        pick: impl Fn(&RoundStats, &RoundStats) -> f64,
+    ) -> f64 {
         median(
             &mut self
                 .rounds
                 .iter()
                 .zip(&baseline.rounds)
-                .map(|(mine, base)| micros(mine.p50) - micros(base.p50))
+                .map(|(mine, base)| pick(mine, base))
                 .collect(),
         )
     }
 
+    /// Median across rounds of (this p50 − `baseline` p50), in µs, paired by round.
+    pub fn p50_overhead_us(&self, baseline: &Summary) -> f64 {
+        self.paired_median(baseline, |mine, base| micros(mine.p50) - micros(base.p50))
+    }
+
     /// Median across rounds of (this throughput ÷ `baseline` throughput), paired by
-    /// round like [`Summary::p50_overhead_us`].
+    /// round.
     pub fn rps_ratio(&self, baseline: &Summary) -> f64 {
-        median(
-            &mut self
-                .rounds
-                .iter()
-                .zip(&baseline.rounds)
-                .map(|(mine, base)| mine.rps / base.rps)
-                .collect(),
-        )
+        self.paired_median(baseline, |mine, base| mine.rps / base.rps)
     }
 
     /// Counts a round's sample: the warm-up only in [`Summary::warm_up`].

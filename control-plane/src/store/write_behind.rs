@@ -139,13 +139,27 @@ impl WriteBehind {
     /// the caller is told how many records still wait for it.
     pub async fn wait_for_room(&self, patience: Duration) -> Result<(), usize> {
         let deadline = tokio::time::Instant::now() + patience;
+        if self.settle_until(deadline, |me| !me.is_full()).await {
+            Ok(())
+        } else {
+            Err(self.unwritten())
+        }
+    }
+
+    /// Waits until `done` holds, checking again each time a pending record is settled:
+    /// false if `deadline` comes first.
+    async fn settle_until(
+        &self,
+        deadline: tokio::time::Instant,
+        done: impl Fn(&WriteBehind) -> bool,
+    ) -> bool {
         loop {
             let settled = self.shared.settled.notified();
-            if !self.is_full() {
-                return Ok(());
+            if done(self) {
+                return true;
             }
             if tokio::time::timeout_at(deadline, settled).await.is_err() {
-                return Err(self.unwritten());
+                return false;
             }
         }
     }
@@ -153,29 +167,16 @@ impl WriteBehind {
     /// Waits up to `grace` for every record written behind to be taken by the store,
     /// then gives up on those it still refuses (each logged).
     pub async fn close(&self, grace: Duration) {
+        let all_settled = |me: &WriteBehind| me.unwritten() == 0;
         let deadline = tokio::time::Instant::now() + grace;
-        loop {
-            let settled = self.shared.settled.notified();
-            if self.unwritten() == 0 {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, settled).await.is_err() {
-                break;
-            }
+        if self.settle_until(deadline, all_settled).await {
+            return;
         }
         self.shared.stopped.cancel();
         // Each task now makes one last attempt; a store that hangs does not hold the
         // stop up for long.
-        let _ = tokio::time::timeout(LAST_ATTEMPT, async {
-            loop {
-                let settled = self.shared.settled.notified();
-                if self.unwritten() == 0 {
-                    return;
-                }
-                settled.await;
-            }
-        })
-        .await;
+        let last = tokio::time::Instant::now() + LAST_ATTEMPT;
+        self.settle_until(last, all_settled).await;
     }
 }
 
