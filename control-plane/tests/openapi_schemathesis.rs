@@ -114,7 +114,10 @@ async fn every_answer_conforms_to_the_openapi_document() {
         .args(["--checks", CHECKS])
         .args(["--max-examples", EXAMPLES])
         .args(["--seed", "1"])
-        .args(["--workers", "2"])
+        // One worker: with two, which thread first meets a strategy depends on
+        // scheduling, and hypothesis (which keeps per-thread caches) once failed inside
+        // its own code on that path. One is also no slower on two cores.
+        .args(["--workers", "1"])
         .args(["--request-timeout", "30"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
