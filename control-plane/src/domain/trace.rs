@@ -176,16 +176,31 @@ impl fmt::Display for TraceContext {
 }
 
 fn is_lower_hex(byte: u8) -> bool {
-    byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)
+    lower_hex_value(byte).is_some()
 }
 
-/// Exactly `2 * N` lowercase hex digits.
+/// The value of one lowercase hex digit.
+fn lower_hex_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'0'..=b'9' => Some(byte - b'0'),
+        b'a'..=b'f' => Some(byte - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Exactly `2 * N` lowercase hex digits, checked and decoded in one pass (every span
+/// hook decodes its execution's stored context).
 fn decode_hex<const N: usize>(text: &str) -> Result<[u8; N], TraceError> {
-    if text.len() != 2 * N || !text.bytes().all(is_lower_hex) {
+    let digits = text.as_bytes();
+    if digits.len() != 2 * N {
         return Err(TraceError::Hex);
     }
     let mut out = [0u8; N];
-    hex::decode_to_slice(text, &mut out).map_err(|_| TraceError::Hex)?;
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let high = lower_hex_value(pair[0]).ok_or(TraceError::Hex)?;
+        let low = lower_hex_value(pair[1]).ok_or(TraceError::Hex)?;
+        *byte = high << 4 | low;
+    }
     Ok(out)
 }
 

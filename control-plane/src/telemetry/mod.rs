@@ -223,9 +223,14 @@ pub fn execution_span_id(id: Uuid) -> [u8; 8] {
     crate::domain::derived_span_id(b"execution", id)
 }
 
-/// The id of the `:invoke`/`:enqueue` request span that created execution `id`.
-pub fn request_span_id(id: Uuid) -> [u8; 8] {
-    crate::domain::derived_span_id(b"request", id)
+/// The id of the `:invoke`/`:enqueue` request span that created the execution whose own
+/// span is `execution_span`: a fixed transform of that id, so each hook that needs it
+/// derives it without hashing again. Never that id itself, never all zeros.
+pub fn request_span_id(execution_span: [u8; 8]) -> [u8; 8] {
+    const MASK: u64 = 0x9e37_79b9_7f4a_7c15;
+    let id = u64::from_be_bytes(execution_span) ^ MASK;
+    // XOR with a non-zero mask never gives back the input; zero needs one other value.
+    if id == 0 { 1u64 } else { id }.to_be_bytes()
 }
 
 #[cfg(test)]
@@ -261,8 +266,17 @@ mod tests {
         let (one, two) = (Uuid::now_v7(), Uuid::now_v7());
         assert_eq!(execution_span_id(one), execution_span_id(one));
         assert_ne!(execution_span_id(one), execution_span_id(two));
-        assert_ne!(execution_span_id(one), request_span_id(one));
         assert_ne!(execution_span_id(one), [0; 8]);
+        let own = execution_span_id(one);
+        assert_eq!(request_span_id(own), request_span_id(own));
+        assert_ne!(request_span_id(own), own);
+        assert_ne!(
+            request_span_id(own),
+            request_span_id(execution_span_id(two))
+        );
+        let mask_itself = 0x9e37_79b9_7f4a_7c15u64.to_be_bytes();
+        assert_ne!(request_span_id(mask_itself), [0; 8]);
+        assert_ne!(request_span_id(mask_itself), mask_itself);
     }
 
     #[test]

@@ -45,12 +45,12 @@ fn lineage(execution: &Execution) -> Option<Lineage> {
     }
 }
 
-/// The parent of `execution`'s `gantry.execution` span: its parent execution's span (a
-/// chained child, a re-drive), or the request that created it (`None`: a root).
-fn execution_parent(execution: &Execution) -> Option<[u8; 8]> {
+/// The parent of `execution`'s `gantry.execution` span (`own`): its parent execution's
+/// span (a chained child, a re-drive), or the request that created it (`None`: a root).
+fn execution_parent(execution: &Execution, own: [u8; 8]) -> Option<[u8; 8]> {
     match (execution.parent_id, execution.trigger) {
         (Some(parent), _) => Some(execution_span_id(parent)),
-        (None, Trigger::Api) => Some(request_span_id(execution.id)),
+        (None, Trigger::Api) => Some(request_span_id(own)),
         (None, _) => None,
     }
 }
@@ -154,7 +154,7 @@ pub fn request(
         .map(|context| context.parent_span_id);
     let mut span = SpanRecord {
         kind: Kind::Server,
-        id: request_span_id(execution.id),
+        id: request_span_id(lineage.own),
         parent: caller,
         remote_parent: caller.is_some(),
         ..piece(name, execution, &lineage, start, SystemTime::now())
@@ -267,7 +267,7 @@ fn whole(pipeline: &Pipeline, execution: &Execution, lineage: &Lineage, end: Sys
     let created = time(execution.created_at);
     pipeline.submit(SpanRecord {
         id: lineage.own,
-        parent: execution_parent(execution),
+        parent: execution_parent(execution, lineage.own),
         trigger: Some(execution.trigger.as_str()),
         parent_execution: execution.parent_id,
         place: (execution.instance_id.as_deref()).and_then(|id| instance(id, cold)),
