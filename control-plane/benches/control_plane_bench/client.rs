@@ -189,7 +189,8 @@ pub async fn sequential(
     Ok(Sample::timed(latencies, started.elapsed()))
 }
 
-fn check(call: &Call, answer: &Answer, expect: Expect) -> Result<(), String> {
+/// Whether `answer` is what `expect` asks of `call`; else what it was instead.
+pub fn check(call: &Call, answer: &Answer, expect: Expect) -> Result<(), String> {
     let body_ok = expect.body.is_none_or(|text| {
         answer
             .body
