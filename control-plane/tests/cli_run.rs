@@ -79,6 +79,8 @@ async fn fn_run_runs_a_command_function_with_the_servers_checks() {
     out.assert_code(0);
     assert_eq!(out.json(), json!({"double": 42}), "{out}");
     assert!(out.stderr.contains("doubling 21"), "{out}");
+    // The result is printed once, on stdout: the watchdog's report is no log line.
+    assert!(!out.stderr.contains("\"success\""), "{out}");
 
     // The input_schema refuses before anything runs.
     let out = run(&manifest, r#"{"n": "x"}"#).await;
@@ -95,6 +97,7 @@ async fn fn_run_runs_a_command_function_with_the_servers_checks() {
     let out = run(&manifest, r#"{"n": -1}"#).await;
     let line = assert_last_error(&out, 1, "error: FUNCTION_ERROR: ");
     assert!(line.contains("negative input"), "{out}");
+    assert!(!out.stderr.contains("\"success\""), "{out}");
     // The output breaks the output_schema.
     let out = run(&manifest, r#"{"n": 7}"#).await;
     assert_last_error(

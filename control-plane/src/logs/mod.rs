@@ -195,11 +195,24 @@ impl LogSink {
     }
 
     /// A sink printing each line on this process's stderr (`gantry fn run`), at most
-    /// [`STDERR_LOG_CAP`] bytes of them.
+    /// [`STDERR_LOG_CAP`] bytes of them, except the watchdog's report: the command
+    /// prints the result itself.
     pub fn to_stderr() -> LogSink {
         let (sender, mut receiver) = mpsc::unbounded_channel::<(LogStream, String)>();
         tokio::spawn(async move {
-            while let Some((_, line)) = receiver.recv().await {
+            // The report is the last line of the watchdog's stdout, so each stdout line
+            // waits for the next one before it is shown.
+            let mut held: Option<String> = None;
+            while let Some((stream, line)) = receiver.recv().await {
+                let shown = match stream {
+                    LogStream::Stdout => held.replace(line),
+                    LogStream::Stderr | LogStream::System => Some(line),
+                };
+                if let Some(line) = shown {
+                    eprintln!("{line}");
+                }
+            }
+            if let Some(line) = held.filter(|line| !is_report(line)) {
                 eprintln!("{line}");
             }
         });
@@ -469,6 +482,11 @@ fn lost_note(seq: u64, lost: usize) -> LogLine {
             "{lost} earlier log lines could not be stored (the server's store failed) and are missing"
         ),
     }
+}
+
+/// Whether `line` is a watchdog's completion report.
+fn is_report(line: &str) -> bool {
+    serde_json::from_str::<gantry_protocol::CompletionReport>(line).is_ok()
 }
 
 #[cfg(test)]
