@@ -64,7 +64,7 @@ fn start_sink() -> BenchResult<SocketAddr> {
 /// connection each, alternating call by call (in A B B A order, so neither always goes
 /// first), so both see the same moments of a shared machine; each must match `expect`.
 /// One sample per server, its wall time the sum of its own latencies.
-pub async fn alternating(
+async fn alternating(
     addrs: [SocketAddr; 2],
     call: &Call,
     count: usize,
@@ -73,8 +73,7 @@ pub async fn alternating(
     let mut connections = [connect(addrs[0]).await?, connect(addrs[1]).await?];
     let mut latencies = [Vec::with_capacity(count), Vec::with_capacity(count)];
     for pair in 0..count {
-        let order = if pair % 2 == 0 { [0, 1] } else { [1, 0] };
-        for server in order {
+        for server in abba(pair as u64) {
             let sent = Instant::now();
             let answer = call.send(&mut connections[server]).await?;
             latencies[server].push(sent.elapsed());
@@ -85,6 +84,15 @@ pub async fn alternating(
         let wall = latencies.iter().sum();
         Sample::timed(latencies, wall)
     }))
+}
+
+/// The two servers' order in turn `turn`: A B, then B A, so neither always goes first.
+fn abba(turn: u64) -> [usize; 2] {
+    if turn % 2 == 0 {
+        [0, 1]
+    } else {
+        [1, 0]
+    }
 }
 
 /// Slices of each server's load in a round at c=32: an even number, for A B B A order.
@@ -103,8 +111,7 @@ async fn in_slices(
     let mut latencies = [Vec::new(), Vec::new()];
     let mut walls = [Duration::ZERO; 2];
     for turn in 0..LOAD_SLICES {
-        let order = if turn % 2 == 0 { [0, 1] } else { [1, 0] };
-        for server in order {
+        for server in abba(u64::from(turn)) {
             let (sample, _) =
                 client::load_for(addrs[server], call, concurrency, slice, expect).await?;
             latencies[server].extend(sample.latencies);
