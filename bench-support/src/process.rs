@@ -1,6 +1,7 @@
 //! The processes a bench starts and watches: where their logs go, a clean environment,
 //! stopping one with SIGTERM (then SIGKILL), and what /proc says about a process.
 
+use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
@@ -89,18 +90,59 @@ pub fn settle(pids: &[u32], limit: Duration) -> BenchResult<()> {
 
 /// CPU time a process has used so far, all its threads together (schedstat, in ns).
 pub fn cpu_time(pid: u32) -> BenchResult<Duration> {
-    let mut total = 0u64;
+    Ok(threads(pid)?.values().map(|thread| thread.cpu).sum())
+}
+
+/// One thread of a process, as /proc shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Thread {
+    /// Its name (`comm`), which threads of one pool share.
+    pub name: String,
+    /// CPU time it has used so far.
+    pub cpu: Duration,
+}
+
+/// The live threads of process `pid` by thread id (one that exits while they are read
+/// is left out).
+pub fn threads(pid: u32) -> BenchResult<BTreeMap<u32, Thread>> {
+    let mut threads = BTreeMap::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let Ok(schedstat) = std::fs::read_to_string(task?.path().join("schedstat")) else {
+        let path = task?.path();
+        let Some(tid) = path
+            .file_name()
+            .and_then(|name| name.to_str()?.parse().ok())
+        else {
+            continue;
+        };
+        let (Ok(schedstat), Ok(name)) = (
+            std::fs::read_to_string(path.join("schedstat")),
+            std::fs::read_to_string(path.join("comm")),
+        ) else {
             continue; // a thread that just exited
         };
-        total += schedstat
-            .split_whitespace()
-            .next()
-            .unwrap_or("0")
-            .parse::<u64>()?;
+        let nanos = schedstat.split_whitespace().next().unwrap_or("0");
+        let cpu = Duration::from_nanos(nanos.parse::<u64>()?);
+        let name = name.trim_end().to_owned();
+        threads.insert(tid, Thread { name, cpu });
     }
-    Ok(Duration::from_nanos(total))
+    Ok(threads)
+}
+
+/// CPU time used between two readings of [`threads`], summed by thread name (threads
+/// started in between count from zero).
+pub fn cpu_by_name(
+    before: &BTreeMap<u32, Thread>,
+    after: &BTreeMap<u32, Thread>,
+) -> BTreeMap<String, Duration> {
+    let mut used = BTreeMap::new();
+    for (tid, thread) in after {
+        let earlier = before
+            .get(tid)
+            .filter(|earlier| earlier.name == thread.name)
+            .map_or(Duration::ZERO, |earlier| earlier.cpu);
+        *used.entry(thread.name.clone()).or_default() += thread.cpu.saturating_sub(earlier);
+    }
+    used
 }
 
 #[cfg(test)]
@@ -109,7 +151,9 @@ mod tests {
     use std::process::{Command, Stdio};
     use std::time::Duration;
 
-    use super::{cpu_time, is_alive, log_dir, log_tail, path_only, terminate};
+    use super::{
+        cpu_by_name, cpu_time, is_alive, log_dir, log_tail, path_only, terminate, threads,
+    };
 
     #[test]
     fn log_tail_keeps_the_last_lines() {
@@ -153,6 +197,27 @@ mod tests {
         assert!(!status.success());
         assert!(took < Duration::from_secs(10));
         assert!(!is_alive(pid));
+    }
+
+    #[test]
+    fn a_busy_thread_is_found_by_its_name() {
+        let before = threads(std::process::id()).expect("our threads");
+        assert!(!before.is_empty());
+        let spin = std::thread::Builder::new()
+            .name("bench-spinner".into())
+            .spawn(|| {
+                let started = std::time::Instant::now();
+                while started.elapsed() < Duration::from_millis(50) {
+                    std::hint::spin_loop();
+                }
+                // Read while this thread still runs: a finished thread leaves /proc.
+                threads(std::process::id()).expect("our threads")
+            })
+            .expect("spawned");
+        let after = spin.join().expect("joined");
+        let used = cpu_by_name(&before, &after);
+        let spinner = used.get("bench-spinner").copied().unwrap_or_default();
+        assert!(spinner >= Duration::from_millis(10), "{used:?}");
     }
 
     #[test]

@@ -196,6 +196,20 @@ pub async fn counted(server: &Server) -> BenchResult<(u64, Vec<(String, u64)>)> 
     Ok((successes, others))
 }
 
+/// The value of the unlabelled metric `name` in the server's /metrics (0 when absent).
+pub async fn metric(server: &Server, name: &str) -> BenchResult<u64> {
+    let metrics = server.get("/metrics").await?.text();
+    for line in metrics.lines() {
+        if let Some(value) = line
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix(' '))
+        {
+            return Ok(value.trim().parse::<f64>()? as u64);
+        }
+    }
+    Ok(0)
+}
+
 /// Pids of the processes the server started (watchdogs and runtimes), sorted.
 pub fn instance_pids(data_dir: &Path) -> Vec<u32> {
     let mut pids = server::marked(data_dir);

@@ -4,6 +4,7 @@
 //! throughput within 5 % and p50 within 10 µs of each other.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -99,19 +100,21 @@ fn abba(turn: u64) -> [usize; 2] {
 const LOAD_SLICES: u32 = 6;
 
 /// [`LOAD_SLICES`] loads of `slice` at `concurrency` on each of two servers, in turn (in
-/// A B B A order); each answer must match `expect`. One sample per server: the calls
-/// and latencies of its slices, over their summed time.
+/// A B B A order), each after `settle`; each answer must match `expect`. One sample per
+/// server: the calls and latencies of its slices, over their summed time.
 async fn in_slices(
     addrs: [SocketAddr; 2],
     call: &Call,
     concurrency: usize,
     slice: Duration,
     expect: Expect,
+    settle: &dyn Fn() -> BenchResult<()>,
 ) -> BenchResult<[Sample; 2]> {
     let mut latencies = [Vec::new(), Vec::new()];
     let mut walls = [Duration::ZERO; 2];
     for turn in 0..LOAD_SLICES {
         for server in abba(u64::from(turn)) {
+            settle()?;
             let (sample, _) =
                 client::load_for(addrs[server], call, concurrency, slice, expect).await?;
             latencies[server].extend(sample.latencies);
@@ -131,6 +134,8 @@ pub struct Compared {
     /// CPU time of each `gantry serve` per call it served over the whole comparison
     /// (its own threads, exporter included; not the warm instance's), off then on, µs.
     pub cpu_per_call_us: [f64; 2],
+    /// The same by thread name (`tokio-rt-worker`, `gantry-spans`, …), off then on.
+    pub threads_per_call_us: [BTreeMap<String, f64>; 2],
 }
 
 /// Runs the comparison on two fresh servers.
@@ -174,15 +179,15 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
         })
     };
     // At c=32 a round's load is cut into slices that go to the two servers in turn,
-    // for the same reason; a slice's work left behind (records written after their
-    // answers) falls on either server's next slice equally often.
+    // for the same reason. Each slice starts once both servers are idle: work a slice
+    // leaves behind (records written after their answers) would otherwise fall on the
+    // next one, and in A B B A order the second server gets one more of those.
     let loaded_pair = PairedRound::default();
     let loaded = |index: usize, warm: bool| {
         loaded_pair.take(index, || {
-            settle()?;
             let slice = settings.length(warm) / LOAD_SLICES;
             let addrs = [off.addr, on.addr];
-            let load = in_slices(addrs, &call, settings.concurrency, slice, expect);
+            let load = in_slices(addrs, &call, settings.concurrency, slice, expect, &settle);
             rt.block_on(load)
         })
     };
@@ -192,25 +197,35 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
         Variant::new(OFF_C32, |warm| loaded(0, warm)),
         Variant::new(ON_C32, |warm| loaded(1, warm)),
     ];
-    // A 5 % difference is within one round's noise on a shared VM: more rounds, in
-    // alternating order.
+    // More rounds than the bench's, in alternating order (see `tracing_rounds`).
     let rounds = tracing_rounds(settings);
-    let cpu_before = [process::cpu_time(pids[0])?, process::cpu_time(pids[1])?];
+    let threads_before = [process::threads(pids[0])?, process::threads(pids[1])?];
     let summaries = interleave(rounds, &mut variants, Progress::Alternating)?;
     drop(variants);
     settle()?;
     let mut cpu_per_call_us = [0.0; 2];
+    let mut threads_per_call_us = [BTreeMap::new(), BTreeMap::new()];
     for (index, variants) in [[OFF_C1, OFF_C32], [ON_C1, ON_C32]].iter().enumerate() {
-        let used = process::cpu_time(pids[index])?.saturating_sub(cpu_before[index]);
         let calls: u64 = variants
             .iter()
             .filter_map(|name| Summary::find(&summaries, name))
             .map(|summary| summary.total + summary.warm_up)
             .sum();
-        cpu_per_call_us[index] = used.as_secs_f64() * 1e6 / calls.max(1) as f64;
+        let per_call = |used: Duration| used.as_secs_f64() * 1e6 / calls.max(1) as f64;
+        let used = process::cpu_by_name(&threads_before[index], &process::threads(pids[index])?);
+        cpu_per_call_us[index] = per_call(used.values().sum());
+        threads_per_call_us[index] = used
+            .into_iter()
+            .map(|(name, cpu)| (name, per_call(cpu)))
+            .collect();
     }
+    // A dropped span is work the traced server did not do: the comparison would flatter it.
+    let dropped = rt.block_on(gantry::metric(&on, "gantry_spans_dropped_total"))?;
     for server in [&mut off, &mut on] {
         server.stop_and_sweep()?;
+    }
+    if dropped > 0 {
+        return Err(format!("the traced server dropped {dropped} spans").into());
     }
     let exports = EXPORTS.load(Ordering::Relaxed);
     if exports == 0 {
@@ -220,6 +235,7 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
         summaries,
         exports,
         cpu_per_call_us,
+        threads_per_call_us,
     })
 }
 
@@ -253,9 +269,11 @@ impl PairedRound {
     }
 }
 
-/// Rounds of the comparison: twice the bench's, and one more so the median is a round.
+/// Rounds of the comparison: four times the bench's, and one more so the median is a
+/// round: two untraced servers compared this way differ by a few percent from round to
+/// round on a shared VM, as much as the target allows.
 fn tracing_rounds(settings: &Settings) -> usize {
-    settings.rounds * 2 + 1
+    settings.rounds * 4 + 1
 }
 
 fn tempdir(what: &str) -> BenchResult<tempfile::TempDir> {
@@ -267,6 +285,22 @@ fn tempdir(what: &str) -> BenchResult<tempfile::TempDir> {
 fn find<'a>(compared: &'a Compared, name: &str) -> BenchResult<&'a Summary> {
     Summary::find(&compared.summaries, name)
         .ok_or_else(|| format!("{name} was not measured").into())
+}
+
+/// Each thread name's CPU per call on both servers, `name off → on µs`, busiest first;
+/// threads with under 0.05 µs on both are left out.
+fn by_thread(threads: &[BTreeMap<String, f64>; 2]) -> String {
+    let mut names: Vec<&String> = threads[0].keys().chain(threads[1].keys()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let cpu = |index: usize, name: &str| threads[index].get(name).copied().unwrap_or(0.0);
+    names.retain(|name| cpu(0, name) >= 0.05 || cpu(1, name) >= 0.05);
+    names.sort_by(|a, b| cpu(1, b).total_cmp(&cpu(1, a)));
+    let list: Vec<String> = names
+        .iter()
+        .map(|name| format!("`{name}` {:.1} → {:.1} µs", cpu(0, name), cpu(1, name)))
+        .collect();
+    list.join(", ")
 }
 
 /// The report's subsection.
@@ -281,7 +315,7 @@ pub fn markdown(compared: &Compared, settings: &Settings) -> BenchResult<String>
     let rps_verdict = if ratio >= 0.95 { "meets" } else { "misses" };
     let mut out = format!(
         "\n### Tracing on and off\n\nThe same warm no-op function on two servers, one exporting every span over OTLP/HTTP to a sink in the bench \
-         ({} export requests taken), {} rounds, the variants in alternating order, each measurement started once both servers are idle: at c=1, {} sequential calls to each server, alternating between the two call by call; at c={4}, {3:?} of load on each server, in slices that alternate between the two. \
+         ({} export requests taken), {} rounds, the variants in alternating order, each measurement started once both servers are idle: at c=1, {} sequential calls to each server, alternating between the two call by call; at c={4}, {3:?} of load on each server, in slices that alternate between the two, each started once both servers are idle. \
          Targets, on the medians of the per-round differences and ratios: p50 within 10 µs (added {added_p50:.1} µs: **{p50_verdict}**), \
          throughput within 5 % ({ratio:.3}×: **{rps_verdict}**; the ratio of the median throughputs below is {ratio_of_medians:.3}×).\n\n",
         compared.exports, tracing_rounds(settings), settings.sequential, settings.duration, settings.concurrency
@@ -289,9 +323,10 @@ pub fn markdown(compared: &Compared, settings: &Settings) -> BenchResult<String>
     let [cpu_off, cpu_on] = compared.cpu_per_call_us;
     out.push_str(&format!(
         "CPU of `gantry serve` per call over the whole comparison (its threads only, the span exporter's included): \
-         {cpu_off:.1} µs with tracing off, {cpu_on:.1} µs on (+{:.1} µs, {:+.1} %).\n\n",
+         {cpu_off:.1} µs with tracing off, {cpu_on:.1} µs on (+{:.1} µs, {:+.1} %); by thread, off → on: {}.\n\n",
         cpu_on - cpu_off,
-        (cpu_on / cpu_off - 1.0) * 100.0
+        (cpu_on / cpu_off - 1.0) * 100.0,
+        by_thread(&compared.threads_per_call_us)
     ));
     out.push_str("| variant | p50 | p99 | calls/s |\n|---|---:|---:|---:|\n");
     for summary in [off1, on1, off32, on32] {

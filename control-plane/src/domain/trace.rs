@@ -116,7 +116,21 @@ impl TraceContext {
 
     /// The `traceparent` header value, version 00.
     pub fn traceparent(&self) -> String {
-        self.to_string()
+        self.encode(&mut [0; TRACEPARENT_LEN]).to_owned()
+    }
+
+    /// The version 00 `traceparent`, written into `out` without allocating (every call
+    /// formats one for its function and its record).
+    fn encode<'a>(&self, out: &'a mut [u8; TRACEPARENT_LEN]) -> &'a str {
+        out[..3].copy_from_slice(b"00-");
+        // The slices have exactly twice the ids' lengths, so encoding cannot fail.
+        let _ = hex::encode_to_slice(self.trace_id, &mut out[3..35]);
+        out[35] = b'-';
+        let _ = hex::encode_to_slice(self.parent_span_id, &mut out[36..52]);
+        out[52] = b'-';
+        let _ = hex::encode_to_slice([self.flags], &mut out[53..]);
+        // Only ASCII was written.
+        std::str::from_utf8(out).unwrap_or_default()
     }
 
     /// The context an execution runs under: a span below `incoming` when the caller
@@ -165,13 +179,7 @@ pub fn execution_span_id(id: uuid::Uuid) -> [u8; 8] {
 
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{}-{}-{:02x}",
-            hex::encode(self.trace_id),
-            hex::encode(self.parent_span_id),
-            self.flags
-        )
+        f.write_str(self.encode(&mut [0; TRACEPARENT_LEN]))
     }
 }
 
@@ -179,13 +187,25 @@ fn is_lower_hex(byte: u8) -> bool {
     lower_hex_value(byte).is_some()
 }
 
+/// Not a lowercase hex digit, in [`HEX_VALUES`].
+const NOT_HEX: u8 = 0xff;
+
+/// The value of every byte as a lowercase hex digit, or [`NOT_HEX`]: one load per digit
+/// (the span hooks decode a stored context several times per call).
+const HEX_VALUES: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut digit = 0;
+    while digit < 16 {
+        table[b"0123456789abcdef"[digit] as usize] = digit as u8;
+        digit += 1;
+    }
+    table
+};
+
 /// The value of one lowercase hex digit.
 fn lower_hex_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        _ => None,
-    }
+    let value = HEX_VALUES[usize::from(byte)];
+    (value != NOT_HEX).then_some(value)
 }
 
 /// Exactly `2 * N` lowercase hex digits, checked and decoded in one pass (every span
@@ -196,10 +216,18 @@ fn decode_hex<const N: usize>(text: &str) -> Result<[u8; N], TraceError> {
         return Err(TraceError::Hex);
     }
     let mut out = [0u8; N];
+    // Any digit that is not one sets a bit of NOT_HEX; it is checked once at the end.
+    let mut bad = 0u8;
     for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        let high = lower_hex_value(pair[0]).ok_or(TraceError::Hex)?;
-        let low = lower_hex_value(pair[1]).ok_or(TraceError::Hex)?;
-        *byte = high << 4 | low;
+        let (high, low) = (
+            HEX_VALUES[usize::from(pair[0])],
+            HEX_VALUES[usize::from(pair[1])],
+        );
+        bad |= (high | low) & 0xf0;
+        *byte = high << 4 | (low & 0x0f);
+    }
+    if bad != 0 {
+        return Err(TraceError::Hex);
     }
     Ok(out)
 }

@@ -166,3 +166,37 @@ fn a_malformed_tracestate_is_dropped_not_the_traceparent() {
         Some("a=1")
     );
 }
+
+#[test]
+fn only_lowercase_hex_digits_have_a_value() {
+    for byte in 0..=u8::MAX {
+        let expected = char::from(byte)
+            .to_digit(16)
+            .filter(|_| !byte.is_ascii_uppercase())
+            .map(|digit| digit as u8);
+        assert_eq!(lower_hex_value(byte), expected, "{byte:#04x}");
+    }
+    assert_eq!(decode_hex::<2>("0aff"), Ok([0x0a, 0xff]));
+    for bad in ["0aFf", "0a f", "0a\u{e9}", "0af"] {
+        assert_eq!(decode_hex::<2>(bad), Err(TraceError::Hex), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_context_is_written_as_it_is_read() {
+    let context = TraceContext::parse(VALID, None).unwrap();
+    assert_eq!(context.to_string(), VALID);
+    assert_eq!(context.traceparent(), VALID);
+    let zeros_and_nines = TraceContext {
+        trace_id: [0x09; 16],
+        parent_span_id: [0xa0; 8],
+        flags: 0,
+        state: None,
+    };
+    let text = zeros_and_nines.traceparent();
+    assert_eq!(
+        text,
+        format!("00-{}-{}-00", "09".repeat(16), "a0".repeat(8))
+    );
+    assert_eq!(TraceContext::parse(&text, None), Ok(zeros_and_nines));
+}

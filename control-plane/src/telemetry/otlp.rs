@@ -240,7 +240,7 @@ impl Exporter {
 
 /// One export request; its answer is read (up to [`MAX_ANSWER`]) so the connection can
 /// carry the next.
-async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Result<(), String> {
+async fn post(client: &reqwest::Client, url: &str, body: bytes::Bytes) -> Result<(), String> {
     let mut response = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")

@@ -3,6 +3,7 @@
 //! no allocation to make, and its OTLP protobuf encoding, written straight into reused
 //! buffers on the exporter's thread.
 
+use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::domain::ErrorCode;
@@ -34,13 +35,12 @@ impl Text {
         }
     }
 
-    pub(super) fn as_str(&self) -> &str {
+    /// The text's UTF-8 bytes (valid: copied from a `&str` whole), as they go on the
+    /// wire.
+    pub(super) fn as_bytes(&self) -> &[u8] {
         match self {
-            // Copied from a &str whole, so always valid UTF-8.
-            Text::Inline { len, bytes } => {
-                std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default()
-            }
-            Text::Long(text) => text,
+            Text::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Text::Long(text) => text.as_bytes(),
         }
     }
 }
@@ -149,7 +149,8 @@ fn nested_len(body: usize) -> usize {
 
 /// An attribute value.
 enum Value<'a> {
-    Str(&'a str),
+    /// UTF-8 text.
+    Str(&'a [u8]),
     Int(i64),
     Bool(bool),
 }
@@ -168,7 +169,7 @@ fn attribute(out: &mut Vec<u8>, field: u32, name: &str, value: Value<'_>) {
     key(out, 2, LEN);
     varint(out, any as u64);
     match value {
-        Value::Str(text) => bytes_field(out, 1, text.as_bytes()),
+        Value::Str(text) => bytes_field(out, 1, text),
         Value::Bool(flag) => varint_field(out, 2, u64::from(flag)),
         Value::Int(number) => varint_field(out, 3, number as u64),
     }
@@ -194,7 +195,7 @@ impl SpanRecord {
             out,
             ATTRIBUTES,
             "gantry.function",
-            Value::Str(self.function.as_str()),
+            Value::Str(self.function.as_bytes()),
         );
         let version = Value::Int(i64::from(self.version));
         attribute(out, ATTRIBUTES, "gantry.function.version", version);
@@ -203,24 +204,29 @@ impl SpanRecord {
             out,
             ATTRIBUTES,
             "gantry.execution.id",
-            Value::Str(execution),
+            Value::Str(execution.as_bytes()),
         );
         let attempt = Value::Int(i64::from(self.attempt));
         attribute(out, ATTRIBUTES, "gantry.execution.attempt", attempt);
         if let Some(trigger) = self.trigger {
-            let trigger = Value::Str(trigger);
+            let trigger = Value::Str(trigger.as_bytes());
             attribute(out, ATTRIBUTES, "gantry.execution.trigger", trigger);
         }
         if let Some(parent) = self.parent_execution {
             let parent = parent.hyphenated().encode_lower(&mut id);
-            attribute(out, ATTRIBUTES, "gantry.parent.id", Value::Str(parent));
+            attribute(
+                out,
+                ATTRIBUTES,
+                "gantry.parent.id",
+                Value::Str(parent.as_bytes()),
+            );
         }
         match &self.place {
             Some(Place::Node(node)) => {
-                attribute(out, ATTRIBUTES, "gantry.node", Value::Str(node.as_str()));
+                attribute(out, ATTRIBUTES, "gantry.node", Value::Str(node.as_bytes()));
             }
             Some(Place::Instance { id, cold }) => {
-                let instance = Value::Str(id.as_str());
+                let instance = Value::Str(id.as_bytes());
                 attribute(out, ATTRIBUTES, "gantry.instance.id", instance);
                 attribute(out, ATTRIBUTES, "gantry.cold_start", Value::Bool(*cold));
             }
@@ -228,10 +234,10 @@ impl SpanRecord {
         }
         let mut error = None;
         if let Some(outcome) = &self.outcome {
-            let status = Value::Str(outcome.status);
+            let status = Value::Str(outcome.status.as_bytes());
             attribute(out, ATTRIBUTES, "gantry.execution.status", status);
             if let Some(code) = &outcome.code {
-                let code = Value::Str(code.as_str());
+                let code = Value::Str(code.as_str().as_bytes());
                 attribute(out, ATTRIBUTES, "gantry.error.code", code);
             }
             if outcome.failed {
@@ -271,17 +277,38 @@ pub(super) struct Encoder {
     resource: Vec<u8>,
     /// The `scope` field of the `ScopeSpans` (Gantry and its version).
     scope: Vec<u8>,
-    /// The `spans` fields of the batch being encoded.
-    spans: Vec<u8>,
-    /// One span's body.
-    scratch: Vec<u8>,
+    /// The last body's length: the next one is allocated at that size, not grown.
+    last_len: usize,
+}
+
+/// Longest varint: room kept for each of the two lengths ahead of the spans.
+const MAX_VARINT: usize = 10;
+
+/// Bytes kept for a span's length: two, the varint of every length from 128 to 16383,
+/// which covers every span but one with an unusually long name or id.
+const SPAN_LEN_ROOM: usize = 2;
+
+/// Writes the length of the span body that follows the [`SPAN_LEN_ROOM`] bytes at `at`
+/// into them; a length that needs another number of bytes moves the body.
+fn put_span_len(out: &mut Vec<u8>, at: usize) {
+    let len = out.len() - at - SPAN_LEN_ROOM;
+    if (128..16_384).contains(&len) {
+        // Low seven bits with the continuation bit, then the rest.
+        out[at] = (len & 0x7f) as u8 | 0x80;
+        out[at + 1] = (len >> 7) as u8;
+    } else {
+        let mut prefix = Vec::with_capacity(MAX_VARINT);
+        varint(&mut prefix, len as u64);
+        out.splice(at..at + SPAN_LEN_ROOM, prefix);
+    }
 }
 
 impl Encoder {
     /// An encoder for spans of service `service`.
     pub(super) fn new(service: &str) -> Encoder {
         let mut attributes = Vec::new();
-        attribute(&mut attributes, 1, "service.name", Value::Str(service));
+        let service = Value::Str(service.as_bytes());
+        attribute(&mut attributes, 1, "service.name", service);
         let mut resource = Vec::new();
         bytes_field(&mut resource, 1, &attributes);
         let mut body = Vec::new();
@@ -292,30 +319,39 @@ impl Encoder {
         Encoder {
             resource,
             scope,
-            spans: Vec::new(),
-            scratch: Vec::new(),
+            last_len: 0,
         }
     }
 
-    /// The request that exports `batch`.
-    pub(super) fn encode(&mut self, batch: &[SpanRecord]) -> Vec<u8> {
-        self.spans.clear();
+    /// The request that exports `batch`. The spans are written once, behind room for
+    /// the wrappers that hold them, whose lengths are only known afterwards; the body
+    /// starts where the wrappers do, so it is never copied whole.
+    pub(super) fn encode(&mut self, batch: &[SpanRecord]) -> Bytes {
+        let head_room = 2 * (1 + MAX_VARINT) + self.resource.len() + self.scope.len();
+        let mut out = Vec::with_capacity(head_room.max(self.last_len));
+        out.resize(head_room, 0);
         for span in batch {
-            self.scratch.clear();
-            span.encode(&mut self.scratch);
-            bytes_field(&mut self.spans, 2, &self.scratch);
+            // Written in place behind room for its length, which is filled in after.
+            key(&mut out, 2, LEN);
+            let at = out.len();
+            out.extend_from_slice(&[0; SPAN_LEN_ROOM]);
+            span.encode(&mut out);
+            put_span_len(&mut out, at);
         }
-        let scope_spans = self.scope.len() + self.spans.len();
+        let spans = out.len() - head_room;
+        let scope_spans = self.scope.len() + spans;
         let resource_spans = self.resource.len() + nested_len(scope_spans);
-        let mut out = Vec::with_capacity(nested_len(resource_spans));
-        key(&mut out, 1, LEN);
-        varint(&mut out, resource_spans as u64);
-        out.extend_from_slice(&self.resource);
-        key(&mut out, 2, LEN);
-        varint(&mut out, scope_spans as u64);
-        out.extend_from_slice(&self.scope);
-        out.extend_from_slice(&self.spans);
-        out
+        let mut head = Vec::with_capacity(head_room);
+        key(&mut head, 1, LEN);
+        varint(&mut head, resource_spans as u64);
+        head.extend_from_slice(&self.resource);
+        key(&mut head, 2, LEN);
+        varint(&mut head, scope_spans as u64);
+        head.extend_from_slice(&self.scope);
+        let start = head_room - head.len();
+        out[start..head_room].copy_from_slice(&head);
+        self.last_len = out.len();
+        Bytes::from(out).slice(start..)
     }
 }
 
