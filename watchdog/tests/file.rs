@@ -5,12 +5,12 @@ mod support;
 
 use serde_json::json;
 use support::callback::CallbackServer;
-use support::{assert_failed, example, watchdog, Watchdog};
+use support::{assert_failed, example, watchdog, Scratch, Watchdog};
 
-/// A FILE-mode watchdog whose files live in a fresh temporary directory.
-fn file_watchdog(command: &str) -> (Watchdog, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("gantry-file-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A FILE-mode watchdog whose files live in a fresh temporary directory, removed when
+/// the returned guard is dropped.
+fn file_watchdog(command: &str) -> (Watchdog, Scratch) {
+    let dir = Scratch::new(0o700);
     let run = watchdog("FILE", command)
         .env("INPUT_FILE", dir.join("input.json"))
         .env("OUTPUT_FILE", dir.join("output.json"));
@@ -40,7 +40,7 @@ async fn shell_example_reads_input_file_and_writes_output_file() {
         "{finished:?}"
     );
     // Both files are cleaned up.
-    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 #[tokio::test]

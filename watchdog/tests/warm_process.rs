@@ -83,8 +83,8 @@ async fn stdio_runtime_runs_invocations_side_by_side_up_to_the_limit() {
 
 #[tokio::test]
 async fn file_runtime_gives_concurrent_invocations_their_own_files() {
-    let dir = std::env::temp_dir().join(format!("gantry-warm-file-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = support::Scratch::new(0o700);
+    let dir = scratch.path();
     let warm = watchdog(
         "WARM",
         r#"sh -c 'sleep 0.3; cp "$INPUT_FILE" "$OUTPUT_FILE"'"#,
@@ -105,7 +105,7 @@ async fn file_runtime_gives_concurrent_invocations_their_own_files() {
         assert_eq!(report["output"], json!({"call": n}), "{report}");
     }
     assert_eq!(
-        std::fs::read_dir(&dir).unwrap().count(),
+        std::fs::read_dir(dir).unwrap().count(),
         0,
         "files are cleaned up"
     );
