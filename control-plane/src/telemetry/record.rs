@@ -1,7 +1,7 @@
 //! One finished span as the hooks hand it to the exporter: a compact, mostly fixed-size
 //! record (ids, a static name, times in nanoseconds, a few typed attributes) that costs
-//! no allocation to make, and its OTLP protobuf encoding, written straight into reused
-//! buffers on the exporter's thread.
+//! no allocation to make, and its OTLP protobuf encoding, written straight into one
+//! buffer per export request on the exporter's thread.
 
 use bytes::Bytes;
 use uuid::Uuid;
@@ -277,9 +277,14 @@ pub(super) struct Encoder {
     resource: Vec<u8>,
     /// The `scope` field of the `ScopeSpans` (Gantry and its version).
     scope: Vec<u8>,
-    /// The last body's length: the next one is allocated at that size, not grown.
+    /// The last body's length: the next one is allocated at that size (up to
+    /// [`MAX_SIZE_HINT`]), not grown.
     last_len: usize,
 }
+
+/// Largest allocation made ahead for a body: one batch of unusually long spans must not
+/// make every later one that large.
+const MAX_SIZE_HINT: usize = 4 << 20;
 
 /// Longest varint: room kept for each of the two lengths ahead of the spans.
 const MAX_VARINT: usize = 10;
@@ -328,7 +333,7 @@ impl Encoder {
     /// starts where the wrappers do, so it is never copied whole.
     pub(super) fn encode(&mut self, batch: &[SpanRecord]) -> Bytes {
         let head_room = 2 * (1 + MAX_VARINT) + self.resource.len() + self.scope.len();
-        let mut out = Vec::with_capacity(head_room.max(self.last_len));
+        let mut out = Vec::with_capacity(head_room.max(self.last_len.min(MAX_SIZE_HINT)));
         out.resize(head_room, 0);
         for span in batch {
             // Written in place behind room for its length, which is filled in after.
