@@ -1,8 +1,9 @@
 //! The process runtime against a function written by a stranger, on a server running
 //! as root (as CI runs it): the function runs as `nobody`, finds no credential in any
 //! process it can read, cannot complete its own or another execution with a forged
-//! result, and cannot call a warm instance without that instance's credential. Also the
-//! data directory: private whatever the umask.
+//! result, and cannot call a warm instance without that instance's credential; its
+//! scratch root outside the data directory goes when the server stops. Also the data
+//! directory: private whatever the umask.
 
 mod support;
 
@@ -45,7 +46,7 @@ fn warm_port(server: &Server) -> u16 {
 #[tokio::test]
 async fn a_hostile_function_on_the_process_runtime_gets_nowhere() {
     require_root();
-    let server = Server::start_with(ServerOptions {
+    let mut server = Server::start_with(ServerOptions {
         token: Some("gty_operator-token-held-by-the-server".into()),
         ..ServerOptions::default()
     })
@@ -102,6 +103,12 @@ async fn a_hostile_function_on_the_process_runtime_gets_nowhere() {
     // The attacker's call never ran on the instance: the next call is its second.
     let (_, after) = server.invoke("warm", json!({"n": 2})).await;
     assert_eq!(after["output"]["count"], 2, "{after}");
+
+    // The functions' scratch root is outside the data directory; it goes with the server.
+    let scratch_root = std::env::temp_dir().join(format!("gantry-{}", server.owner_id()));
+    assert!(scratch_root.is_dir(), "{}", scratch_root.display());
+    assert_eq!(server.stop().await, Some(0), "{}", server.stderr());
+    assert!(!scratch_root.exists(), "{} is left", scratch_root.display());
 }
 
 /// Every mode under `dir` that is not 0700 (directories) or 0600 (files).

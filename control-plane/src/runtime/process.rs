@@ -423,6 +423,12 @@ impl Runtime for ProcessRuntime {
             let cgroups = containment.cgroups.clone();
             let _ = tokio::task::spawn_blocking(move || cgroups.remove_empty()).await;
         }
+        // The scratch root of a function user lives in the temp dir, not the data
+        // directory: once empty it goes, so a stopped server leaves nothing there. One
+        // still in use (an execution left running) keeps it.
+        if self.function_user.is_some() {
+            let _ = tokio::fs::remove_dir(&self.scratch_root).await;
+        }
     }
 
     async fn remove_orphans(&self) -> usize {
