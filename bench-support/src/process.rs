@@ -90,7 +90,7 @@ pub fn settle(pids: &[u32], limit: Duration) -> BenchResult<()> {
 
 /// CPU time a process has used so far, all its threads together (schedstat, in ns).
 pub fn cpu_time(pid: u32) -> BenchResult<Duration> {
-    Ok(threads(pid)?.values().map(|thread| thread.cpu).sum())
+    Ok(threads(pid)?.values().map(|thread| thread.usage.cpu).sum())
 }
 
 /// One thread of a process, as /proc shows it.
@@ -98,8 +98,36 @@ pub fn cpu_time(pid: u32) -> BenchResult<Duration> {
 pub struct Thread {
     /// Its name (`comm`), which threads of one pool share.
     pub name: String,
-    /// CPU time it has used so far.
+    /// What it has used so far.
+    pub usage: Usage,
+}
+
+/// What a thread (or threads) used of the scheduler, from its `schedstat`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time it ran.
     pub cpu: Duration,
+    /// Time it was ready to run but waited for a CPU.
+    pub waited: Duration,
+    /// Times it was put on a CPU: one more for every switch to it.
+    pub runs: u64,
+}
+
+impl Usage {
+    /// What was used between `earlier` and `self` (readings of the same thread).
+    fn since(self, earlier: Usage) -> Usage {
+        Usage {
+            cpu: self.cpu.saturating_sub(earlier.cpu),
+            waited: self.waited.saturating_sub(earlier.waited),
+            runs: self.runs.saturating_sub(earlier.runs),
+        }
+    }
+
+    fn add(&mut self, other: Usage) {
+        self.cpu += other.cpu;
+        self.waited += other.waited;
+        self.runs += other.runs;
+    }
 }
 
 /// The live threads of process `pid` by thread id (one that exits while they are read
@@ -120,27 +148,34 @@ pub fn threads(pid: u32) -> BenchResult<BTreeMap<u32, Thread>> {
         ) else {
             continue; // a thread that just exited
         };
-        let nanos = schedstat.split_whitespace().next().unwrap_or("0");
-        let cpu = Duration::from_nanos(nanos.parse::<u64>()?);
+        // Nanoseconds on a CPU, nanoseconds waiting for one, and times run.
+        let mut fields = schedstat.split_whitespace().map(str::parse::<u64>);
+        let mut next = || fields.next().unwrap_or(Ok(0));
+        let usage = Usage {
+            cpu: Duration::from_nanos(next()?),
+            waited: Duration::from_nanos(next()?),
+            runs: next()?,
+        };
         let name = name.trim_end().to_owned();
-        threads.insert(tid, Thread { name, cpu });
+        threads.insert(tid, Thread { name, usage });
     }
     Ok(threads)
 }
 
-/// CPU time used between two readings of [`threads`], summed by thread name (threads
+/// What was used between two readings of [`threads`], summed by thread name (threads
 /// started in between count from zero).
-pub fn cpu_by_name(
+pub fn used_by_name(
     before: &BTreeMap<u32, Thread>,
     after: &BTreeMap<u32, Thread>,
-) -> BTreeMap<String, Duration> {
-    let mut used = BTreeMap::new();
+) -> BTreeMap<String, Usage> {
+    let mut used = BTreeMap::<String, Usage>::new();
     for (tid, thread) in after {
         let earlier = before
             .get(tid)
             .filter(|earlier| earlier.name == thread.name)
-            .map_or(Duration::ZERO, |earlier| earlier.cpu);
-        *used.entry(thread.name.clone()).or_default() += thread.cpu.saturating_sub(earlier);
+            .map_or(Usage::default(), |earlier| earlier.usage);
+        let since = thread.usage.since(earlier);
+        used.entry(thread.name.clone()).or_default().add(since);
     }
     used
 }
@@ -152,7 +187,7 @@ mod tests {
     use std::time::Duration;
 
     use super::{
-        cpu_by_name, cpu_time, is_alive, log_dir, log_tail, path_only, terminate, threads,
+        cpu_time, is_alive, log_dir, log_tail, path_only, terminate, threads, used_by_name,
     };
 
     #[test]
@@ -215,9 +250,10 @@ mod tests {
             })
             .expect("spawned");
         let after = spin.join().expect("joined");
-        let used = cpu_by_name(&before, &after);
+        let used = used_by_name(&before, &after);
         let spinner = used.get("bench-spinner").copied().unwrap_or_default();
-        assert!(spinner >= Duration::from_millis(10), "{used:?}");
+        assert!(spinner.cpu >= Duration::from_millis(10), "{used:?}");
+        assert!(spinner.runs >= 1, "{used:?}");
     }
 
     #[test]

@@ -134,8 +134,9 @@ pub struct Compared {
     /// CPU time of each `gantry serve` per call it served over the whole comparison
     /// (its own threads, exporter included; not the warm instance's), off then on, µs.
     pub cpu_per_call_us: [f64; 2],
-    /// The same by thread name (`tokio-rt-worker`, `gantry-spans`, …), off then on.
-    pub threads_per_call_us: [BTreeMap<String, f64>; 2],
+    /// The same by thread name (`tokio-rt-worker`, `gantry-spans`, …), off then on,
+    /// with the threads' switches onto a CPU and their waits for one, per call.
+    pub threads_per_call: [BTreeMap<String, PerCall>; 2],
 }
 
 /// Runs the comparison on two fresh servers.
@@ -204,19 +205,27 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
     drop(variants);
     settle()?;
     let mut cpu_per_call_us = [0.0; 2];
-    let mut threads_per_call_us = [BTreeMap::new(), BTreeMap::new()];
+    let mut threads_per_call = [BTreeMap::new(), BTreeMap::new()];
     for (index, variants) in [[OFF_C1, OFF_C32], [ON_C1, ON_C32]].iter().enumerate() {
         let calls: u64 = variants
             .iter()
             .filter_map(|name| Summary::find(&summaries, name))
             .map(|summary| summary.total + summary.warm_up)
             .sum();
-        let per_call = |used: Duration| used.as_secs_f64() * 1e6 / calls.max(1) as f64;
-        let used = process::cpu_by_name(&threads_before[index], &process::threads(pids[index])?);
-        cpu_per_call_us[index] = per_call(used.values().sum());
-        threads_per_call_us[index] = used
+        let calls = calls.max(1) as f64;
+        let per_call = |used: Duration| used.as_secs_f64() * 1e6 / calls;
+        let used = process::used_by_name(&threads_before[index], &process::threads(pids[index])?);
+        cpu_per_call_us[index] = per_call(used.values().map(|usage| usage.cpu).sum());
+        threads_per_call[index] = used
             .into_iter()
-            .map(|(name, cpu)| (name, per_call(cpu)))
+            .map(|(name, usage)| {
+                let per_call = PerCall {
+                    cpu_us: per_call(usage.cpu),
+                    waited_us: per_call(usage.waited),
+                    runs: usage.runs as f64 / calls,
+                };
+                (name, per_call)
+            })
             .collect();
     }
     // A dropped span is work the traced server did not do: the comparison would flatter it.
@@ -235,8 +244,19 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
         summaries,
         exports,
         cpu_per_call_us,
-        threads_per_call_us,
+        threads_per_call,
     })
+}
+
+/// What a server's threads of one name used per call it served.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PerCall {
+    /// CPU time, µs.
+    pub cpu_us: f64,
+    /// Waits for a CPU while ready to run, µs.
+    pub waited_us: f64,
+    /// Times put on a CPU.
+    pub runs: f64,
 }
 
 /// The two samples of a measurement that covers both servers at once: the first
@@ -287,18 +307,26 @@ fn find<'a>(compared: &'a Compared, name: &str) -> BenchResult<&'a Summary> {
         .ok_or_else(|| format!("{name} was not measured").into())
 }
 
-/// Each thread name's CPU per call on both servers, `name off → on µs`, busiest first;
-/// threads with under 0.05 µs on both are left out.
-fn by_thread(threads: &[BTreeMap<String, f64>; 2]) -> String {
+/// Each thread name's use per call on both servers, off → on, busiest first: CPU,
+/// switches onto a CPU and waits for one; threads with under 0.05 µs on both are left
+/// out.
+fn by_thread(threads: &[BTreeMap<String, PerCall>; 2]) -> String {
     let mut names: Vec<&String> = threads[0].keys().chain(threads[1].keys()).collect();
     names.sort_unstable();
     names.dedup();
-    let cpu = |index: usize, name: &str| threads[index].get(name).copied().unwrap_or(0.0);
+    let of = |index: usize, name: &str| threads[index].get(name).copied().unwrap_or_default();
+    let cpu = |index: usize, name: &str| of(index, name).cpu_us;
     names.retain(|name| cpu(0, name) >= 0.05 || cpu(1, name) >= 0.05);
     names.sort_by(|a, b| cpu(1, b).total_cmp(&cpu(1, a)));
     let list: Vec<String> = names
         .iter()
-        .map(|name| format!("`{name}` {:.1} → {:.1} µs", cpu(0, name), cpu(1, name)))
+        .map(|name| {
+            let (off, on) = (of(0, name), of(1, name));
+            format!(
+                "`{name}` {:.1} → {:.1} µs ({:.2} → {:.2} switches, {:.1} → {:.1} µs waiting)",
+                off.cpu_us, on.cpu_us, off.runs, on.runs, off.waited_us, on.waited_us
+            )
+        })
         .collect();
     list.join(", ")
 }
@@ -323,10 +351,10 @@ pub fn markdown(compared: &Compared, settings: &Settings) -> BenchResult<String>
     let [cpu_off, cpu_on] = compared.cpu_per_call_us;
     out.push_str(&format!(
         "CPU of `gantry serve` per call over the whole comparison (its threads only, the span exporter's included): \
-         {cpu_off:.1} µs with tracing off, {cpu_on:.1} µs on (+{:.1} µs, {:+.1} %); by thread, off → on: {}.\n\n",
+         {cpu_off:.1} µs with tracing off, {cpu_on:.1} µs on (+{:.1} µs, {:+.1} %); by thread, off → on, with the times a thread was put on a CPU and its waits for one while ready, per call: {}.\n\n",
         cpu_on - cpu_off,
         (cpu_on / cpu_off - 1.0) * 100.0,
-        by_thread(&compared.threads_per_call_us)
+        by_thread(&compared.threads_per_call)
     ));
     out.push_str("| variant | p50 | p99 | calls/s |\n|---|---:|---:|---:|\n");
     for summary in [off1, on1, off32, on32] {
