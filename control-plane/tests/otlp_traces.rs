@@ -503,3 +503,29 @@ async fn a_stop_exports_the_spans_still_queued() {
     let spans = wait_spans(&received, "gantry.execution", 1).await;
     assert!(spans.iter().any(|(_, span)| span.name == "gantry.invoke"));
 }
+
+#[tokio::test]
+async fn whole_batches_go_at_once_and_a_part_batch_waits_for_the_delay() {
+    let (endpoint, received) = receiver().await;
+    let env = [
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "5"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+    ];
+    let mut server = Server::start_with(options(&endpoint, &env)).await;
+    server.deploy(echo("steady", json!({}))).await;
+    call_promptly(&server, "steady", 2).await;
+    // Not ten minutes: a whole batch needs no delay.
+    wait_spans(&received, "gantry.execution", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before_stop = received.lock().unwrap().len();
+    assert_eq!(before_stop % 5, 0, "only whole batches go before the delay");
+    assert_eq!(server.stop().await, Some(0));
+    let spans = wait_spans(&received, "gantry.execution", 2).await;
+    assert_ne!(
+        spans.len() % 5,
+        0,
+        "two calls' spans ({}) should leave a part batch for the stop to send",
+        spans.len()
+    );
+    assert!(before_stop < spans.len());
+}

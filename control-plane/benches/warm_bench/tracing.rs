@@ -31,6 +31,10 @@ const ON_C32: &str = "tracing on, c=32";
 
 /// Export requests the sink took.
 static EXPORTS: AtomicU64 = AtomicU64::new(0);
+/// The bytes of their bodies.
+static EXPORTED_BYTES: AtomicU64 = AtomicU64::new(0);
+/// The sink's thread.
+const SINK_THREAD: &str = "otlp-sink";
 
 /// An OTLP/HTTP sink on its own thread: every `POST /v1/traces` answered 200 with an
 /// empty export response, and counted.
@@ -39,7 +43,7 @@ fn start_sink() -> BenchResult<SocketAddr> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     std::thread::Builder::new()
-        .name("otlp-sink".into())
+        .name(SINK_THREAD.into())
         .spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -47,9 +51,10 @@ fn start_sink() -> BenchResult<SocketAddr> {
                 .expect("a runtime for the sink");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                crate::noop::serve(listener, |method: &Method, path: &str, _body: Bytes| {
+                crate::noop::serve(listener, |method: &Method, path: &str, body: Bytes| {
                     if method == Method::POST && path == "/v1/traces" {
                         EXPORTS.fetch_add(1, Ordering::Relaxed);
+                        EXPORTED_BYTES.fetch_add(body.len() as u64, Ordering::Relaxed);
                         (StatusCode::OK, Bytes::new())
                     } else {
                         (StatusCode::NOT_FOUND, Bytes::new())
@@ -137,6 +142,11 @@ pub struct Compared {
     /// The same by thread name (`tokio-rt-worker`, `gantry-spans`, …), off then on,
     /// with the threads' switches onto a CPU and their waits for one, per call.
     pub threads_per_call: [BTreeMap<String, PerCall>; 2],
+    /// CPU time of the bench's sink per call the traced server served, µs: it shares
+    /// the machine with both servers.
+    pub sink_cpu_per_call_us: f64,
+    /// Bytes exported per call the traced server served.
+    pub exported_bytes_per_call: f64,
 }
 
 /// Runs the comparison on two fresh servers.
@@ -201,9 +211,16 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
     // More rounds than the bench's, in alternating order (see `tracing_rounds`).
     let rounds = tracing_rounds(settings);
     let threads_before = [process::threads(pids[0])?, process::threads(pids[1])?];
+    let bench_before = process::threads(std::process::id())?;
+    let bytes_before = EXPORTED_BYTES.load(Ordering::Relaxed);
     let summaries = interleave(rounds, &mut variants, Progress::Alternating)?;
     drop(variants);
     settle()?;
+    let sink_used = process::used_by_name(&bench_before, &process::threads(std::process::id())?)
+        .get(SINK_THREAD)
+        .map_or(Duration::ZERO, |usage| usage.cpu);
+    let exported_bytes = EXPORTED_BYTES.load(Ordering::Relaxed) - bytes_before;
+    let mut traced_calls = 1.0;
     let mut cpu_per_call_us = [0.0; 2];
     let mut threads_per_call = [BTreeMap::new(), BTreeMap::new()];
     for (index, variants) in [[OFF_C1, OFF_C32], [ON_C1, ON_C32]].iter().enumerate() {
@@ -213,6 +230,9 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
             .map(|summary| summary.total + summary.warm_up)
             .sum();
         let calls = calls.max(1) as f64;
+        if index == 1 {
+            traced_calls = calls;
+        }
         let per_call = |used: Duration| used.as_secs_f64() * 1e6 / calls;
         let used = process::used_by_name(&threads_before[index], &process::threads(pids[index])?);
         cpu_per_call_us[index] = per_call(used.values().map(|usage| usage.cpu).sum());
@@ -245,6 +265,8 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
         exports,
         cpu_per_call_us,
         threads_per_call,
+        sink_cpu_per_call_us: sink_used.as_secs_f64() * 1e6 / traced_calls,
+        exported_bytes_per_call: exported_bytes as f64 / traced_calls,
     })
 }
 
@@ -355,6 +377,10 @@ pub fn markdown(compared: &Compared, settings: &Settings) -> BenchResult<String>
         cpu_on - cpu_off,
         (cpu_on / cpu_off - 1.0) * 100.0,
         by_thread(&compared.threads_per_call)
+    ));
+    out.push_str(&format!(
+        "The bench's sink, on the same cores, read {:.0} bytes of spans and used {:.1} µs of CPU per traced call.\n\n",
+        compared.exported_bytes_per_call, compared.sink_cpu_per_call_us
     ));
     out.push_str("| variant | p50 | p99 | calls/s |\n|---|---:|---:|---:|\n");
     for summary in [off1, on1, off32, on32] {

@@ -1,11 +1,16 @@
-//! The export side: a bounded queue of span records that the hooks push to without ever
-//! waiting, and one thread of its own that drains it in batches, encodes each batch as
-//! one OTLP/HTTP protobuf request and POSTs it, counting every span that never reaches
-//! the receiver.
+//! The export side: a bounded inbox of span records that the hooks push to without ever
+//! waiting, and one thread of its own that empties it, encodes each batch as one
+//! OTLP/HTTP protobuf request and POSTs it, counting every span that never reaches the
+//! receiver.
+//!
+//! The inbox is a vector behind a mutex that the exporter swaps for an empty one: a
+//! span costs one short lock and one copy into memory the last batches used, and the
+//! memory held follows what waits. (A bounded channel would reserve a whole queue's
+//! slots up front, cycle through all of them, and share its counters with the
+//! exporter on every span.) Only whole batches are sent until the schedule delay
+//! passes, so a busy server sends as few requests as the batch size allows.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
@@ -18,11 +23,81 @@ use super::{TelemetryError, TracingSettings};
 /// Most bytes of a receiver's answer read (and thrown away) so its connection is kept.
 const MAX_ANSWER: usize = 64 * 1024;
 
-/// Where spans go: the queue, and what wakes and stops the thread that exports it.
+/// Spans waiting for the exporter.
+struct Inbox {
+    spans: Vec<SpanRecord>,
+    /// Spans the exporter took and has not begun to send yet: they count against the
+    /// bound too, so a slow receiver cannot make the spans held grow past it.
+    backlog: usize,
+    /// False once the exporter has stopped: nothing queued then would ever leave.
+    open: bool,
+}
+
+impl Inbox {
+    /// Adds `span` unless the exporter has stopped or `max_queue` spans wait already
+    /// (here and in the exporter's backlog); how many are here then.
+    fn offer(&mut self, span: SpanRecord, max_queue: usize) -> Option<usize> {
+        if !self.open || self.spans.len() + self.backlog >= max_queue {
+            return None;
+        }
+        self.spans.push(span);
+        Some(self.spans.len())
+    }
+
+    /// Swaps the waiting spans for `empty` (the exporter's vector, emptied), and makes
+    /// them the exporter's backlog.
+    fn take(&mut self, empty: &mut Vec<SpanRecord>) {
+        debug_assert!(empty.is_empty());
+        std::mem::swap(&mut self.spans, empty);
+        self.backlog = empty.len();
+    }
+
+    /// The exporter gives `spans` of its backlog back, to go with later ones.
+    fn put_back(&mut self, spans: impl ExactSizeIterator<Item = SpanRecord>) {
+        self.backlog = self.backlog.saturating_sub(spans.len());
+        self.spans.extend(spans);
+    }
+
+    /// The exporter begins to send `count` spans of its backlog.
+    fn sending(&mut self, count: usize) {
+        self.backlog = self.backlog.saturating_sub(count);
+    }
+
+    /// The exporter has stopped: no span is taken from now on. How many were left here,
+    /// never to be sent.
+    fn close(&mut self) -> usize {
+        self.open = false;
+        self.backlog = 0;
+        std::mem::take(&mut self.spans).len()
+    }
+}
+
+/// The inbox, shared by the hooks and the exporter.
+#[derive(Clone)]
+struct SharedInbox(Arc<Mutex<Inbox>>);
+
+impl SharedInbox {
+    fn new(capacity: usize) -> SharedInbox {
+        SharedInbox(Arc::new(Mutex::new(Inbox {
+            spans: Vec::with_capacity(capacity),
+            backlog: 0,
+            open: true,
+        })))
+    }
+
+    /// The inbox, locked. A hook that panicked while holding it cannot have left it
+    /// half-changed (a push either happened or not), so a poisoned lock is used as is.
+    fn lock(&self) -> MutexGuard<'_, Inbox> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Where spans go: the inbox, and what wakes and stops the thread that exports it.
 pub(super) struct Pipeline {
-    queue: SyncSender<SpanRecord>,
-    /// Spans queued and not yet taken by the exporter: it is woken when a batch is full.
-    pending: Arc<AtomicUsize>,
+    inbox: SharedInbox,
+    /// Most spans the inbox holds.
+    max_queue: usize,
+    /// The exporter is woken when the inbox holds this many.
     batch: usize,
     wake: Arc<Notify>,
     dropped: Counter,
@@ -46,16 +121,14 @@ impl Pipeline {
             .no_proxy()
             .build()
             .map_err(|err| TelemetryError::Exporter(err.to_string()))?;
-        let (queue, taken) = std::sync::mpsc::sync_channel(settings.max_queue);
+        let inbox = SharedInbox::new(settings.batch);
         let (stop, stopping) = watch::channel(None);
         let (done, finished) = watch::channel(false);
-        let pending = Arc::new(AtomicUsize::new(0));
         let wake = Arc::new(Notify::new());
         let exporter = Exporter {
-            taken,
-            pending: pending.clone(),
+            inbox: inbox.clone(),
             wake: wake.clone(),
-            batch: Vec::with_capacity(settings.batch),
+            taken: Vec::with_capacity(settings.batch),
             batch_size: settings.batch,
             delay: settings.schedule_delay,
             timeout: settings.export_timeout,
@@ -78,8 +151,8 @@ impl Pipeline {
             })
             .map_err(|err| TelemetryError::Exporter(err.to_string()))?;
         Ok(Pipeline {
-            queue,
-            pending,
+            inbox,
+            max_queue: settings.max_queue,
             batch: settings.batch,
             wake,
             dropped,
@@ -88,17 +161,16 @@ impl Pipeline {
         })
     }
 
-    /// Queues `span` for export, or drops and counts it when the queue is full (or the
-    /// exporter has stopped). Never waits.
+    /// Queues `span` for export, or drops and counts it when the inbox is full (or the
+    /// exporter has stopped). Never waits for the exporter: it holds the lock only to
+    /// swap the inbox for an empty one.
     pub(super) fn submit(&self, span: SpanRecord) {
-        // Counted before it is sent, so the exporter never takes it off the count first.
-        let waiting = self.pending.fetch_add(1, Ordering::Relaxed) + 1;
-        match self.queue.try_send(span) {
+        let waiting = self.inbox.lock().offer(span, self.max_queue);
+        match waiting {
             // Wakes the exporter once per full batch, not per span.
-            Ok(()) if waiting == self.batch => self.wake.notify_one(),
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.pending.fetch_sub(1, Ordering::Relaxed);
+            Some(waiting) if waiting == self.batch => self.wake.notify_one(),
+            Some(_) => {}
+            None => {
                 self.dropped.inc();
             }
         }
@@ -120,12 +192,12 @@ impl Pipeline {
     }
 }
 
-/// The exporter's thread: takes batches off the queue and POSTs them.
+/// The exporter's thread: empties the inbox and POSTs what it took, a batch a request.
 struct Exporter {
-    taken: Receiver<SpanRecord>,
-    pending: Arc<AtomicUsize>,
+    inbox: SharedInbox,
     wake: Arc<Notify>,
-    batch: Vec<SpanRecord>,
+    /// What it took from the inbox last (the vector it swaps in next, once empty).
+    taken: Vec<SpanRecord>,
     batch_size: usize,
     delay: Duration,
     timeout: Duration,
@@ -140,59 +212,80 @@ struct Exporter {
 }
 
 impl Exporter {
-    /// Exports a batch whenever one is full or the schedule delay has passed, until a
-    /// stop, which exports what is left within its time limit.
+    /// Exports whenever a batch is waiting or the schedule delay has passed, until a
+    /// stop, which exports what is left within its time limit. Once it returns, the
+    /// inbox takes no more spans and what it still held is counted as dropped.
     async fn run(mut self, mut stop: watch::Receiver<Option<Instant>>) {
         loop {
-            let deadline = *stop.borrow_and_update();
-            if deadline.is_none() {
+            let mut waited = false;
+            if stop.borrow_and_update().is_none() {
                 tokio::select! {
                     () = self.wake.notified() => {}
-                    () = tokio::time::sleep(self.delay) => {}
+                    () = tokio::time::sleep(self.delay) => waited = true,
                     changed = stop.changed() => {
                         // The pipeline is gone: nothing can be queued any more.
                         if changed.is_err() {
-                            return;
+                            break;
                         }
                     }
                 }
             }
-            while self.take() > 0 {
-                let deadline = *stop.borrow();
-                match deadline {
-                    // Out of time: what is left is dropped.
-                    Some(deadline) if Instant::now() >= deadline => {
-                        self.dropped.inc_by(self.batch.len() as u64);
-                        self.batch.clear();
-                    }
-                    _ => self.export(&mut stop).await,
-                }
+            // Whole batches go at once; the rest waits to fill one, unless the schedule
+            // delay has passed or a stop wants everything.
+            let due = waited || stop.borrow().is_some();
+            let at_least = if due { 1 } else { self.batch_size };
+            while self.take(at_least) > 0 {
+                self.export_taken(&mut stop, due).await;
             }
             if stop.borrow().is_some() {
-                return;
+                break;
             }
+        }
+        let left = self.inbox.lock().close();
+        self.dropped.inc_by(left as u64);
+    }
+
+    /// Takes what waits in the inbox if it holds `at_least` spans; how many it took.
+    fn take(&mut self, at_least: usize) -> usize {
+        let mut inbox = self.inbox.lock();
+        if inbox.spans.len() < at_least.max(1) {
+            return 0;
+        }
+        inbox.take(&mut self.taken);
+        self.taken.len()
+    }
+
+    /// Exports what was taken, a batch a request, and empties it; a part batch at its
+    /// end goes back to the inbox unless it is `due`. What is left at a stop's deadline
+    /// is dropped.
+    async fn export_taken(&mut self, stop: &mut watch::Receiver<Option<Instant>>, due: bool) {
+        let mut taken = std::mem::take(&mut self.taken);
+        if !due {
+            let whole = taken.len() - taken.len() % self.batch_size;
+            self.inbox.lock().put_back(taken.drain(whole..));
+        }
+        for batch in taken.chunks(self.batch_size) {
+            self.inbox.lock().sending(batch.len());
+            let deadline = *stop.borrow();
+            match deadline {
+                Some(deadline) if Instant::now() >= deadline => {
+                    self.dropped.inc_by(batch.len() as u64);
+                }
+                _ => self.export(batch, stop).await,
+            }
+        }
+        self.taken = taken;
+        self.taken.clear();
+        // A backlog grew it: give the memory back rather than keep it for good.
+        if self.taken.capacity() > 4 * self.batch_size {
+            self.taken.shrink_to(self.batch_size);
         }
     }
 
-    /// Fills the batch from the queue (up to a batch); how many it holds.
-    fn take(&mut self) -> usize {
-        let before = self.batch.len();
-        while self.batch.len() < self.batch_size {
-            match self.taken.try_recv() {
-                Ok(span) => self.batch.push(span),
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
-        self.pending
-            .fetch_sub(self.batch.len() - before, Ordering::Relaxed);
-        self.batch.len()
-    }
-
-    /// POSTs the batch, giving up at the export timeout or a stop's deadline.
-    async fn export(&mut self, stop: &mut watch::Receiver<Option<Instant>>) {
-        let count = self.batch.len() as u64;
-        let body = self.encoder.encode(&self.batch);
-        self.batch.clear();
+    /// POSTs `batch`, giving up at the export timeout or a stop's deadline.
+    async fn export(&mut self, batch: &[SpanRecord], stop: &mut watch::Receiver<Option<Instant>>) {
+        let count = batch.len() as u64;
+        let body = self.encoder.encode(batch);
         let mut limit = Instant::now() + self.timeout;
         if let Some(deadline) = *stop.borrow_and_update() {
             limit = limit.min(deadline);
@@ -292,7 +385,65 @@ pub(super) fn traces_url(endpoint: &str) -> Result<String, TelemetryError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::record::{Kind, Text};
     use super::*;
+
+    fn span() -> SpanRecord {
+        SpanRecord {
+            trace: [1; 16],
+            id: [2; 8],
+            parent: None,
+            remote_parent: false,
+            name: "gantry.run",
+            kind: Kind::Internal,
+            start: 1,
+            end: 2,
+            function: Text::new("f"),
+            version: 1,
+            execution: uuid::Uuid::nil(),
+            attempt: 1,
+            place: None,
+            trigger: None,
+            parent_execution: None,
+            outcome: None,
+        }
+    }
+
+    #[test]
+    fn the_inbox_bound_counts_the_exporters_backlog_and_a_closed_inbox_takes_nothing() {
+        let inbox = SharedInbox::new(1);
+        let mut inbox = inbox.lock();
+        assert_eq!(inbox.offer(span(), 3), Some(1));
+        assert_eq!(inbox.offer(span(), 3), Some(2));
+        let mut taken = Vec::new();
+        inbox.take(&mut taken);
+        assert_eq!((taken.len(), inbox.spans.len()), (2, 0));
+        // Two taken and not yet being sent: room for one more.
+        assert_eq!(inbox.offer(span(), 3), Some(1));
+        assert_eq!(inbox.offer(span(), 3), None);
+        inbox.sending(1);
+        assert_eq!(inbox.offer(span(), 3), Some(2));
+        assert_eq!(inbox.offer(span(), 3), None);
+        inbox.sending(1);
+        assert_eq!(inbox.offer(span(), 3), Some(3));
+        assert_eq!(inbox.offer(span(), 3), None);
+        // Taking again swaps the emptied vector in and makes the rest the backlog.
+        taken.clear();
+        inbox.take(&mut taken);
+        assert_eq!((taken.len(), inbox.backlog), (3, 3));
+        assert_eq!(inbox.offer(span(), 3), None);
+        // A part batch given back still counts, now in the inbox.
+        inbox.put_back(taken.drain(2..));
+        assert_eq!((inbox.spans.len(), inbox.backlog), (1, 2));
+        assert_eq!(inbox.offer(span(), 3), None);
+        inbox.sending(2);
+        assert_eq!(inbox.spans.len(), 1);
+        inbox.spans.clear();
+        assert_eq!(inbox.offer(span(), 3), Some(1));
+        assert_eq!(inbox.close(), 1);
+        assert_eq!(inbox.offer(span(), 3), None);
+        assert!(inbox.spans.is_empty());
+    }
 
     #[test]
     fn the_traces_path_is_added_once() {
