@@ -102,7 +102,9 @@ impl Image {
 
 impl Drop for Image {
     fn drop(&mut self) {
-        let _ = docker(&["rmi", "-f", &self.0]);
+        // Its untagged parent layers stay: a build running beside it may be using one as
+        // its cache or parent, and that build fails when it goes away.
+        let _ = docker(&["rmi", "-f", "--no-prune", &self.0]);
     }
 }
 

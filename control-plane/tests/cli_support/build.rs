@@ -35,7 +35,7 @@ pub fn ready() {
     });
 }
 
-/// Unique image tags, removed (with `docker rmi -f`) when dropped.
+/// Unique image tags, removed (with `docker rmi -f --no-prune`) when dropped.
 pub struct Images(pub Vec<String>);
 
 impl Images {
@@ -50,7 +50,9 @@ impl Images {
 impl Drop for Images {
     fn drop(&mut self) {
         for tag in &self.0 {
-            let _ = docker(&["rmi", "-f", tag]);
+            // Its untagged parent layers stay: a build running beside it may be using one as
+            // its cache or parent, and that build fails when it goes away.
+            let _ = docker(&["rmi", "-f", "--no-prune", tag]);
         }
     }
 }
