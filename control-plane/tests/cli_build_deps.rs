@@ -148,7 +148,10 @@ async fn python_dependency_from_a_local_wheel_installs_once() {
 
     // pip's settings as build arguments: the same wheel through PIP_NO_INDEX and
     // PIP_FIND_LINKS instead of options in requirements.txt.
-    std::fs::write(dir.path().join("requirements.txt"), "inflection==0.5.1\n").unwrap();
+    // Unique, like the first: a layer an earlier run left would make pip skip the install.
+    let run = uuid::Uuid::new_v4().simple();
+    let requirements = format!("# test run {run}, settings as arguments\ninflection==0.5.1\n");
+    std::fs::write(dir.path().join("requirements.txt"), requirements).unwrap();
     let out = build(
         dir.path(),
         &[
