@@ -33,9 +33,18 @@ type Received = Arc<Mutex<Vec<(String, Span)>>>;
 
 /// An OTLP/HTTP receiver on a free port: its base URL and what it received.
 async fn receiver() -> (String, Received) {
+    receiver_answering_after(Duration::ZERO).await
+}
+
+/// A receiver that answers each export `delay` after it came.
+async fn receiver_answering_after(delay: Duration) -> (String, Received) {
     let received = Received::default();
+    let slow = move |state: State<Received>, body: Bytes| async move {
+        tokio::time::sleep(delay).await;
+        take(state, body).await
+    };
     let app = Router::new()
-        .route("/v1/traces", post(take))
+        .route("/v1/traces", post(slow))
         .with_state(received.clone());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -504,28 +513,58 @@ async fn a_stop_exports_the_spans_still_queued() {
     assert!(spans.iter().any(|(_, span)| span.name == "gantry.invoke"));
 }
 
-#[tokio::test]
-async fn whole_batches_go_at_once_and_a_part_batch_waits_for_the_delay() {
-    let (endpoint, received) = receiver().await;
+/// Spans in one export request at most, in the batching tests.
+const BATCH: usize = 5;
+
+/// A server exporting to `endpoint` in batches of [`BATCH`], with a schedule delay of ten
+/// minutes, after two calls: their spans make some whole batches and a part one.
+async fn two_calls_in_small_batches(endpoint: &str) -> Server {
+    let batch = BATCH.to_string();
     let env = [
-        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "5"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", batch.as_str()),
         ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
     ];
-    let mut server = Server::start_with(options(&endpoint, &env)).await;
+    let server = Server::start_with(options(endpoint, &env)).await;
     server.deploy(echo("steady", json!({}))).await;
     call_promptly(&server, "steady", 2).await;
-    // Not ten minutes: a whole batch needs no delay.
-    wait_spans(&received, "gantry.execution", 1).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before_stop = received.lock().unwrap().len();
-    assert_eq!(before_stop % 5, 0, "only whole batches go before the delay");
-    assert_eq!(server.stop().await, Some(0));
-    let spans = wait_spans(&received, "gantry.execution", 2).await;
+    server
+}
+
+/// Waits for both calls' spans, and checks a part batch is among them.
+async fn both_calls_with_a_part_batch(received: &Received) -> usize {
+    let spans = wait_spans(received, "gantry.execution", 2).await;
     assert_ne!(
-        spans.len() % 5,
+        spans.len() % BATCH,
         0,
         "two calls' spans ({}) should leave a part batch for the stop to send",
         spans.len()
     );
-    assert!(before_stop < spans.len());
+    spans.len()
+}
+
+#[tokio::test]
+async fn whole_batches_go_at_once_and_a_part_batch_waits_for_the_delay() {
+    let (endpoint, received) = receiver().await;
+    let mut server = two_calls_in_small_batches(&endpoint).await;
+    // Not ten minutes: a whole batch needs no delay.
+    wait_spans(&received, "gantry.execution", 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before_stop = received.lock().unwrap().len();
+    assert_eq!(
+        before_stop % BATCH,
+        0,
+        "only whole batches go before the delay"
+    );
+    assert_eq!(server.stop().await, Some(0));
+    assert!(before_stop < both_calls_with_a_part_batch(&received).await);
+}
+
+#[tokio::test]
+async fn a_stop_while_whole_batches_go_out_still_sends_the_part_batch() {
+    // Each whole batch is answered 600 ms after it came, so the stop comes while they go.
+    let (endpoint, received) = receiver_answering_after(Duration::from_millis(600)).await;
+    let mut server = two_calls_in_small_batches(&endpoint).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.stop().await, Some(0));
+    both_calls_with_a_part_batch(&received).await;
 }

@@ -237,7 +237,8 @@ impl Exporter {
             while self.take(at_least) > 0 {
                 self.export_taken(&mut stop, due).await;
             }
-            if stop.borrow().is_some() {
+            // A stop that came during whole batches gets the part batch on the next turn.
+            if due && stop.borrow().is_some() {
                 break;
             }
         }
