@@ -213,7 +213,8 @@ async fn the_data_directory_is_private_whatever_the_umask() {
         assert!(data.join(file).exists(), "{file} exists");
     }
     let _ = child.kill().await;
-    // The killed server cannot remove its cgroups.
+    // The killed server cannot remove its cgroups, nor its function users' scratch root.
     let owner = std::fs::read_to_string(data.join("owner-id")).unwrap();
     support::remove_cgroups(owner.trim());
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("gantry-{}", owner.trim())));
 }

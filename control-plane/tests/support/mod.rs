@@ -413,6 +413,10 @@ impl Drop for Server {
                 );
             }
             remove_cgroups(owner.trim());
+            // A stopped server removes the scratch root of its function users; a
+            // killed one cannot.
+            let scratch_root = std::env::temp_dir().join(format!("gantry-{}", owner.trim()));
+            let _ = std::fs::remove_dir_all(scratch_root);
             if self.docker {
                 let filter = format!("label=gantry.owner={}", owner.trim());
                 let listed = std::process::Command::new("docker")
