@@ -213,8 +213,6 @@ async fn the_data_directory_is_private_whatever_the_umask() {
         assert!(data.join(file).exists(), "{file} exists");
     }
     let _ = child.kill().await;
-    // The killed server cannot remove its cgroups, nor its function users' scratch root.
     let owner = std::fs::read_to_string(data.join("owner-id")).unwrap();
-    support::remove_cgroups(owner.trim());
-    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("gantry-{}", owner.trim())));
+    support::remove_what_a_killed_server_leaves(owner.trim());
 }

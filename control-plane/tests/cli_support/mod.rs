@@ -314,9 +314,8 @@ impl ManualServer {
 impl Drop for ManualServer {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
-        // The killed server cannot remove its cgroups.
         if let Ok(owner) = std::fs::read_to_string(&self.owner_file) {
-            crate::support::remove_cgroups(owner.trim());
+            crate::support::remove_what_a_killed_server_leaves(owner.trim());
         }
     }
 }

@@ -412,11 +412,7 @@ impl Drop for Server {
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
-            remove_cgroups(owner.trim());
-            // A stopped server removes the scratch root of its function users; a
-            // killed one cannot.
-            let scratch_root = std::env::temp_dir().join(format!("gantry-{}", owner.trim()));
-            let _ = std::fs::remove_dir_all(scratch_root);
+            remove_what_a_killed_server_leaves(owner.trim());
             if self.docker {
                 let filter = format!("label=gantry.owner={}", owner.trim());
                 let listed = std::process::Command::new("docker")
@@ -437,9 +433,17 @@ impl Drop for Server {
     }
 }
 
+/// Removes what the server of data directory `owner`, killed at the end of a test,
+/// could not: its cgroups (killing what is left in them) and its function users'
+/// scratch root, which a stopped server removes itself.
+pub fn remove_what_a_killed_server_leaves(owner: &str) {
+    remove_cgroups(owner);
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("gantry-{owner}")));
+}
+
 /// Kills what is left in the cgroups of data directory `owner` and removes them (the
 /// server, killed at the end of a test, cannot).
-pub fn remove_cgroups(owner: &str) {
+fn remove_cgroups(owner: &str) {
     let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
         return;
     };
