@@ -105,7 +105,7 @@ async fn a_hostile_function_on_the_process_runtime_gets_nowhere() {
     assert_eq!(after["output"]["count"], 2, "{after}");
 
     // The functions' scratch root is outside the data directory; it goes with the server.
-    let scratch_root = std::env::temp_dir().join(format!("gantry-{}", server.owner_id()));
+    let scratch_root = support::scratch_root(&server.owner_id());
     assert!(scratch_root.is_dir(), "{}", scratch_root.display());
     assert_eq!(server.stop().await, Some(0), "{}", server.stderr());
     assert!(!scratch_root.exists(), "{} is left", scratch_root.display());

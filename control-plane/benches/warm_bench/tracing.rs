@@ -220,19 +220,19 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
         .get(SINK_THREAD)
         .map_or(Duration::ZERO, |usage| usage.cpu);
     let exported_bytes = EXPORTED_BYTES.load(Ordering::Relaxed) - bytes_before;
-    let mut traced_calls = 1.0;
-    let mut cpu_per_call_us = [0.0; 2];
-    let mut threads_per_call = [BTreeMap::new(), BTreeMap::new()];
-    for (index, variants) in [[OFF_C1, OFF_C32], [ON_C1, ON_C32]].iter().enumerate() {
+    // Calls each server served (at least one), untraced then traced.
+    let calls = [[OFF_C1, OFF_C32], [ON_C1, ON_C32]].map(|variants| {
         let calls: u64 = variants
             .iter()
             .filter_map(|name| Summary::find(&summaries, name))
             .map(|summary| summary.total + summary.warm_up)
             .sum();
-        let calls = calls.max(1) as f64;
-        if index == 1 {
-            traced_calls = calls;
-        }
+        calls.max(1) as f64
+    });
+    let traced_calls = calls[1];
+    let mut cpu_per_call_us = [0.0; 2];
+    let mut threads_per_call = [BTreeMap::new(), BTreeMap::new()];
+    for (index, calls) in calls.into_iter().enumerate() {
         let per_call = |used: Duration| used.as_secs_f64() * 1e6 / calls;
         let used = process::used_by_name(&threads_before[index], &process::threads(pids[index])?);
         cpu_per_call_us[index] = per_call(used.values().map(|usage| usage.cpu).sum());

@@ -162,8 +162,8 @@ impl Pipeline {
     }
 
     /// Queues `span` for export, or drops and counts it when the inbox is full (or the
-    /// exporter has stopped). Never waits for the exporter: it holds the lock only to
-    /// swap the inbox for an empty one.
+    /// exporter has stopped). Never waits for an export: the exporter holds the lock
+    /// only to swap vectors, give back a part batch and keep its count.
     pub(super) fn submit(&self, span: SpanRecord) {
         let waiting = self.inbox.lock().offer(span, self.max_queue);
         match waiting {

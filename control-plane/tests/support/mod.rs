@@ -438,7 +438,13 @@ impl Drop for Server {
 /// scratch root, which a stopped server removes itself.
 pub fn remove_what_a_killed_server_leaves(owner: &str) {
     remove_cgroups(owner);
-    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("gantry-{owner}")));
+    let _ = std::fs::remove_dir_all(scratch_root(owner));
+}
+
+/// The root of the scratch directories of the function users of data directory
+/// `owner`'s server, in the temp directory.
+pub fn scratch_root(owner: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("gantry-{owner}"))
 }
 
 /// Kills what is left in the cgroups of data directory `owner` and removes them (the
