@@ -2,9 +2,9 @@
 //! execution becomes spans in one trace — the API request, admission, queue wait, claim,
 //! instance start, run and result record, under one `gantry.execution` span that chained
 //! children hang from. Spans are recorded once their work is done, from the times the
-//! execution carries, as compact records pushed to a bounded queue: a full queue drops
-//! them (and counts them in `gantry_spans_dropped_total`), so export never holds up a
-//! call. With no endpoint, nothing is recorded and every hook is one check of an unset
+//! execution carries, encoded by the hook and appended to a bounded queue: a full queue
+//! drops them (and counts them in `gantry_spans_dropped_total`), so export never holds
+//! up a call. With no endpoint, nothing is recorded and every hook is one check of an unset
 //! cell. Which traces are recorded at all is the head sampler's decision ([`sampler`]).
 //!
 //! The trace of an execution is its `trace_id` when that is a W3C trace id (32 lowercase

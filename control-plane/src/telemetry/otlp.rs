@@ -1,15 +1,19 @@
-//! The export side: a bounded inbox of span records that the hooks push to without ever
-//! waiting, and one thread of its own that empties it, encodes each batch as one
-//! OTLP/HTTP protobuf request and POSTs it, counting every span that never reaches the
-//! receiver.
+//! The export side: a bounded inbox of encoded spans that the hooks add to without ever
+//! waiting, and one thread of its own that takes it a batch at a time, wraps each batch
+//! as one OTLP/HTTP protobuf request and POSTs it, counting every span that never
+//! reaches the receiver.
 //!
-//! The inbox is a vector behind a mutex that the exporter swaps for an empty one: a
-//! span costs one short lock and one copy into memory the last batches used, and the
-//! memory held follows what waits. (A bounded channel would reserve a whole queue's
-//! slots up front, cycle through all of them, and share its counters with the
-//! exporter on every span.) Only whole batches are sent until the schedule delay
-//! passes, so a busy server sends as few requests as the batch size allows.
+//! A hook writes its spans' protobuf bytes into a buffer of its thread's own, then, under
+//! one short lock, copies them onto the end of the batch being filled. A full batch is
+//! set aside for the exporter and the next one starts, so the exporter never copies or
+//! re-encodes a span: it takes a batch that is already its request body. The memory held
+//! follows what waits (a bounded channel of span records would reserve a whole queue of
+//! them up front and cycle through all of them). Only whole batches are sent until the
+//! schedule delay passes, so a busy server sends as few requests as the batch size
+//! allows.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -17,58 +21,159 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::record::{Encoder, SpanRecord};
+use super::record::{Envelope, SpanRecord};
 use super::{TelemetryError, TracingSettings};
 
 /// Most bytes of a receiver's answer read (and thrown away) so its connection is kept.
 const MAX_ANSWER: usize = 64 * 1024;
 
-/// Spans waiting for the exporter.
+/// Largest allocation made ahead for a batch: one batch of unusually long spans must not
+/// make every later one that large.
+const MAX_SIZE_HINT: usize = 4 << 20;
+
+/// A hook's buffer kept for its thread's next hook at most; one that grew past it (a
+/// record with many chained children) gives its memory back.
+const MAX_SCRATCH: usize = 64 * 1024;
+
+/// The spans one hook writes, before they go into the inbox together.
+#[derive(Default)]
+pub(super) struct Spans {
+    bytes: Vec<u8>,
+    /// Where each span ends in `bytes`.
+    ends: Vec<usize>,
+}
+
+impl Spans {
+    /// Writes `span`.
+    pub(super) fn push(&mut self, span: &SpanRecord<'_>) {
+        span.write(&mut self.bytes);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Each span's bytes, in order.
+    fn each(&self) -> impl Iterator<Item = &[u8]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, &end)| &self.bytes[start..end])
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+        if self.bytes.capacity() > MAX_SCRATCH {
+            *self = Spans::default();
+        }
+    }
+}
+
+thread_local! {
+    /// The buffer each thread's hooks write their spans into, kept for the next hook.
+    static SCRATCH: RefCell<Spans> = RefCell::new(Spans::default());
+}
+
+/// Spans written and taken by the exporter, a batch at a time.
+pub(super) struct Batch {
+    /// Room for the request's wrappers, then the spans.
+    bytes: Vec<u8>,
+    spans: usize,
+}
+
+/// What an offer did.
+#[derive(Debug, PartialEq, Eq)]
+struct Offered {
+    /// Spans not taken: the inbox was full or closed.
+    dropped: usize,
+    /// Whether a batch filled up, for the exporter to take.
+    filled: bool,
+}
+
+/// Encoded spans waiting for the exporter: the batch being filled and the full ones.
 struct Inbox {
-    spans: Vec<SpanRecord>,
-    /// Spans the exporter took and has not begun to send yet: they count against the
-    /// bound too, so a slow receiver cannot make the spans held grow past it.
-    backlog: usize,
+    filling: Batch,
+    /// Full batches, oldest first.
+    full: VecDeque<Batch>,
+    /// Spans in `filling` and `full`.
+    waiting: usize,
+    /// Most spans waiting.
+    max_queue: usize,
+    /// Spans a batch holds.
+    batch: usize,
+    /// Bytes kept ahead of a batch's spans for the request's wrappers.
+    head_room: usize,
     /// False once the exporter has stopped: nothing queued then would ever leave.
     open: bool,
 }
 
 impl Inbox {
-    /// Adds `span` unless the exporter has stopped or `max_queue` spans wait already
-    /// (here and in the exporter's backlog); how many are here then.
-    fn offer(&mut self, span: SpanRecord, max_queue: usize) -> Option<usize> {
-        if !self.open || self.spans.len() + self.backlog >= max_queue {
-            return None;
+    fn new(max_queue: usize, batch: usize, head_room: usize) -> Inbox {
+        Inbox {
+            filling: Batch {
+                bytes: vec![0; head_room],
+                spans: 0,
+            },
+            full: VecDeque::new(),
+            waiting: 0,
+            max_queue,
+            batch: batch.max(1),
+            head_room,
+            open: true,
         }
-        self.spans.push(span);
-        Some(self.spans.len())
     }
 
-    /// Swaps the waiting spans for `empty` (the exporter's vector, emptied), and makes
-    /// them the exporter's backlog.
-    fn take(&mut self, empty: &mut Vec<SpanRecord>) {
-        debug_assert!(empty.is_empty());
-        std::mem::swap(&mut self.spans, empty);
-        self.backlog = empty.len();
+    /// Adds the spans one hook wrote, each unless the exporter has stopped or
+    /// `max_queue` spans wait already.
+    fn offer(&mut self, spans: &Spans) -> Offered {
+        let mut offered = Offered {
+            dropped: 0,
+            filled: false,
+        };
+        for span in spans.each() {
+            if !self.open || self.waiting >= self.max_queue {
+                offered.dropped += 1;
+                continue;
+            }
+            self.filling.bytes.extend_from_slice(span);
+            self.filling.spans += 1;
+            self.waiting += 1;
+            if self.filling.spans >= self.batch {
+                self.seal();
+                offered.filled = true;
+            }
+        }
+        offered
     }
 
-    /// The exporter gives `spans` of its backlog back, to go with later ones.
-    fn put_back(&mut self, spans: impl ExactSizeIterator<Item = SpanRecord>) {
-        self.backlog = self.backlog.saturating_sub(spans.len());
-        self.spans.extend(spans);
+    /// Sets the batch being filled aside and starts the next, sized like it.
+    fn seal(&mut self) {
+        let size = self.filling.bytes.len().min(MAX_SIZE_HINT);
+        let mut bytes = Vec::with_capacity(size);
+        bytes.resize(self.head_room, 0);
+        let next = Batch { bytes, spans: 0 };
+        self.full
+            .push_back(std::mem::replace(&mut self.filling, next));
     }
 
-    /// The exporter begins to send `count` spans of its backlog.
-    fn sending(&mut self, count: usize) {
-        self.backlog = self.backlog.saturating_sub(count);
+    /// The next batch to send: the oldest full one, else, when `due`, the one being
+    /// filled if it holds any span.
+    fn next(&mut self, due: bool) -> Option<Batch> {
+        if self.full.is_empty() && due && self.filling.spans > 0 {
+            self.seal();
+        }
+        let batch = self.full.pop_front()?;
+        self.waiting -= batch.spans;
+        Some(batch)
     }
 
     /// The exporter has stopped: no span is taken from now on. How many were left here,
     /// never to be sent.
     fn close(&mut self) -> usize {
-        self.open = false;
-        self.backlog = 0;
-        std::mem::take(&mut self.spans).len()
+        let left = self.waiting;
+        *self = Inbox {
+            open: false,
+            ..Inbox::new(self.max_queue, self.batch, 0)
+        };
+        left
     }
 }
 
@@ -77,16 +182,13 @@ impl Inbox {
 struct SharedInbox(Arc<Mutex<Inbox>>);
 
 impl SharedInbox {
-    fn new(capacity: usize) -> SharedInbox {
-        SharedInbox(Arc::new(Mutex::new(Inbox {
-            spans: Vec::with_capacity(capacity),
-            backlog: 0,
-            open: true,
-        })))
+    fn new(inbox: Inbox) -> SharedInbox {
+        SharedInbox(Arc::new(Mutex::new(inbox)))
     }
 
     /// The inbox, locked. A hook that panicked while holding it cannot have left it
-    /// half-changed (a push either happened or not), so a poisoned lock is used as is.
+    /// half-changed (spans are copied in whole, written before the lock is taken), so a
+    /// poisoned lock is used as is.
     fn lock(&self) -> MutexGuard<'_, Inbox> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -95,10 +197,6 @@ impl SharedInbox {
 /// Where spans go: the inbox, and what wakes and stops the thread that exports it.
 pub(super) struct Pipeline {
     inbox: SharedInbox,
-    /// Most spans the inbox holds.
-    max_queue: usize,
-    /// The exporter is woken when the inbox holds this many.
-    batch: usize,
     wake: Arc<Notify>,
     dropped: Counter,
     /// The time a stop may take, once asked for.
@@ -121,18 +219,18 @@ impl Pipeline {
             .no_proxy()
             .build()
             .map_err(|err| TelemetryError::Exporter(err.to_string()))?;
-        let inbox = SharedInbox::new(settings.batch);
+        let envelope = Envelope::new(&settings.service_name);
+        let inbox = Inbox::new(settings.max_queue, settings.batch, envelope.head_room());
+        let inbox = SharedInbox::new(inbox);
         let (stop, stopping) = watch::channel(None);
         let (done, finished) = watch::channel(false);
         let wake = Arc::new(Notify::new());
         let exporter = Exporter {
             inbox: inbox.clone(),
             wake: wake.clone(),
-            taken: Vec::with_capacity(settings.batch),
-            batch_size: settings.batch,
             delay: settings.schedule_delay,
             timeout: settings.export_timeout,
-            encoder: Encoder::new(&settings.service_name),
+            envelope,
             client,
             url,
             endpoint: settings.endpoint.clone(),
@@ -152,8 +250,6 @@ impl Pipeline {
             .map_err(|err| TelemetryError::Exporter(err.to_string()))?;
         Ok(Pipeline {
             inbox,
-            max_queue: settings.max_queue,
-            batch: settings.batch,
             wake,
             dropped,
             stop,
@@ -161,19 +257,24 @@ impl Pipeline {
         })
     }
 
-    /// Queues `span` for export, or drops and counts it when the inbox is full (or the
-    /// exporter has stopped). Never waits for an export: the exporter holds the lock
-    /// only to swap vectors, give back a part batch and keep its count.
-    pub(super) fn submit(&self, span: SpanRecord) {
-        let waiting = self.inbox.lock().offer(span, self.max_queue);
-        match waiting {
-            // Wakes the exporter once per full batch, not per span.
-            Some(waiting) if waiting == self.batch => self.wake.notify_one(),
-            Some(_) => {}
-            None => {
-                self.dropped.inc();
-            }
+    /// Queues the spans `write` writes, or drops and counts those the inbox has no room
+    /// for (or all, once the exporter has stopped). The spans are encoded before the
+    /// lock is taken, and the exporter holds it only to take a batch, so this never
+    /// waits for an export.
+    pub(super) fn submit(&self, write: impl FnOnce(&mut Spans)) {
+        // Taken out, not borrowed: nothing can find the buffer in use, whatever runs.
+        let mut spans = SCRATCH.try_with(RefCell::take).unwrap_or_default();
+        write(&mut spans);
+        let offered = self.inbox.lock().offer(&spans);
+        if offered.dropped > 0 {
+            self.dropped.inc_by(offered.dropped as u64);
         }
+        // Wakes the exporter once per full batch, not per span.
+        if offered.filled {
+            self.wake.notify_one();
+        }
+        spans.clear();
+        let _ = SCRATCH.try_with(|scratch| scratch.replace(spans));
     }
 
     /// Exports what is queued and stops the exporter, waiting at most `limit`.
@@ -192,16 +293,13 @@ impl Pipeline {
     }
 }
 
-/// The exporter's thread: empties the inbox and POSTs what it took, a batch a request.
+/// The exporter's thread: takes batches from the inbox and POSTs them, one a request.
 struct Exporter {
     inbox: SharedInbox,
     wake: Arc<Notify>,
-    /// What it took from the inbox last (the vector it swaps in next, once empty).
-    taken: Vec<SpanRecord>,
-    batch_size: usize,
     delay: Duration,
     timeout: Duration,
-    encoder: Encoder,
+    envelope: Envelope,
     client: reqwest::Client,
     url: String,
     /// For the warnings.
@@ -212,9 +310,9 @@ struct Exporter {
 }
 
 impl Exporter {
-    /// Exports whenever a batch is waiting or the schedule delay has passed, until a
-    /// stop, which exports what is left within its time limit. Once it returns, the
-    /// inbox takes no more spans and what it still held is counted as dropped.
+    /// Exports whenever a batch is full or the schedule delay has passed, until a stop,
+    /// which exports what is left within its time limit. Once it returns, the inbox
+    /// takes no more spans and what it still held is counted as dropped.
     async fn run(mut self, mut stop: watch::Receiver<Option<Instant>>) {
         loop {
             let mut waited = false;
@@ -230,15 +328,23 @@ impl Exporter {
                     }
                 }
             }
-            // Whole batches go at once; the rest waits to fill one, unless the schedule
-            // delay has passed or a stop wants everything.
-            let due = waited || stop.borrow().is_some();
-            let at_least = if due { 1 } else { self.batch_size };
-            while self.take(at_least) > 0 {
-                self.export_taken(&mut stop, due).await;
-            }
-            // A stop that came during whole batches gets the part batch on the next turn.
-            if due && stop.borrow().is_some() {
+            // Whole batches go at once; the part batch waits to fill up, unless the
+            // schedule delay has passed or a stop wants everything (checked at every
+            // batch, so a stop during whole batches gets the part batch too).
+            let emptied_for_a_stop = loop {
+                let deadline = *stop.borrow();
+                let due = waited || deadline.is_some();
+                let Some(batch) = self.inbox.lock().next(due) else {
+                    break deadline.is_some();
+                };
+                match deadline {
+                    Some(deadline) if Instant::now() >= deadline => {
+                        self.dropped.inc_by(batch.spans as u64);
+                    }
+                    _ => self.export(batch, &mut stop).await,
+                }
+            };
+            if emptied_for_a_stop {
                 break;
             }
         }
@@ -246,47 +352,10 @@ impl Exporter {
         self.dropped.inc_by(left as u64);
     }
 
-    /// Takes what waits in the inbox if it holds `at_least` spans; how many it took.
-    fn take(&mut self, at_least: usize) -> usize {
-        let mut inbox = self.inbox.lock();
-        if inbox.spans.len() < at_least.max(1) {
-            return 0;
-        }
-        inbox.take(&mut self.taken);
-        self.taken.len()
-    }
-
-    /// Exports what was taken, a batch a request, and empties it; a part batch at its
-    /// end goes back to the inbox unless it is `due`. What is left at a stop's deadline
-    /// is dropped.
-    async fn export_taken(&mut self, stop: &mut watch::Receiver<Option<Instant>>, due: bool) {
-        let mut taken = std::mem::take(&mut self.taken);
-        if !due {
-            let whole = taken.len() - taken.len() % self.batch_size;
-            self.inbox.lock().put_back(taken.drain(whole..));
-        }
-        for batch in taken.chunks(self.batch_size) {
-            self.inbox.lock().sending(batch.len());
-            let deadline = *stop.borrow();
-            match deadline {
-                Some(deadline) if Instant::now() >= deadline => {
-                    self.dropped.inc_by(batch.len() as u64);
-                }
-                _ => self.export(batch, stop).await,
-            }
-        }
-        self.taken = taken;
-        self.taken.clear();
-        // A backlog grew it: give the memory back rather than keep it for good.
-        if self.taken.capacity() > 4 * self.batch_size {
-            self.taken.shrink_to(self.batch_size);
-        }
-    }
-
     /// POSTs `batch`, giving up at the export timeout or a stop's deadline.
-    async fn export(&mut self, batch: &[SpanRecord], stop: &mut watch::Receiver<Option<Instant>>) {
-        let count = batch.len() as u64;
-        let body = self.encoder.encode(batch);
+    async fn export(&mut self, batch: Batch, stop: &mut watch::Receiver<Option<Instant>>) {
+        let count = batch.spans as u64;
+        let body = self.envelope.wrap(batch.bytes);
         let mut limit = Instant::now() + self.timeout;
         if let Some(deadline) = *stop.borrow_and_update() {
             limit = limit.min(deadline);
@@ -386,20 +455,20 @@ pub(super) fn traces_url(endpoint: &str) -> Result<String, TelemetryError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::record::{Kind, Text};
+    use super::super::record::Kind;
     use super::*;
 
-    fn span() -> SpanRecord {
+    fn span(name: &'static str) -> SpanRecord<'static> {
         SpanRecord {
             trace: [1; 16],
             id: [2; 8],
             parent: None,
             remote_parent: false,
-            name: "gantry.run",
+            name,
             kind: Kind::Internal,
             start: 1,
             end: 2,
-            function: Text::new("f"),
+            function: "f",
             version: 1,
             execution: uuid::Uuid::nil(),
             attempt: 1,
@@ -410,40 +479,69 @@ mod tests {
         }
     }
 
+    /// What one hook writing `count` spans offers.
+    fn spans(count: usize) -> Spans {
+        let mut spans = Spans::default();
+        for _ in 0..count {
+            spans.push(&span("gantry.run"));
+        }
+        spans
+    }
+
+    fn offered(dropped: usize, filled: bool) -> Offered {
+        Offered { dropped, filled }
+    }
+
     #[test]
-    fn the_inbox_bound_counts_the_exporters_backlog_and_a_closed_inbox_takes_nothing() {
-        let inbox = SharedInbox::new(1);
-        let mut inbox = inbox.lock();
-        assert_eq!(inbox.offer(span(), 3), Some(1));
-        assert_eq!(inbox.offer(span(), 3), Some(2));
-        let mut taken = Vec::new();
-        inbox.take(&mut taken);
-        assert_eq!((taken.len(), inbox.spans.len()), (2, 0));
-        // Two taken and not yet being sent: room for one more.
-        assert_eq!(inbox.offer(span(), 3), Some(1));
-        assert_eq!(inbox.offer(span(), 3), None);
-        inbox.sending(1);
-        assert_eq!(inbox.offer(span(), 3), Some(2));
-        assert_eq!(inbox.offer(span(), 3), None);
-        inbox.sending(1);
-        assert_eq!(inbox.offer(span(), 3), Some(3));
-        assert_eq!(inbox.offer(span(), 3), None);
-        // Taking again swaps the emptied vector in and makes the rest the backlog.
-        taken.clear();
-        inbox.take(&mut taken);
-        assert_eq!((taken.len(), inbox.backlog), (3, 3));
-        assert_eq!(inbox.offer(span(), 3), None);
-        // A part batch given back still counts, now in the inbox.
-        inbox.put_back(taken.drain(2..));
-        assert_eq!((inbox.spans.len(), inbox.backlog), (1, 2));
-        assert_eq!(inbox.offer(span(), 3), None);
-        inbox.sending(2);
-        assert_eq!(inbox.spans.len(), 1);
-        inbox.spans.clear();
-        assert_eq!(inbox.offer(span(), 3), Some(1));
-        assert_eq!(inbox.close(), 1);
-        assert_eq!(inbox.offer(span(), 3), None);
-        assert!(inbox.spans.is_empty());
+    fn spans_fill_batches_of_the_batch_size_and_only_a_due_part_batch_is_taken() {
+        let head_room = Envelope::new("s").head_room();
+        let mut inbox = Inbox::new(100, 3, head_room);
+        assert_eq!(inbox.offer(&spans(2)), offered(0, false));
+        assert!(inbox.next(false).is_none(), "a part batch waits");
+        // One hook's spans may fill one batch and start the next.
+        assert_eq!(inbox.offer(&spans(2)), offered(0, true));
+        assert_eq!(inbox.waiting, 4);
+        let full = inbox.next(false).expect("a whole batch");
+        assert_eq!(full.spans, 3);
+        assert_eq!(inbox.waiting, 1);
+        assert!(inbox.next(false).is_none());
+        let part = inbox.next(true).expect("the part batch, when due");
+        assert_eq!(part.spans, 1);
+        assert!(inbox.next(true).is_none(), "nothing left");
+        assert_eq!(inbox.waiting, 0);
+        // Each batch keeps the room for the wrappers, then its spans, whole.
+        let one = spans(1).bytes;
+        assert_eq!(full.bytes.len(), head_room + 3 * one.len());
+        assert_eq!(part.bytes[head_room..], one[..]);
+    }
+
+    #[test]
+    fn the_bound_counts_every_waiting_span_and_a_closed_inbox_takes_nothing() {
+        let mut inbox = Inbox::new(5, 2, 0);
+        assert_eq!(inbox.offer(&spans(4)), offered(0, true));
+        assert_eq!(inbox.offer(&spans(3)), offered(2, false), "one fits");
+        assert_eq!(inbox.offer(&spans(1)), offered(1, false));
+        // Taking a batch makes room for its spans.
+        assert_eq!(inbox.next(false).map(|batch| batch.spans), Some(2));
+        assert_eq!(inbox.offer(&spans(3)), offered(1, true));
+        assert_eq!(inbox.waiting, 5);
+        assert_eq!(inbox.close(), 5);
+        assert_eq!(inbox.offer(&spans(1)), offered(1, false));
+        assert!(inbox.next(true).is_none());
+    }
+
+    #[test]
+    fn a_hooks_buffer_is_cleared_and_gives_back_memory_it_grew_for() {
+        let mut spans = spans(3);
+        assert_eq!(spans.each().count(), 3);
+        spans.clear();
+        assert_eq!(spans.each().count(), 0);
+        assert!(spans.bytes.capacity() > 0, "kept for the next hook");
+        while spans.bytes.len() <= MAX_SCRATCH {
+            spans.push(&span("gantry.record"));
+        }
+        spans.clear();
+        assert_eq!(spans.bytes.capacity(), 0);
     }
 
     #[test]

@@ -1,49 +1,12 @@
-//! One finished span as the hooks hand it to the exporter: a compact, mostly fixed-size
-//! record (ids, a static name, times in nanoseconds, a few typed attributes) that costs
-//! no allocation to make, and its OTLP protobuf encoding, written straight into one
-//! buffer per export request on the exporter's thread.
+//! One finished span as a hook describes it (ids, a static name, times in nanoseconds,
+//! a few typed attributes borrowed from the execution) and its OTLP protobuf encoding.
+//! Each hook writes its spans' bytes itself, so the exporter only puts the request's
+//! wrappers around a batch of them, without copying it.
 
 use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::domain::ErrorCode;
-
-/// Longest text kept inline; longer ones (none expected: function names, node ids and
-/// instance ids are all shorter) go to the heap.
-const INLINE: usize = 64;
-
-/// A short string kept inside the record.
-#[derive(Debug, Clone)]
-pub(super) enum Text {
-    /// Up to [`INLINE`] bytes of UTF-8.
-    Inline { len: u8, bytes: [u8; INLINE] },
-    /// Anything longer.
-    Long(Box<str>),
-}
-
-impl Text {
-    /// `text`, inline when it fits.
-    pub(super) fn new(text: &str) -> Text {
-        if text.len() <= INLINE {
-            let mut bytes = [0u8; INLINE];
-            bytes[..text.len()].copy_from_slice(text.as_bytes());
-            // Fits in a u8: INLINE is below 256.
-            let len = text.len() as u8;
-            Text::Inline { len, bytes }
-        } else {
-            Text::Long(text.into())
-        }
-    }
-
-    /// The text's UTF-8 bytes (valid: copied from a `&str` whole), as they go on the
-    /// wire.
-    pub(super) fn as_bytes(&self) -> &[u8] {
-        match self {
-            Text::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Text::Long(text) => text.as_bytes(),
-        }
-    }
-}
 
 /// The OTLP span kinds Gantry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,28 +18,28 @@ pub(super) enum Kind {
 }
 
 /// Where a span's work happened, beside the execution it belongs to.
-#[derive(Debug, Clone)]
-pub(super) enum Place {
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Place<'a> {
     /// The node that claimed the execution.
-    Node(Text),
+    Node(&'a str),
     /// The instance it ran on, and whether that instance was started for it.
-    Instance { id: Text, cold: bool },
+    Instance { id: &'a str, cold: bool },
 }
 
 /// How the execution (or attempt) a span covers ended.
-#[derive(Debug, Clone)]
-pub(super) struct Outcome {
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Outcome<'a> {
     /// The execution status's wire name.
     pub status: &'static str,
     /// The failure's code, if any.
-    pub code: Option<ErrorCode>,
+    pub code: Option<&'a ErrorCode>,
     /// Whether the span's status is an error.
     pub failed: bool,
 }
 
-/// One finished span.
-#[derive(Debug, Clone)]
-pub(super) struct SpanRecord {
+/// One finished span, borrowing its texts from the execution it belongs to.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SpanRecord<'a> {
     pub trace: [u8; 16],
     pub id: [u8; 8],
     /// `None`: a root span.
@@ -88,16 +51,16 @@ pub(super) struct SpanRecord {
     /// Unix time in nanoseconds.
     pub start: u64,
     pub end: u64,
-    pub function: Text,
+    pub function: &'a str,
     pub version: u32,
     pub execution: Uuid,
     pub attempt: u32,
-    pub place: Option<Place>,
+    pub place: Option<Place<'a>>,
     /// The execution span's trigger.
     pub trigger: Option<&'static str>,
     /// The execution span's parent execution.
     pub parent_execution: Option<Uuid>,
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<Outcome<'a>>,
 }
 
 /// The protobuf wire types used here.
@@ -175,7 +138,17 @@ fn attribute(out: &mut Vec<u8>, field: u32, name: &str, value: Value<'_>) {
     }
 }
 
-impl SpanRecord {
+impl SpanRecord<'_> {
+    /// This span as one entry of a `ScopeSpans` message's `spans` field, appended to
+    /// `out`: written in place behind room for its length, which is filled in after.
+    pub(super) fn write(&self, out: &mut Vec<u8>) {
+        key(out, 2, LEN);
+        let at = out.len();
+        out.extend_from_slice(&[0; SPAN_LEN_ROOM]);
+        self.encode(out);
+        put_span_len(out, at);
+    }
+
     /// The body of this span's `Span` message, appended to `out`.
     fn encode(&self, out: &mut Vec<u8>) {
         bytes_field(out, 1, &self.trace);
@@ -236,17 +209,12 @@ impl SpanRecord {
         if let Some(outcome) = &self.outcome {
             let status = Value::Str(outcome.status.as_bytes());
             attribute(out, ATTRIBUTES, "gantry.execution.status", status);
-            if let Some(code) = &outcome.code {
+            if let Some(code) = outcome.code {
                 let code = Value::Str(code.as_str().as_bytes());
                 attribute(out, ATTRIBUTES, "gantry.error.code", code);
             }
             if outcome.failed {
-                error = Some(
-                    outcome
-                        .code
-                        .as_ref()
-                        .map_or(outcome.status, ErrorCode::as_str),
-                );
+                error = Some(outcome.code.map_or(outcome.status, ErrorCode::as_str));
             }
         }
         // Status: an error with its code as the message, else OK.
@@ -271,20 +239,14 @@ impl SpanRecord {
     }
 }
 
-/// Turns batches of spans into `ExportTraceServiceRequest` bodies, reusing its buffers.
-pub(super) struct Encoder {
+/// The wrappers of an `ExportTraceServiceRequest` (one `ResourceSpans` with one
+/// `ScopeSpans`) that go around a batch of written spans.
+pub(super) struct Envelope {
     /// The `resource` field of the `ResourceSpans` (its `service.name`).
     resource: Vec<u8>,
     /// The `scope` field of the `ScopeSpans` (Gantry and its version).
     scope: Vec<u8>,
-    /// The last body's length: the next one is allocated at that size (up to
-    /// [`MAX_SIZE_HINT`]), not grown.
-    last_len: usize,
 }
-
-/// Largest allocation made ahead for a body: one batch of unusually long spans must not
-/// make every later one that large.
-const MAX_SIZE_HINT: usize = 4 << 20;
 
 /// Longest varint: room kept for each of the two lengths ahead of the spans.
 const MAX_VARINT: usize = 10;
@@ -308,9 +270,9 @@ fn put_span_len(out: &mut Vec<u8>, at: usize) {
     }
 }
 
-impl Encoder {
-    /// An encoder for spans of service `service`.
-    pub(super) fn new(service: &str) -> Encoder {
+impl Envelope {
+    /// The wrappers for spans of service `service`.
+    pub(super) fn new(service: &str) -> Envelope {
         let mut attributes = Vec::new();
         let service = Value::Str(service.as_bytes());
         attribute(&mut attributes, 1, "service.name", service);
@@ -321,29 +283,22 @@ impl Encoder {
         bytes_field(&mut body, 2, env!("CARGO_PKG_VERSION").as_bytes());
         let mut scope = Vec::new();
         bytes_field(&mut scope, 1, &body);
-        Encoder {
-            resource,
-            scope,
-            last_len: 0,
-        }
+        Envelope { resource, scope }
     }
 
-    /// The request that exports `batch`. The spans are written once, behind room for
-    /// the wrappers that hold them, whose lengths are only known afterwards; the body
-    /// starts where the wrappers do, so it is never copied whole.
-    pub(super) fn encode(&mut self, batch: &[SpanRecord]) -> Bytes {
-        let head_room = 2 * (1 + MAX_VARINT) + self.resource.len() + self.scope.len();
-        let mut out = Vec::with_capacity(head_room.max(self.last_len.min(MAX_SIZE_HINT)));
-        out.resize(head_room, 0);
-        for span in batch {
-            // Written in place behind room for its length, which is filled in after.
-            key(&mut out, 2, LEN);
-            let at = out.len();
-            out.extend_from_slice(&[0; SPAN_LEN_ROOM]);
-            span.encode(&mut out);
-            put_span_len(&mut out, at);
-        }
-        let spans = out.len() - head_room;
+    /// The room a batch keeps ahead of its spans for the wrappers, whose lengths are
+    /// only known once the spans are written.
+    pub(super) fn head_room(&self) -> usize {
+        2 * (1 + MAX_VARINT) + self.resource.len() + self.scope.len()
+    }
+
+    /// The request that exports the spans written into `batch` behind its
+    /// [`head_room`](Envelope::head_room): the wrappers go into the end of that room
+    /// and the body starts where they do, so the spans are never copied.
+    pub(super) fn wrap(&self, mut batch: Vec<u8>) -> Bytes {
+        let head_room = self.head_room();
+        debug_assert!(batch.len() >= head_room);
+        let spans = batch.len() - head_room;
         let scope_spans = self.scope.len() + spans;
         let resource_spans = self.resource.len() + nested_len(scope_spans);
         let mut head = Vec::with_capacity(head_room);
@@ -354,9 +309,8 @@ impl Encoder {
         varint(&mut head, scope_spans as u64);
         head.extend_from_slice(&self.scope);
         let start = head_room - head.len();
-        out[start..head_room].copy_from_slice(&head);
-        self.last_len = out.len();
-        Bytes::from(out).slice(start..)
+        batch[start..head_room].copy_from_slice(&head);
+        Bytes::from(batch).slice(start..)
     }
 }
 

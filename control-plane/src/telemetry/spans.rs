@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use chrono::{DateTime, Utc};
 
 use super::otlp::Pipeline;
-use super::record::{Kind, Outcome, Place, SpanRecord, Text};
+use super::record::{Kind, Outcome, Place, SpanRecord};
 use super::{execution_span_id, request_span_id, trace_id, PIPELINE};
 use crate::domain::{
     Execution, ExecutionError, ExecutionStatus, Finished, TraceContext, Trigger, SAMPLED,
@@ -75,13 +75,13 @@ fn time(at: DateTime<Utc>) -> SystemTime {
 
 /// A span of `execution`'s own work (of its `lineage`), under its `gantry.execution`
 /// span, with a fresh random id.
-fn piece(
+fn piece<'a>(
     name: &'static str,
-    execution: &Execution,
+    execution: &'a Execution,
     lineage: &Lineage,
     start: SystemTime,
     end: SystemTime,
-) -> SpanRecord {
+) -> SpanRecord<'a> {
     SpanRecord {
         trace: lineage.trace,
         id: random_span_id(),
@@ -91,7 +91,7 @@ fn piece(
         kind: Kind::Internal,
         start: nanos(start),
         end: nanos(end),
-        function: Text::new(&execution.function),
+        function: &execution.function,
         version: execution.version,
         execution: execution.id,
         attempt: execution.attempt,
@@ -104,10 +104,10 @@ fn piece(
 
 /// How an execution (or attempt) that ended as `status` with `error` is marked: its
 /// status, its error code, and an error status unless it succeeded.
-fn outcome(status: ExecutionStatus, error: Option<&ExecutionError>) -> Option<Outcome> {
+fn outcome(status: ExecutionStatus, error: Option<&ExecutionError>) -> Option<Outcome<'_>> {
     Some(Outcome {
         status: status.as_str(),
-        code: error.map(|error| error.code.clone()),
+        code: error.map(|error| &error.code),
         failed: status != ExecutionStatus::Success,
     })
 }
@@ -121,11 +121,8 @@ fn random_span_id() -> [u8; 8] {
     }
 }
 
-fn instance(id: &str, cold: bool) -> Option<Place> {
-    Some(Place::Instance {
-        id: Text::new(id),
-        cold,
-    })
+fn instance(id: &str, cold: bool) -> Option<Place<'_>> {
+    Some(Place::Instance { id, cold })
 }
 
 /// The `:invoke` or `:enqueue` request (`action`) begun at `since` that created (or
@@ -162,7 +159,7 @@ pub fn request(
     if execution.status.is_terminal() {
         span.outcome = outcome(execution.status, execution.error.as_ref());
     }
-    pipeline.submit(span);
+    pipeline.submit(|spans| spans.push(&span));
 }
 
 /// `execution` was admitted and stored, from `since`.
@@ -173,8 +170,14 @@ pub fn admitted(since: Option<SystemTime>, execution: &Execution) {
     let Some((pipeline, lineage)) = recording(execution) else {
         return;
     };
-    let now = SystemTime::now();
-    pipeline.submit(piece("gantry.admission", execution, &lineage, start, now));
+    let span = piece(
+        "gantry.admission",
+        execution,
+        &lineage,
+        start,
+        SystemTime::now(),
+    );
+    pipeline.submit(|spans| spans.push(&span));
 }
 
 /// This node claimed `execution` (the claim began at `since`): its wait in the queue
@@ -187,23 +190,20 @@ pub fn claimed(since: Option<SystemTime>, execution: &Execution) {
         return;
     };
     let queued = time(execution.run_at.unwrap_or(execution.created_at));
-    pipeline.submit(piece(
-        "gantry.queue_wait",
-        execution,
-        &lineage,
-        queued,
-        claim,
-    ));
     let owner = execution.owner.as_deref().unwrap_or_default();
-    pipeline.submit(SpanRecord {
-        place: Some(Place::Node(Text::new(owner))),
-        ..piece(
-            "gantry.claim",
+    let now = SystemTime::now();
+    pipeline.submit(|spans| {
+        spans.push(&piece(
+            "gantry.queue_wait",
             execution,
             &lineage,
+            queued,
             claim,
-            SystemTime::now(),
-        )
+        ));
+        spans.push(&SpanRecord {
+            place: Some(Place::Node(owner)),
+            ..piece("gantry.claim", execution, &lineage, claim, now)
+        });
     });
 }
 
@@ -218,11 +218,17 @@ pub fn instance_started(since: Option<SystemTime>, execution: &Execution, id: &s
         return;
     };
     let start = since.unwrap_or_else(|| time(execution.created_at));
-    let now = SystemTime::now();
-    pipeline.submit(SpanRecord {
+    let span = SpanRecord {
         place: instance(id, cold),
-        ..piece("gantry.instance.start", execution, &lineage, start, now)
-    });
+        ..piece(
+            "gantry.instance.start",
+            execution,
+            &lineage,
+            start,
+            SystemTime::now(),
+        )
+    };
+    pipeline.submit(|spans| spans.push(&span));
 }
 
 /// An attempt of `execution` ran (from its start) and ended as `finished`.
@@ -233,39 +239,42 @@ pub fn ran(execution: &Execution, finished: &Finished) {
     let end = time(finished.finished_at);
     let start = execution.started_at.map_or(end, time);
     let instance_id = execution.instance_id.as_deref().unwrap_or_default();
-    pipeline.submit(SpanRecord {
+    let span = SpanRecord {
         place: instance(instance_id, execution.cold_start.unwrap_or(false)),
         outcome: outcome(finished.status, finished.error.as_ref()),
         ..piece("gantry.run", execution, &lineage, start, end)
-    });
+    };
+    pipeline.submit(|spans| spans.push(&span));
 }
 
 /// The final result of `execution` is recorded, with the chained `children` it starts:
 /// the record, and the execution as a whole (and the children that failed before they
 /// could run, which no other hook sees).
 pub fn recorded(execution: &Execution, children: &[Execution]) {
-    let Some((pipeline, lineage)) = recording(execution) else {
+    let Some((pipeline, own)) = recording(execution) else {
         return;
     };
     let now = SystemTime::now();
     let result_at = execution.finished_at.map_or(now, time);
-    pipeline.submit(SpanRecord {
-        outcome: outcome(execution.status, execution.error.as_ref()),
-        ..piece("gantry.record", execution, &lineage, result_at, now)
-    });
-    whole(pipeline, execution, &lineage, now);
-    for child in children.iter().filter(|child| child.status.is_terminal()) {
-        if let Some((_, lineage)) = recording(child) {
-            whole(pipeline, child, &lineage, now);
+    pipeline.submit(|spans| {
+        spans.push(&SpanRecord {
+            outcome: outcome(execution.status, execution.error.as_ref()),
+            ..piece("gantry.record", execution, &own, result_at, now)
+        });
+        spans.push(&whole(execution, &own, now));
+        for child in children.iter().filter(|child| child.status.is_terminal()) {
+            if let Some(lineage) = lineage(child) {
+                spans.push(&whole(child, &lineage, now));
+            }
         }
-    }
+    });
 }
 
 /// The `gantry.execution` span of a final `execution`, from its acceptance to `end`.
-fn whole(pipeline: &Pipeline, execution: &Execution, lineage: &Lineage, end: SystemTime) {
+fn whole<'a>(execution: &'a Execution, lineage: &Lineage, end: SystemTime) -> SpanRecord<'a> {
     let cold = execution.cold_start.unwrap_or(false);
     let created = time(execution.created_at);
-    pipeline.submit(SpanRecord {
+    SpanRecord {
         id: lineage.own,
         parent: execution_parent(execution, lineage.own),
         trigger: Some(execution.trigger.as_str()),
@@ -273,5 +282,5 @@ fn whole(pipeline: &Pipeline, execution: &Execution, lineage: &Lineage, end: Sys
         place: (execution.instance_id.as_deref()).and_then(|id| instance(id, cold)),
         outcome: outcome(execution.status, execution.error.as_ref()),
         ..piece("gantry.execution", execution, lineage, created, end)
-    });
+    }
 }
