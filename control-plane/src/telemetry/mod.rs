@@ -12,6 +12,7 @@
 //! derived from the execution's id ([`execution_span_id`]), so a node that records a
 //! child (or a later attempt) finds its parent without asking anyone.
 
+mod inbox;
 mod otlp;
 mod record;
 pub mod sampler;
