@@ -3,12 +3,12 @@
 //! process it can read, cannot complete its own or another execution with a forged
 //! result, and cannot call a warm instance without that instance's credential; its
 //! scratch root outside the data directory goes when the server stops. Also the data
-//! directory: private whatever the umask.
+//! directory: private whatever the umask, and nothing left outside it by a refused start.
 
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -215,4 +215,70 @@ async fn the_data_directory_is_private_whatever_the_umask() {
     let _ = child.kill().await;
     let owner = std::fs::read_to_string(data.join("owner-id")).unwrap();
     support::remove_what_a_killed_server_leaves(owner.trim());
+}
+
+/// What a server of data directory `owner` keeps outside it: its function user's scratch
+/// root and its cgroups.
+fn outside_the_data_directory(owner: &str) -> Vec<PathBuf> {
+    let name = format!("gantry-{owner}");
+    let mut paths = vec![
+        support::scratch_root(owner),
+        Path::new("/sys/fs/cgroup").join(&name),
+    ];
+    if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
+        paths.extend(hierarchies.flatten().map(|entry| entry.path().join(&name)));
+    }
+    paths
+}
+
+/// Starts a server with `args` and `env` that must be refused for `reason`, and checks
+/// that it left nothing outside its data directory.
+async fn assert_refused_leaving_nothing(args: &[&str], env: &[(&str, &str)], reason: &str) {
+    let temp = support::function_tempdir();
+    let data = temp.path().join("data");
+    let mut vars = vec![("GANTRY_TOKEN", "t")];
+    vars.extend_from_slice(env);
+    let (code, stderr) = support::serve_exits_in(&data, args, &vars).await;
+    assert!(code.is_some_and(|code| code != 0), "{reason}: {stderr}");
+    assert!(stderr.contains(reason), "{reason}: {stderr}");
+    let owner = std::fs::read_to_string(data.join("owner-id")).unwrap();
+    let left: Vec<PathBuf> = outside_the_data_directory(owner.trim())
+        .into_iter()
+        .filter(|path| path.exists())
+        .collect();
+    assert!(left.is_empty(), "{reason}: left {left:?}");
+}
+
+#[tokio::test]
+async fn a_refused_start_leaves_nothing_outside_its_data_directory() {
+    require_root();
+    // Refused after the runtimes are set up: the address is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    assert_refused_leaving_nothing(&["--listen", &taken], &[], "cannot listen").await;
+    // Refused while they are: the host processes' runtime is set up, Docker's fails.
+    assert_refused_leaving_nothing(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--runtime",
+            "docker",
+            "--allow-host-commands",
+        ],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+        "unreachable",
+    )
+    .await;
+    // Refused by a setting, before anything is set up.
+    assert_refused_leaving_nothing(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--otlp-endpoint",
+            "http://127.0.0.1:9",
+        ],
+        &[("OTEL_EXPORTER_OTLP_HEADERS", "authorization:x")],
+        "OTEL_EXPORTER_OTLP_HEADERS",
+    )
+    .await;
 }

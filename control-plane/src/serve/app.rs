@@ -10,8 +10,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::runtimes::RuntimeSetup;
+use super::runtimes::{RuntimeSetup, REFUSED_START_DRAIN};
 use super::{access, host_policy, wait_for_signal, Failure, Settings, MAX_ENV_PAYLOAD_BYTES};
+use crate::access::Credentials;
 use crate::api::{self, AppState};
 use crate::config::ServeArgs;
 use crate::destinations::{AddressPolicy, DeliverySettings, Destinations};
@@ -22,7 +23,9 @@ use crate::metrics::Metrics;
 use crate::pool::Supervision;
 use crate::registry::catalog::Catalog;
 use crate::runtime::Runtime;
+use crate::secrets::Vault;
 use crate::store::{PostgresStore, SqliteStore, Store, WriteBehind};
+use crate::telemetry::TracingSettings;
 
 /// How often a caller waiting for a result reads it when several nodes share the store.
 const POLL_RESULTS: Duration = Duration::from_millis(250);
@@ -49,7 +52,9 @@ pub(super) struct App {
 }
 
 impl App {
-    /// Opens everything the server needs and settles the previous run's executions.
+    /// Opens everything the server needs and settles the previous run's executions. A
+    /// start refused once the runtimes are set up undoes their setup (cgroups, the
+    /// function user's scratch root), so it leaves nothing behind.
     pub async fn build(settings: Settings, operator_token: Option<String>) -> Result<App, Failure> {
         let Settings {
             args,
@@ -63,80 +68,26 @@ impl App {
         let vault = access::open_vault(&store, &args.data_dir, args.database_url.is_some()).await?;
         let credentials =
             access::open_credentials(&store, operator_token.as_deref(), &args).await?;
+        let spans = span_settings(&args)?;
         // After the settings that can still be refused: it makes the cgroups and logs how
         // functions run, which a start refused with one line of reason must not do.
         let runtimes = RuntimeSetup::new(&args, &owner).await?;
-        let listener = TcpListener::bind(args.listen)
-            .await
-            .map_err(|err| Failure::fatal(format!("cannot listen on {}: {err}", args.listen)))?;
-        let local = listener.local_addr().unwrap_or(args.listen);
-        let (advertise, instance_listener) = runtimes.advertise(&args, local).await?;
-        let runtime: Arc<dyn Runtime> = runtimes.runtime.clone();
-        let catalog = Arc::new(
-            Catalog::new(store.clone(), runtime.clone(), vault.clone())
-                .with_max_chains(args.max_chains as usize)
-                .with_destination_policy(destination_policy(&args)),
-        );
-        let metrics = Arc::new(Metrics::new());
-        // Decides the traces of every execution from here on.
-        let sampler = args
-            .sampler()
-            .map_err(|err| Failure::config(err.to_string()))?;
-        crate::telemetry::install_sampler(sampler);
-        if let Some(endpoint) = args.otlp_endpoint() {
-            let spans = crate::telemetry::TracingSettings::new(endpoint, &args.otlp_service_name)
-                .map_err(|err| Failure::config(err.to_string()))?;
-            // The endpoint passed the checks: what fails now is no setting's fault.
-            crate::telemetry::install(&spans, metrics.spans_dropped())
-                .map_err(|err| Failure::fatal(err.to_string()))?;
-        }
-        let logs = Arc::new(LogHub::with_metrics(metrics.clone()));
-        let dispatcher = Dispatcher::new(
-            behind.clone(),
-            runtime,
-            catalog.clone(),
-            vault.clone(),
-            logs.clone(),
-            metrics.clone(),
-            dispatch_settings(&args, &advertise, node_id),
-        );
-        dispatcher.set_destinations(Destinations::new(
-            store.clone(),
-            vault.clone(),
-            delivery_settings(&args, dispatcher.node_id()),
-        ));
-        let state = Arc::new(AppState {
-            store,
-            catalog,
-            dispatcher: dispatcher.clone(),
-            logs,
-            metrics,
-            credentials,
-            vault,
-            hosts: host_policy(&args, &advertise),
-            forwarder: api::Forwarder::new(dispatcher.node_id().to_owned()),
-            ready: AtomicBool::new(false),
-            max_body_bytes: args.max_body_bytes,
-            max_report_bytes: args.max_output_bytes + crate::dispatch::REPORT_ENVELOPE_BYTES,
-            limits: api::listener::Limits {
-                max_connections: args.max_connections,
-                header_timeout: Duration::from_millis(args.header_timeout_ms),
-            },
-        });
-        recover(&dispatcher).await?;
-        Ok(App {
+        let runtime = runtimes.runtime.clone();
+        let opened = Opened {
             args,
-            state,
-            behind,
-            dispatcher,
-            runtimes,
-            listener,
-            local,
-            advertise,
-            instance_listener,
-            operator_token_given: operator_token.is_some(),
+            node_id,
             store_name,
-        })
+            behind,
+            vault,
+            credentials,
+            spans,
+            operator_token_given: operator_token.is_some(),
+        };
+        let built = opened.assemble(runtimes).await;
+        if built.is_err() {
+            runtime.drain(REFUSED_START_DRAIN).await;
+        }
+        built
     }
 
     /// Serves the API (and the instances' listener) until a signal, then lets running
@@ -254,6 +205,116 @@ impl App {
         }
         served
     }
+}
+
+/// What a start opens before it sets the runtimes up.
+struct Opened {
+    args: ServeArgs,
+    node_id: String,
+    store_name: String,
+    behind: Arc<WriteBehind>,
+    vault: Arc<Vault>,
+    credentials: Arc<Credentials>,
+    /// Where spans go, when they are exported.
+    spans: Option<TracingSettings>,
+    operator_token_given: bool,
+}
+
+impl Opened {
+    /// Listens, wires the dispatcher and the API around `runtimes`, and recovers.
+    async fn assemble(self, runtimes: RuntimeSetup) -> Result<App, Failure> {
+        let Opened {
+            args,
+            node_id,
+            store_name,
+            behind,
+            vault,
+            credentials,
+            spans,
+            operator_token_given,
+        } = self;
+        let store: Arc<dyn Store> = behind.clone();
+        let listener = TcpListener::bind(args.listen)
+            .await
+            .map_err(|err| Failure::fatal(format!("cannot listen on {}: {err}", args.listen)))?;
+        let local = listener.local_addr().unwrap_or(args.listen);
+        let (advertise, instance_listener) = runtimes.advertise(&args, local).await?;
+        let runtime: Arc<dyn Runtime> = runtimes.runtime.clone();
+        let catalog = Arc::new(
+            Catalog::new(store.clone(), runtime.clone(), vault.clone())
+                .with_max_chains(args.max_chains as usize)
+                .with_destination_policy(destination_policy(&args)),
+        );
+        let metrics = Arc::new(Metrics::new());
+        // Decides the traces of every execution from here on.
+        let sampler = args
+            .sampler()
+            .map_err(|err| Failure::config(err.to_string()))?;
+        crate::telemetry::install_sampler(sampler);
+        if let Some(spans) = &spans {
+            // The settings passed the checks: what fails now is no setting's fault.
+            crate::telemetry::install(spans, metrics.spans_dropped())
+                .map_err(|err| Failure::fatal(err.to_string()))?;
+        }
+        let logs = Arc::new(LogHub::with_metrics(metrics.clone()));
+        let dispatcher = Dispatcher::new(
+            behind.clone(),
+            runtime,
+            catalog.clone(),
+            vault.clone(),
+            logs.clone(),
+            metrics.clone(),
+            dispatch_settings(&args, &advertise, node_id),
+        );
+        dispatcher.set_destinations(Destinations::new(
+            store.clone(),
+            vault.clone(),
+            delivery_settings(&args, dispatcher.node_id()),
+        ));
+        let state = Arc::new(AppState {
+            store,
+            catalog,
+            dispatcher: dispatcher.clone(),
+            logs,
+            metrics,
+            credentials,
+            vault,
+            hosts: host_policy(&args, &advertise),
+            forwarder: api::Forwarder::new(dispatcher.node_id().to_owned()),
+            ready: AtomicBool::new(false),
+            max_body_bytes: args.max_body_bytes,
+            max_report_bytes: args.max_output_bytes + crate::dispatch::REPORT_ENVELOPE_BYTES,
+            limits: api::listener::Limits {
+                max_connections: args.max_connections,
+                header_timeout: Duration::from_millis(args.header_timeout_ms),
+            },
+        });
+        recover(&dispatcher).await?;
+        Ok(App {
+            args,
+            state,
+            behind,
+            dispatcher,
+            runtimes,
+            listener,
+            local,
+            advertise,
+            instance_listener,
+            operator_token_given,
+            store_name,
+        })
+    }
+}
+
+/// Where spans are exported and how, when `--otlp-endpoint` is set; a setting of the
+/// exporter that cannot be used (a malformed header list) refuses the start.
+fn span_settings(args: &ServeArgs) -> Result<Option<TracingSettings>, Failure> {
+    let Some(endpoint) = args.otlp_endpoint() else {
+        return Ok(None);
+    };
+    TracingSettings::new(endpoint, &args.otlp_service_name)
+        .map(Some)
+        .map_err(|err| Failure::config(err.to_string()))
 }
 
 /// The durable store: the PostgreSQL database of `--database-url`, or else SQLite in

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 
@@ -15,6 +16,10 @@ use crate::runtime::function_user::{self, FunctionUser};
 use crate::runtime::process::{locate_watchdog, ProcessRuntime};
 use crate::runtime::registry::RuntimeRegistry;
 use crate::runtime::Runtime;
+
+/// Longest a refused start waits for its runtimes to undo their setup (cgroups, the
+/// function user's scratch root); nothing has run in them yet, so it is quick.
+pub(super) const REFUSED_START_DRAIN: Duration = Duration::from_secs(5);
 
 /// The runtime and what start-up needs to know about it.
 pub(super) struct RuntimeSetup {
@@ -50,7 +55,16 @@ impl RuntimeSetup {
         };
         let (primary, docker_network): (Arc<dyn Runtime>, _) = match args.runtime {
             RuntimeKind::Docker => {
-                let docker = docker_runtime(args, owner).await?;
+                let docker = match docker_runtime(args, owner).await {
+                    Ok(docker) => docker,
+                    Err(failure) => {
+                        // The host processes' runtime is set up already: undo it.
+                        if let Some(process) = &process {
+                            process.drain(REFUSED_START_DRAIN).await;
+                        }
+                        return Err(failure);
+                    }
+                };
                 let network = (docker.gateway(), docker.network().to_owned());
                 (Arc::new(docker), Some(network))
             }

@@ -183,11 +183,6 @@ pub fn install(settings: &TracingSettings, dropped: Counter) -> Result<(), Telem
         .map_err(|_| TelemetryError::AlreadyInstalled)
 }
 
-/// Whether spans are exported.
-pub fn enabled() -> bool {
-    PIPELINE.get().is_some()
-}
-
 /// Exports what is queued and stops, waiting at most `limit`. Nothing to do when no
 /// span is exported.
 pub async fn shutdown(limit: Duration) -> Result<(), TelemetryError> {
