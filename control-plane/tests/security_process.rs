@@ -220,14 +220,8 @@ async fn the_data_directory_is_private_whatever_the_umask() {
 /// What a server of data directory `owner` keeps outside it: its function user's scratch
 /// root and its cgroups.
 fn outside_the_data_directory(owner: &str) -> Vec<PathBuf> {
-    let name = format!("gantry-{owner}");
-    let mut paths = vec![
-        support::scratch_root(owner),
-        Path::new("/sys/fs/cgroup").join(&name),
-    ];
-    if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
-        paths.extend(hierarchies.flatten().map(|entry| entry.path().join(&name)));
-    }
+    let mut paths = support::cgroup_parents(owner);
+    paths.push(support::scratch_root(owner));
     paths
 }
 

@@ -447,18 +447,23 @@ pub fn scratch_root(owner: &str) -> PathBuf {
     std::env::temp_dir().join(format!("gantry-{owner}"))
 }
 
+/// Where the server of data directory `owner` would keep its parent cgroups: under
+/// every hierarchy of a v1 host, and at the root of a v2 one (whether or not they exist).
+pub fn cgroup_parents(owner: &str) -> Vec<PathBuf> {
+    let name = format!("gantry-{owner}");
+    let mut parents: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .map(|hierarchies| hierarchies.flatten().map(|entry| entry.path().join(&name)))
+        .into_iter()
+        .flatten()
+        .collect();
+    parents.push(Path::new("/sys/fs/cgroup").join(name));
+    parents
+}
+
 /// Kills what is left in the cgroups of data directory `owner` and removes them (the
 /// server, killed at the end of a test, cannot).
 fn remove_cgroups(owner: &str) {
-    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    let mut parents: Vec<PathBuf> = hierarchies
-        .flatten()
-        .map(|entry| entry.path().join(format!("gantry-{owner}")))
-        .collect();
-    parents.push(Path::new("/sys/fs/cgroup").join(format!("gantry-{owner}")));
-    for parent in parents.into_iter().filter(|dir| dir.is_dir()) {
+    for parent in cgroup_parents(owner).into_iter().filter(|dir| dir.is_dir()) {
         let children: Vec<PathBuf> = std::fs::read_dir(&parent)
             .map(|entries| entries.flatten().map(|entry| entry.path()))
             .into_iter()
