@@ -2,8 +2,10 @@
 //! current versions, and a bounded number of older ones, with their compiled schemas in
 //! memory, so an invocation reads no disk.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 use serde_json::Value;
 
@@ -130,6 +132,9 @@ pub struct Catalog {
     destination_policy: crate::destinations::AddressPolicy,
     current: DashMap<String, Arc<LoadedFunction>>,
     versions: DashMap<(String, u32), Arc<LoadedFunction>>,
+    /// How many times the current versions were forgotten: a version read from the
+    /// store while this moved may predate the change that made them be forgotten.
+    forgotten: AtomicU64,
 }
 
 impl Catalog {
@@ -144,6 +149,7 @@ impl Catalog {
             destination_policy: crate::destinations::AddressPolicy::default(),
             current: DashMap::new(),
             versions: DashMap::new(),
+            forgotten: AtomicU64::new(0),
         }
     }
 
@@ -255,11 +261,40 @@ impl Catalog {
         Ok(problems)
     }
 
-    fn remember(&self, version: FunctionVersion) -> Result<Arc<LoadedFunction>, RegistryError> {
+    /// Where the current versions' cache stands: taken before reading or writing a
+    /// current version in the store, then handed to [`Catalog::remember`].
+    pub(super) fn cache_epoch(&self) -> u64 {
+        self.forgotten.load(Ordering::SeqCst)
+    }
+
+    /// Loads `version`, the current one of its function when the store was read or
+    /// written after `epoch`, and caches it as current, unless the cache holds a newer
+    /// version (a concurrent deploy's, answered first) or was forgotten since `epoch`: the
+    /// version may then be older than the change that was seen, and the next use reads
+    /// the store again instead.
+    pub(super) fn remember(
+        &self,
+        version: FunctionVersion,
+        epoch: u64,
+    ) -> Result<Arc<LoadedFunction>, RegistryError> {
         let loaded = Arc::new(LoadedFunction::load(version).map_err(RegistryError::Invalid)?);
         let name = loaded.version.name.clone();
         self.cache_version(loaded.clone());
-        self.current.insert(name, loaded.clone());
+        match self.current.entry(name.clone()) {
+            // Version numbers of a name only grow.
+            Entry::Occupied(cached) if cached.get().version.version > loaded.version.version => {}
+            Entry::Occupied(mut cached) => {
+                cached.insert(loaded.clone());
+            }
+            Entry::Vacant(vacant) => {
+                vacant.insert(loaded.clone());
+            }
+        }
+        // Checked after the insert: a forget that comes later clears it anyway.
+        if self.cache_epoch() != epoch {
+            self.current
+                .remove_if(&name, |_, cached| Arc::ptr_eq(cached, &loaded));
+        }
         Ok(loaded)
     }
 
@@ -284,6 +319,7 @@ impl Catalog {
     pub async fn create(&self, manifest: Value) -> Result<Arc<LoadedFunction>, RegistryError> {
         let spec = self.validate_deploy(manifest).await?;
         let hash = content_hash(&spec);
+        let epoch = self.cache_epoch();
         let stored = self
             .store
             .create_function(&spec, &hash)
@@ -297,7 +333,7 @@ impl Catalog {
         if let Err(err) = function_key(&self.store, &self.vault, &spec.name).await {
             tracing::warn!(function = %spec.name, "cannot make the destination key yet: {err}");
         }
-        self.remember(stored)
+        self.remember(stored, epoch)
     }
 
     /// Replaces the function `name`; answers the current version and whether it changed.
@@ -314,6 +350,7 @@ impl Catalog {
             });
         }
         let hash = content_hash(&spec);
+        let epoch = self.cache_epoch();
         let (stored, changed) = self
             .store
             .replace_function(&spec, &hash)
@@ -322,12 +359,14 @@ impl Catalog {
                 StoreError::FunctionNotFound(name) => RegistryError::NotFound(name),
                 other => RegistryError::Store(other),
             })?;
-        Ok((self.remember(stored)?, changed))
+        Ok((self.remember(stored, epoch)?, changed))
     }
 
     /// Deletes the function `name` (its versions stay for its executions).
     pub async fn delete(&self, name: &str) -> Result<(), RegistryError> {
         if self.store.delete_function(name).await? {
+            // A read of `name` still in flight may not put it back.
+            self.forgotten.fetch_add(1, Ordering::SeqCst);
             self.current.remove(name);
             Ok(())
         } else {
@@ -342,6 +381,8 @@ impl Catalog {
 
     /// Drops every cached current version: the next use reads it from the store.
     pub fn forget_current(&self) {
+        // Counted first, so a version read before the clear is not put back after it.
+        self.forgotten.fetch_add(1, Ordering::SeqCst);
         self.current.clear();
     }
 
@@ -350,8 +391,9 @@ impl Catalog {
         if let Some(loaded) = self.current.get(name) {
             return Ok(loaded.clone());
         }
+        let epoch = self.cache_epoch();
         match self.store.get_function(name).await? {
-            Some(version) => self.remember(version),
+            Some(version) => self.remember(version, epoch),
             None => Err(RegistryError::NotFound(name.to_owned())),
         }
     }

@@ -88,6 +88,7 @@ mod tests {
 
     use super::LOOK_EVERY;
     use crate::registry::catalog::Catalog;
+    use crate::registry::FunctionVersion;
     use crate::runtime::scripted::ScriptedRuntime;
     use crate::secrets::{SecretKey, Vault};
     use crate::store::{MemoryStore, Store};
@@ -117,5 +118,59 @@ mod tests {
         assert!(there.delete("f").await.is_ok());
         tokio::time::sleep(LOOK_EVERY * 2).await;
         assert!(here.current("f").await.is_err(), "the delete is seen");
+    }
+
+    /// The version `current` read from the store, before the change `there` makes.
+    async fn read_before_a_change(
+        store: &Arc<dyn Store>,
+        here: &Catalog,
+        there: &Catalog,
+    ) -> (FunctionVersion, u64) {
+        here.create(json!({"name": "f", "command": "one"}))
+            .await
+            .expect("deploy");
+        let epoch = here.cache_epoch();
+        let read = store.get_function("f").await.unwrap().expect("stored");
+        there
+            .replace("f", json!({"name": "f", "command": "two"}))
+            .await
+            .expect("replace");
+        (read, epoch)
+    }
+
+    #[tokio::test]
+    async fn a_version_read_before_a_change_is_not_put_back_after_the_forget() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let (here, there) = (catalog(&store).await, catalog(&store).await);
+        let (read, epoch) = read_before_a_change(&store, &here, &there).await;
+        // The look sees the change while the read is still on its way back.
+        here.forget_current();
+        let answered = here.remember(read, epoch).expect("loads");
+        assert_eq!(answered.version.version, 1, "the read itself is answered");
+        assert_eq!(here.current("f").await.unwrap().version.version, 2);
+    }
+
+    #[tokio::test]
+    async fn a_version_read_before_a_delete_is_not_put_back() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let here = catalog(&store).await;
+        here.create(json!({"name": "f", "command": "one"}))
+            .await
+            .expect("deploy");
+        let epoch = here.cache_epoch();
+        let read = store.get_function("f").await.unwrap().expect("stored");
+        here.delete("f").await.expect("delete");
+        here.remember(read, epoch).expect("loads");
+        assert!(here.current("f").await.is_err(), "the delete holds");
+    }
+
+    #[tokio::test]
+    async fn an_older_version_answered_late_does_not_replace_a_newer_one() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let here = catalog(&store).await;
+        let (read, _) = read_before_a_change(&store, &here, &here).await;
+        // A deploy of version 1 whose answer comes after version 2's, with no look between.
+        here.remember(read, here.cache_epoch()).expect("loads");
+        assert_eq!(here.current("f").await.unwrap().version.version, 2);
     }
 }
