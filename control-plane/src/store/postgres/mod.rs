@@ -25,6 +25,8 @@ mod insert_batch_tests;
 mod listener;
 mod nodes_sql;
 mod retention_sql;
+#[cfg(test)]
+mod retention_tests;
 mod schedules_sql;
 mod schema;
 #[cfg(test)]
@@ -449,7 +451,7 @@ impl Store for PostgresStore {
     }
 
     async fn prune_versions(&self, keep: u32) -> Result<usize, StoreError> {
-        retention_sql::prune_versions(&self.client().await?, keep).await
+        retention_sql::prune_versions(&mut self.client().await?, keep).await
     }
 
     /// Nothing to do: PostgreSQL's autovacuum makes the space of deleted rows reusable

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{GenericClient, Object};
+use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use super::codec::{db, get, to_ms};
@@ -88,25 +89,65 @@ pub(super) async fn delete_execution(
     Ok(Deletion::Deleted)
 }
 
+/// The versions [`prune_versions`] deletes (`v`, with `keep` as `$1`): beyond the newest
+/// `keep` of their function, not its current one, and not one an unfinished execution
+/// runs on.
+const PRUNABLE: &str = "v.version <= (SELECT MAX(w.version) FROM function_versions w
+                                     WHERE w.name = v.name) - $1
+    AND v.version <> (SELECT f.current_version FROM functions f WHERE f.name = v.name)
+    AND NOT EXISTS (SELECT 1 FROM executions e
+                    WHERE e.function = v.name AND e.version = v.version
+                      AND e.status IN ('queued', 'starting', 'running'))";
+
+/// How long a prune waits for the executions table before leaving its versions to the
+/// next round: inserts queue behind the wait, so it must stay short.
+const LOCK_WAIT: &str = "250ms";
+
 /// Deletes each function's versions beyond its newest `keep`, except its current one
 /// and those an unfinished execution runs on.
-pub(super) async fn prune_versions(
-    client: &impl GenericClient,
-    keep: u32,
-) -> Result<usize, StoreError> {
-    let deleted = client
+///
+/// An execution inserted on an old version (a call naming it, a re-drive) is invisible
+/// to the check above until its statement commits, so the delete holds the executions
+/// table in SHARE mode: that waits for the inserts in flight and holds new ones back
+/// until the delete is done. Most rounds find nothing to delete and take no lock; a
+/// round that cannot get it within [`LOCK_WAIT`] deletes nothing.
+pub(super) async fn prune_versions(client: &mut Object, keep: u32) -> Result<usize, StoreError> {
+    let keep = i64::from(keep);
+    let found = client
+        .query_one(
+            &format!("SELECT EXISTS (SELECT 1 FROM function_versions v WHERE {PRUNABLE})"),
+            &[&keep],
+        )
+        .await
+        .map_err(db("look for prunable versions"))?;
+    if !get::<bool>(&found, 0, "prunable versions")? {
+        return Ok(0);
+    }
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("begin a version prune"))?;
+    let locked = tx
+        .batch_execute(&format!(
+            "SET LOCAL lock_timeout = '{LOCK_WAIT}'; LOCK TABLE executions IN SHARE MODE"
+        ))
+        .await;
+    match locked {
+        Ok(()) => {}
+        Err(err) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+            tracing::debug!("versions left to the next prune: the executions table is busy");
+            return Ok(0);
+        }
+        Err(err) => return Err(db("lock the executions for a version prune")(err)),
+    }
+    // A statement of its own, so its snapshot sees every insert the lock waited for.
+    let deleted = tx
         .execute(
-            "DELETE FROM function_versions AS v
-             WHERE v.version <= (SELECT MAX(w.version) FROM function_versions w
-                                 WHERE w.name = v.name) - $1
-               AND v.version <> (SELECT f.current_version FROM functions f
-                                 WHERE f.name = v.name)
-               AND NOT EXISTS (SELECT 1 FROM executions e
-                               WHERE e.function = v.name AND e.version = v.version
-                                 AND e.status IN ('queued', 'starting', 'running'))",
-            &[&i64::from(keep)],
+            &format!("DELETE FROM function_versions AS v WHERE {PRUNABLE}"),
+            &[&keep],
         )
         .await
         .map_err(db("prune versions"))?;
+    tx.commit().await.map_err(db("commit a version prune"))?;
     Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
 }
