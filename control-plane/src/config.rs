@@ -150,6 +150,14 @@ pub struct ServeArgs {
     /// `memory_mb`, `pids` and `cpu` are enforced); `off` never does.
     #[arg(long, env = "GANTRY_CGROUPS", value_enum, default_value = "auto")]
     pub cgroups: crate::runtime::cgroup::CgroupMode,
+    /// Process runtime: memory limit, in MiB, of an execution or warm instance whose
+    /// manifest sets none, enforced in its cgroup; 0: none.
+    #[arg(long, env = "GANTRY_PROCESS_MEMORY_MB", default_value_t = 256, value_parser = parse_memory_default)]
+    pub process_memory_mb: u64,
+    /// Process runtime: most processes at once (the watchdog included) of an execution
+    /// or warm instance whose manifest sets none, enforced in its cgroup; 0: none.
+    #[arg(long, env = "GANTRY_PROCESS_PIDS", default_value_t = 256)]
+    pub process_pids: u64,
     /// The watchdog binary the process runtime starts. Default: `watchdog` next to
     /// this executable, then on PATH.
     #[arg(long, env = "GANTRY_WATCHDOG")]
@@ -276,5 +284,14 @@ impl ServeArgs {
             self.otlp_sampler.as_deref(),
             self.otlp_sampler_arg.as_deref(),
         )
+    }
+}
+
+/// A default memory limit in MiB: 0 (none) or at least 6, as a manifest's `memory_mb`.
+fn parse_memory_default(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(mb) if mb == 0 || mb >= 6 => Ok(mb),
+        Ok(_) => Err("must be 0 (no limit) or at least 6".into()),
+        Err(err) => Err(err.to_string()),
     }
 }

@@ -21,11 +21,20 @@ const HIERARCHIES: &[&str] = &["memory", "pids", "cpu", "freezer", ""];
 
 /// A server whose process runtime uses cgroups (the test fails where it cannot).
 async fn contained_server() -> Server {
+    contained_server_with(&[]).await
+}
+
+/// [`contained_server`], started with `args`.
+async fn contained_server_with(args: &[&str]) -> Server {
     assert!(
         nix::unistd::Uid::effective().is_root(),
         "this test needs root and cgroups; CI runs it as root"
     );
-    let server = Server::start().await;
+    let server = Server::start_with(ServerOptions {
+        args: args.iter().map(|arg| arg.to_string()).collect(),
+        ..ServerOptions::default()
+    })
+    .await;
     assert!(
         server
             .stderr()
@@ -67,6 +76,12 @@ fn instance_cgroups(owner: &str) -> Vec<PathBuf> {
 
 /// The cgroup file `file` of execution `id` in hierarchy `hierarchy` (or the v2 one).
 fn execution_file(owner: &str, id: &str, hierarchy: &str, file: &str) -> String {
+    any_execution_file(owner, id, hierarchy, file)
+        .unwrap_or_else(|| panic!("no {file} for execution {id}"))
+}
+
+/// [`execution_file`], `None` where the execution has no cgroup in that hierarchy.
+fn any_execution_file(owner: &str, id: &str, hierarchy: &str, file: &str) -> Option<String> {
     let name = format!("gantry-{owner}/exec-{id}/{file}");
     [
         Path::new("/sys/fs/cgroup").join(hierarchy).join(&name),
@@ -74,9 +89,17 @@ fn execution_file(owner: &str, id: &str, hierarchy: &str, file: &str) -> String 
     ]
     .iter()
     .find_map(|path| std::fs::read_to_string(path).ok())
-    .unwrap_or_else(|| panic!("no {file} for execution {id}"))
-    .trim()
-    .to_owned()
+    .map(|text| text.trim().to_owned())
+}
+
+/// Cancels execution `id` and fails unless its cgroups are then removed.
+async fn cancel_and_check(server: &Server, owner: &str, id: &str) {
+    let (status, _, _) = server
+        .call(server.request(Method::POST, &format!("/v1/executions/{id}:cancel")))
+        .await;
+    assert!(status.is_success());
+    server.wait_terminal(id, LONG).await;
+    assert_no_cgroups(owner, "the cancelled execution").await;
 }
 
 /// Waits until the escapee wrote its pid to `file` and answers it.
@@ -234,12 +257,59 @@ async fn memory_pids_and_cpu_limits_hold() {
         (96u64 << 20).to_string()
     );
     assert_eq!(execution_file(&owner, &id, "pids", "pids.max"), "40");
-    let (status, _, _) = server
-        .call(server.request(Method::POST, &format!("/v1/executions/{id}:cancel")))
-        .await;
-    assert!(status.is_success());
-    server.wait_terminal(&id, LONG).await;
-    assert_no_cgroups(&owner, "the cancelled execution").await;
+    cancel_and_check(&server, &owner, &id).await;
+}
+
+/// The memory and process limits a manifest does not set are the server's defaults,
+/// which `--process-memory-mb` and `--process-pids` change and 0 turns off (a memory
+/// limit too small to start anything is refused).
+#[tokio::test]
+async fn a_manifest_without_limits_gets_the_servers_defaults() {
+    let (code, stderr) = support::serve_exits(&["--process-memory-mb", "5"], &[]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("0 (no limit) or at least 6"), "{stderr}");
+    let temp = function_tempdir();
+    let pid_file = temp.path().join("escapee.pid");
+    let unlimited = [None, Some("max".to_owned())];
+    for (args, memory_mb, pids) in [
+        (&[][..], Some(256u64), Some("256")),
+        (
+            &["--process-memory-mb", "128", "--process-pids", "64"][..],
+            Some(128),
+            Some("64"),
+        ),
+        (
+            &["--process-memory-mb", "0", "--process-pids", "0"][..],
+            None,
+            None,
+        ),
+    ] {
+        let _ = std::fs::remove_file(&pid_file);
+        let server = contained_server_with(args).await;
+        let owner = server.owner_id();
+        let deployed = server
+            .deploy(escaping_function("plain", &pid_file, true))
+            .await;
+        assert!(deployed.get("warnings").is_none(), "{deployed}");
+        let id = server.enqueue("plain", json!(null)).await;
+        escapee(&pid_file).await;
+        let memory = any_execution_file(&owner, &id, "memory", "memory.limit_in_bytes");
+        match memory_mb {
+            Some(mb) => assert_eq!(memory, Some((mb << 20).to_string()), "{args:?}"),
+            // No cgroup in the hierarchy, or one without a limit (the page-rounded
+            // largest value).
+            None => assert!(
+                memory.as_ref().is_none_or(|bytes| bytes.len() >= 18),
+                "{args:?}: {memory:?}"
+            ),
+        }
+        let max = any_execution_file(&owner, &id, "pids", "pids.max");
+        match pids {
+            Some(pids) => assert_eq!(max.as_deref(), Some(pids), "{args:?}"),
+            None => assert!(unlimited.contains(&max), "{args:?}: {max:?}"),
+        }
+        cancel_and_check(&server, &owner, &id).await;
+    }
 }
 
 #[tokio::test]

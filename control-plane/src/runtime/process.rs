@@ -81,6 +81,8 @@ pub struct ProcessRuntime {
     kill_grace: Duration,
     ports: PortLeases,
     containment: Option<Containment>,
+    /// The limits of an instance whose manifest sets none.
+    default_limits: Limits,
 }
 
 /// The cgroups instances run in.
@@ -106,7 +108,15 @@ impl ProcessRuntime {
             kill_grace: Duration::from_millis(env::defaults::KILL_GRACE_MS),
             ports: PortLeases::default(),
             containment: None,
+            default_limits: Limits::default(),
         }
+    }
+
+    /// Gives each instance whose manifest sets no `memory_mb`, `pids` or `cpu` the one
+    /// of `defaults` (`None`: no limit), enforced where instances run in cgroups.
+    pub fn with_default_limits(mut self, defaults: Limits) -> ProcessRuntime {
+        self.default_limits = defaults;
+        self
     }
 
     /// Runs every instance in a cgroup of its own under `cgroups`, joined by the child
@@ -130,12 +140,13 @@ impl ProcessRuntime {
     /// (created by [`ProcessRuntime::create_cgroup`] right before the instance starts).
     fn cgroup(&self, name: &str, spec: &FunctionSpec) -> Option<Cgroup> {
         let containment = self.containment.as_ref()?;
-        Some(containment.cgroups.cgroup(name, &limits(spec)))
+        Some(containment.cgroups.cgroup(name, &self.limits(spec)))
     }
 
     /// Creates `cgroup` with the limits of `spec` and makes `cmd`'s child join it before
     /// it execs.
     fn create_cgroup(
+        &self,
         cmd: &mut Command,
         cgroup: Option<&Cgroup>,
         spec: &FunctionSpec,
@@ -143,13 +154,23 @@ impl ProcessRuntime {
         let Some(cgroup) = cgroup else {
             return Ok(());
         };
-        cgroup.create(&limits(spec)).map_err(|err| {
+        cgroup.create(&self.limits(spec)).map_err(|err| {
             RuntimeError::Spawn(format!("cannot prepare the instance's cgroup: {err}"))
         })?;
         cgroup_join::join_before_exec(cmd, &cgroup.procs_files()).map_err(|err| {
             let _ = cgroup.destroy();
             RuntimeError::Spawn(err.to_string())
         })
+    }
+
+    /// The cgroup limits of `spec`: its `resources`, else the defaults.
+    fn limits(&self, spec: &FunctionSpec) -> Limits {
+        let (resources, defaults) = (&spec.resources, &self.default_limits);
+        Limits {
+            memory_mb: resources.memory_mb.or(defaults.memory_mb),
+            pids: resources.pids.or(defaults.pids),
+            cpu: resources.cpu.or(defaults.cpu),
+        }
     }
 
     fn owner_marker(&self) -> String {
@@ -269,15 +290,6 @@ impl ProcessRuntime {
     }
 }
 
-/// The cgroup limits of `spec`'s `resources`.
-fn limits(spec: &FunctionSpec) -> Limits {
-    Limits {
-        memory_mb: spec.resources.memory_mb,
-        pids: spec.resources.pids,
-        cpu: spec.resources.cpu,
-    }
-}
-
 /// RUNTIME_URL of an HTTP runtime on `port`.
 fn runtime_url(port: u16) -> String {
     format!("http://127.0.0.1:{port}/invoke")
@@ -372,7 +384,7 @@ impl Runtime for ProcessRuntime {
             }
             Mode::Stdio => {}
         }
-        Self::create_cgroup(&mut cmd, cgroup.as_ref(), spec)?;
+        self.create_cgroup(&mut cmd, cgroup.as_ref(), spec)?;
         let instance = self.spawn(
             cmd,
             launch.logs,
@@ -410,7 +422,7 @@ impl Runtime for ProcessRuntime {
             Mode::Stdio => {}
         }
         cmd.env(INSTANCE_VAR, launch.key.to_string());
-        Self::create_cgroup(&mut cmd, cgroup.as_ref(), spec)?;
+        self.create_cgroup(&mut cmd, cgroup.as_ref(), spec)?;
         let instance = self.spawn(cmd, launch.logs, marker, scratch, ports, cgroup)?;
         Ok(WarmStarted {
             instance: Box::new(instance),

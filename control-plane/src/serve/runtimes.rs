@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use super::Failure;
 use crate::config::{RuntimeKind, ServeArgs};
-use crate::runtime::cgroup::Cgroups;
+use crate::runtime::cgroup::{Cgroups, Limits};
 use crate::runtime::docker::{ContainerDefaults, DockerRuntime};
 use crate::runtime::function_user::{self, FunctionUser};
 use crate::runtime::process::{locate_watchdog, ProcessRuntime};
@@ -184,7 +184,13 @@ fn process_runtime(
             })?
         }
     };
-    let runtime = ProcessRuntime::new(watchdog, owner.to_owned(), scratch_root, user);
+    let nonzero = |limit: u64| (limit > 0).then_some(limit);
+    let runtime = ProcessRuntime::new(watchdog, owner.to_owned(), scratch_root, user)
+        .with_default_limits(Limits {
+            memory_mb: nonzero(args.process_memory_mb),
+            pids: nonzero(args.process_pids),
+            cpu: None,
+        });
     Ok((contained(runtime, args, owner), user))
 }
 
@@ -208,6 +214,6 @@ fn contained(runtime: ProcessRuntime, args: &ServeArgs, owner: &str) -> ProcessR
 
 fn without_cgroups(reason: &str) {
     tracing::warn!(
-        "process runtime without cgroups ({reason}): a process that leaves its execution's process group and environment can outlive it, and resources.memory_mb, pids and cpu are not enforced"
+        "process runtime without cgroups ({reason}): a process that leaves its execution's process group and environment can outlive it, and no memory, process or CPU limit is enforced (neither the manifests' resources nor --process-memory-mb and --process-pids)"
     );
 }
