@@ -84,7 +84,8 @@ pub enum Controller {
 }
 
 impl Controller {
-    pub(super) fn name(self) -> &'static str {
+    /// The controller's name, as the kernel spells it.
+    pub fn name(self) -> &'static str {
         match self {
             Controller::Memory => "memory",
             Controller::Pids => "pids",
@@ -106,6 +107,20 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// These limits, each one unset taken from `defaults` where `cgroups` have its
+    /// controller (a default the host cannot hold is left out, not warned about at
+    /// every instance).
+    pub fn or_defaults(self, defaults: &Limits, cgroups: &Cgroups) -> Limits {
+        let held = |controller| cgroups.has(controller);
+        Limits {
+            memory_mb: (self.memory_mb).or(defaults.memory_mb.filter(|_| held(Controller::Memory))),
+            pids: self
+                .pids
+                .or(defaults.pids.filter(|_| held(Controller::Pids))),
+            cpu: self.cpu.or(defaults.cpu.filter(|_| held(Controller::Cpu))),
+        }
+    }
+
     /// Whether one of the limits needs `controller`.
     fn limits(&self, controller: Controller) -> bool {
         match controller {
@@ -433,5 +448,36 @@ mod tests {
                 fs::remove_dir(&parent.dir).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn a_default_fills_only_an_unset_limit_whose_controller_is_held() {
+        let cgroups = Cgroups {
+            unified: false,
+            parents: vec![Node {
+                dir: PathBuf::from("/nonexistent/gantry-defaults"),
+                controllers: vec![Controller::Pids, Controller::Freezer],
+            }],
+        };
+        let defaults = Limits {
+            memory_mb: Some(256),
+            pids: Some(256),
+            cpu: Some(1.0),
+        };
+        let held_only = Limits {
+            pids: Some(256),
+            ..Limits::default()
+        };
+        assert_eq!(
+            Limits::default().or_defaults(&defaults, &cgroups),
+            held_only
+        );
+        let own = Limits {
+            memory_mb: Some(64),
+            pids: Some(8),
+            cpu: None,
+        };
+        assert_eq!(own.or_defaults(&defaults, &cgroups), own);
+        assert_eq!(own.or_defaults(&Limits::default(), &cgroups), own);
     }
 }

@@ -163,13 +163,18 @@ impl ProcessRuntime {
         })
     }
 
-    /// The cgroup limits of `spec`: its `resources`, else the defaults.
+    /// The cgroup limits of `spec`: its `resources`, else the defaults the host has a
+    /// controller for (a missing one is said once, at start, not at every instance).
     fn limits(&self, spec: &FunctionSpec) -> Limits {
-        let (resources, defaults) = (&spec.resources, &self.default_limits);
-        Limits {
-            memory_mb: resources.memory_mb.or(defaults.memory_mb),
-            pids: resources.pids.or(defaults.pids),
-            cpu: resources.cpu.or(defaults.cpu),
+        let resources = &spec.resources;
+        let own = Limits {
+            memory_mb: resources.memory_mb,
+            pids: resources.pids,
+            cpu: resources.cpu,
+        };
+        match &self.containment {
+            Some(containment) => own.or_defaults(&self.default_limits, &containment.cgroups),
+            None => own,
         }
     }
 

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use super::Failure;
 use crate::config::{RuntimeKind, ServeArgs};
-use crate::runtime::cgroup::{Cgroups, Limits};
+use crate::runtime::cgroup::{Cgroups, Controller, Limits};
 use crate::runtime::docker::{ContainerDefaults, DockerRuntime};
 use crate::runtime::function_user::{self, FunctionUser};
 use crate::runtime::process::{locate_watchdog, ProcessRuntime};
@@ -203,6 +203,22 @@ fn contained(runtime: ProcessRuntime, args: &ServeArgs, owner: &str) -> ProcessR
                 "process runtime: every instance runs in a cgroup of its own, cgroups {}",
                 cgroups.describe()
             );
+            let defaults = [
+                (
+                    args.process_memory_mb,
+                    Controller::Memory,
+                    "--process-memory-mb",
+                ),
+                (args.process_pids, Controller::Pids, "--process-pids"),
+            ];
+            for (limit, controller, flag) in defaults {
+                if limit > 0 && !cgroups.has(controller) {
+                    tracing::warn!(
+                        "process runtime: the default limit {flag} is not enforced: the {} cgroup controller is not available",
+                        controller.name()
+                    );
+                }
+            }
             runtime.with_cgroups(Arc::new(cgroups))
         }
         Err(reason) => {
