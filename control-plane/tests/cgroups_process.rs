@@ -334,6 +334,10 @@ async fn a_warm_instance_reports_the_oom_kill_of_a_call_and_serves_on() {
     let (status, body) = server.invoke("warm-hog", json!(null)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["output"], json!({"ok": true}));
+    // A later failure is its own, not the earlier kill's.
+    let (status, body) = server.invoke("warm-hog", json!({"fail": true})).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_ne!(body["error"]["code"], "OOM_KILLED", "{body}");
     // Removing the function stops the instance and removes its cgroup.
     let (status, _, _) = server
         .call(server.request(Method::DELETE, "/v1/functions/warm-hog"))

@@ -75,12 +75,13 @@ impl Running for WarmCall<'_> {
         let Some(lease) = self.lease.take() else {
             return Ended::Refused(outcome::crashed("no instance".into(), elapsed));
         };
-        let oom = lease.oom_kills() > self.oom_before;
+        // Read only for a call that failed: a kill since the call began is its cause.
+        let oom = |lease: &Lease| lease.oom_kills() > self.oom_before;
         match answer {
             Ok(body) => match serde_json::from_slice::<CallbackReport>(&body) {
                 Ok(report) => {
                     let mut report = outcome::masked(&lease.masker(), report);
-                    if oom && !report.success {
+                    if !report.success && oom(&lease) {
                         report.error = Some(outcome::oom_error());
                     }
                     drop(lease);
@@ -100,7 +101,7 @@ impl Running for WarmCall<'_> {
                 let message = format!("warm instances kept refusing the call: {err}");
                 Ended::Refused(outcome::crashed(message, elapsed))
             }
-            Err(_) if oom => {
+            Err(_) if oom(&lease) => {
                 lease.discard();
                 let error = outcome::oom_error();
                 let failed = outcome::failed(ExecutionStatus::Error, error, Some(elapsed));
@@ -281,7 +282,7 @@ impl Dispatcher {
                 },
                 input: input.clone(),
                 ran_on: ran_on.clone(),
-                oom_before: lease.oom_kills(),
+                oom_before: lease.oom_kills_known(),
                 lease: Some(lease),
             };
             let bounds = Bounds {

@@ -3,6 +3,7 @@
 //! stops or dies. The supervising task owns the runtime's instance; the pool holds an
 //! [`InstanceHandle`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -36,6 +37,10 @@ pub struct InstanceHandle {
     connections: OnceLock<Connections>,
     masker: OnceLock<Masker>,
     oom: OnceLock<OomProbe>,
+    /// The OOM kills counted when last read. A call starts from it and only a call that
+    /// fails reads the count again, so a call that succeeds reads no cgroup file; the
+    /// health checks refresh it, so a kill between calls is not blamed on a later one.
+    oom_known: AtomicU64,
     stop: CancellationToken,
     /// Files its output lines under their executions, or as its own.
     pub log: Arc<InstanceLog>,
@@ -53,6 +58,7 @@ impl InstanceHandle {
             connections: OnceLock::new(),
             masker: OnceLock::new(),
             oom: OnceLock::new(),
+            oom_known: AtomicU64::new(0),
             stop: CancellationToken::new(),
         }
     }
@@ -73,10 +79,17 @@ impl InstanceHandle {
         self.id.get().map_or("starting", String::as_str)
     }
 
-    /// How many processes the instance's memory limit has killed so far (0 where the
-    /// runtime cannot say).
+    /// Reads how many processes the instance's memory limit has killed so far (0 where
+    /// the runtime cannot say), and remembers it.
     pub fn oom_kills(&self) -> u64 {
-        self.oom.get().map_or(0, OomProbe::kills)
+        let kills = self.oom.get().map_or(0, OomProbe::kills);
+        self.oom_known.fetch_max(kills, Ordering::Relaxed);
+        kills
+    }
+
+    /// The OOM kills as last read by [`InstanceHandle::oom_kills`], without reading.
+    pub fn oom_kills_known(&self) -> u64 {
+        self.oom_known.load(Ordering::Relaxed)
     }
 
     /// Its connections, once it is started.
@@ -208,6 +221,7 @@ pub async fn supervise(
                 return;
             }
             () = sleep(timing.health_interval) => {
+                handle.oom_kills();
                 if connections.healthy(HEALTH_ANSWER_LIMIT).await {
                     failures = 0;
                 } else {

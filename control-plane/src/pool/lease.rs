@@ -58,9 +58,14 @@ impl Lease {
         self.handle.masker()
     }
 
-    /// How many processes the instance's memory limit has killed so far.
+    /// Reads how many processes the instance's memory limit has killed so far.
     pub fn oom_kills(&self) -> u64 {
         self.handle.oom_kills()
+    }
+
+    /// The instance's OOM kills as last read, without reading them now.
+    pub fn oom_kills_known(&self) -> u64 {
+        self.handle.oom_kills_known()
     }
 
     /// Whether the call waited for this instance to start.
