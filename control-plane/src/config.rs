@@ -155,8 +155,9 @@ pub struct ServeArgs {
     #[arg(long, env = "GANTRY_PROCESS_MEMORY_MB", default_value_t = 256, value_parser = parse_memory_default)]
     pub process_memory_mb: u64,
     /// Process runtime: most processes at once (the watchdog included) of an execution
-    /// or warm instance whose manifest sets none, enforced in its cgroup; 0: none.
-    #[arg(long, env = "GANTRY_PROCESS_PIDS", default_value_t = 256)]
+    /// or warm instance whose manifest sets none, enforced in its cgroup; 0: none (at
+    /// most 4194304, the kernel's own ceiling).
+    #[arg(long, env = "GANTRY_PROCESS_PIDS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(..=4_194_304))]
     pub process_pids: u64,
     /// The watchdog binary the process runtime starts. Default: `watchdog` next to
     /// this executable, then on PATH.

@@ -268,6 +268,9 @@ async fn a_manifest_without_limits_gets_the_servers_defaults() {
     let (code, stderr) = support::serve_exits(&["--process-memory-mb", "5"], &[]).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("0 (no limit) or at least 6"), "{stderr}");
+    let (code, stderr) = support::serve_exits(&["--process-pids", "4194305"], &[]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("4194305 is not in 0..=4194304"), "{stderr}");
     let temp = function_tempdir();
     let pid_file = temp.path().join("escapee.pid");
     let unlimited = [None, Some("max".to_owned())];
