@@ -110,7 +110,8 @@ const LOCK_WAIT: &str = "250ms";
 /// to the check above until its statement commits, so the delete holds the executions
 /// table in SHARE mode: that waits for the inserts in flight and holds new ones back
 /// until the delete is done. Most rounds find nothing to delete and take no lock; a
-/// round that cannot get it within [`LOCK_WAIT`] deletes nothing.
+/// round that cannot get it, or the rows another node's prune is deleting, within
+/// [`LOCK_WAIT`] deletes nothing.
 pub(super) async fn prune_versions(client: &mut Object, keep: u32) -> Result<usize, StoreError> {
     let keep = i64::from(keep);
     let found = client
@@ -127,27 +128,33 @@ pub(super) async fn prune_versions(client: &mut Object, keep: u32) -> Result<usi
         .transaction()
         .await
         .map_err(db("begin a version prune"))?;
-    let locked = tx
-        .batch_execute(&format!(
-            "SET LOCAL lock_timeout = '{LOCK_WAIT}'; LOCK TABLE executions IN SHARE MODE"
-        ))
-        .await;
-    match locked {
-        Ok(()) => {}
+    let deleted = match delete_locked(&tx, keep).await {
+        Ok(deleted) => deleted,
+        // The executions table, or versions another node is deleting, stayed busy.
         Err(err) if err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
-            tracing::debug!("versions left to the next prune: the executions table is busy");
+            tracing::debug!("versions left to the next prune: {err}");
             return Ok(0);
         }
-        Err(err) => return Err(db("lock the executions for a version prune")(err)),
-    }
-    // A statement of its own, so its snapshot sees every insert the lock waited for.
-    let deleted = tx
-        .execute(
-            &format!("DELETE FROM function_versions AS v WHERE {PRUNABLE}"),
-            &[&keep],
-        )
-        .await
-        .map_err(db("prune versions"))?;
+        Err(err) => return Err(db("prune versions")(err)),
+    };
     tx.commit().await.map_err(db("commit a version prune"))?;
     Ok(usize::try_from(deleted).unwrap_or(usize::MAX))
+}
+
+/// Within `tx`: holds the executions table, then deletes the prunable versions, each
+/// lock waited for at most [`LOCK_WAIT`].
+async fn delete_locked(
+    tx: &deadpool_postgres::Transaction<'_>,
+    keep: i64,
+) -> Result<u64, tokio_postgres::Error> {
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{LOCK_WAIT}'; LOCK TABLE executions IN SHARE MODE"
+    ))
+    .await?;
+    // A statement of its own, so its snapshot sees every insert the lock waited for.
+    tx.execute(
+        &format!("DELETE FROM function_versions AS v WHERE {PRUNABLE}"),
+        &[&keep],
+    )
+    .await
 }

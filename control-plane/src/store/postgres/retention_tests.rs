@@ -1,7 +1,7 @@
 //! Tests of the version prune (`retention_sql.rs`) against the tests' PostgreSQL, where
 //! another node's insert can be in flight while it runs: a version an execution is
-//! being inserted on is kept, and a prune that cannot get the executions table in time
-//! deletes nothing.
+//! being inserted on is kept, and a prune that cannot get the executions table, or the
+//! versions another node's prune holds, in time deletes nothing.
 
 use std::time::Duration;
 
@@ -82,6 +82,22 @@ async fn a_prune_that_cannot_lock_in_time_deletes_nothing() {
         .batch_execute("ROLLBACK")
         .await
         .expect("roll the insert back");
+    assert_eq!(store.prune_versions(1).await.expect("prune again"), 2);
+    assert_eq!(stored_versions(&store).await, vec![3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prune_behind_another_nodes_prune_gives_way() {
+    let (store, url, _) = three_versions().await;
+    // Another node's prune, holding version 1 past this one's wait.
+    let node = PostgresStore::open(&url).await.expect("open another store");
+    let other = node.client().await.expect("a connection");
+    other
+        .batch_execute("BEGIN; DELETE FROM function_versions WHERE name = 'f' AND version = 1")
+        .await
+        .expect("the other prune");
+    assert_eq!(store.prune_versions(1).await.expect("prune"), 0);
+    other.batch_execute("ROLLBACK").await.expect("roll it back");
     assert_eq!(store.prune_versions(1).await.expect("prune again"), 2);
     assert_eq!(stored_versions(&store).await, vec![3]);
 }
