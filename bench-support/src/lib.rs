@@ -2,13 +2,14 @@
 //! share: the interleaved-rounds statistics and their formatting, the rewriting of their
 //! own section of BENCHMARKS.md, the description of the machine (and commit) a run was
 //! taken on, the options read from the environment, a keep-alive HTTP/1.1 client
-//! connection and helpers for the processes a bench starts.
+//! connection and helpers for the processes a bench starts, which stop with it.
 //!
 //! Each bench keeps its own measurements and tables; this crate is a dev-dependency
 //! only, never linked into a shipped binary.
 
 use std::path::Path;
 
+pub mod children;
 pub mod format;
 pub mod http;
 pub mod machine;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::BenchResult;
+use crate::{children, BenchResult};
 
 /// Where a bench's children write their logs: `gantry-<bench>-bench-<pid>` under the
 /// system temp dir, one directory per run.
@@ -38,22 +38,26 @@ pub fn path_only(program: impl AsRef<OsStr>) -> Command {
 
 /// Sends SIGTERM to `child` and waits up to `grace` for it to exit; returns the status
 /// and how long the exit took. After `grace` it is SIGKILLed and reaped, and the error
-/// says that `name` (e.g. "the server") ignored SIGTERM.
+/// says that `name` (e.g. "the server") ignored SIGTERM. Either way its pid is forgotten
+/// by [`children`].
 pub fn terminate(
     mut child: Child,
     grace: Duration,
     name: &str,
 ) -> BenchResult<(ExitStatus, Duration)> {
     let started = Instant::now();
-    let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+    let pid = child.id();
+    let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
     while started.elapsed() < grace {
         if let Some(status) = child.try_wait()? {
+            children::forget(pid);
             return Ok((status, started.elapsed()));
         }
         std::thread::sleep(Duration::from_millis(1));
     }
     let _ = child.kill();
     let status = child.wait()?;
+    children::forget(pid);
     Err(format!("{name} ignored SIGTERM for {grace:?} and was killed ({status})").into())
 }
 

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use gantry_bench_support::format::{added, time};
 use gantry_bench_support::stats::{interleave, Progress, Sample, Summary, Variant};
-use gantry_bench_support::{process, repository_root, BenchResult, Machine, Options, Section};
+use gantry_bench_support::{
+    children, process, repository_root, BenchResult, Machine, Options, Section,
+};
 
 /// The section this program owns in BENCHMARKS.md (after the control-plane notes).
 const SECTION: Section = Section {
@@ -124,18 +126,19 @@ impl Server {
         let log = process::log_dir("docker");
         std::fs::create_dir_all(&log)?;
         let log = log.join("server.log");
-        let mut child = Command::new(gantry)
-            .args(["serve", "--runtime", "docker", "--listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(data.path().join("data"))
-            .env("GANTRY_TOKEN", TOKEN)
-            .env("GANTRY_WATCHDOG", watchdog)
-            .env("GANTRY_LOG", "warn,gantry=info")
-            .env_remove("GANTRY_URL")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
+        let mut child = children::spawn(
+            Command::new(gantry)
+                .args(["serve", "--runtime", "docker", "--listen", "127.0.0.1:0"])
+                .arg("--data-dir")
+                .arg(data.path().join("data"))
+                .env("GANTRY_TOKEN", TOKEN)
+                .env("GANTRY_WATCHDOG", watchdog)
+                .env("GANTRY_LOG", "warn,gantry=info")
+                .env_remove("GANTRY_URL")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        )?;
         let stderr = child.stderr.take().expect("piped");
         let (tx, rx) = std::sync::mpsc::channel();
         let mut file = std::fs::File::create(&log)?;
@@ -347,6 +350,8 @@ fn markdown(machine: &Machine, settings: Settings, engine: &str, measured: &Meas
 }
 
 fn run() -> BenchResult<()> {
+    // First, before any thread starts: a stopped bench stops what it started.
+    children::stop_children_on_signal()?;
     let options = Options::from_env();
     let settings = Settings::new(options);
     let machine = Machine::detect().with_commit(repository_root());

@@ -97,6 +97,8 @@ impl Settings {
 }
 
 fn run() -> BenchResult<()> {
+    // First, before any thread starts: a stopped bench stops what it started.
+    gantry_bench_support::children::stop_children_on_signal()?;
     let options = Options::from_env();
     let settings = options.scale(Settings::FULL, |_| Settings::QUICK);
     let machine = Machine::detect().with_commit(repository_root());

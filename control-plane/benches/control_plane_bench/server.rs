@@ -9,6 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use gantry_bench_support::children;
 use gantry_bench_support::process::{self, log_tail, path_only, terminate};
 use gantry_bench_support::repository_root;
 use nix::sys::signal::{kill, Signal};
@@ -111,8 +112,7 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let started = Instant::now();
-        let mut child = command
-            .spawn()
+        let mut child = children::spawn(&mut command)
             .map_err(|err| format!("cannot start {}: {err}", gantry_bin().display()))?;
         let stderr = child.stderr.take().ok_or("no stderr pipe")?;
         let mut file = std::fs::File::create(&log)?;

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use gantry_bench_support::children;
 use gantry_bench_support::format::grouped;
 use gantry_bench_support::process::{path_only, terminate};
 use serde_json::{json, Value};
@@ -33,13 +34,14 @@ impl DirectRuntime {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         std::fs::create_dir_all(server::log_dir())?;
         let log = std::fs::File::create(server::log_dir().join("noop-direct.log"))?;
-        let child = path_only(std::env::current_exe()?)
-            .arg(NOOP_RUNTIME_ARG)
-            .env("PORT", port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
+        let child = children::spawn(
+            path_only(std::env::current_exe()?)
+                .arg(NOOP_RUNTIME_ARG)
+                .env("PORT", port.to_string())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log),
+        )?;
         let mut runtime = DirectRuntime {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             child: Some(child),

@@ -10,6 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use gantry_bench_support::children;
 use gantry_bench_support::process::{self, log_tail, path_only, terminate};
 use gantry_bench_support::stats::{Sample, Variant};
 
@@ -46,12 +47,13 @@ impl Guarded {
         std::fs::create_dir_all(log_dir())?;
         let log = log_dir().join(format!("{name}.log"));
         let file = File::options().create(true).append(true).open(&log)?;
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .map_err(|err| format!("cannot start {name}: {err}"))?;
+        let child = children::spawn(
+            command
+                .stdin(Stdio::null())
+                .stdout(file.try_clone()?)
+                .stderr(file),
+        )
+        .map_err(|err| format!("cannot start {name}: {err}"))?;
         Ok(Guarded {
             name: name.to_owned(),
             child: Some(child),

@@ -1,0 +1,153 @@
+//! The processes a bench has started, stopped with it when the bench itself is stopped
+//! by SIGINT, SIGTERM or SIGHUP, so that an interrupted run leaves no server behind.
+//!
+//! The signals are taken by one thread that waits for them (`sigwait`), not by a
+//! handler: the rest of the bench keeps them blocked, and no `unsafe` is needed.
+
+use std::process::{Child, Command};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::unistd::Pid;
+
+use crate::process::is_alive;
+use crate::BenchResult;
+
+/// The pids of the children started with [`spawn`] and not yet reaped by
+/// [`crate::process::terminate`].
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// The signals that stop a bench.
+const STOPPING: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+
+/// How long the children get to exit after SIGTERM before they are SIGKILLed.
+const GRACE: Duration = Duration::from_secs(10);
+
+fn children() -> MutexGuard<'static, Vec<u32>> {
+    CHILDREN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Makes SIGINT, SIGTERM and SIGHUP stop every child started with [`spawn`] (SIGTERM,
+/// then SIGKILL after 10 s) before the bench exits with status 128 + the signal's number.
+///
+/// Call it first in `main`, before any other thread starts: it blocks the signals in the
+/// calling thread, the threads started later inherit that, and the one thread it starts
+/// waits for them. Children start with no signal blocked (the standard library clears
+/// the mask when it spawns).
+pub fn stop_children_on_signal() -> BenchResult<()> {
+    let mut signals = SigSet::empty();
+    for signal in STOPPING {
+        signals.add(signal);
+    }
+    signals.thread_block()?;
+    std::thread::Builder::new()
+        .name("bench-signals".into())
+        .spawn(move || {
+            let Ok(signal) = signals.wait() else {
+                return;
+            };
+            let stopped = stop_all(GRACE);
+            eprintln!("{signal}: stopped {stopped} process(es) the bench had started");
+            std::process::exit(128 + signal as i32);
+        })?;
+    Ok(())
+}
+
+/// Starts `command`, and remembers its pid for [`stop_children_on_signal`] until
+/// [`crate::process::terminate`] reaps it.
+pub fn spawn(command: &mut Command) -> std::io::Result<Child> {
+    // Held across the spawn, so a signal cannot come between the start and the record.
+    let mut children = children();
+    let child = command.spawn()?;
+    children.push(child.id());
+    Ok(child)
+}
+
+/// Forgets `pid`, reaped by its owner.
+pub(crate) fn forget(pid: u32) {
+    children().retain(|&known| known != pid);
+}
+
+/// SIGTERMs the remembered children that are still this process's, waits up to `grace`
+/// for them to exit and SIGKILLs the rest; answers how many there were. Holds the list
+/// to the end, so no child starts meanwhile.
+fn stop_all(grace: Duration) -> usize {
+    let children = children();
+    // A pid reaped by its owner without `terminate` could since name someone else's
+    // process: only those whose parent is still this process are signalled.
+    let ours: Vec<u32> = children
+        .iter()
+        .copied()
+        .filter(|&pid| is_child(pid))
+        .collect();
+    signal_all(&ours, Signal::SIGTERM);
+    let started = Instant::now();
+    while started.elapsed() < grace && ours.iter().any(|&pid| is_alive(pid)) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stubborn: Vec<u32> = ours.iter().copied().filter(|&pid| is_alive(pid)).collect();
+    signal_all(&stubborn, Signal::SIGKILL);
+    ours.len()
+}
+
+fn signal_all(pids: &[u32], signal: Signal) {
+    for &pid in pids {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = kill(Pid::from_raw(pid), signal);
+        }
+    }
+}
+
+/// Whether process `pid` is a child of this process (its `stat`'s parent field).
+fn is_child(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The fields after the command's closing parenthesis: state, then the parent's pid.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
+        .is_some_and(|parent| parent == std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Command, Stdio};
+    use std::time::Duration;
+
+    use super::{forget, is_child, spawn, stop_all};
+    use crate::process::{is_alive, terminate};
+
+    #[test]
+    fn a_spawned_child_is_ours_until_it_is_reaped() {
+        let child = spawn(Command::new("sleep").arg("30").stdin(Stdio::null())).expect("runs");
+        let pid = child.id();
+        assert!(is_child(pid));
+        assert!(super::children().contains(&pid));
+        terminate(child, Duration::from_secs(10), "sleep").expect("stopped");
+        assert!(!super::children().contains(&pid));
+        assert!(!is_child(pid));
+        assert!(!is_child(1), "init is nobody's child here");
+        forget(pid); // forgetting twice is harmless
+    }
+
+    #[test]
+    fn stop_all_kills_a_child_that_ignores_sigterm() {
+        let mut command = Command::new("sh");
+        command.args(["-c", "trap '' TERM; echo ready; exec sleep 30"]);
+        let mut child = spawn(command.stdin(Stdio::null()).stdout(Stdio::piped())).expect("runs");
+        let mut ready = String::new();
+        let stdout = child.stdout.take().expect("piped");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut ready)
+            .expect("ready");
+        let pid = child.id();
+        // Other tests' children may be listed too: they are stopped as well, which the
+        // other test of this module tolerates (it only checks the list).
+        assert!(stop_all(Duration::from_millis(200)) >= 1);
+        child.wait().expect("reaped");
+        assert!(!is_alive(pid));
+        forget(pid);
+    }
+}
