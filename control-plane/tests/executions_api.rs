@@ -87,7 +87,7 @@ async fn unknown_and_malformed_ids_are_404() {
 }
 
 #[tokio::test]
-async fn list_filters_by_function_status_and_time() {
+async fn list_filters_by_function_status_trigger_and_time() {
     let server = Server::start().await;
     server
         .deploy(stdio_function("ok", "python3 echo.py", json!({})))
@@ -122,6 +122,20 @@ async fn list_filters_by_function_status_and_time() {
         .list_executions(&[("status", " timeout , success "), ("function", "ok")])
         .await;
     assert_eq!(ids(&list).len(), 2);
+    let (_, list) = server.list_executions(&[("trigger", "api")]).await;
+    assert_eq!(ids(&list), newest_first);
+    let (_, list) = server
+        .list_executions(&[("trigger", "chain,schedule")])
+        .await;
+    assert_eq!(ids(&list), Vec::<String>::new());
+    let (_, list) = server
+        .list_executions(&[("trigger", "event, api"), ("status", "error")])
+        .await;
+    assert_eq!(ids(&list), [made[1].clone()]);
+    let repeated = vec!["api"; 2_000].join(",");
+    let (status, list) = server.list_executions(&[("trigger", &repeated)]).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    assert_eq!(ids(&list), newest_first);
 
     let second = server.execution(&made[1]).await;
     let created = second["createdAt"].as_str().unwrap().to_owned();
@@ -145,9 +159,10 @@ async fn list_filters_by_function_status_and_time() {
         .await;
     assert_eq!(ids(&list), [made[0].clone()]);
 
-    let bad: [(&str, &str, &str); 6] = [
+    let bad: [(&str, &str, &str); 7] = [
         ("status", "bogus", "unknown status \"bogus\""),
         ("status", "success,done", "unknown status \"done\""),
+        ("trigger", "api,cron", "unknown trigger \"cron\""),
         ("since", "yesterday", "since must be an RFC 3339 time"),
         ("until", "2026-13-01", "until must be an RFC 3339 time"),
         ("limit", "0", "limit must be between 1 and 1000"),

@@ -11,7 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::error::{ApiError, ApiErrorCode};
 use super::{parse_id, split_action, AppState};
-use crate::domain::ExecutionStatus;
+use crate::domain::{ExecutionStatus, Trigger};
 use crate::store::{Deletion, ExecutionFilter};
 use crate::wire::{
     ChainPage, ChainQuery, ExecutionPage, ExecutionQuery, ListedExecution, RetryAnswer,
@@ -73,20 +73,16 @@ pub async fn list(
             "limit must be between 1 and {MAX_LIMIT}"
         )));
     }
-    let mut statuses = Vec::new();
-    for name in query
-        .status
-        .iter()
-        .flat_map(|s| s.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        statuses.push(ExecutionStatus::parse(name).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "unknown status {name:?}; use queued, starting, running, success, error, timeout or cancelled"
-            ))
-        })?);
-    }
+    let statuses = names(query.status.as_deref(), |name| {
+        ExecutionStatus::parse(name).ok_or_else(|| {
+            format!("unknown status {name:?}; use queued, starting, running, success, error, timeout or cancelled")
+        })
+    })?;
+    let triggers = names(query.trigger.as_deref(), |name| {
+        Trigger::parse(name).ok_or_else(|| {
+            format!("unknown trigger {name:?}; use api, event, chain, retry or schedule")
+        })
+    })?;
     let before_id = match &query.cursor {
         Some(cursor) => Some(uuid::Uuid::parse_str(cursor).map_err(|_| {
             ApiError::bad_request(format!("cursor {cursor:?} is not one this server gave"))
@@ -96,6 +92,7 @@ pub async fn list(
     let filter = ExecutionFilter {
         function: query.function.filter(|name| !name.is_empty()),
         statuses,
+        triggers,
         since: query
             .since
             .as_deref()
@@ -139,6 +136,25 @@ pub async fn list(
         executions: listed,
         next_cursor,
     }))
+}
+
+/// The comma-separated names of `list` (blanks skipped), each parsed by `parse`, whose
+/// error is the 400's reason; each once, so a long list of repeats makes no long query.
+fn names<T: PartialEq>(
+    list: Option<&str>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, ApiError> {
+    let mut parsed = Vec::new();
+    for name in (list.into_iter().flat_map(|list| list.split(',')))
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+    {
+        let value = parse(name).map_err(ApiError::bad_request)?;
+        if !parsed.contains(&value) {
+            parsed.push(value);
+        }
+    }
+    Ok(parsed)
 }
 
 /// RFC 3339 (`2026-11-23T10:00:00Z`) or milliseconds since the epoch.
@@ -260,4 +276,33 @@ pub async fn chain(
         })
         .transpose()?;
     Ok(Json(state.dispatcher.chain_tree(id, after, limit).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names;
+    use crate::domain::Trigger;
+
+    fn triggers(list: &str) -> Result<Vec<Trigger>, String> {
+        names(Some(list), |name| {
+            Trigger::parse(name).ok_or_else(|| format!("unknown trigger {name:?}"))
+        })
+        .map_err(|err| format!("{err:?}"))
+    }
+
+    #[test]
+    fn names_are_trimmed_kept_once_and_refused_with_a_reason() {
+        assert_eq!(
+            triggers(" chain,,api , chain,api"),
+            Ok(vec![Trigger::Chain, Trigger::Api])
+        );
+        assert_eq!(
+            triggers(&vec!["retry"; 5_000].join(",")),
+            Ok(vec![Trigger::Retry])
+        );
+        assert_eq!(triggers(" , "), Ok(Vec::new()));
+        assert!(triggers("api,cron")
+            .unwrap_err()
+            .contains("unknown trigger \\\"cron\\\""));
+    }
 }

@@ -5,7 +5,7 @@ use clap::builder::TypedValueParser;
 use clap::{Args, Subcommand};
 
 use super::exec_cmd;
-use crate::domain::ExecutionStatus;
+use crate::domain::{ExecutionStatus, Trigger};
 
 /// `gantry exec ...`
 #[derive(Debug, Subcommand)]
@@ -91,6 +91,10 @@ pub struct ExecListArgs {
     /// Only executions in these states (repeat the flag or separate with commas).
     #[arg(long, value_delimiter = ',', value_name = "STATUS", value_parser = status_parser())]
     pub status: Vec<ExecutionStatus>,
+    /// Only executions started this way (repeat the flag or separate with commas): by a
+    /// call (api), an event, a chain, a retry of a failed attempt or a schedule.
+    #[arg(long, value_delimiter = ',', value_name = "TRIGGER", value_parser = trigger_parser())]
+    pub trigger: Vec<Trigger>,
     /// Only executions created at or after this time: RFC 3339
     /// (2025-01-02T15:04:05Z) or an age like 30s, 15m, 2h, 7d.
     #[arg(long, value_name = "TIME", value_parser = exec_cmd::parse_time)]
@@ -116,6 +120,12 @@ fn status_parser() -> impl TypedValueParser<Value = ExecutionStatus> {
         .map(|name| ExecutionStatus::parse(&name).expect("only listed names pass"))
 }
 
+/// `--trigger` values, listed in `--help`.
+fn trigger_parser() -> impl TypedValueParser<Value = Trigger> {
+    clap::builder::PossibleValuesParser::new(Trigger::ALL.map(Trigger::as_str))
+        .map(|name| Trigger::parse(&name).expect("only listed names pass"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::{Cli, Command};
@@ -131,7 +141,7 @@ mod tests {
     }
 
     #[test]
-    fn parses_tree_retry_and_dead_letter() {
+    fn parses_tree_retry_dead_letter_and_triggers() {
         assert!(matches!(exec(&["tree", "e1"]), ExecCommand::Tree { id } if id == "e1"));
         assert!(matches!(exec(&["retry", "e2"]), ExecCommand::Retry { id } if id == "e2"));
         let ExecCommand::List(args) = exec(&["list", "--dead-letter", "--function", "f"]) else {
@@ -143,6 +153,12 @@ mod tests {
             panic!("expected list");
         };
         assert!(!args.dead_letter);
+        assert!(args.trigger.is_empty());
+        let ExecCommand::List(args) = exec(&["list", "--trigger", "chain,retry", "--trigger=api"])
+        else {
+            panic!("expected list");
+        };
+        assert_eq!(args.trigger, [Trigger::Chain, Trigger::Retry, Trigger::Api]);
     }
 
     #[test]
@@ -152,6 +168,7 @@ mod tests {
             &["gantry", "exec", "retry"],
             &["gantry", "exec", "retry", "a", "b"],
             &["gantry", "exec", "list", "--dead-letter=maybe"],
+            &["gantry", "exec", "list", "--trigger", "cron"],
         ] {
             let err = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");

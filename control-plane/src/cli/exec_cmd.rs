@@ -77,9 +77,11 @@ pub fn parse_time(text: &str) -> Result<String, String> {
 /// The query of `exec list`.
 pub fn list_query(args: &ExecListArgs) -> ExecutionQuery {
     let statuses: Vec<&str> = args.status.iter().map(|s| s.as_str()).collect();
+    let triggers: Vec<&str> = args.trigger.iter().map(|t| t.as_str()).collect();
     ExecutionQuery {
         function: args.function.clone(),
         status: (!statuses.is_empty()).then(|| statuses.join(",")),
+        trigger: (!triggers.is_empty()).then(|| triggers.join(",")),
         since: args.since.clone(),
         until: args.until.clone(),
         // Without the flag the server lists every execution, dead-lettered or not.
@@ -340,7 +342,7 @@ fn handle_event(ctx: &Ctx, id: &str, event: &SseEvent, timestamps: bool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ExecutionStatus;
+    use crate::domain::{ExecutionStatus, Trigger};
     use serde_json::json;
 
     #[test]
@@ -362,6 +364,7 @@ mod tests {
         let args = ExecListArgs {
             function: Some("echo".into()),
             status: vec![ExecutionStatus::Error, ExecutionStatus::Timeout],
+            trigger: vec![Trigger::Chain, Trigger::Retry],
             since: Some("2025-01-01T00:00:00Z".into()),
             until: None,
             dead_letter: true,
@@ -377,13 +380,14 @@ mod tests {
         assert_eq!(
             request.url().query(),
             Some(
-                "function=echo&status=error%2Ctimeout&since=2025-01-01T00%3A00%3A00Z\
+                "function=echo&status=error%2Ctimeout&trigger=chain%2Cretry&since=2025-01-01T00%3A00%3A00Z\
                  &dead_letter=true&limit=5&cursor=abc"
             )
         );
         let none = ExecListArgs {
             function: None,
             status: Vec::new(),
+            trigger: Vec::new(),
             since: None,
             until: None,
             dead_letter: false,

@@ -90,6 +90,15 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// Every trigger.
+    pub const ALL: [Trigger; 5] = [
+        Trigger::Api,
+        Trigger::Event,
+        Trigger::Chain,
+        Trigger::Retry,
+        Trigger::Schedule,
+    ];
+
     /// The lowercase name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -103,15 +112,9 @@ impl Trigger {
 
     /// Parses a lowercase name.
     pub fn parse(text: &str) -> Option<Trigger> {
-        [
-            Trigger::Api,
-            Trigger::Event,
-            Trigger::Chain,
-            Trigger::Retry,
-            Trigger::Schedule,
-        ]
-        .into_iter()
-        .find(|trigger| trigger.as_str() == text)
+        Trigger::ALL
+            .into_iter()
+            .find(|trigger| trigger.as_str() == text)
     }
 }
 

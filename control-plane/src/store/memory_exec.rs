@@ -96,6 +96,7 @@ impl State {
             .map(|(_, e)| e)
             .filter(|e| filter.function.as_ref().is_none_or(|f| *f == e.function))
             .filter(|e| filter.statuses.is_empty() || filter.statuses.contains(&e.status))
+            .filter(|e| filter.triggers.is_empty() || filter.triggers.contains(&e.trigger))
             .filter(|e| filter.since.is_none_or(|since| e.created_at >= ms(since)))
             .filter(|e| filter.until.is_none_or(|until| e.created_at < ms(until)))
             .filter(|e| filter.dead_letter.is_none_or(|dead| e.dead_letter == dead))

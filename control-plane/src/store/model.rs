@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::ExecutionStatus;
+use crate::domain::{ExecutionStatus, Trigger};
 
 /// Which unfinished executions [`super::Store::list_unfinished`] answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +57,8 @@ pub struct ExecutionFilter {
     pub function: Option<String>,
     /// Only these statuses (any of them).
     pub statuses: Vec<ExecutionStatus>,
+    /// Only these triggers (any of them).
+    pub triggers: Vec<Trigger>,
     /// Created at or after.
     pub since: Option<DateTime<Utc>>,
     /// Created before.

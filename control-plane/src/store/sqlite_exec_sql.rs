@@ -262,6 +262,12 @@ pub(super) fn find_by_idempotency_key(
     Ok(query_executions(conn, &sql, [function, key])?.pop())
 }
 
+/// `'a', 'b'`: names of our own (never a caller's text) as SQL literals.
+fn quoted<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let quoted: Vec<String> = names.map(|name| format!("'{name}'")).collect();
+    quoted.join(", ")
+}
+
 /// See [`crate::store::Store::list_executions`].
 pub(super) fn list_executions(
     conn: &Connection,
@@ -274,14 +280,14 @@ pub(super) fn list_executions(
         values.push(Value::Text(function.clone()));
         clauses.push(format!("function = ?{}", values.len()));
     }
+    // Literal names (fixed sets of our own) let SQLite pick the status index.
     if !filter.statuses.is_empty() {
-        // Literal names (a fixed set) let SQLite pick the status index.
-        let names: Vec<String> = filter
-            .statuses
-            .iter()
-            .map(|status| format!("'{}'", status.as_str()))
-            .collect();
-        clauses.push(format!("status IN ({})", names.join(", ")));
+        let names = filter.statuses.iter().map(|status| status.as_str());
+        clauses.push(format!("status IN ({})", quoted(names)));
+    }
+    if !filter.triggers.is_empty() {
+        let names = filter.triggers.iter().map(|trigger| trigger.as_str());
+        clauses.push(format!("triggered_by IN ({})", quoted(names)));
     }
     if let Some(since) = filter.since {
         values.push(Value::Integer(to_ms(since)));

@@ -21,6 +21,9 @@ pub struct ExecutionQuery {
     /// Comma-separated statuses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// Comma-separated triggers: `api`, `event`, `chain`, `retry`, `schedule`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
     /// Created at or after: RFC 3339 or milliseconds since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<String>,

@@ -181,6 +181,14 @@ try {
   await page.waitForURL(`**/ui/#/executions/${leafId}`);
   await page.locator('.facts a', { hasText: 'chain-c v1' }).waitFor();
   await page.locator('h1 .badge.success').waitFor();
+  // The trigger filter is the server's (a page of the newest 200 could miss older
+  // matches): the chained runs of chain-b and chain-c, not chain-a's own.
+  const asked = page.waitForRequest((request) => new URL(request.url()).searchParams.get('trigger') === 'chain');
+  await page.goto(`${url}/ui/#/executions?trigger=chain`);
+  await asked;
+  await page.locator(`tr[data-execution="${leafId}"]`).waitFor();
+  const triggers = await page.locator('tr[data-execution] td:nth-child(4)').allTextContents();
+  expect(triggers.length >= 2 && triggers.every((t) => t === 'chain'), `only chained runs listed: ${triggers}`);
 
   // Warm pools: the warm function's instance.
   await page.getByRole('link', { name: 'Warm pools' }).click();

@@ -162,7 +162,7 @@ pub(crate) async fn children_are_written_all_or_none(store: Arc<dyn Store>) {
     assert_eq!(store.get_execution(good.id).await.unwrap(), Some(good));
 }
 
-/// Listings narrow by function, status, time and dead letter, answer newest first
+/// Listings narrow by function, status, trigger, time and dead letter, answer newest first
 /// without payloads unless asked, and page with `before_id` without gaps or repeats.
 pub(crate) async fn listings_filter_and_page_newest_first(store: Arc<dyn Store>) {
     let (one, two) = (create(&*store, "one").await, create(&*store, "two").await);
@@ -174,6 +174,7 @@ pub(crate) async fn listings_filter_and_page_newest_first(store: Arc<dyn Store>)
             execution.status = ExecutionStatus::Error;
             execution.dead_letter = n % 8 == 0;
         }
+        execution.trigger = [Trigger::Api, Trigger::Chain, Trigger::Event][n as usize % 3];
         store.insert_execution(&execution).await.unwrap();
         all.push(execution);
     }
@@ -213,6 +214,21 @@ pub(crate) async fn listings_filter_and_page_newest_first(store: Arc<dyn Store>)
         ))
         .await,
         12
+    );
+    assert_eq!(count(by(|f| f.triggers = vec![Trigger::Chain])).await, 4);
+    assert_eq!(
+        count(by(|f| f.triggers = vec![Trigger::Chain, Trigger::Event])).await,
+        8
+    );
+    assert_eq!(count(by(|f| f.triggers = vec![Trigger::Schedule])).await, 0);
+    assert_eq!(
+        count(by(|f| {
+            f.triggers = vec![Trigger::Chain];
+            f.statuses = vec![ExecutionStatus::Error];
+        }))
+        .await,
+        1,
+        "filters combine"
     );
     assert_eq!(count(by(|f| f.dead_letter = Some(true))).await, 2);
     assert_eq!(count(by(|f| f.dead_letter = Some(false))).await, 10);

@@ -225,6 +225,7 @@ pub(super) async fn list_executions(
     filter: &ExecutionFilter,
 ) -> Result<Vec<Execution>, StoreError> {
     let statuses: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
+    let triggers: Vec<&str> = filter.triggers.iter().map(|t| t.as_str()).collect();
     let since = filter.since.map(to_ms);
     let until = filter.until.map(to_ms);
     let limit = i64::from(filter.limit);
@@ -235,6 +236,14 @@ pub(super) async fn list_executions(
     }
     if !statuses.is_empty() {
         bind(&mut clauses, &mut params, "status = ANY(?)", &statuses);
+    }
+    if !triggers.is_empty() {
+        bind(
+            &mut clauses,
+            &mut params,
+            "triggered_by = ANY(?)",
+            &triggers,
+        );
     }
     if let Some(since) = &since {
         bind(&mut clauses, &mut params, "created_at >= ?", since);
