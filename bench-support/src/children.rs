@@ -1,15 +1,17 @@
 //! The processes a bench has started, stopped with it when the bench itself is stopped
 //! by SIGINT, SIGTERM or SIGHUP, so that an interrupted run leaves no server behind.
 //!
-//! The signals are taken by one thread that waits for them (`sigwait`), not by a
-//! handler: the rest of the bench keeps them blocked, and no `unsafe` is needed.
+//! The signals are caught (signal-hook's self-pipe), not blocked: a blocked signal
+//! stays blocked in every child, which then could not be stopped with it either.
 
 use std::process::{Child, Command};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 use crate::process::is_alive;
 use crate::BenchResult;
@@ -17,9 +19,6 @@ use crate::BenchResult;
 /// The pids of the children started with [`spawn`] and not yet reaped by
 /// [`crate::process::terminate`].
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-
-/// The signals that stop a bench.
-const STOPPING: [Signal; 3] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
 
 /// How long the children get to exit after SIGTERM before they are SIGKILLed.
 const GRACE: Duration = Duration::from_secs(10);
@@ -32,26 +31,20 @@ fn children() -> MutexGuard<'static, Vec<u32>> {
 
 /// Makes SIGINT, SIGTERM and SIGHUP stop every child started with [`spawn`] (SIGTERM,
 /// then SIGKILL after 10 s) before the bench exits with status 128 + the signal's number.
-///
-/// Call it first in `main`, before any other thread starts: it blocks the signals in the
-/// calling thread, the threads started later inherit that, and the one thread it starts
-/// waits for them. Children start with no signal blocked (the standard library clears
-/// the mask when it spawns).
+/// Call it at the start of `main`. The children start with the default handling of
+/// every signal (a caught signal's handler does not survive `exec`).
 pub fn stop_children_on_signal() -> BenchResult<()> {
-    let mut signals = SigSet::empty();
-    for signal in STOPPING {
-        signals.add(signal);
-    }
-    signals.thread_block()?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     std::thread::Builder::new()
         .name("bench-signals".into())
         .spawn(move || {
-            let Ok(signal) = signals.wait() else {
+            let Some(signal) = signals.forever().next() else {
                 return;
             };
             let stopped = stop_all(GRACE);
-            eprintln!("{signal}: stopped {stopped} process(es) the bench had started");
-            std::process::exit(128 + signal as i32);
+            let name = Signal::try_from(signal).map_or("a signal", Signal::as_str);
+            eprintln!("{name}: stopped {stopped} process(es) the bench had started");
+            std::process::exit(128 + signal);
         })?;
     Ok(())
 }

@@ -350,7 +350,7 @@ fn markdown(machine: &Machine, settings: Settings, engine: &str, measured: &Meas
 }
 
 fn run() -> BenchResult<()> {
-    // First, before any thread starts: a stopped bench stops what it started.
+    // A bench stopped by a signal stops what it started.
     children::stop_children_on_signal()?;
     let options = Options::from_env();
     let settings = Settings::new(options);

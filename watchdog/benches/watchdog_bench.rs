@@ -108,7 +108,7 @@ fn has_interpreter(elf: &[u8]) -> bool {
 }
 
 fn run() -> BenchResult<()> {
-    // First, before any thread starts: a stopped bench stops what it started.
+    // A bench stopped by a signal stops what it started.
     gantry_bench_support::children::stop_children_on_signal()?;
     let options = Options::from_env();
     let settings = Settings::new(options);
