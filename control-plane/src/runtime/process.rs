@@ -136,25 +136,23 @@ impl ProcessRuntime {
         }
     }
 
-    /// The cgroup `name` of an instance of `spec`, when instances run in cgroups
+    /// The cgroup `name` of an instance held to `limits`, when instances run in cgroups
     /// (created by [`ProcessRuntime::create_cgroup`] right before the instance starts).
-    fn cgroup(&self, name: &str, spec: &FunctionSpec) -> Option<Cgroup> {
+    fn cgroup(&self, name: &str, limits: &Limits) -> Option<Cgroup> {
         let containment = self.containment.as_ref()?;
-        Some(containment.cgroups.cgroup(name, &self.limits(spec)))
+        Some(containment.cgroups.cgroup(name, limits))
     }
 
-    /// Creates `cgroup` with the limits of `spec` and makes `cmd`'s child join it before
-    /// it execs.
+    /// Creates `cgroup` with `limits` and makes `cmd`'s child join it before it execs.
     fn create_cgroup(
-        &self,
         cmd: &mut Command,
         cgroup: Option<&Cgroup>,
-        spec: &FunctionSpec,
+        limits: &Limits,
     ) -> Result<(), RuntimeError> {
         let Some(cgroup) = cgroup else {
             return Ok(());
         };
-        cgroup.create(&self.limits(spec)).map_err(|err| {
+        cgroup.create(limits).map_err(|err| {
             RuntimeError::Spawn(format!("cannot prepare the instance's cgroup: {err}"))
         })?;
         cgroup_join::join_before_exec(cmd, &cgroup.procs_files()).map_err(|err| {
@@ -371,7 +369,8 @@ impl Runtime for ProcessRuntime {
         let spec = &launch.function.spec;
         let scratch = self.scratch_root.join(launch.execution_id.to_string());
         let marker = format!("{}={}", env::EXECUTION_ID, launch.execution_id);
-        let cgroup = self.cgroup(&format!("exec-{}", launch.execution_id), spec);
+        let limits = self.limits(spec);
+        let cgroup = self.cgroup(&format!("exec-{}", launch.execution_id), &limits);
         let mut cmd = self
             .watchdog_command(spec, &scratch, &launch.env, &marker)
             .await?;
@@ -389,7 +388,7 @@ impl Runtime for ProcessRuntime {
             }
             Mode::Stdio => {}
         }
-        self.create_cgroup(&mut cmd, cgroup.as_ref(), spec)?;
+        Self::create_cgroup(&mut cmd, cgroup.as_ref(), &limits)?;
         let instance = self.spawn(
             cmd,
             launch.logs,
@@ -405,7 +404,8 @@ impl Runtime for ProcessRuntime {
         let spec = &launch.function.spec;
         let scratch = self.scratch_root.join(format!("warm-{}", launch.key));
         let marker = format!("{INSTANCE_VAR}={}", launch.key);
-        let cgroup = self.cgroup(&format!("warm-{}", launch.key), spec);
+        let limits = self.limits(spec);
+        let cgroup = self.cgroup(&format!("warm-{}", launch.key), &limits);
         let mut cmd = self
             .watchdog_command(spec, &scratch, &launch.env, &marker)
             .await?;
@@ -427,7 +427,7 @@ impl Runtime for ProcessRuntime {
             Mode::Stdio => {}
         }
         cmd.env(INSTANCE_VAR, launch.key.to_string());
-        self.create_cgroup(&mut cmd, cgroup.as_ref(), spec)?;
+        Self::create_cgroup(&mut cmd, cgroup.as_ref(), &limits)?;
         let instance = self.spawn(cmd, launch.logs, marker, scratch, ports, cgroup)?;
         Ok(WarmStarted {
             instance: Box::new(instance),
