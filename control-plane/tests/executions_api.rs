@@ -160,9 +160,17 @@ async fn list_filters_by_function_status_trigger_and_time() {
     assert_eq!(ids(&list), [made[0].clone()]);
 
     let bad: [(&str, &str, &str); 7] = [
-        ("status", "bogus", "unknown status \"bogus\""),
+        (
+            "status",
+            "bogus",
+            "unknown status \"bogus\"; use queued, starting, running, success, error, timeout or cancelled",
+        ),
         ("status", "success,done", "unknown status \"done\""),
-        ("trigger", "api,cron", "unknown trigger \"cron\""),
+        (
+            "trigger",
+            "api,cron",
+            "unknown trigger \"cron\"; use api, event, chain, retry or schedule",
+        ),
         ("since", "yesterday", "since must be an RFC 3339 time"),
         ("until", "2026-13-01", "until must be an RFC 3339 time"),
         ("limit", "0", "limit must be between 1 and 1000"),

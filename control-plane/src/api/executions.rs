@@ -75,12 +75,14 @@ pub async fn list(
     }
     let statuses = names(query.status.as_deref(), |name| {
         ExecutionStatus::parse(name).ok_or_else(|| {
-            format!("unknown status {name:?}; use queued, starting, running, success, error, timeout or cancelled")
+            let known = ExecutionStatus::ALL.map(ExecutionStatus::as_str);
+            format!("unknown status {name:?}; use {}", one_of(&known))
         })
     })?;
     let triggers = names(query.trigger.as_deref(), |name| {
         Trigger::parse(name).ok_or_else(|| {
-            format!("unknown trigger {name:?}; use api, event, chain, retry or schedule")
+            let known = Trigger::ALL.map(Trigger::as_str);
+            format!("unknown trigger {name:?}; use {}", one_of(&known))
         })
     })?;
     let before_id = match &query.cursor {
@@ -155,6 +157,15 @@ fn names<T: PartialEq>(
         }
     }
     Ok(parsed)
+}
+
+/// `a, b or c`.
+fn one_of(names: &[&str]) -> String {
+    match names.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }
 
 /// RFC 3339 (`2026-11-23T10:00:00Z`) or milliseconds since the epoch.
@@ -304,5 +315,7 @@ mod tests {
         assert!(triggers("api,cron")
             .unwrap_err()
             .contains("unknown trigger \\\"cron\\\""));
+        assert_eq!(super::one_of(&["a", "b", "c"]), "a, b or c");
+        assert_eq!(super::one_of(&["a"]), "a");
     }
 }
