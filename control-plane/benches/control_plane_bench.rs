@@ -1,9 +1,10 @@
 //! `make bench-control-plane`: measures the control plane against the performance
 //! targets — cold start of a no-op STDIO function through the process runtime
-//! (end-to-end `:invoke`, ≤ 5 ms p50) and durable enqueue throughput (`:enqueue` → 202,
-//! ≥ 20,000/s) — each against baselines taken in the same run — and a restart with a
-//! million queued executions (ready ≤ 1 s), prints the report and refreshes the
-//! control-plane section of BENCHMARKS.md.
+//! (end-to-end `:invoke`, ≤ 5 ms p50, back to back and after the server was left idle)
+//! and durable enqueue throughput (`:enqueue` → 202, ≥ 20,000/s) — each against
+//! baselines taken in the same run — and a restart with a million queued executions
+//! (ready ≤ 1 s), prints the report and refreshes the control-plane section of
+//! BENCHMARKS.md.
 //!
 //! It runs the release `gantry serve` (`GANTRY_BIN`; default: the binary cargo built for
 //! this bench, target/release/gantry) with the static watchdog (`WATCHDOG_BIN`; default
@@ -42,6 +43,8 @@ pub struct Settings {
     pub invokes: usize,
     /// Calls per variant in the warm-up round.
     pub invoke_warm_up: usize,
+    /// Calls per round made each after the server was left idle.
+    pub invokes_after_idle: usize,
     /// Keep-alive connections of the enqueue load.
     pub concurrency: usize,
     /// Measured rounds of the enqueue comparison (after one warm-up round).
@@ -61,6 +64,7 @@ impl Settings {
             invoke_rounds: 5,
             invokes: 300,
             invoke_warm_up: 20,
+            invokes_after_idle: 40,
             concurrency: 64,
             enqueue_rounds: 3,
             enqueue_duration: Duration::from_secs(5),
@@ -71,6 +75,7 @@ impl Settings {
             invoke_rounds: 2,
             invokes: 30,
             invoke_warm_up: 5,
+            invokes_after_idle: 5,
             enqueue_rounds: 1,
             enqueue_duration: Duration::from_secs(1),
             backlog: 20_000,

@@ -16,6 +16,8 @@
 //! `WATCHDOG_BIN` (default target/static/watchdog), `GANTRY_BENCH_QUICK=1` (a short
 //! smoke run, BENCHMARKS.md left alone), `GANTRY_BENCH_NO_WRITE=1` (report only).
 
+// The load generator; `after_idle` is not used here.
+#[allow(dead_code)]
 #[path = "control_plane_bench/client.rs"]
 mod client;
 #[path = "warm_bench/gantry.rs"]

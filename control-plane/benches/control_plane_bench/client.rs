@@ -177,16 +177,45 @@ pub async fn sequential(
     count: usize,
     expect: Expect,
 ) -> BenchResult<Sample> {
+    let started = Instant::now();
+    let latencies = one_by_one(addr, call, count, expect, None).await?;
+    Ok(Sample::timed(latencies, started.elapsed()))
+}
+
+/// [`sequential`], with the connection left idle for `idle` before each request: what
+/// a function called now and then sees. The sample's time is the requests' alone.
+pub async fn after_idle(
+    addr: SocketAddr,
+    call: &Call,
+    count: usize,
+    expect: Expect,
+    idle: Duration,
+) -> BenchResult<Sample> {
+    let latencies = one_by_one(addr, call, count, expect, Some(idle)).await?;
+    let busy = latencies.iter().sum();
+    Ok(Sample::timed(latencies, busy))
+}
+
+/// The latencies of `count` requests on one keep-alive connection, each after `idle`.
+async fn one_by_one(
+    addr: SocketAddr,
+    call: &Call,
+    count: usize,
+    expect: Expect,
+    idle: Option<Duration>,
+) -> BenchResult<Vec<Duration>> {
     let mut connection = connect(addr).await?;
     let mut latencies = Vec::with_capacity(count);
-    let started = Instant::now();
     for _ in 0..count {
+        if let Some(idle) = idle {
+            tokio::time::sleep(idle).await;
+        }
         let sent = Instant::now();
         let answer = call.send(&mut connection).await?;
         latencies.push(sent.elapsed());
         check(call, &answer, expect)?;
     }
-    Ok(Sample::timed(latencies, started.elapsed()))
+    Ok(latencies)
 }
 
 /// Whether `answer` is what `expect` asks of `call`; else what it was instead.

@@ -4,6 +4,7 @@
 //! the same watchdog run directly (no control plane) and `GET /healthz` on the same
 //! server (the HTTP round trip).
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use gantry_bench_support::stats::{interleave, Progress, Sample, Summary, Variant};
@@ -21,19 +22,33 @@ pub const DIRECT: &str = "watchdog run directly";
 pub const HEALTHZ: &str = "GET /healthz";
 /// Label of the measured variant.
 pub const INVOKE: &str = "POST noop:invoke";
+/// Label of the same calls each made after the server was left idle.
+pub const INVOKE_AFTER_IDLE: &str = "POST noop:invoke after idle";
+
+/// How long the server is left idle before each call of [`INVOKE_AFTER_IDLE`]: long
+/// enough for the kernel to have forgotten the last cgroup join.
+pub const IDLE: Duration = Duration::from_millis(100);
 
 /// What the cold-start benchmark measured.
 #[derive(Debug)]
 pub struct ColdStart {
-    /// One per variant: [`DIRECT`], [`HEALTHZ`], [`INVOKE`].
+    /// One per variant: [`DIRECT`], [`HEALTHZ`], [`INVOKE`], [`INVOKE_AFTER_IDLE`].
     pub summaries: Vec<Summary>,
     /// Invocations per measured round.
     pub per_round: usize,
+    /// Invocations after idle per measured round.
+    pub after_idle_per_round: usize,
     /// Invocations the bench made (warm-up included).
     pub sent: u64,
     /// Processes of the server still running after it stopped.
     pub left_behind: usize,
 }
+
+/// A successful `:invoke`.
+const SUCCESS: Expect = Expect {
+    status: StatusCode::OK,
+    body: Some(r#""status":"success""#),
+};
 
 /// `calls` sequential requests, with the server's CPU time over the round.
 fn measured(
@@ -69,10 +84,9 @@ pub fn run(rt: &Runtime, settings: &Settings) -> BenchResult<ColdStart> {
     let count = move |warm: bool| if warm { warm_up } else { calls };
     let invoke = Call::post("/v1/functions/noop:invoke", "{}");
     let healthz = Call::get("/healthz");
-    let mut sent = 0u64;
+    let sent = Cell::new(0u64);
     let summaries = {
-        let server = &server;
-        let sent = &mut sent;
+        let (server, sent, invoke) = (&server, &sent, &invoke);
         let mut variants = [
             Variant::new(DIRECT, move |warm| {
                 let started = Instant::now();
@@ -89,12 +103,19 @@ pub fn run(rt: &Runtime, settings: &Settings) -> BenchResult<ColdStart> {
                 measured(rt, server, &healthz, count(warm), expect)
             }),
             Variant::new(INVOKE, move |warm| {
-                let expect = Expect {
-                    status: StatusCode::OK,
-                    body: Some(r#""status":"success""#),
-                };
-                *sent += count(warm) as u64;
-                measured(rt, server, &invoke, count(warm), expect)
+                sent.set(sent.get() + count(warm) as u64);
+                measured(rt, server, invoke, count(warm), SUCCESS)
+            }),
+            Variant::new(INVOKE_AFTER_IDLE, move |warm| {
+                let calls = if warm { 1 } else { settings.invokes_after_idle };
+                sent.set(sent.get() + calls as u64);
+                rt.block_on(client::after_idle(
+                    server.addr,
+                    invoke,
+                    calls,
+                    SUCCESS,
+                    IDLE,
+                ))
             }),
         ];
         interleave(settings.invoke_rounds, &mut variants, Progress::Variant)?
@@ -105,6 +126,7 @@ pub fn run(rt: &Runtime, settings: &Settings) -> BenchResult<ColdStart> {
         r#"gantry_invocations_total{function="noop",status="success"}"#,
     )
     .unwrap_or(0.0) as u64;
+    let sent = sent.get();
     if server_successes != sent {
         return Err(format!(
             "the bench made {sent} invocations but the server counted {server_successes} successes"
@@ -115,6 +137,7 @@ pub fn run(rt: &Runtime, settings: &Settings) -> BenchResult<ColdStart> {
     Ok(ColdStart {
         summaries,
         per_round: calls,
+        after_idle_per_round: settings.invokes_after_idle,
         sent,
         left_behind,
     })

@@ -6,6 +6,7 @@
 //! ones a server offers and sends each function to the one that runs it.
 
 pub mod cgroup;
+pub mod cgroup_dynmods;
 mod cgroup_fs;
 mod cgroup_instance;
 pub mod cgroup_join;

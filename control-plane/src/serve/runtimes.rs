@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use super::Failure;
 use crate::config::{RuntimeKind, ServeArgs};
 use crate::runtime::cgroup::{Cgroups, Controller, Limits};
+use crate::runtime::cgroup_dynmods::{self, DynmodsMode, Favored};
 use crate::runtime::docker::{ContainerDefaults, DockerRuntime};
 use crate::runtime::function_user::{self, FunctionUser};
 use crate::runtime::process::{locate_watchdog, ProcessRuntime};
@@ -200,8 +201,9 @@ fn contained(runtime: ProcessRuntime, args: &ServeArgs, owner: &str) -> ProcessR
     match Cgroups::setup(args.cgroups, owner) {
         Ok(cgroups) => {
             tracing::info!(
-                "process runtime: every instance runs in a cgroup of its own, cgroups {}",
-                cgroups.describe()
+                "process runtime: every instance runs in a cgroup of its own, cgroups {}; {}",
+                cgroups.describe(),
+                favor_joins(args.cgroup_favordynmods)
             );
             let defaults = [
                 (
@@ -224,6 +226,30 @@ fn contained(runtime: ProcessRuntime, args: &ServeArgs, owner: &str) -> ProcessR
         Err(reason) => {
             without_cgroups(&reason.to_string());
             runtime
+        }
+    }
+}
+
+/// Turns on fast cgroup joins where `mode` and the server's rights allow, and says how
+/// joins go, for the start-up line.
+fn favor_joins(mode: DynmodsMode) -> String {
+    if mode == DynmodsMode::Off {
+        return "cgroup joins as the host has them (--cgroup-favordynmods off)".to_owned();
+    }
+    if !nix::unistd::Uid::effective().is_root() {
+        return "cgroup joins as the host has them (favordynmods needs root)".to_owned();
+    }
+    match cgroup_dynmods::favor_dynamic_changes() {
+        Ok(Favored::Already) => "fast cgroup joins (a hierarchy has favordynmods)".to_owned(),
+        Ok(Favored::Turned) => format!(
+            "fast cgroup joins (favordynmods, by the named hierarchy {})",
+            cgroup_dynmods::HIERARCHY
+        ),
+        Err(err) => {
+            tracing::warn!(
+                "process runtime: a cold start after a quiet moment waits about 10 ms for the kernel to let its instance join its cgroup: {err}"
+            );
+            "cgroup joins as the host has them".to_owned()
         }
     }
 }
