@@ -1,5 +1,5 @@
-//! Fast cgroup joins: the kernel's `favordynmods` mode, which the server turns on for the
-//! host when it contains instances in cgroups as root.
+//! Fast cgroup joins: the kernel's `favordynmods` mode, which the server turns on for a
+//! cgroup v1 host when it contains instances in cgroups as root.
 //!
 //! Every instance joins a cgroup of its own by a write to `cgroup.procs`. Without the
 //! mode, the kernel makes a join wait for an RCU grace period whenever no other join
@@ -7,114 +7,146 @@
 //! start that follows a quiet moment, which is most of them. With it a join takes a
 //! fraction of a millisecond, and forks and exits everywhere on the host get slightly
 //! dearer. Any cgroup hierarchy mounted with the option turns the mode on for the whole
-//! host. The server mounts an empty named v1 hierarchy with it (no controller, so no
-//! process is moved or limited by it), gives it one empty child so that it outlives the
-//! mount (older kernels turn the mode off again when the hierarchy goes; from Linux 6.18
-//! it stays on until the host restarts), and unmounts it at once.
+//! host, so the server mounts an empty named hierarchy with it (no controller: no process
+//! is moved or limited by it) on [`MOUNT_POINT`], and leaves it mounted: a hierarchy that
+//! lives on unmounted breaks tools that look up the mount of every hierarchy a process is
+//! in (containerd's OOM watch, for one). A cgroup v2 host is left as it is: there the
+//! option belongs on its one hierarchy, which is the administrator's.
 
 use std::io;
-use std::path::Path;
+use std::path::PathBuf;
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::fcntl::{Flock, FlockArg};
+use nix::mount::{mount, MsFlags};
 
-use super::cgroup_fs;
+use super::cgroup_fs::{self, Mount};
 
 /// The named hierarchy that carries the option.
 pub const HIERARCHY: &str = "gantry-dynmods";
+/// Where it is mounted (`/sys/fs/cgroup` is read-only on many v1 hosts).
+pub const MOUNT_POINT: &str = "/run/gantry-dynmods";
 
 /// Whether `gantry serve` turns the mode on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum DynmodsMode {
-    /// When it runs as root and contains instances in cgroups.
+    /// When it runs as root and contains instances in cgroups v1.
     Auto,
     /// Never.
     Off,
 }
 
-/// Why the mode could not be turned on.
+/// Why the mode is not turned on.
 #[derive(Debug, thiserror::Error)]
 pub enum DynmodsError {
-    /// No temporary mount point.
-    #[error("cannot make a temporary mount point: {0}")]
-    MountPoint(#[source] io::Error),
-    /// The kernel refused the hierarchy: older than Linux 6.0, without cgroup v1 named
-    /// hierarchies, or no CAP_SYS_ADMIN.
-    #[error("cannot mount a cgroup hierarchy with favordynmods (it needs Linux 6.0 or later and CAP_SYS_ADMIN): {0}")]
-    Mount(#[source] nix::Error),
-    /// The hierarchy's child could not be made.
-    #[error("cannot keep the favordynmods hierarchy: {0}")]
-    Keep(#[source] io::Error),
+    /// The host has the unified hierarchy only.
+    #[error("on a cgroup v2 host, mounting its hierarchy with favordynmods would make them fast")]
+    Unified,
+    /// The mount point could not be made or locked.
+    #[error("cannot prepare {}: {source}", dir.display())]
+    MountPoint {
+        /// The mount point.
+        dir: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel refused the hierarchy: older than Linux 6.0, or no CAP_SYS_ADMIN.
+    #[error("cannot mount a cgroup hierarchy with favordynmods on {} (it needs Linux 6.0 or later and CAP_SYS_ADMIN): {source}", dir.display())]
+    Mount {
+        /// The mount point.
+        dir: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: nix::Error,
+    },
 }
 
-/// What [`favor_dynamic_changes`] found or did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Favored {
-    /// A mounted hierarchy (the administrator's) carries the option already.
-    Already,
-    /// This server's named hierarchy carries it (made now, or by an earlier start).
-    Turned,
-}
-
-/// Turns on `favordynmods` for the host, unless a mounted cgroup hierarchy has it.
-pub fn favor_dynamic_changes() -> Result<Favored, DynmodsError> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    if favored_in(&mounts) {
-        return Ok(Favored::Already);
+/// The mount of a cgroup hierarchy with `favordynmods`: one found (the administrator's,
+/// or an earlier start's), else one made on [`MOUNT_POINT`] of a v1 host.
+pub fn favor_dynamic_changes() -> Result<PathBuf, DynmodsError> {
+    let read = || {
+        cgroup_fs::parse_mounts(&std::fs::read_to_string("/proc/self/mounts").unwrap_or_default())
+    };
+    if let Some(found) = favored(&read()) {
+        return Ok(found);
     }
-    let point = tempfile::Builder::new()
-        .prefix("gantry-dynmods-")
-        .tempdir()
-        .map_err(DynmodsError::MountPoint)?;
-    mount_and_keep(point.path())?;
-    Ok(Favored::Turned)
-}
-
-/// Mounts the named hierarchy on `point`, gives it its child and unmounts it. A second
-/// server finds the hierarchy and its child in place; the mount then only checks that
-/// the hierarchy still carries the option (the kernel refuses a mount that asks for other
-/// options than an existing hierarchy's).
-fn mount_and_keep(point: &Path) -> Result<(), DynmodsError> {
+    if !has_v1(&read()) {
+        return Err(DynmodsError::Unified);
+    }
+    let dir = PathBuf::from(MOUNT_POINT);
+    let prepare = |source| DynmodsError::MountPoint {
+        dir: dir.clone(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(prepare)?;
+    // Servers starting together mount it once: the first takes the lock on the mount
+    // point, the others find its mount once they get the lock in turn.
+    let point = std::fs::File::open(&dir).map_err(prepare)?;
+    let _lock = Flock::lock(point, FlockArg::LockExclusive)
+        .map_err(|(_, errno)| prepare(io::Error::from(errno)))?;
+    if let Some(found) = favored(&read()) {
+        return Ok(found);
+    }
     let options = format!("none,name={HIERARCHY},favordynmods");
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount(
         Some("cgroup"),
-        point,
+        &dir,
         Some("cgroup"),
         flags,
         Some(options.as_str()),
     )
-    .map_err(DynmodsError::Mount)?;
-    let kept = match std::fs::create_dir(point.join("keep")) {
-        Err(err) if err.kind() != io::ErrorKind::AlreadyExists => Err(DynmodsError::Keep(err)),
-        _ => Ok(()),
-    };
-    // Lazily: nothing may be left mounted, even if something has the directory open.
-    if let Err(err) = umount2(point, MntFlags::MNT_DETACH) {
-        tracing::warn!("cannot unmount {}: {err}", point.display());
-    }
-    kept
+    .map_err(|source| DynmodsError::Mount {
+        dir: dir.clone(),
+        source,
+    })?;
+    Ok(dir)
 }
 
-/// Whether a cgroup hierarchy in `mounts` (a `/proc/self/mounts` text) is mounted with
-/// `favordynmods`.
-fn favored_in(mounts: &str) -> bool {
-    cgroup_fs::parse_mounts(mounts)
+/// Where a cgroup hierarchy in `mounts` is mounted with `favordynmods`.
+fn favored(mounts: &[Mount]) -> Option<PathBuf> {
+    mounts
         .iter()
-        .any(|mount| mount.options.iter().any(|option| option == "favordynmods"))
+        .find(|mount| mount.options.iter().any(|option| option == "favordynmods"))
+        .map(|mount| mount.dir.clone())
+}
+
+/// Whether `mounts` has a cgroup v1 hierarchy.
+fn has_v1(mounts: &[Mount]) -> bool {
+    mounts.iter().any(|mount| !mount.unified)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parsed(text: &str) -> Vec<Mount> {
+        cgroup_fs::parse_mounts(text)
+    }
+
     #[test]
     fn a_hierarchy_mounted_with_the_option_is_found() {
         let plain = "cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0\n\
                      tmpfs /tmp tmpfs rw,favordynmods 0 0\n";
-        assert!(!favored_in(plain), "only cgroup hierarchies count");
-        let v2 = "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,favordynmods,memory_recursiveprot 0 0\n";
-        assert!(favored_in(&format!("{plain}{v2}")));
-        let v1 = "cgroup /sys/fs/cgroup/pids cgroup rw,relatime,favordynmods,pids 0 0\n";
-        assert!(favored_in(v1));
+        assert_eq!(
+            favored(&parsed(plain)),
+            None,
+            "only cgroup hierarchies count"
+        );
+        let v2 = "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid,favordynmods 0 0\n";
+        let found = favored(&parsed(&format!("{plain}{v2}")));
+        assert_eq!(found, Some(PathBuf::from("/sys/fs/cgroup")));
+        let ours = "cgroup /run/gantry-dynmods cgroup rw,favordynmods,name=gantry-dynmods 0 0\n";
+        let found = favored(&parsed(ours));
+        assert_eq!(found, Some(PathBuf::from(MOUNT_POINT)));
+    }
+
+    #[test]
+    fn only_a_host_with_v1_hierarchies_gets_one_more() {
+        let v1 = "tmpfs /sys/fs/cgroup tmpfs ro 0 0\n\
+                  cgroup /sys/fs/cgroup/pids cgroup rw,pids 0 0\n";
+        assert!(has_v1(&parsed(v1)));
+        let v2 = "cgroup2 /sys/fs/cgroup cgroup2 rw,nsdelegate 0 0\n";
+        assert!(!has_v1(&parsed(v2)));
     }
 }

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use super::Failure;
 use crate::config::{RuntimeKind, ServeArgs};
 use crate::runtime::cgroup::{Cgroups, Controller, Limits};
-use crate::runtime::cgroup_dynmods::{self, DynmodsMode, Favored};
+use crate::runtime::cgroup_dynmods::{self, DynmodsError, DynmodsMode};
 use crate::runtime::docker::{ContainerDefaults, DockerRuntime};
 use crate::runtime::function_user::{self, FunctionUser};
 use crate::runtime::process::{locate_watchdog, ProcessRuntime};
@@ -240,11 +240,8 @@ fn favor_joins(mode: DynmodsMode) -> String {
         return "cgroup joins as the host has them (favordynmods needs root)".to_owned();
     }
     match cgroup_dynmods::favor_dynamic_changes() {
-        Ok(Favored::Already) => "fast cgroup joins (a hierarchy has favordynmods)".to_owned(),
-        Ok(Favored::Turned) => format!(
-            "fast cgroup joins (favordynmods, by the named hierarchy {})",
-            cgroup_dynmods::HIERARCHY
-        ),
+        Ok(dir) => format!("fast cgroup joins (favordynmods, on {})", dir.display()),
+        Err(err @ DynmodsError::Unified) => format!("cgroup joins as the host has them ({err})"),
         Err(err) => {
             tracing::warn!(
                 "process runtime: a cold start after a quiet moment waits about 10 ms for the kernel to let its instance join its cgroup: {err}"
