@@ -151,11 +151,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GANTRY_CGROUPS", value_enum, default_value = "auto")]
     pub cgroups: crate::runtime::cgroup::CgroupMode,
     /// Process runtime: `auto` turns on the kernel's `favordynmods` cgroup mode for a
-    /// cgroup v1 host when the server runs as root with cgroups (by a hierarchy mounted on
-    /// /run/gantry-dynmods), so that an instance joins its
-    /// cgroup in well under a millisecond instead of waiting about 10 ms for the kernel
-    /// after every quiet moment (forks and exits get slightly dearer host-wide); `off`
-    /// leaves the host as it is.
+    /// cgroup v1 host when the server runs as root with cgroups (by a hierarchy mounted
+    /// on /run/gantry-dynmods), so that an instance joins its cgroup in well under a
+    /// millisecond instead of waiting about 10 ms for the kernel after every quiet moment
+    /// (forks and exits get slightly dearer host-wide); `off` leaves the host as it is.
     #[arg(
         long,
         env = "GANTRY_CGROUP_FAVORDYNMODS",

@@ -414,3 +414,45 @@ async fn joins_are_made_fast_for_the_host_unless_turned_off() {
         server.stderr()
     );
 }
+
+#[test]
+fn joins_are_made_fast_when_only_warnings_are_logged() {
+    // A mount namespace of its own, without the hierarchy an earlier server mounted, is a
+    // host where nobody has turned the mode on yet.
+    const FRESH_HOST: &str = r#"umount /run/gantry-dynmods 2>/dev/null
+        if grep -q favordynmods /proc/self/mounts; then echo "a hierarchy with favordynmods is mounted elsewhere" >&2; exit 3; fi
+        exec "$0" serve --listen 127.0.0.1:0 --data-dir "$1""#;
+    let data = function_tempdir();
+    let mut server = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            FRESH_HOST,
+        ])
+        .arg(support::gantry_bin())
+        .arg(data.path().join("data"))
+        .env("GANTRY_WATCHDOG", support::watchdog_bin())
+        .env("GANTRY_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run unshare (util-linux)");
+    let said = support::said_until_listening(server.stderr.take().unwrap());
+    let mounts = std::fs::read_to_string(format!("/proc/{}/mounts", server.id()));
+    let stopped = support::sigterm_and_wait(&mut server);
+    let Ok(mounts) = mounts else {
+        panic!("the server did not start: {said}");
+    };
+    assert!(
+        mounts
+            .lines()
+            .any(|line| line.starts_with("cgroup /run/gantry-dynmods ")
+                && line.contains("favordynmods")),
+        "{said}\n{mounts}"
+    );
+    assert!(stopped.success(), "{stopped}: {said}");
+}

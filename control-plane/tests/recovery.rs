@@ -375,3 +375,24 @@ async fn sigterm_lets_a_running_execution_finish_within_the_grace() {
     assert_eq!(execution["output"], json!({ "done": true }));
     server.assert_no_instances().await;
 }
+
+#[test]
+fn sigterm_right_after_the_listening_line_stops_cleanly() {
+    let data = support::function_tempdir();
+    let mut server = std::process::Command::new(support::gantry_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path().join("data"))
+        .env("GANTRY_WATCHDOG", support::watchdog_bin())
+        .env_remove("GANTRY_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start gantry serve");
+    let said = support::said_until_listening(server.stderr.take().unwrap());
+    assert!(said.contains("listening on "), "{said}");
+    // A supervisor may signal as soon as it sees the line: the stop must be the clean
+    // one (exit 0), not the signal's default action.
+    let stopped = support::sigterm_and_wait(&mut server);
+    assert!(stopped.success(), "{stopped}: {said}");
+}

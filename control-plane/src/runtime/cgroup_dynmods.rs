@@ -13,9 +13,13 @@
 //! in (containerd's OOM watch, for one). A cgroup v2 host is left as it is: there the
 //! option belongs on its one hierarchy, which is the administrator's.
 
+use std::fs::File;
 use std::io;
-use std::path::PathBuf;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 use nix::mount::{mount, MsFlags};
 
@@ -25,6 +29,8 @@ use super::cgroup_fs::{self, Mount};
 pub const HIERARCHY: &str = "gantry-dynmods";
 /// Where it is mounted (`/sys/fs/cgroup` is read-only on many v1 hosts).
 pub const MOUNT_POINT: &str = "/run/gantry-dynmods";
+/// Longest wait for another server mounting it at the same moment.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// Whether `gantry serve` turns the mode on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -78,12 +84,15 @@ pub fn favor_dynamic_changes() -> Result<PathBuf, DynmodsError> {
         dir: dir.clone(),
         source,
     };
-    std::fs::create_dir_all(&dir).map_err(prepare)?;
+    // Root's alone: no other user can open it, so none can hold its lock.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(prepare)?;
     // Servers starting together mount it once: the first takes the lock on the mount
     // point, the others find its mount once they get the lock in turn.
-    let point = std::fs::File::open(&dir).map_err(prepare)?;
-    let _lock = Flock::lock(point, FlockArg::LockExclusive)
-        .map_err(|(_, errno)| prepare(io::Error::from(errno)))?;
+    let _lock = lock(&dir).map_err(prepare)?;
     if let Some(found) = favored(&read()) {
         return Ok(found);
     }
@@ -101,6 +110,22 @@ pub fn favor_dynamic_changes() -> Result<PathBuf, DynmodsError> {
         source,
     })?;
     Ok(dir)
+}
+
+/// An exclusive lock on directory `dir`, waited for at most [`LOCK_WAIT`].
+fn lock(dir: &Path) -> io::Result<Flock<File>> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut file = File::open(dir)?;
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return Ok(lock),
+            Err((back, Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
+                file = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err((_, errno)) => return Err(io::Error::from(errno)),
+        }
+    }
 }
 
 /// Where a cgroup hierarchy in `mounts` is mounted with `favordynmods`.

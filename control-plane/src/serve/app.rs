@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::runtimes::{RuntimeSetup, REFUSED_START_DRAIN};
-use super::{access, host_policy, wait_for_signal, Failure, Settings, MAX_ENV_PAYLOAD_BYTES};
+use super::{access, host_policy, stop_signal, Failure, Settings, MAX_ENV_PAYLOAD_BYTES};
 use crate::access::Credentials;
 use crate::api::{self, AppState};
 use crate::config::ServeArgs;
@@ -100,6 +100,7 @@ impl App {
             runtimes,
             ..
         } = &self;
+        let signalled = stop_signal();
         state.ready.store(true, Ordering::Relaxed);
         access::announce(&state.credentials, args, self.operator_token_given);
         access::announce_console(
@@ -182,7 +183,7 @@ impl App {
         }
         let stop_heartbeat = stopped.clone();
         let shutdown = async move {
-            wait_for_signal().await;
+            signalled.await;
             tracing::info!("stopping: waiting up to {grace:?} for running executions");
             dispatcher.shutdown(grace).await;
             // Exited containers are removed in the background; let that finish.

@@ -273,16 +273,22 @@ fn raise_descriptor_limit() {
     }
 }
 
-async fn wait_for_signal() {
-    let (Ok(mut term), Ok(mut int)) = (
+/// Resolves on SIGTERM or SIGINT, caught from the moment it is made (before the server
+/// says it listens): a supervisor that signals right after that line gets a clean stop,
+/// not the default action's abrupt end.
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    let caught = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = caught else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

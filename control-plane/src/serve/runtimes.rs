@@ -200,10 +200,11 @@ fn process_runtime(
 fn contained(runtime: ProcessRuntime, args: &ServeArgs, owner: &str) -> ProcessRuntime {
     match Cgroups::setup(args.cgroups, owner) {
         Ok(cgroups) => {
+            // Outside the log line: a disabled level would skip its arguments.
+            let joins = favor_joins(args.cgroup_favordynmods);
             tracing::info!(
-                "process runtime: every instance runs in a cgroup of its own, cgroups {}; {}",
-                cgroups.describe(),
-                favor_joins(args.cgroup_favordynmods)
+                "process runtime: every instance runs in a cgroup of its own, cgroups {}; {joins}",
+                cgroups.describe()
             );
             let defaults = [
                 (
@@ -244,7 +245,7 @@ fn favor_joins(mode: DynmodsMode) -> String {
         Err(err @ DynmodsError::Unified) => format!("cgroup joins as the host has them ({err})"),
         Err(err) => {
             tracing::warn!(
-                "process runtime: a cold start after a quiet moment waits about 10 ms for the kernel to let its instance join its cgroup: {err}"
+                "process runtime: a cold start after a quiet moment waits about 10 ms for the kernel to let its instance join its cgroup ({err}); --cgroup-favordynmods off skips this attempt"
             );
             "cgroup joins as the host has them".to_owned()
         }

@@ -97,6 +97,16 @@ pub fn sigkill(pid: u32) {
     );
 }
 
+/// SIGTERMs `child` and waits for it to end.
+pub fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal the child");
+    child.wait().expect("wait for the child")
+}
+
 /// Copies fixture `name` into `dir` as an executable file (so the test does not depend
 /// on the checkout keeping the executable bit) and answers its path.
 pub fn executable_fixture(name: &str, dir: &Path) -> PathBuf {
@@ -106,4 +116,27 @@ pub fn executable_fixture(name: &str, dir: &Path) -> PathBuf {
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
         .expect("make the fixture executable");
     target
+}
+
+/// What `stderr` said until the server listened (or ended, or 30 s passed).
+pub fn said_until_listening(stderr: std::process::ChildStderr) -> String {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let mut said = String::new();
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+        said.push_str(&line);
+        said.push('\n');
+        if line.contains("listening on ") {
+            break;
+        }
+    }
+    said
 }
