@@ -423,7 +423,7 @@ fn joins_are_made_fast_when_only_warnings_are_logged() {
         if grep -q favordynmods /proc/self/mounts; then echo "a hierarchy with favordynmods is mounted elsewhere" >&2; exit 3; fi
         exec "$0" serve --listen 127.0.0.1:0 --data-dir "$1""#;
     let data = function_tempdir();
-    let mut server = std::process::Command::new("unshare")
+    let mut server = support::serve_command("unshare")
         .args([
             "--mount",
             "--propagation",
@@ -434,11 +434,7 @@ fn joins_are_made_fast_when_only_warnings_are_logged() {
         ])
         .arg(support::gantry_bin())
         .arg(data.path().join("data"))
-        .env("GANTRY_WATCHDOG", support::watchdog_bin())
         .env("GANTRY_LOG", "warn")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("run unshare (util-linux)");
     let said = support::said_until_listening(server.stderr.take().unwrap());

@@ -379,14 +379,9 @@ async fn sigterm_lets_a_running_execution_finish_within_the_grace() {
 #[test]
 fn sigterm_right_after_the_listening_line_stops_cleanly() {
     let data = support::function_tempdir();
-    let mut server = std::process::Command::new(support::gantry_bin())
+    let mut server = support::serve_command(support::gantry_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data.path().join("data"))
-        .env("GANTRY_WATCHDOG", support::watchdog_bin())
-        .env_remove("GANTRY_TOKEN")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start gantry serve");
     let said = support::said_until_listening(server.stderr.take().unwrap());

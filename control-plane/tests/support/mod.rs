@@ -30,6 +30,14 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// Settings of the caller's shell that a test's server must not pick up.
+pub const CALLER_SETTINGS: &[&str] = &[
+    "GANTRY_TOKEN",
+    "GANTRY_TOKEN_FILE",
+    "GANTRY_SECRET_KEY",
+    "GANTRY_URL",
+];
+
 /// The `gantry` binary under test.
 pub fn gantry_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gantry"))
@@ -145,14 +153,13 @@ impl Server {
             .args(&options.args)
             .env("GANTRY_WATCHDOG", watchdog_bin())
             .env("GANTRY_LOG", "info")
-            .env_remove("GANTRY_TOKEN")
-            .env_remove("GANTRY_TOKEN_FILE")
-            .env_remove("GANTRY_SECRET_KEY")
-            .env_remove("GANTRY_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        for var in CALLER_SETTINGS {
+            command.env_remove(var);
+        }
         if let Some(token) = &options.token {
             command.env("GANTRY_TOKEN", token);
         }

@@ -118,6 +118,22 @@ pub fn executable_fixture(name: &str, dir: &Path) -> PathBuf {
     target
 }
 
+/// `program` (`gantry`, or a wrapper that ends in `gantry serve`) set up to start a
+/// server the test drives by signals: the test's watchdog, none of the caller's
+/// settings, stderr piped for [`said_until_listening`].
+pub fn serve_command(program: impl AsRef<std::ffi::OsStr>) -> std::process::Command {
+    let mut command = std::process::Command::new(program);
+    for var in CALLER_SETTINGS {
+        command.env_remove(var);
+    }
+    command
+        .env("GANTRY_WATCHDOG", watchdog_bin())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
 /// What `stderr` said until the server listened (or ended, or 30 s passed).
 pub fn said_until_listening(stderr: std::process::ChildStderr) -> String {
     use std::io::BufRead;
