@@ -44,7 +44,8 @@ FROM ${RUST_IMAGE} AS build
 RUN rustup target add x86_64-unknown-linux-musl
 WORKDIR /src
 # The whole workspace (every member crate, Cargo.lock, and .cargo/config.toml with the
-# musl rustflags that make the binary non-PIE static); .dockerignore drops target/ and .git.
+# musl rustflags that make the binary non-PIE static); .dockerignore drops build output,
+# the fuzzing crate and .git.
 COPY . .
 RUN cargo build --locked --profile min-size --target x86_64-unknown-linux-musl -p gantry-watchdog \
     && cp target/x86_64-unknown-linux-musl/min-size/watchdog /watchdog \

@@ -21,8 +21,8 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
-use tokio_util::task::TaskTracker;
 
+use super::removal::Removals;
 use super::{is_connection_error, is_not_found, unreachable, DockerRuntime, OOM_EVENT_WAIT};
 use crate::domain::LogStream;
 use crate::logs::LogSink;
@@ -51,7 +51,7 @@ pub(super) struct DockerInstance {
     removed: bool,
     /// Where the removal runs once the container has exited: after the result, off the
     /// caller's path, and awaited by [`crate::runtime::Runtime::drain`] when the server stops.
-    removals: TaskTracker,
+    removals: Removals,
     /// The network sandbox the container joined, removed with it.
     sandbox: Option<String>,
 }
@@ -69,11 +69,12 @@ struct Watchers {
 impl DockerInstance {
     /// Creates the container `name` from `body`, attaches its stdout and stderr to
     /// `logs` and starts it. `sandbox` (a network sandbox it joins) is removed with it;
-    /// `removals` runs the removal once it has exited. A container that fails to start
-    /// is removed at once; the error says why (a missing image, an unreachable engine).
+    /// `removals` runs the removal once it has exited. A container that fails to start,
+    /// or may have been created when the engine stopped answering, is removed in the
+    /// background at once; the error says why (a missing image, an unreachable engine).
     pub(super) async fn create(
         docker: &Docker,
-        removals: TaskTracker,
+        removals: Removals,
         name: &str,
         body: ContainerCreateBody,
         logs: &LogSink,
@@ -81,18 +82,24 @@ impl DockerInstance {
     ) -> Result<DockerInstance, RuntimeError> {
         let image = body.image.clone().unwrap_or_default();
         let options = CreateContainerOptionsBuilder::new().name(name).build();
-        let created = docker
-            .create_container(Some(options), body)
-            .await
-            .map_err(|err| {
-                RuntimeError::Spawn(if is_not_found(&err) {
+        let created = match docker.create_container(Some(options), body).await {
+            Ok(created) => created,
+            Err(err) => {
+                if is_connection_error(&err) {
+                    // The engine may have created it before the connection broke: it is
+                    // removed by name once the engine answers again.
+                    let handle = tokio::runtime::Handle::current();
+                    removals.remove_later(docker.clone(), vec![name.to_owned()], &handle);
+                }
+                return Err(RuntimeError::Spawn(if is_not_found(&err) {
                     format!("image {image} is not present on the Docker engine; build it first (there is no registry to pull from)")
                 } else if is_connection_error(&err) {
                     unreachable(&err)
                 } else {
                     format!("the Docker engine refused the container: {err}")
-                })
-            })?;
+                }));
+            }
+        };
         let id = created.id;
         match Self::watch_and_start(docker, &id, logs).await {
             Ok(watchers) => Ok(DockerInstance {
@@ -110,7 +117,8 @@ impl DockerInstance {
                 sandbox,
             }),
             Err(err) => {
-                DockerRuntime::remove(docker, &id).await;
+                let handle = tokio::runtime::Handle::current();
+                removals.remove_later(docker.clone(), vec![id], &handle);
                 Err(RuntimeError::Spawn(if is_connection_error(&err) {
                     unreachable(&err)
                 } else {
@@ -186,17 +194,11 @@ impl DockerInstance {
     /// Removes the container (and its network sandbox) in the background on `handle`,
     /// tracked by `removals` so that [`crate::runtime::Runtime::drain`] waits for it.
     fn remove_later(&mut self, handle: &tokio::runtime::Handle) {
-        let (docker, container) = (self.docker.clone(), self.container.clone());
-        let sandbox = self.sandbox.take();
-        self.removals.spawn_on(
-            async move {
-                DockerRuntime::remove(&docker, &container).await;
-                if let Some(sandbox) = sandbox {
-                    DockerRuntime::remove(&docker, &sandbox).await;
-                }
-            },
-            handle,
-        );
+        let containers = std::iter::once(self.container.clone())
+            .chain(self.sandbox.take())
+            .collect();
+        self.removals
+            .remove_later(self.docker.clone(), containers, handle);
         self.removed = true;
     }
 

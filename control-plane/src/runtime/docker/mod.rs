@@ -11,6 +11,7 @@
 
 mod instance;
 pub mod network;
+mod removal;
 mod sandbox;
 mod warm;
 
@@ -22,13 +23,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::ListContainersOptionsBuilder;
 use bollard::Docker;
 use gantry_protocol::env;
-use tokio_util::task::TaskTracker;
 
 use self::instance::DockerInstance;
 use self::network as docker_network;
+use self::removal::Removals;
 use self::sandbox::Sandboxes;
 use super::{Instance, Launch, Runtime, RuntimeError, WarmLaunch, WarmStarted};
 use crate::logs::LogSink;
@@ -77,7 +78,7 @@ pub struct DockerRuntime {
     gateway: IpAddr,
     defaults: ContainerDefaults,
     /// Removals of exited containers, which run after the result is answered.
-    removals: TaskTracker,
+    removals: Removals,
     /// Network sandboxes kept ready (see [`sandbox`]); set up by the
     /// start-up orphan removal, so that removal does not take them.
     sandboxes: tokio::sync::OnceCell<Option<Arc<Sandboxes>>>,
@@ -145,7 +146,7 @@ impl DockerRuntime {
             network,
             gateway,
             defaults,
-            removals: TaskTracker::new(),
+            removals: Removals::default(),
             sandboxes: tokio::sync::OnceCell::new(),
             keep_ready,
         })
@@ -314,15 +315,11 @@ impl DockerRuntime {
         self.sandboxes.get().and_then(Option::as_ref)?.take()
     }
 
+    /// Force-removes the container `id` now, once; a failure is logged (the next start's
+    /// orphan sweep removes what is left).
     async fn remove(docker: &Docker, id: &str) {
-        let options = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        if let Err(err) = docker.remove_container(id, Some(options)).await {
-            if !is_not_found(&err) {
-                tracing::warn!(container = id, "cannot remove the container: {err}");
-            }
+        if let Err(err) = removal::remove_once(docker, id).await {
+            tracing::warn!(container = id, "cannot remove the container: {err}");
         }
     }
 }
@@ -387,7 +384,9 @@ impl Runtime for DockerRuntime {
                     tracing::warn!(
                         "starting in network sandbox {sandbox} failed ({err}); retrying without"
                     );
-                    Self::remove(&self.docker, &sandbox).await;
+                    let handle = tokio::runtime::Handle::current();
+                    self.removals
+                        .remove_later(self.docker.clone(), vec![sandbox], &handle);
                 }
             }
         }
@@ -412,11 +411,7 @@ impl Runtime for DockerRuntime {
         if let Some(Some(sandboxes)) = self.sandboxes.get() {
             sandboxes.clear().await;
         }
-        self.removals.close();
-        if tokio::time::timeout(limit, self.removals.wait())
-            .await
-            .is_err()
-        {
+        if !self.removals.finish(limit).await {
             tracing::warn!(
                 "container removals still running at exit; the next start removes what is left"
             );
@@ -442,9 +437,12 @@ impl DockerRuntime {
             spec.mode.as_env().to_owned(),
         );
         let vars = std::iter::once(mode).chain(launch.env.iter().cloned());
+        // A name of its own for each container: a container whose creation the engine's
+        // loss interrupted is removed by name, which must not take a later attempt's.
+        let attempt = uuid::Uuid::new_v4().simple().to_string();
         let instance = self
             .start_container(
-                &format!("gantry-{}", launch.execution_id),
+                &format!("gantry-{}-{}", launch.execution_id, &attempt[..8]),
                 &launch.function,
                 ("gantry.execution", launch.execution_id.to_string()),
                 Self::container_env(spec, HTTP_RUNTIME_URL, vars),

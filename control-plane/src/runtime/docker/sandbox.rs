@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, StartContainerOptions};
 use bollard::Docker;
-use tokio_util::task::TaskTracker;
 
+use super::removal::Removals;
 use super::{DockerRuntime, OWNER_LABEL};
 
 /// Image the sandboxes run: the FROM scratch watchdog image (`make watchdog-image`).
@@ -35,7 +35,8 @@ pub(super) struct Sandboxes {
     keep_ready: usize,
     ready: Mutex<Vec<String>>,
     starting: AtomicUsize,
-    tracker: TaskTracker,
+    /// The runtime's removals: sandboxes start on its tracker, so the drain waits for them.
+    removals: Removals,
 }
 
 impl Sandboxes {
@@ -46,7 +47,7 @@ impl Sandboxes {
         network: String,
         owner: String,
         keep_ready: usize,
-        tracker: TaskTracker,
+        removals: Removals,
     ) -> Option<Arc<Sandboxes>> {
         if keep_ready == 0 {
             return None;
@@ -64,7 +65,7 @@ impl Sandboxes {
             keep_ready,
             ready: Mutex::new(Vec::new()),
             starting: AtomicUsize::new(0),
-            tracker,
+            removals,
         });
         sandboxes.refill();
         Some(sandboxes)
@@ -83,12 +84,13 @@ impl Sandboxes {
         loop {
             let ready = self.ready.lock().expect("sandbox lock").len();
             let starting = self.starting.load(Ordering::SeqCst);
-            if ready + starting >= self.keep_ready || self.tracker.is_closed() {
+            let tracker = self.removals.tracker();
+            if ready + starting >= self.keep_ready || tracker.is_closed() {
                 return;
             }
             self.starting.fetch_add(1, Ordering::SeqCst);
             let sandboxes = self.clone();
-            self.tracker.spawn(async move {
+            tracker.spawn(async move {
                 match sandboxes.start_one().await {
                     Ok(id) => sandboxes.ready.lock().expect("sandbox lock").push(id),
                     Err(err) => tracing::warn!("cannot start a network sandbox: {err}"),
@@ -136,13 +138,25 @@ impl Sandboxes {
         };
         let name = format!("gantry-sandbox-{}", uuid::Uuid::new_v4().simple());
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let id = self.docker.create_container(Some(options), body).await?.id;
+        let handle = tokio::runtime::Handle::current();
+        let id = match self.docker.create_container(Some(options), body).await {
+            Ok(created) => created.id,
+            Err(err) => {
+                if super::is_connection_error(&err) {
+                    // Perhaps created before the connection broke: removed by its name.
+                    self.removals
+                        .remove_later(self.docker.clone(), vec![name], &handle);
+                }
+                return Err(err);
+            }
+        };
         if let Err(err) = self
             .docker
             .start_container(&id, None::<StartContainerOptions>)
             .await
         {
-            DockerRuntime::remove(&self.docker, &id).await;
+            self.removals
+                .remove_later(self.docker.clone(), vec![id], &handle);
             return Err(err);
         }
         Ok(id)
