@@ -165,6 +165,40 @@ fn escaping_function(name: &str, pid_file: &Path, hold: bool) -> Value {
 #[tokio::test]
 async fn a_process_that_escapes_session_and_environment_ends_with_the_execution() {
     let server = contained_server().await;
+    assert!(
+        server
+            .stderr()
+            .contains("joined by the watchdog as it starts"),
+        "{}",
+        server.stderr()
+    );
+    escapee_ends_with_its_execution(&server).await;
+}
+
+#[tokio::test]
+async fn a_watchdog_that_cannot_join_by_itself_is_joined_by_the_forked_child() {
+    // A watchdog build from before `--features` (which ignores CGROUP_PROCS): the server
+    // must contain it all the same.
+    let temp = function_tempdir();
+    let older = temp.path().join("older-watchdog");
+    let script = format!(
+        "#!/bin/bash\n[ \"$1\" = --features ] && exit 64\nunset CGROUP_PROCS\nexec -a \"$0\" {} \"$@\"\n",
+        support::watchdog_bin().display()
+    );
+    std::fs::write(&older, script).unwrap();
+    std::fs::set_permissions(&older, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let server = contained_server_with(&["--watchdog", older.to_str().unwrap()]).await;
+    assert!(
+        server.stderr().contains("joined between fork and exec"),
+        "{}",
+        server.stderr()
+    );
+    escapee_ends_with_its_execution(&server).await;
+}
+
+/// A function's process that leaves its session and environment ends with its execution,
+/// and the execution's cgroups are removed.
+async fn escapee_ends_with_its_execution(server: &Server) {
     let owner = server.owner_id();
     let temp = function_tempdir();
     let pid_file = temp.path().join("escapee.pid");

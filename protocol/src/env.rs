@@ -63,6 +63,13 @@ pub const WARM_TOKEN: &str = "WARM_TOKEN";
 pub const SECRET_FILES: &str = "SECRET_FILES";
 /// The directory SECRET_FILES are written to.
 pub const SECRETS_DIR: &str = "SECRETS_DIR";
+/// `cgroup.procs` files, one path a line, that the watchdog writes `0` (itself) into
+/// before it does anything else, so that it and everything it starts run in that cgroup.
+/// A file it cannot write stops it before the function runs.
+pub const CGROUP_PROCS: &str = "CGROUP_PROCS";
+
+/// What `watchdog --features` prints, one a line: it honours [`CGROUP_PROCS`].
+pub const FEATURE_CGROUP_PROCS: &str = "cgroup-procs";
 
 /// Variables meant for the watchdog alone: credentials, the input (which the function
 /// gets on stdin, in INPUT_FILE or over HTTP) and the watchdog's own set-up. They are
@@ -75,6 +82,7 @@ pub const WATCHDOG_ONLY: &[&str] = &[
     RUN_AS,
     SECRET_FILES,
     SECRETS_DIR,
+    CGROUP_PROCS,
 ];
 
 /// Defaults, in the units of their variables.

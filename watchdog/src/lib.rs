@@ -6,6 +6,7 @@
 //! else lives here so integration tests and benchmarks drive the real code.
 
 pub mod callback;
+pub mod cgroup;
 pub mod config;
 pub mod http_client;
 pub mod identity;

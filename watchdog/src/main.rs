@@ -35,8 +35,11 @@ Configured only through the environment:
   WARM_TOKEN            WARM: /invoke needs Authorization: Bearer WARM_TOKEN
   SECRET_FILES          {\"VAR\":\"secret\"}: the function gets VAR=SECRETS_DIR/VAR
   SECRETS_DIR           mode 0400 files, owned by RUN_AS              [/run/secrets]
+  CGROUP_PROCS          cgroup.procs files to join before anything runs, one a line
 The function never sees CALLBACK_TOKEN, WARM_TOKEN, INVOCATION_PAYLOAD,
-PAYLOAD_URL, RUN_AS, SECRET_FILES or SECRETS_DIR.
+PAYLOAD_URL, RUN_AS, SECRET_FILES, SECRETS_DIR or CGROUP_PROCS.
+
+Flags: --help, --version, --features (what this build supports, one a line).
 
 WARM mode serves GET /health and POST /invoke with
   {\"execution_id\", \"payload\", \"trace_id\"?, \"timeout_ms\"?, \"callback_url\"?}
@@ -66,10 +69,19 @@ fn main() {
             println!("watchdog {}", env!("CARGO_PKG_VERSION"));
             return;
         }
+        Some("--features") => {
+            println!("{}", gantry_protocol::env::FEATURE_CGROUP_PROCS);
+            return;
+        }
         Some(other) => {
             eprintln!("watchdog: unexpected argument {other:?}; configuration comes from the environment (see --help)");
             std::process::exit(exit_code::CONFIG);
         }
+    }
+    // Before the function can start anything: everything must run in its cgroup.
+    if let Err(err) = gantry_watchdog::cgroup::join_from_env() {
+        eprintln!("watchdog: cannot join the instance's cgroup ({err}); the function was not run");
+        std::process::exit(exit_code::INTERNAL);
     }
     // The shipped build aborts on panic, and as a container's PID 1 the watchdog ignores
     // SIGABRT: musl's abort() then crashes on purpose, which shows as a SIGSEGV (exit

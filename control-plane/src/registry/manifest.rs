@@ -50,6 +50,7 @@ pub const RESERVED_ENV: &[&str] = &[
     env::RUN_AS,
     env::SECRET_FILES,
     env::SECRETS_DIR,
+    env::CGROUP_PROCS,
     env::MAX_OUTPUT_BYTES,
     crate::runtime::process::OWNER_VAR,
     crate::runtime::process::INSTANCE_VAR,

@@ -148,3 +148,12 @@ fn json_type_errors_name_their_field() {
     assert!(err(Value::Null).ends_with("the body is empty"));
     assert!(from_json(&base("description", serde_json::json!("ok"))).is_ok());
 }
+
+#[test]
+fn every_variable_meant_for_the_watchdog_alone_is_reserved() {
+    // A manifest that set one could hand the watchdog a credential, an input or a
+    // cgroup file of its choosing.
+    for var in env::WATCHDOG_ONLY {
+        assert!(RESERVED_ENV.contains(var), "{var} is not reserved");
+    }
+}

@@ -3,7 +3,7 @@
 //! The server keeps one parent cgroup per data directory (`gantry-<owner id>`), under
 //! the controller roots when it runs as root and under its own cgroup otherwise, and one
 //! child per one-shot execution or warm instance. The watchdog joins its child before it
-//! runs (between fork and exec, see [`super::cgroup_join`]), so everything the function
+//! starts anything (see [`super::cgroup_join`]), so everything the function
 //! starts is in it, whatever session, process group or environment it gives itself:
 //! emptying the cgroup stops all of it, and the manifest's `memory_mb`, `pids` and `cpu`
 //! are the cgroup's limits. Where cgroups are missing, the runtime runs without them

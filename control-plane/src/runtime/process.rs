@@ -15,7 +15,7 @@ use gantry_protocol::env;
 use tokio::process::Command;
 
 use super::cgroup::{Cgroup, Cgroups, Controller, Limits};
-use super::cgroup_join;
+use super::cgroup_join::{self, JoinBy};
 use super::function_user::{self, FunctionUser};
 use super::orphans;
 use super::process_instance::ProcessInstance;
@@ -88,6 +88,8 @@ pub struct ProcessRuntime {
 /// The cgroups instances run in.
 struct Containment {
     cgroups: Arc<Cgroups>,
+    /// Who writes an instance into its cgroup.
+    join_by: JoinBy,
 }
 
 impl ProcessRuntime {
@@ -119,11 +121,19 @@ impl ProcessRuntime {
         self
     }
 
-    /// Runs every instance in a cgroup of its own under `cgroups`, joined by the child
-    /// before it execs the watchdog.
+    /// Runs every instance in a cgroup of its own under `cgroups`, joined before the
+    /// function runs: by the watchdog when it can (asked now), else by the forked child.
     pub fn with_cgroups(mut self, cgroups: Arc<Cgroups>) -> ProcessRuntime {
-        self.containment = Some(Containment { cgroups });
+        let join_by = cgroup_join::probe(&self.watchdog);
+        self.containment = Some(Containment { cgroups, join_by });
         self
+    }
+
+    /// How instances join their cgroup, when they run in one.
+    pub fn join_by(&self) -> Option<JoinBy> {
+        self.containment
+            .as_ref()
+            .map(|containment| containment.join_by)
     }
 
     /// How instances are contained, for the start-up line: `cgroups v1`, `cgroups v2`
@@ -143,19 +153,25 @@ impl ProcessRuntime {
         Some(containment.cgroups.cgroup(name, limits))
     }
 
-    /// Creates `cgroup` with `limits` and makes `cmd`'s child join it before it execs.
+    /// Creates `cgroup` with `limits` and makes `cmd`'s instance join it before the
+    /// function runs.
     fn create_cgroup(
+        &self,
         cmd: &mut Command,
         cgroup: Option<&Cgroup>,
         limits: &Limits,
     ) -> Result<(), RuntimeError> {
+        // Only the runtime names the cgroup files (manifests cannot set the variable;
+        // this also covers one stored before that was so).
+        cmd.env_remove(env::CGROUP_PROCS);
         let Some(cgroup) = cgroup else {
             return Ok(());
         };
         cgroup.create(limits).map_err(|err| {
             RuntimeError::Spawn(format!("cannot prepare the instance's cgroup: {err}"))
         })?;
-        cgroup_join::join_before_exec(cmd, &cgroup.procs_files()).map_err(|err| {
+        let join_by = self.join_by().unwrap_or(JoinBy::ForkedChild);
+        cgroup_join::join(cmd, &cgroup.procs_files(), join_by).map_err(|err| {
             let _ = cgroup.destroy();
             RuntimeError::Spawn(err.to_string())
         })
@@ -388,7 +404,7 @@ impl Runtime for ProcessRuntime {
             }
             Mode::Stdio => {}
         }
-        Self::create_cgroup(&mut cmd, cgroup.as_ref(), &limits)?;
+        self.create_cgroup(&mut cmd, cgroup.as_ref(), &limits)?;
         let instance = self.spawn(
             cmd,
             launch.logs,
@@ -427,7 +443,7 @@ impl Runtime for ProcessRuntime {
             Mode::Stdio => {}
         }
         cmd.env(INSTANCE_VAR, launch.key.to_string());
-        Self::create_cgroup(&mut cmd, cgroup.as_ref(), &limits)?;
+        self.create_cgroup(&mut cmd, cgroup.as_ref(), &limits)?;
         let instance = self.spawn(cmd, launch.logs, marker, scratch, ports, cgroup)?;
         Ok(WarmStarted {
             instance: Box::new(instance),

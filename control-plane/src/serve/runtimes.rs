@@ -12,6 +12,7 @@ use super::Failure;
 use crate::config::{RuntimeKind, ServeArgs};
 use crate::runtime::cgroup::{Cgroups, Controller, Limits};
 use crate::runtime::cgroup_dynmods::{self, DynmodsError, DynmodsMode};
+use crate::runtime::cgroup_join::JoinBy;
 use crate::runtime::docker::{ContainerDefaults, DockerRuntime};
 use crate::runtime::function_user::{self, FunctionUser};
 use crate::runtime::process::{locate_watchdog, ProcessRuntime};
@@ -202,8 +203,11 @@ fn contained(runtime: ProcessRuntime, args: &ServeArgs, owner: &str) -> ProcessR
         Ok(cgroups) => {
             // Outside the log line: a disabled level would skip its arguments.
             let joins = favor_joins(args.cgroup_favordynmods);
+            let cgroups = Arc::new(cgroups);
+            let runtime = runtime.with_cgroups(cgroups.clone());
+            let join_by = runtime.join_by().map_or("", JoinBy::describe);
             tracing::info!(
-                "process runtime: every instance runs in a cgroup of its own, cgroups {}; {joins}",
+                "process runtime: every instance runs in a cgroup of its own, cgroups {}, {join_by}; {joins}",
                 cgroups.describe()
             );
             let defaults = [
@@ -222,7 +226,7 @@ fn contained(runtime: ProcessRuntime, args: &ServeArgs, owner: &str) -> ProcessR
                     );
                 }
             }
-            runtime.with_cgroups(Arc::new(cgroups))
+            runtime
         }
         Err(reason) => {
             without_cgroups(&reason.to_string());

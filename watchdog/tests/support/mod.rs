@@ -44,6 +44,7 @@ pub const WATCHDOG_VARS: &[&str] = &[
     "SECRET_FILES",
     "SECRETS_DIR",
     "PORT",
+    "CGROUP_PROCS",
 ];
 
 /// Fails the test unless it runs as root, which tests that switch users need (CI runs
