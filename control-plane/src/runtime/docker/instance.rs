@@ -88,8 +88,7 @@ impl DockerInstance {
                 if is_connection_error(&err) {
                     // The engine may have created it before the connection broke: it is
                     // removed by name once the engine answers again.
-                    let handle = tokio::runtime::Handle::current();
-                    removals.remove_later(docker.clone(), vec![name.to_owned()], &handle);
+                    removals.remove_later(vec![name.to_owned()]);
                 }
                 return Err(RuntimeError::Spawn(if is_not_found(&err) {
                     format!("image {image} is not present on the Docker engine; build it first (there is no registry to pull from)")
@@ -117,8 +116,7 @@ impl DockerInstance {
                 sandbox,
             }),
             Err(err) => {
-                let handle = tokio::runtime::Handle::current();
-                removals.remove_later(docker.clone(), vec![id], &handle);
+                removals.remove_later(vec![id]);
                 Err(RuntimeError::Spawn(if is_connection_error(&err) {
                     unreachable(&err)
                 } else {
@@ -191,14 +189,13 @@ impl DockerInstance {
         })
     }
 
-    /// Removes the container (and its network sandbox) in the background on `handle`,
+    /// Removes the container (and its network sandbox) in the background,
     /// tracked by `removals` so that [`crate::runtime::Runtime::drain`] waits for it.
-    fn remove_later(&mut self, handle: &tokio::runtime::Handle) {
+    fn remove_later(&mut self) {
         let containers = std::iter::once(self.container.clone())
             .chain(self.sandbox.take())
             .collect();
-        self.removals
-            .remove_later(self.docker.clone(), containers, handle);
+        self.removals.remove_later(containers);
         self.removed = true;
     }
 
@@ -259,7 +256,7 @@ impl Instance for DockerInstance {
         if let Some(task) = self.stderr_task.take() {
             let _ = task.await;
         }
-        self.remove_later(&tokio::runtime::Handle::current());
+        self.remove_later();
         self.oom_task.abort();
         let exit = InstanceExit {
             code,
@@ -308,8 +305,8 @@ impl Drop for DockerInstance {
         self.oom_task.abort();
         if !self.removed {
             // Never leave a container behind, even on a path that forgot to wait.
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                self.remove_later(&handle);
+            if tokio::runtime::Handle::try_current().is_ok() {
+                self.remove_later();
             }
         }
     }

@@ -141,12 +141,12 @@ impl DockerRuntime {
         docker_network::guard(&inspected).await?;
         let gateway = docker_network::gateway(&inspected)?;
         Ok(DockerRuntime {
+            removals: Removals::new(docker.clone()),
             docker,
             owner,
             network,
             gateway,
             defaults,
-            removals: Removals::default(),
             sandboxes: tokio::sync::OnceCell::new(),
             keep_ready,
         })
@@ -384,9 +384,7 @@ impl Runtime for DockerRuntime {
                     tracing::warn!(
                         "starting in network sandbox {sandbox} failed ({err}); retrying without"
                     );
-                    let handle = tokio::runtime::Handle::current();
-                    self.removals
-                        .remove_later(self.docker.clone(), vec![sandbox], &handle);
+                    self.removals.remove_later(vec![sandbox]);
                 }
             }
         }

@@ -23,35 +23,38 @@ const FIRST_WAIT: Duration = Duration::from_millis(100);
 const LONGEST_WAIT: Duration = Duration::from_secs(2);
 
 /// The background removals of one runtime (and the other work its drain waits for).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(super) struct Removals {
+    docker: Docker,
     tracker: TaskTracker,
     stopping: CancellationToken,
 }
 
 impl Removals {
+    /// Removals on the engine `docker` talks to.
+    pub(super) fn new(docker: Docker) -> Removals {
+        Removals {
+            docker,
+            tracker: TaskTracker::new(),
+            stopping: CancellationToken::new(),
+        }
+    }
+
     /// The tracker the drain waits on, for other background work of the runtime.
     pub(super) fn tracker(&self) -> &TaskTracker {
         &self.tracker
     }
 
-    /// Removes `containers` one after the other (a container, then the network sandbox
-    /// it joined) on `handle`, each retried while the engine is unreachable.
-    pub(super) fn remove_later(
-        &self,
-        docker: Docker,
-        containers: Vec<String>,
-        handle: &tokio::runtime::Handle,
-    ) {
-        let stopping = self.stopping.clone();
-        self.tracker.spawn_on(
-            async move {
-                for container in containers {
-                    remove_until_gone(&docker, &container, &stopping).await;
-                }
-            },
-            handle,
-        );
+    /// Removes `containers` (ids or names) one after the other (a container, then the
+    /// network sandbox it joined) in the background, each retried while the engine is
+    /// unreachable. Must be called within the tokio runtime.
+    pub(super) fn remove_later(&self, containers: Vec<String>) {
+        let (docker, stopping) = (self.docker.clone(), self.stopping.clone());
+        self.tracker.spawn(async move {
+            for container in containers {
+                remove_until_gone(&docker, &container, &stopping).await;
+            }
+        });
     }
 
     /// Stops taking work and waits up to `limit` for what runs. Removals waiting for

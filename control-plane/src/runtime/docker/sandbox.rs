@@ -138,14 +138,12 @@ impl Sandboxes {
         };
         let name = format!("gantry-sandbox-{}", uuid::Uuid::new_v4().simple());
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let handle = tokio::runtime::Handle::current();
         let id = match self.docker.create_container(Some(options), body).await {
             Ok(created) => created.id,
             Err(err) => {
                 if super::is_connection_error(&err) {
                     // Perhaps created before the connection broke: removed by its name.
-                    self.removals
-                        .remove_later(self.docker.clone(), vec![name], &handle);
+                    self.removals.remove_later(vec![name]);
                 }
                 return Err(err);
             }
@@ -155,8 +153,7 @@ impl Sandboxes {
             .start_container(&id, None::<StartContainerOptions>)
             .await
         {
-            self.removals
-                .remove_later(self.docker.clone(), vec![id], &handle);
+            self.removals.remove_later(vec![id]);
             return Err(err);
         }
         Ok(id)
