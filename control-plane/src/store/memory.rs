@@ -9,11 +9,15 @@ mod catalog;
 mod deliveries;
 #[path = "memory_exec.rs"]
 mod exec;
+#[path = "memory_handle.rs"]
+mod handle;
+#[path = "memory_nodes.rs"]
+mod nodes;
 #[path = "memory_schedules.rs"]
 mod schedules;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -77,66 +81,6 @@ pub struct MemoryStore {
     fault: Mutex<Option<Fault>>,
 }
 
-impl std::fmt::Debug for MemoryStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore")
-            .field("fault", &*lock(&self.fault))
-            .finish()
-    }
-}
-
-/// Locks `mutex`, even if a panicking test poisoned it.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> MemoryStore {
-        MemoryStore::default()
-    }
-
-    /// Makes later calls fail with `fault` until it is cleared with `None`:
-    /// [`Fault::Full`] refuses writes only (reads go on, as on a full disk); any other
-    /// fault refuses every call, [`Store::ping`] included.
-    pub fn set_fault(&self, fault: Option<Fault>) {
-        *lock(&self.fault) = fault;
-    }
-
-    /// The error a call answers under the current fault, if any.
-    fn refusal(&self, operation: &'static str, write: bool) -> Result<(), StoreError> {
-        match *lock(&self.fault) {
-            None => Ok(()),
-            Some(Fault::Full) if !write => Ok(()),
-            Some(fault) => Err(StoreError::database(
-                operation,
-                fault,
-                format!("injected fault: {fault:?}"),
-            )),
-        }
-    }
-
-    fn read<T>(
-        &self,
-        operation: &'static str,
-        work: impl FnOnce(&State) -> T,
-    ) -> Result<T, StoreError> {
-        self.refusal(operation, false)?;
-        Ok(work(&lock(&self.state)))
-    }
-
-    fn write<T>(
-        &self,
-        operation: &'static str,
-        work: impl FnOnce(&mut State) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        self.refusal(operation, true)?;
-        work(&mut lock(&self.state))
-    }
-}
-
 #[async_trait]
 impl Store for MemoryStore {
     async fn create_function(
@@ -180,7 +124,7 @@ impl Store for MemoryStore {
     }
 
     async fn delete_function(&self, name: &str) -> Result<bool, StoreError> {
-        self.write("delete function", |s| Ok(s.delete_function(name)))
+        self.apply("delete function", |s| s.delete_function(name))
     }
 
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
@@ -229,7 +173,7 @@ impl Store for MemoryStore {
 
     async fn claim(&self, id: Uuid, claim: &Claim) -> Result<bool, StoreError> {
         let now = crate::domain::now();
-        self.write("claim execution", |s| Ok(s.claim(id, claim, now)))
+        self.apply("claim execution", |s| s.claim(id, claim, now))
     }
 
     async fn mark_running(
@@ -238,13 +182,13 @@ impl Store for MemoryStore {
         owner: &str,
         started: &Started,
     ) -> Result<bool, StoreError> {
-        self.write("mark execution running", |s| {
-            Ok(s.mark_running(id, owner, started))
+        self.apply("mark execution running", |s| {
+            s.mark_running(id, owner, started)
         })
     }
 
     async fn requeue(&self, id: Uuid, owner: &str, attempt: u32) -> Result<bool, StoreError> {
-        self.write("requeue execution", |s| Ok(s.requeue(id, owner, attempt)))
+        self.apply("requeue execution", |s| s.requeue(id, owner, attempt))
     }
 
     async fn finish_with_follow_ups(
@@ -267,13 +211,13 @@ impl Store for MemoryStore {
         run_at: DateTime<Utc>,
         failure: &AttemptFailure,
     ) -> Result<bool, StoreError> {
-        self.write("schedule a retry", |s| {
-            Ok(s.schedule_retry(id, owner, attempt, run_at, failure))
+        self.apply("schedule a retry", |s| {
+            s.schedule_retry(id, owner, attempt, run_at, failure)
         })
     }
 
     async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<usize, StoreError> {
-        self.write("renew leases", |s| Ok(s.renew_leases(owner, until)))
+        self.apply("renew leases", |s| s.renew_leases(owner, until))
     }
 
     async fn list_expired(
@@ -292,7 +236,7 @@ impl Store for MemoryStore {
         now: DateTime<Utc>,
         claim: &Claim,
     ) -> Result<bool, StoreError> {
-        self.write("reclaim execution", |s| Ok(s.reclaim(id, from, now, claim)))
+        self.apply("reclaim execution", |s| s.reclaim(id, from, now, claim))
     }
 
     async fn take_due(
@@ -300,7 +244,7 @@ impl Store for MemoryStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<(Uuid, String)>, StoreError> {
-        self.write("take due executions", |s| Ok(s.take_due(now, limit)))
+        self.apply("take due executions", |s| s.take_due(now, limit))
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
@@ -321,10 +265,7 @@ impl Store for MemoryStore {
     }
 
     async fn append_logs(&self, id: Uuid, lines: &[LogLine]) -> Result<(), StoreError> {
-        self.write("insert log line", |s| {
-            s.append_logs(id, lines);
-            Ok(())
-        })
+        self.apply("insert log line", |s| s.append_logs(id, lines))
     }
 
     async fn read_logs(
@@ -337,7 +278,7 @@ impl Store for MemoryStore {
     }
 
     async fn insert_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
-        self.write("insert token", |s| Ok(s.insert_token(token)))
+        self.apply("insert token", |s| s.insert_token(token))
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
@@ -345,18 +286,15 @@ impl Store for MemoryStore {
     }
 
     async fn delete_token(&self, name: &str) -> Result<bool, StoreError> {
-        self.write("delete token", |s| Ok(s.tokens.remove(name).is_some()))
+        self.apply("delete token", |s| s.tokens.remove(name).is_some())
     }
 
     async fn touch_token(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.write("touch token", |s| {
-            s.touch_token(name, at);
-            Ok(())
-        })
+        self.apply("touch token", |s| s.touch_token(name, at))
     }
 
     async fn put_secret(&self, name: &str, sealed: &Sealed) -> Result<SecretRecord, StoreError> {
-        self.write("store secret", |s| Ok(s.put_secret(name, sealed)))
+        self.apply("store secret", |s| s.put_secret(name, sealed))
     }
 
     async fn get_secret(&self, name: &str) -> Result<Option<SecretRecord>, StoreError> {
@@ -368,7 +306,7 @@ impl Store for MemoryStore {
     }
 
     async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
-        self.write("delete secret", |s| Ok(s.secrets.remove(name).is_some()))
+        self.apply("delete secret", |s| s.secrets.remove(name).is_some())
     }
 
     async fn prune_executions(
@@ -377,22 +315,22 @@ impl Store for MemoryStore {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<usize, StoreError> {
-        self.write("prune executions", |s| {
-            Ok(s.prune_executions(scope, before, limit))
+        self.apply("prune executions", |s| {
+            s.prune_executions(scope, before, limit)
         })
     }
 
     async fn delete_execution(&self, id: Uuid) -> Result<Deletion, StoreError> {
-        self.write("delete execution", |s| Ok(s.delete_execution(id)))
+        self.apply("delete execution", |s| s.delete_execution(id))
     }
 
     async fn prune_versions(&self, keep: u32) -> Result<usize, StoreError> {
-        self.write("prune versions", |s| Ok(s.prune_versions(keep)))
+        self.apply("prune versions", |s| s.prune_versions(keep))
     }
 
     async fn compact(&self) -> Result<(), StoreError> {
         // Memory is given back as records go; there is nothing to compact.
-        self.write("compact", |_| Ok(()))
+        self.apply("compact", |_| ())
     }
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -400,18 +338,11 @@ impl Store for MemoryStore {
     }
 
     async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError> {
-        let mut node = node.clone();
-        node.started_at = ms(node.started_at);
-        node.heartbeat_at = ms(node.heartbeat_at);
-        node.stopped_at = node.stopped_at.map(ms);
-        self.write("record a heartbeat", |s| {
-            s.nodes.insert(node.id.clone(), node);
-            Ok(())
-        })
+        self.apply("record a heartbeat", |s| s.heartbeat(node))
     }
 
     async fn request_cancel(&self, id: Uuid) -> Result<bool, StoreError> {
-        self.write("ask for a cancel", |s| Ok(s.request_cancel(id)))
+        self.apply("ask for a cancel", |s| s.request_cancel(id))
     }
 
     async fn cancel_requests(&self, owner: &str, limit: u32) -> Result<Vec<Uuid>, StoreError> {
@@ -435,8 +366,8 @@ impl Store for MemoryStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<usize, StoreError> {
-        self.write("make stale queued executions due", |s| {
-            Ok(s.make_stale_due(created_before, now, limit))
+        self.apply("make stale queued executions due", |s| {
+            s.make_stale_due(created_before, now, limit)
         })
     }
 
@@ -445,22 +376,11 @@ impl Store for MemoryStore {
     }
 
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
-        self.read("list nodes", |s| {
-            s.nodes
-                .values()
-                .take(super::MAX_NODES as usize)
-                .cloned()
-                .collect()
-        })
+        self.read("list nodes", State::list_nodes)
     }
 
     async fn publish_load(&self, load: &NodeLoad) -> Result<(), StoreError> {
-        let mut load = load.clone();
-        load.published_at = ms(load.published_at);
-        self.write("publish a node's load", |s| {
-            s.loads.insert(load.node_id.clone(), load);
-            Ok(())
-        })
+        self.apply("publish a node's load", |s| s.publish_load(load))
     }
 
     async fn peer_loads(
@@ -469,20 +389,12 @@ impl Store for MemoryStore {
         since: DateTime<Utc>,
     ) -> Result<Vec<NodeLoad>, StoreError> {
         self.read("read the other nodes' loads", |s| {
-            s.loads
-                .values()
-                .filter(|load| load.node_id != node_id && load.published_at >= since)
-                .take(super::MAX_NODES as usize)
-                .cloned()
-                .collect()
+            s.peer_loads(node_id, since)
         })
     }
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        self.write("store setting", |s| {
-            s.settings.insert(key.to_owned(), value.to_owned());
-            Ok(())
-        })
+        self.apply("store setting", |s| s.put_setting(key, value))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -508,8 +420,8 @@ impl Store for MemoryStore {
         function: &str,
         scope: CursorScope<'_>,
     ) -> Result<usize, StoreError> {
-        self.write("delete schedule cursors", |s| {
-            Ok(s.delete_schedule_cursors(function, scope))
+        self.apply("delete schedule cursors", |s| {
+            s.delete_schedule_cursors(function, scope)
         })
     }
     async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
@@ -522,25 +434,22 @@ impl Store for MemoryStore {
         body: &str,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        self.write("arm deliveries", |s| {
-            Ok(s.arm_deliveries(execution, body, now))
-        })
+        self.apply("arm deliveries", |s| s.arm_deliveries(execution, body, now))
     }
 
     async fn drop_waiting_deliveries(&self, execution: Uuid) -> Result<(), StoreError> {
-        self.write("drop waiting deliveries", |s| {
-            s.drop_waiting_deliveries(execution);
-            Ok(())
+        self.apply("drop waiting deliveries", |s| {
+            s.drop_waiting_deliveries(execution)
         })
     }
 
     async fn claim_deliveries(&self, claim: &DeliveryClaim) -> Result<Vec<Delivery>, StoreError> {
-        self.write("claim deliveries", |s| Ok(s.claim_deliveries(claim)))
+        self.apply("claim deliveries", |s| s.claim_deliveries(claim))
     }
 
     async fn update_delivery(&self, delivery: &Delivery, owner: &str) -> Result<bool, StoreError> {
-        self.write("record a delivery attempt", |s| {
-            Ok(s.update_delivery(delivery, owner))
+        self.apply("record a delivery attempt", |s| {
+            s.update_delivery(delivery, owner)
         })
     }
 
@@ -549,7 +458,7 @@ impl Store for MemoryStore {
     }
 
     async fn redrive_delivery(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.write("re-drive a delivery", |s| Ok(s.redrive_delivery(id, now)))
+        self.apply("re-drive a delivery", |s| s.redrive_delivery(id, now))
     }
 }
 

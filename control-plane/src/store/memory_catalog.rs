@@ -167,6 +167,11 @@ impl State {
         record
     }
 
+    /// See [`crate::store::Store::put_setting`].
+    pub(super) fn put_setting(&mut self, key: &str, value: &str) {
+        self.settings.insert(key.to_owned(), value.to_owned());
+    }
+
     pub(super) fn prune_executions(
         &mut self,
         scope: &PruneScope,

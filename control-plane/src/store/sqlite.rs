@@ -13,10 +13,18 @@ mod access_sql;
 mod claim_sql;
 #[path = "sqlite_deliveries_sql.rs"]
 mod deliveries_sql;
+#[path = "sqlite_exec_calls.rs"]
+mod exec_calls;
+#[path = "sqlite_exec_reads.rs"]
+mod exec_reads;
 #[path = "sqlite_exec_sql.rs"]
 mod exec_sql;
+#[path = "sqlite_handle.rs"]
+mod handle;
 #[path = "sqlite_nodes_sql.rs"]
 mod nodes_sql;
+#[path = "sqlite_queue.rs"]
+mod queue;
 #[path = "sqlite_readers.rs"]
 mod readers;
 #[path = "sqlite_retention_sql.rs"]
@@ -30,17 +38,16 @@ mod sql;
 #[path = "sqlite_writer.rs"]
 mod writer;
 
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::Connection;
-use tokio::sync::Semaphore;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use self::deliveries_sql::FollowUpRows;
 use self::exec_sql::{ExecutionRow, FinishedRow};
+use self::handle::with_copy;
 use self::readers::Readers;
 use self::writer::Writer;
 use super::{
@@ -54,10 +61,6 @@ use crate::domain::{
 };
 use crate::registry::{FunctionSpec, FunctionVersion};
 use crate::secrets::{Sealed, SecretRecord};
-use chrono::{DateTime, Utc};
-
-/// Read-only connections kept open for reads.
-const READERS: usize = 4;
 
 /// The SQLite store. Open it with [`SqliteStore::open`]; dropping it (or
 /// [`SqliteStore::close`]) finishes the queued writes and stops the writer thread.
@@ -67,79 +70,6 @@ pub struct SqliteStore {
     closed: Arc<AtomicBool>,
 }
 
-impl std::fmt::Debug for SqliteStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("dir", &self.readers.dir)
-            .field("closed", &self.closed.load(Ordering::Relaxed))
-            .finish()
-    }
-}
-
-impl SqliteStore {
-    /// Opens (creating it and `data_dir` if needed) `gantry.db` in `data_dir`, brings its
-    /// schema up to date and starts the writer thread. Blocks while doing so.
-    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
-            path: data_dir.display().to_string(),
-            source,
-        })?;
-        let write_conn = schema::open_writer(data_dir)?;
-        let idle = (0..READERS)
-            .map(|_| schema::open_reader(data_dir))
-            .collect::<Result<Vec<_>, _>>()?;
-        let writer = Writer::start(write_conn)?;
-        Ok(SqliteStore {
-            writer: Arc::new(writer),
-            readers: Arc::new(Readers {
-                dir: data_dir.to_path_buf(),
-                idle: Mutex::new(idle),
-                permits: Semaphore::new(READERS),
-            }),
-            closed: Arc::new(AtomicBool::new(false)),
-        })
-    }
-
-    /// Finishes the writes queued so far, then stops the writer thread. Every later
-    /// call answers [`StoreError::Closed`].
-    pub async fn close(&self) {
-        self.closed.store(true, Ordering::SeqCst);
-        self.readers.permits.close();
-        self.writer.shutdown().await;
-        let writer = Arc::clone(&self.writer);
-        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
-    }
-
-    async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(StoreError::Closed);
-        }
-        self.writer.write(work).await
-    }
-
-    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        if self.closed.load(Ordering::Relaxed) {
-            return Err(StoreError::Closed);
-        }
-        Readers::read(&self.readers, work).await
-    }
-}
-
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        // Blocks until the queued writes are committed.
-        self.writer.join();
-    }
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_function(
@@ -147,9 +77,7 @@ impl Store for SqliteStore {
         spec: &FunctionSpec,
         content_hash: &str,
     ) -> Result<FunctionVersion, StoreError> {
-        let spec_json = sql::to_json(spec, "function spec")?;
-        let (spec, hash) = (spec.clone(), content_hash.to_owned());
-        self.write(move |conn| sql::create_function(conn, spec, &spec_json, hash))
+        self.write(sql::version_job(spec, content_hash, sql::create_function)?)
             .await
     }
 
@@ -158,15 +86,12 @@ impl Store for SqliteStore {
         spec: &FunctionSpec,
         content_hash: &str,
     ) -> Result<(FunctionVersion, bool), StoreError> {
-        let spec_json = sql::to_json(spec, "function spec")?;
-        let (spec, hash) = (spec.clone(), content_hash.to_owned());
-        self.write(move |conn| sql::replace_function(conn, spec, &spec_json, hash))
+        self.write(sql::version_job(spec, content_hash, sql::replace_function)?)
             .await
     }
 
     async fn get_function(&self, name: &str) -> Result<Option<FunctionVersion>, StoreError> {
-        let name = name.to_owned();
-        self.read(move |conn| sql::get_function(conn, &name)).await
+        self.read(with_copy(name, sql::get_function)).await
     }
 
     async fn get_function_version(
@@ -184,20 +109,15 @@ impl Store for SqliteStore {
     }
 
     async fn list_versions(&self, name: &str) -> Result<Vec<FunctionVersion>, StoreError> {
-        let name = name.to_owned();
-        self.read(move |conn| sql::list_versions(conn, &name)).await
+        self.read(with_copy(name, sql::list_versions)).await
     }
 
     async fn delete_function(&self, name: &str) -> Result<bool, StoreError> {
-        let name = name.to_owned();
-        self.write(move |conn| sql::delete_function(conn, &name))
-            .await
+        self.write(with_copy(name, sql::delete_function)).await
     }
 
     async fn insert_execution(&self, execution: &Execution) -> Result<(), StoreError> {
-        let row = ExecutionRow::new(execution)?;
-        self.write(move |conn| exec_sql::insert_execution(conn, &row))
-            .await
+        exec_calls::insert_execution(self, execution).await
     }
 
     async fn insert_with_follow_ups(
@@ -205,18 +125,12 @@ impl Store for SqliteStore {
         execution: &Execution,
         follow: &FollowUps,
     ) -> Result<(), StoreError> {
-        let row = ExecutionRow::new(execution)?;
-        let follow = FollowUpRows::new(follow)?;
-        let id = execution.id;
-        self.write(move |conn| {
-            exec_sql::insert_execution(conn, &row)?;
-            follow.write(conn, id)
-        })
-        .await
+        let (row, follow) = (ExecutionRow::new(execution)?, FollowUpRows::new(follow)?);
+        exec_calls::insert(self, row, follow, execution.id).await
     }
 
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
-        self.read(move |conn| exec_sql::get_execution(conn, id))
+        self.read(move |conn| exec_reads::get_execution(conn, id))
             .await
     }
 
@@ -225,17 +139,14 @@ impl Store for SqliteStore {
         function: &str,
         key: &str,
     ) -> Result<Option<Execution>, StoreError> {
-        let (function, key) = (function.to_owned(), key.to_owned());
-        self.read(move |conn| exec_sql::find_by_idempotency_key(conn, &function, &key))
-            .await
+        exec_calls::find_by_idempotency_key(self, function, key).await
     }
 
     async fn list_executions(
         &self,
         filter: &ExecutionFilter,
     ) -> Result<Vec<Execution>, StoreError> {
-        let filter = filter.clone();
-        self.read(move |conn| exec_sql::list_executions(conn, &filter))
+        self.read(with_copy(filter, exec_reads::list_executions))
             .await
     }
 
@@ -250,9 +161,7 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, id: Uuid, claim: &Claim) -> Result<bool, StoreError> {
-        let (claim, now) = (claim.clone(), sql::to_ms(crate::domain::now()));
-        self.write(move |conn| claim_sql::claim(conn, id, &claim, now))
-            .await
+        queue::claim(self, id, claim).await
     }
 
     async fn mark_running(
@@ -261,15 +170,11 @@ impl Store for SqliteStore {
         owner: &str,
         started: &Started,
     ) -> Result<bool, StoreError> {
-        let (owner, started) = (owner.to_owned(), started.clone());
-        self.write(move |conn| exec_sql::mark_running(conn, id, &owner, &started))
-            .await
+        exec_calls::mark_running(self, id, owner, started).await
     }
 
     async fn requeue(&self, id: Uuid, owner: &str, attempt: u32) -> Result<bool, StoreError> {
-        let owner = owner.to_owned();
-        self.write(move |conn| exec_sql::requeue(conn, id, &owner, attempt))
-            .await
+        exec_calls::requeue(self, id, owner, attempt).await
     }
 
     async fn finish_with_follow_ups(
@@ -279,21 +184,8 @@ impl Store for SqliteStore {
         finished: &Finished,
         follow: &FollowUps,
     ) -> Result<bool, StoreError> {
-        let row = FinishedRow::new(finished)?;
-        let follow = FollowUpRows::new(follow)?;
-        let owner = match holder {
-            Holder::Queue => None,
-            Holder::Owner(owner) => Some(owner.to_owned()),
-        };
-        self.write(move |conn| {
-            let holder = owner.as_deref().map_or(Holder::Queue, Holder::Owner);
-            let applied = exec_sql::finish_execution(conn, id, holder, &row)?;
-            if applied {
-                follow.write(conn, id)?;
-            }
-            Ok(applied)
-        })
-        .await
+        let (row, follow) = (FinishedRow::new(finished)?, FollowUpRows::new(follow)?);
+        exec_calls::finish(self, id, holder, row, follow).await
     }
 
     async fn schedule_retry(
@@ -305,17 +197,11 @@ impl Store for SqliteStore {
         failure: &AttemptFailure,
     ) -> Result<bool, StoreError> {
         let failure = sql::to_json(failure, "attempt failure")?;
-        let (owner, run_at) = (owner.to_owned(), sql::to_ms(run_at));
-        self.write(move |conn| {
-            exec_sql::schedule_retry(conn, id, &owner, attempt, run_at, &failure)
-        })
-        .await
+        exec_calls::schedule_retry(self, id, owner, attempt, run_at, failure).await
     }
 
     async fn renew_leases(&self, owner: &str, until: DateTime<Utc>) -> Result<usize, StoreError> {
-        let (owner, until) = (owner.to_owned(), sql::to_ms(until));
-        self.write(move |conn| claim_sql::renew_leases(conn, &owner, until))
-            .await
+        queue::renew_leases(self, owner, until).await
     }
 
     async fn list_expired(
@@ -324,9 +210,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Execution>, StoreError> {
-        let (owner, now) = (owner.to_owned(), sql::to_ms(now));
-        self.read(move |conn| claim_sql::list_expired(conn, &owner, now, limit))
-            .await
+        queue::list_by(self, owner, now, limit, claim_sql::list_expired).await
     }
 
     async fn reclaim(
@@ -336,9 +220,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         claim: &Claim,
     ) -> Result<bool, StoreError> {
-        let (from, now, claim) = (from.to_owned(), sql::to_ms(now), claim.clone());
-        self.write(move |conn| claim_sql::reclaim(conn, id, &from, now, &claim))
-            .await
+        queue::reclaim(self, id, from, now, claim).await
     }
 
     async fn take_due(
@@ -346,9 +228,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<(Uuid, String)>, StoreError> {
-        let now = sql::to_ms(now);
-        self.write(move |conn| claim_sql::take_due(conn, now, limit))
-            .await
+        queue::take_due(self, now, limit).await
     }
 
     async fn request_cancel(&self, id: Uuid) -> Result<bool, StoreError> {
@@ -357,9 +237,7 @@ impl Store for SqliteStore {
     }
 
     async fn cancel_requests(&self, owner: &str, limit: u32) -> Result<Vec<Uuid>, StoreError> {
-        let owner = owner.to_owned();
-        self.read(move |conn| claim_sql::cancel_requests(conn, &owner, limit))
-            .await
+        queue::cancel_requests(self, owner, limit).await
     }
 
     async fn list_overdue(
@@ -368,9 +246,7 @@ impl Store for SqliteStore {
         due_before: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Uuid>, StoreError> {
-        let (function, due_before) = (function.to_owned(), sql::to_ms(due_before));
-        self.read(move |conn| claim_sql::list_overdue(conn, &function, due_before, limit))
-            .await
+        queue::list_by(self, function, due_before, limit, claim_sql::list_overdue).await
     }
 
     async fn make_stale_due(
@@ -379,27 +255,15 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<usize, StoreError> {
-        let (before, now) = (super::stale_cutoff(created_before), sql::to_ms(now));
-        self.write(move |conn| claim_sql::make_stale_due(conn, before, now, limit))
-            .await
+        queue::make_stale_due(self, created_before, now, limit).await
     }
 
     async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let due = self.read(claim_sql::next_due).await?;
-        Ok(due.and_then(DateTime::from_timestamp_millis))
+        queue::next_due(self).await
     }
 
     async fn redrive(&self, id: Uuid, retry: &Execution) -> Result<Redrive, StoreError> {
-        let row = ExecutionRow::new(retry)?;
-        let retry_id = retry.id;
-        self.write(move |conn| {
-            let outcome = exec_sql::mark_redriven(conn, id, retry_id)?;
-            if outcome == Redrive::Done {
-                exec_sql::insert_execution(conn, &row)?;
-            }
-            Ok(outcome)
-        })
-        .await
+        exec_calls::redrive(self, id, retry).await
     }
 
     async fn chain_tree(
@@ -408,7 +272,7 @@ impl Store for SqliteStore {
         after: Option<Uuid>,
         limit: u32,
     ) -> Result<Vec<Execution>, StoreError> {
-        self.read(move |conn| exec_sql::chain_tree(conn, root, after, limit))
+        self.read(move |conn| exec_reads::chain_tree(conn, root, after, limit))
             .await
     }
 
@@ -432,9 +296,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_token(&self, token: &TokenRecord) -> Result<bool, StoreError> {
-        let token = token.clone();
-        self.write(move |conn| access_sql::insert_token(conn, &token))
-            .await
+        self.write(with_copy(token, access_sql::insert_token)).await
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
@@ -442,9 +304,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_token(&self, name: &str) -> Result<bool, StoreError> {
-        let name = name.to_owned();
-        self.write(move |conn| access_sql::delete_token(conn, &name))
-            .await
+        self.write(with_copy(name, access_sql::delete_token)).await
     }
 
     async fn touch_token(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -460,9 +320,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_secret(&self, name: &str) -> Result<Option<SecretRecord>, StoreError> {
-        let name = name.to_owned();
-        self.read(move |conn| access_sql::get_secret(conn, &name))
-            .await
+        self.read(with_copy(name, access_sql::get_secret)).await
     }
 
     async fn list_secrets(&self) -> Result<Vec<SecretRecord>, StoreError> {
@@ -470,9 +328,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
-        let name = name.to_owned();
-        self.write(move |conn| access_sql::delete_secret(conn, &name))
-            .await
+        self.write(with_copy(name, access_sql::delete_secret)).await
     }
 
     async fn prune_executions(
@@ -501,9 +357,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_setting(&self, key: &str) -> Result<Option<String>, StoreError> {
-        let key = key.to_owned();
-        self.read(move |conn| access_sql::get_setting(conn, &key))
-            .await
+        self.read(with_copy(key, access_sql::get_setting)).await
     }
 
     async fn put_setting(&self, key: &str, value: &str) -> Result<(), StoreError> {
@@ -513,27 +367,15 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(|conn| {
-            conn.query_row("SELECT 1", [], |_| Ok(()))
-                .map_err(sql::db("ping"))
-        })
-        .await
+        self.read(nodes_sql::ping).await
     }
 
     async fn catalog_generation(&self) -> Result<i64, StoreError> {
-        self.read(|conn| {
-            conn.query_row("SELECT generation FROM catalog_changes", [], |row| {
-                row.get(0)
-            })
-            .map_err(sql::db("read the catalog generation"))
-        })
-        .await
+        self.read(nodes_sql::catalog_generation).await
     }
 
     async fn heartbeat(&self, node: &NodeRecord) -> Result<(), StoreError> {
-        let node = node.clone();
-        self.write(move |conn| nodes_sql::heartbeat(conn, &node))
-            .await
+        self.write(with_copy(node, nodes_sql::heartbeat)).await
     }
 
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
@@ -541,9 +383,7 @@ impl Store for SqliteStore {
     }
 
     async fn publish_load(&self, load: &NodeLoad) -> Result<(), StoreError> {
-        let load = load.clone();
-        self.write(move |conn| nodes_sql::publish_load(conn, &load))
-            .await
+        self.write(with_copy(load, nodes_sql::publish_load)).await
     }
 
     async fn peer_loads(
@@ -576,21 +416,13 @@ impl Store for SqliteStore {
         function: &str,
         scope: CursorScope<'_>,
     ) -> Result<usize, StoreError> {
-        let function = function.to_owned();
-        let keys = match scope {
-            CursorScope::All => None,
-            CursorScope::Keys(keys) => Some(keys.to_vec()),
-        };
-        self.write(move |conn| {
-            let scope = keys.as_deref().map_or(CursorScope::All, CursorScope::Keys);
-            schedules_sql::delete(conn, &function, scope)
-        })
-        .await
+        let (function, keys) = (function.to_owned(), schedules_sql::Keys::new(scope));
+        self.write(move |conn| schedules_sql::delete(conn, &function, keys.scope()))
+            .await
     }
 
     async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
-        let deliveries = deliveries.to_vec();
-        self.write(move |conn| deliveries_sql::insert(conn, &deliveries))
+        self.write(with_copy(deliveries, deliveries_sql::insert))
             .await
     }
 
@@ -611,9 +443,7 @@ impl Store for SqliteStore {
     }
 
     async fn claim_deliveries(&self, claim: &DeliveryClaim) -> Result<Vec<Delivery>, StoreError> {
-        let claim = claim.clone();
-        self.write(move |conn| deliveries_sql::claim(conn, &claim))
-            .await
+        self.write(with_copy(claim, deliveries_sql::claim)).await
     }
 
     async fn update_delivery(&self, delivery: &Delivery, owner: &str) -> Result<bool, StoreError> {
@@ -623,9 +453,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
-        let filter = filter.clone();
-        self.read(move |conn| deliveries_sql::list(conn, &filter))
-            .await
+        self.read(with_copy(filter, deliveries_sql::list)).await
     }
 
     async fn redrive_delivery(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
@@ -643,17 +471,5 @@ mod tests;
 mod exec_tests;
 
 #[cfg(test)]
-mod contract {
-    use std::sync::Arc;
-
-    use crate::store::contract::Subject;
-    use crate::store::SqliteStore;
-
-    fn sqlite() -> Subject {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path()).expect("open store");
-        (Box::new(dir), Arc::new(store))
-    }
-
-    crate::store_contract!(sqlite());
-}
+#[path = "sqlite_contract.rs"]
+mod contract;

@@ -1,4 +1,5 @@
-//! The SQL of the SQLite store's node records (heartbeats).
+//! The SQL of the SQLite store's node records (heartbeats), its catalog generation and
+//! its readiness ping.
 
 use rusqlite::{params, Connection, Row};
 
@@ -108,4 +109,18 @@ pub(super) fn peer_loads(
         });
     }
     Ok(loads)
+}
+
+/// See [`crate::store::Store::ping`].
+pub(super) fn ping(conn: &Connection) -> Result<(), StoreError> {
+    conn.query_row("SELECT 1", [], |_| Ok(()))
+        .map_err(db("ping"))
+}
+
+/// See [`crate::store::Store::catalog_generation`].
+pub(super) fn catalog_generation(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row("SELECT generation FROM catalog_changes", [], |row| {
+        row.get(0)
+    })
+    .map_err(db("read the catalog generation"))
 }

@@ -61,6 +61,27 @@ pub(super) fn advance(
     Ok(true)
 }
 
+/// A [`CursorScope`] the writer thread owns: the keys it names, or `None` for every
+/// cursor.
+pub(super) struct Keys(Option<Vec<String>>);
+
+impl Keys {
+    /// Copies `scope`.
+    pub(super) fn new(scope: CursorScope<'_>) -> Keys {
+        Keys(match scope {
+            CursorScope::All => None,
+            CursorScope::Keys(keys) => Some(keys.to_vec()),
+        })
+    }
+
+    /// The scope again.
+    pub(super) fn scope(&self) -> CursorScope<'_> {
+        self.0
+            .as_deref()
+            .map_or(CursorScope::All, CursorScope::Keys)
+    }
+}
+
 /// See [`crate::store::Store::delete_schedule_cursors`].
 pub(super) fn delete(
     conn: &Connection,

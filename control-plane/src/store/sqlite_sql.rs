@@ -1,6 +1,6 @@
 //! The SQL of the SQLite store's functions and logs (executions are in
-//! `sqlite_exec_sql.rs`): one function per operation, run on a connection by the writer
-//! thread or a reader, and the helpers that decode columns.
+//! `sqlite_exec_sql.rs` and `sqlite_exec_reads.rs`): one function per operation, run on
+//! a connection by the writer thread or a reader, and the helpers that decode columns.
 
 use chrono::{DateTime, Utc};
 use rusqlite::types::FromSql;
@@ -221,6 +221,22 @@ fn insert_version(
         spec,
         created_at,
     })
+}
+
+/// The writer's job of `work` (a new version of `spec`'s function, [`create_function`]
+/// or [`replace_function`]): the spec is encoded by the caller, so the writer thread
+/// only binds values.
+pub(super) fn version_job<T>(
+    spec: &FunctionSpec,
+    content_hash: &str,
+    work: fn(&Connection, FunctionSpec, &str, String) -> Result<T, StoreError>,
+) -> Result<impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static, StoreError>
+where
+    T: 'static,
+{
+    let spec_json = to_json(spec, "function spec")?;
+    let (spec, hash) = (spec.clone(), content_hash.to_owned());
+    Ok(move |conn: &Connection| work(conn, spec, &spec_json, hash))
 }
 
 /// See [`crate::store::Store::create_function`].

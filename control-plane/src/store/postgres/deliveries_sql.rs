@@ -3,7 +3,7 @@
 //! database never take the same due delivery at once.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Object};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -12,6 +12,20 @@ use crate::destinations::{Delivery, DeliveryClaim, DeliveryFilter, DeliveryState
 use crate::store::StoreError;
 
 const COLUMNS: &str = "id, execution_id, state, next_at, round_attempts, body, record";
+
+/// See [`crate::store::Store::insert_deliveries`]: [`insert`] in a transaction of its
+/// own, so all or nothing.
+pub(super) async fn insert_all(
+    client: &mut Object,
+    deliveries: &[Delivery],
+) -> Result<(), StoreError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db("begin a delivery insert"))?;
+    insert(&tx, deliveries).await?;
+    tx.commit().await.map_err(db("commit deliveries"))
+}
 
 /// See [`crate::store::Store::insert_deliveries`] (the caller's transaction makes it
 /// all or nothing).

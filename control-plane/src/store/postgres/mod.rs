@@ -19,6 +19,8 @@ mod codec;
 mod connect;
 mod deliveries_sql;
 mod exec_sql;
+mod exec_tx;
+mod handle;
 mod insert_batch;
 #[cfg(test)]
 mod insert_batch_tests;
@@ -36,12 +38,13 @@ mod tests;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::Pool;
 use uuid::Uuid;
 
-use self::codec::{db, pool, to_json, to_ms};
+use self::codec::{to_json, to_ms};
 use self::exec_sql::{ExecutionRow, FinishedRow};
-use self::insert_batch::{insert_execution, InsertWriter};
+use self::exec_tx::child_rows;
+use self::insert_batch::InsertWriter;
 use super::{
     CursorScope, Deletion, ExecutionFilter, FollowUps, PruneScope, Redrive, ScheduleAdvance,
     ScheduleCursor, Store, StoreError, Unfinished,
@@ -66,66 +69,10 @@ pub struct PostgresStore {
     inserts: InsertWriter,
 }
 
-impl Drop for PostgresStore {
-    fn drop(&mut self) {
-        self.listener.abort();
-    }
-}
-
-impl std::fmt::Debug for PostgresStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore")
-            .field("target", &self.target)
-            .finish()
-    }
-}
-
 /// Where a connection URL points (hosts, ports, database), without its password, for
 /// messages; why not if it cannot be read.
 pub fn describe_url(url: &str) -> Result<String, StoreError> {
     connect::parse(url).map(|target| connect::describe(&target.config))
-}
-
-impl PostgresStore {
-    /// Connects to the server `url` names (`postgres://user:password@host:port/database`,
-    /// `?sslmode=disable|prefer|require`, plain without one; `&sslrootcert=FILE` to trust
-    /// that CA), checks it answers and brings the schema up to date: several nodes may
-    /// do this at once.
-    pub async fn open(url: &str) -> Result<PostgresStore, StoreError> {
-        let parsed = connect::parse(url)?;
-        let target = connect::describe(&parsed.config);
-        let pool = connect::pool(parsed.clone())?;
-        let mut client = pool.get().await.map_err(codec::pool("connect"))?;
-        let migrated = schema::migrate(&mut client).await;
-        // The migration's session ends here, whatever happened, so no advisory lock
-        // outlives it.
-        drop(Object::take(client));
-        migrated?;
-        let (finished, listener) = listener::spawn(parsed);
-        let inserts = InsertWriter::start(pool.clone());
-        Ok(PostgresStore {
-            pool,
-            target,
-            finished,
-            listener,
-            inserts,
-        })
-    }
-
-    /// Where the store is (hosts, ports, database), without the password.
-    pub fn target(&self) -> &str {
-        &self.target
-    }
-
-    /// Closes the pool: later calls answer [`StoreError::Closed`].
-    pub fn close(&self) {
-        self.pool.close();
-        self.inserts.close();
-    }
-
-    async fn client(&self) -> Result<Object, StoreError> {
-        self.pool.get().await.map_err(pool("get a connection"))
-    }
 }
 
 #[async_trait]
@@ -185,13 +132,9 @@ impl Store for PostgresStore {
         execution: &Execution,
         follow: &FollowUps,
     ) -> Result<(), StoreError> {
-        let row = ExecutionRow::new(execution)?;
-        let children = child_rows(follow)?;
+        let (row, children) = (ExecutionRow::new(execution)?, child_rows(follow)?);
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db("begin an insert"))?;
-        insert_execution(&tx, &row).await?;
-        write_follow_ups(&tx, execution.id, follow, &children).await?;
-        tx.commit().await.map_err(db("commit an insert"))
+        exec_tx::insert(&mut client, &row, execution.id, follow, &children).await
     }
 
     async fn get_execution(&self, id: Uuid) -> Result<Option<Execution>, StoreError> {
@@ -224,16 +167,7 @@ impl Store for PostgresStore {
 
     async fn claim(&self, id: Uuid, claim: &Claim) -> Result<bool, StoreError> {
         let now = to_ms(crate::domain::now());
-        let mut client = self.client().await?;
-        if claim.max_in_flight.is_none() {
-            return claim_sql::claim(&client, id, claim, now).await;
-        }
-        // Counting what the function holds and claiming must not interleave with another
-        // node's claim of the same function: a lock per function, for this transaction.
-        let tx = client.transaction().await.map_err(db("begin a claim"))?;
-        let claimed = claim_sql::claim_within_limit(&tx, id, claim, now).await?;
-        tx.commit().await.map_err(db("commit a claim"))?;
-        Ok(claimed)
+        exec_tx::claim(&mut self.client().await?, id, claim, now).await
     }
 
     async fn mark_running(
@@ -256,21 +190,9 @@ impl Store for PostgresStore {
         finished: &Finished,
         follow: &FollowUps,
     ) -> Result<bool, StoreError> {
-        let row = FinishedRow::new(finished)?;
-        let children = child_rows(follow)?;
+        let (row, children) = (FinishedRow::new(finished)?, child_rows(follow)?);
         let mut client = self.client().await?;
-        if follow.is_empty() {
-            return exec_sql::finish_execution(&client, id, holder, &row).await;
-        }
-        // The finish locks the row until the commit: a racing finish waits, then finds it
-        // finished and writes none of what follows.
-        let tx = client.transaction().await.map_err(db("begin a finish"))?;
-        let applied = exec_sql::finish_execution(&tx, id, holder, &row).await?;
-        if applied {
-            write_follow_ups(&tx, id, follow, &children).await?;
-        }
-        tx.commit().await.map_err(db("commit a finish"))?;
-        Ok(applied)
+        exec_tx::finish(&mut client, id, holder, &row, follow, &children).await
     }
 
     async fn schedule_retry(
@@ -352,32 +274,7 @@ impl Store for PostgresStore {
 
     async fn redrive(&self, id: Uuid, retry: &Execution) -> Result<Redrive, StoreError> {
         let row = ExecutionRow::new(retry)?;
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db("begin a re-drive"))?;
-        // Locks the failed execution until the commit: a racing re-drive waits, then
-        // finds it re-driven.
-        let marked = exec_sql::update_where(
-            &tx,
-            "re-drive an execution",
-            "dead_letter = false, redriven_by = $2",
-            "status IN ('error', 'timeout', 'cancelled') AND redriven_by IS NULL",
-            &[&id, &retry.id],
-        )
-        .await?;
-        if !marked {
-            let earlier = tx
-                .query_opt("SELECT redriven_by FROM executions WHERE id = $1", &[&id])
-                .await
-                .map_err(db("read a re-drive"))?;
-            let by: Option<Uuid> = match earlier {
-                Some(row) => codec::get(&row, 0, "execution redriven_by")?,
-                None => None,
-            };
-            return Ok(by.map_or(Redrive::NotFailed, Redrive::Already));
-        }
-        insert_execution(&tx, &row).await?;
-        tx.commit().await.map_err(db("commit a re-drive"))?;
-        Ok(Redrive::Done)
+        exec_tx::redrive(&mut self.client().await?, id, retry.id, &row).await
     }
 
     async fn chain_tree(
@@ -469,12 +366,7 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.client()
-            .await?
-            .simple_query("SELECT 1")
-            .await
-            .map(|_| ())
-            .map_err(db("ping"))
+        nodes_sql::ping(&self.client().await?).await
     }
 
     async fn catalog_generation(&self) -> Result<i64, StoreError> {
@@ -527,13 +419,7 @@ impl Store for PostgresStore {
     }
 
     async fn insert_deliveries(&self, deliveries: &[Delivery]) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(db("begin a delivery insert"))?;
-        deliveries_sql::insert(&tx, deliveries).await?;
-        tx.commit().await.map_err(db("commit deliveries"))
+        deliveries_sql::insert_all(&mut self.client().await?, deliveries).await
     }
 
     async fn arm_deliveries(
@@ -564,27 +450,4 @@ impl Store for PostgresStore {
     async fn redrive_delivery(&self, id: Uuid, now: DateTime<Utc>) -> Result<bool, StoreError> {
         deliveries_sql::redrive(&self.client().await?, id, now).await
     }
-}
-
-/// The rows of the executions `follow`'s chains start.
-fn child_rows(follow: &FollowUps) -> Result<Vec<ExecutionRow>, StoreError> {
-    follow.children.iter().map(ExecutionRow::new).collect()
-}
-
-/// Writes what the result of execution `id` sets off (`children` are the rows of
-/// `follow.children`), in the caller's transaction.
-async fn write_follow_ups(
-    client: &impl deadpool_postgres::GenericClient,
-    id: Uuid,
-    follow: &FollowUps,
-    children: &[ExecutionRow],
-) -> Result<(), StoreError> {
-    for child in children {
-        insert_execution(client, child).await?;
-    }
-    deliveries_sql::insert(client, &follow.deliveries).await?;
-    if let Some(body) = &follow.callback_body {
-        deliveries_sql::arm(client, id, body, crate::domain::now()).await?;
-    }
-    Ok(())
 }

@@ -1,7 +1,7 @@
-//! The SQL of the PostgreSQL store's node records (heartbeats) and its catalog
-//! generation.
+//! The SQL of the PostgreSQL store's node records (heartbeats), its catalog generation
+//! and its readiness ping.
 
-use deadpool_postgres::GenericClient;
+use deadpool_postgres::{GenericClient, Object};
 use tokio_postgres::Row;
 
 use super::codec::{db, get, get_opt_time, get_time, get_u32, to_ms};
@@ -122,4 +122,13 @@ pub(super) async fn catalog_generation(client: &impl GenericClient) -> Result<i6
         .await
         .map_err(db("read the catalog generation"))?;
     get(&row, 0, "catalog generation")
+}
+
+/// See [`crate::store::Store::ping`].
+pub(super) async fn ping(client: &Object) -> Result<(), StoreError> {
+    client
+        .simple_query("SELECT 1")
+        .await
+        .map(|_| ())
+        .map_err(db("ping"))
 }
