@@ -10,7 +10,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::client::decode;
-use super::exec_cmd::log_line;
+use super::exec_logs::log_line;
 use super::sse::{SseEvent, SseParser};
 use super::{out, out_json, Ctx, FnLogsArgs};
 use crate::domain::LogLine;
