@@ -82,7 +82,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (execution_id, seq)
     );
     ",
-    // Chains, retries and dead letters (issue 6).
+    // Chains, retries and dead letters.
     "
     ALTER TABLE executions ADD COLUMN run_at INTEGER;
     ALTER TABLE executions ADD COLUMN attempts TEXT;
