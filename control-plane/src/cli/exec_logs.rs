@@ -20,6 +20,12 @@ pub(super) async fn logs(ctx: &Ctx, id: &str, timestamps: bool) -> Result<()> {
         .client
         .get(&["v1", "executions", id, "logs"], &[])
         .await?;
+    print_page(ctx, body, timestamps)
+}
+
+/// A page of captured lines as the server answered it: the body itself with `--json`,
+/// else each line as [`log_line`] prints it.
+fn print_page(ctx: &Ctx, body: Value, timestamps: bool) -> Result<()> {
     if ctx.json() {
         return out_json(&body);
     }
@@ -101,16 +107,7 @@ pub(super) async fn follow_logs(ctx: &Ctx, id: &str, timestamps: bool) -> Result
     if !response.status().is_success() || !is_sse {
         // An error, or a server that answered with the plain log: print what there is.
         let (_, body) = client.read(response).await?;
-        if ctx.json() {
-            return out_json(&body);
-        }
-        let page: LogPage = decode(body)?;
-        let lines: String = page
-            .lines
-            .iter()
-            .map(|line| log_line(line, timestamps))
-            .collect();
-        return out(&lines);
+        return print_page(ctx, body, timestamps);
     }
     let mut stream = response.bytes_stream();
     let mut parser = SseParser::new();
