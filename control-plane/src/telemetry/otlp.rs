@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
-use super::inbox::{Batch, Inbox, SharedInbox, Spans};
+use super::inbox::{self, Batch, Inbox, SharedInbox, Spans};
 use super::record::Envelope;
 use super::{TelemetryError, TracingSettings};
 
@@ -39,7 +39,10 @@ impl Pipeline {
         settings: &TracingSettings,
         dropped: Counter,
     ) -> Result<Pipeline, TelemetryError> {
+        // Parsed once: a URL given as text is parsed again by every request.
         let url = traces_url(&settings.endpoint)?;
+        let url = reqwest::Url::parse(&url)
+            .map_err(|_| TelemetryError::BadEndpoint(settings.endpoint.clone()))?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .default_headers(settings.headers.clone())
@@ -49,7 +52,8 @@ impl Pipeline {
             .map_err(|err| TelemetryError::Exporter(err.to_string()))?;
         let envelope = Envelope::new(&settings.service_name);
         let inbox = Inbox::new(settings.max_queue, settings.batch, envelope.head_room());
-        let inbox = SharedInbox::new(inbox);
+        let stage_spans = inbox::stage_spans(settings.max_queue, settings.batch);
+        let inbox = SharedInbox::new(inbox, inbox::stage_count(), stage_spans);
         let (stop, stopping) = watch::channel(None);
         let (done, finished) = watch::channel(false);
         let wake = Arc::new(Notify::new());
@@ -64,6 +68,7 @@ impl Pipeline {
             endpoint: settings.endpoint.clone(),
             dropped: dropped.clone(),
             failing: false,
+            gathered: Instant::now(),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -124,12 +129,14 @@ struct Exporter {
     timeout: Duration,
     envelope: Envelope,
     client: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
     /// For the warnings.
     endpoint: String,
     dropped: Counter,
     /// Whether the last export failed: a warning is logged once per run of failures.
     failing: bool,
+    /// When the stages were last gathered.
+    gathered: Instant,
 }
 
 impl Exporter {
@@ -142,7 +149,11 @@ impl Exporter {
             if stop.borrow_and_update().is_none() {
                 tokio::select! {
                     () = self.wake.notified() => {}
-                    () = tokio::time::sleep(self.delay) => waited = true,
+                    // The delay counts from the last gathering: a busy server that
+                    // wakes this thread for every batch still has its stages gathered.
+                    () = tokio::time::sleep_until(due_at(self.gathered, self.delay)) => {
+                        waited = true;
+                    }
                     changed = stop.changed() => {
                         // The pipeline is gone: nothing can be queued any more.
                         if changed.is_err() {
@@ -156,7 +167,10 @@ impl Exporter {
             // batch, so a stop during whole batches gets the part batch too).
             let emptied_for_a_stop = loop {
                 let deadline = *stop.borrow();
-                let due = waited || deadline.is_some();
+                let due = waited || deadline.is_some() || self.gathered.elapsed() >= self.delay;
+                if due {
+                    self.gather();
+                }
                 let Some(batch) = self.inbox.lock().next(due) else {
                     break deadline.is_some();
                 };
@@ -171,8 +185,15 @@ impl Exporter {
                 break;
             }
         }
-        let left = self.inbox.lock().close();
+        let left = self.inbox.close();
         self.dropped.inc_by(left as u64);
+    }
+
+    /// Moves the spans the stages hold into the inbox, counting those it has no room for.
+    fn gather(&mut self) {
+        let dropped = self.inbox.gather();
+        self.dropped.inc_by(dropped as u64);
+        self.gathered = Instant::now();
     }
 
     /// POSTs `batch`, giving up at the export timeout or a stop's deadline.
@@ -224,11 +245,22 @@ impl Exporter {
     }
 }
 
+/// When the stages gathered at `gathered` are due again, `delay` later: in thirty years
+/// when that is past what a clock can hold (the delay is any number of milliseconds).
+fn due_at(gathered: Instant, delay: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 86_400);
+    (gathered.checked_add(delay)).unwrap_or_else(|| gathered + FAR)
+}
+
 /// One export request; its answer is read (up to [`MAX_ANSWER`]) so the connection can
 /// carry the next.
-async fn post(client: &reqwest::Client, url: &str, body: bytes::Bytes) -> Result<(), String> {
+async fn post(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    body: bytes::Bytes,
+) -> Result<(), String> {
     let mut response = client
-        .post(url)
+        .post(url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
         .body(body)
         .send()
@@ -279,6 +311,16 @@ pub(super) fn traces_url(endpoint: &str) -> Result<String, TelemetryError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn any_schedule_delay_has_a_due_time() {
+        let now = Instant::now();
+        assert_eq!(
+            due_at(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        assert!(due_at(now, Duration::from_millis(u64::MAX)) > now + Duration::from_secs(86_400));
+    }
 
     #[test]
     fn the_traces_path_is_added_once() {
