@@ -287,18 +287,10 @@ impl SharedInbox {
     /// The exporter has stopped: no span is taken from now on. How many were left in
     /// the stages and the inbox, never to be sent.
     pub(super) fn close(&self) -> usize {
-        // The inbox first: a stage that fills from now on has its spans dropped, and
-        // counted, when it offers them.
+        // The inbox first: what the stages hold, gathered into it then, is dropped and
+        // counted, as is what a stage offers later.
         let left = self.lock().close();
-        let staged: usize = (self.0.stages.iter())
-            .map(|stage| {
-                let mut spans = stage.lock();
-                let count = spans.len();
-                spans.clear();
-                count
-            })
-            .sum();
-        left + staged
+        left + self.gather()
     }
 }
 
