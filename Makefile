@@ -9,7 +9,7 @@ STATIC_WATCHDOG := target/static/watchdog
 TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
 WATCHDOG_IMAGE ?= gantry/watchdog:latest
 
-.PHONY: help build test lint fmt fuzz fuzz-ci watchdog-static check-static watchdog-image docker-up check-image base-images runtime-images check-runtime-images run bench bench-watchdog bench-control-plane bench-docker bench-warm bench-cluster clean
+.PHONY: help build test lint fmt fuzz fuzz-ci watchdog-static check-static watchdog-image docker-up check-image base-images runtime-images check-runtime-images run bench bench-watchdog bench-control-plane bench-docker bench-warm bench-tracing-instructions bench-cluster clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -78,7 +78,7 @@ run: ## start Gantry on its embedded defaults: process runtime, SQLite in ./gant
 	$(CARGO) build -p gantry-watchdog -p gantry-control-plane
 	$(TARGET_DIR)/debug/gantry serve
 
-bench: bench-watchdog bench-control-plane bench-docker bench-warm bench-cluster ## every benchmark
+bench: bench-watchdog bench-control-plane bench-docker bench-warm bench-tracing-instructions bench-cluster ## every benchmark
 
 bench-watchdog: watchdog-static ## watchdog size, RSS, WARM proxy and STDIO latency; see BENCHMARKS.md
 	WATCHDOG_BIN=$(CURDIR)/$(STATIC_WATCHDOG) $(CARGO) bench -p gantry-watchdog --bench watchdog_bench
@@ -97,6 +97,13 @@ bench-warm: watchdog-static ## warm pool: `:invoke` of a warm no-op function aga
 	$(CARGO) build --release -p gantry-control-plane
 	GANTRY_BIN=$(CURDIR)/target/release/gantry WATCHDOG_BIN=$(CURDIR)/$(STATIC_WATCHDOG) \
 		$(CARGO) bench -p gantry-control-plane --bench warm_bench
+
+bench-tracing-instructions: watchdog-static ## instructions `gantry serve` runs per warm call, span export on and off, counted by valgrind; see BENCHMARKS.md
+	$(CARGO) build --release -p gantry-control-plane
+	@command -v valgrind >/dev/null || { echo "valgrind is needed (Debian: apt-get install valgrind)"; exit 1; }
+	runtime=$$($(CARGO) bench -p gantry-control-plane --bench warm_bench --no-run --message-format=json \
+		| python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])') && \
+	python3 scripts/tracing_instructions.py $(TARGET_DIR)/release/gantry $(CURDIR)/$(STATIC_WATCHDOG) "$$runtime"
 
 bench-cluster: watchdog-static ## 1–3 `gantry serve` nodes on one PostgreSQL (the tests' server): enqueue, claim latency, throughput; see BENCHMARKS.md
 	$(CARGO) build --release -p gantry-control-plane

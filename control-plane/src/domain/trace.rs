@@ -50,7 +50,7 @@ impl TraceContext {
     /// malformed, shortened when too long). A version above 00 is read by its first
     /// four fields, as the specification asks of a version 00 participant.
     pub fn parse(traceparent: &str, tracestate: Option<&str>) -> Result<TraceContext, TraceError> {
-        let text = traceparent.trim_matches([' ', '\t']);
+        let text = trim_spaces(traceparent);
         if !text.is_ascii() {
             return Err(TraceError::Shape);
         }
@@ -183,6 +183,17 @@ impl fmt::Display for TraceContext {
     }
 }
 
+/// `text` without the spaces and tabs around it.
+fn trim_spaces(text: &str) -> &str {
+    let space = |byte: &u8| *byte == b' ' || *byte == b'\t';
+    let bytes = text.as_bytes();
+    match (bytes.first(), bytes.last()) {
+        // The usual case: nothing to trim.
+        (Some(first), Some(last)) if !space(first) && !space(last) => text,
+        _ => text.trim_matches([' ', '\t']),
+    }
+}
+
 fn is_lower_hex(byte: u8) -> bool {
     lower_hex_value(byte).is_some()
 }
@@ -209,13 +220,21 @@ fn lower_hex_value(byte: u8) -> Option<u8> {
 }
 
 /// Exactly `2 * N` lowercase hex digits, checked and decoded in one pass (every span
-/// hook decodes its execution's stored context).
+/// hook decodes its execution's stored context): eight digits at a time when `N` is a
+/// multiple of four, as ids are.
 fn decode_hex<const N: usize>(text: &str) -> Result<[u8; N], TraceError> {
     let digits = text.as_bytes();
     if digits.len() != 2 * N {
         return Err(TraceError::Hex);
     }
     let mut out = [0u8; N];
+    if N % 4 == 0 {
+        for (bytes, word) in out.chunks_exact_mut(4).zip(digits.chunks_exact(8)) {
+            let word = u64::from_le_bytes(word.try_into().map_err(|_| TraceError::Hex)?);
+            bytes.copy_from_slice(&decode_word(word).ok_or(TraceError::Hex)?);
+        }
+        return Ok(out);
+    }
     // Any digit that is not one sets a bit of NOT_HEX; it is checked once at the end.
     let mut bad = 0u8;
     for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
@@ -230,6 +249,33 @@ fn decode_hex<const N: usize>(text: &str) -> Result<[u8; N], TraceError> {
         return Err(TraceError::Hex);
     }
     Ok(out)
+}
+
+/// The four bytes that eight lowercase hex digits (read as a little-endian word, the
+/// first digit lowest) stand for, or `None` when any of them is not one. Each byte of
+/// the word is handled in its own lane of the integer operations.
+fn decode_word(word: u64) -> Option<[u8; 4]> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    if word & HIGH != 0 {
+        return None;
+    }
+    // For bytes under 0x80, adding 0x80 - `low` sets a byte's high bit exactly when it
+    // is at least `low`, and never carries into the next byte.
+    let at_least = |low: u8| word + ONES * u64::from(0x80 - low);
+    let digits = at_least(b'0') & !at_least(b'9' + 1);
+    let letters = at_least(b'a') & !at_least(b'f' + 1);
+    if (digits | letters) & HIGH != HIGH {
+        return None;
+    }
+    // A digit's value is its low four bits; a letter's, those plus nine.
+    let values = (word & (ONES * 0x0f)) + ((letters & HIGH) >> 7) * 9;
+    // Each even digit is the high half of a byte, the odd one after it the low half.
+    const EVEN: u64 = 0x00ff_00ff_00ff_00ff;
+    let pairs = ((values & EVEN) << 4) | ((values >> 8) & EVEN);
+    let pairs = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
+    let pairs = (pairs | (pairs >> 16)) & 0xffff_ffff;
+    Some((pairs as u32).to_le_bytes())
 }
 
 /// A random id that is not all zeros (which would be invalid on the wire).

@@ -200,3 +200,27 @@ fn a_context_is_written_as_it_is_read() {
     );
     assert_eq!(TraceContext::parse(&text, None), Ok(zeros_and_nines));
 }
+
+#[test]
+fn eight_digits_at_a_time_decode_exactly_what_one_at_a_time_does() {
+    let one_at_a_time = |digits: &[u8; 8]| -> Option<[u8; 4]> {
+        let mut out = [0; 4];
+        for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+            *byte = lower_hex_value(pair[0])? << 4 | lower_hex_value(pair[1])?;
+        }
+        Some(out)
+    };
+    // The lanes never carry into each other: every byte in every place of a few words.
+    for base in [*b"00000000", *b"0123abcd", *b"ffffffff", *b"9a8b7c6d"] {
+        for at in 0..8 {
+            for byte in 0..=u8::MAX {
+                let mut digits = base;
+                digits[at] = byte;
+                let word = u64::from_le_bytes(digits);
+                assert_eq!(decode_word(word), one_at_a_time(&digits), "{digits:?}");
+            }
+        }
+    }
+    assert_eq!(decode_hex::<4>("0aFf0000"), Err(TraceError::Hex));
+    assert_eq!(decode_hex::<4>("deadbeef"), Ok([0xde, 0xad, 0xbe, 0xef]));
+}

@@ -17,6 +17,7 @@ mod otlp;
 mod record;
 pub mod sampler;
 mod spans;
+mod wire;
 
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};

@@ -6,6 +6,9 @@
 use bytes::Bytes;
 use uuid::Uuid;
 
+use super::wire::{
+    name, nested_len, written, Cursor, Value, FIXED32, FIXED64, LEN, MAX_ATTRIBUTE, MAX_VARINT,
+};
 use crate::domain::ErrorCode;
 
 /// The OTLP span kinds Gantry records.
@@ -63,12 +66,6 @@ pub(super) struct SpanRecord<'a> {
     pub outcome: Option<Outcome<'a>>,
 }
 
-/// The protobuf wire types used here.
-const VARINT: u8 = 0;
-const FIXED64: u8 = 1;
-const LEN: u8 = 2;
-const FIXED32: u8 = 5;
-
 /// Span flags: the W3C sampled bit, and "whether the parent is remote is known".
 const SAMPLED: u32 = 0x01;
 const HAS_IS_REMOTE: u32 = 0x100;
@@ -77,165 +74,134 @@ const IS_REMOTE: u32 = 0x200;
 const STATUS_OK: u64 = 1;
 const STATUS_ERROR: u64 = 2;
 
-fn varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
+/// The `attributes` field of a `Span`.
+const ATTRIBUTES: u32 = 9;
 
-fn varint_len(value: u64) -> usize {
-    // 7 bits a byte; at least one byte.
-    (64 - (value | 1).leading_zeros() as usize).div_ceil(7)
-}
+/// The most attributes a span carries, for its bound (see [`SpanRecord::attributes`]).
+const MOST_ATTRIBUTES: usize = 10;
 
-fn key(out: &mut Vec<u8>, field: u32, wire: u8) {
-    varint(out, u64::from(field << 3 | u32::from(wire)));
-}
-
-fn bytes_field(out: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    key(out, field, LEN);
-    varint(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
-
-fn varint_field(out: &mut Vec<u8>, field: u32, value: u64) {
-    key(out, field, VARINT);
-    varint(out, value);
-}
-
-/// A length-delimited field's size on the wire, for a one-byte key.
-fn nested_len(body: usize) -> usize {
-    1 + varint_len(body as u64) + body
-}
-
-/// An attribute value.
-enum Value<'a> {
-    /// UTF-8 text.
-    Str(&'a [u8]),
-    Int(i64),
-    Bool(bool),
-}
-
-/// A `KeyValue` (repeated field `field`) with an `AnyValue`.
-fn attribute(out: &mut Vec<u8>, field: u32, name: &str, value: Value<'_>) {
-    let any = match value {
-        Value::Str(text) => nested_len(text.len()),
-        // Two's complement, as protobuf's int64 is.
-        Value::Int(number) => 1 + varint_len(number as u64),
-        Value::Bool(_) => 2,
-    };
-    key(out, field, LEN);
-    varint(out, (nested_len(name.len()) + nested_len(any)) as u64);
-    bytes_field(out, 1, name.as_bytes());
-    key(out, 2, LEN);
-    varint(out, any as u64);
-    match value {
-        Value::Str(text) => bytes_field(out, 1, text),
-        Value::Bool(flag) => varint_field(out, 2, u64::from(flag)),
-        Value::Int(number) => varint_field(out, 3, number as u64),
-    }
-}
+/// Most bytes of a span beyond its texts: its key and length, its ids, kind, times,
+/// status and flags, and its attributes but for their texts (ids written out as text
+/// included).
+const MAX_SPAN_WRAPPING: usize = 1
+    + SPAN_LEN_ROOM
+    + 3 * (2 + 16)
+    + (1 + MAX_VARINT)
+    + 2
+    + 2 * 9
+    + (2 * (1 + MAX_VARINT) + 2)
+    + 5
+    + MOST_ATTRIBUTES * MAX_ATTRIBUTE
+    + 2 * uuid::fmt::Hyphenated::LENGTH;
 
 impl SpanRecord<'_> {
     /// This span as one entry of a `ScopeSpans` message's `spans` field, appended to
     /// `out`: written in place behind room for its length, which is filled in after.
     pub(super) fn write(&self, out: &mut Vec<u8>) {
-        key(out, 2, LEN);
-        let at = out.len();
-        out.extend_from_slice(&[0; SPAN_LEN_ROOM]);
-        self.encode(out);
+        let at = out.len() + 1;
+        Cursor::append(out, self.max_len(), |cursor| {
+            cursor.key(2, LEN);
+            cursor.bytes(&[0; SPAN_LEN_ROOM]);
+            self.encode(cursor);
+        });
         put_span_len(out, at);
     }
 
-    /// The body of this span's `Span` message, appended to `out`.
-    fn encode(&self, out: &mut Vec<u8>) {
-        bytes_field(out, 1, &self.trace);
-        bytes_field(out, 2, &self.id);
+    /// The most bytes [`write`](Self::write) may write for this span.
+    fn max_len(&self) -> usize {
+        let place = match self.place {
+            Some(Place::Node(node)) => node.len(),
+            Some(Place::Instance { id, .. }) => id.len(),
+            None => 0,
+        };
+        // The status and the error code, each both an attribute and the message.
+        let outcome = self.outcome.map_or(0, |outcome| {
+            2 * (outcome.status.len() + outcome.code.map_or(0, |code| code.as_str().len()))
+        });
+        let trigger = self.trigger.map_or(0, str::len);
+        MAX_SPAN_WRAPPING + self.name.len() + self.function.len() + place + trigger + outcome
+    }
+
+    /// The body of this span's `Span` message.
+    fn encode(&self, out: &mut Cursor<'_>) {
+        out.bytes_field(1, &self.trace);
+        out.bytes_field(2, &self.id);
         if let Some(parent) = &self.parent {
-            bytes_field(out, 4, parent);
+            out.bytes_field(4, parent);
         }
-        bytes_field(out, 5, self.name.as_bytes());
-        varint_field(out, 6, self.kind as u64);
-        key(out, 7, FIXED64);
-        out.extend_from_slice(&self.start.to_le_bytes());
-        key(out, 8, FIXED64);
-        out.extend_from_slice(&self.end.max(self.start).to_le_bytes());
-        const ATTRIBUTES: u32 = 9;
-        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        attribute(
-            out,
-            ATTRIBUTES,
-            "gantry.function",
-            Value::Str(self.function.as_bytes()),
-        );
-        let version = Value::Int(i64::from(self.version));
-        attribute(out, ATTRIBUTES, "gantry.function.version", version);
-        let execution = self.execution.hyphenated().encode_lower(&mut id);
-        attribute(
-            out,
-            ATTRIBUTES,
-            "gantry.execution.id",
-            Value::Str(execution.as_bytes()),
-        );
-        let attempt = Value::Int(i64::from(self.attempt));
-        attribute(out, ATTRIBUTES, "gantry.execution.attempt", attempt);
-        if let Some(trigger) = self.trigger {
-            let trigger = Value::Str(trigger.as_bytes());
-            attribute(out, ATTRIBUTES, "gantry.execution.trigger", trigger);
-        }
-        if let Some(parent) = self.parent_execution {
-            let parent = parent.hyphenated().encode_lower(&mut id);
-            attribute(
-                out,
-                ATTRIBUTES,
-                "gantry.parent.id",
-                Value::Str(parent.as_bytes()),
-            );
-        }
-        match &self.place {
-            Some(Place::Node(node)) => {
-                attribute(out, ATTRIBUTES, "gantry.node", Value::Str(node.as_bytes()));
-            }
-            Some(Place::Instance { id, cold }) => {
-                let instance = Value::Str(id.as_bytes());
-                attribute(out, ATTRIBUTES, "gantry.instance.id", instance);
-                attribute(out, ATTRIBUTES, "gantry.cold_start", Value::Bool(*cold));
-            }
-            None => {}
-        }
-        let mut error = None;
-        if let Some(outcome) = &self.outcome {
-            let status = Value::Str(outcome.status.as_bytes());
-            attribute(out, ATTRIBUTES, "gantry.execution.status", status);
-            if let Some(code) = outcome.code {
-                let code = Value::Str(code.as_str().as_bytes());
-                attribute(out, ATTRIBUTES, "gantry.error.code", code);
-            }
-            if outcome.failed {
-                error = Some(outcome.code.map_or(outcome.status, ErrorCode::as_str));
-            }
-        }
+        out.bytes_field(5, self.name.as_bytes());
+        out.varint_field(6, self.kind as u64);
+        out.key(7, FIXED64);
+        out.bytes(&self.start.to_le_bytes());
+        out.key(8, FIXED64);
+        out.bytes(&self.end.max(self.start).to_le_bytes());
+        self.attributes(out);
+        let error = self
+            .outcome
+            .filter(|outcome| outcome.failed)
+            .map(|outcome| outcome.code.map_or(outcome.status, ErrorCode::as_str));
         // Status: an error with its code as the message, else OK.
-        key(out, 15, LEN);
+        out.key(15, LEN);
         match error {
             Some(message) => {
-                varint(out, (nested_len(message.len()) + 2) as u64);
-                bytes_field(out, 2, message.as_bytes());
-                varint_field(out, 3, STATUS_ERROR);
+                out.varint((nested_len(message.len()) + 2) as u64);
+                out.bytes_field(2, message.as_bytes());
+                out.varint_field(3, STATUS_ERROR);
             }
             None => {
-                varint(out, 2);
-                varint_field(out, 3, STATUS_OK);
+                out.varint(2);
+                out.varint_field(3, STATUS_OK);
             }
         }
         let mut flags = SAMPLED | HAS_IS_REMOTE;
         if self.remote_parent {
             flags |= IS_REMOTE;
         }
-        key(out, 16, FIXED32);
-        out.extend_from_slice(&flags.to_le_bytes());
+        out.key(16, FIXED32);
+        out.bytes(&flags.to_le_bytes());
+    }
+
+    /// The span's attributes: the execution's, then where and how it ran; at most
+    /// [`MOST_ATTRIBUTES`] of them.
+    fn attributes(&self, out: &mut Cursor<'_>) {
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let function = Value::Str(self.function.as_bytes());
+        out.attribute(ATTRIBUTES, name!("gantry.function"), function);
+        let version = Value::Int(i64::from(self.version));
+        out.attribute(ATTRIBUTES, name!("gantry.function.version"), version);
+        let execution = self.execution.hyphenated().encode_lower(&mut id);
+        let execution = Value::Str(execution.as_bytes());
+        out.attribute(ATTRIBUTES, name!("gantry.execution.id"), execution);
+        let attempt = Value::Int(i64::from(self.attempt));
+        out.attribute(ATTRIBUTES, name!("gantry.execution.attempt"), attempt);
+        if let Some(trigger) = self.trigger {
+            let trigger = Value::Str(trigger.as_bytes());
+            out.attribute(ATTRIBUTES, name!("gantry.execution.trigger"), trigger);
+        }
+        if let Some(parent) = self.parent_execution {
+            let parent = Value::Str(parent.hyphenated().encode_lower(&mut id).as_bytes());
+            out.attribute(ATTRIBUTES, name!("gantry.parent.id"), parent);
+        }
+        match &self.place {
+            Some(Place::Node(node)) => {
+                let node = Value::Str(node.as_bytes());
+                out.attribute(ATTRIBUTES, name!("gantry.node"), node);
+            }
+            Some(Place::Instance { id, cold }) => {
+                let instance = Value::Str(id.as_bytes());
+                out.attribute(ATTRIBUTES, name!("gantry.instance.id"), instance);
+                out.attribute(ATTRIBUTES, name!("gantry.cold_start"), Value::Bool(*cold));
+            }
+            None => {}
+        }
+        if let Some(outcome) = &self.outcome {
+            let status = Value::Str(outcome.status.as_bytes());
+            out.attribute(ATTRIBUTES, name!("gantry.execution.status"), status);
+            if let Some(code) = outcome.code {
+                let code = Value::Str(code.as_str().as_bytes());
+                out.attribute(ATTRIBUTES, name!("gantry.error.code"), code);
+            }
+        }
     }
 }
 
@@ -247,9 +213,6 @@ pub(super) struct Envelope {
     /// The `scope` field of the `ScopeSpans` (Gantry and its version).
     scope: Vec<u8>,
 }
-
-/// Longest varint: room kept for each of the two lengths ahead of the spans.
-const MAX_VARINT: usize = 10;
 
 /// Bytes kept for a span's length: two, the varint of every length from 128 to 16383,
 /// which covers every span but one with an unusually long name or id.
@@ -264,26 +227,31 @@ fn put_span_len(out: &mut Vec<u8>, at: usize) {
         out[at] = (len & 0x7f) as u8 | 0x80;
         out[at + 1] = (len >> 7) as u8;
     } else {
-        let mut prefix = Vec::with_capacity(MAX_VARINT);
-        varint(&mut prefix, len as u64);
+        let prefix = written(MAX_VARINT, |cursor| cursor.varint(len as u64));
         out.splice(at..at + SPAN_LEN_ROOM, prefix);
     }
+}
+
+/// The bytes of a length-delimited field `field` (one-byte key) holding `body`.
+fn nested(field: u32, body: &[u8]) -> Vec<u8> {
+    written(1 + MAX_VARINT + body.len(), |cursor| {
+        cursor.bytes_field(field, body);
+    })
 }
 
 impl Envelope {
     /// The wrappers for spans of service `service`.
     pub(super) fn new(service: &str) -> Envelope {
-        let mut attributes = Vec::new();
+        let name = name!("service.name");
+        let max = MAX_ATTRIBUTE + service.len();
         let service = Value::Str(service.as_bytes());
-        attribute(&mut attributes, 1, "service.name", service);
-        let mut resource = Vec::new();
-        bytes_field(&mut resource, 1, &attributes);
-        let mut body = Vec::new();
-        bytes_field(&mut body, 1, b"gantry");
-        bytes_field(&mut body, 2, env!("CARGO_PKG_VERSION").as_bytes());
-        let mut scope = Vec::new();
-        bytes_field(&mut scope, 1, &body);
-        Envelope { resource, scope }
+        let attributes = written(max, |cursor| cursor.attribute(1, name, service));
+        let version = env!("CARGO_PKG_VERSION").as_bytes();
+        let scope = [nested(1, b"gantry"), nested(2, version)].concat();
+        Envelope {
+            resource: nested(1, &attributes),
+            scope: nested(1, &scope),
+        }
     }
 
     /// The room a batch keeps ahead of its spans for the wrappers, whose lengths are
@@ -301,13 +269,14 @@ impl Envelope {
         let spans = batch.len() - head_room;
         let scope_spans = self.scope.len() + spans;
         let resource_spans = self.resource.len() + nested_len(scope_spans);
-        let mut head = Vec::with_capacity(head_room);
-        key(&mut head, 1, LEN);
-        varint(&mut head, resource_spans as u64);
-        head.extend_from_slice(&self.resource);
-        key(&mut head, 2, LEN);
-        varint(&mut head, scope_spans as u64);
-        head.extend_from_slice(&self.scope);
+        let head = written(head_room, |cursor| {
+            cursor.key(1, LEN);
+            cursor.varint(resource_spans as u64);
+            cursor.bytes(&self.resource);
+            cursor.key(2, LEN);
+            cursor.varint(scope_spans as u64);
+            cursor.bytes(&self.scope);
+        });
         let start = head_room - head.len();
         batch[start..head_room].copy_from_slice(&head);
         Bytes::from(batch).slice(start..)

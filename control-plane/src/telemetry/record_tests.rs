@@ -172,24 +172,6 @@ fn an_end_before_the_start_is_clamped_and_versions_stay_whole() {
 }
 
 #[test]
-fn varint_lengths_match_what_is_written() {
-    for value in [
-        0,
-        1,
-        127,
-        128,
-        16_383,
-        16_384,
-        u64::from(u32::MAX),
-        u64::MAX,
-    ] {
-        let mut out = Vec::new();
-        varint(&mut out, value);
-        assert_eq!(out.len(), varint_len(value), "{value}");
-    }
-}
-
-#[test]
 fn a_span_too_long_for_its_two_length_bytes_is_moved_and_still_decodes() {
     let huge = "f".repeat(20_000);
     let batch = [
@@ -212,4 +194,37 @@ fn a_span_too_long_for_its_two_length_bytes_is_moved_and_still_decodes() {
         text(&spans[2], "gantry.function").as_deref(),
         Some("report")
     );
+}
+
+#[test]
+fn the_largest_span_stays_within_its_bound() {
+    let code = ErrorCode::Watchdog(WatchdogCode::Timeout);
+    let id = "i".repeat(200);
+    let span = SpanRecord {
+        parent: Some([1; 8]),
+        remote_parent: true,
+        version: u32::MAX,
+        attempt: u32::MAX,
+        start: u64::MAX,
+        end: u64::MAX,
+        trigger: Some("schedule"),
+        parent_execution: Some(Uuid::now_v7()),
+        place: Some(Place::Instance {
+            id: &id,
+            cold: true,
+        }),
+        outcome: Some(Outcome {
+            status: "timeout",
+            code: Some(&code),
+            failed: true,
+        }),
+        ..record("gantry.instance.start")
+    };
+    let mut out = vec![0; 3];
+    span.write(&mut out);
+    assert!(out.len() - 3 <= span.max_len(), "{}", out.len());
+    // It carries every attribute a span can: the bound counts them all.
+    let request = decode(&Envelope::new("s"), &[span]);
+    let decoded = &request.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(decoded.attributes.len(), MOST_ATTRIBUTES);
 }

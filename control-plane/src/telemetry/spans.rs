@@ -1,9 +1,12 @@
 //! The spans of an execution, recorded by the dispatcher and the API once each piece of
 //! work is done. Each hook returns at once when no span is exported.
 
+use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use chrono::{DateTime, Utc};
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
 
 use super::otlp::Pipeline;
 use super::record::{Kind, Outcome, Place, SpanRecord};
@@ -112,11 +115,20 @@ fn outcome(status: ExecutionStatus, error: Option<&ExecutionError>) -> Option<Ou
     })
 }
 
+thread_local! {
+    /// Where this thread's span ids come from: seeded once from the thread's
+    /// cryptographic generator. A span id must be unique within its trace, not secret,
+    /// and the hooks take one per span.
+    static SPAN_IDS: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
+}
+
+/// A random span id, never all zeros (invalid on the wire).
 fn random_span_id() -> [u8; 8] {
     loop {
-        let id: [u8; 8] = rand::random();
-        if id != [0; 8] {
-            return id;
+        let id = (SPAN_IDS.try_with(|ids| ids.borrow_mut().next_u64()))
+            .unwrap_or_else(|_| rand::random());
+        if id != 0 {
+            return id.to_le_bytes();
         }
     }
 }
@@ -282,5 +294,23 @@ fn whole<'a>(execution: &'a Execution, lineage: &Lineage, end: SystemTime) -> Sp
         place: (execution.instance_id.as_deref()).and_then(|id| instance(id, cold)),
         outcome: outcome(execution.status, execution.error.as_ref()),
         ..piece("gantry.execution", execution, lineage, created, end)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::random_span_id;
+
+    #[test]
+    fn span_ids_are_never_zero_and_differ_between_threads() {
+        let here: HashSet<[u8; 8]> = (0..10_000).map(|_| random_span_id()).collect();
+        assert_eq!(here.len(), 10_000);
+        assert!(!here.contains(&[0; 8]));
+        // Each thread's generator has a seed of its own.
+        let there = std::thread::spawn(|| (0..100).map(|_| random_span_id()).collect());
+        let there: HashSet<[u8; 8]> = there.join().unwrap();
+        assert!(here.is_disjoint(&there));
     }
 }
