@@ -127,7 +127,8 @@ impl Usage {
         }
     }
 
-    fn add(&mut self, other: Usage) {
+    /// Adds `other`'s use to this one.
+    pub fn add(&mut self, other: Usage) {
         self.cpu += other.cpu;
         self.waited += other.waited;
         self.runs += other.runs;

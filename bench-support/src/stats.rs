@@ -212,6 +212,17 @@ impl Summary {
         self.paired_median(baseline, |mine, base| mine.rps / base.rps)
     }
 
+    /// Adds the rounds and calls of `other`, the same variant measured again (on other
+    /// processes, say), after this summary's: rounds stay paired by index with another
+    /// variant's summary that absorbed its own in the same order.
+    pub fn absorb(&mut self, other: Summary) {
+        self.rounds.extend(other.rounds);
+        self.pooled.extend(other.pooled);
+        self.pooled.sort_unstable();
+        self.total += other.total;
+        self.warm_up += other.warm_up;
+    }
+
     /// Counts a round's sample: the warm-up only in [`Summary::warm_up`].
     fn add(&mut self, warm_up: bool, stats: RoundStats, sample: Sample) {
         if warm_up {
@@ -417,6 +428,33 @@ mod tests {
         assert_eq!(a.pooled_us(0.0), 11.0);
         assert_eq!(a.pooled_us(1.0), 13.0);
         assert!(a.server_cpu_us().is_nan());
+    }
+
+    #[test]
+    fn summaries_of_two_runs_absorbed_stay_paired_round_by_round() {
+        let run = |a_base, b_base| {
+            let (mut seen_a, mut seen_b) = (Vec::new(), Vec::new());
+            let mut variants = [
+                stepping("a", a_base, &mut seen_a),
+                stepping("b", b_base, &mut seen_b),
+            ];
+            let summaries = interleave(2, &mut variants, Progress::Alternating);
+            summaries.expect("no variant fails")
+        };
+        let mut first = run(10, 25);
+        for (mine, more) in first.iter_mut().zip(run(100, 130)) {
+            mine.absorb(more);
+        }
+        let a = Summary::find(&first, "a").expect("a");
+        let b = Summary::find(&first, "b").expect("b");
+        // a: 11, 12 then 101, 102 µs; b: 26, 27 then 131, 132 µs.
+        assert_eq!((a.warm_up, a.total, a.rounds.len()), (8, 16, 4));
+        assert_eq!(a.pooled.len(), 16);
+        assert!(a.pooled.windows(2).all(|pair| pair[0] <= pair[1]));
+        assert_eq!(a.pooled_us(0.0), 11.0);
+        assert_eq!(a.pooled_us(1.0), 102.0);
+        // Differences 15, 15, 30, 30: paired within each run, never across them.
+        assert_eq!(b.p50_overhead_us(a), 22.5);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gantry_bench_support::format::{rps, time};
 use gantry_bench_support::http::connect;
-use gantry_bench_support::process;
+use gantry_bench_support::process::{self, Usage};
 use gantry_bench_support::stats::{interleave, Progress, Sample, Summary, Variant};
 use hyper::{Method, StatusCode};
 use tokio::runtime::Runtime;
@@ -149,9 +149,106 @@ pub struct Compared {
     pub exported_bytes_per_call: f64,
 }
 
-/// Runs the comparison on two fresh servers.
+/// Pairs of fresh servers a comparison starts, one pair after another, each for its
+/// share of the rounds. Whatever makes one process of a pair slower for as long as it
+/// runs (where its memory lands, how its threads share the CPUs with the others) is
+/// drawn again for every pair instead of weighing on every round of the comparison.
+const PAIRS: usize = 3;
+
+/// What one pair of servers measured.
+struct PairMeasured {
+    summaries: Vec<Summary>,
+    /// Each server's use by thread name, untraced then traced.
+    used: [BTreeMap<String, Usage>; 2],
+}
+
+/// Runs the comparison on [`PAIRS`] pairs of fresh servers in turn.
 pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
     let sink = start_sink()?;
+    println!(
+        "  {PAIRS} pairs of servers, one of each exporting spans to an OTLP sink on {sink}; c=1: {} calls, c={}: {:?} per load",
+        settings.sequential, settings.concurrency, settings.duration
+    );
+    let bench_before = process::threads(std::process::id())?;
+    let bytes_before = EXPORTED_BYTES.load(Ordering::Relaxed);
+    let mut summaries: Vec<Summary> = Vec::new();
+    let mut used: [BTreeMap<String, Usage>; 2] = Default::default();
+    for pair in 1..=PAIRS {
+        println!("  pair {pair}/{PAIRS}: two fresh servers");
+        let measured = compare_pair(rt, settings, sink)?;
+        if summaries.is_empty() {
+            summaries = measured.summaries;
+        } else {
+            for (summary, more) in summaries.iter_mut().zip(measured.summaries) {
+                summary.absorb(more);
+            }
+        }
+        for (total, more) in used.iter_mut().zip(measured.used) {
+            for (name, usage) in more {
+                total.entry(name).or_default().add(usage);
+            }
+        }
+    }
+    compared(summaries, used, bench_before, bytes_before)
+}
+
+/// What the pairs measured, per call: `used` is each server's use by thread name over
+/// all its pairs, `bench_before` the bench's threads and `bytes_before` the bytes the
+/// sink had read before the first pair.
+fn compared(
+    summaries: Vec<Summary>,
+    used: [BTreeMap<String, Usage>; 2],
+    bench_before: BTreeMap<u32, process::Thread>,
+    bytes_before: u64,
+) -> BenchResult<Compared> {
+    let sink_used = process::used_by_name(&bench_before, &process::threads(std::process::id())?)
+        .get(SINK_THREAD)
+        .map_or(Duration::ZERO, |usage| usage.cpu);
+    let exported_bytes = EXPORTED_BYTES.load(Ordering::Relaxed) - bytes_before;
+    // Calls each server served (at least one), untraced then traced.
+    let calls = [[OFF_C1, OFF_C32], [ON_C1, ON_C32]].map(|variants| {
+        let calls: u64 = variants
+            .iter()
+            .filter_map(|name| Summary::find(&summaries, name))
+            .map(|summary| summary.total + summary.warm_up)
+            .sum();
+        calls.max(1) as f64
+    });
+    let traced_calls = calls[1];
+    let mut cpu_per_call_us = [0.0; 2];
+    let mut threads_per_call = [BTreeMap::new(), BTreeMap::new()];
+    for (index, (calls, used)) in calls.into_iter().zip(used).enumerate() {
+        let per_call = |used: Duration| used.as_secs_f64() * 1e6 / calls;
+        cpu_per_call_us[index] = per_call(used.values().map(|usage| usage.cpu).sum());
+        threads_per_call[index] = used
+            .into_iter()
+            .map(|(name, usage)| {
+                let per_call = PerCall {
+                    cpu_us: per_call(usage.cpu),
+                    waited_us: per_call(usage.waited),
+                    runs: usage.runs as f64 / calls,
+                };
+                (name, per_call)
+            })
+            .collect();
+    }
+    let exports = EXPORTS.load(Ordering::Relaxed);
+    if exports == 0 {
+        return Err("the traced server exported no spans".into());
+    }
+    Ok(Compared {
+        summaries,
+        exports,
+        cpu_per_call_us,
+        threads_per_call,
+        sink_cpu_per_call_us: sink_used.as_secs_f64() * 1e6 / traced_calls,
+        exported_bytes_per_call: exported_bytes as f64 / traced_calls,
+    })
+}
+
+/// One pair of fresh servers, one of them exporting to `sink`, through its share of the
+/// rounds; both stopped after.
+fn compare_pair(rt: &Runtime, settings: &Settings, sink: SocketAddr) -> BenchResult<PairMeasured> {
     let (off_data, on_data) = (tempdir("off")?, tempdir("on")?);
     let mut off = Server::start("warm-tracing-off", off_data.path())?;
     let endpoint = ["--otlp-endpoint".to_owned(), format!("http://{sink}")];
@@ -160,10 +257,6 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
         rt.block_on(gantry::deploy_and_wait(server, Duration::from_secs(60)))?
             .ok_or("the server has no warm pool")?;
     }
-    println!(
-        "  two servers, one exporting spans to an OTLP sink on {sink}; c=1: {} calls, c={}: {:?} per load",
-        settings.sequential, settings.concurrency, settings.duration
-    );
     let call = Call::post(format!("/v1/functions/{FUNCTION}:invoke"), PAYLOAD);
     let expect = Expect {
         status: StatusCode::OK,
@@ -208,45 +301,13 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
         Variant::new(OFF_C32, |warm| loaded(0, warm)),
         Variant::new(ON_C32, |warm| loaded(1, warm)),
     ];
-    // More rounds than the bench's, in alternating order (see `tracing_rounds`).
-    let rounds = tracing_rounds(settings);
     let threads_before = [process::threads(pids[0])?, process::threads(pids[1])?];
-    let bench_before = process::threads(std::process::id())?;
-    let bytes_before = EXPORTED_BYTES.load(Ordering::Relaxed);
-    let summaries = interleave(rounds, &mut variants, Progress::Alternating)?;
+    let summaries = interleave(pair_rounds(settings), &mut variants, Progress::Alternating)?;
     drop(variants);
     settle()?;
-    let sink_used = process::used_by_name(&bench_before, &process::threads(std::process::id())?)
-        .get(SINK_THREAD)
-        .map_or(Duration::ZERO, |usage| usage.cpu);
-    let exported_bytes = EXPORTED_BYTES.load(Ordering::Relaxed) - bytes_before;
-    // Calls each server served (at least one), untraced then traced.
-    let calls = [[OFF_C1, OFF_C32], [ON_C1, ON_C32]].map(|variants| {
-        let calls: u64 = variants
-            .iter()
-            .filter_map(|name| Summary::find(&summaries, name))
-            .map(|summary| summary.total + summary.warm_up)
-            .sum();
-        calls.max(1) as f64
-    });
-    let traced_calls = calls[1];
-    let mut cpu_per_call_us = [0.0; 2];
-    let mut threads_per_call = [BTreeMap::new(), BTreeMap::new()];
-    for (index, calls) in calls.into_iter().enumerate() {
-        let per_call = |used: Duration| used.as_secs_f64() * 1e6 / calls;
-        let used = process::used_by_name(&threads_before[index], &process::threads(pids[index])?);
-        cpu_per_call_us[index] = per_call(used.values().map(|usage| usage.cpu).sum());
-        threads_per_call[index] = used
-            .into_iter()
-            .map(|(name, usage)| {
-                let per_call = PerCall {
-                    cpu_us: per_call(usage.cpu),
-                    waited_us: per_call(usage.waited),
-                    runs: usage.runs as f64 / calls,
-                };
-                (name, per_call)
-            })
-            .collect();
+    let mut used: [BTreeMap<String, Usage>; 2] = Default::default();
+    for (index, used) in used.iter_mut().enumerate() {
+        *used = process::used_by_name(&threads_before[index], &process::threads(pids[index])?);
     }
     // A dropped span is work the traced server did not do: the comparison would flatter it.
     let dropped = rt.block_on(gantry::metric(&on, "gantry_spans_dropped_total"))?;
@@ -256,18 +317,7 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
     if dropped > 0 {
         return Err(format!("the traced server dropped {dropped} spans").into());
     }
-    let exports = EXPORTS.load(Ordering::Relaxed);
-    if exports == 0 {
-        return Err("the traced server exported no spans".into());
-    }
-    Ok(Compared {
-        summaries,
-        exports,
-        cpu_per_call_us,
-        threads_per_call,
-        sink_cpu_per_call_us: sink_used.as_secs_f64() * 1e6 / traced_calls,
-        exported_bytes_per_call: exported_bytes as f64 / traced_calls,
-    })
+    Ok(PairMeasured { summaries, used })
 }
 
 /// What a server's threads of one name used per call it served.
@@ -315,7 +365,13 @@ impl PairedRound {
 /// round: two untraced servers compared this way differ by a few percent from round to
 /// round on a shared VM, as much as the target allows.
 fn tracing_rounds(settings: &Settings) -> usize {
-    settings.rounds * 4 + 1
+    pair_rounds(settings) * PAIRS
+}
+
+/// Rounds of each pair of servers: its share of the four times the bench's rounds (and
+/// one more), rounded up.
+fn pair_rounds(settings: &Settings) -> usize {
+    (settings.rounds * 4 + 1).div_ceil(PAIRS)
 }
 
 fn tempdir(what: &str) -> BenchResult<tempfile::TempDir> {
@@ -364,11 +420,11 @@ pub fn markdown(compared: &Compared, settings: &Settings) -> BenchResult<String>
     let p50_verdict = if added_p50 <= 10.0 { "meets" } else { "misses" };
     let rps_verdict = if ratio >= 0.95 { "meets" } else { "misses" };
     let mut out = format!(
-        "\n### Tracing on and off\n\nThe same warm no-op function on two servers, one exporting every span over OTLP/HTTP to a sink in the bench \
-         ({} export requests taken), {} rounds, the variants in alternating order, each measurement started once both servers are idle: at c=1, {} sequential calls to each server, alternating between the two call by call; at c={4}, {3:?} of load on each server, in slices that alternate between the two, each started once both servers are idle. \
+        "\n### Tracing on and off\n\nThe same warm no-op function on {PAIRS} pairs of servers started one pair after another (so that what makes one process slower for its whole life is drawn anew for each pair), one server of each pair exporting every span over OTLP/HTTP to a sink in the bench \
+         ({} export requests taken), {} rounds in all ({} with each pair), the variants in alternating order, each measurement started once both servers are idle: at c=1, {} sequential calls to each server, alternating between the two call by call; at c={5}, {4:?} of load on each server, in slices that alternate between the two, each started once both servers are idle. \
          Targets, on the medians of the per-round differences and ratios: p50 within 10 µs (added {added_p50:.1} µs: **{p50_verdict}**), \
          throughput within 5 % ({ratio:.3}×: **{rps_verdict}**; the ratio of the median throughputs below is {ratio_of_medians:.3}×).\n\n",
-        compared.exports, tracing_rounds(settings), settings.sequential, settings.duration, settings.concurrency
+        compared.exports, tracing_rounds(settings), pair_rounds(settings), settings.sequential, settings.duration, settings.concurrency
     );
     let [cpu_off, cpu_on] = compared.cpu_per_call_us;
     out.push_str(&format!(
