@@ -1,7 +1,8 @@
-//! Tracing on against off: two `gantry serve` with the same warm no-op function, one of
-//! them exporting its spans over OTLP to a sink in this program, called the same way in
-//! the same rounds, in turn (call by call at c=1, in slices of load at c=32). Target:
-//! throughput within 5 % and p50 within 10 µs of each other.
+//! Tracing on against off: pairs of `gantry serve` with the same warm no-op function,
+//! one of each pair exporting its spans over OTLP to a sink in this program, called the
+//! same way in the same rounds, in turn (call by call at c=1, in slices of load at
+//! c=32); [`PAIRS`] fresh pairs one after another, their rounds judged together.
+//! Target: throughput within 5 % and p50 within 10 µs of each other.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
