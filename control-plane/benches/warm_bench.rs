@@ -6,7 +6,8 @@
 //! (p50/p99) at concurrency 1 and throughput at concurrency 1 and 32, from the bench's
 //! own hyper client and from wrk (`-t1`) when installed. Every answer is checked; the
 //! report goes into the warm-pool section of BENCHMARKS.md. Then the same warm calls on
-//! a server exporting its spans over OTLP and on one without (`warm_bench/tracing.rs`).
+//! a server exporting its spans over OTLP and on one without (`warm_bench/tracing.rs`,
+//! reported by `warm_bench/tracing_report.rs`).
 //!
 //! The no-op runtime is this program re-executed with `--noop-runtime`: a hyper
 //! HTTP/1.1 keep-alive server on one thread answering `POST /invoke` with a small JSON
@@ -33,6 +34,8 @@ mod noop;
 mod report;
 #[path = "warm_bench/tracing.rs"]
 mod tracing;
+#[path = "warm_bench/tracing_report.rs"]
+mod tracing_report;
 // `gantry serve` on port 0 with a data directory; the crash and sweep helpers the
 // control-plane bench uses are not needed here.
 #[allow(dead_code, unused_imports)]
@@ -123,7 +126,7 @@ fn run() -> BenchResult<()> {
     let section = report::markdown(&machine, &load_before, &settings, &measured)?;
     // The comparison goes inside the section, before its end marker.
     let end = report::SECTION.end;
-    let tracing = tracing::markdown(&traced, &settings)?;
+    let tracing = tracing_report::markdown(&traced, &settings)?;
     let section = section.replacen(end, &format!("{tracing}\n{end}"), 1);
     if measured.pool.is_none() {
         // Without a warm pool every call was a cold start: nothing to record.
