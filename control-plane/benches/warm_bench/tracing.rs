@@ -260,7 +260,7 @@ enum StartOrder {
 
 impl StartOrder {
     /// Pair `pair` (from 1): the untraced server first in odd pairs, the traced one in
-    /// even pairs, so that neither is always the one started into a quieter machine.
+    /// even pairs, so that neither is always started first.
     fn of_pair(pair: usize) -> StartOrder {
         if pair % 2 == 1 {
             StartOrder::UntracedFirst
@@ -434,10 +434,11 @@ impl PairedRound {
     }
 }
 
-/// Rounds of the comparison: over seven times the bench's. Two untraced servers
-/// compared this way differ by a few percent from round to round on a shared VM, as
-/// much as the target allows (the throughput ratios of one pair's rounds spread from
-/// 0.91x to 1.06x): the median of many rounds is needed to tell the cost apart.
+/// Rounds of the comparison: [`pair_rounds`] for each of the [`PAIRS`] (36 in a recorded
+/// run, against the bench's five). Two untraced servers compared this way differ by a
+/// few percent from round to round on a shared VM, as much as the target allows (the
+/// throughput ratios of one pair's rounds spread from 0.91x to 1.06x): the median of
+/// many rounds is needed to tell the cost apart.
 pub fn tracing_rounds(settings: &Settings) -> usize {
     pair_rounds(settings) * PAIRS
 }
