@@ -180,7 +180,11 @@ pub fn compare(rt: &Runtime, settings: &Settings) -> BenchResult<Compared> {
         let order = StartOrder::of_pair(pair);
         println!("  pair {pair}/{PAIRS}: two fresh servers, {order}");
         let measured = compare_pair(rt, settings, sink, order)?;
-        println!("  pair {pair}/{PAIRS}: {}", verdicts(&measured.summaries)?);
+        let judged = Judged::of(&measured.summaries)?;
+        println!(
+            "  pair {pair}/{PAIRS}: added p50 {:.1} µs, throughput {:.3}x",
+            judged.added_p50_us, judged.rps_ratio
+        );
         if summaries.is_empty() {
             summaries = measured.summaries;
         } else {
@@ -301,15 +305,25 @@ fn start_pair(
     })
 }
 
-/// One pair's added p50 at c=1 and throughput ratio at c=32, for the log.
-fn verdicts(summaries: &[Summary]) -> BenchResult<String> {
-    let (off1, on1) = (find(summaries, OFF_C1)?, find(summaries, ON_C1)?);
-    let (off32, on32) = (find(summaries, OFF_C32)?, find(summaries, ON_C32)?);
-    Ok(format!(
-        "added p50 {:.1} µs, throughput {:.3}x",
-        on1.p50_overhead_us(off1),
-        on32.rps_ratio(off32)
-    ))
+/// What the targets are judged on, each the median of per-round figures paired by round
+/// (the shared machine's drift between rounds cancels out).
+pub struct Judged {
+    /// Added p50 at c=1, µs.
+    pub added_p50_us: f64,
+    /// Throughput at c=32, traced ÷ untraced.
+    pub rps_ratio: f64,
+}
+
+impl Judged {
+    /// The figures of `summaries` (one pair's, or all pairs' absorbed).
+    pub fn of(summaries: &[Summary]) -> BenchResult<Judged> {
+        let (off1, on1) = (find(summaries, OFF_C1)?, find(summaries, ON_C1)?);
+        let (off32, on32) = (find(summaries, OFF_C32)?, find(summaries, ON_C32)?);
+        Ok(Judged {
+            added_p50_us: on1.p50_overhead_us(off1),
+            rps_ratio: on32.rps_ratio(off32),
+        })
+    }
 }
 
 /// One pair of fresh servers started in `order`, one of them exporting to `sink`,

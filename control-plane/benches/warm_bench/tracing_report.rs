@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use gantry_bench_support::format::{rps, time};
 
 use crate::tracing::{
-    find, pair_rounds, tracing_rounds, Compared, PerCall, OFF_C1, OFF_C32, ON_C1, ON_C32, PAIRS,
+    find, pair_rounds, tracing_rounds, Compared, Judged, PerCall, OFF_C1, OFF_C32, ON_C1, ON_C32,
+    PAIRS,
 };
 use crate::{BenchResult, Settings};
 
@@ -39,9 +40,10 @@ pub fn markdown(compared: &Compared, settings: &Settings) -> BenchResult<String>
     let summaries = &compared.summaries;
     let (off1, on1) = (find(summaries, OFF_C1)?, find(summaries, ON_C1)?);
     let (off32, on32) = (find(summaries, OFF_C32)?, find(summaries, ON_C32)?);
-    // Paired by round: the shared machine's drift between rounds cancels out.
-    let added_p50 = on1.p50_overhead_us(off1);
-    let ratio = on32.rps_ratio(off32);
+    let Judged {
+        added_p50_us: added_p50,
+        rps_ratio: ratio,
+    } = Judged::of(summaries)?;
     let ratio_of_medians = on32.rps() / off32.rps();
     let p50_verdict = if added_p50 <= 10.0 { "meets" } else { "misses" };
     let rps_verdict = if ratio >= 0.95 { "meets" } else { "misses" };
